@@ -1,0 +1,224 @@
+//! Configuration: command-line flags, `DASHBOARD_*` environment variables and an optional
+//! TOML file, in that order of precedence, over documented defaults. Everything is
+//! checked at start-up; a bad value stops the program with a message naming the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/dashboard.db";
+pub const DEFAULT_THEME: &str = "default";
+pub const DEFAULT_SESSION_LIFETIME_HOURS: u32 = 12;
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Settings every command needs: where the configuration file and the database are.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// TOML configuration file; its keys are the long flag names with underscores.
+    #[arg(long, env = "DASHBOARD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default sqlite://data/dashboard.db) or postgres://…
+    #[arg(long, env = "DASHBOARD_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+/// Settings of the web server.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "DASHBOARD_LISTEN")]
+    pub listen: Option<String>,
+    /// Embedded theme: "default" or "dark".
+    #[arg(long, env = "DASHBOARD_THEME")]
+    pub theme: Option<String>,
+    /// A theme folder whose templates/ and static/ override the theme's files.
+    #[arg(long, env = "DASHBOARD_THEME_DIR")]
+    pub theme_dir: Option<PathBuf>,
+    /// The address users open, for printed links [default: http:// + the listen address].
+    #[arg(long, env = "DASHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Development only: cookies without `Secure`, for plain http:// on hosts other than
+    /// localhost.
+    #[arg(long, env = "DASHBOARD_PLAIN_HTTP")]
+    pub plain_http: Option<bool>,
+    /// Absolute session lifetime in hours [default: 12].
+    #[arg(long, env = "DASHBOARD_SESSION_LIFETIME_HOURS")]
+    pub session_lifetime_hours: Option<u32>,
+    /// Database connections in the pool [default: 16].
+    #[arg(long, env = "DASHBOARD_POOL_SIZE")]
+    pub pool_size: Option<usize>,
+    /// Log format: "text" or "json" [default: text].
+    #[arg(long, env = "DASHBOARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The keys a configuration file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    theme: Option<String>,
+    theme_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    plain_http: Option<bool>,
+    session_lifetime_hours: Option<u32>,
+    pool_size: Option<usize>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The resolved and checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub theme: String,
+    pub theme_dir: Option<PathBuf>,
+    pub public_url: String,
+    pub plain_http: bool,
+    pub session_lifetime_hours: u32,
+    pub pool_size: usize,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap) over the file over defaults.
+    pub fn resolve(database: &DatabaseArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &database.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen_text = pick(&serve.listen, file.listen, DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen address {listen_text:?} (--listen, DASHBOARD_LISTEN) is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let database_url = pick(&database.database_url, file.database_url, DEFAULT_DATABASE_URL.to_owned());
+        dashboard_core::db::parse_url(&database_url)
+            .map_err(|e| ConfigError(format!("database URL (--database-url, DASHBOARD_DATABASE_URL): {e}")))?;
+        let theme = pick(&serve.theme, file.theme, DEFAULT_THEME.to_owned());
+        let theme_dir = serve.theme_dir.clone().or(file.theme_dir);
+        if let Some(dir) = &theme_dir
+            && !dir.is_dir()
+        {
+            return Err(ConfigError(format!(
+                "theme folder {} (--theme-dir, DASHBOARD_THEME_DIR) does not exist",
+                dir.display()
+            )));
+        }
+        let public_url = pick(&serve.public_url, file.public_url, default_public_url(listen));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "public URL {public_url:?} (--public-url, DASHBOARD_PUBLIC_URL) must start with http:// or https://"
+            )));
+        }
+        let session_lifetime_hours =
+            pick(&serve.session_lifetime_hours, file.session_lifetime_hours, DEFAULT_SESSION_LIFETIME_HOURS);
+        if !(1..=24 * 7).contains(&session_lifetime_hours) {
+            return Err(ConfigError("session lifetime (--session-lifetime-hours) must be 1 to 168 hours".to_owned()));
+        }
+        let pool_size = pick(&serve.pool_size, file.pool_size, DEFAULT_POOL_SIZE);
+        if !(1..=512).contains(&pool_size) {
+            return Err(ConfigError("pool size (--pool-size) must be 1 to 512".to_owned()));
+        }
+        let log_format = match pick(&serve.log_format, file.log_format, "text".to_owned()).as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError(format!(
+                    "log format {other:?} (--log-format, DASHBOARD_LOG_FORMAT) must be \"text\" or \"json\""
+                )));
+            }
+        };
+        Ok(Config {
+            listen,
+            database_url,
+            theme,
+            theme_dir,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            plain_http: pick(&serve.plain_http, file.plain_http, false),
+            session_lifetime_hours,
+            pool_size,
+            log_format,
+        })
+    }
+}
+
+/// Flag or environment first, then the file, then the default.
+fn pick<T: Clone>(flag: &Option<T>, file: Option<T>, default: T) -> T {
+    flag.clone().or(file).unwrap_or(default)
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read the configuration file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("configuration file {}: {e}", path.display())))
+}
+
+fn default_public_url(listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::resolve(&DatabaseArgs::default(), &ServeArgs::default()).expect("defaults are valid");
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert!(!config.plain_http);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        let serve = ServeArgs { listen: Some("localhost".to_owned()), ..ServeArgs::default() };
+        let error = Config::resolve(&DatabaseArgs::default(), &serve).expect_err("not an address");
+        assert!(error.to_string().contains("DASHBOARD_LISTEN"), "{error}");
+
+        let database = DatabaseArgs { database_url: Some("mysql://x".to_owned()), ..DatabaseArgs::default() };
+        let error = Config::resolve(&database, &ServeArgs::default()).expect_err("unsupported scheme");
+        assert!(error.to_string().contains("DASHBOARD_DATABASE_URL"), "{error}");
+
+        let serve = ServeArgs { log_format: Some("xml".to_owned()), ..ServeArgs::default() };
+        assert!(Config::resolve(&DatabaseArgs::default(), &serve).is_err());
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_open_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("dashboard-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("dashboard.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\ntheme = \"dark\"\n").expect("write");
+        let database = DatabaseArgs { config: Some(path.clone()), ..DatabaseArgs::default() };
+        let serve = ServeArgs { theme: Some("default".to_owned()), ..ServeArgs::default() };
+        let config = Config::resolve(&database, &serve).expect("valid file");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.theme, "default", "the flag wins over the file");
+        assert_eq!(config.public_url, "http://127.0.0.1:9000");
+
+        std::fs::write(&path, "listne = \"0.0.0.0:9000\"\n").expect("write");
+        let error = Config::resolve(&database, &ServeArgs::default()).expect_err("typo in key");
+        assert!(error.to_string().contains("listne"), "{error}");
+    }
+}

@@ -1,0 +1,15 @@
+//! The dashboard binary's library: configuration, the command line and the poem
+//! application. Integration tests start it through [`server::Application`].
+#![deny(unused_crate_dependencies)]
+
+// Every section crate, named here so the linker keeps its registration (a crate nothing
+// names is silently dropped). Add a line for each new section.
+use dashboard_example as _;
+use dashboard_overview as _;
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod server;
+pub mod shell;
+pub mod telemetry;

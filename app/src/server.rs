@@ -1,0 +1,133 @@
+//! The poem application: every section's pages and API, the shell's own routes, and the
+//! middleware around them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use dashboard_core::AppState;
+use dashboard_core::api::SectionApis;
+use dashboard_core::auth::{PageGuard, SessionLoader};
+use dashboard_core::db::{DbError, DbPool};
+use dashboard_core::registry::{Registry, RegistryError};
+use dashboard_core::state::Settings;
+use dashboard_core::theme::{Theme, ThemeError};
+use dashboard_core::web::{HtmlErrors, static_file};
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::{CatchPanic, Csrf};
+use poem::web::cookie::SameSite;
+use poem::{Endpoint, EndpointExt, Route, RouteMethod, Server, get};
+use poem_openapi::OpenApiService;
+
+use crate::config::Config;
+use crate::{shell, telemetry};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    #[error("theme: {0}")]
+    Theme(#[from] ThemeError),
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: String, reason: String },
+}
+
+/// A built application, listening, not yet serving.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    /// Checks the registry, opens and migrates the database, loads the theme and binds
+    /// the listen address (port 0 picks a free port, as tests do).
+    pub async fn build(config: &Config) -> Result<Application, StartError> {
+        let registry = Registry::global()?;
+        let db = DbPool::connect(&config.database_url, config.pool_size).await?;
+        db.migrate().await?;
+        let theme = Theme::load(&config.theme, config.theme_dir.as_deref(), registry)?;
+        let settings = Settings {
+            public_url: config.public_url.clone(),
+            secure_cookies: !config.plain_http,
+            session_lifetime: TimeDelta::hours(i64::from(config.session_lifetime_hours)),
+        };
+        let state = AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings) };
+        let listen_error =
+            |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };
+        let acceptor = TcpListener::bind(config.listen).into_acceptor().await.map_err(listen_error)?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().map(|addr| addr.port()))
+            .unwrap_or(config.listen.port());
+        Ok(Application { acceptor, port, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish (10 s at most).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = routes(self.state);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+/// Every route of the application with its middleware.
+pub fn routes(state: AppState) -> impl Endpoint {
+    let api = OpenApiService::new(SectionApis, "Merchant Dashboard API", env!("CARGO_PKG_VERSION"))
+        .description(
+            "The HTTP API of the merchant dashboard: every action of the web UI, for integrators. \
+             Each operation names the permission it requires. Errors are application/problem+json.",
+        )
+        .server("/api/v1");
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+
+    let mut route = Route::new()
+        .at("/healthz", get(shell::healthz))
+        .at("/readyz", get(shell::readyz))
+        .at("/static/*path", get(static_file))
+        .at("/sign-in", get(shell::sign_in_page).post(shell::sign_in))
+        .at("/sign-out", poem::post(shell::sign_out))
+        .at("/api/openapi.json", spec)
+        .nest("/api/docs", docs)
+        .nest("/api/v1", api);
+    for (path, methods) in section_pages(state.registry) {
+        route = route.at(path, methods);
+    }
+
+    let csrf =
+        Csrf::new().cookie_name("dashboard_csrf").secure(state.settings.secure_cookies).same_site(SameSite::Strict);
+    SessionLoader { inner: HtmlErrors { inner: route } }
+        .with(csrf)
+        .data(state)
+        .with(telemetry::RequestLog)
+        .with(CatchPanic::new())
+}
+
+/// Section pages grouped by path, each method behind the guard of its declared access.
+fn section_pages(registry: &Registry) -> BTreeMap<&'static str, RouteMethod> {
+    let mut by_path: BTreeMap<&'static str, RouteMethod> = BTreeMap::new();
+    for section in registry.sections() {
+        for page in section.pages {
+            let guarded: BoxEndpoint<'static> = PageGuard { inner: (page.endpoint)(), access: page.access }.boxed();
+            let methods = by_path.remove(page.path).unwrap_or_default();
+            by_path.insert(page.path, methods.method(page.method.clone(), guarded));
+        }
+    }
+    by_path
+}

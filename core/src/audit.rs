@@ -1,0 +1,93 @@
+//! The audit log of security-relevant events: who did what, when, from where, and how
+//! it ended.
+
+use crate::auth::now;
+use crate::db::DbPool;
+use crate::db::prelude::*;
+use crate::error::AppError;
+use crate::schema::audit_events;
+
+/// One event to record.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub company_id: Option<i64>,
+    /// `None` for the platform operator (command line) or an anonymous request.
+    pub actor_user_id: Option<i64>,
+    /// Dotted name, e.g. `user.created`, `session.sign_in`.
+    pub action: &'static str,
+    pub target: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub result: &'static str,
+    pub ip: Option<String>,
+    /// A small JSON object with details (never secrets).
+    pub details: serde_json::Value,
+}
+
+impl AuditEvent {
+    /// An event caused by the platform operator on the command line.
+    pub fn operator(action: &'static str, target: String) -> AuditEvent {
+        AuditEvent {
+            company_id: None,
+            actor_user_id: None,
+            action,
+            target: Some(target),
+            result: "success",
+            ip: None,
+            details: serde_json::json!({ "via": "command line" }),
+        }
+    }
+
+    /// An event of a request nobody is signed in for (e.g. a failed sign-in).
+    pub fn anonymous(action: &'static str, target: String, result: &'static str) -> AuditEvent {
+        AuditEvent {
+            company_id: None,
+            actor_user_id: None,
+            action,
+            target: Some(target),
+            result,
+            ip: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    /// An event caused by a user.
+    pub fn by_user(company_id: i64, user_id: i64, action: &'static str, result: &'static str) -> AuditEvent {
+        AuditEvent {
+            company_id: Some(company_id),
+            actor_user_id: Some(user_id),
+            action,
+            target: None,
+            result,
+            ip: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    pub fn company(mut self, company_id: i64) -> AuditEvent {
+        self.company_id = Some(company_id);
+        self
+    }
+
+    pub fn ip(mut self, ip: Option<String>) -> AuditEvent {
+        self.ip = ip;
+        self
+    }
+}
+
+/// Appends `event` to the audit log.
+pub async fn record(db: &DbPool, event: AuditEvent) -> Result<(), AppError> {
+    let row = (
+        audit_events::company_id.eq(event.company_id),
+        audit_events::actor_user_id.eq(event.actor_user_id),
+        audit_events::action.eq(event.action),
+        audit_events::target.eq(event.target),
+        audit_events::result.eq(event.result),
+        audit_events::ip.eq(event.ip),
+        audit_events::details.eq(event.details.to_string()),
+        audit_events::created_at.eq(now()),
+    );
+    crate::db_run!(db, conn => {
+        diesel::insert_into(audit_events::table).values(row).execute(conn).await
+    })?;
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! Who is asking: passwords, sessions, the signed-in principal and the route guards.
+//!
+//! Every section route is wrapped in a guard built from the registry's declared access
+//! (deny by default). The guard reads the [`Principal`] that [`SessionLoader`] put into
+//! the request; a handler can take it as an extractor.
+
+use std::collections::BTreeSet;
+
+use argon2::password_hash::PasswordVerifier;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use poem::http::{StatusCode, header};
+use poem::web::cookie::{Cookie, SameSite};
+use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::DbError;
+use crate::db::prelude::*;
+use crate::error::{AppError, problem_response};
+use crate::registry::{Access, BuiltinRole, Registry};
+use crate::schema::{companies, role_permissions, roles, sessions, user_projects, user_roles, users};
+use crate::state::AppState;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "dashboard_session";
+
+/// Which projects of the company a user may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectScope {
+    All,
+    Only(BTreeSet<i64>),
+}
+
+impl ProjectScope {
+    pub fn allows(&self, project_id: i64) -> bool {
+        match self {
+            ProjectScope::All => true,
+            ProjectScope::Only(ids) => ids.contains(&project_id),
+        }
+    }
+}
+
+/// The signed-in user of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: i64,
+    pub company_id: i64,
+    pub company_name: String,
+    pub username: String,
+    pub display_name: String,
+    pub permissions: BTreeSet<String>,
+    pub projects: ProjectScope,
+}
+
+impl Principal {
+    pub fn has_permission(&self, code: &str) -> bool {
+        self.permissions.contains(code)
+    }
+
+    /// Whether this principal may use a route with `access`.
+    pub fn may(&self, access: Access) -> bool {
+        match access {
+            Access::Public | Access::SignedIn => true,
+            Access::Permission(code) => self.has_permission(code),
+            Access::Undeclared => false,
+        }
+    }
+}
+
+/// Whether an optional principal may use a route with `access`.
+pub fn allowed(principal: Option<&Principal>, access: Access) -> bool {
+    match (access, principal) {
+        (Access::Public, _) => true,
+        (_, Some(principal)) => principal.may(access),
+        (_, None) => false,
+    }
+}
+
+impl<'a> FromRequest<'a> for &'a Principal {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        req.extensions().get::<Principal>().ok_or_else(|| AppError::Unauthorized.into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Passwords
+
+/// OWASP's baseline for argon2id: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password with argon2id (PHC string). CPU-heavy: call off the async runtime,
+/// e.g. through [`hash_password_blocking`].
+pub fn hash_password(password: &str) -> Result<String, AppError> {
+    argon2()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
+}
+
+pub async fn hash_password_blocking(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+}
+
+/// Verifies `password` against `hash`, off the async runtime. With no hash (unknown
+/// user) a fixed dummy hash is verified instead, so that the answer takes as long.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    let known = hash.is_some();
+    let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
+    let verified =
+        tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+            .await
+            .unwrap_or(false);
+    known && verified
+}
+
+/// argon2id hash (OWASP parameters) of a random string nobody knows.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kq6hNzk6a2Cu9cTzPuuVRxfdL3Ij/IXxe6Ih2HfImLM";
+
+/// Checks a new password against simple rules; returns the problem for the user.
+pub fn password_problem(password: &str) -> Option<&'static str> {
+    if password.chars().count() < 10 {
+        Some("The password must have at least 10 characters.")
+    } else if password.len() > 1024 {
+        Some("The password must have at most 1024 bytes.")
+    } else {
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+
+/// 256 random bits from the OS CSPRNG, hex encoded.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub lifetime: TimeDelta,
+}
+
+/// Checks a username and password; returns the user id when both are right and the
+/// account is active. Never tells which part was wrong.
+pub async fn authenticate(state: &AppState, username: &str, password: &str) -> Result<Option<i64>, AppError> {
+    let username = username.trim().to_owned();
+    let found: Option<(i64, String)> = crate::db_run!(state.db, conn => {
+        users::table
+            .filter(users::username.eq(&username))
+            .filter(users::active.eq(true))
+            .select((users::id, users::password_hash))
+            .first(conn)
+            .await
+            .optional()
+    })
+    .map_err(DbError::from)?;
+    let (id, hash) = match found {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    Ok(if verify_password(password.to_owned(), hash).await { id } else { None })
+}
+
+/// Starts a session for `user_id`; returns the token for the cookie.
+pub async fn create_session(
+    state: &AppState,
+    user_id: i64,
+    ip: Option<String>,
+    user_agent: Option<String>,
+) -> Result<String, AppError> {
+    let token = random_token();
+    let now = now();
+    let row = (
+        sessions::token_hash.eq(sha256_hex(&token)),
+        sessions::user_id.eq(user_id),
+        sessions::created_at.eq(now),
+        sessions::last_seen_at.eq(now),
+        sessions::expires_at.eq(now + state.settings.session_lifetime),
+        sessions::ip.eq(ip),
+        sessions::user_agent.eq(user_agent),
+    );
+    crate::db_run!(state.db, conn => {
+        diesel::insert_into(sessions::table).values(row).execute(conn).await
+    })
+    .map_err(DbError::from)?;
+    Ok(token)
+}
+
+/// Ends the session whose cookie carries `token`.
+pub async fn delete_session(state: &AppState, token: &str) -> Result<(), AppError> {
+    let hash = sha256_hex(token);
+    crate::db_run!(state.db, conn => {
+        diesel::delete(sessions::table.filter(sessions::token_hash.eq(&hash))).execute(conn).await
+    })
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// The session cookie for `token` (an empty token with max-age 0 removes it).
+pub fn session_cookie(state: &AppState, token: &str) -> Cookie {
+    let mut cookie = Cookie::new_with_str(SESSION_COOKIE, token);
+    cookie.set_path("/");
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_secure(state.settings.secure_cookies);
+    if token.is_empty() {
+        cookie.set_max_age(std::time::Duration::ZERO);
+    }
+    cookie
+}
+
+/// UTC now, at microsecond precision (what both databases store).
+pub fn now() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    now.checked_sub_signed(TimeDelta::nanoseconds(i64::from(now.and_utc().timestamp_subsec_nanos() % 1000)))
+        .unwrap_or(now)
+}
+
+/// Loads the principal of a live session, with the permissions of all its roles.
+pub async fn principal_for_session(state: &AppState, token: &str) -> Result<Option<Principal>, AppError> {
+    let hash = sha256_hex(token);
+    let now = now();
+    let row: Option<(i64, i64, String, String, String, bool)> = crate::db_run!(state.db, conn => {
+        sessions::table
+            .inner_join(users::table.inner_join(companies::table))
+            .filter(sessions::token_hash.eq(&hash))
+            .filter(sessions::expires_at.gt(now))
+            .filter(users::active.eq(true))
+            .select((users::id, users::company_id, companies::name, users::username, users::display_name, users::all_projects))
+            .first(conn)
+            .await
+            .optional()
+    })
+    .map_err(DbError::from)?;
+    let Some((user_id, company_id, company_name, username, display_name, all_projects)) = row else {
+        return Ok(None);
+    };
+    let permissions = user_permissions(state, user_id).await?;
+    let projects = if all_projects {
+        ProjectScope::All
+    } else {
+        let ids: Vec<i64> = crate::db_run!(state.db, conn => {
+            user_projects::table
+                .filter(user_projects::user_id.eq(user_id))
+                .select(user_projects::project_id)
+                .load(conn)
+                .await
+        })
+        .map_err(DbError::from)?;
+        ProjectScope::Only(ids.into_iter().collect())
+    };
+    Ok(Some(Principal { user_id, company_id, company_name, username, display_name, permissions, projects }))
+}
+
+/// The permissions a user holds through all their roles: a built-in role's come from the
+/// registry, a custom role's from `role_permissions`. Codes no section declares (a module
+/// that was removed) are dropped.
+pub async fn user_permissions(state: &AppState, user_id: i64) -> Result<BTreeSet<String>, AppError> {
+    let role_rows: Vec<(i64, Option<String>)> = crate::db_run!(state.db, conn => {
+        user_roles::table
+            .inner_join(roles::table)
+            .filter(user_roles::user_id.eq(user_id))
+            .select((roles::id, roles::builtin))
+            .load(conn)
+            .await
+    })
+    .map_err(DbError::from)?;
+    let mut permissions = BTreeSet::new();
+    let mut custom_roles = Vec::new();
+    for (role_id, builtin) in role_rows {
+        match builtin.as_deref().and_then(BuiltinRole::from_key) {
+            Some(role) => permissions.extend(state.registry.default_permissions(role).into_iter().map(String::from)),
+            None => custom_roles.push(role_id),
+        }
+    }
+    if !custom_roles.is_empty() {
+        let granted: Vec<String> = crate::db_run!(state.db, conn => {
+            role_permissions::table
+                .filter(role_permissions::role_id.eq_any(&custom_roles))
+                .select(role_permissions::permission)
+                .load(conn)
+                .await
+        })
+        .map_err(DbError::from)?;
+        permissions.extend(granted.into_iter().filter(|code| state.registry.permission(code).is_some()));
+    }
+    Ok(permissions)
+}
+
+// ---------------------------------------------------------------------------------------
+// Middleware and guards
+
+/// Puts the [`Principal`] of the request's session cookie into the request extensions.
+pub struct SessionLoader<E> {
+    pub inner: E,
+}
+
+impl<E: Endpoint> Endpoint for SessionLoader<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let token = req.cookie().get(SESSION_COOKIE).map(|cookie| cookie.value_str().to_owned());
+        if let (Some(token), Some(state)) = (token, req.data::<AppState>().cloned())
+            && !token.is_empty()
+            && let Some(principal) = principal_for_session(&state, &token).await?
+        {
+            req.extensions_mut().insert(principal);
+        }
+        self.inner.call(req).await
+    }
+}
+
+/// Guards an HTML page: not signed in → the sign-in page; not allowed → 403.
+pub struct PageGuard<E> {
+    pub inner: E,
+    pub access: Access,
+}
+
+impl<E: Endpoint> Endpoint for PageGuard<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let principal = req.extensions().get::<Principal>();
+        if allowed(principal, self.access) {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        if principal.is_none() {
+            let next = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+            let location = format!("/sign-in?next={}", urlencode(next));
+            return Ok(Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, location).finish());
+        }
+        Err(AppError::Forbidden.into())
+    }
+}
+
+/// Guards an API operation: 401 or 403 as `application/problem+json`.
+pub struct ApiGuard<E> {
+    pub inner: E,
+    pub access: Access,
+}
+
+impl<E: Endpoint> Endpoint for ApiGuard<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let principal = req.extensions().get::<Principal>();
+        if allowed(principal, self.access) {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        let error = if principal.is_none() { AppError::Unauthorized } else { AppError::Forbidden };
+        Ok(problem_response(&error))
+    }
+}
+
+/// Percent-encodes a value for a query string.
+pub fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Whether a `next` target after sign-in is a local path (no open redirect).
+pub fn is_local_path(target: &str) -> bool {
+    target.starts_with('/') && !target.starts_with("//") && !target.contains('\\')
+}
+
+/// Checks that the registry covers a principal's view of the navigation.
+pub fn visible_nav(registry: &Registry, principal: Option<&Principal>) -> Vec<crate::registry::NavEntry> {
+    registry.nav().iter().filter(|entry| allowed(principal, entry.access)).copied().collect()
+}

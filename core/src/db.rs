@@ -1,0 +1,237 @@
+//! Database access for both backends through one code path.
+//!
+//! SQLite (embedded, the default) and PostgreSQL are both reached through diesel-async.
+//! `diesel::MultiConnection` does not work with diesel-async, so the pool is an enum and
+//! [`db_run!`](crate::db_run) expands a query body once per backend: the body is written
+//! once and compiled twice. Write backend-specific arms only where the SQL really differs.
+
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// Imports for writing queries: diesel's DSL with diesel-async's `RunQueryDsl`.
+///
+/// `diesel::prelude::*` also brings the synchronous `RunQueryDsl`, whose methods clash
+/// with the async ones; use this prelude instead.
+pub mod prelude {
+    pub use diesel::dsl::{count_star, exists, not};
+    pub use diesel::prelude::{
+        AsChangeset, BoolExpressionMethods, ExpressionMethods, Identifiable, Insertable, JoinOnDsl,
+        NullableExpressionMethods, OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
+        TextExpressionMethods,
+    };
+    pub use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+}
+
+/// The SQLite connection type: diesel's synchronous connection run on blocking threads.
+pub type SqliteConn = SyncConnectionWrapper<diesel::SqliteConnection>;
+/// The PostgreSQL connection type (pure Rust, no libpq).
+pub type PgConn = AsyncPgConnection;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Connection pool for whichever backend the database URL names.
+#[derive(Clone)]
+pub enum DbPool {
+    Sqlite(Pool<SqliteConn>),
+    Postgres(Pool<PgConn>),
+}
+
+/// One pooled connection; use it through [`db_run!`](crate::db_run).
+pub enum DbConn {
+    Sqlite(Object<SqliteConn>),
+    Postgres(Object<PgConn>),
+}
+
+/// Which backend a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection available: {0}")]
+    Pool(String),
+    #[error("cannot prepare the database: {0}")]
+    Setup(String),
+}
+
+/// Runs `$body` with `$conn` bound to the backend's `&mut` connection.
+///
+/// ```ignore
+/// let n = db_run!(pool, conn => companies::table.count().get_result::<i64>(conn).await)?;
+/// ```
+#[macro_export]
+macro_rules! db_run {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        let mut __db_conn = $pool.get().await?;
+        #[allow(unused_imports)]
+        use $crate::db::prelude::*;
+        match &mut __db_conn {
+            $crate::db::DbConn::Sqlite(__c) => {
+                let $conn: &mut $crate::db::SqliteConn = &mut *__c;
+                $body
+            }
+            $crate::db::DbConn::Postgres(__c) => {
+                let $conn: &mut $crate::db::PgConn = &mut *__c;
+                $body
+            }
+        }
+    }};
+}
+
+/// Runs `$body` inside one database transaction on either backend. `$body` evaluates to
+/// `Result<T, E>` with `E: From<diesel::result::Error>`; an `Err` rolls back. On SQLite
+/// the transaction takes the write lock at its start (`BEGIN IMMEDIATE`), so concurrent
+/// writers queue on the busy timeout instead of failing on a lock upgrade. Do not nest.
+#[macro_export]
+macro_rules! db_transaction {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        let mut __db_conn = $pool.get().await?;
+        #[allow(unused_imports)]
+        use $crate::db::prelude::*;
+        match &mut __db_conn {
+            $crate::db::DbConn::Sqlite(__c) => {
+                let $conn: &mut $crate::db::SqliteConn = &mut *__c;
+                match $conn.batch_execute("BEGIN IMMEDIATE").await {
+                    Err(error) => Err(error.into()),
+                    Ok(()) => {
+                        let result = async { $body }.await;
+                        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                        match ($conn.batch_execute(end).await, result) {
+                            (Ok(()), result) => result,
+                            (Err(error), Ok(_)) => Err(error.into()),
+                            // The body's error matters more than a failed rollback.
+                            (Err(_), Err(error)) => Err(error),
+                        }
+                    }
+                }
+            }
+            $crate::db::DbConn::Postgres(__c) => {
+                let __c: &mut $crate::db::PgConn = &mut *__c;
+                __c.transaction(async |$conn| $body).await
+            }
+        }
+    }};
+}
+
+impl DbPool {
+    /// Opens a pool for `url`: `postgres://…` or `postgresql://…` selects PostgreSQL,
+    /// `sqlite://PATH` or a plain path selects SQLite (the file and its folder are created).
+    pub async fn connect(url: &str, max_size: usize) -> Result<Self, DbError> {
+        match parse_url(url)? {
+            (Backend::Postgres, url) => {
+                let manager = AsyncDieselConnectionManager::<PgConn>::new(url);
+                let pool = Pool::builder(manager)
+                    .max_size(max_size)
+                    .wait_timeout(Some(Duration::from_secs(10)))
+                    .runtime(deadpool_runtime())
+                    .build()
+                    .map_err(|e| DbError::Setup(e.to_string()))?;
+                Ok(DbPool::Postgres(pool))
+            }
+            (Backend::Sqlite, path) => {
+                if let Some(parent) = std::path::Path::new(&path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| DbError::Setup(format!("cannot create the folder {}: {e}", parent.display())))?;
+                }
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+                let pool = Pool::builder(manager)
+                    .max_size(max_size)
+                    .wait_timeout(Some(Duration::from_secs(10)))
+                    .runtime(deadpool_runtime())
+                    .build()
+                    .map_err(|e| DbError::Setup(e.to_string()))?;
+                Ok(DbPool::Sqlite(pool))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbPool::Sqlite(_) => Backend::Sqlite,
+            DbPool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Takes a connection from the pool.
+    pub async fn get(&self) -> Result<DbConn, DbError> {
+        match self {
+            DbPool::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite),
+            DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres),
+        }
+        .map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// Applies every pending migration of this backend's folder.
+    pub async fn migrate(&self) -> Result<usize, DbError> {
+        let applied = match self.get().await? {
+            DbConn::Sqlite(conn) => run_migrations(conn, SQLITE_MIGRATIONS),
+            DbConn::Postgres(conn) => run_migrations(conn, POSTGRES_MIGRATIONS),
+        };
+        applied.map_err(|e| DbError::Setup(format!("migration failed: {e}")))
+    }
+
+    /// Checks that the database answers (readiness probe).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self.get().await? {
+            DbConn::Sqlite(mut conn) => conn.batch_execute("SELECT 1").await?,
+            DbConn::Postgres(mut conn) => conn.batch_execute("SELECT 1").await?,
+        }
+        Ok(())
+    }
+}
+
+fn run_migrations<C>(conn: C, migrations: EmbeddedMigrations) -> diesel::migration::Result<usize>
+where
+    C: AsyncConnection + 'static,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+{
+    let mut harness = AsyncMigrationHarness::new(conn);
+    harness.run_pending_migrations(migrations).map(|applied| applied.len())
+}
+
+fn deadpool_runtime() -> deadpool::Runtime {
+    deadpool::Runtime::Tokio1
+}
+
+/// Splits a database URL into its backend and what the driver needs.
+pub fn parse_url(url: &str) -> Result<(Backend, String), DbError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(DbError::Setup(format!(
+            "unsupported database URL {url:?}: use postgres://… or sqlite://PATH (or a file path)"
+        )));
+    }
+    Ok((Backend::Sqlite, path.to_owned()))
+}
+
+async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(&path).await?;
+    // WAL lets readers work while one writer writes; the busy timeout makes concurrent
+    // writers wait instead of failing; foreign keys are off by default in SQLite.
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000;",
+    )
+    .await
+    .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    Ok(conn)
+}

@@ -1,0 +1,179 @@
+//! Errors of the web layer: one enum, answered as an HTML page or as
+//! `application/problem+json` (RFC 9457) with a stable `type`.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("Sign in to continue.")]
+    Unauthorized,
+    #[error("You do not have permission to do this.")]
+    Forbidden,
+    #[error("Not found.")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The service is temporarily unavailable.")]
+    Unavailable,
+    #[error("database error: {0}")]
+    Db(#[from] DbError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unavailable | AppError::Db(DbError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable problem type, the last part of `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppError::Unauthorized => "unauthorized",
+            AppError::Forbidden => "forbidden",
+            AppError::NotFound => "not-found",
+            AppError::BadRequest(_) => "bad-request",
+            AppError::Conflict(_) => "conflict",
+            AppError::Unavailable | AppError::Db(DbError::Pool(_)) => "unavailable",
+            AppError::Db(_) | AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// What the user is told. Internal causes go to the log, not to the user.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Db(DbError::Pool(_)) => AppError::Unavailable.to_string(),
+            AppError::Db(_) | AppError::Internal(_) => {
+                "Something went wrong on our side. The error was logged; please try again.".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(error: diesel::result::Error) -> Self {
+        AppError::Db(DbError::Query(error))
+    }
+}
+
+impl poem::error::ResponseError for AppError {
+    fn status(&self) -> StatusCode {
+        AppError::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        log_if_internal(self);
+        Response::builder()
+            .status(AppError::status(self))
+            .content_type("text/plain; charset=utf-8")
+            .body(self.public_message())
+    }
+}
+
+fn log_if_internal(error: &AppError) {
+    if error.status().is_server_error() {
+        tracing::error!(error = %error, "request failed");
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, poem_openapi::Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem, stable across releases.
+    #[serde(rename = "type")]
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    pub fn from_error(error: &AppError) -> Problem {
+        let status = error.status();
+        Problem {
+            kind: format!("https://dashboard.invalid/problems/{}", error.kind()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: Some(error.public_message()),
+        }
+    }
+}
+
+/// The problem document of `error` as a response.
+pub fn problem_response(error: &AppError) -> Response {
+    log_if_internal(error);
+    let body = serde_json::to_string(&Problem::from_error(error)).unwrap_or_default();
+    Response::builder().status(error.status()).content_type("application/problem+json").body(body)
+}
+
+/// Error answer of API operations, documented in the OpenAPI document.
+#[derive(Debug, poem_openapi::ApiResponse)]
+pub enum ApiError {
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(poem_openapi::payload::Json<Problem>),
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        log_if_internal(&error);
+        let problem = poem_openapi::payload::Json(Problem::from_error(&error));
+        match error.status() {
+            StatusCode::BAD_REQUEST => ApiError::BadRequest(problem),
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized(problem),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(problem),
+            StatusCode::NOT_FOUND => ApiError::NotFound(problem),
+            StatusCode::CONFLICT => ApiError::Conflict(problem),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(problem),
+            _ => ApiError::Internal(problem),
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        AppError::Db(error).into()
+    }
+}
+
+/// Shorthand for API operation results.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Response::builder()
+            .status(status)
+            .content_type("application/problem+json")
+            .body(serde_json::to_string(&self).unwrap_or_default())
+    }
+}

@@ -1,0 +1,34 @@
+//! The core of the merchant dashboard: the user, role and second-factor model, the section
+//! registry, the database layer (SQLite and PostgreSQL through one code path), errors and
+//! themed rendering. Sections are module crates that depend on this crate only.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod directory;
+pub mod error;
+pub mod registry;
+pub mod schema;
+pub mod state;
+pub mod theme;
+pub mod time;
+pub mod web;
+
+// Linked for its `bundled` feature: SQLite is compiled in, no system library needed.
+use libsqlite3_sys as _;
+
+pub use auth::Principal;
+pub use error::{ApiError, ApiResult, AppError};
+pub use registry::{Access, Api, BuiltinRole, Nav, Page, Permission, Section, Template};
+pub use state::AppState;
+pub use web::PageContext;
+
+/// Re-exports used by this crate's macros, so that section crates need no extra
+/// dependencies for them. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+    pub use poem::EndpointExt;
+    pub use poem::http::Method;
+}

@@ -1,0 +1,480 @@
+//! The section registry: how a dashboard section declares itself.
+//!
+//! A section crate calls [`register_section!`](crate::register_section) once with a
+//! [`Section`]: its id and title, navigation entry, permissions (and which of them are
+//! exempt from the second factor), HTML pages, API type and templates. At start-up
+//! [`Registry::global`] collects every declaration once, checks it and sorts it. An
+//! inconsistent registry refuses to start with a message that names every problem,
+//! because a silently ignored route or permission would be a hole in access control.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::OnceLock;
+
+use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
+use poem_openapi::OpenApi;
+use poem_openapi::registry::{MetaApi, Registry as SchemaRegistry};
+
+/// Routes as poem-openapi hands them over: path → method → endpoint.
+pub type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
+
+/// The built-in roles every company has. Each permission says which of them hold it by
+/// default; the merchant admin holds every permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BuiltinRole {
+    Support,
+    Operations,
+    Finance,
+    Risks,
+    MerchantAdmin,
+}
+
+impl BuiltinRole {
+    pub const ALL: [BuiltinRole; 5] = [
+        BuiltinRole::Support,
+        BuiltinRole::Operations,
+        BuiltinRole::Finance,
+        BuiltinRole::Risks,
+        BuiltinRole::MerchantAdmin,
+    ];
+
+    /// Stable key stored in `roles.builtin` and used on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            BuiltinRole::Support => "support",
+            BuiltinRole::Operations => "operations",
+            BuiltinRole::Finance => "finance",
+            BuiltinRole::Risks => "risks",
+            BuiltinRole::MerchantAdmin => "merchant_admin",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinRole::Support => "Support",
+            BuiltinRole::Operations => "Operations",
+            BuiltinRole::Finance => "Finance",
+            BuiltinRole::Risks => "Risks",
+            BuiltinRole::MerchantAdmin => "Merchant admin",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<BuiltinRole> {
+        BuiltinRole::ALL.into_iter().find(|role| role.key() == key)
+    }
+}
+
+/// A permission a section declares, e.g. `payments.refund`.
+#[derive(Debug)]
+pub struct Permission {
+    /// `<section id>.<action>`, lower case.
+    pub code: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    /// PSD2: a few permissions may be used without the second factor; all others need it.
+    pub second_factor_exempt: bool,
+    /// Built-in roles that hold this permission by default (the merchant admin holds all).
+    pub default_roles: &'static [BuiltinRole],
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not (sign-in form, hosted pages for customers).
+    Public,
+    /// Any signed-in user of the company (the home page, one's own profile).
+    SignedIn,
+    /// Signed-in users holding this permission.
+    Permission(&'static str),
+    /// Nothing was declared: the registry refuses to start (deny by default).
+    Undeclared,
+}
+
+/// An HTML page of a section.
+pub struct Page {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub endpoint: fn() -> BoxEndpoint<'static>,
+}
+
+/// The permission an API operation requires, matched by method and documented path.
+#[derive(Debug)]
+pub struct ApiOperation {
+    pub method: Method,
+    /// The path as the OpenAPI document shows it, without `/api/v1`: `/payments/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// A section's poem-openapi type, kept as function pointers because `OpenApi` is not
+/// object safe.
+pub struct Api {
+    pub operations: &'static [ApiOperation],
+    pub meta: fn() -> Vec<MetaApi>,
+    pub register: fn(&mut SchemaRegistry),
+    pub add_routes: fn(&mut RouteTable),
+}
+
+impl Api {
+    /// Describes the API type `T` and the permission of each of its operations.
+    pub const fn of<T: OpenApi + Default>(operations: &'static [ApiOperation]) -> Api {
+        Api { operations, meta: T::meta, register: T::register, add_routes: add_routes_of::<T> }
+    }
+}
+
+fn add_routes_of<T: OpenApi + Default>(table: &mut RouteTable) {
+    T::default().add_routes(table)
+}
+
+/// A navigation entry; shown to users who may open the page at `path`.
+#[derive(Debug)]
+pub struct Nav {
+    pub label: &'static str,
+    pub path: &'static str,
+    /// Lower numbers come first.
+    pub order: i32,
+    /// One of the names in [`crate::theme::ICONS`].
+    pub icon: Option<&'static str>,
+}
+
+/// A handlebars template; its name starts with the section id (`payments/list`).
+pub struct Template {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// Everything a section declares.
+pub struct Section {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub nav: Option<Nav>,
+    pub permissions: &'static [Permission],
+    pub pages: &'static [Page],
+    pub api: Option<Api>,
+    pub templates: &'static [Template],
+}
+
+inventory::collect!(Section);
+
+/// Declares a section. Call it once in the section crate, at the top level.
+///
+/// See `modules/example` for a complete, commented use.
+#[macro_export]
+macro_rules! register_section {
+    ($section:expr) => {
+        $crate::__private::inventory::submit! { $section }
+    };
+}
+
+/// Declares an HTML page: `page!(GET "/path" => handler, Access::...)`.
+#[macro_export]
+macro_rules! page {
+    ($method:ident $path:literal => $handler:expr, $access:expr) => {
+        $crate::registry::Page {
+            method: $crate::__private::Method::$method,
+            path: $path,
+            access: $access,
+            endpoint: || {
+                $crate::__private::EndpointExt::boxed($crate::__private::EndpointExt::map_to_response($handler))
+            },
+        }
+    };
+}
+
+/// Declares the access of an API operation: `operation!(GET "/things/{id}", Access::...)`.
+#[macro_export]
+macro_rules! operation {
+    ($method:ident $path:literal, $access:expr) => {
+        $crate::registry::ApiOperation { method: $crate::__private::Method::$method, path: $path, access: $access }
+    };
+}
+
+/// Paths that belong to the application shell, not to sections.
+pub const RESERVED_PREFIXES: &[&str] = &["/api", "/static", "/healthz", "/readyz", "/sign-in", "/sign-out"];
+
+/// Why the registry refuses to start: every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the section registry is inconsistent; the dashboard will not start:")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// One navigation entry, resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct NavEntry {
+    pub section: &'static str,
+    pub label: &'static str,
+    pub path: &'static str,
+    pub icon: Option<&'static str>,
+    pub access: Access,
+}
+
+/// The checked, sorted and immutable set of sections.
+pub struct Registry {
+    sections: Vec<&'static Section>,
+    permissions: BTreeMap<&'static str, &'static Permission>,
+    nav: Vec<NavEntry>,
+    /// (method, canonical path) → access, for API operations.
+    api_access: HashMap<(Method, String), Access>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("sections", &self.section_ids()).finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: OnceLock<Result<Registry, RegistryError>> = OnceLock::new();
+
+impl Registry {
+    /// The registry of every section linked into this binary, built and checked once.
+    pub fn global() -> Result<&'static Registry, RegistryError> {
+        GLOBAL
+            .get_or_init(|| Registry::build(inventory::iter::<Section>.into_iter().collect()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Checks and sorts `sections`.
+    pub fn build(mut sections: Vec<&'static Section>) -> Result<Registry, RegistryError> {
+        sections.sort_by_key(|section| section.id);
+        let mut problems = Vec::new();
+
+        let mut seen_ids = BTreeSet::new();
+        for section in &sections {
+            if !seen_ids.insert(section.id) {
+                problems.push(format!("section id {:?} is declared twice", section.id));
+            }
+        }
+
+        let permissions = collect_permissions(&sections, &mut problems);
+        check_pages(&sections, &permissions, &mut problems);
+        let api_access = check_api(&sections, &permissions, &mut problems);
+        check_templates(&sections, &mut problems);
+        let nav = collect_nav(&sections, &mut problems);
+
+        if problems.is_empty() {
+            Ok(Registry { sections, permissions, nav, api_access })
+        } else {
+            Err(RegistryError { problems })
+        }
+    }
+
+    pub fn sections(&self) -> &[&'static Section] {
+        &self.sections
+    }
+
+    pub fn section_ids(&self) -> Vec<&'static str> {
+        self.sections.iter().map(|section| section.id).collect()
+    }
+
+    /// Every declared permission, sorted by code.
+    pub fn permissions(&self) -> impl Iterator<Item = &'static Permission> + '_ {
+        self.permissions.values().copied()
+    }
+
+    pub fn permission(&self, code: &str) -> Option<&'static Permission> {
+        self.permissions.get(code).copied()
+    }
+
+    /// The permissions a built-in role holds by default.
+    pub fn default_permissions(&self, role: BuiltinRole) -> Vec<&'static str> {
+        self.permissions()
+            .filter(|p| role == BuiltinRole::MerchantAdmin || p.default_roles.contains(&role))
+            .map(|p| p.code)
+            .collect()
+    }
+
+    /// Navigation entries in display order.
+    pub fn nav(&self) -> &[NavEntry] {
+        &self.nav
+    }
+
+    /// The access an API operation requires; `None` for an unknown operation.
+    pub fn api_access(&self, method: &Method, path: &str) -> Option<Access> {
+        self.api_access.get(&(method.clone(), canonical_path(path))).copied()
+    }
+}
+
+/// Replaces path parameters (`{id}` in documents, `:param0` in poem routes) by `{}` so
+/// that both spellings of a path compare equal.
+pub fn canonical_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let is_param = segment.starts_with(':')
+                || segment.starts_with('*')
+                || (segment.starts_with('{') && segment.ends_with('}'));
+            if is_param { "{}" } else { segment }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn collect_permissions(
+    sections: &[&'static Section],
+    problems: &mut Vec<String>,
+) -> BTreeMap<&'static str, &'static Permission> {
+    let mut permissions = BTreeMap::new();
+    for section in sections {
+        for permission in section.permissions {
+            let prefix_ok =
+                permission.code.strip_prefix(section.id).and_then(|rest| rest.strip_prefix('.')).is_some_and(
+                    |action| {
+                        !action.is_empty() && action.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+                    },
+                );
+            if !prefix_ok {
+                problems.push(format!(
+                    "section {:?}: permission code {:?} must be \"{}.<action>\" in lower case",
+                    section.id, permission.code, section.id
+                ));
+            }
+            if permissions.insert(permission.code, permission).is_some() {
+                problems.push(format!(
+                    "permission {:?} is declared twice (again by section {:?})",
+                    permission.code, section.id
+                ));
+            }
+        }
+    }
+    permissions
+}
+
+fn check_access(
+    what: &str,
+    access: Access,
+    permissions: &BTreeMap<&'static str, &'static Permission>,
+    problems: &mut Vec<String>,
+) {
+    match access {
+        Access::Undeclared => problems.push(format!("{what} declares no permission")),
+        Access::Permission(code) if !permissions.contains_key(code) => {
+            problems.push(format!("{what} requires permission {code:?}, which no section declares"))
+        }
+        _ => {}
+    }
+}
+
+fn check_pages(
+    sections: &[&'static Section],
+    permissions: &BTreeMap<&'static str, &'static Permission>,
+    problems: &mut Vec<String>,
+) {
+    let mut seen: HashMap<(Method, String), &'static str> = HashMap::new();
+    for section in sections {
+        for page in section.pages {
+            let what = format!("section {:?}: page {} {}", section.id, page.method, page.path);
+            if !page.path.starts_with('/') {
+                problems.push(format!("{what}: the path must start with '/'"));
+            }
+            if let Some(prefix) = RESERVED_PREFIXES
+                .iter()
+                .find(|prefix| page.path == **prefix || page.path.starts_with(&format!("{prefix}/")))
+            {
+                problems.push(format!("{what}: paths under {prefix} belong to the application"));
+            }
+            check_access(&what, page.access, permissions, problems);
+            let key = (page.method.clone(), canonical_path(page.path));
+            if let Some(other) = seen.insert(key, section.id) {
+                problems.push(format!("{what}: this method and path are already routed by section {other:?}"));
+            }
+        }
+    }
+}
+
+fn check_api(
+    sections: &[&'static Section],
+    permissions: &BTreeMap<&'static str, &'static Permission>,
+    problems: &mut Vec<String>,
+) -> HashMap<(Method, String), Access> {
+    let mut routed: HashMap<(Method, String), &'static str> = HashMap::new();
+    let mut access_of = HashMap::new();
+    for section in sections {
+        let Some(api) = &section.api else { continue };
+        let declared: HashMap<(Method, String), &ApiOperation> =
+            api.operations.iter().map(|op| ((op.method.clone(), canonical_path(op.path)), op)).collect();
+        let mut documented = BTreeSet::new();
+        for meta in (api.meta)() {
+            for path in meta.paths {
+                for operation in path.operations {
+                    let what =
+                        format!("section {:?}: API operation {} /api/v1{}", section.id, operation.method, path.path);
+                    let key = (operation.method.clone(), canonical_path(&path.path));
+                    if let Some(other) = routed.insert(key.clone(), section.id) {
+                        problems.push(format!(
+                            "{what}: this method and path are already routed by section {other:?} \
+                             (poem-openapi would silently keep only one)"
+                        ));
+                    }
+                    match declared.get(&key) {
+                        Some(op) => {
+                            check_access(&what, op.access, permissions, problems);
+                            access_of.insert(key.clone(), op.access);
+                        }
+                        None => problems.push(format!("{what} declares no permission")),
+                    }
+                    documented.insert(key);
+                }
+            }
+        }
+        for (key, op) in &declared {
+            if !documented.contains(key) {
+                problems.push(format!(
+                    "section {:?}: a permission is declared for {} {}, which its API does not have",
+                    section.id, op.method, op.path
+                ));
+            }
+        }
+    }
+    access_of
+}
+
+fn check_templates(sections: &[&'static Section], problems: &mut Vec<String>) {
+    let mut seen = BTreeSet::new();
+    for section in sections {
+        for template in section.templates {
+            if !template.name.starts_with(&format!("{}/", section.id)) {
+                problems.push(format!(
+                    "section {:?}: template {:?} must be named \"{}/…\"",
+                    section.id, template.name, section.id
+                ));
+            }
+            if !seen.insert(template.name) {
+                problems.push(format!("template {:?} is declared twice", template.name));
+            }
+        }
+    }
+}
+
+fn collect_nav(sections: &[&'static Section], problems: &mut Vec<String>) -> Vec<NavEntry> {
+    let mut entries: Vec<(i32, NavEntry)> = Vec::new();
+    for section in sections {
+        let Some(nav) = &section.nav else { continue };
+        let page = section.pages.iter().find(|page| page.method == Method::GET && page.path == nav.path);
+        match page {
+            Some(page) => entries.push((
+                nav.order,
+                NavEntry { section: section.id, label: nav.label, path: nav.path, icon: nav.icon, access: page.access },
+            )),
+            None => problems.push(format!(
+                "section {:?}: the navigation entry points at {}, which is not one of its GET pages",
+                section.id, nav.path
+            )),
+        }
+    }
+    entries.sort_by_key(|(order, entry)| (*order, entry.section));
+    entries.into_iter().map(|(_, entry)| entry).collect()
+}

@@ -1,0 +1,190 @@
+//! Rendering pages inside the themed layout, and the shell's own endpoints.
+
+use poem::http::{StatusCode, header};
+use poem::web::{CsrfToken, Html};
+use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Principal, visible_nav};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Product name shown in the layout.
+pub const PRODUCT_NAME: &str = "Merchant Dashboard";
+
+/// Everything a page handler needs to answer with a themed page.
+///
+/// ```ignore
+/// #[handler]
+/// async fn index(page: PageContext) -> Result<Html<String>, AppError> {
+///     page.render("Example", "example/index", &json!({ "greeting": "Hello" }))
+/// }
+/// ```
+pub struct PageContext {
+    pub state: AppState,
+    pub principal: Option<Principal>,
+    pub path: String,
+    /// Token for the forms of the page (poem's CSRF middleware).
+    pub csrf_token: String,
+}
+
+impl<'a> FromRequest<'a> for PageContext {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<AppState>()
+            .cloned()
+            .ok_or_else(|| AppError::Internal("application state missing".to_owned()))?;
+        Ok(PageContext::new(state, req))
+    }
+}
+
+impl PageContext {
+    fn new(state: AppState, req: &Request) -> PageContext {
+        PageContext {
+            state,
+            principal: req.extensions().get::<Principal>().cloned(),
+            path: req.uri().path().to_owned(),
+            csrf_token: req.extensions().get::<CsrfToken>().map(|token| token.0.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The signed-in user; pages guarded by a permission always have one.
+    pub fn principal(&self) -> Result<&Principal, AppError> {
+        self.principal.as_ref().ok_or(AppError::Unauthorized)
+    }
+
+    /// Renders `template` with `data` inside the layout titled `title`.
+    pub fn render<T: Serialize>(&self, title: &str, template: &str, data: &T) -> Result<Html<String>, AppError> {
+        let content = self.state.theme.render(template, data).map_err(|e| AppError::Internal(e.to_string()))?;
+        self.render_layout(title, &content).map(Html)
+    }
+
+    /// Wraps already rendered `content` in the layout.
+    pub fn render_layout(&self, title: &str, content: &str) -> Result<String, AppError> {
+        let context = self.layout_context(title, content);
+        self.state.theme.render("layout", &context).map_err(|e| AppError::Internal(e.to_string()))
+    }
+
+    fn layout_context(&self, title: &str, content: &str) -> Value {
+        let nav: Vec<Value> = visible_nav(self.state.registry, self.principal.as_ref())
+            .into_iter()
+            .map(|entry| {
+                let active = if entry.path == "/" {
+                    self.path == "/"
+                } else {
+                    self.path == entry.path || self.path.starts_with(&format!("{}/", entry.path))
+                };
+                json!({ "label": entry.label, "path": entry.path, "icon": entry.icon.unwrap_or("file"), "active": active })
+            })
+            .collect();
+        let user = self.principal.as_ref().map(|p| {
+            json!({
+                "display_name": p.display_name,
+                "username": p.username,
+                "company": p.company_name,
+                "initials": initials(&p.display_name),
+            })
+        });
+        json!({
+            "product": PRODUCT_NAME,
+            "title": title,
+            "content": content,
+            "nav": nav,
+            "user": user,
+            "theme": self.state.theme.name(),
+            "csrf_token": self.csrf_token,
+        })
+    }
+
+    /// A themed error page for `error`.
+    pub fn error_page(&self, error: &AppError) -> Response {
+        let status = error.status();
+        let data = json!({
+            "status": status.as_u16(),
+            "reason": status.canonical_reason().unwrap_or("Error"),
+            "message": error.public_message(),
+            "signed_in": self.principal.is_some(),
+        });
+        let page = self
+            .state
+            .theme
+            .render("error", &data)
+            .map_err(|e| AppError::Internal(e.to_string()))
+            .and_then(|content| self.render_layout(status.canonical_reason().unwrap_or("Error"), &content));
+        match page {
+            Ok(html) => Response::builder().status(status).content_type("text/html; charset=utf-8").body(html),
+            Err(render_error) => {
+                tracing::error!(error = %render_error, "error page failed to render");
+                Response::builder().status(status).body(error.public_message())
+            }
+        }
+    }
+}
+
+/// Initials for the avatar in the top bar.
+fn initials(name: &str) -> String {
+    name.split_whitespace().filter_map(|word| word.chars().next()).take(2).collect::<String>().to_uppercase()
+}
+
+/// Answers errors of HTML routes with a themed error page (API routes answer problem+json).
+pub struct HtmlErrors<E> {
+    pub inner: E,
+}
+
+impl<E: Endpoint> Endpoint for HtmlErrors<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        // The API answers its own errors as problem documents.
+        let Some(state) = req.data::<AppState>().cloned().filter(|_| !req.uri().path().starts_with("/api/")) else {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        };
+        let context = PageContext::new(state, &req);
+        match self.inner.call(req).await {
+            Ok(output) => {
+                let response = output.into_response();
+                if response.status() == StatusCode::NOT_FOUND && response.headers().get(header::CONTENT_TYPE).is_none()
+                {
+                    return Ok(context.error_page(&AppError::NotFound));
+                }
+                Ok(response)
+            }
+            Err(error) => {
+                let app_error = match error.downcast::<AppError>() {
+                    Ok(app_error) => app_error,
+                    Err(other) if other.status() == StatusCode::NOT_FOUND => AppError::NotFound,
+                    Err(other) if other.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                        return Ok(other.into_response());
+                    }
+                    Err(other) if other.status().is_client_error() => AppError::BadRequest(other.to_string()),
+                    Err(other) => AppError::Internal(other.to_string()),
+                };
+                Ok(context.error_page(&app_error))
+            }
+        }
+    }
+}
+
+/// Serves the theme's static files; their URLs carry a content version, so they may be
+/// cached for a year.
+#[poem::handler]
+pub async fn static_file(req: &Request, poem::web::Path(path): poem::web::Path<String>) -> Response {
+    let Some(state) = req.data::<AppState>() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    match state.theme.asset(&path) {
+        Some(asset) => {
+            let etag = format!("\"{}\"", asset.version);
+            if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+                return StatusCode::NOT_MODIFIED.into_response();
+            }
+            Response::builder()
+                .content_type(asset.content_type)
+                .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+                .header(header::ETAG, etag)
+                .body(asset.bytes.clone())
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

@@ -1,0 +1,10 @@
+DROP TABLE audit_events;
+DROP TABLE sessions;
+DROP TABLE second_factors;
+DROP TABLE user_projects;
+DROP TABLE user_roles;
+DROP TABLE role_permissions;
+DROP TABLE roles;
+DROP TABLE users;
+DROP TABLE projects;
+DROP TABLE companies;
