@@ -138,6 +138,7 @@ impl Theme {
             ),
         );
         handlebars.register_helper("icon", Box::new(icon_helper));
+        handlebars.register_helper("datetime", Box::new(datetime_helper));
         Ok(Theme { name: name.to_owned(), handlebars, assets })
     }
 
@@ -241,5 +242,22 @@ fn icon_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, o
     out.write(&format!(
         "<svg class=\"icon\" viewBox=\"0 0 24 24\" aria-hidden=\"true\" focusable=\"false\"><path d=\"{path}\"/></svg>"
     ))?;
+    Ok(())
+}
+
+/// `{{datetime value}}`: an RFC 3339 timestamp for people, `27 Nov 2026, 14:05 UTC`.
+/// Anything else is written as it is.
+fn datetime_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+    match chrono::DateTime::parse_from_rfc3339(value) {
+        Ok(time) => out.write(&time.with_timezone(&chrono::Utc).format("%-d %b %Y, %H:%M UTC").to_string())?,
+        Err(_) => out.write(value)?,
+    }
     Ok(())
 }

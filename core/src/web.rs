@@ -100,6 +100,9 @@ impl PageContext {
     /// A themed error page for `error`.
     pub fn error_page(&self, error: &AppError) -> Response {
         let status = error.status();
+        if status.is_server_error() {
+            tracing::error!(error = %error, "request failed");
+        }
         let data = json!({
             "status": status.as_u16(),
             "reason": status.canonical_reason().unwrap_or("Error"),

@@ -35,6 +35,8 @@ pub struct SectionItem {
     pub id: String,
     pub label: String,
     pub path: String,
+    /// Name of the navigation icon.
+    pub icon: String,
 }
 
 /// The signed-in user's starting point.
@@ -66,6 +68,7 @@ pub async fn overview(state: &AppState, principal: &Principal) -> Result<Overvie
             id: entry.section.to_owned(),
             label: entry.label.to_owned(),
             path: entry.path.to_owned(),
+            icon: entry.icon.unwrap_or("file").to_owned(),
         })
         .collect();
     Ok(Overview { company: principal.company_name.clone(), user: principal.display_name.clone(), projects, sections })

@@ -1,0 +1,10 @@
+//! End-to-end stories over HTTP (SQLite always, PostgreSQL when configured) and in a real
+//! browser. One binary, so that the application is linked once.
+#![allow(clippy::unwrap_used)]
+
+mod access;
+mod browser;
+mod example;
+mod registry;
+mod shell;
+mod themes;

@@ -1,0 +1,140 @@
+//! The application shell: health probes, static assets, error pages, sessions.
+
+use dashboard_core::BuiltinRole;
+use dashboard_tests::reqwest::StatusCode;
+use dashboard_tests::reqwest::header;
+use dashboard_tests::{Backend, PASSWORD, TestApp, TestOptions, location, story};
+
+story!(health_and_readiness_probes_answer);
+async fn health_and_readiness_probes_answer(app: TestApp) {
+    assert_eq!(app.get_text("/healthz").await, (StatusCode::OK, "ok".to_owned()));
+    assert_eq!(app.get_text("/readyz").await, (StatusCode::OK, "ready".to_owned()));
+    let response = app.get("/healthz").await;
+    assert!(response.headers().contains_key("x-request-id"), "every answer carries a request id");
+}
+
+story!(sign_in_page_renders_a_complete_form);
+async fn sign_in_page_renders_a_complete_form(app: TestApp) {
+    let (status, html) = app.get_text("/sign-in").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in
+        ["<title>Sign in", "name=\"username\"", "name=\"password\"", "name=\"csrf_token\"", "/static/app.css?v="]
+    {
+        assert!(html.contains(needle), "sign-in page lacks {needle}");
+    }
+}
+
+story!(wrong_password_is_refused_without_saying_which_part_was_wrong);
+async fn wrong_password_is_refused_without_saying_which_part_was_wrong(app: TestApp) {
+    let (company, _) = app.company("Acme", &["Shop"]).await;
+    app.user(company, "alice", BuiltinRole::Support).await;
+
+    let wrong_password = app.sign_in("alice", "not the password").await;
+    assert_eq!(wrong_password.status(), StatusCode::UNAUTHORIZED);
+    let wrong_password = wrong_password.text().await.unwrap();
+    let unknown_user = app.sign_in("nobody", "not the password").await.text().await.unwrap();
+    assert!(wrong_password.contains("The username or password is incorrect."));
+    assert!(unknown_user.contains("The username or password is incorrect."));
+    // Still signed out.
+    assert_eq!(app.get("/").await.status(), StatusCode::SEE_OTHER);
+}
+
+story!(sign_in_without_csrf_token_is_refused);
+async fn sign_in_without_csrf_token_is_refused(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "alice", BuiltinRole::Support).await;
+    app.get("/sign-in").await; // the CSRF cookie, but no token in the form
+    let response = app.post_form("/sign-in", &[("username", "alice"), ("password", PASSWORD)]).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let forged = app.post_form("/sign-in", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", "x")]).await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.get("/").await.status(), StatusCode::SEE_OTHER, "no session was started");
+}
+
+story!(sign_in_goes_to_the_requested_page_and_sign_out_ends_the_session_on_the_server);
+async fn sign_in_goes_to_the_requested_page_and_sign_out_ends_the_session_on_the_server(app: TestApp) {
+    let (company, _) = app.company("Acme", &["Shop"]).await;
+    app.user(company, "alice", BuiltinRole::Support).await;
+
+    let response = app.get("/example").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(response.headers()), "/sign-in?next=/example");
+
+    let token = app.csrf_token("/sign-in?next=/example").await;
+    let response = app
+        .post_form(
+            "/sign-in",
+            &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &token), ("next", "/example")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(response.headers()), "/example");
+    let session_cookie = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("dashboard_session="))
+        .expect("a session cookie");
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"), "{session_cookie}");
+    let session = session_cookie.split(';').next().unwrap().to_owned();
+
+    let (status, html) = app.get_text("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Welcome, alice tester"));
+
+    // Sign out, then replay the old cookie from another client: the server forgot it.
+    let token = app.csrf_token("/").await;
+    let response = app.post_form("/sign-out", &[("csrf_token", &token)]).await;
+    assert_eq!(location(response.headers()), "/sign-in");
+    let replay = app.another_client().get(app.url("/")).header(header::COOKIE, session).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER, "a signed-out session no longer works");
+}
+
+story!(an_open_redirect_after_sign_in_is_refused);
+async fn an_open_redirect_after_sign_in_is_refused(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "alice", BuiltinRole::Support).await;
+    let token = app.csrf_token("/sign-in").await;
+    let response = app
+        .post_form(
+            "/sign-in",
+            &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &token), ("next", "//evil.example/")],
+        )
+        .await;
+    assert_eq!(location(response.headers()), "/");
+}
+
+story!(unknown_pages_get_a_themed_not_found_page);
+async fn unknown_pages_get_a_themed_not_found_page(app: TestApp) {
+    let (status, html) = app.get_text("/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("<h1>Not Found</h1>") && html.contains("app.css"), "{html}");
+}
+
+story!(static_assets_are_cached_and_versioned);
+async fn static_assets_are_cached_and_versioned(app: TestApp) {
+    let (_, html) = app.get_text("/sign-in").await;
+    let start = html.find("/static/app.css?v=").unwrap();
+    let href = &html[start..start + html[start..].find('"').unwrap()];
+    let response = app.get(href).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    assert!(response.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+    let etag = response.headers()[header::ETAG].clone();
+    let again = app.client.get(app.url(href)).header(header::IF_NONE_MATCH, etag).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(app.get("/static/missing.css").await.status(), StatusCode::NOT_FOUND);
+}
+
+/// With the default (secure) configuration every cookie is `Secure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_unless_plain_http_is_configured() {
+    let options = TestOptions { plain_http: false, ..TestOptions::default() };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let response = app.get("/sign-in").await;
+    let cookies: Vec<&str> =
+        response.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(!cookies.is_empty());
+    assert!(cookies.iter().all(|cookie| cookie.contains("Secure")), "{cookies:?}");
+}
