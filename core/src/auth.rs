@@ -393,3 +393,40 @@ pub fn is_local_path(target: &str) -> bool {
 pub fn visible_nav(registry: &Registry, principal: Option<&Principal>) -> Vec<crate::registry::NavEntry> {
     registry.nav().iter().filter(|entry| allowed(principal, entry.access)).copied().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn passwords_verify_only_against_their_own_hash() {
+        let hash = hash_password_blocking("correct horse battery".to_owned()).await.expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "OWASP parameters: {hash}");
+        assert!(verify_password("correct horse battery".to_owned(), Some(hash.clone())).await);
+        assert!(!verify_password("wrong horse battery".to_owned(), Some(hash)).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn unknown_users_run_a_real_verification_that_fails() {
+        // The dummy hash must parse, or unknown users would answer faster than known ones.
+        let parsed = argon2::password_hash::phc::PasswordHash::new(DUMMY_HASH);
+        assert!(parsed.is_ok(), "{parsed:?}");
+        assert!(!verify_password("anything".to_owned(), None).await);
+    }
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert!(is_local_path("/payments?status=failed"));
+        assert!(!is_local_path("//evil.example/"));
+        assert!(!is_local_path("https://evil.example/"));
+        assert!(!is_local_path("/\\evil.example"));
+    }
+
+    #[test]
+    fn tokens_are_256_bit_and_distinct() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

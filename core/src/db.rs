@@ -44,6 +44,8 @@ pub enum DbPool {
 }
 
 /// One pooled connection; use it through [`db_run!`](crate::db_run).
+// Short-lived and on the stack for one query; boxing would cost an allocation per query.
+#[allow(clippy::large_enum_variant)]
 pub enum DbConn {
     Sqlite(Object<SqliteConn>),
     Postgres(Object<PgConn>),

@@ -478,3 +478,221 @@ fn collect_nav(sections: &[&'static Section], problems: &mut Vec<String>) -> Vec
     entries.sort_by_key(|(order, entry)| (*order, entry.section));
     entries.into_iter().map(|(_, entry)| entry).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use poem::handler;
+    use poem_openapi::payload::PlainText;
+
+    use super::*;
+
+    #[handler]
+    fn page_handler() -> &'static str {
+        "page"
+    }
+
+    #[derive(Default)]
+    struct ThingsApi;
+
+    #[poem_openapi::OpenApi]
+    impl ThingsApi {
+        #[oai(path = "/things/:id", method = "get")]
+        async fn get(&self, id: poem_openapi::param::Path<i64>) -> PlainText<String> {
+            PlainText(id.0.to_string())
+        }
+    }
+
+    const VIEW: Permission = Permission {
+        code: "things.view",
+        label: "View things",
+        description: "",
+        second_factor_exempt: true,
+        default_roles: &[BuiltinRole::Support],
+    };
+
+    static THINGS: Section = Section {
+        id: "things",
+        title: "Things",
+        nav: Some(Nav { label: "Things", path: "/things", order: 1, icon: None }),
+        permissions: &[VIEW],
+        pages: &[crate::page!(GET "/things" => page_handler, Access::Permission("things.view"))],
+        api: Some(Api::of::<ThingsApi>(&[crate::operation!(GET "/things/{id}", Access::Permission("things.view"))])),
+        templates: &[Template { name: "things/list", source: "" }],
+    };
+
+    fn problems(sections: Vec<&'static Section>) -> Vec<String> {
+        Registry::build(sections).err().map(|e| e.problems).unwrap_or_default()
+    }
+
+    fn assert_refused(sections: Vec<&'static Section>, expected: &str) {
+        let problems = problems(sections);
+        assert!(problems.iter().any(|p| p.contains(expected)), "expected {expected:?} in {problems:#?}");
+    }
+
+    #[test]
+    fn a_consistent_section_is_accepted() {
+        let registry = Registry::build(vec![&THINGS]).expect("valid");
+        assert_eq!(registry.section_ids(), ["things"]);
+        assert_eq!(registry.api_access(&Method::GET, "/things/:param0"), Some(Access::Permission("things.view")));
+        assert_eq!(registry.api_access(&Method::POST, "/things/{id}"), None);
+        assert_eq!(registry.default_permissions(BuiltinRole::Support), ["things.view"]);
+        assert!(registry.default_permissions(BuiltinRole::Finance).is_empty());
+        assert_eq!(registry.default_permissions(BuiltinRole::MerchantAdmin), ["things.view"]);
+        assert_eq!(registry.nav()[0].access, Access::Permission("things.view"));
+    }
+
+    #[test]
+    fn a_duplicate_section_id_is_refused() {
+        static AGAIN: Section = Section {
+            id: "things",
+            title: "Again",
+            nav: None,
+            permissions: &[],
+            pages: &[],
+            api: None,
+            templates: &[],
+        };
+        assert_refused(vec![&THINGS, &AGAIN], "section id \"things\" is declared twice");
+    }
+
+    #[test]
+    fn a_duplicate_permission_code_is_refused() {
+        static TWICE: Section = Section {
+            id: "things",
+            title: "Things",
+            nav: None,
+            permissions: &[VIEW, VIEW],
+            pages: &[],
+            api: None,
+            templates: &[],
+        };
+        assert_refused(vec![&TWICE], "permission \"things.view\" is declared twice");
+    }
+
+    #[test]
+    fn a_permission_outside_the_section_namespace_is_refused() {
+        static FOREIGN: Section = Section {
+            id: "other",
+            title: "Other",
+            nav: None,
+            permissions: &[VIEW],
+            pages: &[],
+            api: None,
+            templates: &[],
+        };
+        assert_refused(vec![&FOREIGN], "must be \"other.<action>\"");
+    }
+
+    #[test]
+    fn a_duplicate_page_route_is_refused() {
+        static CLASH: Section = Section {
+            id: "clash",
+            title: "Clash",
+            nav: None,
+            permissions: &[],
+            pages: &[crate::page!(GET "/things" => page_handler, Access::SignedIn)],
+            api: None,
+            templates: &[],
+        };
+        assert_refused(vec![&THINGS, &CLASH], "page GET /things: this method and path are already routed");
+    }
+
+    #[test]
+    fn a_duplicate_api_path_and_method_is_refused_even_with_other_parameter_names() {
+        #[derive(Default)]
+        struct ClashApi;
+
+        #[poem_openapi::OpenApi]
+        impl ClashApi {
+            #[oai(path = "/things/:thing", method = "get")]
+            async fn get(&self, thing: poem_openapi::param::Path<i64>) -> PlainText<String> {
+                PlainText(thing.0.to_string())
+            }
+        }
+
+        static CLASH: Section = Section {
+            id: "clash",
+            title: "Clash",
+            nav: None,
+            permissions: &[],
+            pages: &[],
+            api: Some(Api::of::<ClashApi>(&[crate::operation!(GET "/things/{thing}", Access::SignedIn)])),
+            templates: &[],
+        };
+        assert_refused(
+            vec![&THINGS, &CLASH],
+            "section \"things\": API operation GET /api/v1/things/{id}: this method and path are already routed by section \"clash\"",
+        );
+    }
+
+    #[test]
+    fn routes_without_a_declared_permission_are_refused() {
+        static UNDECLARED: Section = Section {
+            id: "things",
+            title: "Things",
+            nav: None,
+            permissions: &[],
+            pages: &[crate::page!(GET "/things" => page_handler, Access::Undeclared)],
+            api: Some(Api::of::<ThingsApi>(&[])),
+            templates: &[],
+        };
+        let problems = problems(vec![&UNDECLARED]);
+        assert!(problems.iter().any(|p| p.contains("page GET /things declares no permission")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("GET /api/v1/things/{id} declares no permission")), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_permission_referenced_but_not_declared_is_refused() {
+        static MISSING: Section = Section {
+            id: "things",
+            title: "Things",
+            nav: None,
+            permissions: &[],
+            pages: &[crate::page!(GET "/things" => page_handler, Access::Permission("things.delete"))],
+            api: None,
+            templates: &[],
+        };
+        assert_refused(vec![&MISSING], "requires permission \"things.delete\", which no section declares");
+    }
+
+    #[test]
+    fn a_permission_for_an_operation_the_api_lacks_is_refused() {
+        static STALE: Section = Section {
+            id: "things",
+            title: "Things",
+            nav: None,
+            permissions: &[VIEW],
+            pages: &[],
+            api: Some(Api::of::<ThingsApi>(&[
+                crate::operation!(GET "/things/{id}", Access::Permission("things.view")),
+                crate::operation!(DELETE "/things/{id}", Access::Permission("things.view")),
+            ])),
+            templates: &[],
+        };
+        assert_refused(vec![&STALE], "a permission is declared for DELETE /things/{id}, which its API does not have");
+    }
+
+    #[test]
+    fn reserved_paths_templates_outside_the_namespace_and_dangling_nav_are_refused() {
+        static MESSY: Section = Section {
+            id: "messy",
+            title: "Messy",
+            nav: Some(Nav { label: "Messy", path: "/messy", order: 1, icon: None }),
+            permissions: &[],
+            pages: &[crate::page!(GET "/static/x" => page_handler, Access::Public)],
+            api: None,
+            templates: &[Template { name: "layout", source: "" }],
+        };
+        let problems = problems(vec![&MESSY]);
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].contains("paths under /static belong to the application"));
+        assert!(problems[1].contains("template \"layout\" must be named \"messy/…\""));
+        assert!(problems[2].contains("navigation entry points at /messy"));
+    }
+
+    #[test]
+    fn canonical_paths_ignore_parameter_names() {
+        assert_eq!(canonical_path("/a/{id}/b"), canonical_path("/a/:param0/b"));
+        assert_ne!(canonical_path("/a/{id}"), canonical_path("/a/b"));
+    }
+}
