@@ -155,11 +155,6 @@ fn hex(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------
 // Sessions
 
-#[derive(Debug, Clone, Copy)]
-pub struct SessionPolicy {
-    pub lifetime: TimeDelta,
-}
-
 /// Checks a username and password; returns the user id when both are right and the
 /// account is active. Never tells which part was wrong.
 pub async fn authenticate(state: &AppState, username: &str, password: &str) -> Result<Option<i64>, AppError> {
@@ -389,7 +384,7 @@ pub fn is_local_path(target: &str) -> bool {
     target.starts_with('/') && !target.starts_with("//") && !target.contains('\\')
 }
 
-/// Checks that the registry covers a principal's view of the navigation.
+/// The navigation entries that a principal (or an anonymous visitor) may open.
 pub fn visible_nav(registry: &Registry, principal: Option<&Principal>) -> Vec<crate::registry::NavEntry> {
     registry.nav().iter().filter(|entry| allowed(principal, entry.access)).copied().collect()
 }

@@ -4,7 +4,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
 
 use crate::audit::{self, AuditEvent};
-use crate::auth::{Principal, ProjectScope, hash_password_blocking, now, password_problem};
+use crate::auth::{Principal, hash_password_blocking, now, password_problem};
 use crate::db::DbPool;
 use crate::error::AppError;
 use crate::registry::BuiltinRole;
@@ -245,12 +245,4 @@ pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(
             .await
     })?;
     Ok(())
-}
-
-/// Which projects a scope covers, for display.
-pub fn scope_label(scope: &ProjectScope, total: usize) -> String {
-    match scope {
-        ProjectScope::All => format!("all {total} projects"),
-        ProjectScope::Only(ids) => format!("{} of {total} projects", ids.len()),
-    }
 }

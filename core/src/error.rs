@@ -1,8 +1,8 @@
 //! Errors of the web layer: one enum, answered as an HTML page or as
 //! `application/problem+json` (RFC 9457) with a stable `type`.
 
+use poem::Response;
 use poem::http::StatusCode;
-use poem::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::db::DbError;
@@ -167,13 +167,3 @@ impl From<DbError> for ApiError {
 
 /// Shorthand for API operation results.
 pub type ApiResult<T> = Result<T, ApiError>;
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Response::builder()
-            .status(status)
-            .content_type("application/problem+json")
-            .body(serde_json::to_string(&self).unwrap_or_default())
-    }
-}

@@ -19,16 +19,6 @@ pub struct Settings {
     pub session_lifetime: TimeDelta,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            public_url: "http://127.0.0.1:8080".to_owned(),
-            secure_cookies: true,
-            session_lifetime: TimeDelta::hours(12),
-        }
-    }
-}
-
 /// Shared application state, added to every request with poem's `Data`.
 #[derive(Clone)]
 pub struct AppState {

@@ -153,10 +153,6 @@ impl Theme {
             .map_err(|e| ThemeError::Render { name: name.to_owned(), reason: e.to_string() })
     }
 
-    pub fn has_template(&self, name: &str) -> bool {
-        self.handlebars.has_template(name)
-    }
-
     pub fn asset(&self, path: &str) -> Option<&Asset> {
         self.assets.get(path)
     }
