@@ -13,6 +13,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/dashboard.db";
 pub const DEFAULT_THEME: &str = "default";
 pub const DEFAULT_SESSION_LIFETIME_HOURS: u32 = 12;
 pub const DEFAULT_POOL_SIZE: usize = 16;
+pub const DEFAULT_IDLE_TIMEOUT_MINUTES: u32 = 30;
+pub const DEFAULT_LOCKOUT_ATTEMPTS: u32 = 5;
+pub const DEFAULT_LOCKOUT_MINUTES: u32 = 30;
+pub const DEFAULT_SMS_OUTBOX: &str = "data/sms-outbox.jsonl";
+pub const DEFAULT_SMS_PER_HOUR: u32 = 5;
+pub const DEFAULT_SECRET_KEY_FILE: &str = "data/secret.key";
 
 /// Settings every command needs: where the configuration file and the database are.
 #[derive(Debug, Clone, Default, Args)]
@@ -53,6 +59,30 @@ pub struct ServeArgs {
     /// Log format: "text" or "json" [default: text].
     #[arg(long, env = "DASHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Idle timeout in minutes of sessions without permissions that need the second
+    /// factor; those always time out after 5 minutes [default: 30].
+    #[arg(long, env = "DASHBOARD_IDLE_TIMEOUT_MINUTES")]
+    pub idle_timeout_minutes: Option<u32>,
+    /// Consecutive failed sign-ins that lock an account [default: 5].
+    #[arg(long, env = "DASHBOARD_LOCKOUT_ATTEMPTS")]
+    pub lockout_attempts: Option<u32>,
+    /// Minutes a locked account stays locked [default: 30].
+    #[arg(long, env = "DASHBOARD_LOCKOUT_MINUTES")]
+    pub lockout_minutes: Option<u32>,
+    /// Strict mode: no permission is exempt from the second factor [default: false].
+    #[arg(long, env = "DASHBOARD_STRICT_MODE")]
+    pub strict_mode: Option<bool>,
+    /// File the text messages are appended to, one JSON object per line
+    /// [default: data/sms-outbox.jsonl].
+    #[arg(long, env = "DASHBOARD_SMS_OUTBOX")]
+    pub sms_outbox: Option<PathBuf>,
+    /// Text messages one user may be sent per hour [default: 5].
+    #[arg(long, env = "DASHBOARD_SMS_PER_HOUR")]
+    pub sms_per_hour: Option<u32>,
+    /// File with the key that encrypts secrets at rest; created on first start
+    /// [default: data/secret.key].
+    #[arg(long, env = "DASHBOARD_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// The keys a configuration file may hold.
@@ -68,6 +98,13 @@ struct FileConfig {
     session_lifetime_hours: Option<u32>,
     pool_size: Option<usize>,
     log_format: Option<String>,
+    idle_timeout_minutes: Option<u32>,
+    lockout_attempts: Option<u32>,
+    lockout_minutes: Option<u32>,
+    strict_mode: Option<bool>,
+    sms_outbox: Option<PathBuf>,
+    sms_per_hour: Option<u32>,
+    secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +125,13 @@ pub struct Config {
     pub session_lifetime_hours: u32,
     pub pool_size: usize,
     pub log_format: LogFormat,
+    pub idle_timeout_minutes: u32,
+    pub lockout_attempts: u32,
+    pub lockout_minutes: u32,
+    pub strict_mode: bool,
+    pub sms_outbox: PathBuf,
+    pub sms_per_hour: u32,
+    pub secret_key_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +188,38 @@ impl Config {
                 )));
             }
         };
+        let idle_timeout_minutes = in_range(
+            "idle timeout (--idle-timeout-minutes)",
+            pick(&serve.idle_timeout_minutes, file.idle_timeout_minutes, DEFAULT_IDLE_TIMEOUT_MINUTES),
+            1,
+            24 * 60,
+        )?;
+        let lockout_attempts = in_range(
+            "lockout attempts (--lockout-attempts)",
+            pick(&serve.lockout_attempts, file.lockout_attempts, DEFAULT_LOCKOUT_ATTEMPTS),
+            1,
+            100,
+        )?;
+        let lockout_minutes = in_range(
+            "lockout time (--lockout-minutes)",
+            pick(&serve.lockout_minutes, file.lockout_minutes, DEFAULT_LOCKOUT_MINUTES),
+            1,
+            7 * 24 * 60,
+        )?;
+        let sms_per_hour = in_range(
+            "SMS per hour (--sms-per-hour)",
+            pick(&serve.sms_per_hour, file.sms_per_hour, DEFAULT_SMS_PER_HOUR),
+            1,
+            1000,
+        )?;
         Ok(Config {
+            idle_timeout_minutes,
+            lockout_attempts,
+            lockout_minutes,
+            strict_mode: pick(&serve.strict_mode, file.strict_mode, false),
+            sms_outbox: pick(&serve.sms_outbox, file.sms_outbox, PathBuf::from(DEFAULT_SMS_OUTBOX)),
+            sms_per_hour,
+            secret_key_file: pick(&serve.secret_key_file, file.secret_key_file, PathBuf::from(DEFAULT_SECRET_KEY_FILE)),
             listen,
             database_url,
             theme,
@@ -155,6 +230,14 @@ impl Config {
             pool_size,
             log_format,
         })
+    }
+}
+
+fn in_range(what: &str, value: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!("{what} must be {min} to {max}, not {value}")))
     }
 }
 

@@ -6,6 +6,8 @@
 // names is silently dropped). Add a line for each new section.
 use dashboard_example as _;
 use dashboard_overview as _;
+use dashboard_profile as _;
+use dashboard_session as _;
 
 pub mod cli;
 pub mod config;

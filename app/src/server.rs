@@ -8,9 +8,12 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use dashboard_core::AppState;
 use dashboard_core::api::SectionApis;
-use dashboard_core::auth::{PageGuard, SessionLoader};
+use dashboard_core::auth::PageGuard;
+use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
 use dashboard_core::registry::{Registry, RegistryError};
+use dashboard_core::session::{self, SessionLoader};
+use dashboard_core::sms::FileOutbox;
 use dashboard_core::state::Settings;
 use dashboard_core::theme::{Theme, ThemeError};
 use dashboard_core::web::{HtmlErrors, static_file};
@@ -33,6 +36,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error("theme: {0}")]
     Theme(#[from] ThemeError),
+    #[error(transparent)]
+    Secrets(#[from] CryptoError),
     #[error("cannot listen on {address}: {reason}")]
     Listen { address: String, reason: String },
 }
@@ -56,8 +61,15 @@ impl Application {
             public_url: config.public_url.clone(),
             secure_cookies: !config.plain_http,
             session_lifetime: TimeDelta::hours(i64::from(config.session_lifetime_hours)),
+            idle_timeout: TimeDelta::minutes(i64::from(config.idle_timeout_minutes)),
+            lockout_attempts: i32::try_from(config.lockout_attempts).unwrap_or(i32::MAX),
+            lockout_duration: TimeDelta::minutes(i64::from(config.lockout_minutes)),
+            strict_mode: config.strict_mode,
+            sms_per_hour: config.sms_per_hour,
         };
-        let state = AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings) };
+        let secrets = SecretBox::from_key_file(&config.secret_key_file)?;
+        let sms = Arc::new(FileOutbox::new(config.sms_outbox.clone()));
+        let state = AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings), sms, secrets };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await.map_err(listen_error)?;
@@ -79,10 +91,13 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets requests in flight finish (10 s at most).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let cleanup = session::spawn_cleanup(self.state.clone());
         let app = routes(self.state);
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
-            .await
+            .await;
+        cleanup.abort();
+        served
     }
 }
 
@@ -101,8 +116,6 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/healthz", get(shell::healthz))
         .at("/readyz", get(shell::readyz))
         .at("/static/*path", get(static_file))
-        .at("/sign-in", get(shell::sign_in_page).post(shell::sign_in))
-        .at("/sign-out", poem::post(shell::sign_out))
         .at("/api/openapi.json", spec)
         .nest("/api/docs", docs)
         .nest("/api/v1", api);

@@ -1,11 +1,11 @@
 //! The audit log of security-relevant events: who did what, when, from where, and how
 //! it ended.
 
-use crate::auth::now;
 use crate::db::DbPool;
 use crate::db::prelude::*;
 use crate::error::AppError;
 use crate::schema::audit_events;
+use crate::time::now;
 
 /// One event to record.
 #[derive(Debug, Clone)]
@@ -65,6 +65,16 @@ impl AuditEvent {
 
     pub fn company(mut self, company_id: i64) -> AuditEvent {
         self.company_id = Some(company_id);
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> AuditEvent {
+        self.details = details;
+        self
+    }
+
+    pub fn target(mut self, target: String) -> AuditEvent {
+        self.target = Some(target);
         self
     }
 

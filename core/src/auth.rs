@@ -8,18 +8,16 @@ use std::collections::BTreeSet;
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
-use chrono::{NaiveDateTime, TimeDelta, Utc};
 use poem::http::{StatusCode, header};
-use poem::web::cookie::{Cookie, SameSite};
+
 use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::db::DbError;
-use crate::db::prelude::*;
 use crate::error::{AppError, problem_response};
 use crate::registry::{Access, BuiltinRole, Registry};
-use crate::schema::{companies, role_permissions, roles, sessions, user_projects, user_roles, users};
+use crate::schema::{role_permissions, roles, user_roles};
 use crate::state::AppState;
 
 /// Name of the session cookie.
@@ -49,13 +47,24 @@ pub struct Principal {
     pub company_name: String,
     pub username: String,
     pub display_name: String,
+    /// What the user may use now: all granted permissions after the second factor,
+    /// only the exempt ones before (none in strict mode).
     pub permissions: BTreeSet<String>,
+    /// Granted permissions that wait for the second factor (empty once it was given).
+    pub awaiting_second_factor: BTreeSet<String>,
+    /// The second factor was given in this session.
+    pub second_factor_verified: bool,
     pub projects: ProjectScope,
 }
 
 impl Principal {
     pub fn has_permission(&self, code: &str) -> bool {
         self.permissions.contains(code)
+    }
+
+    /// Some granted permissions wait for the second factor: the UI guides to its set-up.
+    pub fn needs_second_factor(&self) -> bool {
+        !self.awaiting_second_factor.is_empty()
     }
 
     /// Whether this principal may use a route with `access`.
@@ -152,121 +161,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-// ---------------------------------------------------------------------------------------
-// Sessions
-
-/// Checks a username and password; returns the user id when both are right and the
-/// account is active. Never tells which part was wrong.
-pub async fn authenticate(state: &AppState, username: &str, password: &str) -> Result<Option<i64>, AppError> {
-    let username = username.trim().to_owned();
-    let found: Option<(i64, String)> = crate::db_run!(state.db, conn => {
-        users::table
-            .filter(users::username.eq(&username))
-            .filter(users::active.eq(true))
-            .select((users::id, users::password_hash))
-            .first(conn)
-            .await
-            .optional()
-    })
-    .map_err(DbError::from)?;
-    let (id, hash) = match found {
-        Some((id, hash)) => (Some(id), Some(hash)),
-        None => (None, None),
-    };
-    Ok(if verify_password(password.to_owned(), hash).await { id } else { None })
-}
-
-/// Starts a session for `user_id`; returns the token for the cookie.
-pub async fn create_session(
-    state: &AppState,
-    user_id: i64,
-    ip: Option<String>,
-    user_agent: Option<String>,
-) -> Result<String, AppError> {
-    let token = random_token();
-    let now = now();
-    let row = (
-        sessions::token_hash.eq(sha256_hex(&token)),
-        sessions::user_id.eq(user_id),
-        sessions::created_at.eq(now),
-        sessions::last_seen_at.eq(now),
-        sessions::expires_at.eq(now + state.settings.session_lifetime),
-        sessions::ip.eq(ip),
-        sessions::user_agent.eq(user_agent),
-    );
-    crate::db_run!(state.db, conn => {
-        diesel::insert_into(sessions::table).values(row).execute(conn).await
-    })
-    .map_err(DbError::from)?;
-    Ok(token)
-}
-
-/// Ends the session whose cookie carries `token`.
-pub async fn delete_session(state: &AppState, token: &str) -> Result<(), AppError> {
-    let hash = sha256_hex(token);
-    crate::db_run!(state.db, conn => {
-        diesel::delete(sessions::table.filter(sessions::token_hash.eq(&hash))).execute(conn).await
-    })
-    .map_err(DbError::from)?;
-    Ok(())
-}
-
-/// The session cookie for `token` (an empty token with max-age 0 removes it).
-pub fn session_cookie(state: &AppState, token: &str) -> Cookie {
-    let mut cookie = Cookie::new_with_str(SESSION_COOKIE, token);
-    cookie.set_path("/");
-    cookie.set_http_only(true);
-    cookie.set_same_site(SameSite::Lax);
-    cookie.set_secure(state.settings.secure_cookies);
-    if token.is_empty() {
-        cookie.set_max_age(std::time::Duration::ZERO);
-    }
-    cookie
-}
-
-/// UTC now, at microsecond precision (what both databases store).
-pub fn now() -> NaiveDateTime {
-    let now = Utc::now().naive_utc();
-    now.checked_sub_signed(TimeDelta::nanoseconds(i64::from(now.and_utc().timestamp_subsec_nanos() % 1000)))
-        .unwrap_or(now)
-}
-
-/// Loads the principal of a live session, with the permissions of all its roles.
-pub async fn principal_for_session(state: &AppState, token: &str) -> Result<Option<Principal>, AppError> {
-    let hash = sha256_hex(token);
-    let now = now();
-    let row: Option<(i64, i64, String, String, String, bool)> = crate::db_run!(state.db, conn => {
-        sessions::table
-            .inner_join(users::table.inner_join(companies::table))
-            .filter(sessions::token_hash.eq(&hash))
-            .filter(sessions::expires_at.gt(now))
-            .filter(users::active.eq(true))
-            .select((users::id, users::company_id, companies::name, users::username, users::display_name, users::all_projects))
-            .first(conn)
-            .await
-            .optional()
-    })
-    .map_err(DbError::from)?;
-    let Some((user_id, company_id, company_name, username, display_name, all_projects)) = row else {
-        return Ok(None);
-    };
-    let permissions = user_permissions(state, user_id).await?;
-    let projects = if all_projects {
-        ProjectScope::All
-    } else {
-        let ids: Vec<i64> = crate::db_run!(state.db, conn => {
-            user_projects::table
-                .filter(user_projects::user_id.eq(user_id))
-                .select(user_projects::project_id)
-                .load(conn)
-                .await
-        })
-        .map_err(DbError::from)?;
-        ProjectScope::Only(ids.into_iter().collect())
-    };
-    Ok(Some(Principal { user_id, company_id, company_name, username, display_name, permissions, projects }))
-}
-
 /// The permissions a user holds through all their roles: a built-in role's come from the
 /// registry, a custom role's from `role_permissions`. Codes no section declares (a module
 /// that was removed) are dropped.
@@ -305,26 +199,6 @@ pub async fn user_permissions(state: &AppState, user_id: i64) -> Result<BTreeSet
 // ---------------------------------------------------------------------------------------
 // Middleware and guards
 
-/// Puts the [`Principal`] of the request's session cookie into the request extensions.
-pub struct SessionLoader<E> {
-    pub inner: E,
-}
-
-impl<E: Endpoint> Endpoint for SessionLoader<E> {
-    type Output = E::Output;
-
-    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
-        let token = req.cookie().get(SESSION_COOKIE).map(|cookie| cookie.value_str().to_owned());
-        if let (Some(token), Some(state)) = (token, req.data::<AppState>().cloned())
-            && !token.is_empty()
-            && let Some(principal) = principal_for_session(&state, &token).await?
-        {
-            req.extensions_mut().insert(principal);
-        }
-        self.inner.call(req).await
-    }
-}
-
 /// Guards an HTML page: not signed in → the sign-in page; not allowed → 403.
 pub struct PageGuard<E> {
     pub inner: E,
@@ -341,10 +215,23 @@ impl<E: Endpoint> Endpoint for PageGuard<E> {
         }
         if principal.is_none() {
             let next = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+            if req.method() != poem::http::Method::GET {
+                return Err(AppError::Unauthorized.into());
+            }
             let location = format!("/sign-in?next={}", urlencode(next));
             return Ok(Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, location).finish());
         }
-        Err(AppError::Forbidden.into())
+        Err(forbidden(principal, self.access).into())
+    }
+}
+
+/// 403, saying when the second factor would grant the permission.
+fn forbidden(principal: Option<&Principal>, access: Access) -> AppError {
+    match (principal, access) {
+        (Some(principal), Access::Permission(code)) if principal.awaiting_second_factor.contains(code) => {
+            AppError::SecondFactorRequired
+        }
+        _ => AppError::Forbidden,
     }
 }
 
@@ -362,7 +249,7 @@ impl<E: Endpoint> Endpoint for ApiGuard<E> {
         if allowed(principal, self.access) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        let error = if principal.is_none() { AppError::Unauthorized } else { AppError::Forbidden };
+        let error = if principal.is_none() { AppError::Unauthorized } else { forbidden(principal, self.access) };
         Ok(problem_response(&error))
     }
 }

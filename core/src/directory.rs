@@ -4,11 +4,12 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
 
 use crate::audit::{self, AuditEvent};
-use crate::auth::{Principal, hash_password_blocking, now, password_problem};
+use crate::auth::{Principal, hash_password_blocking, password_problem};
 use crate::db::DbPool;
 use crate::error::AppError;
 use crate::registry::BuiltinRole;
 use crate::schema::{companies, projects, roles, user_roles, users};
+use crate::time::now;
 
 #[derive(Debug, Clone, Serialize, diesel::Queryable, diesel::Selectable)]
 #[diesel(table_name = companies)]

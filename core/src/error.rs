@@ -13,14 +13,18 @@ pub enum AppError {
     Unauthorized,
     #[error("You do not have permission to do this.")]
     Forbidden,
+    #[error("This needs two-factor authentication. Set it up in My profile, then sign in again.")]
+    SecondFactorRequired,
     #[error("Not found.")]
     NotFound,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("The service is temporarily unavailable.")]
-    Unavailable,
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("The service is temporarily unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Db(#[from] DbError),
     #[error("internal error: {0}")]
@@ -31,11 +35,12 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::SecondFactorRequired => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Unavailable | AppError::Db(DbError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) | AppError::Db(DbError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -45,10 +50,12 @@ impl AppError {
         match self {
             AppError::Unauthorized => "unauthorized",
             AppError::Forbidden => "forbidden",
+            AppError::SecondFactorRequired => "second-factor-required",
             AppError::NotFound => "not-found",
             AppError::BadRequest(_) => "bad-request",
             AppError::Conflict(_) => "conflict",
-            AppError::Unavailable | AppError::Db(DbError::Pool(_)) => "unavailable",
+            AppError::TooManyRequests(_) => "too-many-requests",
+            AppError::Unavailable(_) | AppError::Db(DbError::Pool(_)) => "unavailable",
             AppError::Db(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -56,7 +63,7 @@ impl AppError {
     /// What the user is told. Internal causes go to the log, not to the user.
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Db(DbError::Pool(_)) => AppError::Unavailable.to_string(),
+            AppError::Db(DbError::Pool(_)) => "The service is temporarily unavailable; please try again.".to_owned(),
             AppError::Db(_) | AppError::Internal(_) => {
                 "Something went wrong on our side. The error was logged; please try again.".to_owned()
             }
@@ -137,6 +144,8 @@ pub enum ApiError {
     NotFound(poem_openapi::payload::Json<Problem>),
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(poem_openapi::payload::Json<Problem>),
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(poem_openapi::payload::Json<Problem>),
     #[oai(status = 503, content_type = "application/problem+json")]
@@ -153,6 +162,7 @@ impl From<AppError> for ApiError {
             StatusCode::FORBIDDEN => ApiError::Forbidden(problem),
             StatusCode::NOT_FOUND => ApiError::NotFound(problem),
             StatusCode::CONFLICT => ApiError::Conflict(problem),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(problem),
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(problem),
             _ => ApiError::Internal(problem),
         }

@@ -5,11 +5,16 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod crypto;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod money;
 pub mod registry;
 pub mod schema;
+pub mod second_factor;
+pub mod session;
+pub mod sms;
 pub mod state;
 pub mod theme;
 pub mod time;

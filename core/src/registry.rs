@@ -192,7 +192,7 @@ macro_rules! operation {
 }
 
 /// Paths that belong to the application shell, not to sections.
-pub const RESERVED_PREFIXES: &[&str] = &["/api", "/static", "/healthz", "/readyz", "/sign-in", "/sign-out"];
+pub const RESERVED_PREFIXES: &[&str] = &["/api", "/static", "/healthz", "/readyz"];
 
 /// Why the registry refuses to start: every problem found, one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]

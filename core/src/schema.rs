@@ -32,6 +32,8 @@ diesel::table! {
         time_zone -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        failed_attempts -> Integer,
+        locked_until -> Nullable<Timestamp>,
     }
 }
 
@@ -89,6 +91,7 @@ diesel::table! {
         second_factor_at -> Nullable<Timestamp>,
         ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        stage -> Text,
     }
 }
 
@@ -103,6 +106,29 @@ diesel::table! {
         ip -> Nullable<Text>,
         details -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sms_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        purpose -> Text,
+        subject -> Text,
+        code_hash -> Text,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        used_at -> Nullable<Timestamp>,
     }
 }
 
@@ -127,4 +153,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     second_factors,
     sessions,
     audit_events,
+    sms_codes,
+    recovery_codes,
 );

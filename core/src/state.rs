@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 
+use crate::crypto::SecretBox;
 use crate::db::DbPool;
 use crate::registry::Registry;
+use crate::sms::SmsSender;
 use crate::theme::Theme;
 
 /// Settings the running application needs (the binary parses and validates them).
@@ -17,6 +19,17 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Absolute lifetime of a session.
     pub session_lifetime: TimeDelta,
+    /// Idle timeout of sessions without permissions that need the second factor (those
+    /// have 5 minutes, see [`crate::session::SECOND_FACTOR_IDLE`]).
+    pub idle_timeout: TimeDelta,
+    /// Consecutive failed sign-ins (password or code) that lock an account.
+    pub lockout_attempts: i32,
+    /// How long a locked account stays locked.
+    pub lockout_duration: TimeDelta,
+    /// No permission is exempt from the second factor.
+    pub strict_mode: bool,
+    /// Text messages a user may be sent per hour.
+    pub sms_per_hour: u32,
 }
 
 /// Shared application state, added to every request with poem's `Data`.
@@ -26,4 +39,7 @@ pub struct AppState {
     pub registry: &'static Registry,
     pub theme: Arc<Theme>,
     pub settings: Arc<Settings>,
+    pub sms: Arc<dyn SmsSender>,
+    /// Encrypts secrets at rest (TOTP secrets).
+    pub secrets: SecretBox,
 }

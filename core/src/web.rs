@@ -1,7 +1,7 @@
 //! Rendering pages inside the themed layout, and the shell's own endpoints.
 
 use poem::http::{StatusCode, header};
-use poem::web::{CsrfToken, Html};
+use poem::web::{CsrfToken, CsrfVerifier, Html};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -92,6 +92,8 @@ impl PageContext {
             "content": content,
             "nav": nav,
             "user": user,
+            "second_factor_banner": self.principal.as_ref().is_some_and(|p| p.needs_second_factor())
+                && !self.path.starts_with("/profile"),
             "theme": self.state.theme.name(),
             "csrf_token": self.csrf_token,
         })
@@ -123,6 +125,20 @@ impl PageContext {
             }
         }
     }
+}
+
+/// Refuses a form whose CSRF token does not match the browser's CSRF cookie.
+pub fn check_csrf(verifier: &CsrfVerifier, token: &str) -> Result<(), AppError> {
+    if verifier.is_valid(token) {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest("The form expired. Reload the page and try again.".to_owned()))
+    }
+}
+
+/// A redirect after a form (`303 See Other`).
+pub fn see_other(location: &str) -> Response {
+    Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, location).finish()
 }
 
 /// Initials for the avatar in the top bar.

@@ -6,7 +6,7 @@
 use dashboard::server::Application;
 use dashboard_core::registry::{Access, Api, Section};
 use dashboard_core::{page, register_section};
-use dashboard_tests::{Backend, TestOptions, fresh_database, test_config};
+use dashboard_tests::{Backend, TestOptions, fresh_database, fresh_dir, test_config};
 use poem::handler;
 use poem_openapi::OpenApi;
 use poem_openapi::payload::PlainText;
@@ -41,7 +41,7 @@ register_section!(Section {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_registry_refuses_to_start_and_names_every_problem() {
     let database = fresh_database(Backend::Sqlite).await.unwrap();
-    let config = test_config(database, &TestOptions::default());
+    let config = test_config(database, &fresh_dir(), &TestOptions::default());
     let error = Application::build(&config).await.err().expect("a broken registry must not start");
     let message = error.to_string();
     assert!(message.contains("the dashboard will not start"), "{message}");

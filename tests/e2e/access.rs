@@ -1,15 +1,15 @@
 //! Deny by default: navigation, pages and API operations follow the registry's declared
-//! access, and nobody sees another company's data.
+//! access and the second factor; nobody sees another company's data.
 
 use dashboard_core::BuiltinRole;
 use dashboard_tests::reqwest::StatusCode;
 use dashboard_tests::reqwest::header;
-use dashboard_tests::{PASSWORD, TestApp, story};
+use dashboard_tests::{TestApp, story};
 use serde_json::Value;
 
 story!(anonymous_api_calls_get_a_401_problem_document);
 async fn anonymous_api_calls_get_a_401_problem_document(app: TestApp) {
-    for path in ["/api/v1/example/greeting", "/api/v1/overview"] {
+    for path in ["/api/v1/example/greeting", "/api/v1/overview", "/api/v1/session"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
@@ -23,22 +23,20 @@ story!(navigation_pages_and_api_follow_the_roles_permissions);
 async fn navigation_pages_and_api_follow_the_roles_permissions(app: TestApp) {
     let (company, _) = app.company("Acme", &["Shop"]).await;
     // Support holds example.view by default; Finance does not.
-    app.user(company, "sam", BuiltinRole::Support).await;
-    app.user(company, "felix", BuiltinRole::Finance).await;
-
-    app.sign_in("sam", PASSWORD).await;
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
     let (_, home) = app.get_text("/").await;
     assert!(home.contains("href=\"/example\""), "support sees the Example section");
     assert_eq!(app.get("/example").await.status(), StatusCode::OK);
     assert_eq!(app.get("/api/v1/example/greeting").await.status(), StatusCode::OK);
 
-    let felix = app.signed_in_client("felix").await;
-    let home = felix.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let finance = app.another_browser();
+    finance.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    let (_, home) = finance.get_text("/").await;
     assert!(!home.contains("href=\"/example\""), "finance does not see the Example section");
-    let page = felix.get(app.url("/example")).send().await.unwrap();
+    let page = finance.get("/example").await;
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     assert!(page.text().await.unwrap().contains("You do not have permission"));
-    let api = felix.get(app.url("/api/v1/example/greeting")).send().await.unwrap();
+    let api = finance.get("/api/v1/example/greeting").await;
     assert_eq!(api.status(), StatusCode::FORBIDDEN);
     assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
 }
@@ -48,9 +46,8 @@ async fn users_see_only_their_own_companys_projects(app: TestApp) {
     let (acme, _) = app.company("Acme", &["Acme shop", "Acme app"]).await;
     let (globex, _) = app.company("Globex", &["Globex store"]).await;
     app.user(acme, "alice", BuiltinRole::MerchantAdmin).await;
-    app.user(globex, "gary", BuiltinRole::MerchantAdmin).await;
+    app.sign_in_with_second_factor(globex, "gary", BuiltinRole::MerchantAdmin).await;
 
-    app.sign_in("gary", PASSWORD).await;
     let overview: Value = app.get("/api/v1/overview").await.json().await.unwrap();
     assert_eq!(overview["company"], "Globex");
     let names: Vec<&str> =

@@ -1,56 +1,117 @@
-//! In a real browser: the demo's sign-in as the README describes it, with screenshots
-//! in `target/screenshots/` to look at.
+//! In a real browser: the README's demo sign-in and the first-time set-up of the second
+//! factor as the seed describes it, with screenshots in `target/screenshots/`.
 
 use dashboard_tests::browser::Browser;
-use dashboard_tests::{Backend, TestApp, TestOptions};
+use dashboard_tests::{Authenticator, Backend, TestApp, TestOptions};
 use fantoccini::Locator;
 
-async fn sign_in_as_demo_admin(app: &TestApp, browser: &Browser, screenshot_prefix: &str) {
+const WELCOME: &str = "Welcome, Alex Morgan";
+
+async fn fill(browser: &Browser, id: &str, text: &str) {
+    browser.client.find(Locator::Id(id)).await.unwrap().send_keys(text).await.unwrap();
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn text_of(browser: &Browser, css: &str) -> String {
+    browser.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+/// Opens the dashboard signed out and signs in as the demo admin with the password.
+async fn sign_in_as_demo_admin(app: &TestApp, browser: &Browser, screenshot: Option<&str>) {
     browser.client.goto(&app.url("/")).await.unwrap();
     // Signed out: the dashboard sends the browser to the sign-in page.
     assert_eq!(browser.wait_for_text("h1", "Sign in").await, "Sign in");
     assert!(browser.client.title().await.unwrap().starts_with("Sign in"));
-    browser.screenshot(&format!("{screenshot_prefix}sign-in")).await;
-
-    browser.client.find(Locator::Id("username")).await.unwrap().send_keys("admin").await.unwrap();
-    browser.client.find(Locator::Id("password")).await.unwrap().send_keys(dashboard::demo::PASSWORD).await.unwrap();
-    browser.client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-
-    assert_eq!(browser.wait_for_text(".page-head h1", "Welcome, Alex Morgan").await, "Welcome, Alex Morgan");
-    let nav = browser.client.find(Locator::Css(".nav")).await.unwrap().text().await.unwrap();
-    assert!(nav.contains("Overview") && nav.contains("Example"), "{nav}");
-    browser.screenshot(&format!("{screenshot_prefix}overview")).await;
+    if let Some(name) = screenshot {
+        browser.screenshot(name).await;
+    }
+    fill(browser, "username", "admin").await;
+    fill(browser, "password", dashboard::demo::PASSWORD).await;
+    click(browser, "button[type=submit]").await;
 }
 
-/// The README's flow: the demo company, the sign-in page, the overview. Cookies are
-/// `Secure` here, as by default: browsers accept them on http://127.0.0.1.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_demo_user_signs_in_in_a_real_browser() {
-    let Some(browser) = Browser::start().await else { return };
-    let options = TestOptions { plain_http: false, ..TestOptions::default() };
+/// Demo company on an application with the default, secure cookies: browsers accept
+/// `Secure` cookies on http://127.0.0.1, as the README's first command relies on.
+async fn demo_app(theme: &str) -> TestApp {
+    let options = TestOptions { plain_http: false, theme: theme.to_owned(), ..TestOptions::default() };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
     dashboard::demo::ensure(&app.state.db).await.unwrap();
+    app
+}
 
-    sign_in_as_demo_admin(&app, &browser, "").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = demo_app("default").await;
+    let phone = dashboard::demo::USERS[0].3;
 
+    sign_in_as_demo_admin(&app, &browser, Some("sign-in")).await;
+    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    let nav = text_of(&browser, ".nav").await;
+    assert!(!nav.contains("Example"), "no second factor yet, so no Example: {nav}");
+    assert!(text_of(&browser, ".banner").await.contains("need two-factor authentication"));
+    browser.screenshot("overview-second-factor-banner").await;
+
+    // The seed's first-time set-up: SMS activation code, then the authenticator app.
+    browser.client.find(Locator::LinkText("Set up two-factor authentication")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "My profile").await, "My profile");
+    click(&browser, "form[action='/profile/second-factor/sms'] button").await;
+    browser.wait_for_text(".alert-info", "We sent a 6-digit code to your phone. It is valid for 5 minutes.").await;
+    fill(&browser, "sms-code", &app.last_sms_code(phone)).await;
+    click(&browser, "form[action='/profile/second-factor/activate'] button").await;
+    let secret = loop_until_present(&browser, "[data-secret]").await;
+    browser.screenshot("profile-enrolment").await;
+    let authenticator = Authenticator::new(&secret);
+    fill(&browser, "app-code", &authenticator.code()).await;
+    click(&browser, "form[action='/profile/second-factor/enable'] button").await;
+    let heading = "Two-factor authentication is on";
+    assert_eq!(browser.wait_for_text(".page-head h1", heading).await, heading);
+    let codes = browser.client.find_all(Locator::Css("[data-recovery-codes] li")).await.unwrap();
+    assert_eq!(codes.len(), 10);
+    browser.screenshot("recovery-codes").await;
+
+    // The renewed session carries every permission.
+    browser.client.find(Locator::LinkText("I saved them, continue")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
     browser.client.find(Locator::LinkText("Example")).await.unwrap().click().await.unwrap();
     assert_eq!(browser.wait_for_text(".card h2", "Hello, Alex Morgan!").await, "Hello, Alex Morgan!");
     browser.screenshot("example").await;
 
-    // Sign out through the account menu.
-    browser.client.find(Locator::Css(".user-menu summary")).await.unwrap().click().await.unwrap();
-    browser.client.find(Locator::Css(".menu button")).await.unwrap().click().await.unwrap();
-    assert_eq!(browser.wait_for_text("h1", "Sign in").await, "Sign in");
+    // Sign out; the next sign-in asks for the app's code.
+    click(&browser, ".user-menu summary").await;
+    click(&browser, ".menu button").await;
+    sign_in_as_demo_admin(&app, &browser, None).await;
+    let heading = "Two-factor authentication";
+    assert_eq!(browser.wait_for_text("h1", heading).await, heading);
+    browser.screenshot("sign-in-second-factor").await;
+    fill(&browser, "code", &authenticator.code()).await;
+    click(&browser, "button[type=submit]").await;
+    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    assert!(text_of(&browser, ".nav").await.contains("Example"));
     browser.close().await;
+}
+
+/// Waits for an element and returns its text.
+async fn loop_until_present(browser: &Browser, css: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(element) = browser.client.find(Locator::Css(css)).await {
+            return element.text().await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{css} never appeared");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dark_theme_renders_in_a_real_browser() {
     let Some(browser) = Browser::start().await else { return };
-    let options = TestOptions { theme: "dark".to_owned(), plain_http: false, ..TestOptions::default() };
-    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
-    dashboard::demo::ensure(&app.state.db).await.unwrap();
-    sign_in_as_demo_admin(&app, &browser, "dark-").await;
+    let app = demo_app("dark").await;
+    sign_in_as_demo_admin(&app, &browser, Some("dark-sign-in")).await;
+    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    browser.screenshot("dark-overview").await;
     let background =
         browser.client.execute("return getComputedStyle(document.body).backgroundColor", vec![]).await.unwrap();
     assert_eq!(background, "rgb(15, 19, 32)", "the dark theme's background");

@@ -2,14 +2,13 @@
 
 use dashboard_core::BuiltinRole;
 use dashboard_tests::reqwest::StatusCode;
-use dashboard_tests::{PASSWORD, TestApp, story};
+use dashboard_tests::{TestApp, story};
 use serde_json::Value;
 
 story!(the_example_page_and_api_agree);
 async fn the_example_page_and_api_agree(app: TestApp) {
     let (company, _) = app.company("Acme", &["Shop", "App"]).await;
-    app.user(company, "sam", BuiltinRole::Support).await;
-    app.sign_in("sam", PASSWORD).await;
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
 
     let greeting: Value = app.get("/api/v1/example/greeting").await.json().await.unwrap();
     assert_eq!(greeting["message"], "Hello, sam tester!");

@@ -3,7 +3,7 @@
 
 use dashboard::server::Application;
 use dashboard_core::BuiltinRole;
-use dashboard_tests::{Backend, PASSWORD, TestApp, TestOptions, fresh_database, test_config};
+use dashboard_tests::{Backend, TestApp, TestOptions, fresh_database, fresh_dir, test_config};
 
 /// The stylesheet `name` as linked from the sign-in page (seen signed out).
 async fn stylesheet(app: &TestApp, name: &str) -> String {
@@ -40,8 +40,7 @@ async fn a_theme_folder_overrides_a_section_template_and_a_stylesheet() {
     let options = TestOptions { theme_dir: Some(folder.clone()), ..TestOptions::default() };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
     let (company, _) = app.company("Acme", &[]).await;
-    app.user(company, "sam", BuiltinRole::Support).await;
-    app.sign_in("sam", PASSWORD).await;
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
     assert!(app.get_text("/example").await.1.contains("<h1>Branded example for Acme</h1>"));
     assert!(stylesheet(&app, "theme.css").await.contains("#ff6600"));
     std::fs::remove_dir_all(folder).unwrap();
@@ -51,7 +50,7 @@ async fn a_theme_folder_overrides_a_section_template_and_a_stylesheet() {
 async fn an_unknown_theme_is_refused_at_start_up() {
     let database = fresh_database(Backend::Sqlite).await.unwrap();
     let options = TestOptions { theme: "neon".to_owned(), ..TestOptions::default() };
-    let error = Application::build(&test_config(database, &options)).await.err().expect("must not start");
+    let error = Application::build(&test_config(database, &fresh_dir(), &options)).await.err().expect("must not start");
     let message = error.to_string();
     assert!(message.contains("unknown theme \"neon\"") && message.contains("dark"), "{message}");
 }

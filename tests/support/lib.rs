@@ -16,6 +16,7 @@ use dashboard::server::Application;
 use dashboard_core::AppState;
 use dashboard_core::BuiltinRole;
 use dashboard_core::directory::{self, NewUser};
+use dashboard_core::second_factor;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -62,26 +63,41 @@ pub struct TestOptions {
     /// Cookies without `Secure` (the explicit plain-HTTP development mode), so that the
     /// HTTP client sends them to 127.0.0.1.
     pub plain_http: bool,
+    pub strict_mode: bool,
+    pub idle_timeout_minutes: u32,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
-        TestOptions { theme: "default".to_owned(), theme_dir: None, plain_http: true }
+        TestOptions {
+            theme: "default".to_owned(),
+            theme_dir: None,
+            plain_http: true,
+            strict_mode: false,
+            idle_timeout_minutes: 30,
+        }
     }
 }
 
-/// A running application and a client with its own cookie jar.
+/// A running application and a client with its own cookie jar. A clone from
+/// [`TestApp::another_browser`] shares the application; it stops with the last clone.
+#[derive(Clone)]
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
     pub backend: Backend,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// The application's own folder: SMS outbox, secret key.
+    pub dir: PathBuf,
+    _shutdown: std::sync::Arc<Shutdown>,
 }
 
-impl Drop for TestApp {
+/// Stops the application when dropped.
+struct Shutdown(Option<oneshot::Sender<()>>);
+
+impl Drop for Shutdown {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
+        if let Some(shutdown) = self.0.take() {
             let _ = shutdown.send(());
         }
     }
@@ -115,9 +131,23 @@ pub async fn fresh_database(backend: Backend) -> Option<String> {
     }
 }
 
-/// A configuration for a test application on a free port.
-pub fn test_config(database_url: String, options: &TestOptions) -> Config {
+/// A folder of its own for one test application.
+pub fn fresh_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("dashboard-tests").join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A configuration for a test application on a free port, with its files in `dir`.
+pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOptions) -> Config {
     Config {
+        idle_timeout_minutes: options.idle_timeout_minutes,
+        lockout_attempts: 5,
+        lockout_minutes: 30,
+        strict_mode: options.strict_mode,
+        sms_outbox: dir.join("sms-outbox.jsonl"),
+        sms_per_hour: 5,
+        secret_key_file: dir.join("secret.key"),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url,
         theme: options.theme.clone(),
@@ -138,7 +168,8 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Option<TestApp> {
         let database_url = fresh_database(backend).await?;
-        let config = test_config(database_url, &options);
+        let dir = fresh_dir();
+        let config = test_config(database_url, &dir, &options);
         let app = Application::build(&config).await.unwrap_or_else(|e| panic!("the application did not start: {e}"));
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
@@ -146,7 +177,8 @@ impl TestApp {
         tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        Some(TestApp { address, client: new_client(), state, backend, shutdown: Some(shutdown) })
+        let shutdown = std::sync::Arc::new(Shutdown(Some(shutdown)));
+        Some(TestApp { address, client: new_client(), state, backend, dir, _shutdown: shutdown })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -196,6 +228,11 @@ impl TestApp {
         new_client()
     }
 
+    /// The same application seen from another browser, with its own cookies.
+    pub fn another_browser(&self) -> TestApp {
+        TestApp { client: new_client(), ..self.clone() }
+    }
+
     /// Creates a company with `projects` projects; returns its id and the project ids.
     pub async fn company(&self, name: &str, projects: &[&str]) -> (i64, Vec<i64>) {
         let company = directory::create_company(&self.state.db, name).await.unwrap();
@@ -208,21 +245,126 @@ impl TestApp {
 
     /// Creates a user with a built-in role and the password [`PASSWORD`].
     pub async fn user(&self, company_id: i64, username: &str, role: BuiltinRole) -> i64 {
+        self.user_with_phone(company_id, username, role, None).await
+    }
+
+    pub async fn user_with_phone(
+        &self,
+        company_id: i64,
+        username: &str,
+        role: BuiltinRole,
+        phone: Option<&str>,
+    ) -> i64 {
         let new = NewUser {
             company_id,
             username: username.to_owned(),
             display_name: Some(format!("{username} tester")),
             password: PASSWORD.to_owned(),
             role,
-            phone: None,
+            phone: phone.map(str::to_owned),
         };
         directory::create_user(&self.state.db, new).await.unwrap().id
+    }
+
+    /// The text messages sent so far, oldest first: (to, text).
+    pub fn sms_outbox(&self) -> Vec<(String, String)> {
+        let Ok(text) = std::fs::read_to_string(self.dir.join("sms-outbox.jsonl")) else { return Vec::new() };
+        text.lines()
+            .map(|line| {
+                let message: serde_json::Value = serde_json::from_str(line).unwrap();
+                (message["to"].as_str().unwrap().to_owned(), message["text"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    /// The 6-digit code of the last text message sent to `phone`.
+    pub fn last_sms_code(&self, phone: &str) -> String {
+        let (_, text) = self.sms_outbox().into_iter().rev().find(|(to, _)| to == phone).expect("an SMS to that phone");
+        first_code(&text).expect("a code in the SMS")
+    }
+
+    /// Sets up the second factor of a user with a phone, through the same services as
+    /// the profile page; returns the base32 secret (the "authenticator app").
+    pub async fn enable_second_factor(&self, user_id: i64, phone: &str) -> Authenticator {
+        second_factor::send_activation_code(&self.state, user_id).await.unwrap();
+        let enrolment = second_factor::activate(&self.state, user_id, &self.last_sms_code(phone)).await.unwrap();
+        let authenticator = Authenticator::new(&enrolment.secret);
+        second_factor::enable(&self.state, user_id, &authenticator.code()).await.unwrap();
+        authenticator
+    }
+
+    /// A user of `role` with a phone and the second factor on; signs this client in
+    /// with password and code.
+    pub async fn sign_in_with_second_factor(
+        &self,
+        company_id: i64,
+        username: &str,
+        role: BuiltinRole,
+    ) -> Authenticator {
+        let phone = format!("+4477009{:05}", rand_suffix());
+        let user_id = self.user_with_phone(company_id, username, role, Some(&phone)).await;
+        let authenticator = self.enable_second_factor(user_id, &phone).await;
+        let response = self.sign_in(username, PASSWORD).await;
+        assert_eq!(location(response.headers()), "/sign-in/second-factor");
+        let response = self.submit_code(&authenticator.code()).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "the code was refused");
+        authenticator
+    }
+
+    /// Posts a second-factor code on the sign-in page.
+    pub async fn submit_code(&self, code: &str) -> reqwest::Response {
+        let token = self.csrf_token("/sign-in/second-factor").await;
+        self.post_form("/sign-in/second-factor", &[("code", code), ("csrf_token", &token)]).await
     }
 }
 
 async fn csrf_token_for(client: &reqwest::Client, url: &str) -> String {
     let html = client.get(url).send().await.unwrap().text().await.unwrap();
     form_value(&html, "csrf_token").unwrap_or_else(|| panic!("no CSRF token on {url}"))
+}
+
+fn rand_suffix() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32 % 100_000
+}
+
+/// The first run of 6 digits in `text`.
+pub fn first_code(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(5))
+        .find(|&i| {
+            bytes[i..i + 6].iter().all(u8::is_ascii_digit) && (i + 6 == bytes.len() || !bytes[i + 6].is_ascii_digit())
+        })
+        .map(|i| text[i..i + 6].to_owned())
+}
+
+/// A test's authenticator app. Each code is for a later time step than the one before
+/// (the server accepts each step once), starting at the current one: at most three
+/// codes within 30 seconds, as the server allows one step of drift.
+pub struct Authenticator {
+    totp: totp_rs::Totp,
+    next_offset: std::sync::atomic::AtomicU64,
+}
+
+impl Authenticator {
+    pub fn new(secret_base32: &str) -> Authenticator {
+        let secret = totp_rs::Secret::try_from_base32(secret_base32).unwrap();
+        let totp = totp_rs::Builder::new().with_secret(secret.to_vec()).build().unwrap();
+        Authenticator { totp, next_offset: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// The next code the server has not seen.
+    pub fn code(&self) -> String {
+        let offset = self.next_offset.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(offset <= 1, "a test may use two codes per 30 seconds");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        self.totp.generate(now + offset * 30).to_string()
+    }
+
+    /// The code of the current step again (for replay tests).
+    pub fn current(&self) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        self.totp.generate(now).to_string()
+    }
 }
 
 fn new_client() -> reqwest::Client {

@@ -1,0 +1,438 @@
+//! Sessions: sign-in with lockout, the second-factor step, idle and absolute timeouts.
+//!
+//! The cookie carries a random token; the database keeps its SHA-256. A session starts
+//! in stage `second_factor` when the user has TOTP enabled (it authenticates nothing
+//! until the code is given, then a new session replaces it) and `active` otherwise. An
+//! active session without the second factor carries only the exempt permissions.
+//! Idle timeout: 5 minutes for a session holding any permission that needs the second
+//! factor (PSD2 RTS art. 4(3)(d)), the configured time otherwise.
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use poem::web::cookie::{Cookie, SameSite};
+use poem::{Endpoint, Request};
+
+use crate::audit::{self, AuditEvent};
+use crate::auth::{Principal, ProjectScope, random_token, sha256_hex, user_permissions, verify_password};
+use crate::db::prelude::*;
+use crate::error::AppError;
+use crate::schema::{companies, sessions, user_projects, users};
+use crate::second_factor;
+use crate::state::AppState;
+use crate::time::now;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "dashboard_session";
+/// Idle timeout of a session that holds permissions needing the second factor.
+pub const SECOND_FACTOR_IDLE: TimeDelta = TimeDelta::minutes(5);
+/// Time to enter the code after the password.
+pub const SECOND_FACTOR_WINDOW: TimeDelta = TimeDelta::minutes(5);
+/// Writes of `last_seen_at` are skipped when the last one is this recent.
+const TOUCH_INTERVAL: TimeDelta = TimeDelta::seconds(5);
+
+const STAGE_ACTIVE: &str = "active";
+const STAGE_SECOND_FACTOR: &str = "second_factor";
+
+/// Where the client stands after the password.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Signed in; the token goes into the cookie.
+    Active { token: String, principal: Box<Principal> },
+    /// The password was right; the second factor is asked next (the token is for that step).
+    SecondFactorRequired { token: String },
+    /// Wrong username, password, or a locked account: the answer never says which.
+    Refused,
+}
+
+/// The client's address and browser, for the session row and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub fn from_request(req: &Request) -> ClientInfo {
+        ClientInfo {
+            ip: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()),
+            user_agent: req
+                .headers()
+                .get(poem::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(300).collect()),
+        }
+    }
+}
+
+/// A session that passed the password and waits for the second factor.
+#[derive(Debug, Clone)]
+pub struct PendingSecondFactor {
+    pub user_id: i64,
+}
+
+/// Checks username and password. Unknown users cost the same argon2 verification; a
+/// locked account is refused even with the right password, and every failure counts
+/// towards the lockout.
+pub async fn sign_in(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<SignIn, AppError> {
+    let username = username.trim().to_lowercase();
+    let now = now();
+    let found: Option<(i64, i64, String, Option<NaiveDateTime>)> = crate::db_run!(state.db, conn => {
+        users::table
+            .filter(users::username.eq(&username))
+            .filter(users::active.eq(true))
+            .select((users::id, users::company_id, users::password_hash, users::locked_until))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    let hash = found.as_ref().map(|(_, _, hash, _)| hash.clone());
+    let password_ok = verify_password(password.to_owned(), hash).await;
+    let Some((user_id, company_id, _, locked_until)) = found else {
+        record(state, AuditEvent::anonymous("session.sign_in", format!("username {username}"), "failure"), client)
+            .await?;
+        return Ok(SignIn::Refused);
+    };
+    if locked_until.is_some_and(|until| until > now) {
+        let event = AuditEvent::by_user(company_id, user_id, "session.sign_in", "denied");
+        record(state, event.details(serde_json::json!({ "reason": "account locked" })), client).await?;
+        return Ok(SignIn::Refused);
+    }
+    if !password_ok {
+        register_failure(state, user_id, company_id, client).await?;
+        let event = AuditEvent::by_user(company_id, user_id, "session.sign_in", "failure");
+        record(state, event.details(serde_json::json!({ "reason": "wrong password" })), client).await?;
+        return Ok(SignIn::Refused);
+    }
+    clear_failures(state, user_id).await?;
+    if second_factor::is_enabled(state, user_id).await? {
+        let token = insert_session(state, user_id, STAGE_SECOND_FACTOR, None, SECOND_FACTOR_WINDOW, client).await?;
+        return Ok(SignIn::SecondFactorRequired { token });
+    }
+    let token = insert_session(state, user_id, STAGE_ACTIVE, None, state.settings.session_lifetime, client).await?;
+    record(state, AuditEvent::by_user(company_id, user_id, "session.sign_in", "success"), client).await?;
+    let principal = principal_for_token(state, &token).await?.ok_or(AppError::Unauthorized)?;
+    Ok(SignIn::Active { token, principal: Box::new(principal) })
+}
+
+/// The second step: a TOTP or recovery code for the session `pending_token`. On success
+/// the pending session is replaced by a new one (a new id) that carries all the user's
+/// permissions; a wrong code counts towards the lockout.
+pub async fn complete_second_factor(
+    state: &AppState,
+    pending_token: &str,
+    code: &str,
+    client: &ClientInfo,
+) -> Result<Option<(String, Principal)>, AppError> {
+    let Some(pending) = pending_session(state, pending_token).await? else { return Ok(None) };
+    let user_id = pending.user_id;
+    let (company_id, locked_until): (i64, Option<NaiveDateTime>) = crate::db_run!(state.db, conn => {
+        users::table.find(user_id).select((users::company_id, users::locked_until)).first(conn).await
+    })?;
+    if locked_until.is_some_and(|until| until > now()) {
+        delete_session(state, pending_token).await?;
+        return Ok(None);
+    }
+    if !second_factor::verify(state, user_id, code).await? {
+        if register_failure(state, user_id, company_id, client).await? {
+            delete_session(state, pending_token).await?;
+        }
+        let event = AuditEvent::by_user(company_id, user_id, "session.second_factor", "failure");
+        record(state, event, client).await?;
+        return Ok(None);
+    }
+    clear_failures(state, user_id).await?;
+    delete_session(state, pending_token).await?;
+    let token =
+        insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await?;
+    record(state, AuditEvent::by_user(company_id, user_id, "session.sign_in", "success"), client).await?;
+    let principal = principal_for_token(state, &token).await?.ok_or(AppError::Unauthorized)?;
+    Ok(Some((token, principal)))
+}
+
+/// Replaces the session `token` by a new one that has passed the second factor (after
+/// the user enabled it in this session): a new id, as after any change of privilege.
+pub async fn elevate(state: &AppState, token: &str, client: &ClientInfo) -> Result<String, AppError> {
+    let hash = sha256_hex(token);
+    let user_id: i64 = crate::db_run!(state.db, conn => {
+        sessions::table.find(&hash).select(sessions::user_id).first(conn).await
+    })?;
+    delete_session(state, token).await?;
+    insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await
+}
+
+async fn record(state: &AppState, event: AuditEvent, client: &ClientInfo) -> Result<(), AppError> {
+    audit::record(&state.db, event.ip(client.ip.clone())).await
+}
+
+/// Counts one failed attempt, atomically; at the limit the account is locked. Returns
+/// whether this failure locked it.
+async fn register_failure(
+    state: &AppState,
+    user_id: i64,
+    company_id: i64,
+    client: &ClientInfo,
+) -> Result<bool, AppError> {
+    let limit = state.settings.lockout_attempts;
+    let locked_until = now() + state.settings.lockout_duration;
+    let failures: i32 = crate::db_run!(state.db, conn => {
+        diesel::update(users::table.find(user_id))
+            .set(users::failed_attempts.eq(users::failed_attempts + 1))
+            .returning(users::failed_attempts)
+            .get_result(conn)
+            .await
+    })?;
+    if failures < limit {
+        return Ok(false);
+    }
+    // Only the request whose update resets the counter reports and audits the lock.
+    let locked = crate::db_run!(state.db, conn => {
+        diesel::update(users::table.find(user_id).filter(users::failed_attempts.ge(limit)))
+            .set((users::failed_attempts.eq(0), users::locked_until.eq(Some(locked_until))))
+            .execute(conn)
+            .await
+    })?;
+    if locked == 1 {
+        let event = AuditEvent::by_user(company_id, user_id, "account.locked", "success")
+            .details(serde_json::json!({ "until": crate::time::rfc3339(&locked_until), "failures": limit }));
+        record(state, event, client).await?;
+        // A locked account keeps no sessions.
+        crate::db_run!(state.db, conn => {
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn).await
+        })?;
+    }
+    Ok(locked == 1)
+}
+
+async fn clear_failures(state: &AppState, user_id: i64) -> Result<(), AppError> {
+    crate::db_run!(state.db, conn => {
+        diesel::update(users::table.find(user_id).filter(users::failed_attempts.gt(0)))
+            .set(users::failed_attempts.eq(0))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
+async fn insert_session(
+    state: &AppState,
+    user_id: i64,
+    stage: &'static str,
+    second_factor_at: Option<NaiveDateTime>,
+    lifetime: TimeDelta,
+    client: &ClientInfo,
+) -> Result<String, AppError> {
+    let token = random_token();
+    let now = now();
+    let row = (
+        sessions::token_hash.eq(sha256_hex(&token)),
+        sessions::user_id.eq(user_id),
+        sessions::created_at.eq(now),
+        sessions::last_seen_at.eq(now),
+        sessions::expires_at.eq(now + lifetime),
+        sessions::second_factor_at.eq(second_factor_at),
+        sessions::ip.eq(client.ip.clone()),
+        sessions::user_agent.eq(client.user_agent.clone()),
+        sessions::stage.eq(stage),
+    );
+    crate::db_run!(state.db, conn => {
+        diesel::insert_into(sessions::table).values(row).execute(conn).await
+    })?;
+    Ok(token)
+}
+
+/// Ends the session whose cookie carries `token`.
+pub async fn delete_session(state: &AppState, token: &str) -> Result<(), AppError> {
+    let hash = sha256_hex(token);
+    crate::db_run!(state.db, conn => {
+        diesel::delete(sessions::table.filter(sessions::token_hash.eq(&hash))).execute(conn).await
+    })?;
+    Ok(())
+}
+
+/// Ends every session of a user (deactivation, second-factor reset).
+pub async fn delete_user_sessions(state: &AppState, user_id: i64) -> Result<usize, AppError> {
+    Ok(crate::db_run!(state.db, conn => {
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn).await
+    })?)
+}
+
+/// Deletes sessions past their absolute lifetime or idle for longer than any idle
+/// timeout allows; returns how many.
+pub async fn delete_expired(state: &AppState) -> Result<usize, AppError> {
+    let now = now();
+    let idle_cutoff = now - state.settings.idle_timeout.max(SECOND_FACTOR_IDLE);
+    Ok(crate::db_run!(state.db, conn => {
+        diesel::delete(
+            sessions::table.filter(sessions::expires_at.le(now).or(sessions::last_seen_at.lt(idle_cutoff))),
+        )
+        .execute(conn)
+        .await
+    })?)
+}
+
+/// The session cookie for `token` (an empty token with max-age 0 removes it).
+pub fn session_cookie(state: &AppState, token: &str) -> Cookie {
+    let mut cookie = Cookie::new_with_str(SESSION_COOKIE, token);
+    cookie.set_path("/");
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_secure(state.settings.secure_cookies);
+    if token.is_empty() {
+        cookie.set_max_age(std::time::Duration::ZERO);
+    }
+    cookie
+}
+
+async fn pending_session(state: &AppState, token: &str) -> Result<Option<PendingSecondFactor>, AppError> {
+    let hash = sha256_hex(token);
+    let now = now();
+    let user_id: Option<i64> = crate::db_run!(state.db, conn => {
+        sessions::table
+            .filter(sessions::token_hash.eq(&hash))
+            .filter(sessions::stage.eq(STAGE_SECOND_FACTOR))
+            .filter(sessions::expires_at.gt(now))
+            .select(sessions::user_id)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(user_id.map(|user_id| PendingSecondFactor { user_id }))
+}
+
+type SessionRow = (i64, i64, String, String, String, bool, NaiveDateTime, Option<NaiveDateTime>);
+
+/// The principal of a live, active session, or `None`. Applies the idle timeout (an
+/// idle session is deleted) and keeps `last_seen_at` current.
+pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option<Principal>, AppError> {
+    let hash = sha256_hex(token);
+    let now = now();
+    let row: Option<SessionRow> = crate::db_run!(state.db, conn => {
+        sessions::table
+            .inner_join(users::table.inner_join(companies::table))
+            .filter(sessions::token_hash.eq(&hash))
+            .filter(sessions::stage.eq(STAGE_ACTIVE))
+            .filter(sessions::expires_at.gt(now))
+            .filter(users::active.eq(true))
+            .select((
+                users::id,
+                users::company_id,
+                companies::name,
+                users::username,
+                users::display_name,
+                users::all_projects,
+                sessions::last_seen_at,
+                sessions::second_factor_at,
+            ))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    let Some((user_id, company_id, company_name, username, display_name, all_projects, last_seen, second_factor_at)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let granted = user_permissions(state, user_id).await?;
+    let second_factor_verified = second_factor_at.is_some();
+    let (permissions, awaiting_second_factor) = split_permissions(state, granted, second_factor_verified);
+    let idle_limit = if holds_second_factor_permission(state, &permissions) {
+        SECOND_FACTOR_IDLE
+    } else {
+        state.settings.idle_timeout
+    };
+    if now - last_seen > idle_limit {
+        delete_session(state, token).await?;
+        return Ok(None);
+    }
+    if now - last_seen > TOUCH_INTERVAL {
+        crate::db_run!(state.db, conn => {
+            diesel::update(sessions::table.find(&hash)).set(sessions::last_seen_at.eq(now)).execute(conn).await
+        })?;
+    }
+    let projects =
+        if all_projects { ProjectScope::All } else { ProjectScope::Only(user_project_ids(state, user_id).await?) };
+    Ok(Some(Principal {
+        user_id,
+        company_id,
+        company_name,
+        username,
+        display_name,
+        permissions,
+        awaiting_second_factor,
+        second_factor_verified,
+        projects,
+    }))
+}
+
+/// Whether a permission needs the second factor (all do in strict mode).
+pub fn needs_second_factor(state: &AppState, code: &str) -> bool {
+    state.settings.strict_mode || state.registry.permission(code).is_none_or(|p| !p.second_factor_exempt)
+}
+
+fn holds_second_factor_permission(state: &AppState, permissions: &BTreeSet<String>) -> bool {
+    permissions.iter().any(|code| needs_second_factor(state, code))
+}
+
+/// (usable now, waiting for the second factor).
+fn split_permissions(
+    state: &AppState,
+    granted: BTreeSet<String>,
+    second_factor_verified: bool,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    if second_factor_verified {
+        return (granted, BTreeSet::new());
+    }
+    granted.into_iter().partition(|code| !needs_second_factor(state, code))
+}
+
+async fn user_project_ids(state: &AppState, user_id: i64) -> Result<BTreeSet<i64>, AppError> {
+    let ids: Vec<i64> = crate::db_run!(state.db, conn => {
+        user_projects::table.filter(user_projects::user_id.eq(user_id)).select(user_projects::project_id).load(conn).await
+    })?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Middleware: puts the [`Principal`] of an active session, or the
+/// [`PendingSecondFactor`] of a session waiting for its code, into the request.
+pub struct SessionLoader<E> {
+    pub inner: E,
+}
+
+impl<E: Endpoint> Endpoint for SessionLoader<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let token = req.cookie().get(SESSION_COOKIE).map(|cookie| cookie.value_str().to_owned());
+        if let (Some(token), Some(state)) = (token, req.data::<AppState>().cloned())
+            && !token.is_empty()
+        {
+            if let Some(principal) = principal_for_token(&state, &token).await? {
+                req.extensions_mut().insert(principal);
+            } else if let Some(pending) = pending_session(&state, &token).await? {
+                req.extensions_mut().insert(pending);
+            }
+        }
+        self.inner.call(req).await
+    }
+}
+
+/// Deletes expired sessions every minute, for the life of the process.
+pub fn spawn_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            interval.tick().await;
+            match delete_expired(&state).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
+                Err(error) => tracing::warn!(%error, "expired sessions could not be deleted"),
+            }
+        }
+    })
+}

@@ -1,0 +1,307 @@
+//! Text messages and the one-time codes they carry.
+//!
+//! [`SmsSender`] is the transport; [`FileOutbox`] appends each message as a JSON line to
+//! a file (the demo's and the tests' transport). Codes are 6 digits from the OS CSPRNG,
+//! stored salted and hashed, single use, valid for 5 minutes and for 5 attempts; a new
+//! code voids the previous one of the same purpose; sends per user per hour are limited.
+//! A confirmation code is bound to a canonical description of what it confirms.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use chrono::TimeDelta;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::auth::{random_token, sha256_hex};
+use crate::error::AppError;
+use crate::schema::sms_codes;
+use crate::state::AppState;
+use crate::time::now;
+
+pub const CODE_LIFETIME: TimeDelta = TimeDelta::minutes(5);
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// One text message.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmsMessage {
+    pub to: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the text message could not be sent: {0}")]
+pub struct SmsError(pub String);
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>>;
+
+/// Sends text messages. Implement it to plug in another provider.
+pub trait SmsSender: Send + Sync {
+    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a>;
+}
+
+/// Appends every message as one JSON object per line: `to`, `text`, `created_at`.
+pub struct FileOutbox {
+    path: PathBuf,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl FileOutbox {
+    pub fn new(path: PathBuf) -> FileOutbox {
+        FileOutbox { path, write_lock: tokio::sync::Mutex::new(()) }
+    }
+}
+
+impl SmsSender for FileOutbox {
+    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
+        Box::pin(async move {
+            let line = serde_json::json!({
+                "to": message.to,
+                "text": message.text,
+                "created_at": crate::time::rfc3339(&now()),
+            })
+            .to_string();
+            // One writer at a time, so that lines never interleave.
+            let _guard = self.write_lock.lock().await;
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || append_line(&path, &line))
+                .await
+                .map_err(|e| SmsError(e.to_string()))?
+                .map_err(|e| SmsError(format!("{}: {e}", self.path.display())))
+        })
+    }
+}
+
+fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(file, "{line}")
+}
+
+/// What a code is for; codes of one purpose never unlock another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// Activates the set-up of the authenticator app (the seed's "SMS verification code").
+    SecondFactorActivation,
+    /// Confirms a phone number the user entered themselves.
+    PhoneConfirmation,
+    /// Confirms one operation, e.g. a payout (see [`Confirmation`]).
+    Operation,
+}
+
+impl CodePurpose {
+    fn key(self) -> &'static str {
+        match self {
+            CodePurpose::SecondFactorActivation => "second_factor_activation",
+            CodePurpose::PhoneConfirmation => "phone_confirmation",
+            CodePurpose::Operation => "operation",
+        }
+    }
+}
+
+/// A fresh 6-digit code.
+fn new_code() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000))
+}
+
+/// `salt:sha256(salt:subject:code)`; the subject binds the code to what it confirms.
+fn hash_code(salt: &str, subject: &str, code: &str) -> String {
+    format!("{salt}:{}", sha256_hex(&format!("{salt}:{subject}:{code}")))
+}
+
+fn code_matches(stored: &str, subject: &str, code: &str) -> bool {
+    let Some((salt, _)) = stored.split_once(':') else { return false };
+    let expected = hash_code(salt, subject, code);
+    // Constant-time comparison of two equal-length hex strings.
+    expected.len() == stored.len() && expected.bytes().zip(stored.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Sends a new code for `purpose` to `phone`; `text` turns the code into the message.
+/// Voids the user's previous code of the same purpose.
+pub async fn send_code(
+    state: &AppState,
+    user_id: i64,
+    phone: &str,
+    purpose: CodePurpose,
+    subject: &str,
+    text: impl FnOnce(&str) -> String,
+) -> Result<(), AppError> {
+    let now = now();
+    let hour_ago = now - TimeDelta::hours(1);
+    let limit = i64::from(state.settings.sms_per_hour);
+    let code = new_code();
+    let code_hash = hash_code(&random_token()[..16], subject, &code);
+    let purpose_key = purpose.key();
+    let subject = subject.to_owned();
+    crate::db_transaction!(state.db, conn => {
+        let sent: i64 = sms_codes::table
+            .filter(sms_codes::user_id.eq(user_id))
+            .filter(sms_codes::created_at.gt(hour_ago))
+            .count()
+            .get_result(conn)
+            .await?;
+        if sent >= limit {
+            return Err(AppError::TooManyRequests(
+                "Too many text messages were sent in the last hour. Try again later.".to_owned(),
+            ));
+        }
+        diesel::update(
+            sms_codes::table
+                .filter(sms_codes::user_id.eq(user_id))
+                .filter(sms_codes::purpose.eq(purpose_key))
+                .filter(sms_codes::used_at.is_null()),
+        )
+        .set(sms_codes::used_at.eq(now))
+        .execute(conn)
+        .await?;
+        diesel::insert_into(sms_codes::table)
+            .values((
+                sms_codes::user_id.eq(user_id),
+                sms_codes::purpose.eq(purpose_key),
+                sms_codes::subject.eq(&subject),
+                sms_codes::code_hash.eq(&code_hash),
+                sms_codes::created_at.eq(now),
+                sms_codes::expires_at.eq(now + CODE_LIFETIME),
+            ))
+            .execute(conn)
+            .await?;
+        Ok::<_, AppError>(())
+    })?;
+    let message = SmsMessage { to: phone.to_owned(), text: text(&code) };
+    state.sms.send(&message).await.map_err(|e| AppError::Unavailable(e.to_string()))
+}
+
+/// Checks `code` against the user's live code for `purpose` and `subject`; a match
+/// uses it up (once, also under concurrent requests), a miss counts an attempt.
+pub async fn verify_code(
+    state: &AppState,
+    user_id: i64,
+    purpose: CodePurpose,
+    subject: &str,
+    code: &str,
+) -> Result<bool, AppError> {
+    let code = code.trim().to_owned();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(false);
+    }
+    let now = now();
+    let purpose_key = purpose.key();
+    let subject = subject.to_owned();
+    let live: Option<(i64, String, i32)> = crate::db_run!(state.db, conn => {
+        sms_codes::table
+            .filter(sms_codes::user_id.eq(user_id))
+            .filter(sms_codes::purpose.eq(purpose_key))
+            .filter(sms_codes::used_at.is_null())
+            .filter(sms_codes::expires_at.gt(now))
+            .order(sms_codes::id.desc())
+            .select((sms_codes::id, sms_codes::code_hash, sms_codes::attempts))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    let Some((id, stored, attempts)) = live else { return Ok(false) };
+    if attempts >= MAX_ATTEMPTS {
+        return Ok(false);
+    }
+    if code_matches(&stored, &subject, &code) {
+        let used = crate::db_run!(state.db, conn => {
+            diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)).filter(sms_codes::used_at.is_null()))
+                .set(sms_codes::used_at.eq(now))
+                .execute(conn)
+                .await
+        })?;
+        return Ok(used == 1);
+    }
+    crate::db_run!(state.db, conn => {
+        diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)))
+            .set(sms_codes::attempts.eq(sms_codes::attempts + 1))
+            .execute(conn)
+            .await
+    })?;
+    Ok(false)
+}
+
+/// An operation to confirm with an SMS code, described canonically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// One payout: amount in minor units, ISO 4217 currency, payee (card, account, …).
+    Payout { amount_minor: i64, currency: String, payee: String },
+    /// A batch: its total in minor units, currency and number of rows.
+    Batch { total_minor: i64, currency: String, rows: u32 },
+}
+
+impl Confirmation {
+    /// The exact text the code is bound to; any change invalidates the code.
+    pub fn canonical(&self) -> String {
+        match self {
+            Confirmation::Payout { amount_minor, currency, payee } => {
+                format!("payout|{amount_minor}|{}|{}", currency.to_uppercase(), payee.trim())
+            }
+            Confirmation::Batch { total_minor, currency, rows } => {
+                format!("batch|{total_minor}|{}|{rows}", currency.to_uppercase())
+            }
+        }
+    }
+
+    /// The message: it says what the code confirms.
+    pub fn sms_text(&self, code: &str) -> String {
+        match self {
+            Confirmation::Payout { amount_minor, currency, payee } => format!(
+                "Code {code} confirms a payout of {} to {}. Valid for 5 minutes. Never share it.",
+                crate::money::format_minor(*amount_minor, currency),
+                payee.trim()
+            ),
+            Confirmation::Batch { total_minor, currency, rows } => format!(
+                "Code {code} confirms a batch of {rows} payouts totalling {}. Valid for 5 minutes. Never share it.",
+                crate::money::format_minor(*total_minor, currency)
+            ),
+        }
+    }
+}
+
+/// Sends a confirmation code for `operation` to the user's phone.
+pub async fn request_confirmation(
+    state: &AppState,
+    user_id: i64,
+    phone: &str,
+    operation: &Confirmation,
+) -> Result<(), AppError> {
+    send_code(state, user_id, phone, CodePurpose::Operation, &operation.canonical(), |code| operation.sms_text(code))
+        .await
+}
+
+/// Whether `code` confirms exactly `operation` (and uses the code up).
+pub async fn confirm(state: &AppState, user_id: i64, operation: &Confirmation, code: &str) -> Result<bool, AppError> {
+    verify_code(state, user_id, CodePurpose::Operation, &operation.canonical(), code).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits_and_bound_to_their_subject() {
+        let code = new_code();
+        assert_eq!(code.len(), 6);
+        let stored = hash_code("salt", "payout|100|EUR|card 1234", &code);
+        assert!(code_matches(&stored, "payout|100|EUR|card 1234", &code));
+        assert!(!code_matches(&stored, "payout|101|EUR|card 1234", &code));
+        assert!(!code_matches(&stored, "payout|100|EUR|card 1234", "000000x"));
+    }
+
+    #[test]
+    fn a_confirmation_says_what_it_confirms() {
+        let payout =
+            Confirmation::Payout { amount_minor: 12_345, currency: "eur".into(), payee: "GB29 NWBK 6016".into() };
+        assert_eq!(payout.canonical(), "payout|12345|EUR|GB29 NWBK 6016");
+        assert!(
+            payout.sms_text("123456").starts_with("Code 123456 confirms a payout of 123.45 EUR to GB29 NWBK 6016.")
+        );
+        let batch = Confirmation::Batch { total_minor: 5_000, currency: "JPY".into(), rows: 3 };
+        assert!(batch.sms_text("1").contains("a batch of 3 payouts totalling 5000 JPY"));
+    }
+}

@@ -1,0 +1,247 @@
+//! My profile: the user's account and the set-up of the second factor.
+//!
+//! The set-up follows the seed: an SMS activation code to the phone on the account, then
+//! the secret to scan (QR code and text), then a code from the app, then recovery codes
+//! shown once. Enabling it renews the session, which then carries every permission.
+
+use dashboard_core::auth::Principal;
+use dashboard_core::registry::{Access, Api, Section, Template};
+use dashboard_core::second_factor::{self, Enrolment, SecondFactorStatus};
+use dashboard_core::session::{self, ClientInfo, SESSION_COOKIE};
+use dashboard_core::web::{check_csrf, see_other};
+use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
+use poem::web::cookie::CookieJar;
+use poem::web::{CsrfVerifier, Data, Form, Html, Query};
+use poem::{IntoResponse, Request, Response, handler};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Deserialize;
+use serde_json::json;
+
+register_section!(Section {
+    id: "profile",
+    title: "My profile",
+    nav: None,
+    permissions: &[],
+    pages: &[
+        page!(GET "/profile" => profile_page, Access::SignedIn),
+        page!(POST "/profile/second-factor/sms" => send_sms_submit, Access::SignedIn),
+        page!(POST "/profile/second-factor/activate" => activate_submit, Access::SignedIn),
+        page!(POST "/profile/second-factor/enable" => enable_submit, Access::SignedIn),
+    ],
+    api: Some(Api::of::<ProfileApi>(&[
+        operation!(GET "/profile/second-factor", Access::SignedIn),
+        operation!(POST "/profile/second-factor/activation-code", Access::SignedIn),
+        operation!(POST "/profile/second-factor/activation", Access::SignedIn),
+        operation!(POST "/profile/second-factor", Access::SignedIn),
+    ])),
+    templates: &[
+        Template { name: "profile/index", source: include_str!("../templates/index.hbs") },
+        Template { name: "profile/recovery-codes", source: include_str!("../templates/recovery-codes.hbs") },
+    ],
+});
+
+#[derive(Debug, Deserialize)]
+struct Notice {
+    notice: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    csrf_token: String,
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+fn notice_text(key: Option<&str>) -> Option<&'static str> {
+    match key? {
+        "sms-sent" => Some("We sent a 6-digit code to your phone. It is valid for 5 minutes."),
+        _ => None,
+    }
+}
+
+async fn render_profile(
+    page: &PageContext,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Html<String>, AppError> {
+    let principal = page.principal()?;
+    let status = second_factor::status(&page.state, principal.user_id).await?;
+    let enrolment =
+        if status.awaiting_app_code { second_factor::enrolment(&page.state, principal.user_id).await? } else { None };
+    let data = json!({
+        "csrf_token": page.csrf_token,
+        "display_name": principal.display_name,
+        "username": principal.username,
+        "company": principal.company_name,
+        "status": status,
+        "enrolment": enrolment,
+        "needs_second_factor": principal.needs_second_factor(),
+        "awaiting": principal.awaiting_second_factor,
+        "notice": notice,
+        "error": error,
+    });
+    page.render("My profile", "profile/index", &data)
+}
+
+#[handler]
+async fn profile_page(page: PageContext, Query(query): Query<Notice>) -> Result<Html<String>, AppError> {
+    render_profile(&page, notice_text(query.notice.as_deref()), None).await
+}
+
+/// Shows a service error on the profile page instead of an error page: these are the
+/// user's own mistakes (wrong code, no phone), to fix on the spot.
+async fn or_profile_error(page: &PageContext, result: Result<Response, AppError>) -> Result<Response, AppError> {
+    match result {
+        Err(error @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::TooManyRequests(_))) => {
+            let html = render_profile(page, None, Some(&error.to_string())).await?;
+            Ok((error.status(), html).into_response())
+        }
+        other => other,
+    }
+}
+
+#[handler]
+async fn send_sms_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let principal = page.principal()?;
+    let result = second_factor::send_activation_code(&page.state, principal.user_id)
+        .await
+        .map(|()| see_other("/profile?notice=sms-sent"));
+    or_profile_error(&page, result).await
+}
+
+#[handler]
+async fn activate_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let principal = page.principal()?;
+    let result =
+        second_factor::activate(&page.state, principal.user_id, &form.code).await.map(|_| see_other("/profile"));
+    or_profile_error(&page, result).await
+}
+
+#[handler]
+async fn enable_submit(
+    page: PageContext,
+    req: &Request,
+    verifier: &CsrfVerifier,
+    cookies: &CookieJar,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let result = enable(&page.state, page.principal()?, req, cookies, &form.code).await;
+    let codes = match result {
+        Ok(codes) => codes,
+        Err(error) => return or_profile_error(&page, Err(error)).await,
+    };
+    let data = json!({ "codes": codes });
+    Ok(page.render("Recovery codes", "profile/recovery-codes", &data)?.into_response())
+}
+
+/// The service behind the page and the API: enables the second factor, records it, and
+/// renews the session, which now carries every granted permission.
+async fn enable(
+    state: &AppState,
+    principal: &Principal,
+    req: &Request,
+    cookies: &CookieJar,
+    code: &str,
+) -> Result<Vec<String>, AppError> {
+    let codes = second_factor::enable(state, principal.user_id, code).await?;
+    let client = ClientInfo::from_request(req);
+    let event = dashboard_core::audit::AuditEvent::by_user(
+        principal.company_id,
+        principal.user_id,
+        "second_factor.enabled",
+        "success",
+    );
+    dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await?;
+    if let Some(token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) {
+        let renewed = session::elevate(state, &token, &client).await?;
+        cookies.add(session::session_cookie(state, &renewed));
+    }
+    Ok(codes)
+}
+
+/// The code from the SMS or the app.
+#[derive(Debug, Object)]
+pub struct Code {
+    pub code: String,
+}
+
+/// Single-use recovery codes, shown this once.
+#[derive(Debug, Object)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+enum Sent {
+    /// The SMS activation code was sent to the phone on the account.
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(Default)]
+pub struct ProfileApi;
+
+#[OpenApi(tag = "ProfileTag::Profile")]
+impl ProfileApi {
+    /// The caller's second-factor status
+    #[oai(path = "/profile/second-factor", method = "get", operation_id = "profile_second_factor_get")]
+    async fn status(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<SecondFactorStatus>> {
+        Ok(Json(second_factor::status(&state, principal.user_id).await?))
+    }
+
+    /// Set-up step 1: send the SMS activation code
+    #[oai(path = "/profile/second-factor/activation-code", method = "post", operation_id = "profile_second_factor_sms")]
+    async fn send_activation_code(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Sent> {
+        second_factor::send_activation_code(&state, principal.user_id).await?;
+        Ok(Sent::Done)
+    }
+
+    /// Set-up step 2: the SMS code, answered with the secret to scan
+    #[oai(path = "/profile/second-factor/activation", method = "post", operation_id = "profile_second_factor_activate")]
+    async fn activate(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<Code>,
+    ) -> ApiResult<Json<Enrolment>> {
+        Ok(Json(second_factor::activate(&state, principal.user_id, &body.code).await?))
+    }
+
+    /// Set-up step 3: a code from the app enables the second factor
+    ///
+    /// Answers the recovery codes (shown once) and renews the session cookie.
+    #[oai(path = "/profile/second-factor", method = "post", operation_id = "profile_second_factor_enable")]
+    async fn enable(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        req: &Request,
+        cookies: &CookieJar,
+        body: Json<Code>,
+    ) -> ApiResult<Json<RecoveryCodes>> {
+        let recovery_codes = enable(&state, principal, req, cookies, &body.code).await?;
+        Ok(Json(RecoveryCodes { recovery_codes }))
+    }
+}
+
+#[derive(poem_openapi::Tags)]
+enum ProfileTag {
+    /// The caller's own account.
+    Profile,
+}

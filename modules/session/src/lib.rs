@@ -1,0 +1,372 @@
+//! Signing in and out. The pages and the API call the same service functions in
+//! `dashboard_core::session`: password first, then the second factor when the user has
+//! it enabled. A failure never says whether the username, the password or the account
+//! state was the reason.
+
+use dashboard_core::auth::{Principal, is_local_path};
+use dashboard_core::registry::{Access, Api, Section, Template};
+use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SESSION_COOKIE, SignIn};
+use dashboard_core::web::{PRODUCT_NAME, check_csrf, see_other};
+use dashboard_core::{ApiError, ApiResult, AppError, AppState, PageContext, operation, page, register_section};
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::{CsrfVerifier, Data, Form, Html, Query};
+use poem::{IntoResponse, Request, Response, handler};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde::Deserialize;
+use serde_json::json;
+
+register_section!(Section {
+    id: "session",
+    title: "Sign-in",
+    nav: None,
+    permissions: &[],
+    pages: &[
+        page!(GET "/sign-in" => sign_in_page, Access::Public),
+        page!(POST "/sign-in" => sign_in_submit, Access::Public),
+        page!(GET "/sign-in/second-factor" => second_factor_page, Access::Public),
+        page!(POST "/sign-in/second-factor" => second_factor_submit, Access::Public),
+        page!(POST "/sign-out" => sign_out_submit, Access::Public),
+    ],
+    api: Some(Api::of::<SessionApi>(&[
+        operation!(POST "/session", Access::Public),
+        operation!(POST "/session/second-factor", Access::Public),
+        operation!(DELETE "/session", Access::Public),
+        operation!(GET "/session", Access::SignedIn),
+    ])),
+    templates: &[
+        Template { name: "session/sign-in", source: include_str!("../templates/sign-in.hbs") },
+        Template { name: "session/second-factor", source: include_str!("../templates/second-factor.hbs") },
+    ],
+});
+
+const REFUSED: &str = "The username or password is incorrect, or the account is locked.";
+const CODE_REFUSED: &str =
+    "The code is incorrect. Use the current code from your authenticator app, or a recovery code.";
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInForm {
+    username: String,
+    password: String,
+    csrf_token: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    code: String,
+    csrf_token: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+fn safe_next(next: Option<&str>) -> String {
+    next.filter(|target| is_local_path(target)).unwrap_or("/").to_owned()
+}
+
+fn with_next(path: &str, next: &str) -> String {
+    if next == "/" { path.to_owned() } else { format!("{path}?next={}", dashboard_core::auth::urlencode(next)) }
+}
+
+fn render(page: &PageContext, template: &str, title: &str, data: serde_json::Value) -> Result<String, AppError> {
+    let content = page.state.theme.render(template, &data).map_err(|e| AppError::Internal(e.to_string()))?;
+    page.render_layout(title, &content)
+}
+
+fn sign_in_html(page: &PageContext, next: &str, username: &str, error: Option<&str>) -> Result<String, AppError> {
+    let data = json!({
+        "product": PRODUCT_NAME, "csrf_token": page.csrf_token, "next": next, "username": username, "error": error,
+    });
+    render(page, "session/sign-in", "Sign in", data)
+}
+
+fn second_factor_html(page: &PageContext, next: &str, error: Option<&str>) -> Result<String, AppError> {
+    let data = json!({ "product": PRODUCT_NAME, "csrf_token": page.csrf_token, "next": next, "error": error });
+    render(page, "session/second-factor", "Two-factor authentication", data)
+}
+
+#[handler]
+fn sign_in_page(page: PageContext, req: &Request, Query(query): Query<NextQuery>) -> Result<Response, AppError> {
+    let next = safe_next(query.next.as_deref());
+    if page.principal.is_some() {
+        return Ok(see_other(&next));
+    }
+    if req.extensions().get::<PendingSecondFactor>().is_some() {
+        return Ok(see_other(&with_next("/sign-in/second-factor", &next)));
+    }
+    Ok(Html(sign_in_html(&page, &next, "", None)?).into_response())
+}
+
+#[handler]
+async fn sign_in_submit(
+    page: PageContext,
+    req: &Request,
+    verifier: &CsrfVerifier,
+    cookies: &CookieJar,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let next = safe_next(form.next.as_deref());
+    let state = &page.state;
+    end_current_session(state, cookies).await?;
+    match session::sign_in(state, &form.username, &form.password, &ClientInfo::from_request(req)).await? {
+        SignIn::Active { token, .. } => {
+            cookies.add(session::session_cookie(state, &token));
+            Ok(see_other(&next))
+        }
+        SignIn::SecondFactorRequired { token } => {
+            cookies.add(session::session_cookie(state, &token));
+            Ok(see_other(&with_next("/sign-in/second-factor", &next)))
+        }
+        SignIn::Refused => {
+            let html = sign_in_html(&page, &next, form.username.trim(), Some(REFUSED))?;
+            Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response())
+        }
+    }
+}
+
+#[handler]
+fn second_factor_page(page: PageContext, req: &Request, Query(query): Query<NextQuery>) -> Result<Response, AppError> {
+    let next = safe_next(query.next.as_deref());
+    if req.extensions().get::<PendingSecondFactor>().is_none() {
+        return Ok(see_other(&with_next("/sign-in", &next)));
+    }
+    Ok(Html(second_factor_html(&page, &next, None)?).into_response())
+}
+
+#[handler]
+async fn second_factor_submit(
+    page: PageContext,
+    req: &Request,
+    verifier: &CsrfVerifier,
+    cookies: &CookieJar,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let next = safe_next(form.next.as_deref());
+    let state = &page.state;
+    let Some(pending_token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) else {
+        return Ok(see_other(&with_next("/sign-in", &next)));
+    };
+    match session::complete_second_factor(state, &pending_token, &form.code, &ClientInfo::from_request(req)).await? {
+        Some((token, _)) => {
+            cookies.add(session::session_cookie(state, &token));
+            Ok(see_other(&next))
+        }
+        None => {
+            let html = if req.extensions().get::<PendingSecondFactor>().is_some() {
+                second_factor_html(&page, &next, Some(CODE_REFUSED))?
+            } else {
+                sign_in_html(&page, &next, "", Some(REFUSED))?
+            };
+            Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response())
+        }
+    }
+}
+
+#[handler]
+async fn sign_out_submit(
+    state: Data<&AppState>,
+    principal: Option<&Principal>,
+    verifier: &CsrfVerifier,
+    cookies: &CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    sign_out(&state, principal, cookies).await?;
+    Ok(see_other("/sign-in"))
+}
+
+/// Ends the browser's current session, if any (a new sign-in always gets a new session).
+async fn end_current_session(state: &AppState, cookies: &CookieJar) -> Result<(), AppError> {
+    if let Some(cookie) = cookies.get(SESSION_COOKIE) {
+        session::delete_session(state, cookie.value_str()).await?;
+    }
+    Ok(())
+}
+
+/// Ends the session on the server and removes the cookie.
+async fn sign_out(state: &AppState, principal: Option<&Principal>, cookies: &CookieJar) -> Result<(), AppError> {
+    end_current_session(state, cookies).await?;
+    if let Some(principal) = principal {
+        let event = dashboard_core::audit::AuditEvent::by_user(
+            principal.company_id,
+            principal.user_id,
+            "session.sign_out",
+            "success",
+        );
+        dashboard_core::audit::record(&state.db, event).await?;
+    }
+    cookies.add(session::session_cookie(state, ""));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// API
+
+/// Where the client stands after a sign-in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Signed in with every granted permission.
+    SignedIn,
+    /// The password was right; send the authenticator code to `/session/second-factor`.
+    SecondFactorRequired,
+    /// Signed in with the exempt permissions only: set up the second factor (My profile)
+    /// to use the others.
+    SecondFactorSetupRequired,
+}
+
+#[derive(Debug, Object)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct SecondFactorCode {
+    /// The 6-digit code of the authenticator app, or a recovery code.
+    pub code: String,
+}
+
+/// The signed-in user as the session sees it.
+#[derive(Debug, Object)]
+pub struct SessionInfo {
+    pub status: SessionStatus,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub company: Option<String>,
+    /// Permissions usable now.
+    pub permissions: Vec<String>,
+    /// Granted permissions that wait for the second factor.
+    pub awaiting_second_factor: Vec<String>,
+}
+
+impl SessionInfo {
+    fn of(principal: &Principal) -> SessionInfo {
+        SessionInfo {
+            status: if principal.needs_second_factor() {
+                SessionStatus::SecondFactorSetupRequired
+            } else {
+                SessionStatus::SignedIn
+            },
+            username: Some(principal.username.clone()),
+            display_name: Some(principal.display_name.clone()),
+            company: Some(principal.company_name.clone()),
+            permissions: principal.permissions.iter().cloned().collect(),
+            awaiting_second_factor: principal.awaiting_second_factor.iter().cloned().collect(),
+        }
+    }
+
+    fn second_factor_required() -> SessionInfo {
+        SessionInfo {
+            status: SessionStatus::SecondFactorRequired,
+            username: None,
+            display_name: None,
+            company: None,
+            permissions: Vec::new(),
+            awaiting_second_factor: Vec::new(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum SignedOut {
+    /// The session ended.
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(Default)]
+pub struct SessionApi;
+
+#[OpenApi(tag = "SessionTag::Session")]
+impl SessionApi {
+    /// Sign in with username and password
+    ///
+    /// Sets the session cookie. `status` says whether the second factor is required next,
+    /// or must be set up before the permissions that need it can be used.
+    #[oai(path = "/session", method = "post", operation_id = "session_create")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        cookies: &CookieJar,
+        body: Json<Credentials>,
+    ) -> ApiResult<Json<SessionInfo>> {
+        end_current_session(&state, cookies).await?;
+        match session::sign_in(&state, &body.username, &body.password, &ClientInfo::from_request(req)).await? {
+            SignIn::Active { token, principal } => {
+                cookies.add(session::session_cookie(&state, &token));
+                Ok(Json(SessionInfo::of(&principal)))
+            }
+            SignIn::SecondFactorRequired { token } => {
+                cookies.add(session::session_cookie(&state, &token));
+                Ok(Json(SessionInfo::second_factor_required()))
+            }
+            SignIn::Refused => Err(refused(REFUSED)),
+        }
+    }
+
+    /// Give the second factor
+    ///
+    /// After `POST /session` answered `second_factor_required`. A new session cookie
+    /// replaces the previous one.
+    #[oai(path = "/session/second-factor", method = "post", operation_id = "session_second_factor")]
+    async fn second_factor(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        cookies: &CookieJar,
+        body: Json<SecondFactorCode>,
+    ) -> ApiResult<Json<SessionInfo>> {
+        let pending = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()).unwrap_or_default();
+        match session::complete_second_factor(&state, &pending, &body.code, &ClientInfo::from_request(req)).await? {
+            Some((token, principal)) => {
+                cookies.add(session::session_cookie(&state, &token));
+                Ok(Json(SessionInfo::of(&principal)))
+            }
+            None => Err(refused(CODE_REFUSED)),
+        }
+    }
+
+    /// Sign out
+    #[oai(path = "/session", method = "delete", operation_id = "session_delete")]
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        principal: Option<&Principal>,
+        cookies: &CookieJar,
+    ) -> ApiResult<SignedOut> {
+        sign_out(&state, principal, cookies).await?;
+        Ok(SignedOut::Done)
+    }
+
+    /// The current session
+    #[oai(path = "/session", method = "get", operation_id = "session_get")]
+    async fn get(&self, principal: &Principal) -> Json<SessionInfo> {
+        Json(SessionInfo::of(principal))
+    }
+}
+
+fn refused(message: &str) -> ApiError {
+    let mut problem = dashboard_core::error::Problem::from_error(&AppError::Unauthorized);
+    problem.detail = Some(message.to_owned());
+    ApiError::Unauthorized(Json(problem))
+}
+
+#[derive(poem_openapi::Tags)]
+enum SessionTag {
+    /// Signing in and out, for browser-like clients. Integrators use API tokens.
+    Session,
+}
