@@ -167,7 +167,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let db = open_database(&cli.database).await?;
             db.migrate().await.map_err(AppError::from)?;
             demo::ensure(&db).await?;
-            println!("{}", demo::sign_in_instructions(&config.public_url));
+            println!("{}", demo::sign_in_instructions(&config.public_url, &config.sms_outbox));
             println!("Start the server with: dashboard serve");
             Ok(())
         }
@@ -229,7 +229,7 @@ async fn serve_until_signal(config: &Config, with_demo: bool) -> Result<(), CliE
     let app = Application::build(config).await?;
     if with_demo {
         demo::ensure(&app.state().db).await?;
-        println!("{}", demo::sign_in_instructions(&config.public_url));
+        println!("{}", demo::sign_in_instructions(&config.public_url, &config.sms_outbox));
     }
     tracing::info!(address = %config.listen, port = app.port(), "listening; sign in at {}/sign-in", config.public_url);
     println!(

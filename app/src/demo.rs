@@ -64,12 +64,17 @@ pub async fn ensure(db: &DbPool) -> Result<Demo, AppError> {
 }
 
 /// How to sign in, for the terminal.
-pub fn sign_in_instructions(public_url: &str) -> String {
+pub fn sign_in_instructions(public_url: &str, sms_outbox: &std::path::Path) -> String {
     let mut text = format!(
         "\nDemo company \"{COMPANY}\" is ready.\nSign in at {public_url}/sign-in with one of these users, password \"{PASSWORD}\":\n"
     );
-    for (username, display_name, role, _) in USERS {
-        text.push_str(&format!("  {username:<12} {display_name:<13} {}\n", role.name()));
+    for (username, display_name, role, phone) in USERS {
+        text.push_str(&format!("  {username:<12} {display_name:<13} {:<15} {phone}\n", role.name()));
     }
+    text.push_str(&format!(
+        "Permissions beyond the exempt ones need two-factor authentication: My profile sets it up with a code\n\
+         sent by SMS (text messages are written to {}) and an authenticator app.\n",
+        sms_outbox.display()
+    ));
     text
 }

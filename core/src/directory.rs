@@ -247,3 +247,75 @@ pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(
     })?;
     Ok(())
 }
+
+/// What a user may change about themselves.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, poem_openapi::Object)]
+pub struct ProfileDetails {
+    /// 1 to 100 characters.
+    pub display_name: String,
+    /// Optional contact address.
+    pub email: Option<String>,
+    /// IANA time zone, e.g. `Europe/London`; dates are shown in it.
+    pub time_zone: String,
+}
+
+pub async fn profile_details(db: &DbPool, user_id: i64) -> Result<ProfileDetails, AppError> {
+    let (display_name, email, time_zone) = crate::db_run!(db, conn => {
+        users::table.find(user_id).select((users::display_name, users::email, users::time_zone)).first(conn).await
+    })?;
+    Ok(ProfileDetails { display_name, email, time_zone })
+}
+
+/// A plausible e-mail address: one `@`, something on both sides, a dot in the domain.
+fn valid_email(email: &str) -> Result<Option<String>, AppError> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Ok(None);
+    }
+    let ok = email.len() <= 254
+        && !email.contains(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if ok {
+        Ok(Some(email.to_owned()))
+    } else {
+        Err(AppError::BadRequest("The e-mail address is not valid.".to_owned()))
+    }
+}
+
+/// `UTC` or an IANA name such as `Europe/London` or `America/Argentina/Buenos_Aires`.
+fn valid_time_zone(zone: &str) -> Result<String, AppError> {
+    let zone = zone.trim();
+    let parts: Vec<&str> = zone.split('/').collect();
+    let ok = zone == "UTC"
+        || ((2..=3).contains(&parts.len())
+            && parts
+                .iter()
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c)))
+            && parts[0].chars().next().is_some_and(|c| c.is_ascii_uppercase()));
+    if ok {
+        Ok(zone.to_owned())
+    } else {
+        Err(AppError::BadRequest("The time zone must be UTC or a name like Europe/London.".to_owned()))
+    }
+}
+
+/// Changes a user's own details; every field is checked before anything is written.
+pub async fn update_profile(db: &DbPool, user_id: i64, details: &ProfileDetails) -> Result<ProfileDetails, AppError> {
+    let display_name = valid_name("display", &details.display_name)?;
+    let email = details.email.as_deref().map(valid_email).transpose()?.flatten();
+    let time_zone = valid_time_zone(&details.time_zone)?;
+    crate::db_run!(db, conn => {
+        diesel::update(users::table.find(user_id))
+            .set((
+                users::display_name.eq(&display_name),
+                users::email.eq(&email),
+                users::time_zone.eq(&time_zone),
+                users::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(ProfileDetails { display_name, email, time_zone })
+}

@@ -6,5 +6,6 @@ mod access;
 mod browser;
 mod example;
 mod registry;
+mod security;
 mod shell;
 mod themes;

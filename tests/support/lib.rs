@@ -55,6 +55,17 @@ macro_rules! story {
     };
 }
 
+/// Runs a diesel query on a test application's database, e.g. to age a session:
+/// `query!(app, conn => sessions::table.count().get_result::<i64>(conn).await)`.
+#[macro_export]
+macro_rules! query {
+    ($app:expr, $conn:ident => $body:expr) => {
+        async { Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!($app.state.db, $conn => $body)?) }
+            .await
+            .unwrap()
+    };
+}
+
 /// Options for starting a test application.
 #[derive(Debug, Clone)]
 pub struct TestOptions {

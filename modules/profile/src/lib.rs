@@ -5,7 +5,8 @@
 //! shown once. Enabling it renews the session, which then carries every permission.
 
 use dashboard_core::auth::Principal;
-use dashboard_core::registry::{Access, Api, Section, Template};
+use dashboard_core::directory::{self, ProfileDetails};
+use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Template};
 use dashboard_core::second_factor::{self, Enrolment, SecondFactorStatus};
 use dashboard_core::session::{self, ClientInfo, SESSION_COOKIE};
 use dashboard_core::web::{check_csrf, see_other};
@@ -22,14 +23,24 @@ register_section!(Section {
     id: "profile",
     title: "My profile",
     nav: None,
-    permissions: &[],
+    permissions: &[Permission {
+        code: EDIT,
+        label: "Edit my profile",
+        description: "Change one's own name, e-mail address and time zone.",
+        // PSD2 exemption listed in the seed: "editing user profile".
+        second_factor_exempt: true,
+        default_roles: &BuiltinRole::ALL,
+    }],
     pages: &[
         page!(GET "/profile" => profile_page, Access::SignedIn),
+        page!(POST "/profile" => details_submit, Access::Permission(EDIT)),
         page!(POST "/profile/second-factor/sms" => send_sms_submit, Access::SignedIn),
         page!(POST "/profile/second-factor/activate" => activate_submit, Access::SignedIn),
         page!(POST "/profile/second-factor/enable" => enable_submit, Access::SignedIn),
     ],
     api: Some(Api::of::<ProfileApi>(&[
+        operation!(GET "/profile", Access::SignedIn),
+        operation!(PUT "/profile", Access::Permission(EDIT)),
         operation!(GET "/profile/second-factor", Access::SignedIn),
         operation!(POST "/profile/second-factor/activation-code", Access::SignedIn),
         operation!(POST "/profile/second-factor/activation", Access::SignedIn),
@@ -40,6 +51,16 @@ register_section!(Section {
         Template { name: "profile/recovery-codes", source: include_str!("../templates/recovery-codes.hbs") },
     ],
 });
+
+const EDIT: &str = "profile.edit";
+
+#[derive(Debug, Deserialize)]
+struct DetailsForm {
+    csrf_token: String,
+    display_name: String,
+    email: String,
+    time_zone: String,
+}
 
 #[derive(Debug, Deserialize)]
 struct Notice {
@@ -60,6 +81,7 @@ struct CsrfForm {
 fn notice_text(key: Option<&str>) -> Option<&'static str> {
     match key? {
         "sms-sent" => Some("We sent a 6-digit code to your phone. It is valid for 5 minutes."),
+        "saved" => Some("Your profile was saved."),
         _ => None,
     }
 }
@@ -73,8 +95,11 @@ async fn render_profile(
     let status = second_factor::status(&page.state, principal.user_id).await?;
     let enrolment =
         if status.awaiting_app_code { second_factor::enrolment(&page.state, principal.user_id).await? } else { None };
+    let details = directory::profile_details(&page.state.db, principal.user_id).await?;
     let data = json!({
         "csrf_token": page.csrf_token,
+        "details": details,
+        "can_edit": principal.has_permission(EDIT),
         "display_name": principal.display_name,
         "username": principal.username,
         "company": principal.company_name,
@@ -103,6 +128,37 @@ async fn or_profile_error(page: &PageContext, result: Result<Response, AppError>
         }
         other => other,
     }
+}
+
+#[handler]
+async fn details_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<DetailsForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let principal = page.principal()?;
+    let details =
+        ProfileDetails { display_name: form.display_name, email: Some(form.email), time_zone: form.time_zone };
+    let result = update_details(&page.state, principal, &details).await.map(|_| see_other("/profile?notice=saved"));
+    or_profile_error(&page, result).await
+}
+
+/// The service behind the form and `PUT /profile`.
+async fn update_details(
+    state: &AppState,
+    principal: &Principal,
+    details: &ProfileDetails,
+) -> Result<ProfileDetails, AppError> {
+    let saved = directory::update_profile(&state.db, principal.user_id, details).await?;
+    let event = dashboard_core::audit::AuditEvent::by_user(
+        principal.company_id,
+        principal.user_id,
+        "profile.updated",
+        "success",
+    );
+    dashboard_core::audit::record(&state.db, event).await?;
+    Ok(saved)
 }
 
 #[handler]
@@ -199,6 +255,23 @@ pub struct ProfileApi;
 
 #[OpenApi(tag = "ProfileTag::Profile")]
 impl ProfileApi {
+    /// The caller's profile
+    #[oai(path = "/profile", method = "get", operation_id = "profile_get")]
+    async fn get(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<ProfileDetails>> {
+        Ok(Json(directory::profile_details(&state.db, principal.user_id).await?))
+    }
+
+    /// Change the caller's profile
+    #[oai(path = "/profile", method = "put", operation_id = "profile_update")]
+    async fn update(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<ProfileDetails>,
+    ) -> ApiResult<Json<ProfileDetails>> {
+        Ok(Json(update_details(&state, principal, &body).await?))
+    }
+
     /// The caller's second-factor status
     #[oai(path = "/profile/second-factor", method = "get", operation_id = "profile_second_factor_get")]
     async fn status(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<SecondFactorStatus>> {

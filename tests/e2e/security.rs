@@ -1,0 +1,324 @@
+//! PSD2 access rules: lockout, the second factor (exemptions, replay, strict mode), idle
+//! timeout, SMS codes and confirmation codes, and the session API.
+
+use dashboard_core::AppError;
+use dashboard_core::BuiltinRole;
+use dashboard_core::schema::{audit_events, second_factors, sessions, sms_codes};
+use dashboard_core::sms::{self, CodePurpose, Confirmation};
+use dashboard_tests::reqwest::StatusCode;
+use dashboard_tests::{Authenticator, Backend, PASSWORD, TestApp, TestOptions, location, query, story};
+use serde_json::{Value, json};
+
+const PHONE: &str = "+447700900321";
+
+async fn audit_count(app: &TestApp, action: &'static str) -> i64 {
+    query!(app, conn => {
+        audit_events::table.filter(audit_events::action.eq(action)).count().get_result::<i64>(conn).await
+    })
+}
+
+async fn api_sign_in(app: &TestApp, username: &str, password: &str) -> dashboard_tests::reqwest::Response {
+    let body = json!({ "username": username, "password": password });
+    app.client.post(app.url("/api/v1/session")).json(&body).send().await.unwrap()
+}
+
+story!(five_failures_lock_the_account_even_when_sent_in_parallel);
+async fn five_failures_lock_the_account_even_when_sent_in_parallel(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "alice", BuiltinRole::Support).await;
+
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let attempt = app.another_browser();
+        attempts.spawn(async move { api_sign_in(&attempt, "alice", "wrong password").await.status() });
+    }
+    while let Some(status) = attempts.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password is refused, with the same answer.
+    let response = api_sign_in(&app, "alice", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["detail"], "The username or password is incorrect, or the account is locked.");
+    assert_eq!(audit_count(&app, "account.locked").await, 1, "one lock, audited once");
+}
+
+story!(only_consecutive_failures_count);
+async fn only_consecutive_failures_count(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "alice", BuiltinRole::Support).await;
+    for _ in 0..4 {
+        assert_eq!(api_sign_in(&app, "alice", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(api_sign_in(&app, "alice", PASSWORD).await.status(), StatusCode::OK);
+    for _ in 0..4 {
+        assert_eq!(api_sign_in(&app, "alice", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(api_sign_in(&app, "alice", PASSWORD).await.status(), StatusCode::OK, "not locked");
+}
+
+story!(wrong_second_factor_codes_count_towards_the_lockout);
+async fn wrong_second_factor_codes_count_towards_the_lockout(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user_with_phone(company, "alice", BuiltinRole::Support, Some(PHONE)).await;
+    let authenticator = app.enable_second_factor(user, PHONE).await;
+    app.sign_in("alice", PASSWORD).await;
+    for _ in 0..4 {
+        assert_eq!(app.submit_code("000000").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The fifth wrong code locks the account and ends the half-open session.
+    assert_eq!(app.submit_code("999999").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(audit_count(&app, "account.locked").await, 1);
+    let response = app.get("/sign-in/second-factor").await;
+    assert_eq!(location(response.headers()), "/sign-in", "the pending session is gone");
+    let response = app.another_browser().sign_in("alice", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "locked, even with the right password");
+    drop(authenticator);
+}
+
+story!(without_the_second_factor_only_exempt_permissions_work);
+async fn without_the_second_factor_only_exempt_permissions_work(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    let response = api_sign_in(&app, "sam", PASSWORD).await;
+    let session: Value = response.json().await.unwrap();
+    assert_eq!(session["status"], "second_factor_setup_required");
+    assert_eq!(session["permissions"], json!(["profile.edit"]));
+    assert_eq!(session["awaiting_second_factor"], json!(["example.view"]));
+
+    // Exempt: editing the profile works.
+    let details = json!({ "display_name": "Sam Carter", "email": "sam@example.com", "time_zone": "Europe/London" });
+    let response = app.client.put(app.url("/api/v1/profile")).json(&details).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Not exempt: refused, saying why; the page guides to the set-up.
+    let response = app.get("/api/v1/example/greeting").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let problem: Value = response.json().await.unwrap();
+    assert!(problem["type"].as_str().unwrap().ends_with("/second-factor-required"));
+    let (status, html) = app.get_text("/example").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("This needs two-factor authentication"));
+    assert!(html.contains("href=\"/profile\""), "the banner links to the set-up");
+}
+
+story!(the_second_factor_is_set_up_through_the_api_and_then_asked_at_sign_in);
+async fn the_second_factor_is_set_up_through_the_api_and_then_asked_at_sign_in(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    api_sign_in(&app, "sam", PASSWORD).await;
+
+    let code_without_sms = json!({ "code": "123456" });
+    let response = app.client.post(app.url("/api/v1/profile/second-factor/activation")).json(&code_without_sms).send();
+    assert_eq!(response.await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let response = app.client.post(app.url("/api/v1/profile/second-factor/activation-code")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (to, text) = app.sms_outbox().pop().unwrap();
+    assert_eq!(to, PHONE);
+    assert!(text.contains("set up two-factor authentication"), "{text}");
+    let sms_code = json!({ "code": app.last_sms_code(PHONE) });
+    let response = app.client.post(app.url("/api/v1/profile/second-factor/activation")).json(&sms_code).send();
+    let enrolment: Value = response.await.unwrap().json().await.unwrap();
+    let secret = enrolment["secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 32, "160 bits in base32");
+    assert!(enrolment["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+    assert!(!enrolment["qr_png_base64"].as_str().unwrap().is_empty());
+
+    // The secret is encrypted at rest.
+    let stored: Option<String> = query!(app, conn => {
+        second_factors::table.select(second_factors::totp_secret_encrypted).first(conn).await
+    });
+    assert!(!stored.unwrap().contains(secret));
+
+    let authenticator = Authenticator::new(secret);
+    let code = json!({ "code": authenticator.code() });
+    let response = app.client.post(app.url("/api/v1/profile/second-factor")).json(&code).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let codes: Value = response.json().await.unwrap();
+    assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+    // The renewed session carries every permission.
+    assert_eq!(app.get("/api/v1/example/greeting").await.status(), StatusCode::OK);
+
+    // The next sign-in asks for the code; a recovery code works once.
+    let fresh = app.another_browser();
+    let session: Value = api_sign_in(&fresh, "sam", PASSWORD).await.json().await.unwrap();
+    assert_eq!(session["status"], "second_factor_required");
+    assert_eq!(fresh.get("/api/v1/session").await.status(), StatusCode::UNAUTHORIZED, "not signed in yet");
+    let recovery = json!({ "code": codes["recovery_codes"][0] });
+    let response = fresh.client.post(fresh.url("/api/v1/session/second-factor")).json(&recovery).send().await;
+    let session: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(session["status"], "signed_in");
+    let again = app.another_browser();
+    api_sign_in(&again, "sam", PASSWORD).await;
+    let response = again.client.post(again.url("/api/v1/session/second-factor")).json(&recovery).send().await;
+    assert_eq!(response.unwrap().status(), StatusCode::UNAUTHORIZED, "a recovery code works once");
+}
+
+story!(a_totp_code_is_accepted_once_even_when_sent_concurrently);
+async fn a_totp_code_is_accepted_once_even_when_sent_concurrently(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    let authenticator = app.enable_second_factor(user, PHONE).await;
+    let code = authenticator.code();
+
+    let mut browsers = Vec::new();
+    for _ in 0..4 {
+        let browser = app.another_browser();
+        browser.sign_in("sam", PASSWORD).await;
+        browsers.push(browser);
+    }
+    let mut submissions = tokio::task::JoinSet::new();
+    for browser in browsers {
+        let code = code.clone();
+        submissions.spawn(async move { browser.submit_code(&code).await.status() });
+    }
+    let mut accepted = 0;
+    while let Some(status) = submissions.join_next().await {
+        if status.unwrap() == StatusCode::SEE_OTHER {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "one of four concurrent uses of the same code");
+}
+
+story!(the_idle_timeout_is_five_minutes_for_sessions_that_need_the_second_factor);
+async fn the_idle_timeout_is_five_minutes_for_sessions_that_need_the_second_factor(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::OK);
+    idle_for(&app, 4).await;
+    assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::OK, "4 minutes idle is fine");
+    idle_for(&app, 6).await;
+    assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::UNAUTHORIZED, "6 minutes idle ends it");
+    let left: i64 = query!(app, conn => sessions::table.count().get_result::<i64>(conn).await);
+    assert_eq!(left, 0, "the idle session was deleted");
+
+    // A session with exempt permissions only has the configured timeout (30 minutes).
+    let other = app.another_browser();
+    app.user(company, "felix", BuiltinRole::Support).await;
+    api_sign_in(&other, "felix", PASSWORD).await;
+    idle_for(&other, 20).await;
+    assert_eq!(other.get("/api/v1/session").await.status(), StatusCode::OK);
+    idle_for(&other, 31).await;
+    assert_eq!(other.get("/api/v1/session").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Makes every session look idle for `minutes`.
+async fn idle_for(app: &TestApp, minutes: i64) {
+    let seen = dashboard_core::time::now() - chrono::TimeDelta::minutes(minutes);
+    query!(app, conn => {
+        diesel::update(sessions::table).set(sessions::last_seen_at.eq(seen)).execute(conn).await
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_removes_every_exemption() {
+    let options = TestOptions { strict_mode: true, ..TestOptions::default() };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "sam", BuiltinRole::Support).await;
+    let session: Value = api_sign_in(&app, "sam", PASSWORD).await.json().await.unwrap();
+    assert_eq!(session["permissions"], json!([]));
+    let details = json!({ "display_name": "Sam", "email": null, "time_zone": "UTC" });
+    let response = app.client.put(app.url("/api/v1/profile")).json(&details).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+story!(sms_codes_expire_allow_five_attempts_are_single_use_and_limited);
+async fn sms_codes_expire_allow_five_attempts_are_single_use_and_limited(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    let purpose = CodePurpose::PhoneConfirmation;
+    let send = |app: &TestApp| {
+        let state = app.state.clone();
+        async move { sms::send_code(&state, user, PHONE, purpose, "", |code| format!("Code {code}")).await }
+    };
+    let verify = |app: &TestApp, code: String| {
+        let state = app.state.clone();
+        async move { sms::verify_code(&state, user, purpose, "", &code).await.unwrap() }
+    };
+
+    // Single use.
+    send(&app).await.unwrap();
+    let code = app.last_sms_code(PHONE);
+    assert!(verify(&app, code.clone()).await);
+    assert!(!verify(&app, code).await, "used up");
+
+    // A new code voids the previous one.
+    send(&app).await.unwrap();
+    let first = app.last_sms_code(PHONE);
+    send(&app).await.unwrap();
+    let second = app.last_sms_code(PHONE);
+    if first != second {
+        assert!(!verify(&app, first).await, "voided by the newer code");
+    }
+
+    // Five wrong attempts use the code up, even for the right code afterwards.
+    for _ in 0..5 {
+        assert!(!verify(&app, "000000".to_owned()).await || second == "000000");
+    }
+    assert!(!verify(&app, second).await, "no sixth attempt");
+
+    // At most five sends per hour.
+    send(&app).await.unwrap();
+    let expired = app.last_sms_code(PHONE);
+    query!(app, conn => {
+        diesel::update(sms_codes::table).set(sms_codes::expires_at.eq(dashboard_core::time::now())).execute(conn).await
+    });
+    assert!(!verify(&app, expired).await, "expired");
+    send(&app).await.unwrap();
+    let error = send(&app).await.expect_err("the sixth send in an hour");
+    assert!(matches!(error, AppError::TooManyRequests(_)), "{error}");
+}
+
+story!(a_confirmation_code_confirms_exactly_what_it_was_sent_for);
+async fn a_confirmation_code_confirms_exactly_what_it_was_sent_for(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user_with_phone(company, "fin", BuiltinRole::Finance, Some(PHONE)).await;
+    let payout_of = |amount_minor: i64, payee: &str| Confirmation::Payout {
+        amount_minor,
+        currency: "EUR".into(),
+        payee: payee.into(),
+    };
+    let payout = payout_of(250_000, "GB29NWBK60161331926819");
+    sms::request_confirmation(&app.state, user, PHONE, &payout).await.unwrap();
+    let (_, text) = app.sms_outbox().pop().unwrap();
+    assert!(text.contains("confirms a payout of 2500.00 EUR to GB29NWBK60161331926819"), "{text}");
+    let code = app.last_sms_code(PHONE);
+
+    let changed_amount = payout_of(250_001, "GB29NWBK60161331926819");
+    let changed_payee = payout_of(250_000, "GB29NWBK60161331926810");
+    let batch = Confirmation::Batch { total_minor: 250_000, currency: "EUR".into(), rows: 1 };
+    for other in [&changed_amount, &changed_payee, &batch] {
+        assert!(!sms::confirm(&app.state, user, other, &code).await.unwrap(), "{other:?}");
+    }
+    assert!(sms::confirm(&app.state, user, &payout, &code).await.unwrap());
+    assert!(!sms::confirm(&app.state, user, &payout, &code).await.unwrap(), "once");
+}
+
+story!(signing_in_again_replaces_the_session);
+async fn signing_in_again_replaces_the_session(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "sam", BuiltinRole::Support).await;
+    app.sign_in("sam", PASSWORD).await;
+    // A stale sign-in form posted while signed in (the CSRF token of any page works).
+    let token = app.csrf_token("/").await;
+    let response =
+        app.post_form("/sign-in", &[("username", "sam"), ("password", PASSWORD), ("csrf_token", &token)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let live: i64 = query!(app, conn => sessions::table.count().get_result::<i64>(conn).await);
+    assert_eq!(live, 1, "the browser's previous session ended");
+}
+
+// `DELETE /session` ends the session on the server.
+story!(signing_out_through_the_api_ends_the_session);
+async fn signing_out_through_the_api_ends_the_session(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "sam", BuiltinRole::Support).await;
+    api_sign_in(&app, "sam", PASSWORD).await;
+    assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::OK);
+    let response = app.client.delete(app.url("/api/v1/session")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::UNAUTHORIZED);
+    let live: i64 = query!(app, conn => sessions::table.count().get_result::<i64>(conn).await);
+    assert_eq!(live, 0);
+}
