@@ -18,6 +18,7 @@ pub mod sms;
 pub mod state;
 pub mod theme;
 pub mod time;
+pub mod tokens;
 pub mod web;
 
 // Linked for its `bundled` feature: SQLite is compiled in, no system library needed.

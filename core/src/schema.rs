@@ -132,7 +132,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        scopes -> Text,
+        project_ids -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    one_time_links (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        purpose -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(projects -> companies (company_id));
+diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(users -> companies (company_id));
 diesel::joinable!(roles -> companies (company_id));
 diesel::joinable!(role_permissions -> roles (role_id));
@@ -155,4 +183,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     sms_codes,
     recovery_codes,
+    api_tokens,
+    one_time_links,
 );

@@ -305,43 +305,26 @@ async fn pending_session(state: &AppState, token: &str) -> Result<Option<Pending
     Ok(user_id.map(|user_id| PendingSecondFactor { user_id }))
 }
 
-type SessionRow = (i64, i64, String, String, String, bool, NaiveDateTime, Option<NaiveDateTime>);
-
 /// The principal of a live, active session, or `None`. Applies the idle timeout (an
 /// idle session is deleted) and keeps `last_seen_at` current.
 pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option<Principal>, AppError> {
     let hash = sha256_hex(token);
     let now = now();
-    let row: Option<SessionRow> = crate::db_run!(state.db, conn => {
+    let row: Option<(i64, NaiveDateTime, Option<NaiveDateTime>)> = crate::db_run!(state.db, conn => {
         sessions::table
-            .inner_join(users::table.inner_join(companies::table))
             .filter(sessions::token_hash.eq(&hash))
             .filter(sessions::stage.eq(STAGE_ACTIVE))
             .filter(sessions::expires_at.gt(now))
-            .filter(users::active.eq(true))
-            .select((
-                users::id,
-                users::company_id,
-                companies::name,
-                users::username,
-                users::display_name,
-                users::all_projects,
-                sessions::last_seen_at,
-                sessions::second_factor_at,
-            ))
+            .select((sessions::user_id, sessions::last_seen_at, sessions::second_factor_at))
             .first(conn)
             .await
             .optional()
     })?;
-    let Some((user_id, company_id, company_name, username, display_name, all_projects, last_seen, second_factor_at)) =
-        row
-    else {
+    let Some((user_id, last_seen, second_factor_at)) = row else { return Ok(None) };
+    let Some(principal) = load_principal(state, user_id, second_factor_at.is_some()).await? else {
         return Ok(None);
     };
-    let granted = user_permissions(state, user_id).await?;
-    let second_factor_verified = second_factor_at.is_some();
-    let (permissions, awaiting_second_factor) = split_permissions(state, granted, second_factor_verified);
-    let idle_limit = if holds_second_factor_permission(state, &permissions) {
+    let idle_limit = if holds_second_factor_permission(state, &principal.permissions) {
         SECOND_FACTOR_IDLE
     } else {
         state.settings.idle_timeout
@@ -355,6 +338,29 @@ pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option
             diesel::update(sessions::table.find(&hash)).set(sessions::last_seen_at.eq(now)).execute(conn).await
         })?;
     }
+    Ok(Some(principal))
+}
+
+/// The principal of an active user: company, permissions (split by the second factor)
+/// and project scope. `None` for a deactivated or unknown user.
+pub async fn load_principal(
+    state: &AppState,
+    user_id: i64,
+    second_factor_verified: bool,
+) -> Result<Option<Principal>, AppError> {
+    let row: Option<(i64, String, String, String, bool)> = crate::db_run!(state.db, conn => {
+        users::table
+            .inner_join(companies::table)
+            .filter(users::id.eq(user_id))
+            .filter(users::active.eq(true))
+            .select((users::company_id, companies::name, users::username, users::display_name, users::all_projects))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    let Some((company_id, company_name, username, display_name, all_projects)) = row else { return Ok(None) };
+    let granted = user_permissions(state, user_id).await?;
+    let (permissions, awaiting_second_factor) = split_permissions(state, granted, second_factor_verified);
     let projects =
         if all_projects { ProjectScope::All } else { ProjectScope::Only(user_project_ids(state, user_id).await?) };
     Ok(Some(Principal {
@@ -408,8 +414,16 @@ impl<E: Endpoint> Endpoint for SessionLoader<E> {
     type Output = E::Output;
 
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let Some(state) = req.data::<AppState>().cloned() else { return self.inner.call(req).await };
+        if let Some(bearer) = bearer_token(&req) {
+            // Integrators: an API token, checked on every request, acting without TOTP.
+            if let Some(principal) = crate::tokens::principal_for_api_token(&state, &bearer).await? {
+                req.extensions_mut().insert(principal);
+            }
+            return self.inner.call(req).await;
+        }
         let token = req.cookie().get(SESSION_COOKIE).map(|cookie| cookie.value_str().to_owned());
-        if let (Some(token), Some(state)) = (token, req.data::<AppState>().cloned())
+        if let Some(token) = token
             && !token.is_empty()
         {
             if let Some(principal) = principal_for_token(&state, &token).await? {
@@ -420,6 +434,13 @@ impl<E: Endpoint> Endpoint for SessionLoader<E> {
         }
         self.inner.call(req).await
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(req: &Request) -> Option<String> {
+    let value = req.headers().get(poem::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 /// Deletes expired sessions every minute, for the life of the process.

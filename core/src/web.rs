@@ -127,6 +127,19 @@ impl PageContext {
     }
 }
 
+/// A submitted HTML form; unlike poem's `Form`, repeated fields (checkboxes, multiple
+/// selects) fill a `Vec`.
+pub struct HtmlForm<T>(pub T);
+
+impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for HtmlForm<T> {
+    async fn from_request(_req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let bytes = body.take()?.into_bytes().await?;
+        serde_html_form::from_bytes(&bytes)
+            .map(HtmlForm)
+            .map_err(|e| AppError::BadRequest(format!("The form could not be read: {e}")).into())
+    }
+}
+
 /// Refuses a form whose CSRF token does not match the browser's CSRF cookie.
 pub fn check_csrf(verifier: &CsrfVerifier, token: &str) -> Result<(), AppError> {
     if verifier.is_valid(token) {

@@ -9,3 +9,4 @@ mod registry;
 mod security;
 mod shell;
 mod themes;
+mod tokens;

@@ -9,7 +9,8 @@ use dashboard_core::directory::{self, ProfileDetails};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Template};
 use dashboard_core::second_factor::{self, Enrolment, SecondFactorStatus};
 use dashboard_core::session::{self, ClientInfo, SESSION_COOKIE};
-use dashboard_core::web::{check_csrf, see_other};
+use dashboard_core::tokens::{self, NewToken, TokenInfo};
+use dashboard_core::web::{HtmlForm, check_csrf, see_other};
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use poem::web::cookie::CookieJar;
 use poem::web::{CsrfVerifier, Data, Form, Html, Query};
@@ -23,20 +24,33 @@ register_section!(Section {
     id: "profile",
     title: "My profile",
     nav: None,
-    permissions: &[Permission {
-        code: EDIT,
-        label: "Edit my profile",
-        description: "Change one's own name, e-mail address and time zone.",
-        // PSD2 exemption listed in the seed: "editing user profile".
-        second_factor_exempt: true,
-        default_roles: &BuiltinRole::ALL,
-    }],
+    permissions: &[
+        Permission {
+            code: EDIT,
+            label: "Edit my profile",
+            description: "Change one's own name, e-mail address and time zone.",
+            // PSD2 exemption listed in the seed: "editing user profile".
+            second_factor_exempt: true,
+            default_roles: &BuiltinRole::ALL,
+        },
+        Permission {
+            code: TOKENS,
+            label: "Manage my API tokens",
+            description: "Create and revoke API tokens that act with a subset of one's own permissions.",
+            // PSD2 exemption listed in the seed: "managing API tokens". Creating a token whose
+            // scopes need the second factor still needs a session that passed it.
+            second_factor_exempt: true,
+            default_roles: &BuiltinRole::ALL,
+        }
+    ],
     pages: &[
         page!(GET "/profile" => profile_page, Access::SignedIn),
         page!(POST "/profile" => details_submit, Access::Permission(EDIT)),
         page!(POST "/profile/second-factor/sms" => send_sms_submit, Access::SignedIn),
         page!(POST "/profile/second-factor/activate" => activate_submit, Access::SignedIn),
         page!(POST "/profile/second-factor/enable" => enable_submit, Access::SignedIn),
+        page!(POST "/profile/tokens" => create_token_submit, Access::Permission(TOKENS)),
+        page!(POST "/profile/tokens/:id/revoke" => revoke_token_submit, Access::Permission(TOKENS)),
     ],
     api: Some(Api::of::<ProfileApi>(&[
         operation!(GET "/profile", Access::SignedIn),
@@ -45,6 +59,9 @@ register_section!(Section {
         operation!(POST "/profile/second-factor/activation-code", Access::SignedIn),
         operation!(POST "/profile/second-factor/activation", Access::SignedIn),
         operation!(POST "/profile/second-factor", Access::SignedIn),
+        operation!(GET "/profile/tokens", Access::Permission(TOKENS)),
+        operation!(POST "/profile/tokens", Access::Permission(TOKENS)),
+        operation!(DELETE "/profile/tokens/{id}", Access::Permission(TOKENS)),
     ])),
     templates: &[
         Template { name: "profile/index", source: include_str!("../templates/index.hbs") },
@@ -53,6 +70,21 @@ register_section!(Section {
 });
 
 const EDIT: &str = "profile.edit";
+const TOKENS: &str = "profile.api_tokens";
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    csrf_token: String,
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// "all", or the chosen `project_ids`.
+    projects: String,
+    #[serde(default)]
+    project_ids: Vec<i64>,
+    /// `YYYY-MM-DD`, empty for no expiry; the token ends at the start of that day (UTC).
+    expires_on: String,
+}
 
 #[derive(Debug, Deserialize)]
 struct DetailsForm {
@@ -82,6 +114,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
     match key? {
         "sms-sent" => Some("We sent a 6-digit code to your phone. It is valid for 5 minutes."),
         "saved" => Some("Your profile was saved."),
+        "revoked" => Some("The token was revoked: it no longer works."),
         _ => None,
     }
 }
@@ -91,7 +124,33 @@ async fn render_profile(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Html<String>, AppError> {
+    render_profile_with_token(page, notice, error, None).await
+}
+
+/// The profile page; `new_token` is a token just created, shown this once.
+async fn render_profile_with_token(
+    page: &PageContext,
+    notice: Option<&str>,
+    error: Option<&str>,
+    new_token: Option<&str>,
+) -> Result<Html<String>, AppError> {
     let principal = page.principal()?;
+    let can_manage_tokens = principal.has_permission(TOKENS);
+    let token_list = if can_manage_tokens { tokens::list(&page.state, principal.user_id).await? } else { Vec::new() };
+    let projects = directory::visible_projects(&page.state.db, principal).await?;
+    let scope_choices: Vec<serde_json::Value> = principal
+        .permissions
+        .iter()
+        .chain(&principal.awaiting_second_factor)
+        .filter_map(|code| page.state.registry.permission(code))
+        .map(|p| {
+            json!({
+                "code": p.code,
+                "label": p.label,
+                "needs_second_factor": session::needs_second_factor(&page.state, p.code),
+            })
+        })
+        .collect();
     let status = second_factor::status(&page.state, principal.user_id).await?;
     let enrolment =
         if status.awaiting_app_code { second_factor::enrolment(&page.state, principal.user_id).await? } else { None };
@@ -109,6 +168,12 @@ async fn render_profile(
         "awaiting": principal.awaiting_second_factor,
         "notice": notice,
         "error": error,
+        "can_manage_tokens": can_manage_tokens,
+        "tokens": token_list,
+        "new_token": new_token,
+        "scope_choices": scope_choices,
+        "projects": projects,
+        "second_factor_verified": principal.second_factor_verified,
     });
     page.render("My profile", "profile/index", &data)
 }
@@ -231,6 +296,86 @@ async fn enable(
     Ok(codes)
 }
 
+#[handler]
+async fn create_token_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    HtmlForm(form): HtmlForm<TokenForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let result = async {
+        let expires_at = parse_expiry(&form.expires_on)?;
+        let project_ids = (form.projects != "all").then_some(form.project_ids);
+        let new = NewToken { name: form.name, scopes: form.scopes, project_ids, expires_at };
+        tokens::create(&page.state, page.principal()?, new).await
+    }
+    .await;
+    match result {
+        Ok((token, _)) => {
+            let notice = "Copy the token now: it is shown only once.";
+            Ok(render_profile_with_token(&page, Some(notice), None, Some(&token)).await?.into_response())
+        }
+        Err(error) => or_profile_error(&page, Err(error)).await,
+    }
+}
+
+/// `YYYY-MM-DD` → the start of that day, UTC; empty → no expiry.
+fn parse_expiry(text: &str) -> Result<Option<chrono::NaiveDateTime>, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(Some)
+        .ok_or_else(|| AppError::BadRequest("The expiry date must look like 2027-01-31.".to_owned()))
+}
+
+#[handler]
+async fn revoke_token_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    poem::web::Path(id): poem::web::Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    tokens::revoke(&page.state, page.principal()?, id).await?;
+    Ok(see_other("/profile?notice=revoked"))
+}
+
+/// What `POST /profile/tokens` takes.
+#[derive(Debug, Object)]
+pub struct TokenRequest {
+    pub name: String,
+    /// Permission codes, each one the caller holds.
+    pub scopes: Vec<String>,
+    /// Omit for every project the caller may see.
+    pub project_ids: Option<Vec<i64>>,
+    /// RFC 3339; omit for no expiry.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A new token: `token` is shown this once.
+#[derive(Debug, Object)]
+pub struct CreatedToken {
+    pub token: String,
+    pub info: TokenInfo,
+}
+
+#[derive(ApiResponse)]
+enum TokenCreated {
+    #[oai(status = 201)]
+    Created(Json<CreatedToken>),
+}
+
+#[derive(ApiResponse)]
+enum Revoked {
+    /// The token no longer works.
+    #[oai(status = 204)]
+    Done,
+}
+
 /// The code from the SMS or the app.
 #[derive(Debug, Object)]
 pub struct Code {
@@ -276,6 +421,46 @@ impl ProfileApi {
     #[oai(path = "/profile/second-factor", method = "get", operation_id = "profile_second_factor_get")]
     async fn status(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<SecondFactorStatus>> {
         Ok(Json(second_factor::status(&state, principal.user_id).await?))
+    }
+
+    /// The caller's API tokens
+    #[oai(path = "/profile/tokens", method = "get", operation_id = "profile_tokens_list")]
+    async fn list_tokens(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<Vec<TokenInfo>>> {
+        Ok(Json(tokens::list(&state, principal.user_id).await?))
+    }
+
+    /// Create an API token
+    ///
+    /// Tokens act without TOTP: a token whose scopes need the second factor can only be
+    /// created in a session that passed it.
+    #[oai(path = "/profile/tokens", method = "post", operation_id = "profile_tokens_create")]
+    async fn create_token(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<TokenRequest>,
+    ) -> ApiResult<TokenCreated> {
+        let Json(request) = body;
+        let new = NewToken {
+            name: request.name,
+            scopes: request.scopes,
+            project_ids: request.project_ids,
+            expires_at: request.expires_at.map(|at| at.naive_utc()),
+        };
+        let (token, info) = tokens::create(&state, principal, new).await?;
+        Ok(TokenCreated::Created(Json(CreatedToken { token, info })))
+    }
+
+    /// Revoke an API token
+    #[oai(path = "/profile/tokens/:id", method = "delete", operation_id = "profile_tokens_revoke")]
+    async fn revoke_token(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+    ) -> ApiResult<Revoked> {
+        tokens::revoke(&state, principal, id.0).await?;
+        Ok(Revoked::Done)
     }
 
     /// Set-up step 1: send the SMS activation code

@@ -1,0 +1,238 @@
+//! API tokens for integrators: `Authorization: Bearer <token>`.
+//!
+//! A token carries scopes (a subset of its owner's permissions), optionally a subset of
+//! the owner's projects, and optionally an expiry. It is shown once and stored as a
+//! SHA-256 hash (it is checked on every request, so not argon2). A token acts without
+//! TOTP: that is why a token whose scopes need the second factor can only be created in
+//! a session that passed it. Each request re-checks the owner: a deactivated user, a
+//! role that lost a permission or a revoked token takes effect at once.
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use serde::Serialize;
+
+use crate::audit::{self, AuditEvent};
+use crate::auth::{Principal, ProjectScope, random_token, sha256_hex};
+use crate::error::AppError;
+use crate::schema::api_tokens;
+use crate::session::{load_principal, needs_second_factor};
+use crate::state::AppState;
+use crate::time::now;
+
+/// Tokens start with this, so that leaked ones are easy to recognise.
+pub const PREFIX: &str = "dsh_";
+/// `last_used_at` is written at most this often per token.
+const TOUCH_INTERVAL: TimeDelta = TimeDelta::seconds(60);
+
+/// What a user asks for.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// `None`: every project the owner may see (now and later).
+    pub project_ids: Option<Vec<i64>>,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+/// A token as its owner sees it in the list (never the token itself).
+#[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// `null`: every project the owner may see.
+    pub project_ids: Option<Vec<i64>>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+}
+
+type TokenRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
+
+fn info((id, name, scopes, projects, created, expires, used, revoked): TokenRow) -> TokenInfo {
+    TokenInfo {
+        id,
+        name,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        project_ids: projects.map(|list| parse_ids(&list)),
+        created_at: crate::time::rfc3339(&created),
+        expires_at: expires.as_ref().map(crate::time::rfc3339),
+        last_used_at: used.as_ref().map(crate::time::rfc3339),
+        revoked: revoked.is_some(),
+    }
+}
+
+fn parse_ids(list: &str) -> Vec<i64> {
+    list.split(',').filter_map(|id| id.trim().parse().ok()).collect()
+}
+
+/// Creates a token for `principal`; returns it (shown once) with its description.
+pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> Result<(String, TokenInfo), AppError> {
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::BadRequest("Give the token a name of 1 to 100 characters.".to_owned()));
+    }
+    let scopes: BTreeSet<String> = new.scopes.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    if scopes.is_empty() {
+        return Err(AppError::BadRequest("Choose at least one permission for the token.".to_owned()));
+    }
+    let granted: BTreeSet<&String> = principal.permissions.iter().chain(&principal.awaiting_second_factor).collect();
+    if let Some(foreign) = scopes.iter().find(|scope| !granted.contains(scope)) {
+        return Err(AppError::BadRequest(format!(
+            "You do not hold the permission {foreign:?}, so a token cannot either."
+        )));
+    }
+    if !principal.second_factor_verified && scopes.iter().any(|scope| needs_second_factor(state, scope)) {
+        return Err(AppError::SecondFactorRequired);
+    }
+    if let Some(ids) = &new.project_ids {
+        if ids.is_empty() {
+            return Err(AppError::BadRequest("Choose at least one project, or all projects.".to_owned()));
+        }
+        let visible: BTreeSet<i64> =
+            crate::directory::visible_projects(&state.db, principal).await?.into_iter().map(|p| p.id).collect();
+        if let Some(id) = ids.iter().find(|id| !visible.contains(id)) {
+            return Err(AppError::BadRequest(format!("Project {id} is not one of your projects.")));
+        }
+    }
+    if new.expires_at.is_some_and(|at| at <= now()) {
+        return Err(AppError::BadRequest("The expiry must be in the future.".to_owned()));
+    }
+    let token = format!("{PREFIX}{}", random_token());
+    let scopes_text = scopes.into_iter().collect::<Vec<_>>().join(" ");
+    let projects_text =
+        new.project_ids.as_ref().map(|ids| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+    let user_id = principal.user_id;
+    let row: TokenRow = crate::db_run!(state.db, conn => {
+        diesel::insert_into(api_tokens::table)
+            .values((
+                api_tokens::user_id.eq(user_id),
+                api_tokens::name.eq(&name),
+                api_tokens::token_hash.eq(sha256_hex(&token)),
+                api_tokens::scopes.eq(&scopes_text),
+                api_tokens::project_ids.eq(&projects_text),
+                api_tokens::created_at.eq(now()),
+                api_tokens::expires_at.eq(new.expires_at),
+            ))
+            .returning(COLUMNS)
+            .get_result(conn)
+            .await
+    })?;
+    let info = info(row);
+    let event = AuditEvent::by_user(principal.company_id, user_id, "token.created", "success")
+        .target(format!("token {}", info.id))
+        .details(serde_json::json!({ "name": info.name, "scopes": info.scopes, "projects": info.project_ids }));
+    audit::record(&state.db, event).await?;
+    Ok((token, info))
+}
+
+const COLUMNS: (
+    api_tokens::id,
+    api_tokens::name,
+    api_tokens::scopes,
+    api_tokens::project_ids,
+    api_tokens::created_at,
+    api_tokens::expires_at,
+    api_tokens::last_used_at,
+    api_tokens::revoked_at,
+) = (
+    api_tokens::id,
+    api_tokens::name,
+    api_tokens::scopes,
+    api_tokens::project_ids,
+    api_tokens::created_at,
+    api_tokens::expires_at,
+    api_tokens::last_used_at,
+    api_tokens::revoked_at,
+);
+
+/// The user's tokens, newest first.
+pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<TokenInfo>, AppError> {
+    let rows: Vec<TokenRow> = crate::db_run!(state.db, conn => {
+        api_tokens::table
+            .filter(api_tokens::user_id.eq(user_id))
+            .order(api_tokens::id.desc())
+            .select(COLUMNS)
+            .load(conn)
+            .await
+    })?;
+    Ok(rows.into_iter().map(info).collect())
+}
+
+/// Revokes one of the principal's own tokens, at once; someone else's answers 404.
+pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> Result<(), AppError> {
+    let user_id = principal.user_id;
+    let revoked = crate::db_run!(state.db, conn => {
+        diesel::update(
+            api_tokens::table
+                .filter(api_tokens::id.eq(token_id))
+                .filter(api_tokens::user_id.eq(user_id))
+                .filter(api_tokens::revoked_at.is_null()),
+        )
+        .set(api_tokens::revoked_at.eq(Some(now())))
+        .execute(conn)
+        .await
+    })?;
+    if revoked == 0 {
+        return Err(AppError::NotFound);
+    }
+    let event = AuditEvent::by_user(principal.company_id, user_id, "token.revoked", "success")
+        .target(format!("token {token_id}"));
+    audit::record(&state.db, event).await
+}
+
+/// Revokes every token of a user (deactivation); returns how many.
+pub async fn revoke_all(state: &AppState, user_id: i64) -> Result<usize, AppError> {
+    Ok(crate::db_run!(state.db, conn => {
+        diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked_at.is_null()))
+            .set(api_tokens::revoked_at.eq(Some(now())))
+            .execute(conn)
+            .await
+    })?)
+}
+
+/// The principal a bearer token acts as: the owner's current permissions narrowed to the
+/// token's scopes and projects, with the second factor taken as given.
+pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Option<Principal>, AppError> {
+    if !token.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    let hash = sha256_hex(token);
+    let now = now();
+    let row: Option<(i64, i64, String, Option<String>, Option<NaiveDateTime>)> = crate::db_run!(state.db, conn => {
+        api_tokens::table
+            .filter(api_tokens::token_hash.eq(&hash))
+            .filter(api_tokens::revoked_at.is_null())
+            .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
+            .select((api_tokens::id, api_tokens::user_id, api_tokens::scopes, api_tokens::project_ids, api_tokens::last_used_at))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    let Some((id, user_id, scopes, project_ids, last_used)) = row else { return Ok(None) };
+    let Some(mut principal) = load_principal(state, user_id, true).await? else { return Ok(None) };
+    let scopes: BTreeSet<&str> = scopes.split_whitespace().collect();
+    principal.permissions.retain(|code| scopes.contains(code.as_str()));
+    if let Some(list) = project_ids {
+        let owner_scope = principal.projects.clone();
+        let ids = parse_ids(&list).into_iter().filter(|id| owner_scope.allows(*id)).collect();
+        principal.projects = ProjectScope::Only(ids);
+    }
+    if last_used.is_none_or(|at| now - at > TOUCH_INTERVAL) {
+        crate::db_run!(state.db, conn => {
+            diesel::update(api_tokens::table.find(id)).set(api_tokens::last_used_at.eq(Some(now))).execute(conn).await
+        })?;
+    }
+    Ok(Some(principal))
+}

@@ -1,0 +1,2 @@
+DROP TABLE one_time_links;
+DROP TABLE api_tokens;
