@@ -202,6 +202,9 @@ pub async fn revoke_all(state: &AppState, user_id: i64) -> Result<usize, AppErro
     })?)
 }
 
+/// (id, user, scopes, projects, last used) of a token that works.
+type LiveToken = (i64, i64, String, Option<String>, Option<NaiveDateTime>);
+
 /// The principal a bearer token acts as: the owner's current permissions narrowed to the
 /// token's scopes and projects, with the second factor taken as given.
 pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Option<Principal>, AppError> {
@@ -210,7 +213,7 @@ pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Op
     }
     let hash = sha256_hex(token);
     let now = now();
-    let row: Option<(i64, i64, String, Option<String>, Option<NaiveDateTime>)> = crate::db_run!(state.db, conn => {
+    let row: Option<LiveToken> = crate::db_run!(state.db, conn => {
         api_tokens::table
             .filter(api_tokens::token_hash.eq(&hash))
             .filter(api_tokens::revoked_at.is_null())
