@@ -8,6 +8,7 @@ use dashboard_example as _;
 use dashboard_overview as _;
 use dashboard_profile as _;
 use dashboard_session as _;
+use dashboard_team as _;
 
 pub mod cli;
 pub mod config;

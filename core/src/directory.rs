@@ -233,6 +233,13 @@ pub async fn find_user_id(db: &DbPool, username: &str) -> Result<Option<i64>, Ap
     })?)
 }
 
+/// The company of a user.
+pub async fn company_of_user(db: &DbPool, user_id: i64) -> Result<i64, AppError> {
+    Ok(crate::db_run!(db, conn => {
+        users::table.find(user_id).select(users::company_id).first(conn).await
+    })?)
+}
+
 /// Sets a user's password (the operator's reset, and the demo's idempotent re-run).
 pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(), AppError> {
     if let Some(problem) = password_problem(password) {
@@ -301,11 +308,18 @@ fn valid_time_zone(zone: &str) -> Result<String, AppError> {
     }
 }
 
+/// Checks and normalises profile details (trimmed name, empty e-mail as none).
+pub fn check_profile(details: &ProfileDetails) -> Result<ProfileDetails, AppError> {
+    Ok(ProfileDetails {
+        display_name: valid_name("display", &details.display_name)?,
+        email: details.email.as_deref().map(valid_email).transpose()?.flatten(),
+        time_zone: valid_time_zone(&details.time_zone)?,
+    })
+}
+
 /// Changes a user's own details; every field is checked before anything is written.
 pub async fn update_profile(db: &DbPool, user_id: i64, details: &ProfileDetails) -> Result<ProfileDetails, AppError> {
-    let display_name = valid_name("display", &details.display_name)?;
-    let email = details.email.as_deref().map(valid_email).transpose()?.flatten();
-    let time_zone = valid_time_zone(&details.time_zone)?;
+    let ProfileDetails { display_name, email, time_zone } = check_profile(details)?;
     crate::db_run!(db, conn => {
         diesel::update(users::table.find(user_id))
             .set((

@@ -9,6 +9,8 @@ pub mod crypto;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod export;
+pub mod links;
 pub mod money;
 pub mod registry;
 pub mod schema;

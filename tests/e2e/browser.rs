@@ -80,6 +80,21 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
     assert_eq!(browser.wait_for_text(".card h2", "Hello, Alex Morgan!").await, "Hello, Alex Morgan!");
     browser.screenshot("example").await;
 
+    // My team, for the merchant admin.
+    for (path, heading, name) in [
+        ("/team", "My team", "team-users"),
+        ("/team/users/new", "My team", "team-new-user"),
+        ("/team/roles", "My team", "team-roles"),
+        ("/profile", "My profile", "profile"),
+        ("/team/audit", "My team", "team-audit"),
+    ] {
+        browser.client.goto(&app.url(path)).await.unwrap();
+        assert_eq!(browser.wait_for_text(".page-head h1", heading).await, heading, "{path}");
+        browser.screenshot(name).await;
+    }
+    let audit = text_of(&browser, "table").await;
+    assert!(audit.contains("second_factor.enabled"), "{audit}");
+
     // Sign out; the next sign-in asks for the app's code.
     click(&browser, ".user-menu summary").await;
     click(&browser, ".menu button").await;

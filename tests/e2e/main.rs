@@ -8,5 +8,6 @@ mod example;
 mod registry;
 mod security;
 mod shell;
+mod team;
 mod themes;
 mod tokens;

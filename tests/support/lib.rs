@@ -178,6 +178,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Option<TestApp> {
+        // Logs only when asked for: `DASHBOARD_LOG=info cargo test …`.
+        if std::env::var_os("DASHBOARD_LOG").is_some() {
+            dashboard::telemetry::init(LogFormat::Text);
+        }
         let database_url = fresh_database(backend).await?;
         let dir = fresh_dir();
         let config = test_config(database_url, &dir, &options);

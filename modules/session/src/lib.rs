@@ -4,6 +4,7 @@
 //! state was the reason.
 
 use dashboard_core::auth::{Principal, is_local_path};
+use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::{Access, Api, Section, Template};
 use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SESSION_COOKIE, SignIn};
 use dashboard_core::web::{PRODUCT_NAME, check_csrf, see_other};
@@ -28,16 +29,20 @@ register_section!(Section {
         page!(GET "/sign-in/second-factor" => second_factor_page, Access::Public),
         page!(POST "/sign-in/second-factor" => second_factor_submit, Access::Public),
         page!(POST "/sign-out" => sign_out_submit, Access::Public),
+        page!(GET "/set-password" => set_password_page, Access::Public),
+        page!(POST "/set-password" => set_password_submit, Access::Public),
     ],
     api: Some(Api::of::<SessionApi>(&[
         operation!(POST "/session", Access::Public),
         operation!(POST "/session/second-factor", Access::Public),
         operation!(DELETE "/session", Access::Public),
         operation!(GET "/session", Access::SignedIn),
+        operation!(POST "/password-links/redemption", Access::Public),
     ])),
     templates: &[
         Template { name: "session/sign-in", source: include_str!("../templates/sign-in.hbs") },
         Template { name: "session/second-factor", source: include_str!("../templates/second-factor.hbs") },
+        Template { name: "session/set-password", source: include_str!("../templates/set-password.hbs") },
     ],
 });
 
@@ -48,6 +53,7 @@ const CODE_REFUSED: &str =
 #[derive(Debug, Deserialize)]
 struct NextQuery {
     next: Option<String>,
+    notice: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +69,19 @@ struct CodeForm {
     code: String,
     csrf_token: String,
     next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SetPasswordForm {
+    csrf_token: String,
+    token: String,
+    password: String,
+    password_again: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,8 +103,19 @@ fn render(page: &PageContext, template: &str, title: &str, data: serde_json::Val
 }
 
 fn sign_in_html(page: &PageContext, next: &str, username: &str, error: Option<&str>) -> Result<String, AppError> {
+    sign_in_html_with_notice(page, next, username, error, None)
+}
+
+fn sign_in_html_with_notice(
+    page: &PageContext,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Result<String, AppError> {
     let data = json!({
         "product": PRODUCT_NAME, "csrf_token": page.csrf_token, "next": next, "username": username, "error": error,
+        "notice": notice,
     });
     render(page, "session/sign-in", "Sign in", data)
 }
@@ -104,7 +134,8 @@ fn sign_in_page(page: PageContext, req: &Request, Query(query): Query<NextQuery>
     if req.extensions().get::<PendingSecondFactor>().is_some() {
         return Ok(see_other(&with_next("/sign-in/second-factor", &next)));
     }
-    Ok(Html(sign_in_html(&page, &next, "", None)?).into_response())
+    let notice = (query.notice.as_deref() == Some("password-set")).then_some("Your password was set. Sign in with it.");
+    Ok(Html(sign_in_html_with_notice(&page, &next, "", None, notice)?).into_response())
 }
 
 #[handler]
@@ -185,6 +216,67 @@ async fn sign_out_submit(
     check_csrf(verifier, &form.csrf_token)?;
     sign_out(&state, principal, cookies).await?;
     Ok(see_other("/sign-in"))
+}
+
+const LINK_REFUSED: &str = "This link has expired or was used already. Ask your merchant admin for a new one.";
+
+fn set_password_html(page: &PageContext, token: &str, valid: bool, error: Option<&str>) -> Result<String, AppError> {
+    let data = json!({
+        "product": PRODUCT_NAME, "csrf_token": page.csrf_token, "token": token, "valid": valid, "error": error,
+    });
+    render(page, "session/set-password", "Set your password", data)
+}
+
+#[handler]
+async fn set_password_page(page: PageContext, Query(query): Query<TokenQuery>) -> Result<Response, AppError> {
+    let token = query.token.unwrap_or_default();
+    let valid = links::peek(&page.state, &token, LinkPurpose::SetPassword).await?.is_some();
+    let error = (!valid).then_some(LINK_REFUSED);
+    Ok(Html(set_password_html(&page, &token, valid, error)?).into_response())
+}
+
+#[handler]
+async fn set_password_submit(
+    page: PageContext,
+    req: &Request,
+    verifier: &CsrfVerifier,
+    Form(form): Form<SetPasswordForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    if form.password != form.password_again {
+        let html = set_password_html(&page, &form.token, true, Some("The two passwords differ."))?;
+        return Ok((StatusCode::BAD_REQUEST, Html(html)).into_response());
+    }
+    match redeem_password_link(&page.state, &form.token, &form.password, &ClientInfo::from_request(req)).await {
+        Ok(()) => Ok(see_other("/sign-in?notice=password-set")),
+        Err(AppError::BadRequest(message)) => {
+            let valid = links::peek(&page.state, &form.token, LinkPurpose::SetPassword).await?.is_some();
+            let html = set_password_html(&page, &form.token, valid, Some(&message))?;
+            Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Sets the password of the link's user and uses the link up. The password is checked
+/// before the link is spent, so a too-short password leaves the link usable.
+async fn redeem_password_link(
+    state: &AppState,
+    token: &str,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    if let Some(problem) = dashboard_core::auth::password_problem(password) {
+        return Err(AppError::BadRequest(problem.to_owned()));
+    }
+    let user_id = links::redeem(state, token, LinkPurpose::SetPassword)
+        .await?
+        .ok_or_else(|| AppError::BadRequest(LINK_REFUSED.to_owned()))?;
+    dashboard_core::directory::set_password(&state.db, user_id, password).await?;
+    session::delete_user_sessions(state, user_id).await?;
+    let company_id = dashboard_core::directory::company_of_user(&state.db, user_id).await?;
+    let event = dashboard_core::audit::AuditEvent::by_user(company_id, user_id, "user.password_set", "success");
+    dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await
 }
 
 /// Ends the browser's current session, if any (a new sign-in always gets a new session).
@@ -280,6 +372,21 @@ impl SessionInfo {
     }
 }
 
+/// A one-time set-password link's token and the new password.
+#[derive(Debug, Object)]
+pub struct PasswordLinkRedemption {
+    pub token: String,
+    /// At least 10 characters.
+    pub password: String,
+}
+
+#[derive(ApiResponse)]
+enum PasswordSet {
+    /// The password was set; sign in with it.
+    #[oai(status = 204)]
+    Done,
+}
+
 #[derive(ApiResponse)]
 enum SignedOut {
     /// The session ended.
@@ -350,6 +457,20 @@ impl SessionApi {
     ) -> ApiResult<SignedOut> {
         sign_out(&state, principal, cookies).await?;
         Ok(SignedOut::Done)
+    }
+
+    /// Set a password with a one-time link
+    ///
+    /// The token of the link the merchant admin gave; the link works once.
+    #[oai(path = "/password-links/redemption", method = "post", operation_id = "password_link_redeem")]
+    async fn redeem_password_link(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasswordLinkRedemption>,
+    ) -> ApiResult<PasswordSet> {
+        redeem_password_link(&state, &body.token, &body.password, &ClientInfo::from_request(req)).await?;
+        Ok(PasswordSet::Done)
     }
 
     /// The current session

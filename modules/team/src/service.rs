@@ -1,0 +1,833 @@
+//! My team's service functions: what the pages and the API both call. Every lookup is
+//! scoped to the merchant admin's company; another company's ids answer 404.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDateTime;
+use dashboard_core::audit::{self, AuditEvent};
+use dashboard_core::auth::{Principal, hash_password_blocking, password_problem, random_token};
+use dashboard_core::directory::{self, valid_phone, valid_username};
+use dashboard_core::links::{self, LinkPurpose};
+use dashboard_core::registry::BuiltinRole;
+use dashboard_core::schema::{
+    audit_events, projects, role_permissions, roles, second_factors, user_projects, user_roles, users,
+};
+use dashboard_core::session::{self, needs_second_factor};
+use dashboard_core::time::{now, rfc3339};
+use dashboard_core::{AppError, AppState, db_run, db_transaction, second_factor, tokens};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use poem_openapi::Object;
+use serde::{Deserialize, Serialize};
+
+diesel::define_sql_function!(fn lower(value: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// Replaces a user's roles and project grants. A macro, because it runs inside a
+/// transaction body that [`db_transaction!`] compiles once per database backend.
+macro_rules! write_access {
+    ($conn:ident, $user_id:expr, $input:expr) => {{
+        diesel::delete(user_roles::table.filter(user_roles::user_id.eq($user_id))).execute($conn).await?;
+        for role_id in &$input.role_ids {
+            diesel::insert_into(user_roles::table)
+                .values((user_roles::user_id.eq($user_id), user_roles::role_id.eq(*role_id)))
+                .execute($conn)
+                .await?;
+        }
+        diesel::delete(user_projects::table.filter(user_projects::user_id.eq($user_id))).execute($conn).await?;
+        for project_id in $input.project_ids.iter().flatten() {
+            diesel::insert_into(user_projects::table)
+                .values((user_projects::user_id.eq($user_id), user_projects::project_id.eq(*project_id)))
+                .execute($conn)
+                .await?;
+        }
+    }};
+}
+
+/// Rows per page in lists.
+pub const PAGE_SIZE: i64 = 50;
+
+/// A role as a member shows it.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct RoleRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A user of the company.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct Member {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub active: bool,
+    /// `true`: every project of the company, also future ones.
+    pub all_projects: bool,
+    /// The projects granted when `all_projects` is false.
+    pub project_ids: Vec<i64>,
+    pub roles: Vec<RoleRef>,
+    pub second_factor_enabled: bool,
+    pub locked: bool,
+    pub created_at: String,
+}
+
+/// What the merchant admin enters for a user.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct MemberInput {
+    pub display_name: String,
+    pub email: Option<String>,
+    /// International format, e.g. `+447700900123`; empty or omitted for none.
+    pub phone: Option<String>,
+    /// At least one role of the company.
+    pub role_ids: Vec<i64>,
+    /// Omit (or `null`) for every project; otherwise the granted projects.
+    pub project_ids: Option<Vec<i64>>,
+}
+
+/// A new user: the details, a username, and either an initial password or none (then a
+/// one-time set-password link is made).
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct NewMember {
+    pub username: String,
+    #[oai(flatten)]
+    #[serde(flatten)]
+    pub details: MemberInput,
+    /// At least 10 characters; omit to get a set-password link instead.
+    pub password: Option<String>,
+}
+
+/// The result of creating a user.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct CreatedMember {
+    pub member: Member,
+    /// The one-time link to hand to the user when no password was given (72 hours).
+    pub set_password_url: Option<String>,
+}
+
+/// List filters.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MemberFilter {
+    /// Part of the username or name.
+    pub q: Option<String>,
+    pub role_id: Option<i64>,
+    /// `active` or `deactivated`.
+    pub status: Option<String>,
+    /// Keyset cursor: the last username of the previous page.
+    pub after: Option<String>,
+}
+
+type UserRow = (i64, String, String, Option<String>, Option<String>, bool, bool, Option<NaiveDateTime>, NaiveDateTime);
+
+fn unique_violation(message: String) -> impl FnOnce(DieselError) -> AppError {
+    move |error| match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => AppError::Conflict(message),
+        other => other.into(),
+    }
+}
+
+async fn record(
+    state: &AppState,
+    admin: &Principal,
+    action: &'static str,
+    target: String,
+    details: serde_json::Value,
+) -> Result<(), AppError> {
+    let event = AuditEvent::by_user(admin.company_id, admin.user_id, action, "success").target(target).details(details);
+    audit::record(&state.db, event).await
+}
+
+/// One page of the company's users, by username, and the cursor of the next page.
+pub async fn list_members(
+    state: &AppState,
+    company_id: i64,
+    filter: &MemberFilter,
+    limit: i64,
+) -> Result<(Vec<Member>, Option<String>), AppError> {
+    let pattern =
+        filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(|q| format!("%{}%", q.to_lowercase()));
+    let active = match filter.status.as_deref() {
+        Some("active") => Some(true),
+        Some("deactivated") => Some(false),
+        _ => None,
+    };
+    let role_id = filter.role_id;
+    let after = filter.after.clone();
+    let rows: Vec<UserRow> = db_run!(state.db, conn => {
+        let mut query = users::table
+            .filter(users::company_id.eq(company_id))
+            .order(users::username.asc())
+            .limit(limit + 1)
+            .select(USER_COLUMNS)
+            .into_boxed();
+        if let Some(pattern) = &pattern {
+            query = query.filter(users::username.like(pattern.clone()).or(lower(users::display_name).like(pattern.clone())));
+        }
+        if let Some(active) = active {
+            query = query.filter(users::active.eq(active));
+        }
+        if let Some(role_id) = role_id {
+            query = query.filter(users::id.eq_any(user_roles::table.filter(user_roles::role_id.eq(role_id)).select(user_roles::user_id)));
+        }
+        if let Some(after) = &after {
+            query = query.filter(users::username.gt(after.clone()));
+        }
+        query.load(conn).await
+    })?;
+    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].1.clone());
+    let rows: Vec<UserRow> = rows.into_iter().take(limit as usize).collect();
+    Ok((members_of(state, rows).await?, next))
+}
+
+const USER_COLUMNS: (
+    users::id,
+    users::username,
+    users::display_name,
+    users::email,
+    users::phone,
+    users::active,
+    users::all_projects,
+    users::locked_until,
+    users::created_at,
+) = (
+    users::id,
+    users::username,
+    users::display_name,
+    users::email,
+    users::phone,
+    users::active,
+    users::all_projects,
+    users::locked_until,
+    users::created_at,
+);
+
+/// Adds roles, projects and the second-factor state to user rows (three queries).
+async fn members_of(state: &AppState, rows: Vec<UserRow>) -> Result<Vec<Member>, AppError> {
+    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    let role_rows: Vec<(i64, i64, String)> = db_run!(state.db, conn => {
+        user_roles::table
+            .inner_join(roles::table)
+            .filter(user_roles::user_id.eq_any(&ids))
+            .order(roles::name.asc())
+            .select((user_roles::user_id, roles::id, roles::name))
+            .load(conn)
+            .await
+    })?;
+    let project_rows: Vec<(i64, i64)> = db_run!(state.db, conn => {
+        user_projects::table
+            .filter(user_projects::user_id.eq_any(&ids))
+            .select((user_projects::user_id, user_projects::project_id))
+            .load(conn)
+            .await
+    })?;
+    let enabled: BTreeSet<i64> = db_run!(state.db, conn => {
+        second_factors::table
+            .filter(second_factors::user_id.eq_any(&ids))
+            .filter(second_factors::enabled_at.is_not_null())
+            .select(second_factors::user_id)
+            .load::<i64>(conn)
+            .await
+    })?
+    .into_iter()
+    .collect();
+    let mut roles_of: BTreeMap<i64, Vec<RoleRef>> = BTreeMap::new();
+    for (user_id, id, name) in role_rows {
+        roles_of.entry(user_id).or_default().push(RoleRef { id, name });
+    }
+    let mut projects_of: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (user_id, project_id) in project_rows {
+        projects_of.entry(user_id).or_default().push(project_id);
+    }
+    let now = now();
+    Ok(rows
+        .into_iter()
+        .map(|(id, username, display_name, email, phone, active, all_projects, locked_until, created_at)| Member {
+            id,
+            username,
+            display_name,
+            email,
+            phone,
+            active,
+            all_projects,
+            project_ids: projects_of.remove(&id).unwrap_or_default(),
+            roles: roles_of.remove(&id).unwrap_or_default(),
+            second_factor_enabled: enabled.contains(&id),
+            locked: locked_until.is_some_and(|until| until > now),
+            created_at: rfc3339(&created_at),
+        })
+        .collect())
+}
+
+/// One user of the company, or 404.
+pub async fn member(state: &AppState, company_id: i64, user_id: i64) -> Result<Member, AppError> {
+    let rows: Vec<UserRow> = db_run!(state.db, conn => {
+        users::table
+            .filter(users::id.eq(user_id))
+            .filter(users::company_id.eq(company_id))
+            .select(USER_COLUMNS)
+            .load(conn)
+            .await
+    })?;
+    members_of(state, rows).await?.pop().ok_or(AppError::NotFound)
+}
+
+/// Checked details, ready to write.
+struct CheckedInput {
+    display_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    role_ids: Vec<i64>,
+    project_ids: Option<Vec<i64>>,
+}
+
+async fn check_input(state: &AppState, company_id: i64, input: &MemberInput) -> Result<CheckedInput, AppError> {
+    let probe = directory::ProfileDetails {
+        display_name: input.display_name.clone(),
+        email: input.email.clone(),
+        time_zone: "UTC".to_owned(),
+    };
+    let checked = directory::check_profile(&probe)?;
+    let phone = input.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(valid_phone).transpose()?;
+    let role_ids: BTreeSet<i64> = input.role_ids.iter().copied().collect();
+    if role_ids.is_empty() {
+        return Err(AppError::BadRequest("Give the user at least one role.".to_owned()));
+    }
+    let known: BTreeSet<i64> = company_role_ids(state, company_id).await?;
+    if let Some(id) = role_ids.iter().find(|id| !known.contains(id)) {
+        return Err(AppError::BadRequest(format!("There is no role {id} in your company.")));
+    }
+    let project_ids = match &input.project_ids {
+        None => None,
+        Some(ids) => {
+            let company: BTreeSet<i64> =
+                directory::company_projects(&state.db, company_id).await?.into_iter().map(|p| p.id).collect();
+            if let Some(id) = ids.iter().find(|id| !company.contains(id)) {
+                return Err(AppError::BadRequest(format!("There is no project {id} in your company.")));
+            }
+            Some(ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect())
+        }
+    };
+    Ok(CheckedInput {
+        display_name: checked.display_name,
+        email: checked.email,
+        phone,
+        role_ids: role_ids.into_iter().collect(),
+        project_ids,
+    })
+}
+
+async fn company_role_ids(state: &AppState, company_id: i64) -> Result<BTreeSet<i64>, AppError> {
+    let ids: Vec<i64> = db_run!(state.db, conn => {
+        roles::table.filter(roles::company_id.eq(company_id)).select(roles::id).load(conn).await
+    })?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Creates a user of the admin's company with roles and project access.
+pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember) -> Result<CreatedMember, AppError> {
+    let username = valid_username(&new.username)?;
+    let input = check_input(state, admin.company_id, &new.details).await?;
+    let password = match &new.password {
+        Some(password) => {
+            if let Some(problem) = password_problem(password) {
+                return Err(AppError::BadRequest(problem.to_owned()));
+            }
+            password.clone()
+        }
+        // Nobody knows this one: the user sets a password through the link.
+        None => random_token(),
+    };
+    let hash = hash_password_blocking(password).await?;
+    let company_id = admin.company_id;
+    let created = now();
+    let user_id: i64 = db_transaction!(state.db, conn => {
+        let user_id: i64 = diesel::insert_into(users::table)
+            .values((
+                users::company_id.eq(company_id),
+                users::username.eq(&username),
+                users::display_name.eq(&input.display_name),
+                users::email.eq(&input.email),
+                users::phone.eq(&input.phone),
+                users::password_hash.eq(&hash),
+                users::all_projects.eq(input.project_ids.is_none()),
+                users::created_at.eq(created),
+                users::updated_at.eq(created),
+            ))
+            .returning(users::id)
+            .get_result(conn)
+            .await?;
+        write_access!(conn, user_id, input);
+        Ok::<_, DieselError>(user_id)
+    })
+    .map_err(unique_violation(format!("The username {username:?} is taken.")))?;
+    let set_password_url = match new.password {
+        Some(_) => None,
+        None => Some(password_link(state, user_id).await?),
+    };
+    record(
+        state,
+        admin,
+        "user.created",
+        format!("user {user_id}"),
+        serde_json::json!({ "username": username, "roles": input.role_ids, "projects": input.project_ids }),
+    )
+    .await?;
+    Ok(CreatedMember { member: member(state, company_id, user_id).await?, set_password_url })
+}
+
+/// Changes a user's details, roles and project access. Their sessions end, so that the
+/// new permissions apply at once.
+pub async fn update_member(
+    state: &AppState,
+    admin: &Principal,
+    user_id: i64,
+    input: &MemberInput,
+) -> Result<Member, AppError> {
+    let before = member(state, admin.company_id, user_id).await?;
+    let input = check_input(state, admin.company_id, input).await?;
+    if user_id == admin.user_id && !keeps_admin(state, &input.role_ids).await? {
+        return Err(AppError::BadRequest("You cannot take away your own merchant admin role.".to_owned()));
+    }
+    let updated = now();
+    db_transaction!(state.db, conn => {
+        diesel::update(users::table.find(user_id))
+            .set((
+                users::display_name.eq(&input.display_name),
+                users::email.eq(&input.email),
+                users::phone.eq(&input.phone),
+                users::all_projects.eq(input.project_ids.is_none()),
+                users::updated_at.eq(updated),
+            ))
+            .execute(conn)
+            .await?;
+        write_access!(conn, user_id, input);
+        Ok::<_, DieselError>(())
+    })?;
+    if user_id != admin.user_id {
+        session::delete_user_sessions(state, user_id).await?;
+    }
+    let details = serde_json::json!({
+        "roles": input.role_ids,
+        "projects": input.project_ids,
+        "phone_changed": before.phone != input.phone,
+    });
+    record(state, admin, "user.updated", format!("user {user_id}"), details).await?;
+    member(state, admin.company_id, user_id).await
+}
+
+/// Whether the roles include the company's merchant admin role.
+async fn keeps_admin(state: &AppState, role_ids: &[i64]) -> Result<bool, AppError> {
+    let ids = role_ids.to_vec();
+    let admin_roles: i64 = db_run!(state.db, conn => {
+        roles::table
+            .filter(roles::id.eq_any(&ids))
+            .filter(roles::builtin.eq(BuiltinRole::MerchantAdmin.key()))
+            .count()
+            .get_result(conn)
+            .await
+    })?;
+    Ok(admin_roles > 0)
+}
+
+/// Deactivates a user: their sessions end and their API tokens are revoked at once.
+/// Reactivation gives the account back (tokens stay revoked).
+pub async fn set_active(state: &AppState, admin: &Principal, user_id: i64, active: bool) -> Result<Member, AppError> {
+    member(state, admin.company_id, user_id).await?;
+    if user_id == admin.user_id && !active {
+        return Err(AppError::BadRequest("You cannot deactivate yourself.".to_owned()));
+    }
+    db_run!(state.db, conn => {
+        diesel::update(users::table.find(user_id))
+            .set((users::active.eq(active), users::updated_at.eq(now())))
+            .execute(conn)
+            .await
+    })?;
+    let (action, details) = if active {
+        ("user.reactivated", serde_json::json!({}))
+    } else {
+        let sessions = session::delete_user_sessions(state, user_id).await?;
+        let tokens = tokens::revoke_all(state, user_id).await?;
+        ("user.deactivated", serde_json::json!({ "sessions_ended": sessions, "tokens_revoked": tokens }))
+    };
+    record(state, admin, action, format!("user {user_id}"), details).await?;
+    member(state, admin.company_id, user_id).await
+}
+
+/// Removes a user's second factor (lost phone): they set it up again at next sign-in.
+pub async fn reset_second_factor(state: &AppState, admin: &Principal, user_id: i64) -> Result<Member, AppError> {
+    member(state, admin.company_id, user_id).await?;
+    second_factor::remove(state, user_id).await?;
+    session::delete_user_sessions(state, user_id).await?;
+    record(state, admin, "second_factor.reset", format!("user {user_id}"), serde_json::json!({})).await?;
+    member(state, admin.company_id, user_id).await
+}
+
+/// A one-time link for the user to set a password (72 hours); earlier links stop working.
+pub async fn issue_password_link(state: &AppState, admin: &Principal, user_id: i64) -> Result<String, AppError> {
+    member(state, admin.company_id, user_id).await?;
+    let url = password_link(state, user_id).await?;
+    record(state, admin, "user.password_link", format!("user {user_id}"), serde_json::json!({})).await?;
+    Ok(url)
+}
+
+async fn password_link(state: &AppState, user_id: i64) -> Result<String, AppError> {
+    let token = links::issue(state, user_id, LinkPurpose::SetPassword).await?;
+    Ok(format!("{}/set-password?token={token}", state.settings.public_url))
+}
+
+// ---------------------------------------------------------------------------------------
+// Roles
+
+/// A role and what it grants.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct RoleInfo {
+    pub id: i64,
+    pub name: String,
+    /// Built-in roles cannot be changed; their permissions follow the sections.
+    pub builtin: bool,
+    pub description: String,
+    pub permissions: Vec<String>,
+    pub users: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct RoleInput {
+    pub name: String,
+    #[serde(default)]
+    #[oai(default)]
+    pub description: String,
+    pub permissions: Vec<String>,
+}
+
+/// The company's roles: built-in first, then custom ones by name.
+pub async fn list_roles(state: &AppState, company_id: i64) -> Result<Vec<RoleInfo>, AppError> {
+    let rows: Vec<(i64, String, Option<String>, String)> = db_run!(state.db, conn => {
+        roles::table
+            .filter(roles::company_id.eq(company_id))
+            .order((roles::builtin.is_null(), roles::name.asc()))
+            .select((roles::id, roles::name, roles::builtin, roles::description))
+            .load(conn)
+            .await
+    })?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    let granted: Vec<(i64, String)> = db_run!(state.db, conn => {
+        role_permissions::table
+            .filter(role_permissions::role_id.eq_any(&ids))
+            .select((role_permissions::role_id, role_permissions::permission))
+            .load(conn)
+            .await
+    })?;
+    let counts: Vec<(i64, i64)> = db_run!(state.db, conn => {
+        user_roles::table
+            .inner_join(users::table)
+            .filter(user_roles::role_id.eq_any(&ids))
+            .filter(users::active.eq(true))
+            .group_by(user_roles::role_id)
+            .select((user_roles::role_id, diesel::dsl::count_star()))
+            .load(conn)
+            .await
+    })?;
+    let counts: BTreeMap<i64, i64> = counts.into_iter().collect();
+    let mut custom: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (role_id, permission) in granted {
+        if state.registry.permission(&permission).is_some() {
+            custom.entry(role_id).or_default().push(permission);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, builtin, description)| {
+            let builtin_role = builtin.as_deref().and_then(BuiltinRole::from_key);
+            let permissions = match builtin_role {
+                Some(role) => state.registry.default_permissions(role).into_iter().map(str::to_owned).collect(),
+                None => custom.remove(&id).unwrap_or_default(),
+            };
+            RoleInfo {
+                id,
+                name,
+                builtin: builtin_role.is_some(),
+                description,
+                permissions,
+                users: counts.get(&id).copied().unwrap_or(0),
+            }
+        })
+        .collect())
+}
+
+fn check_role(state: &AppState, input: &RoleInput) -> Result<(String, String, Vec<String>), AppError> {
+    let name = input.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 60 {
+        return Err(AppError::BadRequest("The role name must have 1 to 60 characters.".to_owned()));
+    }
+    let permissions: BTreeSet<String> = input.permissions.iter().map(|p| p.trim().to_owned()).collect();
+    if permissions.is_empty() {
+        return Err(AppError::BadRequest("Choose at least one permission.".to_owned()));
+    }
+    if let Some(unknown) = permissions.iter().find(|code| state.registry.permission(code).is_none()) {
+        return Err(AppError::BadRequest(format!("There is no permission {unknown:?}.")));
+    }
+    Ok((name, input.description.trim().chars().take(300).collect(), permissions.into_iter().collect()))
+}
+
+/// Creates a custom role from any registered permissions.
+pub async fn create_role(state: &AppState, admin: &Principal, input: &RoleInput) -> Result<RoleInfo, AppError> {
+    let (name, description, permissions) = check_role(state, input)?;
+    let company_id = admin.company_id;
+    let role_id: i64 = db_transaction!(state.db, conn => {
+        let role_id: i64 = diesel::insert_into(roles::table)
+            .values((
+                roles::company_id.eq(company_id),
+                roles::name.eq(&name),
+                roles::description.eq(&description),
+                roles::created_at.eq(now()),
+            ))
+            .returning(roles::id)
+            .get_result(conn)
+            .await?;
+        for permission in &permissions {
+            diesel::insert_into(role_permissions::table)
+                .values((role_permissions::role_id.eq(role_id), role_permissions::permission.eq(permission)))
+                .execute(conn)
+                .await?;
+        }
+        Ok::<_, DieselError>(role_id)
+    })
+    .map_err(unique_violation(format!("A role named {name:?} exists already.")))?;
+    record(
+        state,
+        admin,
+        "role.created",
+        format!("role {role_id}"),
+        serde_json::json!({ "name": name, "permissions": permissions }),
+    )
+    .await?;
+    role(state, company_id, role_id).await
+}
+
+/// One role of the company, or 404.
+pub async fn role(state: &AppState, company_id: i64, role_id: i64) -> Result<RoleInfo, AppError> {
+    list_roles(state, company_id).await?.into_iter().find(|role| role.id == role_id).ok_or(AppError::NotFound)
+}
+
+async fn custom_role(state: &AppState, company_id: i64, role_id: i64) -> Result<RoleInfo, AppError> {
+    let role = role(state, company_id, role_id).await?;
+    if role.builtin {
+        return Err(AppError::BadRequest("Built-in roles cannot be changed; create a custom role instead.".to_owned()));
+    }
+    Ok(role)
+}
+
+/// Changes a custom role; its users' sessions end so that the change applies at once.
+pub async fn update_role(
+    state: &AppState,
+    admin: &Principal,
+    role_id: i64,
+    input: &RoleInput,
+) -> Result<RoleInfo, AppError> {
+    custom_role(state, admin.company_id, role_id).await?;
+    let (name, description, permissions) = check_role(state, input)?;
+    db_transaction!(state.db, conn => {
+        diesel::update(roles::table.find(role_id))
+            .set((roles::name.eq(&name), roles::description.eq(&description)))
+            .execute(conn)
+            .await?;
+        diesel::delete(role_permissions::table.filter(role_permissions::role_id.eq(role_id))).execute(conn).await?;
+        for permission in &permissions {
+            diesel::insert_into(role_permissions::table)
+                .values((role_permissions::role_id.eq(role_id), role_permissions::permission.eq(permission)))
+                .execute(conn)
+                .await?;
+        }
+        Ok::<_, DieselError>(())
+    })
+    .map_err(unique_violation(format!("A role named {name:?} exists already.")))?;
+    end_role_sessions(state, admin, role_id).await?;
+    record(
+        state,
+        admin,
+        "role.updated",
+        format!("role {role_id}"),
+        serde_json::json!({ "name": name, "permissions": permissions }),
+    )
+    .await?;
+    role(state, admin.company_id, role_id).await
+}
+
+/// Deletes a custom role; its users lose what it granted.
+pub async fn delete_role(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
+    let role = custom_role(state, admin.company_id, role_id).await?;
+    end_role_sessions(state, admin, role_id).await?;
+    db_run!(state.db, conn => diesel::delete(roles::table.find(role_id)).execute(conn).await)?;
+    record(state, admin, "role.deleted", format!("role {role_id}"), serde_json::json!({ "name": role.name })).await
+}
+
+async fn end_role_sessions(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
+    let holders: Vec<i64> = db_run!(state.db, conn => {
+        user_roles::table.filter(user_roles::role_id.eq(role_id)).select(user_roles::user_id).load(conn).await
+    })?;
+    for user_id in holders.into_iter().filter(|id| *id != admin.user_id) {
+        session::delete_user_sessions(state, user_id).await?;
+    }
+    Ok(())
+}
+
+/// One row of the role × permission matrix.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct PermissionRow {
+    pub code: String,
+    pub label: String,
+    pub description: String,
+    pub section: String,
+    pub needs_second_factor: bool,
+    /// Ids of the roles that grant it.
+    pub role_ids: Vec<i64>,
+}
+
+/// Every registered permission with the roles that grant it.
+pub async fn permission_matrix(
+    state: &AppState,
+    company_id: i64,
+) -> Result<(Vec<RoleInfo>, Vec<PermissionRow>), AppError> {
+    let roles = list_roles(state, company_id).await?;
+    let mut rows = Vec::new();
+    for section in state.registry.sections() {
+        for permission in section.permissions {
+            rows.push(PermissionRow {
+                code: permission.code.to_owned(),
+                label: permission.label.to_owned(),
+                description: permission.description.to_owned(),
+                section: section.title.to_owned(),
+                needs_second_factor: needs_second_factor(state, permission.code),
+                role_ids: roles
+                    .iter()
+                    .filter(|r| r.permissions.iter().any(|p| p == permission.code))
+                    .map(|r| r.id)
+                    .collect(),
+            });
+        }
+    }
+    Ok((roles, rows))
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit log
+
+/// One audit event.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    /// The user who acted; `null` for the platform operator or an anonymous request.
+    pub actor: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub result: String,
+    pub ip: Option<String>,
+    /// A JSON object with details.
+    pub details: String,
+}
+
+/// Audit log filters; dates are inclusive, in UTC.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditFilter {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// An action or its start, e.g. `session` or `user.created`.
+    pub action: Option<String>,
+    /// Username of the actor.
+    pub actor: Option<String>,
+    pub result: Option<String>,
+    /// Keyset cursor: events older than this id.
+    pub before: Option<i64>,
+}
+
+fn parse_day(text: Option<&str>, what: &str) -> Result<Option<chrono::NaiveDate>, AppError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| AppError::BadRequest(format!("The {what} date must look like 2026-11-27."))),
+    }
+}
+
+type AuditRow = (i64, NaiveDateTime, Option<String>, String, Option<String>, String, Option<String>, String);
+
+/// One page of the company's audit log, newest first, and the cursor of the next page.
+pub async fn audit_log(
+    state: &AppState,
+    company_id: i64,
+    filter: &AuditFilter,
+    limit: i64,
+) -> Result<(Vec<AuditEntry>, Option<i64>), AppError> {
+    let from = parse_day(filter.from.as_deref(), "from")?.and_then(|d| d.and_hms_opt(0, 0, 0));
+    let to = parse_day(filter.to.as_deref(), "to")?.and_then(|d| d.succ_opt()).and_then(|d| d.and_hms_opt(0, 0, 0));
+    let action = filter.action.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(|a| format!("{a}%"));
+    let actor = filter.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_lowercase);
+    let result = filter.result.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+    let before = filter.before;
+    let rows: Vec<AuditRow> = db_run!(state.db, conn => {
+        let mut query = audit_events::table
+            .left_join(users::table.on(users::id.nullable().eq(audit_events::actor_user_id)))
+            .filter(audit_events::company_id.eq(company_id))
+            .order(audit_events::id.desc())
+            .limit(limit + 1)
+            .select((
+                audit_events::id,
+                audit_events::created_at,
+                users::username.nullable(),
+                audit_events::action,
+                audit_events::target,
+                audit_events::result,
+                audit_events::ip,
+                audit_events::details,
+            ))
+            .into_boxed();
+        if let Some(from) = from {
+            query = query.filter(audit_events::created_at.ge(from));
+        }
+        if let Some(to) = to {
+            query = query.filter(audit_events::created_at.lt(to));
+        }
+        if let Some(action) = &action {
+            query = query.filter(audit_events::action.like(action.clone()));
+        }
+        if let Some(actor) = &actor {
+            query = query.filter(users::username.eq(actor.clone()));
+        }
+        if let Some(result) = &result {
+            query = query.filter(audit_events::result.eq(result.clone()));
+        }
+        if let Some(before) = before {
+            query = query.filter(audit_events::id.lt(before));
+        }
+        query.load(conn).await
+    })?;
+    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].0);
+    let entries = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|(id, at, actor, action, target, result, ip, details)| AuditEntry {
+            id,
+            at: rfc3339(&at),
+            actor,
+            action,
+            target,
+            result,
+            ip,
+            details,
+        })
+        .collect();
+    Ok((entries, next))
+}
+
+/// Project names of the company, by id (for showing grants).
+pub async fn project_names(state: &AppState, company_id: i64) -> Result<Vec<(i64, String)>, AppError> {
+    Ok(db_run!(state.db, conn => {
+        projects::table
+            .filter(projects::company_id.eq(company_id))
+            .order(projects::name.asc())
+            .select((projects::id, projects::name))
+            .load(conn)
+            .await
+    })?)
+}
