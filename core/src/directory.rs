@@ -233,6 +233,22 @@ pub async fn find_user_id(db: &DbPool, username: &str) -> Result<Option<i64>, Ap
     })?)
 }
 
+/// Sets a user's phone (already checked with [`valid_phone`]), or removes it.
+pub async fn set_phone(db: &DbPool, user_id: i64, phone: Option<&str>) -> Result<(), AppError> {
+    crate::db_run!(db, conn => {
+        diesel::update(users::table.find(user_id))
+            .set((users::phone.eq(phone), users::updated_at.eq(now())))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
+/// A user's phone, if any.
+pub async fn profile_phone(db: &DbPool, user_id: i64) -> Result<Option<String>, AppError> {
+    Ok(crate::db_run!(db, conn => users::table.find(user_id).select(users::phone).first(conn).await)?)
+}
+
 /// The company of a user.
 pub async fn company_of_user(db: &DbPool, user_id: i64) -> Result<i64, AppError> {
     Ok(crate::db_run!(db, conn => {

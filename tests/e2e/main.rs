@@ -5,6 +5,7 @@
 mod access;
 mod browser;
 mod example;
+mod profile;
 mod registry;
 mod security;
 mod shell;

@@ -303,8 +303,9 @@ impl TestApp {
     pub async fn enable_second_factor(&self, user_id: i64, phone: &str) -> Authenticator {
         second_factor::send_activation_code(&self.state, user_id).await.unwrap();
         let enrolment = second_factor::activate(&self.state, user_id, &self.last_sms_code(phone)).await.unwrap();
-        let authenticator = Authenticator::new(&enrolment.secret);
-        second_factor::enable(&self.state, user_id, &authenticator.code()).await.unwrap();
+        let mut authenticator = Authenticator::new(&enrolment.secret);
+        authenticator.recovery_codes =
+            second_factor::enable(&self.state, user_id, &authenticator.code()).await.unwrap();
         authenticator
     }
 
@@ -358,13 +359,15 @@ pub fn first_code(text: &str) -> Option<String> {
 pub struct Authenticator {
     totp: totp_rs::Totp,
     next_offset: std::sync::atomic::AtomicU64,
+    /// The recovery codes shown when the second factor was enabled.
+    pub recovery_codes: Vec<String>,
 }
 
 impl Authenticator {
     pub fn new(secret_base32: &str) -> Authenticator {
         let secret = totp_rs::Secret::try_from_base32(secret_base32).unwrap();
         let totp = totp_rs::Builder::new().with_secret(secret.to_vec()).build().unwrap();
-        Authenticator { totp, next_offset: std::sync::atomic::AtomicU64::new(0) }
+        Authenticator { totp, next_offset: std::sync::atomic::AtomicU64::new(0), recovery_codes: Vec::new() }
     }
 
     /// The next code the server has not seen.

@@ -4,6 +4,8 @@
 //! the secret to scan (QR code and text), then a code from the app, then recovery codes
 //! shown once. Enabling it renews the session, which then carries every permission.
 
+mod service;
+
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, ProfileDetails};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Template};
@@ -41,7 +43,15 @@ register_section!(Section {
             // scopes need the second factor still needs a session that passed it.
             second_factor_exempt: true,
             default_roles: &BuiltinRole::ALL,
-        }
+        },
+        Permission {
+            code: SUPPORT_BOT,
+            label: "Link the support bot",
+            description: "Get a one-time code that links a chat with the support bot to one's account.",
+            // PSD2 exemption listed in the seed: "managing the Telegram bot of technical support".
+            second_factor_exempt: true,
+            default_roles: &BuiltinRole::ALL,
+        },
     ],
     pages: &[
         page!(GET "/profile" => profile_page, Access::SignedIn),
@@ -50,6 +60,10 @@ register_section!(Section {
         page!(POST "/profile/second-factor/activate" => activate_submit, Access::SignedIn),
         page!(POST "/profile/second-factor/enable" => enable_submit, Access::SignedIn),
         page!(POST "/profile/tokens" => create_token_submit, Access::Permission(TOKENS)),
+        page!(POST "/profile/phone" => phone_submit, Access::Permission(EDIT)),
+        page!(POST "/profile/phone/confirm" => phone_confirm_submit, Access::Permission(EDIT)),
+        page!(POST "/profile/second-factor/disable" => disable_submit, Access::SignedIn),
+        page!(POST "/profile/support-bot" => support_bot_submit, Access::Permission(SUPPORT_BOT)),
         page!(POST "/profile/tokens/:id/revoke" => revoke_token_submit, Access::Permission(TOKENS)),
     ],
     api: Some(Api::of::<ProfileApi>(&[
@@ -59,6 +73,10 @@ register_section!(Section {
         operation!(POST "/profile/second-factor/activation-code", Access::SignedIn),
         operation!(POST "/profile/second-factor/activation", Access::SignedIn),
         operation!(POST "/profile/second-factor", Access::SignedIn),
+        operation!(POST "/profile/phone/confirmation-code", Access::Permission(EDIT)),
+        operation!(PUT "/profile/phone", Access::Permission(EDIT)),
+        operation!(POST "/profile/second-factor/deactivation", Access::SignedIn),
+        operation!(POST "/profile/support-bot-code", Access::Permission(SUPPORT_BOT)),
         operation!(GET "/profile/tokens", Access::Permission(TOKENS)),
         operation!(POST "/profile/tokens", Access::Permission(TOKENS)),
         operation!(DELETE "/profile/tokens/{id}", Access::Permission(TOKENS)),
@@ -71,6 +89,26 @@ register_section!(Section {
 
 const EDIT: &str = "profile.edit";
 const TOKENS: &str = "profile.api_tokens";
+const SUPPORT_BOT: &str = "profile.support_bot";
+
+#[derive(Debug, Deserialize)]
+struct PhoneForm {
+    csrf_token: String,
+    phone: String,
+    code: Option<String>,
+}
+
+/// What the profile page shows besides its usual content.
+#[derive(Debug, Default)]
+struct Extras<'a> {
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+    new_token: Option<&'a str>,
+    /// A phone waiting for its SMS code.
+    pending_phone: Option<&'a str>,
+    /// A support-bot code just issued, and its expiry.
+    bot_code: Option<(&'a str, &'a str)>,
+}
 
 #[derive(Debug, Deserialize)]
 struct TokenForm {
@@ -115,6 +153,8 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "sms-sent" => Some("We sent a 6-digit code to your phone. It is valid for 5 minutes."),
         "saved" => Some("Your profile was saved."),
         "revoked" => Some("The token was revoked: it no longer works."),
+        "phone-saved" => Some("Your phone number was confirmed and saved."),
+        "second-factor-off" => Some("Two-factor authentication is off."),
         _ => None,
     }
 }
@@ -124,16 +164,10 @@ async fn render_profile(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Html<String>, AppError> {
-    render_profile_with_token(page, notice, error, None).await
+    render_profile_with(page, Extras { notice, error, ..Extras::default() }).await
 }
 
-/// The profile page; `new_token` is a token just created, shown this once.
-async fn render_profile_with_token(
-    page: &PageContext,
-    notice: Option<&str>,
-    error: Option<&str>,
-    new_token: Option<&str>,
-) -> Result<Html<String>, AppError> {
+async fn render_profile_with(page: &PageContext, extras: Extras<'_>) -> Result<Html<String>, AppError> {
     let principal = page.principal()?;
     let can_manage_tokens = principal.has_permission(TOKENS);
     let token_list = if can_manage_tokens { tokens::list(&page.state, principal.user_id).await? } else { Vec::new() };
@@ -165,12 +199,21 @@ async fn render_profile_with_token(
         "status": status,
         "enrolment": enrolment,
         "needs_second_factor": principal.needs_second_factor(),
+        "needs_second_factor_roles": principal
+            .permissions
+            .iter()
+            .chain(&principal.awaiting_second_factor)
+            .any(|code| session::needs_second_factor(&page.state, code)),
         "awaiting": principal.awaiting_second_factor,
-        "notice": notice,
-        "error": error,
+        "notice": extras.notice,
+        "error": extras.error,
         "can_manage_tokens": can_manage_tokens,
         "tokens": token_list,
-        "new_token": new_token,
+        "new_token": extras.new_token,
+        "pending_phone": extras.pending_phone,
+        "phone": directory::profile_phone(&page.state.db, principal.user_id).await?,
+        "can_use_bot": principal.has_permission(SUPPORT_BOT),
+        "bot_code": extras.bot_code.map(|(code, expires)| json!({ "code": code, "expires_at": expires })),
         "scope_choices": scope_choices,
         "projects": projects,
         "second_factor_verified": principal.second_factor_verified,
@@ -313,7 +356,8 @@ async fn create_token_submit(
     match result {
         Ok((token, _)) => {
             let notice = "Copy the token now: it is shown only once.";
-            Ok(render_profile_with_token(&page, Some(notice), None, Some(&token)).await?.into_response())
+            let extras = Extras { notice: Some(notice), new_token: Some(&token), ..Extras::default() };
+            Ok(render_profile_with(&page, extras).await?.into_response())
         }
         Err(error) => or_profile_error(&page, Err(error)).await,
     }
@@ -342,6 +386,93 @@ async fn revoke_token_submit(
     check_csrf(verifier, &form.csrf_token)?;
     tokens::revoke(&page.state, page.principal()?, id).await?;
     Ok(see_other("/profile?notice=revoked"))
+}
+
+#[handler]
+async fn phone_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<PhoneForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    match service::request_phone_code(&page.state, page.principal()?, &form.phone).await {
+        Ok(phone) => {
+            let notice = Some("We sent a 6-digit code to the new number. Enter it to confirm the number.");
+            let extras = Extras { notice, pending_phone: Some(&phone), ..Extras::default() };
+            Ok(render_profile_with(&page, extras).await?.into_response())
+        }
+        Err(error) => or_profile_error(&page, Err(error)).await,
+    }
+}
+
+#[handler]
+async fn phone_confirm_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<PhoneForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let code = form.code.unwrap_or_default();
+    match service::confirm_phone(&page.state, page.principal()?, &form.phone, &code).await {
+        Ok(_) => Ok(see_other("/profile?notice=phone-saved")),
+        Err(AppError::BadRequest(message)) => {
+            let extras = Extras { error: Some(&message), pending_phone: Some(&form.phone), ..Extras::default() };
+            Ok((poem::http::StatusCode::BAD_REQUEST, render_profile_with(&page, extras).await?).into_response())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[handler]
+async fn disable_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let result = service::disable_second_factor(&page.state, page.principal()?, &form.code)
+        .await
+        .map(|()| see_other("/profile?notice=second-factor-off"));
+    or_profile_error(&page, result).await
+}
+
+#[handler]
+async fn support_bot_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let (code, expires_at) = service::support_bot_code(&page.state, page.principal()?).await?;
+    let extras = Extras { bot_code: Some((&code, &expires_at)), ..Extras::default() };
+    Ok(render_profile_with(&page, extras).await?.into_response())
+}
+
+/// A phone number to confirm.
+#[derive(Debug, Object)]
+pub struct PhoneRequest {
+    /// International format, e.g. `+447700900123`.
+    pub phone: String,
+}
+
+/// The phone and the code that was sent to it.
+#[derive(Debug, Object)]
+pub struct PhoneConfirmation {
+    pub phone: String,
+    pub code: String,
+}
+
+/// A one-time code for the support bot.
+#[derive(Debug, Object)]
+pub struct SupportBotCode {
+    pub code: String,
+    pub expires_at: String,
+}
+
+#[derive(ApiResponse)]
+enum Done {
+    #[oai(status = 204)]
+    Done,
 }
 
 /// What `POST /profile/tokens` takes.
@@ -421,6 +552,50 @@ impl ProfileApi {
     #[oai(path = "/profile/second-factor", method = "get", operation_id = "profile_second_factor_get")]
     async fn status(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<SecondFactorStatus>> {
         Ok(Json(second_factor::status(&state, principal.user_id).await?))
+    }
+
+    /// Send a confirmation code to a new phone number
+    #[oai(path = "/profile/phone/confirmation-code", method = "post", operation_id = "profile_phone_code")]
+    async fn phone_code(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<PhoneRequest>,
+    ) -> ApiResult<Done> {
+        service::request_phone_code(&state, principal, &body.phone).await?;
+        Ok(Done::Done)
+    }
+
+    /// Set the phone number with the code sent to it
+    #[oai(path = "/profile/phone", method = "put", operation_id = "profile_phone_set")]
+    async fn set_phone(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<PhoneConfirmation>,
+    ) -> ApiResult<Done> {
+        service::confirm_phone(&state, principal, &body.phone, &body.code).await?;
+        Ok(Done::Done)
+    }
+
+    /// Turn two-factor authentication off
+    ///
+    /// Only where none of the caller's roles needs it; takes a current code from the app.
+    #[oai(
+        path = "/profile/second-factor/deactivation",
+        method = "post",
+        operation_id = "profile_second_factor_disable"
+    )]
+    async fn disable(&self, state: Data<&AppState>, principal: &Principal, body: Json<Code>) -> ApiResult<Done> {
+        service::disable_second_factor(&state, principal, &body.code).await?;
+        Ok(Done::Done)
+    }
+
+    /// A one-time code that links the support bot to the caller (10 minutes)
+    #[oai(path = "/profile/support-bot-code", method = "post", operation_id = "profile_support_bot_code")]
+    async fn support_bot_code(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<SupportBotCode>> {
+        let (code, expires_at) = service::support_bot_code(&state, principal).await?;
+        Ok(Json(SupportBotCode { code, expires_at }))
     }
 
     /// The caller's API tokens

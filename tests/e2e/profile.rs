@@ -1,0 +1,99 @@
+//! My profile: details, a phone confirmed by SMS, turning the second factor off where
+//! roles allow, and the support-bot link code.
+
+use dashboard_core::BuiltinRole;
+use dashboard_core::links::{self, LinkPurpose};
+use dashboard_core::schema::users;
+use dashboard_tests::reqwest::StatusCode;
+use dashboard_tests::{PASSWORD, TestApp, location, query, story};
+use serde_json::{Value, json};
+
+async fn send(app: &TestApp, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let request = match method {
+        "PUT" => app.client.put(app.url(path)),
+        _ => app.client.post(app.url(path)),
+    };
+    let response = request.json(&body).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+story!(a_user_sets_their_own_phone_with_an_sms_code);
+async fn a_user_sets_their_own_phone_with_an_sms_code(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user(company, "sam", BuiltinRole::Support).await;
+    app.sign_in("sam", PASSWORD).await;
+    let phone = "+447700900555";
+    let (status, _) =
+        send(&app, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": "07700 900555" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not international");
+    let (status, _) = send(&app, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": phone })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let code = app.last_sms_code(phone);
+
+    // The code is bound to that number.
+    let other = json!({ "phone": "+447700900556", "code": code });
+    assert_eq!(send(&app, "PUT", "/api/v1/profile/phone", other).await.0, StatusCode::BAD_REQUEST);
+    let stored: Option<String> = query!(app, conn => users::table.find(user).select(users::phone).first(conn).await);
+    assert_eq!(stored, None, "a refused confirmation changes nothing");
+    let (status, _) = send(&app, "PUT", "/api/v1/profile/phone", json!({ "phone": phone, "code": code })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let stored: Option<String> = query!(app, conn => users::table.find(user).select(users::phone).first(conn).await);
+    assert_eq!(stored.as_deref(), Some(phone));
+}
+
+story!(profile_details_are_checked_before_anything_is_saved);
+async fn profile_details_are_checked_before_anything_is_saved(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "sam", BuiltinRole::Support).await;
+    app.sign_in("sam", PASSWORD).await;
+    for bad in [
+        json!({ "display_name": "Sam", "email": "not-an-address", "time_zone": "UTC" }),
+        json!({ "display_name": "Sam", "email": null, "time_zone": "Mars/Olympus Mons" }),
+        json!({ "display_name": "  ", "email": null, "time_zone": "UTC" }),
+    ] {
+        assert_eq!(send(&app, "PUT", "/api/v1/profile", bad).await.0, StatusCode::BAD_REQUEST);
+    }
+    let (_, profile) = (StatusCode::OK, app.get("/api/v1/profile").await.json::<Value>().await.unwrap());
+    assert_eq!(profile["display_name"], "sam tester", "unchanged");
+    let good = json!({ "display_name": "Sam Carter", "email": "sam@example.com", "time_zone": "Europe/London" });
+    let (status, saved) = send(&app, "PUT", "/api/v1/profile", good).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(saved["time_zone"], "Europe/London");
+}
+
+story!(the_second_factor_can_be_turned_off_only_where_roles_allow);
+async fn the_second_factor_can_be_turned_off_only_where_roles_allow(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    // Finance holds only exempt permissions by default; Support does not.
+    let finance = app.another_browser();
+    let authenticator = finance.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    let code = json!({ "code": authenticator.recovery_codes[0] });
+    let (status, _) =
+        send(&finance, "POST", "/api/v1/profile/second-factor/deactivation", json!({ "code": "000000" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a wrong code changes nothing");
+    let (status, _) = send(&finance, "POST", "/api/v1/profile/second-factor/deactivation", code).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let again = app.another_browser();
+    assert_eq!(location(again.sign_in("felix", PASSWORD).await.headers()), "/", "no code asked any more");
+
+    let support = app.another_browser();
+    let authenticator = support.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    let code = json!({ "code": authenticator.recovery_codes[0] });
+    let (status, problem) = send(&support, "POST", "/api/v1/profile/second-factor/deactivation", code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"].as_str().unwrap().contains("stays on"));
+}
+
+story!(a_support_bot_code_links_once);
+async fn a_support_bot_code_links_once(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user(company, "sam", BuiltinRole::Support).await;
+    app.sign_in("sam", PASSWORD).await;
+    let (status, issued) = send(&app, "POST", "/api/v1/profile/support-bot-code", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let code = issued["code"].as_str().unwrap();
+    assert_eq!(links::redeem(&app.state, code, LinkPurpose::SupportBot).await.unwrap(), Some(user));
+    assert_eq!(links::redeem(&app.state, code, LinkPurpose::SupportBot).await.unwrap(), None, "once");
+    assert_eq!(links::redeem(&app.state, code, LinkPurpose::SetPassword).await.unwrap(), None, "not another purpose");
+}
