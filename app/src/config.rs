@@ -76,6 +76,13 @@ pub struct ServeArgs {
     /// [default: data/sms-outbox.jsonl].
     #[arg(long, env = "DASHBOARD_SMS_OUTBOX")]
     pub sms_outbox: Option<PathBuf>,
+    /// Send text messages through this SMS provider URL (`POST` JSON `{to, text}`)
+    /// instead of the outbox file.
+    #[arg(long, env = "DASHBOARD_SMS_HTTP_URL")]
+    pub sms_http_url: Option<String>,
+    /// Bearer token for the SMS provider.
+    #[arg(long, env = "DASHBOARD_SMS_HTTP_TOKEN", hide_env_values = true)]
+    pub sms_http_token: Option<String>,
     /// Text messages one user may be sent per hour [default: 5].
     #[arg(long, env = "DASHBOARD_SMS_PER_HOUR")]
     pub sms_per_hour: Option<u32>,
@@ -103,6 +110,8 @@ struct FileConfig {
     lockout_minutes: Option<u32>,
     strict_mode: Option<bool>,
     sms_outbox: Option<PathBuf>,
+    sms_http_url: Option<String>,
+    sms_http_token: Option<String>,
     sms_per_hour: Option<u32>,
     secret_key_file: Option<PathBuf>,
 }
@@ -130,6 +139,8 @@ pub struct Config {
     pub lockout_minutes: u32,
     pub strict_mode: bool,
     pub sms_outbox: PathBuf,
+    pub sms_http_url: Option<String>,
+    pub sms_http_token: Option<String>,
     pub sms_per_hour: u32,
     pub secret_key_file: PathBuf,
 }
@@ -212,7 +223,17 @@ impl Config {
             1,
             1000,
         )?;
+        let sms_http_url = serve.sms_http_url.clone().or(file.sms_http_url);
+        if let Some(url) = &sms_http_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "SMS provider URL {url:?} (--sms-http-url, DASHBOARD_SMS_HTTP_URL) must start with http:// or https://"
+            )));
+        }
         Ok(Config {
+            sms_http_url,
+            sms_http_token: serve.sms_http_token.clone().or(file.sms_http_token),
             idle_timeout_minutes,
             lockout_attempts,
             lockout_minutes,

@@ -13,7 +13,7 @@ use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
 use dashboard_core::registry::{Registry, RegistryError};
 use dashboard_core::session::{self, SessionLoader};
-use dashboard_core::sms::FileOutbox;
+use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
 use dashboard_core::state::Settings;
 use dashboard_core::theme::{Theme, ThemeError};
 use dashboard_core::web::{HtmlErrors, static_file};
@@ -38,6 +38,8 @@ pub enum StartError {
     Theme(#[from] ThemeError),
     #[error(transparent)]
     Secrets(#[from] CryptoError),
+    #[error("SMS provider: {0}")]
+    Sms(#[from] SmsError),
     #[error("cannot listen on {address}: {reason}")]
     Listen { address: String, reason: String },
 }
@@ -68,7 +70,10 @@ impl Application {
             sms_per_hour: config.sms_per_hour,
         };
         let secrets = SecretBox::from_key_file(&config.secret_key_file)?;
-        let sms = Arc::new(FileOutbox::new(config.sms_outbox.clone()));
+        let sms: Arc<dyn SmsSender> = match &config.sms_http_url {
+            Some(url) => Arc::new(HttpSms::new(url.clone(), config.sms_http_token.clone())?),
+            None => Arc::new(FileOutbox::new(config.sms_outbox.clone())),
+        };
         let state = AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings), sms, secrets };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };

@@ -82,6 +82,43 @@ fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
     writeln!(file, "{line}")
 }
 
+/// Sends through an SMS provider's HTTP API: `POST url` with a JSON body `{"to", "text"}`
+/// and, when a token is configured, `Authorization: Bearer <token>`. Any answer but 2xx
+/// is a failure.
+pub struct HttpSms {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl HttpSms {
+    pub fn new(url: String, token: Option<String>) -> Result<HttpSms, SmsError> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| SmsError(e.to_string()))?;
+        Ok(HttpSms { client, url, token })
+    }
+}
+
+impl SmsSender for HttpSms {
+    fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut request = self.client.post(&self.url).json(message);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let response =
+                request.send().await.map_err(|e| SmsError(format!("the SMS provider is unreachable: {e}")))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(SmsError(format!("the SMS provider answered {}", response.status())))
+            }
+        })
+    }
+}
+
 /// What a code is for; codes of one purpose never unlock another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodePurpose {

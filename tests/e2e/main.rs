@@ -9,6 +9,7 @@ mod profile;
 mod registry;
 mod security;
 mod shell;
+mod sms;
 mod team;
 mod themes;
 mod tokens;

@@ -76,6 +76,8 @@ pub struct TestOptions {
     pub plain_http: bool,
     pub strict_mode: bool,
     pub idle_timeout_minutes: u32,
+    /// Send SMS through this provider URL instead of the outbox file.
+    pub sms_http_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -86,6 +88,7 @@ impl Default for TestOptions {
             plain_http: true,
             strict_mode: false,
             idle_timeout_minutes: 30,
+            sms_http_url: None,
         }
     }
 }
@@ -157,6 +160,8 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         lockout_minutes: 30,
         strict_mode: options.strict_mode,
         sms_outbox: dir.join("sms-outbox.jsonl"),
+        sms_http_url: options.sms_http_url.clone(),
+        sms_http_token: Some("test-provider-token".to_owned()),
         sms_per_hour: 5,
         secret_key_file: dir.join("secret.key"),
         listen: "127.0.0.1:0".parse().unwrap(),
