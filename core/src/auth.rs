@@ -55,9 +55,21 @@ pub struct Principal {
     /// The second factor was given in this session.
     pub second_factor_verified: bool,
     pub projects: ProjectScope,
+    /// Authenticated by an API token (no session, no cookie).
+    pub via_api_token: bool,
 }
 
 impl Principal {
+    /// Refuses API-token callers: managing tokens, the second factor or the phone needs
+    /// the person, in a session (a token could otherwise outlive or widen itself).
+    pub fn require_session(&self) -> Result<(), AppError> {
+        if self.via_api_token {
+            Err(AppError::BadRequest("This needs a signed-in session; API tokens cannot do it.".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn has_permission(&self, code: &str) -> bool {
         self.permissions.contains(code)
     }

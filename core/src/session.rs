@@ -81,39 +81,42 @@ pub async fn sign_in(
     client: &ClientInfo,
 ) -> Result<SignIn, AppError> {
     let username = username.trim().to_lowercase();
-    let now = now();
-    let found: Option<(i64, i64, String, Option<NaiveDateTime>)> = crate::db_run!(state.db, conn => {
+    let found: Option<(i64, i64, String)> = crate::db_run!(state.db, conn => {
         users::table
             .filter(users::username.eq(&username))
             .filter(users::active.eq(true))
-            .select((users::id, users::company_id, users::password_hash, users::locked_until))
+            .select((users::id, users::company_id, users::password_hash))
             .first(conn)
             .await
             .optional()
     })?;
-    let hash = found.as_ref().map(|(_, _, hash, _)| hash.clone());
-    let password_ok = verify_password(password.to_owned(), hash).await;
-    let Some((user_id, company_id, _, locked_until)) = found else {
-        record(state, AuditEvent::anonymous("session.sign_in", format!("username {username}"), "failure"), client)
-            .await?;
+    let Some((user_id, company_id, hash)) = found else {
+        // Same cost as for a known user; the typed name is not logged (often a password).
+        verify_password(password.to_owned(), None).await;
+        let event = AuditEvent::anonymous("session.sign_in", "unknown username".to_owned(), "failure");
+        record(state, event, client).await?;
         return Ok(SignIn::Refused);
     };
-    if locked_until.is_some_and(|until| until > now) {
+    let Some(attempt) = begin_attempt(state, user_id).await? else {
+        verify_password(password.to_owned(), Some(hash)).await;
         let event = AuditEvent::by_user(company_id, user_id, "session.sign_in", "denied");
         record(state, event.details(serde_json::json!({ "reason": "account locked" })), client).await?;
         return Ok(SignIn::Refused);
-    }
-    if !password_ok {
-        register_failure(state, user_id, company_id, client).await?;
+    };
+    if !verify_password(password.to_owned(), Some(hash)).await {
+        attempt_failed(state, attempt, company_id, client).await?;
         let event = AuditEvent::by_user(company_id, user_id, "session.sign_in", "failure");
         record(state, event.details(serde_json::json!({ "reason": "wrong password" })), client).await?;
         return Ok(SignIn::Refused);
     }
-    clear_failures(state, user_id).await?;
     if second_factor::is_enabled(state, user_id).await? {
+        // The right password neither adds a failure nor clears the earlier ones: signing
+        // in again must not reset the count of wrong codes.
+        attempt_undone(state, user_id).await?;
         let token = insert_session(state, user_id, STAGE_SECOND_FACTOR, None, SECOND_FACTOR_WINDOW, client).await?;
         return Ok(SignIn::SecondFactorRequired { token });
     }
+    attempt_succeeded(state, user_id).await?;
     let token = insert_session(state, user_id, STAGE_ACTIVE, None, state.settings.session_lifetime, client).await?;
     record(state, AuditEvent::by_user(company_id, user_id, "session.sign_in", "success"), client).await?;
     let principal = principal_for_token(state, &token).await?.ok_or(AppError::Unauthorized)?;
@@ -131,22 +134,15 @@ pub async fn complete_second_factor(
 ) -> Result<Option<(String, Principal)>, AppError> {
     let Some(pending) = pending_session(state, pending_token).await? else { return Ok(None) };
     let user_id = pending.user_id;
-    let (company_id, locked_until): (i64, Option<NaiveDateTime>) = crate::db_run!(state.db, conn => {
-        users::table.find(user_id).select((users::company_id, users::locked_until)).first(conn).await
-    })?;
-    if locked_until.is_some_and(|until| until > now()) {
-        delete_session(state, pending_token).await?;
-        return Ok(None);
-    }
-    if !second_factor::verify(state, user_id, code).await? {
-        if register_failure(state, user_id, company_id, client).await? {
+    let company_id = crate::directory::company_of_user(&state.db, user_id).await?;
+    if !check_code(state, user_id, company_id, code, client).await? {
+        if is_locked(state, user_id).await? {
             delete_session(state, pending_token).await?;
         }
         let event = AuditEvent::by_user(company_id, user_id, "session.second_factor", "failure");
         record(state, event, client).await?;
         return Ok(None);
     }
-    clear_failures(state, user_id).await?;
     delete_session(state, pending_token).await?;
     let token =
         insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await?;
@@ -155,61 +151,90 @@ pub async fn complete_second_factor(
     Ok(Some((token, principal)))
 }
 
-/// Replaces the session `token` by a new one that has passed the second factor (after
-/// the user enabled it in this session): a new id, as after any change of privilege.
-pub async fn elevate(state: &AppState, token: &str, client: &ClientInfo) -> Result<String, AppError> {
+/// Checks a second-factor code under the lockout: the attempt is counted before the
+/// check, so that parallel guesses cannot exceed the limit; a right code clears the count.
+pub async fn check_code(
+    state: &AppState,
+    user_id: i64,
+    company_id: i64,
+    code: &str,
+    client: &ClientInfo,
+) -> Result<bool, AppError> {
+    let Some(attempt) = begin_attempt(state, user_id).await? else { return Ok(false) };
+    if second_factor::verify(state, user_id, code).await? {
+        attempt_succeeded(state, user_id).await?;
+        Ok(true)
+    } else {
+        attempt_failed(state, attempt, company_id, client).await?;
+        Ok(false)
+    }
+}
+
+/// Replaces the caller's own active session by a new one that has passed the second
+/// factor (after they enabled it in this session): a new id, as after any change of
+/// privilege. Any other session (another user's, pending, expired) is refused.
+pub async fn elevate(
+    state: &AppState,
+    principal: &Principal,
+    token: &str,
+    client: &ClientInfo,
+) -> Result<String, AppError> {
     let hash = sha256_hex(token);
-    let user_id: i64 = crate::db_run!(state.db, conn => {
-        sessions::table.find(&hash).select(sessions::user_id).first(conn).await
+    let user_id = principal.user_id;
+    let now = now();
+    let own: Option<i64> = crate::db_run!(state.db, conn => {
+        sessions::table
+            .filter(sessions::token_hash.eq(&hash))
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::stage.eq(STAGE_ACTIVE))
+            .filter(sessions::expires_at.gt(now))
+            .select(sessions::user_id)
+            .first(conn)
+            .await
+            .optional()
     })?;
+    if own.is_none() {
+        return Err(AppError::Forbidden);
+    }
     delete_session(state, token).await?;
-    insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await
+    insert_session(state, user_id, STAGE_ACTIVE, Some(now), state.settings.session_lifetime, client).await
 }
 
 async fn record(state: &AppState, event: AuditEvent, client: &ClientInfo) -> Result<(), AppError> {
     audit::record(&state.db, event.ip(client.ip.clone())).await
 }
 
-/// Counts one failed attempt, atomically; at the limit the account is locked. Returns
-/// whether this failure locked it.
-async fn register_failure(
-    state: &AppState,
+/// A counted sign-in attempt: the user and the count of consecutive failures including it.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
     user_id: i64,
-    company_id: i64,
-    client: &ClientInfo,
-) -> Result<bool, AppError> {
-    let limit = state.settings.lockout_attempts;
-    let locked_until = now() + state.settings.lockout_duration;
-    let failures: i32 = crate::db_run!(state.db, conn => {
-        diesel::update(users::table.find(user_id))
-            .set(users::failed_attempts.eq(users::failed_attempts + 1))
-            .returning(users::failed_attempts)
-            .get_result(conn)
-            .await
-    })?;
-    if failures < limit {
-        return Ok(false);
-    }
-    // Only the request whose update resets the counter reports and audits the lock.
-    let locked = crate::db_run!(state.db, conn => {
-        diesel::update(users::table.find(user_id).filter(users::failed_attempts.ge(limit)))
-            .set((users::failed_attempts.eq(0), users::locked_until.eq(Some(locked_until))))
-            .execute(conn)
-            .await
-    })?;
-    if locked == 1 {
-        let event = AuditEvent::by_user(company_id, user_id, "account.locked", "success")
-            .details(serde_json::json!({ "until": crate::time::rfc3339(&locked_until), "failures": limit }));
-        record(state, event, client).await?;
-        // A locked account keeps no sessions.
-        crate::db_run!(state.db, conn => {
-            diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn).await
-        })?;
-    }
-    Ok(locked == 1)
+    count: i32,
 }
 
-async fn clear_failures(state: &AppState, user_id: i64) -> Result<(), AppError> {
+/// Counts an attempt before its credentials are checked, in one atomic update that
+/// succeeds only while the account is unlocked and under the limit: however many
+/// requests run in parallel, at most the limit are ever checked. `None`: locked.
+async fn begin_attempt(state: &AppState, user_id: i64) -> Result<Option<Attempt>, AppError> {
+    let limit = state.settings.lockout_attempts;
+    let now = now();
+    let count: Option<i32> = crate::db_run!(state.db, conn => {
+        diesel::update(
+            users::table
+                .find(user_id)
+                .filter(users::locked_until.is_null().or(users::locked_until.le(now)))
+                .filter(users::failed_attempts.lt(limit)),
+        )
+        .set(users::failed_attempts.eq(users::failed_attempts + 1))
+        .returning(users::failed_attempts)
+        .get_result(conn)
+        .await
+        .optional()
+    })?;
+    Ok(count.map(|count| Attempt { user_id, count }))
+}
+
+/// A right answer: the consecutive failures start again from zero.
+async fn attempt_succeeded(state: &AppState, user_id: i64) -> Result<(), AppError> {
     crate::db_run!(state.db, conn => {
         diesel::update(users::table.find(user_id).filter(users::failed_attempts.gt(0)))
             .set(users::failed_attempts.eq(0))
@@ -217,6 +242,51 @@ async fn clear_failures(state: &AppState, user_id: i64) -> Result<(), AppError> 
             .await
     })?;
     Ok(())
+}
+
+/// Takes back the count of an attempt that was neither right nor wrong yet.
+async fn attempt_undone(state: &AppState, user_id: i64) -> Result<(), AppError> {
+    crate::db_run!(state.db, conn => {
+        diesel::update(users::table.find(user_id).filter(users::failed_attempts.gt(0)))
+            .set(users::failed_attempts.eq(users::failed_attempts - 1))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
+/// A wrong answer: the attempt stays counted; the one that reaches the limit locks the
+/// account, ends its sessions and is audited.
+async fn attempt_failed(
+    state: &AppState,
+    attempt: Attempt,
+    company_id: i64,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let limit = state.settings.lockout_attempts;
+    if attempt.count < limit {
+        return Ok(());
+    }
+    let user_id = attempt.user_id;
+    let locked_until = now() + state.settings.lockout_duration;
+    crate::db_run!(state.db, conn => {
+        diesel::update(users::table.find(user_id))
+            .set((users::failed_attempts.eq(0), users::locked_until.eq(Some(locked_until))))
+            .execute(conn)
+            .await
+    })?;
+    let event = AuditEvent::by_user(company_id, user_id, "account.locked", "success")
+        .details(serde_json::json!({ "until": crate::time::rfc3339(&locked_until), "failures": limit }));
+    record(state, event, client).await?;
+    delete_user_sessions(state, user_id).await?;
+    Ok(())
+}
+
+async fn is_locked(state: &AppState, user_id: i64) -> Result<bool, AppError> {
+    let locked_until: Option<NaiveDateTime> = crate::db_run!(state.db, conn => {
+        users::table.find(user_id).select(users::locked_until).first(conn).await
+    })?;
+    Ok(locked_until.is_some_and(|until| until > now()))
 }
 
 async fn insert_session(
@@ -373,6 +443,7 @@ pub async fn load_principal(
         awaiting_second_factor,
         second_factor_verified,
         projects,
+        via_api_token: false,
     }))
 }
 

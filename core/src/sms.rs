@@ -228,38 +228,42 @@ pub async fn verify_code(
     let now = now();
     let purpose_key = purpose.key();
     let subject = subject.to_owned();
-    let live: Option<(i64, String, i32)> = crate::db_run!(state.db, conn => {
+    let live: Option<(i64, String)> = crate::db_run!(state.db, conn => {
         sms_codes::table
             .filter(sms_codes::user_id.eq(user_id))
             .filter(sms_codes::purpose.eq(purpose_key))
             .filter(sms_codes::used_at.is_null())
             .filter(sms_codes::expires_at.gt(now))
             .order(sms_codes::id.desc())
-            .select((sms_codes::id, sms_codes::code_hash, sms_codes::attempts))
+            .select((sms_codes::id, sms_codes::code_hash))
             .first(conn)
             .await
             .optional()
     })?;
-    let Some((id, stored, attempts)) = live else { return Ok(false) };
-    if attempts >= MAX_ATTEMPTS {
+    let Some((id, stored)) = live else { return Ok(false) };
+    // Count the attempt before comparing, in one update that succeeds only under the
+    // limit: parallel guesses cannot get more than five tries at one code.
+    let counted = crate::db_run!(state.db, conn => {
+        diesel::update(
+            sms_codes::table
+                .filter(sms_codes::id.eq(id))
+                .filter(sms_codes::used_at.is_null())
+                .filter(sms_codes::attempts.lt(MAX_ATTEMPTS)),
+        )
+        .set(sms_codes::attempts.eq(sms_codes::attempts + 1))
+        .execute(conn)
+        .await
+    })?;
+    if counted != 1 || !code_matches(&stored, &subject, &code) {
         return Ok(false);
     }
-    if code_matches(&stored, &subject, &code) {
-        let used = crate::db_run!(state.db, conn => {
-            diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)).filter(sms_codes::used_at.is_null()))
-                .set(sms_codes::used_at.eq(now))
-                .execute(conn)
-                .await
-        })?;
-        return Ok(used == 1);
-    }
-    crate::db_run!(state.db, conn => {
-        diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)))
-            .set(sms_codes::attempts.eq(sms_codes::attempts + 1))
+    let used = crate::db_run!(state.db, conn => {
+        diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)).filter(sms_codes::used_at.is_null()))
+            .set(sms_codes::used_at.eq(now))
             .execute(conn)
             .await
     })?;
-    Ok(false)
+    Ok(used == 1)
 }
 
 /// An operation to confirm with an SMS code, described canonically.

@@ -79,6 +79,7 @@ fn parse_ids(list: &str) -> Vec<i64> {
 
 /// Creates a token for `principal`; returns it (shown once) with its description.
 pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> Result<(String, TokenInfo), AppError> {
+    principal.require_session()?;
     let name = new.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::BadRequest("Give the token a name of 1 to 100 characters.".to_owned()));
@@ -172,6 +173,7 @@ pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<TokenInfo>, AppE
 
 /// Revokes one of the principal's own tokens, at once; someone else's answers 404.
 pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> Result<(), AppError> {
+    principal.require_session()?;
     let user_id = principal.user_id;
     let revoked = crate::db_run!(state.db, conn => {
         diesel::update(
@@ -225,6 +227,7 @@ pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Op
     })?;
     let Some((id, user_id, scopes, project_ids, last_used)) = row else { return Ok(None) };
     let Some(mut principal) = load_principal(state, user_id, true).await? else { return Ok(None) };
+    principal.via_api_token = true;
     let scopes: BTreeSet<&str> = scopes.split_whitespace().collect();
     principal.permissions.retain(|code| scopes.contains(code.as_str()));
     if let Some(list) = project_ids {

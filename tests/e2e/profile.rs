@@ -21,8 +21,9 @@ async fn send(app: &TestApp, method: &str, path: &str, body: Value) -> (StatusCo
 story!(a_user_sets_their_own_phone_with_an_sms_code);
 async fn a_user_sets_their_own_phone_with_an_sms_code(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    let user = app.user(company, "sam", BuiltinRole::Support).await;
-    app.sign_in("sam", PASSWORD).await;
+    // Finance's roles need no second factor, so a password session may add a phone.
+    let user = app.user(company, "felix", BuiltinRole::Finance).await;
+    app.sign_in("felix", PASSWORD).await;
     let phone = "+447700900555";
     let (status, _) =
         send(&app, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": "07700 900555" })).await;
@@ -96,4 +97,45 @@ async fn a_support_bot_code_links_once(app: TestApp) {
     assert_eq!(links::redeem(&app.state, code, LinkPurpose::SupportBot).await.unwrap(), Some(user));
     assert_eq!(links::redeem(&app.state, code, LinkPurpose::SupportBot).await.unwrap(), None, "once");
     assert_eq!(links::redeem(&app.state, code, LinkPurpose::SetPassword).await.unwrap(), None, "not another purpose");
+}
+
+story!(a_password_alone_cannot_move_the_phone_that_anchors_the_second_factor);
+async fn a_password_alone_cannot_move_the_phone_that_anchors_the_second_factor(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    // Support's roles need the second factor: the first phone comes from the merchant admin.
+    app.user(company, "sam", BuiltinRole::Support).await;
+    app.sign_in("sam", PASSWORD).await;
+    let (status, problem) =
+        send(&app, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": "+447700900555" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(problem["type"].as_str().unwrap().ends_with("/second-factor-required"));
+    assert!(app.sms_outbox().is_empty());
+
+    // With the second factor passed, the phone can change; the old number is told.
+    let other = app.another_browser();
+    other.sign_in_with_second_factor(company, "rita", BuiltinRole::Risks).await;
+    let old = other.sms_outbox().last().unwrap().0.clone();
+    let phone = "+447700900666";
+    send(&other, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": phone })).await;
+    let code = other.last_sms_code(phone);
+    let (status, _) = send(&other, "PUT", "/api/v1/profile/phone", json!({ "phone": phone, "code": code })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (to, text) = other.sms_outbox().pop().unwrap();
+    assert_eq!(to, old);
+    assert!(text.contains("was changed"), "{text}");
+}
+
+story!(wrong_codes_when_turning_the_second_factor_off_lock_the_account);
+async fn wrong_codes_when_turning_the_second_factor_off_lock_the_account(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    for _ in 0..5 {
+        let (status, _) =
+            send(&app, "POST", "/api/v1/profile/second-factor/deactivation", json!({ "code": "000000" })).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::UNAUTHORIZED, "locked: the session ended");
 }

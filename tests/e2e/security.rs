@@ -41,6 +41,51 @@ async fn five_failures_lock_the_account_even_when_sent_in_parallel(app: TestApp)
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["detail"], "The username or password is incorrect, or the account is locked.");
     assert_eq!(audit_count(&app, "account.locked").await, 1, "one lock, audited once");
+    let checked: i64 = query!(app, conn => {
+        audit_events::table
+            .filter(audit_events::action.eq("session.sign_in"))
+            .filter(audit_events::result.eq("failure"))
+            .count()
+            .get_result(conn)
+            .await
+    });
+    assert_eq!(checked, 5, "however many run in parallel, five passwords are checked");
+}
+
+story!(signing_in_again_does_not_reset_the_count_of_wrong_codes);
+async fn signing_in_again_does_not_reset_the_count_of_wrong_codes(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user_with_phone(company, "alice", BuiltinRole::Support, Some(PHONE)).await;
+    app.enable_second_factor(user, PHONE).await;
+    app.sign_in("alice", PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(app.submit_code("000000").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let again = app.another_browser();
+    again.sign_in("alice", PASSWORD).await;
+    for _ in 0..2 {
+        again.submit_code("000000").await;
+    }
+    assert_eq!(audit_count(&app, "account.locked").await, 1, "five wrong codes in all");
+}
+
+story!(parallel_guesses_get_five_tries_at_an_sms_code);
+async fn parallel_guesses_get_five_tries_at_an_sms_code(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let user = app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    let purpose = CodePurpose::PhoneConfirmation;
+    sms::send_code(&app.state, user, PHONE, purpose, "", |code| format!("Code {code}")).await.unwrap();
+    let code = app.last_sms_code(PHONE);
+    let mut guesses = tokio::task::JoinSet::new();
+    for guess in 0..20 {
+        let state = app.state.clone();
+        let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1 + guess) % 1_000_000);
+        guesses.spawn(async move { sms::verify_code(&state, user, purpose, "", &wrong).await.unwrap() });
+    }
+    while let Some(result) = guesses.join_next().await {
+        assert!(!result.unwrap());
+    }
+    assert!(!sms::verify_code(&app.state, user, purpose, "", &code).await.unwrap(), "the attempts were used up");
 }
 
 story!(only_consecutive_failures_count);

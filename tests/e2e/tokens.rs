@@ -104,3 +104,24 @@ async fn a_token_sees_only_its_projects_and_ends_at_its_expiry(app: TestApp) {
     });
     assert_eq!(bearer_get(&app, token, "/api/v1/example/greeting").await.status(), StatusCode::UNAUTHORIZED);
 }
+
+story!(a_token_cannot_manage_tokens_or_the_second_factor);
+async fn a_token_cannot_manage_tokens_or_the_second_factor(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    let scopes = json!({ "name": "wide", "scopes": ["profile.api_tokens", "profile.edit"] });
+    let (_, created) = create_token(&app, scopes).await;
+    let token = created["token"].as_str().unwrap();
+    let integrator = app.another_client();
+    let bearer = format!("Bearer {token}");
+    let forever = json!({ "name": "child", "scopes": ["profile.edit"] });
+    let response =
+        integrator.post(app.url("/api/v1/profile/tokens")).header(AUTHORIZATION, &bearer).json(&forever).send().await;
+    assert_eq!(response.unwrap().status(), StatusCode::BAD_REQUEST, "a token cannot mint tokens");
+    let response = integrator
+        .post(app.url("/api/v1/profile/second-factor/activation-code"))
+        .header(AUTHORIZATION, &bearer)
+        .send()
+        .await;
+    assert_eq!(response.unwrap().status(), StatusCode::BAD_REQUEST, "nor touch the second factor");
+}

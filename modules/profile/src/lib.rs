@@ -323,6 +323,7 @@ async fn enable(
     cookies: &CookieJar,
     code: &str,
 ) -> Result<Vec<String>, AppError> {
+    principal.require_session()?;
     let codes = second_factor::enable(state, principal.user_id, code).await?;
     let client = ClientInfo::from_request(req);
     let event = dashboard_core::audit::AuditEvent::by_user(
@@ -333,7 +334,7 @@ async fn enable(
     );
     dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await?;
     if let Some(token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) {
-        let renewed = session::elevate(state, &token, &client).await?;
+        let renewed = session::elevate(state, principal, &token, &client).await?;
         cookies.add(session::session_cookie(state, &renewed));
     }
     Ok(codes)
@@ -426,11 +427,13 @@ async fn phone_confirm_submit(
 #[handler]
 async fn disable_submit(
     page: PageContext,
+    req: &Request,
     verifier: &CsrfVerifier,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, AppError> {
     check_csrf(verifier, &form.csrf_token)?;
-    let result = service::disable_second_factor(&page.state, page.principal()?, &form.code)
+    let client = ClientInfo::from_request(req);
+    let result = service::disable_second_factor(&page.state, page.principal()?, &form.code, &client)
         .await
         .map(|()| see_other("/profile?notice=second-factor-off"));
     or_profile_error(&page, result).await
@@ -586,8 +589,14 @@ impl ProfileApi {
         method = "post",
         operation_id = "profile_second_factor_disable"
     )]
-    async fn disable(&self, state: Data<&AppState>, principal: &Principal, body: Json<Code>) -> ApiResult<Done> {
-        service::disable_second_factor(&state, principal, &body.code).await?;
+    async fn disable(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        req: &Request,
+        body: Json<Code>,
+    ) -> ApiResult<Done> {
+        service::disable_second_factor(&state, principal, &body.code, &ClientInfo::from_request(req)).await?;
         Ok(Done::Done)
     }
 
@@ -641,6 +650,7 @@ impl ProfileApi {
     /// Set-up step 1: send the SMS activation code
     #[oai(path = "/profile/second-factor/activation-code", method = "post", operation_id = "profile_second_factor_sms")]
     async fn send_activation_code(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Sent> {
+        principal.require_session()?;
         second_factor::send_activation_code(&state, principal.user_id).await?;
         Ok(Sent::Done)
     }
@@ -653,6 +663,7 @@ impl ProfileApi {
         principal: &Principal,
         body: Json<Code>,
     ) -> ApiResult<Json<Enrolment>> {
+        principal.require_session()?;
         Ok(Json(second_factor::activate(&state, principal.user_id, &body.code).await?))
     }
 
