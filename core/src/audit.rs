@@ -50,6 +50,11 @@ impl AuditEvent {
         }
     }
 
+    /// A successful action of the signed-in `principal`.
+    pub fn success(principal: &crate::auth::Principal, action: &'static str) -> AuditEvent {
+        AuditEvent::by_user(principal.company_id, principal.user_id, action, "success")
+    }
+
     /// An event caused by a user.
     pub fn by_user(company_id: i64, user_id: i64, action: &'static str, result: &'static str) -> AuditEvent {
         AuditEvent {

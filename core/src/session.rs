@@ -179,25 +179,12 @@ pub async fn elevate(
     token: &str,
     client: &ClientInfo,
 ) -> Result<String, AppError> {
-    let hash = sha256_hex(token);
     let user_id = principal.user_id;
-    let now = now();
-    let own: Option<i64> = crate::db_run!(state.db, conn => {
-        sessions::table
-            .filter(sessions::token_hash.eq(&hash))
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::stage.eq(STAGE_ACTIVE))
-            .filter(sessions::expires_at.gt(now))
-            .select(sessions::user_id)
-            .first(conn)
-            .await
-            .optional()
-    })?;
-    if own.is_none() {
+    if session_user(state, token, STAGE_ACTIVE).await? != Some(user_id) {
         return Err(AppError::Forbidden);
     }
     delete_session(state, token).await?;
-    insert_session(state, user_id, STAGE_ACTIVE, Some(now), state.settings.session_lifetime, client).await
+    insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await
 }
 
 async fn record(state: &AppState, event: AuditEvent, client: &ClientInfo) -> Result<(), AppError> {
@@ -360,19 +347,24 @@ pub fn session_cookie(state: &AppState, token: &str) -> Cookie {
 }
 
 async fn pending_session(state: &AppState, token: &str) -> Result<Option<PendingSecondFactor>, AppError> {
+    let user_id = session_user(state, token, STAGE_SECOND_FACTOR).await?;
+    Ok(user_id.map(|user_id| PendingSecondFactor { user_id }))
+}
+
+/// The user of an unexpired session in `stage`.
+async fn session_user(state: &AppState, token: &str, stage: &'static str) -> Result<Option<i64>, AppError> {
     let hash = sha256_hex(token);
     let now = now();
-    let user_id: Option<i64> = crate::db_run!(state.db, conn => {
+    Ok(crate::db_run!(state.db, conn => {
         sessions::table
             .filter(sessions::token_hash.eq(&hash))
-            .filter(sessions::stage.eq(STAGE_SECOND_FACTOR))
+            .filter(sessions::stage.eq(stage))
             .filter(sessions::expires_at.gt(now))
             .select(sessions::user_id)
             .first(conn)
             .await
             .optional()
-    })?;
-    Ok(user_id.map(|user_id| PendingSecondFactor { user_id }))
+    })?)
 }
 
 /// The principal of a live, active session, or `None`. Applies the idle timeout (an

@@ -131,7 +131,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> R
             .await
     })?;
     let info = info(row);
-    let event = AuditEvent::by_user(principal.company_id, user_id, "token.created", "success")
+    let event = AuditEvent::success(principal, "token.created")
         .target(format!("token {}", info.id))
         .details(serde_json::json!({ "name": info.name, "scopes": info.scopes, "projects": info.project_ids }));
     audit::record(&state.db, event).await?;
@@ -189,8 +189,7 @@ pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> R
     if revoked == 0 {
         return Err(AppError::NotFound);
     }
-    let event = AuditEvent::by_user(principal.company_id, user_id, "token.revoked", "success")
-        .target(format!("token {token_id}"));
+    let event = AuditEvent::success(principal, "token.revoked").target(format!("token {token_id}"));
     audit::record(&state.db, event).await
 }
 

@@ -259,12 +259,7 @@ async fn update_details(
     details: &ProfileDetails,
 ) -> Result<ProfileDetails, AppError> {
     let saved = directory::update_profile(&state.db, principal.user_id, details).await?;
-    let event = dashboard_core::audit::AuditEvent::by_user(
-        principal.company_id,
-        principal.user_id,
-        "profile.updated",
-        "success",
-    );
+    let event = dashboard_core::audit::AuditEvent::success(principal, "profile.updated");
     dashboard_core::audit::record(&state.db, event).await?;
     Ok(saved)
 }
@@ -326,12 +321,7 @@ async fn enable(
     principal.require_session()?;
     let codes = second_factor::enable(state, principal.user_id, code).await?;
     let client = ClientInfo::from_request(req);
-    let event = dashboard_core::audit::AuditEvent::by_user(
-        principal.company_id,
-        principal.user_id,
-        "second_factor.enabled",
-        "success",
-    );
+    let event = dashboard_core::audit::AuditEvent::success(principal, "second_factor.enabled");
     dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await?;
     if let Some(token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) {
         let renewed = session::elevate(state, principal, &token, &client).await?;

@@ -15,7 +15,7 @@ async fn record(
     action: &'static str,
     details: serde_json::Value,
 ) -> Result<(), AppError> {
-    let event = AuditEvent::by_user(principal.company_id, principal.user_id, action, "success").details(details);
+    let event = AuditEvent::success(principal, action).details(details);
     audit::record(&state.db, event).await
 }
 

@@ -291,12 +291,7 @@ async fn end_current_session(state: &AppState, cookies: &CookieJar) -> Result<()
 async fn sign_out(state: &AppState, principal: Option<&Principal>, cookies: &CookieJar) -> Result<(), AppError> {
     end_current_session(state, cookies).await?;
     if let Some(principal) = principal {
-        let event = dashboard_core::audit::AuditEvent::by_user(
-            principal.company_id,
-            principal.user_id,
-            "session.sign_out",
-            "success",
-        );
+        let event = dashboard_core::audit::AuditEvent::success(principal, "session.sign_out");
         dashboard_core::audit::record(&state.db, event).await?;
     }
     cookies.add(session::session_cookie(state, ""));

@@ -132,7 +132,7 @@ async fn record(
     target: String,
     details: serde_json::Value,
 ) -> Result<(), AppError> {
-    let event = AuditEvent::by_user(admin.company_id, admin.user_id, action, "success").target(target).details(details);
+    let event = AuditEvent::success(admin, action).target(target).details(details);
     audit::record(&state.db, event).await
 }
 
