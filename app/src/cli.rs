@@ -55,6 +55,18 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The payments ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check every invariant of payments and ledger over the whole database; exits 1 on
+    /// any violation.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +196,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 &project,
                 &format!("Created project {} {:?} of company {company}.", project.id, project.name),
             )
+        }
+        Command::Ledger { command: LedgerCommand::Verify } => {
+            let db = open_database(&cli.database).await?;
+            let problems = dashboard_core::payments::ledger::verify(&db).await?;
+            if problems.is_empty() {
+                println!("The ledger is consistent: every entry balances and no payment breaks an invariant.");
+                Ok(())
+            } else {
+                for problem in &problems {
+                    println!("{problem}");
+                }
+                Err(CliError::Other(format!("{} violation(s) found", problems.len())))
+            }
         }
         Command::User {
             command: UserCommand::Create { company, username, role, name, phone, password_stdin: _, json },

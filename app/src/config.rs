@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Bearer token for the SMS provider.
     #[arg(long, env = "DASHBOARD_SMS_HTTP_TOKEN", hide_env_values = true)]
     pub sms_http_token: Option<String>,
+    /// Milliseconds the sandbox acquirer takes to answer [default: 0].
+    #[arg(long, env = "DASHBOARD_SANDBOX_LATENCY_MS")]
+    pub sandbox_latency_ms: Option<u64>,
     /// Text messages one user may be sent per hour [default: 5].
     #[arg(long, env = "DASHBOARD_SMS_PER_HOUR")]
     pub sms_per_hour: Option<u32>,
@@ -112,6 +115,7 @@ struct FileConfig {
     sms_outbox: Option<PathBuf>,
     sms_http_url: Option<String>,
     sms_http_token: Option<String>,
+    sandbox_latency_ms: Option<u64>,
     sms_per_hour: Option<u32>,
     secret_key_file: Option<PathBuf>,
 }
@@ -141,6 +145,7 @@ pub struct Config {
     pub sms_outbox: PathBuf,
     pub sms_http_url: Option<String>,
     pub sms_http_token: Option<String>,
+    pub sandbox_latency_ms: u64,
     pub sms_per_hour: u32,
     pub secret_key_file: PathBuf,
 }
@@ -231,7 +236,12 @@ impl Config {
                 "SMS provider URL {url:?} (--sms-http-url, DASHBOARD_SMS_HTTP_URL) must start with http:// or https://"
             )));
         }
+        let sandbox_latency_ms = pick(&serve.sandbox_latency_ms, file.sandbox_latency_ms, 0);
+        if sandbox_latency_ms > 60_000 {
+            return Err(ConfigError("sandbox latency (--sandbox-latency-ms) must be at most 60000".to_owned()));
+        }
         Ok(Config {
+            sandbox_latency_ms,
             sms_http_url,
             sms_http_token: serve.sms_http_token.clone().or(file.sms_http_token),
             idle_timeout_minutes,

@@ -6,6 +6,7 @@
 // names is silently dropped). Add a line for each new section.
 use dashboard_example as _;
 use dashboard_overview as _;
+use dashboard_payments as _;
 use dashboard_profile as _;
 use dashboard_session as _;
 use dashboard_team as _;

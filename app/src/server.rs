@@ -11,6 +11,7 @@ use dashboard_core::api::SectionApis;
 use dashboard_core::auth::PageGuard;
 use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
+use dashboard_core::payments::connector::SandboxAcquirer;
 use dashboard_core::registry::{Registry, RegistryError};
 use dashboard_core::session::{self, SessionLoader};
 use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
@@ -74,7 +75,9 @@ impl Application {
             Some(url) => Arc::new(HttpSms::new(url.clone(), config.sms_http_token.clone())?),
             None => Arc::new(FileOutbox::new(config.sms_outbox.clone())),
         };
-        let state = AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings), sms, secrets };
+        let connector = Arc::new(SandboxAcquirer { latency: Duration::from_millis(config.sandbox_latency_ms) });
+        let state =
+            AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings), sms, secrets, connector };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await.map_err(listen_error)?;

@@ -10,7 +10,9 @@ use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -20,10 +22,12 @@ pub enum CryptoError {
     Decrypt,
 }
 
-/// Encrypts and decrypts small secrets.
+/// Encrypts and decrypts small secrets, and makes keyed fingerprints.
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// A separate key for HMAC, derived from the same installation key.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -34,7 +38,19 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: [u8; 32]) -> SecretBox {
-        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)) }
+        let mut derivation = Sha256::new();
+        derivation.update(b"dashboard fingerprint key\0");
+        derivation.update(key);
+        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)), mac_key: derivation.finalize().into() }
+    }
+
+    /// HMAC-SHA256 of `data` under the installation's key, hex: a fingerprint that
+    /// matches equal inputs without revealing them (card numbers, request bodies).
+    pub fn fingerprint(&self, data: &[u8]) -> String {
+        // HMAC accepts keys of any length.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key).unwrap_or_else(|_| unreachable!());
+        mac.update(data);
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Reads the key file, creating it with a random key when it does not exist.

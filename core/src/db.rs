@@ -28,6 +28,14 @@ pub mod prelude {
     pub use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 }
 
+/// `CAST(SUM(column) AS BIGINT)` for a qualified column name: PostgreSQL sums `bigint`
+/// into `numeric`, so both databases are asked for a `bigint` explicitly.
+pub fn sum_i64(
+    column: &'static str,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::BigInt>> {
+    diesel::dsl::sql(&format!("CAST(SUM({column}) AS BIGINT)"))
+}
+
 /// The SQLite connection type: diesel's synchronous connection run on blocking threads.
 pub type SqliteConn = SyncConnectionWrapper<diesel::SqliteConnection>;
 /// The PostgreSQL connection type (pure Rust, no libpq).

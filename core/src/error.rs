@@ -22,6 +22,8 @@ pub enum AppError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
     TooManyRequests(String),
     #[error("The service is temporarily unavailable: {0}")]
     Unavailable(String),
@@ -39,6 +41,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) | AppError::Db(DbError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,6 +57,7 @@ impl AppError {
             AppError::NotFound => "not-found",
             AppError::BadRequest(_) => "bad-request",
             AppError::Conflict(_) => "conflict",
+            AppError::Unprocessable(_) => "unprocessable",
             AppError::TooManyRequests(_) => "too-many-requests",
             AppError::Unavailable(_) | AppError::Db(DbError::Pool(_)) => "unavailable",
             AppError::Db(_) | AppError::Internal(_) => "internal",
@@ -144,6 +148,8 @@ pub enum ApiError {
     NotFound(poem_openapi::payload::Json<Problem>),
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(poem_openapi::payload::Json<Problem>),
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(poem_openapi::payload::Json<Problem>),
     #[oai(status = 500, content_type = "application/problem+json")]
@@ -162,6 +168,7 @@ impl From<AppError> for ApiError {
             StatusCode::FORBIDDEN => ApiError::Forbidden(problem),
             StatusCode::NOT_FOUND => ApiError::NotFound(problem),
             StatusCode::CONFLICT => ApiError::Conflict(problem),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(problem),
             StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(problem),
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(problem),
             _ => ApiError::Internal(problem),

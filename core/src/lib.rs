@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod links;
 pub mod money;
+pub mod payments;
 pub mod registry;
 pub mod schema;
 pub mod second_factor;

@@ -11,6 +11,35 @@ pub fn exponent(currency: &str) -> u32 {
     }
 }
 
+/// Currencies the dashboard accepts (ISO 4217).
+pub const CURRENCIES: &[&str] = &[
+    "AED", "AUD", "BGN", "BHD", "BRL", "CAD", "CHF", "CLP", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "IDR",
+    "ILS", "INR", "ISK", "JOD", "JPY", "KRW", "KWD", "MXN", "MYR", "NOK", "NZD", "OMR", "PHP", "PLN", "RON", "SAR",
+    "SEK", "SGD", "THB", "TND", "TRY", "UAH", "USD", "VND", "ZAR",
+];
+
+pub fn known(currency: &str) -> bool {
+    CURRENCIES.contains(&currency)
+}
+
+/// Parses a decimal amount (`"12.34"`) into minor units of `currency`; refuses more
+/// decimals than the currency has.
+pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
+    let text = text.trim();
+    let digits = exponent(currency) as usize;
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if fraction.len() > digits || (digits == 0 && text.contains('.')) {
+        return None;
+    }
+    let scale = 10_i64.checked_pow(digits as u32)?;
+    let whole: i64 = whole.parse().ok()?;
+    let fraction: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<digits$}").parse().ok()? };
+    whole.checked_mul(scale)?.checked_add(fraction)
+}
+
 /// `12345, "EUR"` → `123.45 EUR`; `5000, "JPY"` → `5000 JPY`.
 pub fn format_minor(amount_minor: i64, currency: &str) -> String {
     let currency = currency.to_ascii_uppercase();
@@ -36,5 +65,19 @@ mod tests {
         assert_eq!(format_minor(-150, "GBP"), "-1.50 GBP");
         assert_eq!(format_minor(5_000, "JPY"), "5000 JPY");
         assert_eq!(format_minor(1_234, "BHD"), "1.234 BHD");
+    }
+
+    #[test]
+    fn decimal_amounts_parse_by_the_currency_exponent() {
+        use super::parse_amount;
+        assert_eq!(parse_amount("12.34", "EUR"), Some(1234));
+        assert_eq!(parse_amount("12.3", "EUR"), Some(1230));
+        assert_eq!(parse_amount("12", "EUR"), Some(1200));
+        assert_eq!(parse_amount("12.345", "EUR"), None, "too many decimals");
+        assert_eq!(parse_amount("500", "JPY"), Some(500));
+        assert_eq!(parse_amount("500.0", "JPY"), None);
+        assert_eq!(parse_amount("1.234", "BHD"), Some(1234));
+        assert_eq!(parse_amount("-1", "EUR"), None);
+        assert_eq!(parse_amount("abc", "EUR"), None);
     }
 }

@@ -159,6 +159,84 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    payments (id) {
+        id -> BigInt,
+        public_id -> Text,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        kind -> Text,
+        flow -> Text,
+        method -> Text,
+        status -> Text,
+        currency -> Text,
+        amount -> BigInt,
+        authorized_amount -> BigInt,
+        captured_amount -> BigInt,
+        refunded_amount -> BigInt,
+        charged_back_amount -> BigInt,
+        merchant_order_id -> Nullable<Text>,
+        description -> Nullable<Text>,
+        customer_email -> Nullable<Text>,
+        customer_id -> Nullable<Text>,
+        customer_country -> Nullable<Text>,
+        customer_ip -> Nullable<Text>,
+        card_first6 -> Nullable<Text>,
+        card_last4 -> Nullable<Text>,
+        card_brand -> Nullable<Text>,
+        card_expiry -> Nullable<Text>,
+        card_fingerprint -> Nullable<Text>,
+        decline_code -> Nullable<Text>,
+        decline_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    operations (id) {
+        id -> BigInt,
+        payment_id -> BigInt,
+        kind -> Text,
+        status -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        decline_code -> Nullable<Text>,
+        decline_reason -> Nullable<Text>,
+        connector_reference -> Nullable<Text>,
+        actor_user_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ledger_postings (id) {
+        id -> BigInt,
+        operation_id -> BigInt,
+        payment_id -> BigInt,
+        project_id -> BigInt,
+        account -> Text,
+        currency -> Text,
+        amount -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (id) {
+        id -> BigInt,
+        scope -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        response_status -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(operations -> payments (payment_id));
+diesel::joinable!(ledger_postings -> operations (operation_id));
 diesel::joinable!(projects -> companies (company_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(users -> companies (company_id));
@@ -185,4 +263,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     recovery_codes,
     api_tokens,
     one_time_links,
+    payments,
+    operations,
+    ledger_postings,
+    idempotency_keys,
 );

@@ -40,6 +40,8 @@ pub struct AppState {
     pub theme: Arc<Theme>,
     pub settings: Arc<Settings>,
     pub sms: Arc<dyn SmsSender>,
+    /// The acquirer payments go to (the sandbox unless a real one is plugged in).
+    pub connector: Arc<dyn crate::payments::connector::Connector>,
     /// Encrypts secrets at rest (TOTP secrets).
     pub secrets: SecretBox,
 }

@@ -5,6 +5,7 @@
 mod access;
 mod browser;
 mod example;
+mod payments;
 mod profile;
 mod registry;
 mod security;

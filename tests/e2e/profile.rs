@@ -21,9 +21,9 @@ async fn send(app: &TestApp, method: &str, path: &str, body: Value) -> (StatusCo
 story!(a_user_sets_their_own_phone_with_an_sms_code);
 async fn a_user_sets_their_own_phone_with_an_sms_code(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    // Finance's roles need no second factor, so a password session may add a phone.
-    let user = app.user(company, "felix", BuiltinRole::Finance).await;
-    app.sign_in("felix", PASSWORD).await;
+    // Risks' roles need no second factor, so a password session may add a phone.
+    let user = app.user(company, "rita", BuiltinRole::Risks).await;
+    app.sign_in("rita", PASSWORD).await;
     let phone = "+447700900555";
     let (status, _) =
         send(&app, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": "07700 900555" })).await;
@@ -66,9 +66,9 @@ async fn profile_details_are_checked_before_anything_is_saved(app: TestApp) {
 story!(the_second_factor_can_be_turned_off_only_where_roles_allow);
 async fn the_second_factor_can_be_turned_off_only_where_roles_allow(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    // Finance holds only exempt permissions by default; Support does not.
+    // Risks holds only exempt permissions by default; Support does not.
     let finance = app.another_browser();
-    let authenticator = finance.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    let authenticator = finance.sign_in_with_second_factor(company, "rita", BuiltinRole::Risks).await;
     let code = json!({ "code": authenticator.recovery_codes[0] });
     let (status, _) =
         send(&finance, "POST", "/api/v1/profile/second-factor/deactivation", json!({ "code": "000000" })).await;
@@ -76,7 +76,7 @@ async fn the_second_factor_can_be_turned_off_only_where_roles_allow(app: TestApp
     let (status, _) = send(&finance, "POST", "/api/v1/profile/second-factor/deactivation", code).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let again = app.another_browser();
-    assert_eq!(location(again.sign_in("felix", PASSWORD).await.headers()), "/", "no code asked any more");
+    assert_eq!(location(again.sign_in("rita", PASSWORD).await.headers()), "/", "no code asked any more");
 
     let support = app.another_browser();
     let authenticator = support.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
@@ -113,7 +113,7 @@ async fn a_password_alone_cannot_move_the_phone_that_anchors_the_second_factor(a
 
     // With the second factor passed, the phone can change; the old number is told.
     let other = app.another_browser();
-    other.sign_in_with_second_factor(company, "rita", BuiltinRole::Risks).await;
+    other.sign_in_with_second_factor(company, "rhea", BuiltinRole::Risks).await;
     let old = other.sms_outbox().last().unwrap().0.clone();
     let phone = "+447700900666";
     send(&other, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": phone })).await;
@@ -128,7 +128,7 @@ async fn a_password_alone_cannot_move_the_phone_that_anchors_the_second_factor(a
 story!(wrong_codes_when_turning_the_second_factor_off_lock_the_account);
 async fn wrong_codes_when_turning_the_second_factor_off_lock_the_account(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    app.sign_in_with_second_factor(company, "rita", BuiltinRole::Risks).await;
     for _ in 0..5 {
         let (status, _) =
             send(&app, "POST", "/api/v1/profile/second-factor/deactivation", json!({ "code": "000000" })).await;

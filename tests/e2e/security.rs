@@ -128,7 +128,10 @@ async fn without_the_second_factor_only_exempt_permissions_work(app: TestApp) {
     let response = api_sign_in(&app, "sam", PASSWORD).await;
     let session: Value = response.json().await.unwrap();
     assert_eq!(session["status"], "second_factor_setup_required");
-    assert_eq!(session["permissions"], json!(["profile.api_tokens", "profile.edit", "profile.support_bot"]));
+    assert_eq!(
+        session["permissions"],
+        json!(["payments.refund", "payments.view", "profile.api_tokens", "profile.edit", "profile.support_bot"])
+    );
     assert_eq!(session["awaiting_second_factor"], json!(["example.view"]));
 
     // Exempt: editing the profile works.

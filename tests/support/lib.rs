@@ -103,6 +103,7 @@ pub struct TestApp {
     pub backend: Backend,
     /// The application's own folder: SMS outbox, secret key.
     pub dir: PathBuf,
+    pub database_url: String,
     _shutdown: std::sync::Arc<Shutdown>,
 }
 
@@ -161,6 +162,7 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         strict_mode: options.strict_mode,
         sms_outbox: dir.join("sms-outbox.jsonl"),
         sms_http_url: options.sms_http_url.clone(),
+        sandbox_latency_ms: 0,
         sms_http_token: Some("test-provider-token".to_owned()),
         sms_per_hour: 5,
         secret_key_file: dir.join("secret.key"),
@@ -189,7 +191,7 @@ impl TestApp {
         }
         let database_url = fresh_database(backend).await?;
         let dir = fresh_dir();
-        let config = test_config(database_url, &dir, &options);
+        let config = test_config(database_url.clone(), &dir, &options);
         let app = Application::build(&config).await.unwrap_or_else(|e| panic!("the application did not start: {e}"));
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
@@ -198,7 +200,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let shutdown = std::sync::Arc::new(Shutdown(Some(shutdown)));
-        Some(TestApp { address, client: new_client(), state, backend, dir, _shutdown: shutdown })
+        Some(TestApp { address, client: new_client(), state, backend, dir, database_url, _shutdown: shutdown })
     }
 
     pub fn url(&self, path: &str) -> String {

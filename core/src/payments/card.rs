@@ -1,0 +1,153 @@
+//! Card data. The full number and the CVV exist only in memory, for the connector call:
+//! they are never stored or logged (their `Debug` shows the last four digits at most).
+//! What is stored: first 6, last 4, brand, expiry and a keyed fingerprint.
+
+use std::fmt;
+
+use crate::crypto::SecretBox;
+use crate::error::AppError;
+
+/// A card number, digits only; printing it shows only the last four digits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardNumber(String);
+
+impl fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardNumber(••••{})", self.last4())
+    }
+}
+
+impl CardNumber {
+    /// Accepts 12 to 19 digits (spaces and dashes ignored) that pass the Luhn check.
+    pub fn parse(text: &str) -> Result<CardNumber, AppError> {
+        let digits: String = text.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || !luhn_valid(&digits) {
+            return Err(AppError::BadRequest("The card number is not valid.".to_owned()));
+        }
+        Ok(CardNumber(digits))
+    }
+
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+
+    pub fn first6(&self) -> &str {
+        &self.0[..6]
+    }
+
+    pub fn last4(&self) -> &str {
+        &self.0[self.0.len() - 4..]
+    }
+
+    /// The card scheme by its leading digits.
+    pub fn brand(&self) -> &'static str {
+        let prefix2: u32 = self.0[..2].parse().unwrap_or(0);
+        let prefix4: u32 = self.0[..4].parse().unwrap_or(0);
+        match (self.0.as_bytes()[0], prefix2, prefix4) {
+            (b'4', _, _) => "visa",
+            (_, 51..=55, _) | (_, _, 2221..=2720) => "mastercard",
+            (_, 34 | 37, _) => "amex",
+            (_, 65, _) | (_, _, 6011) => "discover",
+            (_, 35, _) => "jcb",
+            (_, 62, _) => "unionpay",
+            _ => "card",
+        }
+    }
+}
+
+/// The Luhn (mod 10) check digit test.
+pub fn luhn_valid(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Everything the acquirer needs about a card, for one call.
+#[derive(Clone)]
+pub struct Card {
+    pub number: CardNumber,
+    pub expiry_month: u32,
+    pub expiry_year: u32,
+    cvv: String,
+    pub holder: Option<String>,
+}
+
+impl fmt::Debug for Card {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Card").field("number", &self.number).field("expiry", &self.expiry()).finish_non_exhaustive()
+    }
+}
+
+impl Card {
+    /// Checks number, expiry (`MM`, `YYYY`, not in the past) and CVV (3 or 4 digits).
+    pub fn parse(
+        number: &str,
+        expiry_month: u32,
+        expiry_year: u32,
+        cvv: &str,
+        holder: Option<String>,
+    ) -> Result<Card, AppError> {
+        let number = CardNumber::parse(number)?;
+        if !(1..=12).contains(&expiry_month) || !(2000..=2100).contains(&expiry_year) {
+            return Err(AppError::BadRequest("The card expiry must be a month 1–12 and a four-digit year.".to_owned()));
+        }
+        let today = crate::time::now().date();
+        let (year, month) = (i64::from(expiry_year), i64::from(expiry_month));
+        let this_month = i64::from(chrono::Datelike::year(&today)) * 12 + i64::from(chrono::Datelike::month(&today));
+        if year * 12 + month < this_month {
+            return Err(AppError::BadRequest("The card has expired.".to_owned()));
+        }
+        if !(3..=4).contains(&cvv.len()) || !cvv.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AppError::BadRequest("The card security code must be 3 or 4 digits.".to_owned()));
+        }
+        Ok(Card { number, expiry_month, expiry_year, cvv: cvv.to_owned(), holder })
+    }
+
+    /// `MM/YY`, as stored and shown.
+    pub fn expiry(&self) -> String {
+        format!("{:02}/{:02}", self.expiry_month, self.expiry_year % 100)
+    }
+
+    /// The security code, for the acquirer call only.
+    pub fn cvv(&self) -> &str {
+        &self.cvv
+    }
+
+    /// Keyed fingerprint of the card number: equal cards match, the number stays unknown.
+    pub fn fingerprint(&self, secrets: &SecretBox) -> String {
+        secrets.fingerprint(self.number.digits().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_checked_and_never_printed() {
+        let number = CardNumber::parse("4242 4242 4242 4242").expect("valid");
+        assert_eq!((number.first6(), number.last4(), number.brand()), ("424242", "4242", "visa"));
+        assert_eq!(format!("{number:?}"), "CardNumber(••••4242)");
+        assert!(CardNumber::parse("4242 4242 4242 4241").is_err(), "Luhn");
+        assert!(CardNumber::parse("4242").is_err());
+        assert_eq!(CardNumber::parse("5555555555554444").expect("valid").brand(), "mastercard");
+        assert_eq!(CardNumber::parse("378282246310005").expect("valid").brand(), "amex");
+        let card = Card::parse("4242424242424242", 12, 2099, "123", None).expect("valid");
+        let printed = format!("{card:?}");
+        assert!(!printed.contains("424242424242") && !printed.contains("123"), "{printed}");
+        assert!(Card::parse("4242424242424242", 1, 2020, "123", None).is_err(), "expired");
+        assert!(Card::parse("4242424242424242", 12, 2099, "12", None).is_err(), "cvv");
+    }
+}

@@ -1,0 +1,186 @@
+//! The double-entry ledger: every money movement is a set of postings that sum to zero
+//! per currency. Positive amounts are debits, negative ones credits. Balances are
+//! derived from postings, never stored.
+
+use serde::Serialize;
+
+use super::model::OperationKind;
+use crate::db::DbPool;
+use crate::error::AppError;
+use crate::schema::{ledger_postings, operations, payments};
+
+/// What the acquirer owes the merchant for captured payments.
+pub const ACQUIRER: &str = "acquirer_receivable";
+/// The merchant's money (credit-normal: the balance is minus the sum).
+pub const MERCHANT: &str = "merchant_balance";
+/// Memo pair for authorisations: funds held on customers' cards for the merchant.
+pub const AUTHORIZATIONS: &str = "authorizations";
+pub const HELD: &str = "held_funds";
+/// Money sent out by payouts.
+pub const PAYOUTS: &str = "payouts_outgoing";
+
+/// The postings of an operation: (account, signed amount). `held` is the authorised
+/// amount a capture or cancel releases.
+pub fn postings(kind: OperationKind, amount: i64, held: i64) -> Vec<(&'static str, i64)> {
+    match kind {
+        OperationKind::Sale | OperationKind::Recurring => vec![(ACQUIRER, amount), (MERCHANT, -amount)],
+        OperationKind::Auth => vec![(AUTHORIZATIONS, amount), (HELD, -amount)],
+        OperationKind::Capture => {
+            vec![(HELD, held), (AUTHORIZATIONS, -held), (ACQUIRER, amount), (MERCHANT, -amount)]
+        }
+        OperationKind::Cancel => vec![(HELD, held), (AUTHORIZATIONS, -held)],
+        OperationKind::Refund | OperationKind::Reversal | OperationKind::Chargeback => {
+            vec![(MERCHANT, amount), (ACQUIRER, -amount)]
+        }
+        OperationKind::Payout => vec![(MERCHANT, amount), (PAYOUTS, -amount)],
+    }
+}
+
+/// A project's balances in one currency.
+#[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+pub struct Balance {
+    pub project_id: i64,
+    pub currency: String,
+    /// The merchant's money, in minor units.
+    pub available: i64,
+    /// Authorised but not yet captured or released.
+    pub held: i64,
+}
+
+/// Balances of the given projects, per currency.
+pub async fn balances(db: &DbPool, project_ids: &[i64]) -> Result<Vec<Balance>, AppError> {
+    let ids = project_ids.to_vec();
+    let sums: Vec<(i64, String, String, Option<i64>)> = crate::db_run!(db, conn => {
+        ledger_postings::table
+            .filter(ledger_postings::project_id.eq_any(&ids))
+            .filter(ledger_postings::account.eq_any([MERCHANT, HELD]))
+            .group_by((ledger_postings::project_id, ledger_postings::currency, ledger_postings::account))
+            .select((
+                ledger_postings::project_id,
+                ledger_postings::currency,
+                ledger_postings::account,
+                crate::db::sum_i64("ledger_postings.amount"),
+            ))
+            .load(conn)
+            .await
+    })?;
+    let mut balances: Vec<Balance> = Vec::new();
+    for (project_id, currency, account, sum) in sums {
+        let position = balances.iter().position(|b| b.project_id == project_id && b.currency == currency);
+        let balance = match position {
+            Some(i) => &mut balances[i],
+            None => {
+                balances.push(Balance { project_id, currency, available: 0, held: 0 });
+                let last = balances.len() - 1;
+                &mut balances[last]
+            }
+        };
+        let value = -sum.unwrap_or(0);
+        if account == MERCHANT {
+            balance.available = value;
+        } else {
+            balance.held = value;
+        }
+    }
+    balances.sort_by(|a, b| (a.project_id, &a.currency).cmp(&(b.project_id, &b.currency)));
+    Ok(balances)
+}
+
+/// Checks the ledger's and the payments' invariants over the whole database; returns
+/// every violation found (empty: all hold).
+pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
+    let mut problems = Vec::new();
+
+    // 1. Each operation's postings balance, per currency.
+    let unbalanced: Vec<(i64, String, Option<i64>)> = crate::db_run!(db, conn => {
+        ledger_postings::table
+            .group_by((ledger_postings::operation_id, ledger_postings::currency))
+            .select((ledger_postings::operation_id, ledger_postings::currency, crate::db::sum_i64("ledger_postings.amount")))
+            .load(conn)
+            .await
+    })?;
+    for (operation, currency, sum) in unbalanced.into_iter().filter(|(_, _, sum)| sum.unwrap_or(0) != 0) {
+        problems.push(format!("operation {operation}: postings in {currency} sum to {}", sum.unwrap_or(0)));
+    }
+
+    // 2. Only successful operations post.
+    let stray: Vec<i64> = crate::db_run!(db, conn => {
+        ledger_postings::table
+            .inner_join(operations::table)
+            .filter(operations::status.ne("success"))
+            .select(ledger_postings::operation_id)
+            .distinct()
+            .load(conn)
+            .await
+    })?;
+    for operation in stray {
+        problems.push(format!("operation {operation} has postings but did not succeed"));
+    }
+
+    // 3. Per payment: amounts agree with the successful operations and stay in bounds.
+    type Totals = (i64, String, i64, i64, i64, i64, i64);
+    let totals: Vec<Totals> = crate::db_run!(db, conn => {
+        payments::table
+            .select((
+                payments::id,
+                payments::public_id,
+                payments::amount,
+                payments::authorized_amount,
+                payments::captured_amount,
+                payments::refunded_amount,
+                payments::charged_back_amount,
+            ))
+            .load(conn)
+            .await
+    })?;
+    // Refunds reserve their amount while the acquirer is asked: pending ones count.
+    let sums: Vec<(i64, String, String, Option<i64>, i64)> = crate::db_run!(db, conn => {
+        operations::table
+            .filter(operations::status.eq_any(["success", "pending"]))
+            .group_by((operations::payment_id, operations::kind, operations::status))
+            .select((
+                operations::payment_id,
+                operations::kind,
+                operations::status,
+                crate::db::sum_i64("operations.amount"),
+                diesel::dsl::count_star(),
+            ))
+            .load(conn)
+            .await
+    })?;
+    let sum_of = |payment: i64, kinds: &[&str], statuses: &[&str]| -> (i64, i64) {
+        sums.iter()
+            .filter(|(id, kind, status, _, _)| {
+                *id == payment && kinds.contains(&kind.as_str()) && statuses.contains(&status.as_str())
+            })
+            .fold((0, 0), |(amount, count), (_, _, _, sum, n)| (amount + sum.unwrap_or(0), count + n))
+    };
+    let done = ["success"];
+    for (id, public_id, amount, authorized, captured, refunded, charged_back) in totals {
+        let (sold, _) = sum_of(id, &["sale", "capture", "recurring"], &done);
+        let (refunds, _) = sum_of(id, &["refund", "reversal"], &["success", "pending"]);
+        let (chargebacks, _) = sum_of(id, &["chargeback"], &done);
+        let (_, finals) = sum_of(id, &["capture", "cancel"], &done);
+        if sold != captured {
+            problems.push(format!("payment {public_id}: captured {captured} but operations say {sold}"));
+        }
+        if refunds != refunded {
+            problems.push(format!("payment {public_id}: refunded {refunded} but operations say {refunds}"));
+        }
+        if chargebacks != charged_back {
+            problems.push(format!("payment {public_id}: charged back {charged_back} but operations say {chargebacks}"));
+        }
+        if refunded + charged_back > captured {
+            problems.push(format!(
+                "payment {public_id}: {refunded} refunded and {charged_back} charged back exceed {captured} captured"
+            ));
+        }
+        if captured > amount || authorized > amount {
+            problems.push(format!("payment {public_id}: more captured or authorised than its amount {amount}"));
+        }
+        if finals > 1 {
+            problems.push(format!("payment {public_id}: its hold was captured or released {finals} times"));
+        }
+    }
+    Ok(problems)
+}

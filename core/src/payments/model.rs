@@ -1,0 +1,112 @@
+//! The payment and operation model and its state machine.
+
+use serde::Serialize;
+
+use crate::error::AppError;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, poem_openapi::Enum)]
+        #[serde(rename_all = "snake_case")]
+        #[oai(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored text.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What kind of payment.
+    Kind { Purchase => "purchase", Payout => "payout", Recurring => "recurring", PaymentLink => "payment_link" }
+);
+text_enum!(
+    /// One-step (sale) or two-step (authorise, then capture or cancel).
+    Flow { OneStep => "one_step", TwoStep => "two_step" }
+);
+text_enum!(
+    /// How the customer pays.
+    Method { Card => "card", BankTransfer => "bank_transfer", Wallet => "wallet" }
+);
+text_enum!(
+    /// Where a payment stands.
+    Status {
+        Processing => "processing",
+        AwaitingChallenge => "awaiting_challenge",
+        Authorized => "authorized",
+        Capturing => "capturing",
+        Cancelling => "cancelling",
+        Completed => "completed",
+        PartiallyRefunded => "partially_refunded",
+        Refunded => "refunded",
+        Cancelled => "cancelled",
+        Declined => "declined",
+        Failed => "failed",
+        PaidOut => "paid_out",
+        ChargedBack => "charged_back",
+    }
+);
+text_enum!(
+    /// An operation on a payment.
+    OperationKind {
+        Sale => "sale",
+        Auth => "auth",
+        Capture => "capture",
+        Cancel => "cancel",
+        Refund => "refund",
+        Reversal => "reversal",
+        Payout => "payout",
+        Recurring => "recurring",
+        Chargeback => "chargeback",
+    }
+);
+text_enum!(
+    /// Where an operation stands.
+    OperationStatus { Pending => "pending", Success => "success", Declined => "declined", Failed => "failed" }
+);
+
+/// The statuses from which an operation may start (the state machine's edges).
+pub fn allowed_from(kind: OperationKind) -> &'static [Status] {
+    match kind {
+        OperationKind::Capture | OperationKind::Cancel => &[Status::Authorized],
+        OperationKind::Refund => &[Status::Completed, Status::PartiallyRefunded],
+        OperationKind::Reversal => &[Status::Completed],
+        OperationKind::Chargeback => &[Status::Completed, Status::PartiallyRefunded],
+        // These start a payment.
+        OperationKind::Sale | OperationKind::Auth | OperationKind::Payout | OperationKind::Recurring => &[],
+    }
+}
+
+/// The clear error for an operation the payment's status does not allow.
+pub fn illegal(kind: OperationKind, status: Status) -> AppError {
+    let what = match kind {
+        OperationKind::Capture => "captured",
+        OperationKind::Cancel => "released",
+        OperationKind::Refund => "refunded",
+        OperationKind::Reversal => "reversed",
+        OperationKind::Chargeback => "charged back",
+        _ => "changed",
+    };
+    AppError::Conflict(format!("A payment that is {} cannot be {what}.", status.as_str().replace('_', " ")))
+}
+
+/// Parses an ISO 4217 currency code that the dashboard knows (three capital letters).
+pub fn currency(code: &str) -> Result<String, AppError> {
+    let code = code.trim().to_ascii_uppercase();
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) && crate::money::known(&code) {
+        Ok(code)
+    } else {
+        Err(AppError::BadRequest(format!("{code:?} is not a supported ISO 4217 currency.")))
+    }
+}

@@ -1,0 +1,920 @@
+//! Payment operations, shared by the gateway API and the dashboard's pages.
+//!
+//! Every operation runs in two short transactions around the acquirer call, so that no
+//! database lock is held while the acquirer answers:
+//! 1. check and reserve: one conditional update that only succeeds in an allowed state
+//!    and within the allowed amount (atomic on both databases, also under concurrent
+//!    requests), plus the operation row in `pending`;
+//! 2. ask the acquirer;
+//! 3. settle: the operation's result, the payment's new status and, on success, the
+//!    balanced ledger postings; on failure the reservation is given back.
+
+use chrono::NaiveDateTime;
+use diesel::result::Error as DieselError;
+use serde::{Deserialize, Serialize};
+
+use super::card::Card;
+use super::connector::Outcome;
+use super::ledger;
+use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
+use crate::audit::{self, AuditEvent};
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::schema::{ledger_postings, operations, payments, projects};
+use crate::state::AppState;
+use crate::time::{now, rfc3339};
+
+/// An amount of money: minor units of an ISO 4217 currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+pub struct Money {
+    /// Minor units (cents): 1050 is 10.50 EUR, 500 is 500 JPY.
+    pub amount: i64,
+    pub currency: String,
+}
+
+/// The customer of a payment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, poem_openapi::Object)]
+pub struct Customer {
+    pub email: Option<String>,
+    /// The merchant's id of the customer.
+    pub id: Option<String>,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// The stored, masked card.
+#[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+pub struct MaskedCard {
+    pub first6: String,
+    pub last4: String,
+    pub brand: String,
+    /// `MM/YY`.
+    pub expiry: String,
+}
+
+/// One operation of a payment.
+#[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+pub struct OperationView {
+    pub id: i64,
+    pub kind: OperationKind,
+    pub status: OperationStatus,
+    pub amount: Money,
+    pub decline_code: Option<String>,
+    pub decline_reason: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+/// A payment with its operations.
+#[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+pub struct PaymentView {
+    /// The payment's id, e.g. `pay_…`.
+    pub id: String,
+    pub project_id: i64,
+    pub kind: Kind,
+    pub flow: Flow,
+    pub method: Method,
+    pub status: Status,
+    pub amount: Money,
+    pub authorized: i64,
+    pub captured: i64,
+    pub refunded: i64,
+    pub charged_back: i64,
+    /// What can still be refunded, in minor units.
+    pub refundable: i64,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Customer,
+    pub card: Option<MaskedCard>,
+    pub decline_code: Option<String>,
+    pub decline_reason: Option<String>,
+    /// Where the customer passes 3-D Secure, while `status` is `awaiting_challenge`.
+    pub challenge_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub operations: Vec<OperationView>,
+}
+
+/// A purchase to make.
+#[derive(Debug, Clone)]
+pub struct NewPurchase {
+    pub project_id: i64,
+    pub flow: Flow,
+    pub amount: i64,
+    pub currency: String,
+    pub card: Card,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Customer,
+}
+
+/// A payout to a card.
+#[derive(Debug, Clone)]
+pub struct NewPayout {
+    pub project_id: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub card: Card,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Customer,
+}
+
+type PaymentRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>),
+    (Option<String>, Option<String>, Option<String>, Option<String>),
+    (Option<String>, Option<String>),
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+/// (id, kind, status, amount, currency, decline code, decline reason, created, completed).
+type OperationRow =
+    (i64, String, String, i64, String, Option<String>, Option<String>, NaiveDateTime, Option<NaiveDateTime>);
+
+/// A payment's state as the service works with it.
+#[derive(Debug, Clone)]
+struct Stored {
+    id: i64,
+    public_id: String,
+    status: Status,
+    currency: String,
+    authorized: i64,
+    captured: i64,
+    refunded: i64,
+    charged_back: i64,
+    project_id: i64,
+    reference: Option<String>,
+}
+
+fn amount_check(amount: i64) -> Result<i64, AppError> {
+    if amount <= 0 {
+        return Err(AppError::BadRequest("The amount must be more than zero.".to_owned()));
+    }
+    if amount > 1_000_000_000_000 {
+        return Err(AppError::BadRequest("The amount is too large.".to_owned()));
+    }
+    Ok(amount)
+}
+
+fn optional_text(value: Option<String>, what: &str, max: usize) -> Result<Option<String>, AppError> {
+    match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        Some(v) if v.chars().count() > max => {
+            Err(AppError::BadRequest(format!("The {what} is longer than {max} characters.")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_customer(customer: Customer) -> Result<Customer, AppError> {
+    let country = optional_text(customer.country, "customer country", 2)?.map(|c| c.to_ascii_uppercase());
+    if let Some(country) = &country
+        && (country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(AppError::BadRequest("The customer country must be two letters (ISO 3166-1).".to_owned()));
+    }
+    Ok(Customer {
+        email: optional_text(customer.email, "customer e-mail", 254)?.map(|e| e.to_lowercase()),
+        id: optional_text(customer.id, "customer id", 100)?,
+        country,
+        ip: optional_text(customer.ip, "customer IP", 45)?,
+    })
+}
+
+/// The project must be the principal's company's and within their project access.
+async fn check_project(state: &AppState, principal: &Principal, project_id: i64) -> Result<(), AppError> {
+    let company_id = principal.company_id;
+    let found: Option<i64> = crate::db_run!(state.db, conn => {
+        projects::table
+            .filter(projects::id.eq(project_id))
+            .filter(projects::company_id.eq(company_id))
+            .select(projects::id)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    if found.is_none() || !principal.projects.allows(project_id) {
+        return Err(AppError::BadRequest(format!("There is no project {project_id} you may use.")));
+    }
+    Ok(())
+}
+
+fn new_public_id() -> String {
+    format!("pay_{}", &crate::auth::random_token()[..24])
+}
+
+/// Makes a purchase: a sale (one-step) or an authorisation (two-step).
+pub async fn create_purchase(
+    state: &AppState,
+    principal: &Principal,
+    new: NewPurchase,
+) -> Result<PaymentView, AppError> {
+    let operation = if new.flow == Flow::OneStep { OperationKind::Sale } else { OperationKind::Auth };
+    let start = Start {
+        kind: Kind::Purchase,
+        flow: new.flow,
+        operation,
+        project_id: new.project_id,
+        amount: new.amount,
+        currency: new.currency,
+        merchant_order_id: new.merchant_order_id,
+        description: new.description,
+        customer: new.customer,
+    };
+    let (id, public_id) = begin(state, principal, &start, &new.card).await?;
+    let outcome =
+        state.connector.charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale).await;
+    settle_start(state, id, operation, start.amount, outcome).await?;
+    view(state, principal, &public_id).await
+}
+
+/// Sends money to a card.
+pub async fn create_payout(state: &AppState, principal: &Principal, new: NewPayout) -> Result<PaymentView, AppError> {
+    let start = Start {
+        kind: Kind::Payout,
+        flow: Flow::OneStep,
+        operation: OperationKind::Payout,
+        project_id: new.project_id,
+        amount: new.amount,
+        currency: new.currency,
+        merchant_order_id: new.merchant_order_id,
+        description: new.description,
+        customer: new.customer,
+    };
+    let (id, public_id) = begin(state, principal, &start, &new.card).await?;
+    let outcome = state.connector.payout(&new.card, start.amount, &start.currency).await;
+    settle_start(state, id, OperationKind::Payout, start.amount, outcome).await?;
+    view(state, principal, &public_id).await
+}
+
+/// What starts a payment.
+struct Start {
+    kind: Kind,
+    flow: Flow,
+    operation: OperationKind,
+    project_id: i64,
+    amount: i64,
+    currency: String,
+    merchant_order_id: Option<String>,
+    description: Option<String>,
+    customer: Customer,
+}
+
+/// Checks the request and stores the payment and its first operation as pending.
+async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Card) -> Result<(i64, String), AppError> {
+    let amount = amount_check(start.amount)?;
+    let currency = super::model::currency(&start.currency)?;
+    check_project(state, principal, start.project_id).await?;
+    let merchant_order_id = optional_text(start.merchant_order_id.clone(), "merchant order id", 100)?;
+    let description = optional_text(start.description.clone(), "description", 500)?;
+    let customer = check_customer(start.customer.clone())?;
+    let public_id = new_public_id();
+    let now = now();
+    let fingerprint = card.fingerprint(&state.secrets);
+    let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.user_id);
+    let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
+    let id = crate::db_transaction!(state.db, conn => {
+        let id: i64 = diesel::insert_into(payments::table)
+            .values((
+                payments::public_id.eq(&public_id),
+                payments::company_id.eq(company_id),
+                payments::project_id.eq(project_id),
+                payments::kind.eq(kind),
+                payments::flow.eq(flow),
+                payments::method.eq(Method::Card.as_str()),
+                payments::status.eq(Status::Processing.as_str()),
+                payments::currency.eq(&currency),
+                payments::amount.eq(amount),
+                payments::merchant_order_id.eq(&merchant_order_id),
+                payments::description.eq(&description),
+                payments::customer_email.eq(&customer.email),
+                payments::customer_id.eq(&customer.id),
+                payments::customer_country.eq(&customer.country),
+                payments::customer_ip.eq(&customer.ip),
+                payments::card_first6.eq(card.number.first6()),
+                payments::card_last4.eq(card.number.last4()),
+                payments::card_brand.eq(card.number.brand()),
+                payments::card_expiry.eq(card.expiry()),
+                payments::card_fingerprint.eq(&fingerprint),
+                payments::created_at.eq(now),
+                payments::updated_at.eq(now),
+            ))
+            .returning(payments::id)
+            .get_result(conn)
+            .await?;
+        diesel::insert_into(operations::table)
+            .values((
+                operations::payment_id.eq(id),
+                operations::kind.eq(operation),
+                operations::status.eq(OperationStatus::Pending.as_str()),
+                operations::amount.eq(amount),
+                operations::currency.eq(&currency),
+                operations::actor_user_id.eq(user_id),
+                operations::created_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok::<_, DieselError>(id)
+    })?;
+    Ok((id, public_id))
+}
+
+/// Records the acquirer's answer to the operation that started a payment.
+async fn settle_start(
+    state: &AppState,
+    payment_id: i64,
+    kind: OperationKind,
+    amount: i64,
+    outcome: Outcome,
+) -> Result<(), AppError> {
+    let (status, op_status, reference, decline) = match &outcome {
+        Outcome::Approved { reference } => {
+            let status = match kind {
+                OperationKind::Auth => Status::Authorized,
+                OperationKind::Payout => Status::PaidOut,
+                _ => Status::Completed,
+            };
+            (status, OperationStatus::Success, Some(reference.clone()), None)
+        }
+        Outcome::ChallengeRequired { reference } => {
+            (Status::AwaitingChallenge, OperationStatus::Pending, Some(reference.clone()), None)
+        }
+        Outcome::Declined { code, reason } => {
+            (Status::Declined, OperationStatus::Declined, None, Some(((*code).to_owned(), (*reason).to_owned())))
+        }
+        Outcome::Failed { reason } => {
+            (Status::Failed, OperationStatus::Failed, None, Some(("failed".to_owned(), reason.clone())))
+        }
+    };
+    finish(
+        state,
+        payment_id,
+        kind,
+        amount,
+        &[Status::Processing, Status::AwaitingChallenge],
+        status,
+        op_status,
+        reference,
+        decline,
+    )
+    .await
+}
+
+/// Writes the end of a starting operation: payment status and amounts, the operation's
+/// result, and postings when it succeeded. Only from one of `from` (once).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    state: &AppState,
+    payment_id: i64,
+    kind: OperationKind,
+    amount: i64,
+    from: &[Status],
+    status: Status,
+    op_status: OperationStatus,
+    reference: Option<String>,
+    decline: Option<(String, String)>,
+) -> Result<(), AppError> {
+    let now = now();
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let success = op_status == OperationStatus::Success;
+    let authorized = if success && kind == OperationKind::Auth { amount } else { 0 };
+    let captured = if success && matches!(kind, OperationKind::Sale | OperationKind::Recurring) { amount } else { 0 };
+    let (decline_code, decline_reason) = decline.unzip();
+    let postings = if success { ledger::postings(kind, amount, 0) } else { Vec::new() };
+    let kind_text = kind.as_str();
+    crate::db_transaction!(state.db, conn => {
+        let moved = diesel::update(payments::table.find(payment_id).filter(payments::status.eq_any(&from)))
+            .set((
+                payments::status.eq(status.as_str()),
+                payments::authorized_amount.eq(authorized),
+                payments::captured_amount.eq(captured),
+                payments::decline_code.eq(&decline_code),
+                payments::decline_reason.eq(&decline_reason),
+                payments::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        if moved != 1 {
+            return Err(AppError::Conflict("The payment changed meanwhile; it was not updated twice.".to_owned()));
+        }
+        let (operation_id, project_id, currency): (i64, i64, String) = operations::table
+            .inner_join(payments::table)
+            .filter(operations::payment_id.eq(payment_id))
+            .filter(operations::kind.eq(kind_text))
+            .filter(operations::status.eq(OperationStatus::Pending.as_str()))
+            .select((operations::id, payments::project_id, operations::currency))
+            .first(conn)
+            .await?;
+        let completed = (op_status != OperationStatus::Pending).then_some(now);
+        diesel::update(operations::table.find(operation_id))
+            .set((
+                operations::status.eq(op_status.as_str()),
+                operations::connector_reference.eq(&reference),
+                operations::decline_code.eq(&decline_code),
+                operations::decline_reason.eq(&decline_reason),
+                operations::completed_at.eq(completed),
+            ))
+            .execute(conn)
+            .await?;
+        for (account, posting) in &postings {
+            diesel::insert_into(ledger_postings::table)
+                .values((
+                    ledger_postings::operation_id.eq(operation_id),
+                    ledger_postings::payment_id.eq(payment_id),
+                    ledger_postings::project_id.eq(project_id),
+                    ledger_postings::account.eq(*account),
+                    ledger_postings::currency.eq(&currency),
+                    ledger_postings::amount.eq(*posting),
+                    ledger_postings::created_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok::<_, AppError>(())
+    })
+}
+
+/// The customer's answer to the sandbox's 3-D Secure challenge.
+pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool) -> Result<Status, AppError> {
+    let stored = load_any(state, public_id).await?;
+    if stored.status != Status::AwaitingChallenge {
+        return Err(AppError::Conflict("This payment is not waiting for 3-D Secure.".to_owned()));
+    }
+    let reference = stored.reference.clone().unwrap_or_default();
+    let outcome = state.connector.complete_challenge(&reference, passed).await;
+    let kind = pending_kind(state, stored.id).await?.unwrap_or(OperationKind::Sale);
+    let amount = pending_amount(state, stored.id).await?;
+    let outcome = match outcome {
+        Outcome::Approved { .. } => Outcome::Approved { reference },
+        other => other,
+    };
+    settle_start(state, stored.id, kind, amount, outcome).await?;
+    Ok(load_any(state, public_id).await?.status)
+}
+
+async fn pending_kind(state: &AppState, payment_id: i64) -> Result<Option<OperationKind>, AppError> {
+    let kind: Option<String> = crate::db_run!(state.db, conn => {
+        operations::table
+            .filter(operations::payment_id.eq(payment_id))
+            .filter(operations::status.eq(OperationStatus::Pending.as_str()))
+            .select(operations::kind)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(kind.as_deref().and_then(OperationKind::parse))
+}
+
+async fn pending_amount(state: &AppState, payment_id: i64) -> Result<i64, AppError> {
+    Ok(crate::db_run!(state.db, conn => {
+        operations::table
+            .filter(operations::payment_id.eq(payment_id))
+            .filter(operations::status.eq(OperationStatus::Pending.as_str()))
+            .select(operations::amount)
+            .first(conn)
+            .await
+    })?)
+}
+
+/// Captures all or part of a held payment, once.
+pub async fn capture(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    amount: Option<i64>,
+) -> Result<PaymentView, AppError> {
+    let stored = load(state, principal, public_id).await?;
+    allowed(&stored, OperationKind::Capture)?;
+    let amount = amount_check(amount.unwrap_or(stored.authorized))?;
+    if amount > stored.authorized {
+        return Err(AppError::BadRequest(format!(
+            "At most {} can be captured.",
+            crate::money::format_minor(stored.authorized, &stored.currency)
+        )));
+    }
+    let operation = reserve(state, principal, &stored, OperationKind::Capture, amount, Status::Capturing).await?;
+    let outcome = state.connector.capture(stored.reference.as_deref().unwrap_or_default(), amount).await;
+    settle(state, principal, &stored, OperationKind::Capture, operation, amount, outcome).await?;
+    view(state, principal, public_id).await
+}
+
+/// Releases a held payment, once.
+pub async fn cancel(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
+    let stored = load(state, principal, public_id).await?;
+    allowed(&stored, OperationKind::Cancel)?;
+    let operation =
+        reserve(state, principal, &stored, OperationKind::Cancel, stored.authorized, Status::Cancelling).await?;
+    let outcome = state.connector.cancel(stored.reference.as_deref().unwrap_or_default()).await;
+    settle(state, principal, &stored, OperationKind::Cancel, operation, stored.authorized, outcome).await?;
+    view(state, principal, public_id).await
+}
+
+/// Refunds all that is left, or a part; never more than was captured, also when many
+/// refunds run at once.
+pub async fn refund(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    amount: Option<i64>,
+) -> Result<PaymentView, AppError> {
+    let stored = load(state, principal, public_id).await?;
+    allowed(&stored, OperationKind::Refund)?;
+    let left = stored.captured - stored.refunded - stored.charged_back;
+    let amount = amount_check(amount.unwrap_or(left))?;
+    let operation =
+        reserve(state, principal, &stored, OperationKind::Refund, amount, Status::PartiallyRefunded).await?;
+    let outcome = state.connector.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
+    settle(state, principal, &stored, OperationKind::Refund, operation, amount, outcome).await?;
+    view(state, principal, public_id).await
+}
+
+/// Refuses an operation the payment's status does not allow, before any other check.
+fn allowed(stored: &Stored, kind: OperationKind) -> Result<(), AppError> {
+    if allowed_from(kind).contains(&stored.status) { Ok(()) } else { Err(illegal(kind, stored.status)) }
+}
+
+/// Step 1 of an operation on an existing payment: one conditional update that checks
+/// the state and the amount and takes the payment into the operation, then the pending
+/// operation row. Refunds add their amount to `refunded_amount` here, so parallel
+/// refunds can never exceed what was captured.
+async fn reserve(
+    state: &AppState,
+    principal: &Principal,
+    stored: &Stored,
+    kind: OperationKind,
+    amount: i64,
+    into: Status,
+) -> Result<i64, AppError> {
+    let allowed: Vec<&str> = allowed_from(kind).iter().map(|s| s.as_str()).collect();
+    let (payment_id, user_id, currency) = (stored.id, principal.user_id, stored.currency.clone());
+    let now = now();
+    let reserved = crate::db_transaction!(state.db, conn => {
+        let moved = if kind == OperationKind::Refund {
+            diesel::update(
+                payments::table
+                    .find(payment_id)
+                    .filter(payments::status.eq_any(&allowed))
+                    .filter((payments::captured_amount - payments::refunded_amount - payments::charged_back_amount).ge(amount)),
+            )
+            .set((payments::refunded_amount.eq(payments::refunded_amount + amount), payments::updated_at.eq(now)))
+            .execute(conn)
+            .await?
+        } else {
+            diesel::update(payments::table.find(payment_id).filter(payments::status.eq_any(&allowed)))
+                .set((payments::status.eq(into.as_str()), payments::updated_at.eq(now)))
+                .execute(conn)
+                .await?
+        };
+        if moved != 1 {
+            return Ok(None);
+        }
+        let operation: i64 = diesel::insert_into(operations::table)
+            .values((
+                operations::payment_id.eq(payment_id),
+                operations::kind.eq(kind.as_str()),
+                operations::status.eq(OperationStatus::Pending.as_str()),
+                operations::amount.eq(amount),
+                operations::currency.eq(&currency),
+                operations::actor_user_id.eq(user_id),
+                operations::created_at.eq(now),
+            ))
+            .returning(operations::id)
+            .get_result(conn)
+            .await?;
+        Ok::<_, DieselError>(Some(operation))
+    })?;
+    match reserved {
+        Some(operation) => Ok(operation),
+        None => {
+            // Say why, from the payment as it is now.
+            let current = load(state, principal, &stored.public_id).await?;
+            if !allowed_from(kind).contains(&current.status) {
+                Err(illegal(kind, current.status))
+            } else {
+                let left = current.captured - current.refunded - current.charged_back;
+                Err(AppError::BadRequest(format!(
+                    "At most {} can be refunded.",
+                    crate::money::format_minor(left, &current.currency)
+                )))
+            }
+        }
+    }
+}
+
+/// Step 3: the acquirer's answer. Success posts to the ledger and moves the payment on;
+/// anything else gives the reservation back.
+async fn settle(
+    state: &AppState,
+    principal: &Principal,
+    stored: &Stored,
+    kind: OperationKind,
+    operation: i64,
+    amount: i64,
+    outcome: Outcome,
+) -> Result<(), AppError> {
+    let success = matches!(outcome, Outcome::Approved { .. });
+    let (decline_code, decline_reason) = match &outcome {
+        Outcome::Declined { code, reason } => (Some((*code).to_owned()), Some((*reason).to_owned())),
+        Outcome::Failed { reason } => (Some("failed".to_owned()), Some(reason.clone())),
+        _ => (None, None),
+    };
+    let postings = if success { ledger::postings(kind, amount, stored.authorized) } else { Vec::new() };
+    let (payment_id, project_id, currency) = (stored.id, stored.project_id, stored.currency.clone());
+    let now = now();
+    crate::db_transaction!(state.db, conn => {
+        let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
+        diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
+            .set((
+                operations::status.eq(op_status.as_str()),
+                operations::decline_code.eq(&decline_code),
+                operations::decline_reason.eq(&decline_reason),
+                operations::completed_at.eq(Some(now)),
+            ))
+            .execute(conn)
+            .await?;
+        match (kind, success) {
+            (OperationKind::Capture, true) => {
+                diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Completed.as_str()), payments::captured_amount.eq(amount), payments::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            (OperationKind::Cancel, true) => {
+                diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Cancelled.as_str()), payments::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            (OperationKind::Capture | OperationKind::Cancel, false) => {
+                diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Authorized.as_str()), payments::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            (_, false) => {
+                diesel::update(payments::table.find(payment_id))
+                    .set((payments::refunded_amount.eq(payments::refunded_amount - amount), payments::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            (_, true) => {
+                let (captured, refunded): (i64, i64) =
+                    payments::table.find(payment_id).select((payments::captured_amount, payments::refunded_amount)).first(conn).await?;
+                let status = if refunded >= captured { Status::Refunded } else { Status::PartiallyRefunded };
+                diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(status.as_str()), payments::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+        }
+        for (account, posting) in &postings {
+            diesel::insert_into(ledger_postings::table)
+                .values((
+                    ledger_postings::operation_id.eq(operation),
+                    ledger_postings::payment_id.eq(payment_id),
+                    ledger_postings::project_id.eq(project_id),
+                    ledger_postings::account.eq(*account),
+                    ledger_postings::currency.eq(&currency),
+                    ledger_postings::amount.eq(*posting),
+                    ledger_postings::created_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok::<_, DieselError>(())
+    })?;
+    let event = AuditEvent::by_user(
+        principal.company_id,
+        principal.user_id,
+        audit_action(kind),
+        if success { "success" } else { "failure" },
+    )
+    .target(format!("payment {}", stored.public_id))
+    .details(serde_json::json!({ "amount": amount, "currency": stored.currency }));
+    audit::record(&state.db, event).await
+}
+
+fn audit_action(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Capture => "payment.capture",
+        OperationKind::Cancel => "payment.release",
+        OperationKind::Refund => "payment.refund",
+        _ => "payment.operation",
+    }
+}
+
+const STORED_COLUMNS: (
+    payments::id,
+    payments::public_id,
+    payments::status,
+    payments::currency,
+    payments::authorized_amount,
+    payments::captured_amount,
+    payments::refunded_amount,
+    payments::charged_back_amount,
+    payments::project_id,
+) = (
+    payments::id,
+    payments::public_id,
+    payments::status,
+    payments::currency,
+    payments::authorized_amount,
+    payments::captured_amount,
+    payments::refunded_amount,
+    payments::charged_back_amount,
+    payments::project_id,
+);
+
+type StoredRow = (i64, String, String, String, i64, i64, i64, i64, i64);
+
+async fn stored_of(state: &AppState, row: StoredRow) -> Result<Stored, AppError> {
+    let (id, public_id, status, currency, authorized, captured, refunded, charged_back, project_id) = row;
+    let reference: Option<String> = crate::db_run!(state.db, conn => {
+        operations::table
+            .filter(operations::payment_id.eq(id))
+            .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
+            .select(operations::connector_reference)
+            .first::<Option<String>>(conn)
+            .await
+            .optional()
+    })?
+    .flatten();
+    Ok(Stored {
+        id,
+        public_id,
+        status: Status::parse(&status)
+            .ok_or_else(|| AppError::Internal(format!("unknown payment status {status:?}")))?,
+        currency,
+        authorized,
+        captured,
+        refunded,
+        charged_back,
+        project_id,
+        reference,
+    })
+}
+
+/// A payment the principal may see: their company's, in a project they may use; else 404.
+async fn load(state: &AppState, principal: &Principal, public_id: &str) -> Result<Stored, AppError> {
+    let company_id = principal.company_id;
+    let public_id = public_id.to_owned();
+    let row: Option<StoredRow> = crate::db_run!(state.db, conn => {
+        payments::table
+            .filter(payments::public_id.eq(&public_id))
+            .filter(payments::company_id.eq(company_id))
+            .select(STORED_COLUMNS)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    let row = row.filter(|row| principal.projects.allows(row.8)).ok_or(AppError::NotFound)?;
+    stored_of(state, row).await
+}
+
+/// Any payment by id (the customer-facing 3-D Secure page has no principal).
+async fn load_any(state: &AppState, public_id: &str) -> Result<Stored, AppError> {
+    let public_id = public_id.to_owned();
+    let row: Option<StoredRow> = crate::db_run!(state.db, conn => {
+        payments::table.filter(payments::public_id.eq(&public_id)).select(STORED_COLUMNS).first(conn).await.optional()
+    })?;
+    stored_of(state, row.ok_or(AppError::NotFound)?).await
+}
+
+/// A payment with its operations, as the principal may see it.
+pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
+    let stored = load(state, principal, public_id).await?;
+    let id = stored.id;
+    let row: PaymentRow = crate::db_run!(state.db, conn => {
+        payments::table
+            .find(id)
+            .select((
+                payments::id,
+                payments::public_id,
+                payments::project_id,
+                payments::kind,
+                payments::flow,
+                payments::method,
+                payments::status,
+                payments::currency,
+                payments::amount,
+                payments::authorized_amount,
+                payments::captured_amount,
+                payments::refunded_amount,
+                payments::charged_back_amount,
+                (
+                    payments::merchant_order_id,
+                    payments::description,
+                    payments::customer_email,
+                    payments::customer_id,
+                    payments::customer_country,
+                    payments::customer_ip,
+                ),
+                (payments::card_first6, payments::card_last4, payments::card_brand, payments::card_expiry),
+                (payments::decline_code, payments::decline_reason),
+                payments::created_at,
+                payments::updated_at,
+            ))
+            .first(conn)
+            .await
+    })?;
+    let ops: Vec<OperationRow> = crate::db_run!(state.db, conn => {
+        operations::table
+            .filter(operations::payment_id.eq(id))
+            .order(operations::id.asc())
+            .select((
+                operations::id,
+                operations::kind,
+                operations::status,
+                operations::amount,
+                operations::currency,
+                operations::decline_code,
+                operations::decline_reason,
+                operations::created_at,
+                operations::completed_at,
+            ))
+            .load(conn)
+            .await
+    })?;
+    let (
+        _,
+        public_id,
+        project_id,
+        kind,
+        flow,
+        method,
+        status,
+        currency,
+        amount,
+        authorized,
+        captured,
+        refunded,
+        charged_back,
+        texts,
+        card,
+        decline,
+        created,
+        updated,
+    ) = row;
+    let (merchant_order_id, description, email, customer_id, country, ip) = texts;
+    let status = Status::parse(&status).unwrap_or(Status::Failed);
+    let operations = ops
+        .into_iter()
+        .map(|(id, kind, op_status, amount, currency, code, reason, created, completed)| OperationView {
+            id,
+            kind: OperationKind::parse(&kind).unwrap_or(OperationKind::Sale),
+            status: OperationStatus::parse(&op_status).unwrap_or(OperationStatus::Failed),
+            amount: Money { amount, currency },
+            decline_code: code,
+            decline_reason: reason,
+            created_at: rfc3339(&created),
+            completed_at: completed.as_ref().map(rfc3339),
+        })
+        .collect();
+    let card = match card {
+        (Some(first6), Some(last4), Some(brand), Some(expiry)) => Some(MaskedCard { first6, last4, brand, expiry }),
+        _ => None,
+    };
+    Ok(PaymentView {
+        challenge_url: (status == Status::AwaitingChallenge)
+            .then(|| format!("{}/sandbox/3ds/{public_id}", state.settings.public_url)),
+        id: public_id,
+        project_id,
+        kind: Kind::parse(&kind).unwrap_or(Kind::Purchase),
+        flow: Flow::parse(&flow).unwrap_or(Flow::OneStep),
+        method: Method::parse(&method).unwrap_or(Method::Card),
+        status,
+        amount: Money { amount, currency },
+        authorized,
+        captured,
+        refunded,
+        charged_back,
+        refundable: if matches!(status, Status::Completed | Status::PartiallyRefunded) {
+            captured - refunded - charged_back
+        } else {
+            0
+        },
+        merchant_order_id,
+        description,
+        customer: Customer { email, id: customer_id, country, ip },
+        card,
+        decline_code: decline.0,
+        decline_reason: decline.1,
+        created_at: rfc3339(&created),
+        updated_at: rfc3339(&updated),
+        operations,
+    })
+}

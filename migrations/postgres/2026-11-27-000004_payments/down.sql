@@ -1,0 +1,4 @@
+DROP TABLE idempotency_keys;
+DROP TABLE ledger_postings;
+DROP TABLE operations;
+DROP TABLE payments;

@@ -1,0 +1,244 @@
+//! The gateway API. Every call that moves money takes an `Idempotency-Key`.
+
+use dashboard_core::auth::Principal;
+use dashboard_core::payments::card::Card;
+use dashboard_core::payments::idempotency::{self, Replay};
+use dashboard_core::payments::ledger::{self, Balance};
+use dashboard_core::payments::model::Flow;
+use dashboard_core::payments::service::{self, Customer, Money, NewPayout, NewPurchase, PaymentView};
+use dashboard_core::{ApiResult, AppError, AppState, directory};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Serialize;
+
+/// Card details: used for this call only, never stored (only first 6, last 4, brand and
+/// expiry are kept).
+#[derive(Object, Serialize)]
+pub struct CardInput {
+    pub number: String,
+    pub expiry_month: u32,
+    /// Four digits.
+    pub expiry_year: u32,
+    pub cvv: String,
+    pub holder: Option<String>,
+}
+
+impl CardInput {
+    fn card(&self) -> Result<Card, AppError> {
+        Card::parse(&self.number, self.expiry_month, self.expiry_year, &self.cvv, self.holder.clone())
+    }
+}
+
+#[derive(Object, Serialize)]
+pub struct PurchaseRequest {
+    pub project_id: i64,
+    /// `one_step` (sale) or `two_step` (authorise now, capture or release later).
+    #[oai(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+    pub amount: Money,
+    pub card: CardInput,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Option<Customer>,
+}
+
+#[derive(Object, Serialize)]
+pub struct PayoutRequest {
+    pub project_id: i64,
+    pub amount: Money,
+    /// The card that receives the money.
+    pub card: CardInput,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Option<Customer>,
+}
+
+/// A capture or refund: omit `amount` for all that is left.
+#[derive(Object, Serialize, Default)]
+pub struct AmountRequest {
+    /// Minor units of the payment's currency.
+    pub amount: Option<i64>,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// The payment, in whatever state the acquirer's answer left it (`declined` is a
+    /// result, not an error). A repeated Idempotency-Key answers the first result again.
+    #[oai(status = 201)]
+    Created(Json<PaymentView>),
+}
+
+/// Runs a money-moving call once per Idempotency-Key of the caller.
+async fn once<R: Serialize, F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    key: &str,
+    route: &str,
+    request: &R,
+    operation: F,
+) -> Result<PaymentView, AppError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<PaymentView, AppError>>,
+{
+    let body = serde_json::to_string(request).map_err(|e| AppError::Internal(e.to_string()))?;
+    let scope = format!("user:{}", principal.user_id);
+    let request = format!("{route}\n{body}");
+    idempotency::once(state, &scope, key, &request, operation).await.map(Replay::into_inner)
+}
+
+fn check_currency(money: &Money) -> Result<(), AppError> {
+    dashboard_core::payments::model::currency(&money.currency).map(|_| ())
+}
+
+#[derive(Default)]
+pub struct PaymentsApi;
+
+#[OpenApi(tag = "PaymentsTag::Payments")]
+impl PaymentsApi {
+    /// Make a purchase
+    ///
+    /// One-step (sale) or two-step (authorisation, captured or released later). Test
+    /// cards of the sandbox decide the outcome (see the README).
+    #[oai(path = "/payments", method = "post", operation_id = "payments_create")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        body: Json<PurchaseRequest>,
+    ) -> ApiResult<Created> {
+        let request = body.0;
+        check_currency(&request.amount)?;
+        let card = request.card.card()?;
+        let view = once(&state, principal, &key, "POST /payments", &request, || async {
+            let new = NewPurchase {
+                project_id: request.project_id,
+                flow: request.flow.unwrap_or(Flow::OneStep),
+                amount: request.amount.amount,
+                currency: request.amount.currency.clone(),
+                card,
+                merchant_order_id: request.merchant_order_id.clone(),
+                description: request.description.clone(),
+                customer: request.customer.clone().unwrap_or_default(),
+            };
+            service::create_purchase(&state, principal, new).await
+        })
+        .await?;
+        Ok(Created::Created(Json(view)))
+    }
+
+    /// A payment with its operations
+    #[oai(path = "/payments/:id", method = "get", operation_id = "payments_get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+    ) -> ApiResult<Json<PaymentView>> {
+        Ok(Json(service::view(&state, principal, &id).await?))
+    }
+
+    /// Capture a held payment
+    ///
+    /// All of the authorised amount, or part of it; the rest is released. Once.
+    #[oai(path = "/payments/:id/captures", method = "post", operation_id = "payments_capture")]
+    async fn capture(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        body: Json<AmountRequest>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let route = format!("POST /payments/{}/captures", id.0);
+        let view =
+            once(&state, principal, &key, &route, &body.0, || service::capture(&state, principal, &id, body.amount))
+                .await?;
+        Ok(Json(view))
+    }
+
+    /// Release a held payment
+    #[oai(path = "/payments/:id/cancellations", method = "post", operation_id = "payments_cancel")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let route = format!("POST /payments/{}/cancellations", id.0);
+        let view = once(&state, principal, &key, &route, &(), || service::cancel(&state, principal, &id)).await?;
+        Ok(Json(view))
+    }
+
+    /// Refund a payment
+    ///
+    /// All that is left, or part of it; several partial refunds are fine, never more
+    /// than was captured.
+    #[oai(path = "/payments/:id/refunds", method = "post", operation_id = "payments_refund")]
+    async fn refund(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        body: Json<AmountRequest>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let route = format!("POST /payments/{}/refunds", id.0);
+        let view =
+            once(&state, principal, &key, &route, &body.0, || service::refund(&state, principal, &id, body.amount))
+                .await?;
+        Ok(Json(view))
+    }
+
+    /// Send money to a card
+    ///
+    /// Authorised by the API token. (In the dashboard, payouts also need an SMS code.)
+    #[oai(path = "/payouts", method = "post", operation_id = "payouts_create")]
+    async fn payout(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        body: Json<PayoutRequest>,
+    ) -> ApiResult<Created> {
+        let request = body.0;
+        check_currency(&request.amount)?;
+        let card = request.card.card()?;
+        let view = once(&state, principal, &key, "POST /payouts", &request, || async {
+            let new = NewPayout {
+                project_id: request.project_id,
+                amount: request.amount.amount,
+                currency: request.amount.currency.clone(),
+                card,
+                merchant_order_id: request.merchant_order_id.clone(),
+                description: request.description.clone(),
+                customer: request.customer.clone().unwrap_or_default(),
+            };
+            service::create_payout(&state, principal, new).await
+        })
+        .await?;
+        Ok(Created::Created(Json(view)))
+    }
+
+    /// Balances of the caller's projects, per currency
+    ///
+    /// Derived from the ledger: `available` is the merchant's money, `held` what is
+    /// authorised and not yet captured or released.
+    #[oai(path = "/balances", method = "get", operation_id = "balances_list")]
+    async fn balances(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<Vec<Balance>>> {
+        let projects: Vec<i64> =
+            directory::visible_projects(&state.db, principal).await?.into_iter().map(|p| p.id).collect();
+        Ok(Json(ledger::balances(&state.db, &projects).await?))
+    }
+}
+
+#[derive(poem_openapi::Tags)]
+enum PaymentsTag {
+    /// The payment gateway: purchases, captures, releases, refunds and payouts.
+    Payments,
+}

@@ -1,0 +1,75 @@
+//! Payments: the gateway API that integrators call with API tokens (purchases, captures,
+//! releases, refunds, payouts), and the sandbox's 3-D Secure challenge page. The
+//! operations themselves live in `dashboard_core::payments`, for every section.
+
+mod api;
+mod pages;
+
+use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Template};
+use dashboard_core::{operation, page, register_section};
+
+const VIEW: &str = "payments.view";
+const REFUND: &str = "payments.refund";
+const CAPTURE: &str = "payments.capture";
+const CREATE: &str = "payments.create";
+const PAYOUT: &str = "payments.payout";
+
+register_section!(Section {
+    id: "payments",
+    title: "Payments",
+    nav: None,
+    permissions: &[
+        Permission {
+            code: VIEW,
+            label: "View payments",
+            description: "See the payment registry and each payment's information.",
+            // PSD2 exemptions listed in the seed: viewing the registry and payment information.
+            second_factor_exempt: true,
+            default_roles: &BuiltinRole::ALL,
+        },
+        Permission {
+            code: REFUND,
+            label: "Refund payments",
+            description: "Refund all or part of a captured payment.",
+            // PSD2 exemption listed in the seed: issuing refunds.
+            second_factor_exempt: true,
+            default_roles: &[BuiltinRole::Support, BuiltinRole::Operations, BuiltinRole::Finance],
+        },
+        Permission {
+            code: CAPTURE,
+            label: "Capture and release held funds",
+            description: "Capture all or part of an authorised (two-step) payment, or release it.",
+            // PSD2 exemption listed in the seed: capturing and releasing held funds.
+            second_factor_exempt: true,
+            default_roles: &[BuiltinRole::Operations, BuiltinRole::Finance],
+        },
+        Permission {
+            code: CREATE,
+            label: "Make purchases",
+            description: "Charge or authorise a card through the gateway API.",
+            second_factor_exempt: false,
+            default_roles: &[BuiltinRole::Operations],
+        },
+        Permission {
+            code: PAYOUT,
+            label: "Make payouts",
+            description: "Send money to a card.",
+            second_factor_exempt: false,
+            default_roles: &[BuiltinRole::Finance],
+        },
+    ],
+    pages: &[
+        page!(GET "/sandbox/3ds/:id" => pages::challenge, Access::Public),
+        page!(POST "/sandbox/3ds/:id" => pages::challenge_submit, Access::Public),
+    ],
+    api: Some(Api::of::<api::PaymentsApi>(&[
+        operation!(POST "/payments", Access::Permission(CREATE)),
+        operation!(GET "/payments/{id}", Access::Permission(VIEW)),
+        operation!(POST "/payments/{id}/captures", Access::Permission(CAPTURE)),
+        operation!(POST "/payments/{id}/cancellations", Access::Permission(CAPTURE)),
+        operation!(POST "/payments/{id}/refunds", Access::Permission(REFUND)),
+        operation!(POST "/payouts", Access::Permission(PAYOUT)),
+        operation!(GET "/balances", Access::Permission(VIEW)),
+    ])),
+    templates: &[Template { name: "payments/challenge", source: include_str!("../templates/challenge.hbs") }],
+});

@@ -1,0 +1,306 @@
+//! Payments through the gateway API: the state machine, the ledger, idempotency,
+//! concurrent refunds, 3-D Secure, and card numbers that never reach the database.
+
+use dashboard_core::BuiltinRole;
+use dashboard_core::payments::ledger;
+use dashboard_tests::reqwest::StatusCode;
+use dashboard_tests::{TestApp, form_value, story};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const APPROVE: &str = "4242424242424242";
+
+fn purchase(project: i64, amount: i64, currency: &str, card: &str, flow: &str) -> Value {
+    json!({
+        "project_id": project, "flow": flow, "amount": { "amount": amount, "currency": currency },
+        "card": { "number": card, "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+        "merchant_order_id": "order-1", "customer": { "email": "Ann@Example.com", "country": "de" },
+    })
+}
+
+async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    let response = app.client.post(app.url(path)).header("Idempotency-Key", key).json(&body).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// An Operations user (purchases, captures, refunds) signed in with the second factor.
+async fn operator(app: &TestApp) -> i64 {
+    let (company, projects) = app.company("Acme", &["Shop", "App"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    projects[0]
+}
+
+async fn verified(app: &TestApp) {
+    let problems = ledger::verify(&app.state.db).await.unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+story!(a_sale_is_captured_and_shown_masked);
+async fn a_sale_is_captured_and_shown_masked(app: TestApp) {
+    let project = operator(&app).await;
+    let (status, payment) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 1050, "EUR", APPROVE, "one_step")).await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!(payment["status"], "completed");
+    assert_eq!(payment["captured"], 1050);
+    assert_eq!(payment["card"], json!({ "first6": "424242", "last4": "4242", "brand": "visa", "expiry": "12/99" }));
+    assert_eq!(payment["customer"]["email"], "ann@example.com");
+    assert_eq!(payment["customer"]["country"], "DE");
+    assert_eq!(payment["operations"][0]["kind"], "sale");
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!(balances[0], json!({ "project_id": project, "currency": "EUR", "available": 1050, "held": 0 }));
+    verified(&app).await;
+}
+
+story!(declines_and_timeouts_are_results_with_reasons);
+async fn declines_and_timeouts_are_results_with_reasons(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, declined) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 500, "USD", "4000000000009995", "one_step")).await;
+    assert_eq!(declined["status"], "declined");
+    assert_eq!(declined["decline_reason"], "Insufficient funds");
+    let (_, failed) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 500, "USD", "4000000000000119", "one_step")).await;
+    assert_eq!(failed["status"], "failed");
+    let (status, problem) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 500, "USD", "4242424242424241", "one_step")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "Luhn: {problem}");
+    let (status, _) = post(&app, "/api/v1/payments", &key(), purchase(project, 500, "XXX", APPROVE, "one_step")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(&app, "/api/v1/payments", &key(), purchase(project, 0, "EUR", APPROVE, "one_step")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    verified(&app).await;
+}
+
+story!(a_hold_is_captured_or_released_once_and_refunds_never_exceed_the_capture);
+async fn a_hold_is_captured_or_released_once_and_refunds_never_exceed_the_capture(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, held) = post(&app, "/api/v1/payments", &key(), purchase(project, 10_000, "GBP", APPROVE, "two_step")).await;
+    assert_eq!(held["status"], "authorized");
+    let id = held["id"].as_str().unwrap();
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!(balances[0]["held"], 10_000);
+
+    let (status, _) = post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a hold cannot be refunded");
+    let (status, _) = post(&app, &format!("/api/v1/payments/{id}/captures"), &key(), json!({ "amount": 10_001 })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "more than held");
+    let (status, captured) =
+        post(&app, &format!("/api/v1/payments/{id}/captures"), &key(), json!({ "amount": 8_000 })).await;
+    assert_eq!(status, StatusCode::OK, "{captured}");
+    assert_eq!((captured["status"].as_str(), captured["captured"].as_i64()), (Some("completed"), Some(8_000)));
+    let (status, problem) = post(&app, &format!("/api/v1/payments/{id}/captures"), &key(), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "captured once: {problem}");
+    assert_eq!(
+        post(&app, &format!("/api/v1/payments/{id}/cancellations"), &key(), json!({})).await.0,
+        StatusCode::CONFLICT
+    );
+
+    let (_, partial) = post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({ "amount": 3_000 })).await;
+    assert_eq!((partial["status"].as_str(), partial["refundable"].as_i64()), (Some("partially_refunded"), Some(5_000)));
+    let (status, problem) =
+        post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({ "amount": 5_001 })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["detail"], "At most 50.00 GBP can be refunded.");
+    let (_, full) = post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({})).await;
+    assert_eq!((full["status"].as_str(), full["refunded"].as_i64()), (Some("refunded"), Some(8_000)));
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!((balances[0]["available"].as_i64(), balances[0]["held"].as_i64()), (Some(0), Some(0)));
+
+    let (_, other) = post(&app, "/api/v1/payments", &key(), purchase(project, 700, "JPY", APPROVE, "two_step")).await;
+    let other_id = other["id"].as_str().unwrap();
+    let (_, released) = post(&app, &format!("/api/v1/payments/{other_id}/cancellations"), &key(), json!({})).await;
+    assert_eq!(released["status"], "cancelled");
+    assert_eq!(
+        post(&app, &format!("/api/v1/payments/{other_id}/captures"), &key(), json!({})).await.0,
+        StatusCode::CONFLICT
+    );
+    verified(&app).await;
+}
+
+story!(parallel_refunds_never_refund_more_than_was_captured);
+async fn parallel_refunds_never_refund_more_than_was_captured(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, sale) = post(&app, "/api/v1/payments", &key(), purchase(project, 1_000, "EUR", APPROVE, "one_step")).await;
+    let path = format!("/api/v1/payments/{}/refunds", sale["id"].as_str().unwrap());
+    let mut refunds = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (client, url) = (app.client.clone(), app.url(&path));
+        refunds.spawn(async move {
+            let request = client.post(url).header("Idempotency-Key", key()).json(&json!({ "amount": 300 }));
+            request.send().await.unwrap().status()
+        });
+    }
+    let mut succeeded = 0;
+    while let Some(status) = refunds.join_next().await {
+        let status = status.unwrap();
+        assert!(status == StatusCode::OK || status == StatusCode::BAD_REQUEST, "{status}");
+        succeeded += usize::from(status == StatusCode::OK);
+    }
+    assert_eq!(succeeded, 3, "3 × 300 fit into 1000, a fourth does not");
+    let payment: Value =
+        app.get(&format!("/api/v1/payments/{}", sale["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(payment["refunded"], 900);
+    verified(&app).await;
+}
+
+story!(an_idempotency_key_has_its_effect_once);
+async fn an_idempotency_key_has_its_effect_once(app: TestApp) {
+    let project = operator(&app).await;
+    let body = purchase(project, 2_500, "EUR", APPROVE, "one_step");
+    let key = key();
+    let (first_status, first) = post(&app, "/api/v1/payments", &key, body.clone()).await;
+    let (again_status, again) = post(&app, "/api/v1/payments", &key, body.clone()).await;
+    assert_eq!((first_status, again_status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(first, again, "the first answer again");
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!(balances[0]["available"], 2_500, "charged once");
+
+    let mut changed = body.clone();
+    changed["amount"]["amount"] = json!(2_600);
+    let (status, problem) = post(&app, "/api/v1/payments", &key, changed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let response = app.client.post(app.url("/api/v1/payments")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "the header is required");
+
+    // Concurrent duplicates: one effect, whatever each of them is answered.
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = purchase(project, 100, "USD", APPROVE, "one_step");
+    let mut duplicates = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let (client, url, key, body) = (app.client.clone(), app.url("/api/v1/payments"), key.clone(), body.clone());
+        duplicates.spawn(async move {
+            client.post(url).header("Idempotency-Key", key).json(&body).send().await.unwrap().status()
+        });
+    }
+    while let Some(status) = duplicates.join_next().await {
+        let status = status.unwrap();
+        assert!(status == StatusCode::CREATED || status == StatusCode::CONFLICT, "{status}");
+    }
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    let usd = balances.as_array().unwrap().iter().find(|b| b["currency"] == "USD").unwrap();
+    assert_eq!(usd["available"], 100, "one purchase");
+}
+
+story!(three_d_secure_is_passed_on_the_challenge_page);
+async fn three_d_secure_is_passed_on_the_challenge_page(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, payment) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 990, "EUR", "4000000000003220", "one_step")).await;
+    assert_eq!(payment["status"], "awaiting_challenge");
+    let url = payment["challenge_url"].as_str().unwrap();
+    let path = &url[url.find("/sandbox/").unwrap()..];
+    let customer = app.another_browser();
+    let html = customer.get_text(path).await.1;
+    let csrf = form_value(&html, "csrf_token").unwrap();
+    let html = customer.post_form(path, &[("csrf_token", &csrf), ("answer", "pass")]).await.text().await.unwrap();
+    assert!(html.contains("<strong data-status>completed</strong>"), "{html}");
+    let done: Value =
+        app.get(&format!("/api/v1/payments/{}", payment["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(done["status"], "completed");
+    verified(&app).await;
+}
+
+story!(payments_stay_inside_their_company_and_permissions);
+async fn payments_stay_inside_their_company_and_permissions(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, sale) = post(&app, "/api/v1/payments", &key(), purchase(project, 1_000, "EUR", APPROVE, "one_step")).await;
+    let id = sale["id"].as_str().unwrap();
+
+    let (globex, globex_projects) = app.company("Globex", &["Store"]).await;
+    let outsider = app.another_browser();
+    outsider.sign_in_with_second_factor(globex, "gina", BuiltinRole::Operations).await;
+    assert_eq!(outsider.get(&format!("/api/v1/payments/{id}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        post(&outsider, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, _) =
+        post(&app, "/api/v1/payments", &key(), purchase(globex_projects[0], 100, "EUR", APPROVE, "one_step")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another company's project");
+
+    // Support may refund (exempt) but not make purchases.
+    let acme = outsider.another_browser();
+    let company = dashboard_core::directory::find_company_by_name(&app.state.db, "Acme").await.unwrap().unwrap().id;
+    acme.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    assert_eq!(
+        post(&acme, "/api/v1/payments", &key(), purchase(project, 100, "EUR", APPROVE, "one_step")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = post(&acme, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({ "amount": 100 })).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+story!(a_payout_pays_out_from_the_balance);
+async fn a_payout_pays_out_from_the_balance(app: TestApp) {
+    let project = operator(&app).await;
+    post(&app, "/api/v1/payments", &key(), purchase(project, 5_000, "EUR", APPROVE, "one_step")).await;
+    let company = dashboard_core::directory::find_company_by_name(&app.state.db, "Acme").await.unwrap().unwrap().id;
+    let finance = app.another_browser();
+    finance.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    let body = json!({
+        "project_id": project, "amount": { "amount": 1_200, "currency": "EUR" },
+        "card": { "number": "5555555555554444", "expiry_month": 1, "expiry_year": 2099, "cvv": "321" },
+    });
+    let (status, payout) = post(&finance, "/api/v1/payouts", &key(), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{payout}");
+    assert_eq!((payout["kind"].as_str(), payout["status"].as_str()), (Some("payout"), Some("paid_out")));
+    let balances: Value = finance.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!(balances[0]["available"], 3_800);
+    verified(&app).await;
+}
+
+// Random operation sequences never break an invariant (seeded, so a failure repeats).
+story!(random_operation_sequences_keep_every_invariant);
+async fn random_operation_sequences_keep_every_invariant(app: TestApp) {
+    let project = operator(&app).await;
+    let mut rng = StdRng::seed_from_u64(20_261_127);
+    for _ in 0..12 {
+        let flow = if rng.random_bool(0.5) { "two_step" } else { "one_step" };
+        let amount = rng.random_range(1..5_000);
+        let (_, payment) =
+            post(&app, "/api/v1/payments", &key(), purchase(project, amount, "EUR", APPROVE, flow)).await;
+        let id = payment["id"].as_str().unwrap().to_owned();
+        for _ in 0..6 {
+            let (path, body) = match rng.random_range(0..4) {
+                0 => ("captures", json!({ "amount": rng.random_range(1..amount + 200) })),
+                1 => ("cancellations", json!({})),
+                2 => ("refunds", json!({ "amount": rng.random_range(1..amount + 200) })),
+                _ => ("refunds", json!({})),
+            };
+            let (status, _) = post(&app, &format!("/api/v1/payments/{id}/{path}"), &key(), body).await;
+            assert!(
+                [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::CONFLICT].contains(&status),
+                "{path}: {status}"
+            );
+            let now: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+            let (captured, refunded) = (now["captured"].as_i64().unwrap(), now["refunded"].as_i64().unwrap());
+            assert!(refunded <= captured && captured <= amount, "{now}");
+        }
+    }
+    verified(&app).await;
+}
+
+/// The full card number never reaches the database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_numbers_never_reach_the_database_file() {
+    let app = TestApp::spawn(dashboard_tests::Backend::Sqlite).await.unwrap();
+    let project = operator(&app).await;
+    for card in [APPROVE, "4000000000009995", "4000000000003220"] {
+        post(&app, "/api/v1/payments", &key(), purchase(project, 100, "EUR", card, "one_step")).await;
+    }
+    let path = app.database_url.trim_start_matches("sqlite://").to_owned();
+    for file in [path.clone(), format!("{path}-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for card in [APPROVE, "4000000000009995", "4000000000003220"] {
+            assert!(!text.contains(card), "{card} found in {file}");
+        }
+    }
+}
