@@ -39,6 +39,10 @@ enum Command {
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
+        /// Payments in the generated history (written once, in bulk); use millions for
+        /// benchmarks.
+        #[arg(long, default_value_t = demo::DEFAULT_PAYMENTS)]
+        payments: usize,
     },
     /// Manage companies (merchants).
     Company {
@@ -174,11 +178,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{applied} migration(s) applied; the database is up to date.");
             Ok(())
         }
-        Command::Demo { serve } => {
+        Command::Demo { serve, payments } => {
             let config = Config::resolve(&cli.database, &serve)?;
             let db = open_database(&cli.database).await?;
             db.migrate().await.map_err(AppError::from)?;
-            demo::ensure(&db).await?;
+            demo::ensure(&db, payments).await?;
             println!("{}", demo::sign_in_instructions(&config.public_url, &config.sms_outbox));
             println!("Start the server with: dashboard serve");
             Ok(())
@@ -253,7 +257,7 @@ fn print_created<T: Serialize>(json: bool, value: &T, text: &str) -> Result<(), 
 async fn serve_until_signal(config: &Config, with_demo: bool) -> Result<(), CliError> {
     let app = Application::build(config).await?;
     if with_demo {
-        demo::ensure(&app.state().db).await?;
+        demo::ensure(&app.state().db, demo::DEFAULT_PAYMENTS).await?;
         println!("{}", demo::sign_in_instructions(&config.public_url, &config.sms_outbox));
     }
     tracing::info!(address = %config.listen, port = app.port(), "listening; sign in at {}/sign-in", config.public_url);

@@ -3,6 +3,7 @@
 
 use dashboard_core::db::DbPool;
 use dashboard_core::directory::{self, NewUser};
+use dashboard_core::payments::history;
 use dashboard_core::{AppError, BuiltinRole};
 
 pub const COMPANY: &str = "Demo Merchant";
@@ -25,8 +26,13 @@ pub struct Demo {
     pub created: usize,
 }
 
-/// Creates whatever part of the demo company is missing.
-pub async fn ensure(db: &DbPool) -> Result<Demo, AppError> {
+/// Payments the demo history has by default, over this many days.
+pub const DEFAULT_PAYMENTS: usize = 20_000;
+pub const HISTORY_DAYS: i64 = 180;
+
+/// Creates whatever part of the demo company is missing, with a payment history of
+/// `payments` payments when it has none yet.
+pub async fn ensure(db: &DbPool, payments: usize) -> Result<Demo, AppError> {
     let mut created = 0;
     let company = match directory::find_company_by_name(db, COMPANY).await? {
         Some(company) => company,
@@ -59,6 +65,10 @@ pub async fn ensure(db: &DbPool) -> Result<Demo, AppError> {
             .await?;
             created += 1;
         }
+    }
+    if history::payment_count(db, company.id).await? == 0 {
+        let projects: Vec<i64> = directory::company_projects(db, company.id).await?.into_iter().map(|p| p.id).collect();
+        created += history::generate_history(db, company.id, &projects, payments, HISTORY_DAYS, 2026).await?;
     }
     Ok(Demo { company_id: company.id, created })
 }

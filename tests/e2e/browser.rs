@@ -38,7 +38,7 @@ async fn sign_in_as_demo_admin(app: &TestApp, browser: &Browser, screenshot: Opt
 async fn demo_app(theme: &str) -> TestApp {
     let options = TestOptions { plain_http: false, theme: theme.to_owned(), ..TestOptions::default() };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
-    dashboard::demo::ensure(&app.state.db).await.unwrap();
+    dashboard::demo::ensure(&app.state.db, 300).await.unwrap();
     app
 }
 
@@ -94,6 +94,17 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
     }
     let audit = text_of(&browser, "table").await;
     assert!(audit.contains("second_factor.enabled"), "{audit}");
+
+    // Payments: the registry of the demo history, a filter, and a payment's detail.
+    browser.client.goto(&app.url("/payments?currency=EUR&status=completed")).await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "Payments").await, "Payments");
+    let rows = browser.client.find_all(Locator::Css("tbody tr")).await.unwrap();
+    assert!(!rows.is_empty(), "the demo history has completed EUR payments");
+    assert!(text_of(&browser, "tbody").await.contains("completed"));
+    browser.screenshot("payments").await;
+    click(&browser, "tbody tr a").await;
+    browser.wait_for_text("section.card h2", "Refund").await;
+    browser.screenshot("payment-detail").await;
 
     // Sign out; the next sign-in asks for the app's code.
     click(&browser, ".user-menu summary").await;

@@ -3,8 +3,9 @@
 
 use dashboard_core::BuiltinRole;
 use dashboard_core::payments::ledger;
+use dashboard_core::schema::audit_events;
 use dashboard_tests::reqwest::StatusCode;
-use dashboard_tests::{TestApp, form_value, story};
+use dashboard_tests::{TestApp, form_value, query, story};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -303,4 +304,93 @@ async fn card_numbers_never_reach_the_database_file() {
             assert!(!text.contains(card), "{card} found in {file}");
         }
     }
+}
+
+story!(the_registry_filters_searches_and_pages_without_counting);
+async fn the_registry_filters_searches_and_pages_without_counting(app: TestApp) {
+    let project = operator(&app).await;
+    for (i, card) in ["4242424242424242", "5555555555554444", "4000000000009995"].iter().enumerate() {
+        let mut body = purchase(project, 1_000 * (i as i64 + 1), if i == 1 { "USD" } else { "EUR" }, card, "one_step");
+        body["customer"]["email"] = json!(format!("buyer{i}@example.com"));
+        body["merchant_order_id"] = json!(format!("order-{i}"));
+        post(&app, "/api/v1/payments", &key(), body).await;
+    }
+    let list = |query: &'static str| {
+        let app = &app;
+        async move {
+            let page: Value = app.get(&format!("/api/v1/payments?{query}")).await.json().await.unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["amount"]["amount"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("").await, [3_000, 2_000, 1_000], "newest first");
+    assert_eq!(list("currency=USD").await, [2_000]);
+    assert_eq!(list("status=declined").await, [3_000]);
+    assert_eq!(list("q=4444").await, [2_000], "card last 4");
+    assert_eq!(list("q=555555").await, [2_000], "card first 6");
+    assert_eq!(list("q=BUYER0@example.com").await, [1_000], "e-mail, any case");
+    assert_eq!(list("q=order-2").await, [3_000], "merchant order id");
+    assert_eq!(list("amount_min=15&amount_max=25&currency=USD").await, [2_000]);
+    assert_eq!(list("sort=amount_asc").await, [1_000, 2_000, 3_000]);
+
+    // Keyset pages of one.
+    let first: Value = app.get("/api/v1/payments?limit=1&sort=amount_desc").await.json().await.unwrap();
+    let next = first["next"].as_str().unwrap();
+    let second: Value =
+        app.get(&format!("/api/v1/payments?limit=1&sort=amount_desc&after={next}")).await.json().await.unwrap();
+    assert_eq!(second["items"][0]["amount"]["amount"], 2_000);
+    let third: Value = app
+        .get(&format!("/api/v1/payments?limit=1&sort=amount_desc&after={}", second["next"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(third["items"][0]["amount"]["amount"], 1_000);
+    assert!(third["next"].is_null(), "no page after the last");
+
+    let (status, html) = app.get_text("/payments?q=4444").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("20.00 USD") && !html.contains("10.00 EUR"), "the page shows the same filter");
+    assert_eq!(app.get("/api/v1/payments?from=yesterday").await.status(), StatusCode::BAD_REQUEST);
+}
+
+story!(a_refund_in_the_dashboard_asks_for_confirmation_first);
+async fn a_refund_in_the_dashboard_asks_for_confirmation_first(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, sale) = post(&app, "/api/v1/payments", &key(), purchase(project, 5_000, "EUR", APPROVE, "one_step")).await;
+    let id = sale["id"].as_str().unwrap();
+    let html = app.get_text(&format!("/payments/{id}")).await.1;
+    let csrf = form_value(&html, "csrf_token").unwrap();
+    let path = format!("/payments/{id}/refund");
+    let confirm = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "12.50")]).await.text().await.unwrap();
+    assert!(confirm.contains("Refund 12.50 EUR?"), "{confirm}");
+    let unchanged: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(unchanged["refunded"], 0, "nothing happens before the confirmation");
+    let response = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "12.50"), ("confirmed", "yes")]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let refunded: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(refunded["refunded"], 1_250);
+    let too_much = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "100"), ("confirmed", "yes")]).await;
+    assert_eq!(too_much.status(), StatusCode::BAD_REQUEST);
+    assert!(too_much.text().await.unwrap().contains("At most 37.50 EUR can be refunded."));
+    let bad = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "1.234"), ("confirmed", "yes")]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "more decimals than EUR has");
+    let refunds: i64 = query!(app, conn => {
+        audit_events::table.filter(audit_events::action.eq("payment.refund")).count().get_result(conn).await
+    });
+    assert_eq!(refunds, 1, "the refund is in the audit log");
+}
+
+story!(the_demo_history_keeps_every_invariant);
+async fn the_demo_history_keeps_every_invariant(app: TestApp) {
+    let demo = dashboard::demo::ensure(&app.state.db, 1_200).await.unwrap();
+    let again = dashboard::demo::ensure(&app.state.db, 1_200).await.unwrap();
+    assert_eq!(again.created, 0, "the demo is written once");
+    let count = dashboard_core::payments::history::payment_count(&app.state.db, demo.company_id).await.unwrap();
+    assert_eq!(count, 1_200);
+    verified(&app).await;
 }

@@ -3,7 +3,9 @@
 
 pub mod card;
 pub mod connector;
+pub mod history;
 pub mod idempotency;
 pub mod ledger;
 pub mod model;
+pub mod search;
 pub mod service;

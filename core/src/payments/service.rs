@@ -918,3 +918,22 @@ pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> R
         operations,
     })
 }
+
+/// The ledger postings of a payment the principal may see: (operation, account, signed
+/// amount, time), oldest first.
+pub async fn postings(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+) -> Result<Vec<(i64, String, i64, String)>, AppError> {
+    let id = load(state, principal, public_id).await?.id;
+    let rows: Vec<(i64, String, i64, NaiveDateTime)> = crate::db_run!(state.db, conn => {
+        ledger_postings::table
+            .filter(ledger_postings::payment_id.eq(id))
+            .order(ledger_postings::id.asc())
+            .select((ledger_postings::operation_id, ledger_postings::account, ledger_postings::amount, ledger_postings::created_at))
+            .load(conn)
+            .await
+    })?;
+    Ok(rows.into_iter().map(|(operation, account, amount, at)| (operation, account, amount, rfc3339(&at))).collect())
+}

@@ -5,10 +5,11 @@ use dashboard_core::payments::card::Card;
 use dashboard_core::payments::idempotency::{self, Replay};
 use dashboard_core::payments::ledger::{self, Balance};
 use dashboard_core::payments::model::Flow;
+use dashboard_core::payments::search::{self, PaymentFilter, PaymentSummary};
 use dashboard_core::payments::service::{self, Customer, Money, NewPayout, NewPurchase, PaymentView};
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use poem::web::Data;
-use poem_openapi::param::{Header, Path};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
@@ -61,6 +62,13 @@ pub struct PayoutRequest {
 pub struct AmountRequest {
     /// Minor units of the payment's currency.
     pub amount: Option<i64>,
+}
+
+/// A page of payments; pass `next` as `after` for the following page.
+#[derive(Object)]
+pub struct PaymentPage {
+    pub items: Vec<PaymentSummary>,
+    pub next: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -129,6 +137,58 @@ impl PaymentsApi {
         })
         .await?;
         Ok(Created::Created(Json(view)))
+    }
+
+    /// List payments
+    ///
+    /// The registry's filters, newest first by default; pass `next` as `after` for the
+    /// following page. Never counts the whole set.
+    #[oai(path = "/payments", method = "get", operation_id = "payments_list")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        /// First day, `YYYY-MM-DD` (UTC).
+        from: Query<Option<String>>,
+        /// Last day, inclusive.
+        to: Query<Option<String>>,
+        project_id: Query<Option<i64>>,
+        status: Query<Option<String>>,
+        kind: Query<Option<String>>,
+        method: Query<Option<String>>,
+        currency: Query<Option<String>>,
+        /// Decimal amount in `currency` (two decimals without one).
+        amount_min: Query<Option<String>>,
+        amount_max: Query<Option<String>>,
+        country: Query<Option<String>>,
+        /// Payment id, merchant order id, customer e-mail, card first 6 or last 4 digits.
+        q: Query<Option<String>>,
+        /// `date_desc`, `date_asc`, `amount_desc` or `amount_asc`.
+        sort: Query<Option<String>>,
+        after: Query<Option<String>>,
+        /// 1 to 500, default 50.
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<PaymentPage>> {
+        let filter = PaymentFilter {
+            from: from.0,
+            to: to.0,
+            project_id: project_id.0.map(|id| id.to_string()),
+            status: status.0,
+            kind: kind.0,
+            method: method.0,
+            currency: currency.0,
+            amount_min: amount_min.0,
+            amount_max: amount_max.0,
+            country: country.0,
+            q: q.0,
+            sort: sort.0,
+            after: after.0,
+            size: None,
+        };
+        let limit = limit.0.unwrap_or(50).clamp(1, 500);
+        let (items, next) = search::search(&state, principal, &filter, limit).await?;
+        Ok(Json(PaymentPage { items, next }))
     }
 
     /// A payment with its operations

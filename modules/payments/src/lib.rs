@@ -5,7 +5,7 @@
 mod api;
 mod pages;
 
-use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Template};
+use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
 use dashboard_core::{operation, page, register_section};
 
 const VIEW: &str = "payments.view";
@@ -17,7 +17,7 @@ const PAYOUT: &str = "payments.payout";
 register_section!(Section {
     id: "payments",
     title: "Payments",
-    nav: None,
+    nav: Some(Nav { label: "Payments", path: "/payments", order: 100, icon: Some("card") }),
     permissions: &[
         Permission {
             code: VIEW,
@@ -59,11 +59,17 @@ register_section!(Section {
         },
     ],
     pages: &[
+        page!(GET "/payments" => pages::registry, Access::Permission(VIEW)),
+        page!(GET "/payments/:id" => pages::detail, Access::Permission(VIEW)),
+        page!(POST "/payments/:id/refund" => pages::refund, Access::Permission(REFUND)),
+        page!(POST "/payments/:id/capture" => pages::capture, Access::Permission(CAPTURE)),
+        page!(POST "/payments/:id/release" => pages::release, Access::Permission(CAPTURE)),
         page!(GET "/sandbox/3ds/:id" => pages::challenge, Access::Public),
         page!(POST "/sandbox/3ds/:id" => pages::challenge_submit, Access::Public),
     ],
     api: Some(Api::of::<api::PaymentsApi>(&[
         operation!(POST "/payments", Access::Permission(CREATE)),
+        operation!(GET "/payments", Access::Permission(VIEW)),
         operation!(GET "/payments/{id}", Access::Permission(VIEW)),
         operation!(POST "/payments/{id}/captures", Access::Permission(CAPTURE)),
         operation!(POST "/payments/{id}/cancellations", Access::Permission(CAPTURE)),
@@ -71,5 +77,10 @@ register_section!(Section {
         operation!(POST "/payouts", Access::Permission(PAYOUT)),
         operation!(GET "/balances", Access::Permission(VIEW)),
     ])),
-    templates: &[Template { name: "payments/challenge", source: include_str!("../templates/challenge.hbs") }],
+    templates: &[
+        Template { name: "payments/challenge", source: include_str!("../templates/challenge.hbs") },
+        Template { name: "payments/list", source: include_str!("../templates/list.hbs") },
+        Template { name: "payments/detail", source: include_str!("../templates/detail.hbs") },
+        Template { name: "payments/confirm", source: include_str!("../templates/confirm.hbs") },
+    ],
 });

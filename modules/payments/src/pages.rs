@@ -1,12 +1,304 @@
-//! The sandbox's simulated 3-D Secure challenge, where the "customer" passes or fails.
+//! The Payments section's pages (registry, detail, actions with a confirmation step) and
+//! the sandbox's simulated 3-D Secure challenge.
 
-use dashboard_core::payments::service;
-use dashboard_core::web::check_csrf;
+use dashboard_core::auth::urlencode;
+use dashboard_core::directory;
+use dashboard_core::money::{format_minor, parse_amount};
+use dashboard_core::payments::model::{Kind, Method, Status};
+use dashboard_core::payments::search::{self, PaymentFilter};
+use dashboard_core::payments::service::{self, PaymentView};
+use dashboard_core::web::{check_csrf, see_other};
 use dashboard_core::{AppError, PageContext};
-use poem::handler;
-use poem::web::{CsrfVerifier, Form, Html, Path};
+use poem::web::{CsrfVerifier, Form, Html, Path, Query};
+use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::{CAPTURE, REFUND};
+
+/// The filter as a query string, without the cursor.
+fn filter_query(filter: &PaymentFilter) -> String {
+    let pairs = [
+        ("from", &filter.from),
+        ("to", &filter.to),
+        ("project_id", &filter.project_id),
+        ("status", &filter.status),
+        ("kind", &filter.kind),
+        ("method", &filter.method),
+        ("currency", &filter.currency),
+        ("amount_min", &filter.amount_min),
+        ("amount_max", &filter.amount_max),
+        ("country", &filter.country),
+        ("q", &filter.q),
+        ("sort", &filter.sort),
+        ("size", &filter.size),
+    ];
+    pairs
+        .iter()
+        .filter_map(|(key, value)| {
+            value.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{key}={}", urlencode(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn options(values: &[&str], selected: &Option<String>) -> Vec<Value> {
+    values
+        .iter()
+        .map(|v| json!({ "value": v, "label": v.replace('_', " "), "selected": selected.as_deref() == Some(*v) }))
+        .collect()
+}
+
+#[handler]
+pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) -> Result<Response, AppError> {
+    let principal = page.principal()?;
+    let projects = directory::visible_projects(&page.state.db, principal).await?;
+    let (rows, next, error) = match search::search(&page.state, principal, &filter, filter.page_size()).await {
+        Ok((rows, next)) => (rows, next, None),
+        Err(AppError::BadRequest(message)) => (Vec::new(), None, Some(message)),
+        Err(error) => return Err(error),
+    };
+    let project_names: std::collections::HashMap<i64, &str> =
+        projects.iter().map(|p| (p.id, p.name.as_str())).collect();
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "row": row,
+                "amount": format_minor(row.amount.amount, &row.amount.currency),
+                "project": project_names.get(&row.project_id).copied().unwrap_or(""),
+                "status_class": status_class(&row.status),
+            })
+        })
+        .collect();
+    let query = filter_query(&filter);
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let methods: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+    let sizes: Vec<Value> =
+        [25, 50, 100, 200].iter().map(|n| json!({ "value": n, "selected": filter.page_size() == *n })).collect();
+    let project_options: Vec<Value> = projects
+        .iter()
+        .map(|p| json!({ "id": p.id, "name": p.name, "selected": filter.project_id.as_deref() == Some(p.id.to_string().as_str()) }))
+        .collect();
+    let data = json!({
+        "filter": filter,
+        "rows": rows,
+        "error": error,
+        "projects": project_options,
+        "statuses": options(&statuses, &filter.status),
+        "kinds": options(&kinds, &filter.kind),
+        "methods": options(&methods, &filter.method),
+        "currencies": options(&["EUR", "USD", "GBP", "JPY"], &filter.currency),
+        "sorts": [
+            { "value": "date_desc", "label": "Newest first", "selected": filter.sort.as_deref().unwrap_or("date_desc") == "date_desc" },
+            { "value": "date_asc", "label": "Oldest first", "selected": filter.sort.as_deref() == Some("date_asc") },
+            { "value": "amount_desc", "label": "Largest amount", "selected": filter.sort.as_deref() == Some("amount_desc") },
+            { "value": "amount_asc", "label": "Smallest amount", "selected": filter.sort.as_deref() == Some("amount_asc") },
+        ],
+        "sizes": sizes,
+        "next_url": next.map(|after| format!("/payments?{}{}after={}", query, if query.is_empty() { "" } else { "&" }, urlencode(&after))),
+        "first_url": filter.after.as_ref().filter(|a| !a.is_empty()).map(|_| format!("/payments?{query}")),
+    });
+    let status = if data["error"].is_null() { poem::http::StatusCode::OK } else { poem::http::StatusCode::BAD_REQUEST };
+    Ok((status, page.render("Payments", "payments/list", &data)?).into_response())
+}
+
+fn status_class(status: &str) -> &'static str {
+    match status {
+        "completed" | "paid_out" | "authorized" => "badge-success",
+        "declined" | "failed" | "charged_back" => "badge-danger",
+        "refunded" | "partially_refunded" | "cancelled" => "badge",
+        _ => "badge-warning",
+    }
+}
+
+async fn render_detail(
+    page: &PageContext,
+    payment: &PaymentView,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Result<Response, AppError> {
+    let principal = page.principal()?;
+    let currency = &payment.amount.currency;
+    let operations: Vec<Value> = payment
+        .operations
+        .iter()
+        .map(|op| json!({ "op": op, "amount": format_minor(op.amount.amount, &op.amount.currency) }))
+        .collect();
+    let postings = service::postings(&page.state, principal, &payment.id).await?;
+    let postings: Vec<Value> = postings
+        .iter()
+        .map(|(operation, account, amount, at)| {
+            json!({
+                "operation": operation, "account": account, "amount": format_minor(*amount, currency),
+                "debit": *amount > 0, "at": at,
+            })
+        })
+        .collect();
+    let data = json!({
+        "p": payment,
+        "csrf_token": page.csrf_token,
+        "amount": format_minor(payment.amount.amount, currency),
+        "captured": format_minor(payment.captured, currency),
+        "refunded": format_minor(payment.refunded, currency),
+        "refundable": format_minor(payment.refundable, currency),
+        "authorized": format_minor(payment.authorized, currency),
+        "status_class": status_class(payment.status.as_str()),
+        "operations": operations,
+        "postings": postings,
+        "can_refund": principal.has_permission(REFUND) && payment.refundable > 0,
+        "can_capture": principal.has_permission(CAPTURE) && payment.status == Status::Authorized,
+        "notice": notice,
+        "error": error,
+    });
+    let status = if error.is_some() { poem::http::StatusCode::BAD_REQUEST } else { poem::http::StatusCode::OK };
+    Ok((status, page.render(&format!("Payment {}", payment.id), "payments/detail", &data)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Notice {
+    notice: Option<String>,
+}
+
+#[handler]
+pub async fn detail(
+    page: PageContext,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Result<Response, AppError> {
+    let payment = service::view(&page.state, page.principal()?, &id).await?;
+    let notice = match notice.notice.as_deref() {
+        Some("refunded") => Some("The refund was made."),
+        Some("captured") => Some("The payment was captured."),
+        Some("released") => Some("The held funds were released."),
+        _ => None,
+    };
+    render_detail(&page, &payment, notice, None).await
+}
+
+/// An action's form: the amount (empty for all), and `confirmed` once the user saw the
+/// confirmation step.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    csrf_token: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    confirmed: String,
+}
+
+/// Which action a form asks for.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Refund,
+    Capture,
+    Release,
+}
+
+impl Action {
+    fn path(self) -> &'static str {
+        match self {
+            Action::Refund => "refund",
+            Action::Capture => "capture",
+            Action::Release => "release",
+        }
+    }
+}
+
+/// First submit: the confirmation page; second submit: the action, through the same
+/// service function as the API.
+async fn act(page: PageContext, id: String, form: ActionForm, action: Action) -> Result<Response, AppError> {
+    let principal = page.principal()?;
+    let payment = service::view(&page.state, principal, &id).await?;
+    let currency = payment.amount.currency.clone();
+    let amount = match form.amount.trim() {
+        "" => None,
+        text => match parse_amount(text, &currency) {
+            Some(amount) => Some(amount),
+            None => {
+                let message = format!("{text:?} is not an amount in {currency}.");
+                return render_detail(&page, &payment, None, Some(&message)).await;
+            }
+        },
+    };
+    if form.confirmed != "yes" {
+        let shown = match (action, amount) {
+            (Action::Release, _) => format_minor(payment.authorized, &currency),
+            (Action::Refund, None) => format_minor(payment.refundable, &currency),
+            (Action::Capture, None) => format_minor(payment.authorized, &currency),
+            (_, Some(amount)) => format_minor(amount, &currency),
+        };
+        let verb = match action {
+            Action::Refund => "Refund",
+            Action::Capture => "Capture",
+            Action::Release => "Release",
+        };
+        let data = json!({
+            "p": payment, "csrf_token": page.csrf_token, "verb": verb, "shown": shown,
+            "action": action.path(), "amount": form.amount.trim(),
+        });
+        return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());
+    }
+    let result = match action {
+        Action::Refund => service::refund(&page.state, principal, &id, amount).await,
+        Action::Capture => service::capture(&page.state, principal, &id, amount).await,
+        Action::Release => service::cancel(&page.state, principal, &id).await,
+    };
+    match result {
+        Ok(done) => {
+            let notice = match action {
+                Action::Refund => "refunded",
+                Action::Capture => "captured",
+                Action::Release => "released",
+            };
+            let failed = done.operations.last().is_some_and(|op| op.status.as_str() != "success");
+            if failed {
+                let reason = done.operations.last().and_then(|op| op.decline_reason.clone()).unwrap_or_default();
+                return render_detail(&page, &done, None, Some(&format!("The acquirer declined it. {reason}"))).await;
+            }
+            Ok(see_other(&format!("/payments/{id}?notice={notice}")))
+        }
+        Err(error @ (AppError::BadRequest(_) | AppError::Conflict(_))) => {
+            let payment = service::view(&page.state, principal, &id).await?;
+            render_detail(&page, &payment, None, Some(&error.to_string())).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[handler]
+pub async fn refund(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    act(page, id, form, Action::Refund).await
+}
+
+#[handler]
+pub async fn capture(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    act(page, id, form, Action::Capture).await
+}
+
+#[handler]
+pub async fn release(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    act(page, id, form, Action::Release).await
+}
 
 #[derive(Debug, Deserialize)]
 pub struct ChallengeForm {
