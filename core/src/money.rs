@@ -42,16 +42,19 @@ pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
 
 /// `12345, "EUR"` → `123.45 EUR`; `5000, "JPY"` → `5000 JPY`.
 pub fn format_minor(amount_minor: i64, currency: &str) -> String {
-    let currency = currency.to_ascii_uppercase();
-    let digits = exponent(&currency);
+    format!("{} {}", format_decimal(amount_minor, currency), currency.to_ascii_uppercase())
+}
+
+/// `12345, "EUR"` → `123.45`: the amount alone, with the currency's decimals.
+pub fn format_decimal(amount_minor: i64, currency: &str) -> String {
+    let digits = exponent(currency);
     if digits == 0 {
-        return format!("{amount_minor} {currency}");
+        return amount_minor.to_string();
     }
-    let scale = 10_i64.pow(digits);
+    let scale = 10_u64.pow(digits);
     let sign = if amount_minor < 0 { "-" } else { "" };
     let magnitude = amount_minor.unsigned_abs();
-    let (whole, fraction) = (magnitude / scale.unsigned_abs(), magnitude % scale.unsigned_abs());
-    format!("{sign}{whole}.{fraction:0width$} {currency}", width = digits as usize)
+    format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale, width = digits as usize)
 }
 
 #[cfg(test)]

@@ -394,3 +394,29 @@ async fn the_demo_history_keeps_every_invariant(app: TestApp) {
     assert_eq!(count, 1_200);
     verified(&app).await;
 }
+
+story!(exports_hold_everything_the_filter_matches);
+async fn exports_hold_everything_the_filter_matches(app: TestApp) {
+    let project = operator(&app).await;
+    for amount in [1_000, 2_000, 3_050] {
+        post(&app, "/api/v1/payments", &key(), purchase(project, amount, "EUR", APPROVE, "one_step")).await;
+    }
+    post(&app, "/api/v1/payments", &key(), purchase(project, 500, "JPY", APPROVE, "one_step")).await;
+    let response = app.get("/payments/export.csv?currency=EUR").await;
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = response.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,created_at,project_id,type,method,status,amount,currency"));
+    assert_eq!(lines.len(), 4, "three EUR payments: {csv}");
+    assert!(lines[1].contains(",30.50,EUR,"), "decimal amounts: {}", lines[1]);
+    let api = app.get("/api/v1/payments/export?currency=EUR").await.text().await.unwrap();
+    assert_eq!(api, csv, "the API exports the same file");
+
+    let response = app.get("/payments/export.xlsx").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("payments.xlsx"));
+    let bytes = response.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"PK"), "an XLSX file is a zip archive");
+    assert!(bytes.len() > 1_000);
+    assert_eq!(app.get("/api/v1/payments/export?format=pdf").await.status(), StatusCode::BAD_REQUEST);
+}

@@ -10,7 +10,7 @@ use dashboard_core::payments::service::{self, Customer, Money, NewPayout, NewPur
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 
@@ -69,6 +69,14 @@ pub struct AmountRequest {
 pub struct PaymentPage {
     pub items: Vec<PaymentSummary>,
     pub next: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum ExportFile {
+    #[oai(status = 200, content_type = "text/csv")]
+    Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+    #[oai(status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
+    Xlsx(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
 }
 
 #[derive(ApiResponse)]
@@ -189,6 +197,50 @@ impl PaymentsApi {
         let limit = limit.0.unwrap_or(50).clamp(1, 500);
         let (items, next) = search::search(&state, principal, &filter, limit).await?;
         Ok(Json(PaymentPage { items, next }))
+    }
+
+    /// Export payments
+    ///
+    /// Every payment matching the filters (the same as the list's), as CSV streamed
+    /// row by row, or as XLSX. No row limit (XLSX holds up to 1,048,575 rows).
+    #[oai(path = "/payments/export", method = "get", operation_id = "payments_export")]
+    #[allow(clippy::too_many_arguments)]
+    async fn export(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        /// `csv` (default) or `xlsx`.
+        format: Query<Option<String>>,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        project_id: Query<Option<i64>>,
+        status: Query<Option<String>>,
+        currency: Query<Option<String>>,
+        q: Query<Option<String>>,
+    ) -> ApiResult<ExportFile> {
+        let xlsx = match format.0.as_deref() {
+            None | Some("csv") => false,
+            Some("xlsx") => true,
+            Some(other) => return Err(AppError::BadRequest(format!("Unknown export format {other:?}.")).into()),
+        };
+        let filter = PaymentFilter {
+            from: from.0,
+            to: to.0,
+            project_id: project_id.0.map(|id| id.to_string()),
+            status: status.0,
+            currency: currency.0,
+            q: q.0,
+            ..PaymentFilter::default()
+        };
+        let response = crate::export(state.0.clone(), principal.clone(), filter, xlsx).await?;
+        let disposition = response
+            .headers()
+            .get(poem::http::header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.into_body();
+        Ok(if xlsx { ExportFile::Xlsx(Binary(body), disposition) } else { ExportFile::Csv(Binary(body), disposition) })
     }
 
     /// A payment with its operations

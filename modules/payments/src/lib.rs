@@ -60,6 +60,8 @@ register_section!(Section {
     ],
     pages: &[
         page!(GET "/payments" => pages::registry, Access::Permission(VIEW)),
+        page!(GET "/payments/export.csv" => pages::export_csv, Access::Permission(VIEW)),
+        page!(GET "/payments/export.xlsx" => pages::export_xlsx, Access::Permission(VIEW)),
         page!(GET "/payments/:id" => pages::detail, Access::Permission(VIEW)),
         page!(POST "/payments/:id/refund" => pages::refund, Access::Permission(REFUND)),
         page!(POST "/payments/:id/capture" => pages::capture, Access::Permission(CAPTURE)),
@@ -70,6 +72,7 @@ register_section!(Section {
     api: Some(Api::of::<api::PaymentsApi>(&[
         operation!(POST "/payments", Access::Permission(CREATE)),
         operation!(GET "/payments", Access::Permission(VIEW)),
+        operation!(GET "/payments/export", Access::Permission(VIEW)),
         operation!(GET "/payments/{id}", Access::Permission(VIEW)),
         operation!(POST "/payments/{id}/captures", Access::Permission(CAPTURE)),
         operation!(POST "/payments/{id}/cancellations", Access::Permission(CAPTURE)),
@@ -84,3 +87,77 @@ register_section!(Section {
         Template { name: "payments/confirm", source: include_str!("../templates/confirm.hbs") },
     ],
 });
+
+/// The columns of payment exports.
+const EXPORT_COLUMNS: &[&str] = &[
+    "id",
+    "created_at",
+    "project_id",
+    "type",
+    "method",
+    "status",
+    "amount",
+    "currency",
+    "merchant_order_id",
+    "customer_email",
+    "customer_country",
+    "card_brand",
+    "card_last4",
+    "decline_reason",
+];
+/// The export columns that are numbers (for XLSX).
+const EXPORT_NUMBERS: &[usize] = &[2, 6];
+/// Rows fetched per page while exporting.
+const EXPORT_PAGE: i64 = 5_000;
+
+fn export_row(p: &dashboard_core::payments::search::PaymentSummary) -> Vec<String> {
+    use dashboard_core::export::safe_cell;
+    let text = |v: &Option<String>| safe_cell(v.as_deref().unwrap_or_default());
+    vec![
+        p.id.clone(),
+        p.created_at.clone(),
+        p.project_id.to_string(),
+        p.kind.clone(),
+        p.method.clone(),
+        p.status.clone(),
+        dashboard_core::money::format_decimal(p.amount.amount, &p.amount.currency),
+        p.amount.currency.clone(),
+        text(&p.merchant_order_id),
+        text(&p.customer_email),
+        text(&p.customer_country),
+        text(&p.card_brand),
+        text(&p.card_last4),
+        text(&p.decline_reason),
+    ]
+}
+
+/// One export page: every payment matching `filter`, newest first, from `cursor`.
+async fn export_page(
+    state: dashboard_core::AppState,
+    principal: dashboard_core::Principal,
+    mut filter: dashboard_core::payments::search::PaymentFilter,
+    cursor: Option<String>,
+) -> Result<dashboard_core::export::Page<String>, dashboard_core::AppError> {
+    filter.after = cursor;
+    let (rows, next) = dashboard_core::payments::search::search(&state, &principal, &filter, EXPORT_PAGE).await?;
+    Ok((rows.iter().map(export_row).collect(), next))
+}
+
+/// The file of every payment matching `filter`, as CSV (streamed) or XLSX.
+async fn export(
+    state: dashboard_core::AppState,
+    principal: dashboard_core::Principal,
+    mut filter: dashboard_core::payments::search::PaymentFilter,
+    xlsx: bool,
+) -> Result<poem::Response, dashboard_core::AppError> {
+    filter.after = None;
+    // A bad filter is refused before the download starts.
+    dashboard_core::payments::search::search(&state, &principal, &filter, 1).await?;
+    if xlsx {
+        let fetch = |cursor| export_page(state.clone(), principal.clone(), filter.clone(), cursor);
+        dashboard_core::export::xlsx_download("payments.xlsx", EXPORT_COLUMNS, EXPORT_NUMBERS, fetch).await
+    } else {
+        let fetch = move |cursor| export_page(state.clone(), principal.clone(), filter.clone(), cursor);
+        Ok(dashboard_core::export::csv_download("payments.csv", EXPORT_COLUMNS, fetch))
+    }
+}

@@ -99,9 +99,23 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         "sizes": sizes,
         "next_url": next.map(|after| format!("/payments?{}{}after={}", query, if query.is_empty() { "" } else { "&" }, urlencode(&after))),
         "first_url": filter.after.as_ref().filter(|a| !a.is_empty()).map(|_| format!("/payments?{query}")),
+        "export_csv": format!("/payments/export.csv?{query}"),
+        "export_xlsx": format!("/payments/export.xlsx?{query}"),
     });
     let status = if data["error"].is_null() { poem::http::StatusCode::OK } else { poem::http::StatusCode::BAD_REQUEST };
     Ok((status, page.render("Payments", "payments/list", &data)?).into_response())
+}
+
+#[handler]
+pub async fn export_csv(page: PageContext, Query(filter): Query<PaymentFilter>) -> Result<Response, AppError> {
+    let principal = page.principal()?.clone();
+    crate::export(page.state, principal, filter, false).await
+}
+
+#[handler]
+pub async fn export_xlsx(page: PageContext, Query(filter): Query<PaymentFilter>) -> Result<Response, AppError> {
+    let principal = page.principal()?.clone();
+    crate::export(page.state, principal, filter, true).await
 }
 
 fn status_class(status: &str) -> &'static str {
