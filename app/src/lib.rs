@@ -8,6 +8,7 @@ use dashboard_example as _;
 use dashboard_overview as _;
 use dashboard_payments as _;
 use dashboard_profile as _;
+use dashboard_projects as _;
 use dashboard_session as _;
 use dashboard_team as _;
 

@@ -41,6 +41,8 @@ pub enum StartError {
     Secrets(#[from] CryptoError),
     #[error("SMS provider: {0}")]
     Sms(#[from] SmsError),
+    #[error("the sections' API types clash: {0}")]
+    Api(String),
     #[error("cannot listen on {address}: {reason}")]
     Listen { address: String, reason: String },
 }
@@ -57,6 +59,7 @@ impl Application {
     /// the listen address (port 0 picks a free port, as tests do).
     pub async fn build(config: &Config) -> Result<Application, StartError> {
         let registry = Registry::global()?;
+        check_api_document()?;
         let db = DbPool::connect(&config.database_url, config.pool_size).await?;
         db.migrate().await?;
         let theme = Theme::load(&config.theme, config.theme_dir.as_deref(), registry)?;
@@ -100,13 +103,29 @@ impl Application {
     /// Serves until `shutdown` completes, then lets requests in flight finish (10 s at most).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let cleanup = session::spawn_cleanup(self.state.clone());
+        let callbacks =
+            dashboard_core::payments::callbacks::spawn_worker(self.state.clone(), Duration::from_millis(500));
         let app = routes(self.state);
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await;
         cleanup.abort();
+        callbacks.abort();
         served
     }
+}
+
+/// Builds the OpenAPI document once at start-up: poem-openapi panics when two sections
+/// use different types of the same name, and that must stop the start, not a request.
+fn check_api_document() -> Result<(), StartError> {
+    std::panic::catch_unwind(|| OpenApiService::new(SectionApis, "check", "0").spec()).map(|_| ()).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "unknown clash".to_owned());
+        StartError::Api(message)
+    })
 }
 
 /// Every route of the application with its middleware.

@@ -235,11 +235,12 @@ pub fn parse_url(url: &str) -> Result<(Backend, String), DbError> {
 
 async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(&path).await?;
-    // WAL lets readers work while one writer writes; the busy timeout makes concurrent
-    // writers wait instead of failing; foreign keys are off by default in SQLite.
+    // The busy timeout first, so that the following pragmas wait for another process's
+    // lock too; WAL lets readers work while one writer writes; foreign keys are off by
+    // default in SQLite.
     conn.batch_execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000;",
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA foreign_keys = ON;",
     )
     .await
     .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;

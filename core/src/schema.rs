@@ -235,6 +235,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    project_secrets (project_id) {
+        project_id -> BigInt,
+        secret_encrypted -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    callback_endpoints (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        event -> Text,
+        url -> Text,
+        enabled -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    callback_deliveries (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        payment_id -> BigInt,
+        event -> Text,
+        url -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(operations -> payments (payment_id));
 diesel::joinable!(ledger_postings -> operations (operation_id));
 diesel::joinable!(projects -> companies (company_id));
@@ -267,4 +304,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     operations,
     ledger_postings,
     idempotency_keys,
+    project_secrets,
+    callback_endpoints,
+    callback_deliveries,
 );

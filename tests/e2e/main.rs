@@ -4,6 +4,7 @@
 
 mod access;
 mod browser;
+mod callbacks;
 mod example;
 mod payments;
 mod profile;

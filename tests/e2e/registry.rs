@@ -9,7 +9,10 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_section_is_registered() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    assert_eq!(app.state.registry.section_ids(), ["example", "overview", "payments", "profile", "session", "team"]);
+    assert_eq!(
+        app.state.registry.section_ids(),
+        ["example", "overview", "payments", "profile", "projects", "session", "team"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,13 +184,24 @@ impl TestApp {
         TestApp::spawn_with(backend, TestOptions::default()).await
     }
 
+    /// Stops this application and starts a new one on the same database and folder (the
+    /// other handles of this application must be gone).
+    pub async fn restart(self) -> TestApp {
+        let (backend, database_url, dir) = (self.backend, self.database_url.clone(), self.dir.clone());
+        drop(self);
+        TestApp::start(backend, database_url, dir, TestOptions::default()).await
+    }
+
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Option<TestApp> {
         // Logs only when asked for: `DASHBOARD_LOG=info cargo test …`.
         if std::env::var_os("DASHBOARD_LOG").is_some() {
             dashboard::telemetry::init(LogFormat::Text);
         }
         let database_url = fresh_database(backend).await?;
-        let dir = fresh_dir();
+        Some(TestApp::start(backend, database_url, fresh_dir(), options).await)
+    }
+
+    async fn start(backend: Backend, database_url: String, dir: PathBuf, options: TestOptions) -> TestApp {
         let config = test_config(database_url.clone(), &dir, &options);
         let app = Application::build(&config).await.unwrap_or_else(|e| panic!("the application did not start: {e}"));
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -200,7 +211,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let shutdown = std::sync::Arc::new(Shutdown(Some(shutdown)));
-        Some(TestApp { address, client: new_client(), state, backend, dir, database_url, _shutdown: shutdown })
+        TestApp { address, client: new_client(), state, backend, dir, database_url, _shutdown: shutdown }
     }
 
     pub fn url(&self, path: &str) -> String {

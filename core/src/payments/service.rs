@@ -444,6 +444,7 @@ async fn finish(
                 .execute(conn)
                 .await?;
         }
+        crate::enqueue_callbacks!(conn, payment_id, now);
         Ok::<_, AppError>(())
     })
 }
@@ -695,6 +696,9 @@ async fn settle(
                 .execute(conn)
                 .await?;
         }
+        if success {
+            crate::enqueue_callbacks!(conn, payment_id, now);
+        }
         Ok::<_, DieselError>(())
     })?;
     let event = AuditEvent::by_user(
@@ -792,6 +796,11 @@ async fn load_any(state: &AppState, public_id: &str) -> Result<Stored, AppError>
         payments::table.filter(payments::public_id.eq(&public_id)).select(STORED_COLUMNS).first(conn).await.optional()
     })?;
     stored_of(state, row.ok_or(AppError::NotFound)?).await
+}
+
+/// The internal id of a payment the principal may see; else 404.
+pub async fn payment_id(state: &AppState, principal: &Principal, public_id: &str) -> Result<i64, AppError> {
+    Ok(load(state, principal, public_id).await?.id)
 }
 
 /// A payment with its operations, as the principal may see it.

@@ -22,7 +22,7 @@ register_section!(Section {
 
 /// A project as the overview lists it.
 #[derive(Debug, Serialize, Object)]
-pub struct ProjectItem {
+pub struct OverviewProject {
     pub id: i64,
     pub name: String,
     /// When the platform operator created it (RFC 3339, UTC).
@@ -44,7 +44,7 @@ pub struct SectionItem {
 pub struct Overview {
     pub company: String,
     pub user: String,
-    pub projects: Vec<ProjectItem>,
+    pub projects: Vec<OverviewProject>,
     pub sections: Vec<SectionItem>,
 }
 
@@ -53,7 +53,7 @@ pub async fn overview(state: &AppState, principal: &Principal) -> Result<Overvie
     let projects = directory::visible_projects(&state.db, principal)
         .await?
         .into_iter()
-        .map(|project| ProjectItem {
+        .map(|project| OverviewProject {
             id: project.id,
             name: project.name,
             created_at: dashboard_core::time::rfc3339(&project.created_at),

@@ -1,6 +1,7 @@
 //! The gateway API. Every call that moves money takes an `Idempotency-Key`.
 
 use dashboard_core::auth::Principal;
+use dashboard_core::payments::callbacks::{self, Delivery};
 use dashboard_core::payments::card::Card;
 use dashboard_core::payments::idempotency::{self, Replay};
 use dashboard_core::payments::ledger::{self, Balance};
@@ -77,6 +78,13 @@ enum ExportFile {
     Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
     #[oai(status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
     Xlsx(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+}
+
+#[derive(ApiResponse)]
+enum Resent {
+    /// The delivery is due again now.
+    #[oai(status = 202)]
+    Queued,
 }
 
 #[derive(ApiResponse)]
@@ -335,6 +343,34 @@ impl PaymentsApi {
         })
         .await?;
         Ok(Created::Created(Json(view)))
+    }
+
+    /// The callback deliveries of a payment
+    #[oai(path = "/payments/:id/callbacks", method = "get", operation_id = "payments_callbacks")]
+    async fn callbacks(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+    ) -> ApiResult<Json<Vec<Delivery>>> {
+        Ok(Json(callbacks::deliveries(&state, principal, &id).await?))
+    }
+
+    /// Send a callback again
+    #[oai(
+        path = "/payments/:id/callbacks/:delivery/resend",
+        method = "post",
+        operation_id = "payments_callbacks_resend"
+    )]
+    async fn resend(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+        delivery: Path<i64>,
+    ) -> ApiResult<Resent> {
+        callbacks::resend(&state, principal, &id, delivery.0).await?;
+        Ok(Resent::Queued)
     }
 
     /// Balances of the caller's projects, per currency

@@ -66,6 +66,7 @@ register_section!(Section {
         page!(POST "/payments/:id/refund" => pages::refund, Access::Permission(REFUND)),
         page!(POST "/payments/:id/capture" => pages::capture, Access::Permission(CAPTURE)),
         page!(POST "/payments/:id/release" => pages::release, Access::Permission(CAPTURE)),
+        page!(POST "/payments/:id/callbacks/:delivery/resend" => pages::resend, Access::Permission(VIEW)),
         page!(GET "/sandbox/3ds/:id" => pages::challenge, Access::Public),
         page!(POST "/sandbox/3ds/:id" => pages::challenge_submit, Access::Public),
     ],
@@ -78,6 +79,8 @@ register_section!(Section {
         operation!(POST "/payments/{id}/cancellations", Access::Permission(CAPTURE)),
         operation!(POST "/payments/{id}/refunds", Access::Permission(REFUND)),
         operation!(POST "/payouts", Access::Permission(PAYOUT)),
+        operation!(GET "/payments/{id}/callbacks", Access::Permission(VIEW)),
+        operation!(POST "/payments/{id}/callbacks/{delivery}/resend", Access::Permission(VIEW)),
         operation!(GET "/balances", Access::Permission(VIEW)),
     ])),
     templates: &[

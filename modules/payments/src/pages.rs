@@ -150,8 +150,10 @@ async fn render_detail(
             })
         })
         .collect();
+    let deliveries = dashboard_core::payments::callbacks::deliveries(&page.state, principal, &payment.id).await?;
     let data = json!({
         "p": payment,
+        "deliveries": deliveries,
         "csrf_token": page.csrf_token,
         "amount": format_minor(payment.amount.amount, currency),
         "captured": format_minor(payment.captured, currency),
@@ -186,6 +188,7 @@ pub async fn detail(
         Some("refunded") => Some("The refund was made."),
         Some("captured") => Some("The payment was captured."),
         Some("released") => Some("The held funds were released."),
+        Some("resent") => Some("The callback will be sent again in a moment."),
         _ => None,
     };
     render_detail(&page, &payment, notice, None).await
@@ -312,6 +315,23 @@ pub async fn release(
 ) -> Result<Response, AppError> {
     check_csrf(verifier, &form.csrf_token)?;
     act(page, id, form, Action::Release).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf_token: String,
+}
+
+#[handler]
+pub async fn resend(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Path((id, delivery)): Path<(String, i64)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    dashboard_core::payments::callbacks::resend(&page.state, page.principal()?, &id, delivery).await?;
+    Ok(see_other(&format!("/payments/{id}?notice=resent")))
 }
 
 #[derive(Debug, Deserialize)]

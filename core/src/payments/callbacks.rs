@@ -1,0 +1,417 @@
+//! Callbacks (webhooks): when a payment changes, each project endpoint that is on for
+//! the event gets a signed JSON `POST`.
+//!
+//! Deliveries are an outbox: written in the same transaction as the change they report
+//! (see [`enqueue_callbacks!`](crate::enqueue_callbacks)), then sent by a background
+//! worker that retries with exponential backoff for up to three days. Nothing lives only
+//! in memory, so a restart loses nothing. Signature: `Dashboard-Signature: t=<unix
+//! time>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the project's secret key>`.
+
+use chrono::{NaiveDateTime, TimeDelta};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::schema::{callback_deliveries, callback_endpoints, project_secrets};
+use crate::state::AppState;
+use crate::time::{now, rfc3339};
+
+/// Deliveries are retried until this long after they were written.
+pub const RETRY_WINDOW: TimeDelta = TimeDelta::days(3);
+/// While a worker sends a delivery, others leave it alone this long.
+const LEASE: TimeDelta = TimeDelta::minutes(2);
+
+/// The events a project can subscribe to: one per payment status.
+pub fn events() -> Vec<String> {
+    super::model::Status::ALL
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s,
+                super::model::Status::Processing | super::model::Status::Capturing | super::model::Status::Cancelling
+            )
+        })
+        .map(|s| format!("payment.{}", s.as_str()))
+        .collect()
+}
+
+/// Writes the deliveries of a payment's current state, inside the caller's transaction
+/// (a macro because that body is compiled once per database backend).
+#[macro_export]
+macro_rules! enqueue_callbacks {
+    ($conn:ident, $payment_id:expr, $now:expr) => {{
+        use $crate::schema::{callback_deliveries, callback_endpoints, payments};
+        let (public_id, project_id, status, currency, amount, captured, refunded): (
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+        ) = payments::table
+            .find($payment_id)
+            .select((
+                payments::public_id,
+                payments::project_id,
+                payments::status,
+                payments::currency,
+                payments::amount,
+                payments::captured_amount,
+                payments::refunded_amount,
+            ))
+            .first($conn)
+            .await?;
+        let event = format!("payment.{status}");
+        let urls: Vec<String> = callback_endpoints::table
+            .filter(callback_endpoints::project_id.eq(project_id))
+            .filter(callback_endpoints::event.eq(&event))
+            .filter(callback_endpoints::enabled.eq(true))
+            .select(callback_endpoints::url)
+            .load($conn)
+            .await?;
+        if !urls.is_empty() {
+            let payload = $crate::payments::callbacks::payload(
+                &event, &public_id, project_id, &status, &currency, amount, captured, refunded, &$now,
+            );
+            for url in urls {
+                diesel::insert_into(callback_deliveries::table)
+                    .values((
+                        callback_deliveries::project_id.eq(project_id),
+                        callback_deliveries::payment_id.eq($payment_id),
+                        callback_deliveries::event.eq(&event),
+                        callback_deliveries::url.eq(&url),
+                        callback_deliveries::payload.eq(&payload),
+                        callback_deliveries::status.eq("pending"),
+                        callback_deliveries::next_attempt_at.eq($now),
+                        callback_deliveries::created_at.eq($now),
+                    ))
+                    .execute($conn)
+                    .await?;
+            }
+        }
+    }};
+}
+
+/// The JSON body of a callback.
+#[allow(clippy::too_many_arguments)]
+pub fn payload(
+    event: &str,
+    public_id: &str,
+    project_id: i64,
+    status: &str,
+    currency: &str,
+    amount: i64,
+    captured: i64,
+    refunded: i64,
+    at: &NaiveDateTime,
+) -> String {
+    serde_json::json!({
+        "event": event,
+        "created_at": rfc3339(at),
+        "payment": {
+            "id": public_id,
+            "project_id": project_id,
+            "status": status,
+            "amount": { "amount": amount, "currency": currency },
+            "captured": captured,
+            "refunded": refunded,
+        },
+    })
+    .to_string()
+}
+
+/// A project's signing key (created on first use, stored encrypted).
+pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>, AppError> {
+    let stored: Option<String> = crate::db_run!(state.db, conn => {
+        project_secrets::table.find(project_id).select(project_secrets::secret_encrypted).first(conn).await.optional()
+    })?;
+    if let Some(sealed) = stored {
+        return state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()));
+    }
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let sealed = state.secrets.seal(&secret);
+    crate::db_run!(state.db, conn => {
+        diesel::insert_into(project_secrets::table)
+            .values((
+                project_secrets::project_id.eq(project_id),
+                project_secrets::secret_encrypted.eq(&sealed),
+                project_secrets::created_at.eq(now()),
+            ))
+            .on_conflict(project_secrets::project_id)
+            .do_nothing()
+            .execute(conn)
+            .await
+    })?;
+    // Another request may have created it first: read what is stored.
+    let sealed: String = crate::db_run!(state.db, conn => {
+        project_secrets::table.find(project_id).select(project_secrets::secret_encrypted).first(conn).await
+    })?;
+    state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// `t=<time>,v1=<HMAC-SHA256 hex of "<time>.<body>">`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+/// One endpoint setting of a project.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, poem_openapi::Object)]
+pub struct Endpoint {
+    pub event: String,
+    pub url: String,
+    pub enabled: bool,
+}
+
+/// Sets where an event of a project goes (and whether it is on).
+pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint) -> Result<Endpoint, AppError> {
+    if !events().contains(&endpoint.event) {
+        return Err(AppError::BadRequest(format!("Unknown event {:?}.", endpoint.event)));
+    }
+    let url = endpoint.url.trim().to_owned();
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
+        return Err(AppError::BadRequest("The callback URL must be an http:// or https:// address.".to_owned()));
+    }
+    let (event, enabled, now) = (endpoint.event.clone(), endpoint.enabled, now());
+    crate::db_run!(state.db, conn => {
+        diesel::insert_into(callback_endpoints::table)
+            .values((
+                callback_endpoints::project_id.eq(project_id),
+                callback_endpoints::event.eq(&event),
+                callback_endpoints::url.eq(&url),
+                callback_endpoints::enabled.eq(enabled),
+                callback_endpoints::updated_at.eq(now),
+            ))
+            .on_conflict((callback_endpoints::project_id, callback_endpoints::event))
+            .do_update()
+            .set((callback_endpoints::url.eq(&url), callback_endpoints::enabled.eq(enabled), callback_endpoints::updated_at.eq(now)))
+            .execute(conn)
+            .await
+    })?;
+    Ok(Endpoint { event, url, enabled })
+}
+
+pub async fn endpoints(state: &AppState, project_id: i64) -> Result<Vec<Endpoint>, AppError> {
+    let rows: Vec<(String, String, bool)> = crate::db_run!(state.db, conn => {
+        callback_endpoints::table
+            .filter(callback_endpoints::project_id.eq(project_id))
+            .order(callback_endpoints::event.asc())
+            .select((callback_endpoints::event, callback_endpoints::url, callback_endpoints::enabled))
+            .load(conn)
+            .await
+    })?;
+    Ok(rows.into_iter().map(|(event, url, enabled)| Endpoint { event, url, enabled }).collect())
+}
+
+/// One delivery, for the payment's delivery log.
+#[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+pub struct Delivery {
+    pub id: i64,
+    pub event: String,
+    pub url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+type DeliveryRow = (
+    i64,
+    String,
+    String,
+    String,
+    i32,
+    Option<i32>,
+    Option<String>,
+    NaiveDateTime,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+);
+
+/// The deliveries of a payment the principal may see, newest first.
+pub async fn deliveries(state: &AppState, principal: &Principal, public_id: &str) -> Result<Vec<Delivery>, AppError> {
+    let payment_id = super::service::payment_id(state, principal, public_id).await?;
+    let rows: Vec<DeliveryRow> = crate::db_run!(state.db, conn => {
+        callback_deliveries::table
+            .filter(callback_deliveries::payment_id.eq(payment_id))
+            .order(callback_deliveries::id.desc())
+            .select((
+                callback_deliveries::id,
+                callback_deliveries::event,
+                callback_deliveries::url,
+                callback_deliveries::status,
+                callback_deliveries::attempts,
+                callback_deliveries::last_status_code,
+                callback_deliveries::last_error,
+                callback_deliveries::next_attempt_at,
+                callback_deliveries::created_at,
+                callback_deliveries::delivered_at,
+            ))
+            .load(conn)
+            .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event, url, status, attempts, code, error, next, created, delivered)| Delivery {
+            next_attempt_at: (status == "pending").then(|| rfc3339(&next)),
+            id,
+            event,
+            url,
+            status,
+            attempts,
+            last_status_code: code,
+            last_error: error,
+            created_at: rfc3339(&created),
+            delivered_at: delivered.as_ref().map(rfc3339),
+        })
+        .collect())
+}
+
+/// Sends a delivery again now (also one that was delivered or given up).
+pub async fn resend(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    delivery_id: i64,
+) -> Result<(), AppError> {
+    let payment_id = super::service::payment_id(state, principal, public_id).await?;
+    let now = now();
+    let changed = crate::db_run!(state.db, conn => {
+        diesel::update(
+            callback_deliveries::table
+                .filter(callback_deliveries::id.eq(delivery_id))
+                .filter(callback_deliveries::payment_id.eq(payment_id)),
+        )
+        .set((
+            callback_deliveries::status.eq("pending"),
+            callback_deliveries::next_attempt_at.eq(now),
+            callback_deliveries::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+    })?;
+    if changed == 0 { Err(AppError::NotFound) } else { Ok(()) }
+}
+
+/// The wait before attempt `attempts + 1`: 10 s doubling, at most 6 hours.
+pub fn backoff(attempts: i32) -> TimeDelta {
+    let seconds = 10_i64.saturating_mul(1_i64 << attempts.clamp(0, 20));
+    TimeDelta::seconds(seconds.min(6 * 3600))
+}
+
+/// (id, project, event, url, payload, attempts, due at, created at) of a due delivery.
+type DueRow = (i64, i64, String, String, String, i32, NaiveDateTime, NaiveDateTime);
+
+/// Sends the deliveries that are due; returns how many were tried.
+pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64) -> Result<usize, AppError> {
+    let now = now();
+    let due: Vec<DueRow> = crate::db_run!(state.db, conn => {
+        callback_deliveries::table
+            .filter(callback_deliveries::status.eq("pending"))
+            .filter(callback_deliveries::next_attempt_at.le(now))
+            .order(callback_deliveries::next_attempt_at.asc())
+            .limit(limit)
+            .select((
+                callback_deliveries::id,
+                callback_deliveries::project_id,
+                callback_deliveries::event,
+                callback_deliveries::url,
+                callback_deliveries::payload,
+                callback_deliveries::attempts,
+                callback_deliveries::next_attempt_at,
+                callback_deliveries::created_at,
+            ))
+            .load(conn)
+            .await
+    })?;
+    let tried = due.len();
+    for (id, project_id, event, url, payload, attempts, due_at, created) in due {
+        // Claim it: only one worker (also across processes) sends an attempt.
+        let claimed = crate::db_run!(state.db, conn => {
+            diesel::update(
+                callback_deliveries::table
+                    .filter(callback_deliveries::id.eq(id))
+                    .filter(callback_deliveries::status.eq("pending"))
+                    .filter(callback_deliveries::next_attempt_at.eq(due_at)),
+            )
+            .set((callback_deliveries::next_attempt_at.eq(now + LEASE), callback_deliveries::attempts.eq(attempts + 1)))
+            .execute(conn)
+            .await
+        })?;
+        if claimed != 1 {
+            continue;
+        }
+        let secret = project_secret(state, project_id).await?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let result = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Dashboard-Event", &event)
+            .header("Dashboard-Delivery", id.to_string())
+            .header("Dashboard-Signature", signature(&secret, timestamp, &payload))
+            .body(payload)
+            .send()
+            .await;
+        let (code, error) = match result {
+            Ok(response) if response.status().is_success() => (Some(i32::from(response.status().as_u16())), None),
+            Ok(response) => (
+                Some(i32::from(response.status().as_u16())),
+                Some(format!("the receiver answered {}", response.status())),
+            ),
+            Err(error) => (None, Some(format!("the receiver is unreachable: {error}"))),
+        };
+        let finished = crate::time::now();
+        let (status, next) = match &error {
+            None => ("delivered", finished),
+            Some(_) => {
+                let next = finished + backoff(attempts);
+                if next > created + RETRY_WINDOW { ("failed", finished) } else { ("pending", next) }
+            }
+        };
+        let delivered = error.is_none().then_some(finished);
+        crate::db_run!(state.db, conn => {
+            diesel::update(callback_deliveries::table.find(id))
+                .set((
+                    callback_deliveries::status.eq(status),
+                    callback_deliveries::next_attempt_at.eq(next),
+                    callback_deliveries::last_status_code.eq(code),
+                    callback_deliveries::last_error.eq(&error),
+                    callback_deliveries::delivered_at.eq(delivered),
+                ))
+                .execute(conn)
+                .await
+        })?;
+    }
+    Ok(tried)
+}
+
+/// Delivers due callbacks every `every`, for the life of the process.
+pub fn spawn_worker(state: AppState, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "callbacks cannot be sent: no HTTP client");
+                return;
+            }
+        };
+        let mut interval = tokio::time::interval(every);
+        loop {
+            interval.tick().await;
+            if let Err(error) = deliver_due(&state, &client, 50).await {
+                tracing::warn!(%error, "callback delivery round failed");
+            }
+        }
+    })
+}

@@ -1,0 +1,3 @@
+DROP TABLE callback_deliveries;
+DROP TABLE callback_endpoints;
+DROP TABLE project_secrets;

@@ -1,0 +1,201 @@
+//! Projects: the company's projects (created by the platform operator) and their
+//! callback settings: which payment events go to which URL, signed with the project's
+//! secret key.
+
+use dashboard_core::auth::Principal;
+use dashboard_core::directory::{self, Project};
+use dashboard_core::payments::callbacks::{self, Endpoint};
+use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
+use dashboard_core::web::{check_csrf, see_other};
+use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
+use poem::web::{CsrfVerifier, Data, Form, Html, Path};
+use poem::{Response, handler};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+use serde_json::json;
+
+const VIEW: &str = "projects.view";
+const MANAGE: &str = "projects.manage";
+
+register_section!(Section {
+    id: "projects",
+    title: "Projects",
+    nav: Some(Nav { label: "Projects", path: "/projects", order: 700, icon: Some("folder") }),
+    permissions: &[
+        Permission {
+            code: VIEW,
+            label: "View projects",
+            description: "See the company's projects and their settings.",
+            // PSD2 exemption listed in the seed: viewing projects.
+            second_factor_exempt: true,
+            default_roles: &BuiltinRole::ALL,
+        },
+        Permission {
+            code: MANAGE,
+            label: "Set up projects",
+            description: "Change a project's callbacks and see its secret key.",
+            second_factor_exempt: false,
+            default_roles: &[],
+        },
+    ],
+    pages: &[
+        page!(GET "/projects" => projects_page, Access::Permission(VIEW)),
+        page!(POST "/projects/:id/callbacks" => callback_submit, Access::Permission(MANAGE)),
+    ],
+    api: Some(Api::of::<ProjectsApi>(&[
+        operation!(GET "/projects", Access::Permission(VIEW)),
+        operation!(GET "/projects/{id}/callbacks", Access::Permission(VIEW)),
+        operation!(PUT "/projects/{id}/callbacks", Access::Permission(MANAGE)),
+        operation!(GET "/projects/{id}/secret-key", Access::Permission(MANAGE)),
+    ])),
+    templates: &[Template { name: "projects/list", source: include_str!("../templates/list.hbs") }],
+});
+
+/// A project of the principal's, or 404.
+async fn project(state: &AppState, principal: &Principal, id: i64) -> Result<Project, AppError> {
+    directory::visible_projects(&state.db, principal).await?.into_iter().find(|p| p.id == id).ok_or(AppError::NotFound)
+}
+
+/// The service behind the form and `PUT /projects/{id}/callbacks`.
+async fn set_callback(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    endpoint: &Endpoint,
+) -> Result<Endpoint, AppError> {
+    project(state, principal, id).await?;
+    let saved = callbacks::set_endpoint(state, id, endpoint).await?;
+    let event = dashboard_core::audit::AuditEvent::success(principal, "project.callback_changed")
+        .target(format!("project {id}"))
+        .details(json!({ "event": saved.event, "url": saved.url, "enabled": saved.enabled }));
+    dashboard_core::audit::record(&state.db, event).await?;
+    Ok(saved)
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackForm {
+    csrf_token: String,
+    event: String,
+    url: String,
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+#[handler]
+async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
+    let principal = page.principal()?;
+    let mut projects = Vec::new();
+    for p in directory::visible_projects(&page.state.db, principal).await? {
+        let endpoints = callbacks::endpoints(&page.state, p.id).await?;
+        projects.push(json!({ "project": p, "endpoints": endpoints }));
+    }
+    let data = json!({
+        "projects": projects,
+        "events": callbacks::events(),
+        "can_manage": principal.has_permission(MANAGE),
+        "csrf_token": page.csrf_token,
+    });
+    page.render("Projects", "projects/list", &data)
+}
+
+#[handler]
+async fn callback_submit(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    Path(id): Path<i64>,
+    Form(form): Form<CallbackForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    let endpoint = Endpoint { event: form.event, url: form.url, enabled: form.enabled.is_some() };
+    set_callback(&page.state, page.principal()?, id, &endpoint).await?;
+    Ok(see_other("/projects"))
+}
+
+/// A project as the API shows it.
+#[derive(Debug, Object)]
+pub struct ProjectItem {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A project's callback settings.
+#[derive(Debug, Object)]
+pub struct Callbacks {
+    /// Every event a project can subscribe to.
+    pub events: Vec<String>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The key that signs the project's callbacks.
+#[derive(Debug, Object)]
+pub struct SecretKey {
+    /// Hex; verify `Dashboard-Signature` as HMAC-SHA256 of `"<t>.<body>"` with it.
+    pub secret_key: String,
+}
+
+#[derive(Default)]
+pub struct ProjectsApi;
+
+#[OpenApi(tag = "ProjectsTag::Projects")]
+impl ProjectsApi {
+    /// The caller's projects
+    #[oai(path = "/projects", method = "get", operation_id = "projects_list")]
+    async fn list(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<Vec<ProjectItem>>> {
+        let projects = directory::visible_projects(&state.db, principal).await?;
+        Ok(Json(
+            projects
+                .into_iter()
+                .map(|p| ProjectItem {
+                    id: p.id,
+                    name: p.name,
+                    created_at: dashboard_core::time::rfc3339(&p.created_at),
+                })
+                .collect(),
+        ))
+    }
+
+    /// A project's callback settings
+    #[oai(path = "/projects/:id/callbacks", method = "get", operation_id = "projects_callbacks_get")]
+    async fn callbacks(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+    ) -> ApiResult<Json<Callbacks>> {
+        project(&state, principal, id.0).await?;
+        Ok(Json(Callbacks { events: callbacks::events(), endpoints: callbacks::endpoints(&state, id.0).await? }))
+    }
+
+    /// Set where one event goes, and whether it is on
+    #[oai(path = "/projects/:id/callbacks", method = "put", operation_id = "projects_callbacks_set")]
+    async fn set(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<Endpoint>,
+    ) -> ApiResult<Json<Endpoint>> {
+        Ok(Json(set_callback(&state, principal, id.0, &body).await?))
+    }
+
+    /// The project's secret key for verifying callbacks
+    #[oai(path = "/projects/:id/secret-key", method = "get", operation_id = "projects_secret_key")]
+    async fn secret_key(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+    ) -> ApiResult<Json<SecretKey>> {
+        project(&state, principal, id.0).await?;
+        let secret = callbacks::project_secret(&state, id.0).await?;
+        Ok(Json(SecretKey { secret_key: secret.iter().map(|b| format!("{b:02x}")).collect() }))
+    }
+}
+
+#[derive(poem_openapi::Tags)]
+enum ProjectsTag {
+    /// The company's projects and their callbacks.
+    Projects,
+}
