@@ -131,6 +131,17 @@ fn from_micros(value: i64) -> Result<NaiveDateTime, AppError> {
         .ok_or_else(|| AppError::BadRequest("The page cursor is not valid.".to_owned()))
 }
 
+/// `(payments.<column>, payments.id) <op> (key, id)` as a row-value comparison.
+macro_rules! keyset {
+    ($column:literal, $op:literal, $key:expr, $key_type:ty, $id:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Bool>(concat!("(payments.", $column, ", payments.id) ", $op, " ("))
+            .bind::<$key_type, _>($key)
+            .sql(", ")
+            .bind::<diesel::sql_types::BigInt, _>($id)
+            .sql(")")
+    };
+}
+
 type Row = (
     i64,
     String,
@@ -255,19 +266,17 @@ pub async fn search(
                 query.filter(payments::merchant_order_id.eq(q.clone()))
             };
         }
+        // Row-value comparisons, so that both databases seek to the cursor in the index
+        // instead of reading every row before it (an `OR` of the two columns would).
         query = match (sort, cursor, cursor_time) {
-            (Sort::DateDesc, Some((_, id)), Some(time)) => query.filter(
-                payments::created_at.lt(time).or(payments::created_at.eq(time).and(payments::id.lt(id))),
-            ),
-            (Sort::DateAsc, Some((_, id)), Some(time)) => query.filter(
-                payments::created_at.gt(time).or(payments::created_at.eq(time).and(payments::id.gt(id))),
-            ),
-            (Sort::AmountDesc, Some((key, id)), _) => {
-                query.filter(payments::amount.lt(key).or(payments::amount.eq(key).and(payments::id.lt(id))))
+            (Sort::DateDesc, Some((_, id)), Some(time)) => {
+                query.filter(keyset!("created_at", "<", time, diesel::sql_types::Timestamp, id))
             }
-            (Sort::AmountAsc, Some((key, id)), _) => {
-                query.filter(payments::amount.gt(key).or(payments::amount.eq(key).and(payments::id.gt(id))))
+            (Sort::DateAsc, Some((_, id)), Some(time)) => {
+                query.filter(keyset!("created_at", ">", time, diesel::sql_types::Timestamp, id))
             }
+            (Sort::AmountDesc, Some((key, id)), _) => query.filter(keyset!("amount", "<", key, diesel::sql_types::BigInt, id)),
+            (Sort::AmountAsc, Some((key, id)), _) => query.filter(keyset!("amount", ">", key, diesel::sql_types::BigInt, id)),
             _ => query,
         };
         query = match sort {
