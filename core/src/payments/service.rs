@@ -121,6 +121,27 @@ pub struct NewPayout {
     pub customer: Customer,
 }
 
+/// Writes an operation's ledger postings, inside the caller's transaction (a macro
+/// because that body is compiled once per database backend).
+macro_rules! insert_postings {
+    ($conn:ident, $operation:expr, $payment:expr, $project:expr, $currency:expr, $postings:expr, $now:expr) => {
+        for (account, amount) in &$postings {
+            diesel::insert_into(ledger_postings::table)
+                .values((
+                    ledger_postings::operation_id.eq($operation),
+                    ledger_postings::payment_id.eq($payment),
+                    ledger_postings::project_id.eq($project),
+                    ledger_postings::account.eq(*account),
+                    ledger_postings::currency.eq(&$currency),
+                    ledger_postings::amount.eq(*amount),
+                    ledger_postings::created_at.eq($now),
+                ))
+                .execute($conn)
+                .await?;
+        }
+    };
+}
+
 type PaymentRow = (
     i64,
     String,
@@ -430,20 +451,7 @@ async fn finish(
             ))
             .execute(conn)
             .await?;
-        for (account, posting) in &postings {
-            diesel::insert_into(ledger_postings::table)
-                .values((
-                    ledger_postings::operation_id.eq(operation_id),
-                    ledger_postings::payment_id.eq(payment_id),
-                    ledger_postings::project_id.eq(project_id),
-                    ledger_postings::account.eq(*account),
-                    ledger_postings::currency.eq(&currency),
-                    ledger_postings::amount.eq(*posting),
-                    ledger_postings::created_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-        }
+        insert_postings!(conn, operation_id, payment_id, project_id, currency, postings, now);
         crate::enqueue_callbacks!(conn, payment_id, now);
         Ok::<_, AppError>(())
     })
@@ -682,20 +690,7 @@ async fn settle(
                     .await?;
             }
         }
-        for (account, posting) in &postings {
-            diesel::insert_into(ledger_postings::table)
-                .values((
-                    ledger_postings::operation_id.eq(operation),
-                    ledger_postings::payment_id.eq(payment_id),
-                    ledger_postings::project_id.eq(project_id),
-                    ledger_postings::account.eq(*account),
-                    ledger_postings::currency.eq(&currency),
-                    ledger_postings::amount.eq(*posting),
-                    ledger_postings::created_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-        }
+        insert_postings!(conn, operation, payment_id, project_id, currency, postings, now);
         if success {
             crate::enqueue_callbacks!(conn, payment_id, now);
         }
