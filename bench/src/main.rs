@@ -219,6 +219,18 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
         requests as f64 / bare.as_secs_f64(),
         elapsed.as_secs_f64() / bare.as_secs_f64()
     );
+    remove_database(app);
+}
+
+/// A million payments take gigabytes: the benchmark's SQLite file goes when it is done.
+fn remove_database(app: TestApp) {
+    let path = app.database_url.strip_prefix("sqlite://").map(str::to_owned);
+    drop(app);
+    if let Some(path) = path {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
