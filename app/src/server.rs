@@ -79,8 +79,16 @@ impl Application {
             None => Arc::new(FileOutbox::new(config.sms_outbox.clone())),
         };
         let connector = Arc::new(SandboxAcquirer { latency: Duration::from_millis(config.sandbox_latency_ms) });
-        let state =
-            AppState { db, registry, theme: Arc::new(theme), settings: Arc::new(settings), sms, secrets, connector };
+        let state = AppState {
+            db,
+            registry,
+            theme: Arc::new(theme),
+            settings: Arc::new(settings),
+            sms,
+            secrets,
+            connector,
+            token_principals: Arc::default(),
+        };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await.map_err(listen_error)?;

@@ -101,7 +101,7 @@ pub async fn record(db: &DbPool, event: AuditEvent) -> Result<(), AppError> {
         audit_events::details.eq(event.details.to_string()),
         audit_events::created_at.eq(now()),
     );
-    crate::db_run!(db, conn => {
+    crate::db_write!(db, conn => {
         diesel::insert_into(audit_events::table).values(row).execute(conn).await
     })?;
     Ok(())

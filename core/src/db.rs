@@ -5,19 +5,23 @@
 //! [`db_run!`](crate::db_run) expands a query body once per backend: the body is written
 //! once and compiled twice. Write backend-specific arms only where the SQL really differs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::future::BoxFuture;
 
 /// Imports for writing queries: diesel's DSL with diesel-async's `RunQueryDsl`.
 ///
 /// `diesel::prelude::*` also brings the synchronous `RunQueryDsl`, whose methods clash
 /// with the async ones; use this prelude instead.
+pub mod write_lane;
+
 pub mod prelude {
     pub use diesel::dsl::{count_star, exists, not};
     pub use diesel::prelude::{
@@ -38,16 +42,41 @@ pub fn sum_i64(
 
 /// The SQLite connection type: diesel's synchronous connection run on blocking threads.
 pub type SqliteConn = SyncConnectionWrapper<diesel::SqliteConnection>;
+/// SQLite's write connection (see [`write_lane`]): its statements run on the calling
+/// thread. They are short keyed writes of a few microseconds, where handing each one to
+/// a blocking thread and back cost ten times the statement and, the lane being one at a
+/// time, capped every writer's throughput.
+pub type SqliteWriteConn = SyncConnectionWrapper<diesel::SqliteConnection, OnCallingThread>;
+
+/// Runs a SQLite connection's statements where they are awaited (see [`SqliteWriteConn`]).
+pub struct OnCallingThread;
+
+impl SpawnBlocking for OnCallingThread {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        Box::pin(std::future::ready(Ok(task())))
+    }
+
+    fn get_runtime() -> Self {
+        OnCallingThread
+    }
+}
 /// The PostgreSQL connection type (pure Rust, no libpq).
 pub type PgConn = AsyncPgConnection;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
-/// Connection pool for whichever backend the database URL names.
+/// Connection pool for whichever backend the database URL names. SQLite's writes go
+/// through the [`write_lane::WriteLane`]; its pool serves reads.
 #[derive(Clone)]
 pub enum DbPool {
-    Sqlite(Pool<SqliteConn>),
+    Sqlite(Pool<SqliteConn>, Arc<write_lane::WriteLane>),
     Postgres(Pool<PgConn>),
 }
 
@@ -102,37 +131,64 @@ macro_rules! db_run {
 
 /// Runs `$body` inside one database transaction on either backend. `$body` evaluates to
 /// `Result<T, E>` with `E: From<diesel::result::Error>`; an `Err` rolls back. On SQLite
-/// the transaction takes the write lock at its start (`BEGIN IMMEDIATE`), so concurrent
-/// writers queue on the busy timeout instead of failing on a lock upgrade. Do not nest.
+/// the body takes its turn on the write lane (one writer at a time, group commit, see
+/// [`write_lane`](crate::db::write_lane)) and returns once its write is committed.
+/// Do not nest, and do not run another query on the same pool inside the body.
 #[macro_export]
 macro_rules! db_transaction {
     ($pool:expr, $conn:ident => $body:expr) => {{
-        let mut __db_conn = $pool.get().await?;
         #[allow(unused_imports)]
         use $crate::db::prelude::*;
-        match &mut __db_conn {
-            $crate::db::DbConn::Sqlite(__c) => {
-                let $conn: &mut $crate::db::SqliteConn = &mut *__c;
-                match $conn.batch_execute("BEGIN IMMEDIATE").await {
-                    Err(error) => Err(error.into()),
-                    Ok(()) => {
-                        let result = async { $body }.await;
-                        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                        match ($conn.batch_execute(end).await, result) {
-                            (Ok(()), result) => result,
-                            (Err(error), Ok(_)) => Err(error.into()),
-                            // The body's error matters more than a failed rollback.
-                            (Err(_), Err(error)) => Err(error),
-                        }
-                    }
-                }
-            }
-            $crate::db::DbConn::Postgres(__c) => {
-                let __c: &mut $crate::db::PgConn = &mut *__c;
+        let __pool: &$crate::db::DbPool = &$pool;
+        match __pool {
+            $crate::db::DbPool::Sqlite(_, __lane) => $crate::__sqlite_write_turn!(__lane, $conn => $body),
+            $crate::db::DbPool::Postgres(__pool) => {
+                let mut __db_conn = __pool.get().await.map_err($crate::db::DbError::pool)?;
+                let __c: &mut $crate::db::PgConn = &mut *__db_conn;
                 __c.transaction(async |$conn| $body).await
             }
         }
     }};
+}
+
+/// The SQLite arm of the write macros: the body on the write lane, in its own savepoint.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sqlite_write_turn {
+    ($lane:expr, $conn:ident => $body:expr) => {{
+        let mut __turn = $lane.enter().await?;
+        let $conn: &mut $crate::db::SqliteWriteConn = __turn.conn();
+        let __result = async { $body }.await;
+        __turn.finish(__result).await
+    }};
+}
+
+/// Runs a body that writes (one statement, or several that need not be atomic) on
+/// either backend: on SQLite it takes its turn on the write lane like
+/// [`db_transaction!`](crate::db_transaction), on PostgreSQL it runs as it is. Every write
+/// goes through this macro or `db_transaction!`, so that SQLite's writers never race
+/// for the lock. `$body` evaluates to `Result<T, E>` with `E: From<diesel::result::Error>`.
+#[macro_export]
+macro_rules! db_write {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::db::prelude::*;
+        let __pool: &$crate::db::DbPool = &$pool;
+        match __pool {
+            $crate::db::DbPool::Sqlite(_, __lane) => $crate::__sqlite_write_turn!(__lane, $conn => $body),
+            $crate::db::DbPool::Postgres(__pool) => {
+                let mut __db_conn = __pool.get().await.map_err($crate::db::DbError::pool)?;
+                let $conn: &mut $crate::db::PgConn = &mut *__db_conn;
+                $body
+            }
+        }
+    }};
+}
+
+impl DbError {
+    pub fn pool(error: impl std::fmt::Display) -> Self {
+        DbError::Pool(error.to_string())
+    }
 }
 
 impl DbPool {
@@ -159,21 +215,23 @@ impl DbPool {
                 }
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
-                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(&path, config);
                 let pool = Pool::builder(manager)
                     .max_size(max_size)
                     .wait_timeout(Some(Duration::from_secs(10)))
                     .runtime(deadpool_runtime())
                     .build()
                     .map_err(|e| DbError::Setup(e.to_string()))?;
-                Ok(DbPool::Sqlite(pool))
+                let lane = Arc::new(write_lane::WriteLane::new(path.clone()));
+                tokio::spawn(write_lane::checkpoint_in_background(path, Arc::downgrade(&lane)));
+                Ok(DbPool::Sqlite(pool, lane))
             }
         }
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            DbPool::Sqlite(_) => Backend::Sqlite,
+            DbPool::Sqlite(..) => Backend::Sqlite,
             DbPool::Postgres(_) => Backend::Postgres,
         }
     }
@@ -181,10 +239,9 @@ impl DbPool {
     /// Takes a connection from the pool.
     pub async fn get(&self) -> Result<DbConn, DbError> {
         match self {
-            DbPool::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite),
-            DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres),
+            DbPool::Sqlite(pool, _) => pool.get().await.map(DbConn::Sqlite).map_err(DbError::pool),
+            DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres).map_err(DbError::pool),
         }
-        .map_err(|e| DbError::Pool(e.to_string()))
     }
 
     /// Applies every pending migration of this backend's folder.
@@ -233,8 +290,10 @@ pub fn parse_url(url: &str) -> Result<(Backend, String), DbError> {
     Ok((Backend::Sqlite, path.to_owned()))
 }
 
-async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
-    let mut conn = SqliteConn::establish(&path).await?;
+async fn establish_sqlite<S: SpawnBlocking + Send>(
+    path: String,
+) -> diesel::ConnectionResult<SyncConnectionWrapper<diesel::SqliteConnection, S>> {
+    let mut conn = SyncConnectionWrapper::<diesel::SqliteConnection, S>::establish(&path).await?;
     // The busy timeout first, so that the following pragmas wait for another process's
     // lock too; WAL lets readers work while one writer writes; foreign keys are off by
     // default in SQLite.

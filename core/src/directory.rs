@@ -149,7 +149,7 @@ async fn require_company(db: &DbPool, company_id: i64) -> Result<Company, AppErr
 pub async fn create_project(db: &DbPool, company_id: i64, name: &str) -> Result<Project, AppError> {
     let name = valid_name("project", name)?;
     require_company(db, company_id).await?;
-    let project: Project = crate::db_run!(db, conn => {
+    let project: Project = crate::db_write!(db, conn => {
         diesel::insert_into(projects::table)
             .values((projects::company_id.eq(company_id), projects::name.eq(&name), projects::created_at.eq(now())))
             .returning(Project::as_returning())
@@ -235,7 +235,7 @@ pub async fn find_user_id(db: &DbPool, username: &str) -> Result<Option<i64>, Ap
 
 /// Sets a user's phone (already checked with [`valid_phone`]), or removes it.
 pub async fn set_phone(db: &DbPool, user_id: i64, phone: Option<&str>) -> Result<(), AppError> {
-    crate::db_run!(db, conn => {
+    crate::db_write!(db, conn => {
         diesel::update(users::table.find(user_id))
             .set((users::phone.eq(phone), users::updated_at.eq(now())))
             .execute(conn)
@@ -262,7 +262,7 @@ pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(
         return Err(AppError::BadRequest(problem.to_owned()));
     }
     let hash = hash_password_blocking(password.to_owned()).await?;
-    crate::db_run!(db, conn => {
+    crate::db_write!(db, conn => {
         diesel::update(users::table.find(user_id))
             .set((users::password_hash.eq(&hash), users::updated_at.eq(now())))
             .execute(conn)
@@ -336,7 +336,7 @@ pub fn check_profile(details: &ProfileDetails) -> Result<ProfileDetails, AppErro
 /// Changes a user's own details; every field is checked before anything is written.
 pub async fn update_profile(db: &DbPool, user_id: i64, details: &ProfileDetails) -> Result<ProfileDetails, AppError> {
     let ProfileDetails { display_name, email, time_zone } = check_profile(details)?;
-    crate::db_run!(db, conn => {
+    crate::db_write!(db, conn => {
         diesel::update(users::table.find(user_id))
             .set((
                 users::display_name.eq(&display_name),

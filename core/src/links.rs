@@ -87,7 +87,7 @@ pub async fn redeem(state: &AppState, token: &str, purpose: LinkPurpose) -> Resu
     let Some(user_id) = peek(state, token, purpose).await? else { return Ok(None) };
     let hash = sha256_hex(token.trim());
     let now = now();
-    let used = crate::db_run!(state.db, conn => {
+    let used = crate::db_write!(state.db, conn => {
         diesel::update(
             one_time_links::table.filter(one_time_links::token_hash.eq(&hash)).filter(one_time_links::used_at.is_null()),
         )

@@ -144,7 +144,7 @@ pub async fn activate(state: &AppState, user_id: i64, sms_code: &str) -> Result<
     rand::rng().fill(&mut secret[..]);
     let sealed = state.secrets.seal(&secret);
     let now = now();
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::insert_into(second_factors::table)
             .values((
                 second_factors::user_id.eq(user_id),
@@ -227,7 +227,7 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
         let Some(step) = matching_step(state, &sealed, &compact)? else { return Ok(false) };
         // Accept a step once: the update succeeds for one request only.
-        let accepted = crate::db_run!(state.db, conn => {
+        let accepted = crate::db_write!(state.db, conn => {
             diesel::update(
                 second_factors::table.find(user_id).filter(
                     second_factors::last_accepted_step.is_null().or(second_factors::last_accepted_step.lt(step)),
@@ -241,7 +241,7 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
     }
     let hash = recovery_hash(&compact);
     let now = now();
-    let used = crate::db_run!(state.db, conn => {
+    let used = crate::db_write!(state.db, conn => {
         diesel::update(
             recovery_codes::table
                 .filter(recovery_codes::user_id.eq(user_id))

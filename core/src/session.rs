@@ -204,7 +204,7 @@ struct Attempt {
 async fn begin_attempt(state: &AppState, user_id: i64) -> Result<Option<Attempt>, AppError> {
     let limit = state.settings.lockout_attempts;
     let now = now();
-    let count: Option<i32> = crate::db_run!(state.db, conn => {
+    let count: Option<i32> = crate::db_write!(state.db, conn => {
         diesel::update(
             users::table
                 .find(user_id)
@@ -222,7 +222,7 @@ async fn begin_attempt(state: &AppState, user_id: i64) -> Result<Option<Attempt>
 
 /// A right answer: the consecutive failures start again from zero.
 async fn attempt_succeeded(state: &AppState, user_id: i64) -> Result<(), AppError> {
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::update(users::table.find(user_id).filter(users::failed_attempts.gt(0)))
             .set(users::failed_attempts.eq(0))
             .execute(conn)
@@ -233,7 +233,7 @@ async fn attempt_succeeded(state: &AppState, user_id: i64) -> Result<(), AppErro
 
 /// Takes back the count of an attempt that was neither right nor wrong yet.
 async fn attempt_undone(state: &AppState, user_id: i64) -> Result<(), AppError> {
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::update(users::table.find(user_id).filter(users::failed_attempts.gt(0)))
             .set(users::failed_attempts.eq(users::failed_attempts - 1))
             .execute(conn)
@@ -256,7 +256,7 @@ async fn attempt_failed(
     }
     let user_id = attempt.user_id;
     let locked_until = now() + state.settings.lockout_duration;
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::update(users::table.find(user_id))
             .set((users::failed_attempts.eq(0), users::locked_until.eq(Some(locked_until))))
             .execute(conn)
@@ -297,7 +297,7 @@ async fn insert_session(
         sessions::user_agent.eq(client.user_agent.clone()),
         sessions::stage.eq(stage),
     );
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::insert_into(sessions::table).values(row).execute(conn).await
     })?;
     Ok(token)
@@ -306,7 +306,7 @@ async fn insert_session(
 /// Ends the session whose cookie carries `token`.
 pub async fn delete_session(state: &AppState, token: &str) -> Result<(), AppError> {
     let hash = sha256_hex(token);
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::delete(sessions::table.filter(sessions::token_hash.eq(&hash))).execute(conn).await
     })?;
     Ok(())
@@ -314,7 +314,7 @@ pub async fn delete_session(state: &AppState, token: &str) -> Result<(), AppErro
 
 /// Ends every session of a user (deactivation, second-factor reset).
 pub async fn delete_user_sessions(state: &AppState, user_id: i64) -> Result<usize, AppError> {
-    Ok(crate::db_run!(state.db, conn => {
+    Ok(crate::db_write!(state.db, conn => {
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn).await
     })?)
 }
@@ -324,7 +324,7 @@ pub async fn delete_user_sessions(state: &AppState, user_id: i64) -> Result<usiz
 pub async fn delete_expired(state: &AppState) -> Result<usize, AppError> {
     let now = now();
     let idle_cutoff = now - state.settings.idle_timeout.max(SECOND_FACTOR_IDLE);
-    Ok(crate::db_run!(state.db, conn => {
+    Ok(crate::db_write!(state.db, conn => {
         diesel::delete(
             sessions::table.filter(sessions::expires_at.le(now).or(sessions::last_seen_at.lt(idle_cutoff))),
         )
@@ -396,7 +396,7 @@ pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option
         return Ok(None);
     }
     if now - last_seen > TOUCH_INTERVAL {
-        crate::db_run!(state.db, conn => {
+        crate::db_write!(state.db, conn => {
             diesel::update(sessions::table.find(&hash)).set(sessions::last_seen_at.eq(now)).execute(conn).await
         })?;
     }

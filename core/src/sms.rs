@@ -243,7 +243,7 @@ pub async fn verify_code(
     let Some((id, stored)) = live else { return Ok(false) };
     // Count the attempt before comparing, in one update that succeeds only under the
     // limit: parallel guesses cannot get more than five tries at one code.
-    let counted = crate::db_run!(state.db, conn => {
+    let counted = crate::db_write!(state.db, conn => {
         diesel::update(
             sms_codes::table
                 .filter(sms_codes::id.eq(id))
@@ -257,7 +257,7 @@ pub async fn verify_code(
     if counted != 1 || !code_matches(&stored, &subject, &code) {
         return Ok(false);
     }
-    let used = crate::db_run!(state.db, conn => {
+    let used = crate::db_write!(state.db, conn => {
         diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)).filter(sms_codes::used_at.is_null()))
             .set(sms_codes::used_at.eq(now))
             .execute(conn)

@@ -44,4 +44,6 @@ pub struct AppState {
     pub connector: Arc<dyn crate::payments::connector::Connector>,
     /// Encrypts secrets at rest (TOTP secrets).
     pub secrets: SecretBox,
+    /// Principals of recently used API tokens.
+    pub token_principals: Arc<crate::tokens::TokenPrincipals>,
 }

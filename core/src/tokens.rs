@@ -5,9 +5,15 @@
 //! SHA-256 hash (it is checked on every request, so not argon2). A token acts without
 //! TOTP: that is why a token whose scopes need the second factor can only be created in
 //! a session that passed it. Each request re-checks the owner: a deactivated user, a
-//! role that lost a permission or a revoked token takes effect at once.
+//! role that lost a permission or a revoked token takes effect at once. (The principal is
+//! reused for up to [`PRINCIPAL_TTL`] between requests; every change of access made
+//! through this process forgets it at once, see [`TokenPrincipals::forget_all`], so the
+//! delay only applies to changes made by another process.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use serde::Serialize;
@@ -24,6 +30,63 @@ use crate::time::now;
 pub const PREFIX: &str = "dsh_";
 /// `last_used_at` is written at most this often per token.
 const TOUCH_INTERVAL: TimeDelta = TimeDelta::seconds(60);
+
+/// How long a token's principal is reused without reading the owner again. Integrators
+/// send many requests a second with one token: loading the owner's permissions and
+/// projects each time was most of a payment's database reads.
+pub const PRINCIPAL_TTL: Duration = Duration::from_secs(1);
+
+/// The principals of recently used tokens, by token hash.
+#[derive(Default)]
+pub struct TokenPrincipals {
+    entries: Mutex<HashMap<String, CachedPrincipal>>,
+    /// Bumped by [`Self::forget_all`], so that a principal loaded before a change of
+    /// access is not stored after it.
+    generation: AtomicU64,
+}
+
+struct CachedPrincipal {
+    loaded: Instant,
+    expires_at: Option<NaiveDateTime>,
+    principal: Principal,
+}
+
+/// More tokens than this in use within a second is no longer a cache's job.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+impl TokenPrincipals {
+    /// Forgets every cached principal: call it after any change of who may do what
+    /// (roles, permissions, projects, deactivation, revoked tokens).
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedPrincipal>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, hash: &str, now: NaiveDateTime) -> Option<Principal> {
+        let entries = self.lock();
+        let cached = entries.get(hash)?;
+        let fresh = cached.loaded.elapsed() < PRINCIPAL_TTL && cached.expires_at.is_none_or(|at| at > now);
+        fresh.then(|| cached.principal.clone())
+    }
+
+    fn put(&self, hash: String, generation: u64, expires_at: Option<NaiveDateTime>, principal: &Principal) {
+        let mut entries = self.lock();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if entries.len() >= MAX_CACHED_TOKENS {
+            entries.retain(|_, cached| cached.loaded.elapsed() < PRINCIPAL_TTL);
+            if entries.len() >= MAX_CACHED_TOKENS {
+                return;
+            }
+        }
+        entries.insert(hash, CachedPrincipal { loaded: Instant::now(), expires_at, principal: principal.clone() });
+    }
+}
 
 /// What a user asks for.
 #[derive(Debug, Clone)]
@@ -115,7 +178,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> R
     let projects_text =
         new.project_ids.as_ref().map(|ids| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
     let user_id = principal.user_id;
-    let row: TokenRow = crate::db_run!(state.db, conn => {
+    let row: TokenRow = crate::db_write!(state.db, conn => {
         diesel::insert_into(api_tokens::table)
             .values((
                 api_tokens::user_id.eq(user_id),
@@ -175,7 +238,7 @@ pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<TokenInfo>, AppE
 pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> Result<(), AppError> {
     principal.require_session()?;
     let user_id = principal.user_id;
-    let revoked = crate::db_run!(state.db, conn => {
+    let revoked = crate::db_write!(state.db, conn => {
         diesel::update(
             api_tokens::table
                 .filter(api_tokens::id.eq(token_id))
@@ -189,22 +252,25 @@ pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> R
     if revoked == 0 {
         return Err(AppError::NotFound);
     }
+    state.token_principals.forget_all();
     let event = AuditEvent::success(principal, "token.revoked").target(format!("token {token_id}"));
     audit::record(&state.db, event).await
 }
 
 /// Revokes every token of a user (deactivation); returns how many.
 pub async fn revoke_all(state: &AppState, user_id: i64) -> Result<usize, AppError> {
-    Ok(crate::db_run!(state.db, conn => {
+    let revoked = crate::db_write!(state.db, conn => {
         diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked_at.is_null()))
             .set(api_tokens::revoked_at.eq(Some(now())))
             .execute(conn)
             .await
-    })?)
+    })?;
+    state.token_principals.forget_all();
+    Ok(revoked)
 }
 
-/// (id, user, scopes, projects, last used) of a token that works.
-type LiveToken = (i64, i64, String, Option<String>, Option<NaiveDateTime>);
+/// (id, user, scopes, projects, last used, expiry) of a token that works.
+type LiveToken = (i64, i64, String, Option<String>, Option<NaiveDateTime>, Option<NaiveDateTime>);
 
 /// The principal a bearer token acts as: the owner's current permissions narrowed to the
 /// token's scopes and projects, with the second factor taken as given.
@@ -214,17 +280,28 @@ pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Op
     }
     let hash = sha256_hex(token);
     let now = now();
+    if let Some(principal) = state.token_principals.get(&hash, now) {
+        return Ok(Some(principal));
+    }
+    let generation = state.token_principals.generation.load(Ordering::SeqCst);
     let row: Option<LiveToken> = crate::db_run!(state.db, conn => {
         api_tokens::table
             .filter(api_tokens::token_hash.eq(&hash))
             .filter(api_tokens::revoked_at.is_null())
             .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
-            .select((api_tokens::id, api_tokens::user_id, api_tokens::scopes, api_tokens::project_ids, api_tokens::last_used_at))
+            .select((
+                api_tokens::id,
+                api_tokens::user_id,
+                api_tokens::scopes,
+                api_tokens::project_ids,
+                api_tokens::last_used_at,
+                api_tokens::expires_at,
+            ))
             .first(conn)
             .await
             .optional()
     })?;
-    let Some((id, user_id, scopes, project_ids, last_used)) = row else { return Ok(None) };
+    let Some((id, user_id, scopes, project_ids, last_used, expires_at)) = row else { return Ok(None) };
     let Some(mut principal) = load_principal(state, user_id, true).await? else { return Ok(None) };
     principal.via_api_token = true;
     let scopes: BTreeSet<&str> = scopes.split_whitespace().collect();
@@ -235,9 +312,10 @@ pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Op
         principal.projects = ProjectScope::Only(ids);
     }
     if last_used.is_none_or(|at| now - at > TOUCH_INTERVAL) {
-        crate::db_run!(state.db, conn => {
+        crate::db_write!(state.db, conn => {
             diesel::update(api_tokens::table.find(id)).set(api_tokens::last_used_at.eq(Some(now))).execute(conn).await
         })?;
     }
+    state.token_principals.put(hash, generation, expires_at, &principal);
     Ok(Some(principal))
 }

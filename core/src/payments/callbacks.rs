@@ -135,7 +135,7 @@ pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let sealed = state.secrets.seal(&secret);
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::insert_into(project_secrets::table)
             .values((
                 project_secrets::project_id.eq(project_id),
@@ -180,7 +180,7 @@ pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint
         return Err(AppError::BadRequest("The callback URL must be an http:// or https:// address.".to_owned()));
     }
     let (event, enabled, now) = (endpoint.event.clone(), endpoint.enabled, now());
-    crate::db_run!(state.db, conn => {
+    crate::db_write!(state.db, conn => {
         diesel::insert_into(callback_endpoints::table)
             .values((
                 callback_endpoints::project_id.eq(project_id),
@@ -287,7 +287,7 @@ pub async fn resend(
 ) -> Result<(), AppError> {
     let payment_id = super::service::payment_id(state, principal, public_id).await?;
     let now = now();
-    let changed = crate::db_run!(state.db, conn => {
+    let changed = crate::db_write!(state.db, conn => {
         diesel::update(
             callback_deliveries::table
                 .filter(callback_deliveries::id.eq(delivery_id))
@@ -338,7 +338,7 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
     let tried = due.len();
     for (id, project_id, event, url, payload, attempts, due_at, created) in due {
         // Claim it: only one worker (also across processes) sends an attempt.
-        let claimed = crate::db_run!(state.db, conn => {
+        let claimed = crate::db_write!(state.db, conn => {
             diesel::update(
                 callback_deliveries::table
                     .filter(callback_deliveries::id.eq(id))
@@ -380,7 +380,7 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
             }
         };
         let delivered = error.is_none().then_some(finished);
-        crate::db_run!(state.db, conn => {
+        crate::db_write!(state.db, conn => {
             diesel::update(callback_deliveries::table.find(id))
                 .set((
                     callback_deliveries::status.eq(status),

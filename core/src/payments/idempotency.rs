@@ -49,7 +49,7 @@ where
     }
     let hash = state.secrets.fingerprint(request.as_bytes());
     let scope = scope.to_owned();
-    let inserted = crate::db_run!(state.db, conn => {
+    let inserted = crate::db_write!(state.db, conn => {
         diesel::insert_into(idempotency_keys::table)
             .values((
                 idempotency_keys::scope.eq(&scope),
@@ -86,7 +86,7 @@ where
     match operation().await {
         Ok(answer) => {
             let body = serde_json::to_string(&answer).map_err(|e| AppError::Internal(e.to_string()))?;
-            crate::db_run!(state.db, conn => {
+            crate::db_write!(state.db, conn => {
                 diesel::update(
                     idempotency_keys::table
                         .filter(idempotency_keys::scope.eq(&scope))
@@ -100,7 +100,7 @@ where
         }
         Err(error) => {
             // Nothing happened: the key may be used again (with the same request).
-            crate::db_run!(state.db, conn => {
+            crate::db_write!(state.db, conn => {
                 diesel::delete(
                     idempotency_keys::table
                         .filter(idempotency_keys::scope.eq(&scope))

@@ -142,6 +142,67 @@ macro_rules! insert_postings {
     };
 }
 
+/// Reads a payment's row and its operations, by a filter on `payments`, with `$conn`
+/// (a macro because the body is compiled once per database backend).
+macro_rules! read_payment_rows {
+    ($conn:ident, $filter:expr) => {{
+        let row: Option<PaymentRow> = payments::table
+            .filter($filter)
+            .select((
+                payments::id,
+                payments::public_id,
+                payments::project_id,
+                payments::kind,
+                payments::flow,
+                payments::method,
+                payments::status,
+                payments::currency,
+                payments::amount,
+                payments::authorized_amount,
+                payments::captured_amount,
+                payments::refunded_amount,
+                payments::charged_back_amount,
+                (
+                    payments::merchant_order_id,
+                    payments::description,
+                    payments::customer_email,
+                    payments::customer_id,
+                    payments::customer_country,
+                    payments::customer_ip,
+                ),
+                (payments::card_first6, payments::card_last4, payments::card_brand, payments::card_expiry),
+                (payments::decline_code, payments::decline_reason),
+                payments::created_at,
+                payments::updated_at,
+            ))
+            .first($conn)
+            .await
+            .optional()?;
+        match row {
+            None => None,
+            Some(row) => {
+                let ops: Vec<OperationRow> = operations::table
+                    .filter(operations::payment_id.eq(row.0))
+                    .order(operations::id.asc())
+                    .select((
+                        operations::id,
+                        operations::kind,
+                        operations::status,
+                        operations::amount,
+                        operations::currency,
+                        operations::decline_code,
+                        operations::decline_reason,
+                        operations::created_at,
+                        operations::completed_at,
+                    ))
+                    .load($conn)
+                    .await?;
+                Some((row, ops))
+            }
+        }
+    }};
+}
+
 type PaymentRow = (
     i64,
     String,
@@ -216,22 +277,8 @@ fn check_customer(customer: Customer) -> Result<Customer, AppError> {
     })
 }
 
-/// The project must be the principal's company's and within their project access.
-async fn check_project(state: &AppState, principal: &Principal, project_id: i64) -> Result<(), AppError> {
-    let company_id = principal.company_id;
-    let found: Option<i64> = crate::db_run!(state.db, conn => {
-        projects::table
-            .filter(projects::id.eq(project_id))
-            .filter(projects::company_id.eq(company_id))
-            .select(projects::id)
-            .first(conn)
-            .await
-            .optional()
-    })?;
-    if found.is_none() || !principal.projects.allows(project_id) {
-        return Err(AppError::BadRequest(format!("There is no project {project_id} you may use.")));
-    }
-    Ok(())
+fn no_such_project(project_id: i64) -> AppError {
+    AppError::BadRequest(format!("There is no project {project_id} you may use."))
 }
 
 fn new_public_id() -> String {
@@ -256,11 +303,11 @@ pub async fn create_purchase(
         description: new.description,
         customer: new.customer,
     };
-    let (id, public_id) = begin(state, principal, &start, &new.card).await?;
+    let id = begin(state, principal, &start, &new.card).await?;
     let outcome =
         state.connector.charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale).await;
-    settle_start(state, id, operation, start.amount, outcome).await?;
-    view(state, principal, &public_id).await
+    let (row, ops) = settle_start(state, id, operation, start.amount, outcome).await?;
+    Ok(view_of(state, row, ops))
 }
 
 /// Sends money to a card.
@@ -276,10 +323,10 @@ pub async fn create_payout(state: &AppState, principal: &Principal, new: NewPayo
         description: new.description,
         customer: new.customer,
     };
-    let (id, public_id) = begin(state, principal, &start, &new.card).await?;
+    let id = begin(state, principal, &start, &new.card).await?;
     let outcome = state.connector.payout(&new.card, start.amount, &start.currency).await;
-    settle_start(state, id, OperationKind::Payout, start.amount, outcome).await?;
-    view(state, principal, &public_id).await
+    let (row, ops) = settle_start(state, id, OperationKind::Payout, start.amount, outcome).await?;
+    Ok(view_of(state, row, ops))
 }
 
 /// What starts a payment.
@@ -296,10 +343,12 @@ struct Start {
 }
 
 /// Checks the request and stores the payment and its first operation as pending.
-async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Card) -> Result<(i64, String), AppError> {
+async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Card) -> Result<i64, AppError> {
     let amount = amount_check(start.amount)?;
     let currency = super::model::currency(&start.currency)?;
-    check_project(state, principal, start.project_id).await?;
+    if !principal.projects.allows(start.project_id) {
+        return Err(no_such_project(start.project_id));
+    }
     let merchant_order_id = optional_text(start.merchant_order_id.clone(), "merchant order id", 100)?;
     let description = optional_text(start.description.clone(), "description", 500)?;
     let customer = check_customer(start.customer.clone())?;
@@ -308,7 +357,19 @@ async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Ca
     let fingerprint = card.fingerprint(&state.secrets);
     let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.user_id);
     let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
-    let id = crate::db_transaction!(state.db, conn => {
+    crate::db_transaction!(state.db, conn => {
+        // The project must be the principal's company's (checked here, in the write's
+        // own turn, which saves the request a separate read).
+        let project: Option<i64> = projects::table
+            .filter(projects::id.eq(project_id))
+            .filter(projects::company_id.eq(company_id))
+            .select(projects::id)
+            .first(conn)
+            .await
+            .optional()?;
+        if project.is_none() {
+            return Err(no_such_project(project_id));
+        }
         let id: i64 = diesel::insert_into(payments::table)
             .values((
                 payments::public_id.eq(&public_id),
@@ -349,19 +410,19 @@ async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Ca
             ))
             .execute(conn)
             .await?;
-        Ok::<_, DieselError>(id)
-    })?;
-    Ok((id, public_id))
+        Ok::<_, AppError>(id)
+    })
 }
 
-/// Records the acquirer's answer to the operation that started a payment.
+/// Records the acquirer's answer to the operation that started a payment; returns the
+/// payment as it is now.
 async fn settle_start(
     state: &AppState,
     payment_id: i64,
     kind: OperationKind,
     amount: i64,
     outcome: Outcome,
-) -> Result<(), AppError> {
+) -> Result<(PaymentRow, Vec<OperationRow>), AppError> {
     let (status, op_status, reference, decline) = match &outcome {
         Outcome::Approved { reference } => {
             let status = match kind {
@@ -396,7 +457,8 @@ async fn settle_start(
 }
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
-/// result, and postings when it succeeded. Only from one of `from` (once).
+/// result, and postings when it succeeded. Only from one of `from` (once). Reads the
+/// payment back in the same turn, which saves the caller's answer two more reads.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &AppState,
@@ -408,7 +470,7 @@ async fn finish(
     op_status: OperationStatus,
     reference: Option<String>,
     decline: Option<(String, String)>,
-) -> Result<(), AppError> {
+) -> Result<(PaymentRow, Vec<OperationRow>), AppError> {
     let now = now();
     let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
     let success = op_status == OperationStatus::Success;
@@ -453,7 +515,8 @@ async fn finish(
             .await?;
         insert_postings!(conn, operation_id, payment_id, project_id, currency, postings, now);
         crate::enqueue_callbacks!(conn, payment_id, now);
-        Ok::<_, AppError>(())
+        read_payment_rows!(conn, payments::id.eq(payment_id))
+            .ok_or_else(|| AppError::Internal(format!("payment {payment_id} vanished while it was settled")))
     })
 }
 
@@ -800,59 +863,18 @@ pub async fn payment_id(state: &AppState, principal: &Principal, public_id: &str
 
 /// A payment with its operations, as the principal may see it.
 pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
-    let stored = load(state, principal, public_id).await?;
-    let id = stored.id;
-    let row: PaymentRow = crate::db_run!(state.db, conn => {
-        payments::table
-            .find(id)
-            .select((
-                payments::id,
-                payments::public_id,
-                payments::project_id,
-                payments::kind,
-                payments::flow,
-                payments::method,
-                payments::status,
-                payments::currency,
-                payments::amount,
-                payments::authorized_amount,
-                payments::captured_amount,
-                payments::refunded_amount,
-                payments::charged_back_amount,
-                (
-                    payments::merchant_order_id,
-                    payments::description,
-                    payments::customer_email,
-                    payments::customer_id,
-                    payments::customer_country,
-                    payments::customer_ip,
-                ),
-                (payments::card_first6, payments::card_last4, payments::card_brand, payments::card_expiry),
-                (payments::decline_code, payments::decline_reason),
-                payments::created_at,
-                payments::updated_at,
-            ))
-            .first(conn)
-            .await
+    let (company_id, wanted) = (principal.company_id, public_id.to_owned());
+    let rows = crate::db_run!(state.db, conn => {
+        Ok::<_, DieselError>(read_payment_rows!(
+            conn,
+            payments::public_id.eq(&wanted).and(payments::company_id.eq(company_id))
+        ))
     })?;
-    let ops: Vec<OperationRow> = crate::db_run!(state.db, conn => {
-        operations::table
-            .filter(operations::payment_id.eq(id))
-            .order(operations::id.asc())
-            .select((
-                operations::id,
-                operations::kind,
-                operations::status,
-                operations::amount,
-                operations::currency,
-                operations::decline_code,
-                operations::decline_reason,
-                operations::created_at,
-                operations::completed_at,
-            ))
-            .load(conn)
-            .await
-    })?;
+    let (row, ops) = rows.filter(|(row, _)| principal.projects.allows(row.2)).ok_or(AppError::NotFound)?;
+    Ok(view_of(state, row, ops))
+}
+
+fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> PaymentView {
     let (
         _,
         public_id,
@@ -892,7 +914,7 @@ pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> R
         (Some(first6), Some(last4), Some(brand), Some(expiry)) => Some(MaskedCard { first6, last4, brand, expiry }),
         _ => None,
     };
-    Ok(PaymentView {
+    PaymentView {
         challenge_url: (status == Status::AwaitingChallenge)
             .then(|| format!("{}/sandbox/3ds/{public_id}", state.settings.public_url)),
         id: public_id,
@@ -920,7 +942,7 @@ pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> R
         created_at: rfc3339(&created),
         updated_at: rfc3339(&updated),
         operations,
-    })
+    }
 }
 
 /// The ledger postings of a payment the principal may see: (operation, account, signed

@@ -14,7 +14,7 @@ use dashboard_core::schema::{
 };
 use dashboard_core::session::{self, needs_second_factor};
 use dashboard_core::time::{now, rfc3339};
-use dashboard_core::{AppError, AppState, db_run, db_transaction, second_factor, tokens};
+use dashboard_core::{AppError, AppState, db_run, db_transaction, db_write, second_factor, tokens};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
@@ -402,6 +402,7 @@ pub async fn update_member(
         write_access!(conn, user_id, input);
         Ok::<_, DieselError>(())
     })?;
+    state.token_principals.forget_all();
     if user_id != admin.user_id {
         session::delete_user_sessions(state, user_id).await?;
     }
@@ -435,12 +436,13 @@ pub async fn set_active(state: &AppState, admin: &Principal, user_id: i64, activ
     if user_id == admin.user_id && !active {
         return Err(AppError::BadRequest("You cannot deactivate yourself.".to_owned()));
     }
-    db_run!(state.db, conn => {
+    db_write!(state.db, conn => {
         diesel::update(users::table.find(user_id))
             .set((users::active.eq(active), users::updated_at.eq(now())))
             .execute(conn)
             .await
     })?;
+    state.token_principals.forget_all();
     let (action, details) = if active {
         ("user.reactivated", serde_json::json!({}))
     } else {
@@ -640,6 +642,7 @@ pub async fn update_role(
         Ok::<_, DieselError>(())
     })
     .map_err(unique_violation(format!("A role named {name:?} exists already.")))?;
+    state.token_principals.forget_all();
     end_role_sessions(state, admin, role_id).await?;
     record(
         state,
@@ -656,7 +659,8 @@ pub async fn update_role(
 pub async fn delete_role(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
     let role = custom_role(state, admin.company_id, role_id).await?;
     end_role_sessions(state, admin, role_id).await?;
-    db_run!(state.db, conn => diesel::delete(roles::table.find(role_id)).execute(conn).await)?;
+    db_write!(state.db, conn => diesel::delete(roles::table.find(role_id)).execute(conn).await)?;
+    state.token_principals.forget_all();
     record(state, admin, "role.deleted", format!("role {role_id}"), serde_json::json!({ "name": role.name })).await
 }
 
