@@ -11,10 +11,20 @@ use crate::config::LogFormat;
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Installs the global subscriber; the filter comes from `DASHBOARD_LOG` (default `info`).
+/// Installs the global subscriber, writing to standard output; the filter comes from
+/// `DASHBOARD_LOG` (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("DASHBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    init_with(format, "info", std::io::stdout);
+}
+
+/// Installs the global subscriber writing to `writer`, with the filter from
+/// `DASHBOARD_LOG` or else `default_filter` (tests read the logs they cause).
+pub fn init_with<W>(format: LogFormat, default_filter: &str, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_env("DASHBOARD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(writer);
     // A second call (tests start several applications) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -125,10 +125,14 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
     reset_peak();
     let before = peak_mib();
     let started = Instant::now();
-    let csv = app.client.get(app.url("/payments/export.csv")).send().await.unwrap().text().await.unwrap();
+    // Read as a stream and only counted, so that the peak memory is the server's.
+    let mut response = app.client.get(app.url("/payments/export.csv")).send().await.unwrap();
+    let mut lines = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
     let elapsed = started.elapsed();
-    let rows = csv.lines().count().saturating_sub(1);
-    drop(csv);
+    let rows = lines.saturating_sub(1);
     let peak = peak_mib();
     let bare = stats(
         timed_sql(
@@ -140,7 +144,7 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
     )
     .0;
     println!(
-        "CSV export                 {rows} rows in {:.2} s = {:.0} rows/s; bare SQL {:.0} rows/s; ratio {:.1}×; peak memory {:.0} MiB (before {:.0} MiB, the text of the file is held by this client)",
+        "CSV export                 {rows} rows in {:.2} s = {:.0} rows/s; bare SQL {:.0} rows/s; ratio {:.1}×; peak memory of the process {:.0} MiB (before the export {:.0} MiB)",
         elapsed.as_secs_f64(),
         rows as f64 / elapsed.as_secs_f64(),
         rows as f64 / bare.as_secs_f64(),

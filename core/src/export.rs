@@ -33,7 +33,8 @@ pub fn attachment(filename: &str) -> String {
     format!("attachment; filename=\"{filename}\"")
 }
 
-/// The streamed CSV body of [`csv_download`].
+/// The streamed CSV body of [`csv_download`]. The next page is fetched while the
+/// current one is written and sent, so the database and the writer work side by side.
 pub fn csv_body<C, F, Fut>(header: &'static [&'static str], fetch: F) -> Body
 where
     C: Send + 'static,
@@ -41,20 +42,20 @@ where
     Fut: Future<Output = Result<Page<C>, AppError>> + Send + 'static,
 {
     let first = csv_bytes(std::iter::once(header.iter().map(|h| (*h).to_owned()).collect()));
-    // State: the fetcher, the next cursor, whether more pages may follow.
-    let pages = stream::unfold((fetch, None::<C>, true), |(mut fetch, cursor, more)| async move {
-        if !more {
-            return None;
-        }
-        match fetch(cursor).await {
+    let mut fetch = fetch;
+    let pending = Some(tokio::spawn(fetch(None)));
+    // State: the fetcher and the page being fetched (`None`: that was the last).
+    let pages = stream::unfold((fetch, pending), |(mut fetch, pending)| async move {
+        let page = pending?.await.unwrap_or_else(|error| Err(AppError::Internal(error.to_string())));
+        match page {
             Ok((rows, next)) => {
-                let has_next = next.is_some();
-                Some((Ok::<_, std::io::Error>(csv_bytes(rows.into_iter())), (fetch, next, has_next)))
+                let pending = next.map(|cursor| tokio::spawn(fetch(Some(cursor))));
+                Some((Ok::<_, std::io::Error>(csv_bytes(rows.into_iter())), (fetch, pending)))
             }
             Err(error) => {
                 // The status line is gone already: end the file and say why in the log.
                 tracing::error!(%error, "export stopped");
-                Some((Err(std::io::Error::other(error.to_string())), (fetch, None, false)))
+                Some((Err(std::io::Error::other(error.to_string())), (fetch, None)))
             }
         }
     });
@@ -130,5 +131,10 @@ where
 /// Spreadsheet programs run cells that start with these as formulas; a leading
 /// apostrophe keeps such text as text (CSV injection).
 pub fn safe_cell(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() }
+    safe_text(value.to_owned())
+}
+
+/// [`safe_cell`] of an owned text, which it returns as it is when it is safe.
+pub fn safe_text(value: String) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value }
 }

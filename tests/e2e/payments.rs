@@ -306,6 +306,29 @@ async fn card_numbers_never_reach_the_database_file() {
     }
 }
 
+story!(card_numbers_never_reach_the_logs);
+async fn card_numbers_never_reach_the_logs(app: TestApp) {
+    let project = operator(&app).await;
+    let cards: Vec<&str> = dashboard_core::payments::connector::TEST_CARDS.iter().map(|(card, _)| *card).collect();
+    let mut request_ids = Vec::new();
+    for card in &cards {
+        let mut refused = purchase(project, 100, "EUR", card, "one_step");
+        refused["card"]["expiry_year"] = json!(1999);
+        for body in [purchase(project, 100, "EUR", card, "one_step"), refused] {
+            let response =
+                app.client.post(app.url("/api/v1/payments")).header("Idempotency-Key", key()).json(&body).send().await;
+            request_ids.push(response.unwrap().headers()["x-request-id"].to_str().unwrap().to_owned());
+        }
+    }
+    let logs = dashboard_tests::logs::text();
+    for id in &request_ids {
+        assert!(logs.contains(id.as_str()), "the request {id} was logged: the watch sees this test's requests");
+    }
+    for card in cards {
+        assert!(!logs.contains(card), "the card number {card} was logged");
+    }
+}
+
 story!(the_registry_filters_searches_and_pages_without_counting);
 async fn the_registry_filters_searches_and_pages_without_counting(app: TestApp) {
     let project = operator(&app).await;

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod browser;
+pub mod logs;
 
 use std::path::PathBuf;
 
@@ -193,10 +194,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Option<TestApp> {
-        // Logs only when asked for: `DASHBOARD_LOG=info cargo test …`.
-        if std::env::var_os("DASHBOARD_LOG").is_some() {
-            dashboard::telemetry::init(LogFormat::Text);
-        }
+        logs::watch();
         let database_url = fresh_database(backend).await?;
         Some(TestApp::start(backend, database_url, fresh_dir(), options).await)
     }

@@ -113,24 +113,24 @@ const EXPORT_NUMBERS: &[usize] = &[2, 6];
 /// Rows fetched per page while exporting.
 const EXPORT_PAGE: i64 = 5_000;
 
-fn export_row(p: &dashboard_core::payments::search::PaymentSummary) -> Vec<String> {
-    use dashboard_core::export::safe_cell;
-    let text = |v: &Option<String>| safe_cell(v.as_deref().unwrap_or_default());
+fn export_row(p: dashboard_core::payments::search::PaymentSummary) -> Vec<String> {
+    use dashboard_core::export::safe_text;
+    let text = |v: Option<String>| v.map(safe_text).unwrap_or_default();
     vec![
-        p.id.clone(),
-        p.created_at.clone(),
+        p.id,
+        p.created_at,
         p.project_id.to_string(),
-        p.kind.clone(),
-        p.method.clone(),
-        p.status.clone(),
+        p.kind,
+        p.method,
+        p.status,
         dashboard_core::money::format_decimal(p.amount.amount, &p.amount.currency),
-        p.amount.currency.clone(),
-        text(&p.merchant_order_id),
-        text(&p.customer_email),
-        text(&p.customer_country),
-        text(&p.card_brand),
-        text(&p.card_last4),
-        text(&p.decline_reason),
+        p.amount.currency,
+        text(p.merchant_order_id),
+        text(p.customer_email),
+        text(p.customer_country),
+        text(p.card_brand),
+        text(p.card_last4),
+        text(p.decline_reason),
     ]
 }
 
@@ -143,7 +143,7 @@ async fn export_page(
 ) -> Result<dashboard_core::export::Page<String>, dashboard_core::AppError> {
     filter.after = cursor;
     let (rows, next) = dashboard_core::payments::search::search(&state, &principal, &filter, EXPORT_PAGE).await?;
-    Ok((rows.iter().map(export_row).collect(), next))
+    Ok((rows.into_iter().map(export_row).collect(), next))
 }
 
 /// The file of every payment matching `filter`, as CSV (streamed) or XLSX.
