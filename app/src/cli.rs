@@ -64,6 +64,29 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// What the sandbox acquirer reports on its own (a real acquirer sends these).
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Report a chargeback: the customer's bank takes money of a captured payment back.
+    Chargeback {
+        /// The payment's id (`pay_…`).
+        payment: String,
+        /// How much, e.g. `12.50` (default: all that is neither refunded nor charged back).
+        #[arg(long)]
+        amount: Option<String>,
+        /// The card scheme's reason code, e.g. `10.4`.
+        #[arg(long)]
+        reason_code: String,
+        /// The reason in words, e.g. `Fraud, card absent`.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +224,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 &format!("Created project {} {:?} of company {company}.", project.id, project.name),
             )
         }
+        Command::Sandbox { command: SandboxCommand::Chargeback { payment, amount, reason_code, reason } } => {
+            let db = open_database(&cli.database).await?;
+            let amount = match amount {
+                None => None,
+                Some(text) => Some(chargeback_amount(&db, &payment, &text).await?),
+            };
+            dashboard_core::payments::service::record_chargeback(&db, &payment, amount, &reason_code, &reason).await?;
+            println!("Chargeback recorded on {payment}.");
+            Ok(())
+        }
         Command::Ledger { command: LedgerCommand::Verify } => {
             let db = open_database(&cli.database).await?;
             let problems = dashboard_core::payments::ledger::verify(&db).await?;
@@ -227,6 +260,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// Opens and migrates the database for an operator command.
+/// `text` (e.g. `12.50`) in minor units of the payment's currency.
+async fn chargeback_amount(db: &DbPool, payment: &str, text: &str) -> Result<i64, CliError> {
+    let currency = dashboard_core::payments::service::currency_of(db, payment).await?;
+    dashboard_core::money::parse_amount(text, &currency)
+        .ok_or_else(|| CliError::Other(format!("{text:?} is not an amount in {currency}.")))
+}
+
 async fn open_database(args: &DatabaseArgs) -> Result<DbPool, CliError> {
     let config = Config::resolve(args, &ServeArgs::default())?;
     let db = DbPool::connect(&config.database_url, 2).await.map_err(AppError::from)?;

@@ -12,6 +12,13 @@ use dashboard_projects as _;
 use dashboard_session as _;
 use dashboard_team as _;
 
+/// mimalloc instead of the system allocator, for every program built on this library
+/// (the server, the benchmark, the tests): exports and the API allocate many small
+/// values on one thread and free them on another, where glibc's allocator took a fifth
+/// of the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -132,3 +132,12 @@ fn invalid_configuration_is_refused_before_anything_starts() {
     assert!(message.contains("invalid configuration") && message.contains("DASHBOARD_LISTEN"), "{message}");
     assert!(cli.run(&["migrate"], "").status.success());
 }
+
+#[test]
+fn a_sandbox_chargeback_of_an_unknown_payment_is_refused() {
+    let cli = Cli::new();
+    let args = ["sandbox", "chargeback", "pay_unknown", "--reason-code", "10.4", "--reason", "Fraud"];
+    let (code, message) = cli.fails(&args, "");
+    assert_eq!(code, 1);
+    assert!(message.contains("Not found."), "{message}");
+}

@@ -1,5 +1,6 @@
-//! Exports of everything a filter matches, streamed: rows are fetched page by page with
-//! a keyset cursor and written as they come, so memory stays flat whatever the count.
+//! Exports of everything a filter matches, streamed: rows arrive in batches (page by
+//! page with a keyset cursor, or in one pass over the database) and are written as they
+//! come, so memory stays flat whatever the count.
 
 use std::future::Future;
 
@@ -7,25 +8,65 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use poem::http::header;
 use poem::{Body, Response};
+use tokio::sync::mpsc;
 
 use crate::error::AppError;
 
 /// One page of rows and the cursor of the next page (`None`: this was the last).
 pub type Page<C> = (Vec<Vec<String>>, Option<C>);
 
-/// A CSV download named `filename`: `header`, then the rows `fetch` returns page by
-/// page, starting from cursor `None`.
-pub fn csv_download<C, F, Fut>(filename: &str, header: &'static [&'static str], fetch: F) -> Response
+/// The rows of an export, arriving in batches: whatever produces them (a page loop, or a
+/// single pass over the database) runs ahead of the file being written by at most
+/// [`BATCHES_AHEAD`] batches, so memory stays flat and both sides work at once.
+pub type Rows = mpsc::Receiver<RowBatch>;
+
+/// A batch of rows, or why there are no more.
+pub type RowBatch = Result<Vec<Vec<String>>, AppError>;
+
+/// How many batches a producer may run ahead of the writer.
+pub const BATCHES_AHEAD: usize = 4;
+
+/// A channel for a producer of [`Rows`].
+pub fn rows_channel() -> (mpsc::Sender<RowBatch>, Rows) {
+    mpsc::channel(BATCHES_AHEAD)
+}
+
+/// Rows fetched page by page: `fetch(cursor)` answers a page and the next cursor,
+/// starting from `None`. The pages are fetched by a task of their own.
+pub fn paged<C, F, Fut>(mut fetch: F) -> Rows
 where
     C: Send + 'static,
     F: FnMut(Option<C>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Page<C>, AppError>> + Send + 'static,
 {
+    let (sender, rows) = rows_channel();
+    tokio::spawn(async move {
+        let mut cursor = None;
+        loop {
+            let (batch, next) = match fetch(cursor).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            };
+            // A closed channel: the download was abandoned.
+            if sender.send(Ok(batch)).await.is_err() || next.is_none() {
+                return;
+            }
+            cursor = next;
+        }
+    });
+    rows
+}
+
+/// A CSV download named `filename`: `header`, then the `rows` as they come.
+pub fn csv_download(filename: &str, header: &'static [&'static str], rows: Rows) -> Response {
     Response::builder()
         .content_type("text/csv; charset=utf-8")
         .header(header::CONTENT_DISPOSITION, attachment(filename))
         .header(header::CACHE_CONTROL, "no-store")
-        .body(csv_body(header, fetch))
+        .body(csv_body(header, rows))
 }
 
 /// `Content-Disposition` of a download.
@@ -33,33 +74,21 @@ pub fn attachment(filename: &str) -> String {
     format!("attachment; filename=\"{filename}\"")
 }
 
-/// The streamed CSV body of [`csv_download`]. The next page is fetched while the
-/// current one is written and sent, so the database and the writer work side by side.
-pub fn csv_body<C, F, Fut>(header: &'static [&'static str], fetch: F) -> Body
-where
-    C: Send + 'static,
-    F: FnMut(Option<C>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Page<C>, AppError>> + Send + 'static,
-{
+/// The streamed CSV body of [`csv_download`].
+pub fn csv_body(header: &'static [&'static str], rows: Rows) -> Body {
     let first = csv_bytes(std::iter::once(header.iter().map(|h| (*h).to_owned()).collect()));
-    let mut fetch = fetch;
-    let pending = Some(tokio::spawn(fetch(None)));
-    // State: the fetcher and the page being fetched (`None`: that was the last).
-    let pages = stream::unfold((fetch, pending), |(mut fetch, pending)| async move {
-        let page = pending?.await.unwrap_or_else(|error| Err(AppError::Internal(error.to_string())));
-        match page {
-            Ok((rows, next)) => {
-                let pending = next.map(|cursor| tokio::spawn(fetch(Some(cursor))));
-                Some((Ok::<_, std::io::Error>(csv_bytes(rows.into_iter())), (fetch, pending)))
-            }
+    let batches = stream::unfold(Some(rows), |rows| async move {
+        let mut rows = rows?;
+        match rows.recv().await? {
+            Ok(batch) => Some((Ok::<_, std::io::Error>(csv_bytes(batch.into_iter())), Some(rows))),
             Err(error) => {
                 // The status line is gone already: end the file and say why in the log.
                 tracing::error!(%error, "export stopped");
-                Some((Err(std::io::Error::other(error.to_string())), (fetch, None)))
+                Some((Err(std::io::Error::other(error.to_string())), None))
             }
         }
     });
-    Body::from_bytes_stream(stream::iter([Ok(first)]).chain(pages))
+    Body::from_bytes_stream(stream::iter([Ok(first)]).chain(batches))
 }
 
 fn csv_bytes(rows: impl Iterator<Item = Vec<String>>) -> Bytes {
@@ -74,16 +103,12 @@ fn csv_bytes(rows: impl Iterator<Item = Vec<String>>) -> Bytes {
 /// An XLSX download of the same rows: written with constant memory (rows go to a
 /// temporary file as they come), then streamed from that file. `numbers` are the
 /// columns written as numbers.
-pub async fn xlsx_download<C, F, Fut>(
+pub async fn xlsx_download(
     filename: &str,
     header: &'static [&'static str],
     numbers: &'static [usize],
-    mut fetch: F,
-) -> Result<Response, AppError>
-where
-    F: FnMut(Option<C>) -> Fut,
-    Fut: Future<Output = Result<Page<C>, AppError>>,
-{
+    mut rows: Rows,
+) -> Result<Response, AppError> {
     let internal = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("XLSX export failed: {e}"));
     let mut workbook = rust_xlsxwriter::Workbook::new();
     let sheet = workbook.add_worksheet_with_constant_memory();
@@ -92,10 +117,8 @@ where
         sheet.write_string_with_format(0, column as u16, *title, &bold).map_err(internal)?;
     }
     let mut row: u32 = 1;
-    let mut cursor = None;
-    loop {
-        let (rows, next) = fetch(cursor).await?;
-        for values in rows {
+    while let Some(batch) = rows.recv().await {
+        for values in batch? {
             if row >= 1_048_576 {
                 return Err(AppError::BadRequest(
                     "More than 1,048,575 rows match: XLSX cannot hold them. Narrow the filter or export CSV."
@@ -110,10 +133,6 @@ where
                 };
             }
             row += 1;
-        }
-        match next {
-            Some(next) => cursor = Some(next),
-            None => break,
         }
     }
     let file = tempfile::NamedTempFile::new().map_err(|e| AppError::Internal(e.to_string()))?;

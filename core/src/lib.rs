@@ -13,6 +13,7 @@ pub mod export;
 pub mod links;
 pub mod money;
 pub mod payments;
+pub mod preferences;
 pub mod registry;
 pub mod schema;
 pub mod second_factor;

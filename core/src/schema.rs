@@ -285,6 +285,17 @@ diesel::joinable!(user_projects -> users (user_id));
 diesel::joinable!(user_projects -> projects (project_id));
 diesel::joinable!(sessions -> users (user_id));
 
+diesel::table! {
+    user_preferences (user_id, preference) {
+        user_id -> BigInt,
+        preference -> Text,
+        value -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(user_preferences -> users (user_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     companies,
     projects,
@@ -307,4 +318,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     project_secrets,
     callback_endpoints,
     callback_deliveries,
+    user_preferences,
 );

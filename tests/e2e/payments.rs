@@ -443,3 +443,93 @@ async fn exports_hold_everything_the_filter_matches(app: TestApp) {
     assert!(bytes.len() > 1_000);
     assert_eq!(app.get("/api/v1/payments/export?format=pdf").await.status(), StatusCode::BAD_REQUEST);
 }
+
+story!(an_export_of_thousands_holds_each_payment_once_newest_first);
+async fn an_export_of_thousands_holds_each_payment_once_newest_first(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop", "App"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    // More than two of the export's batches.
+    dashboard_core::payments::history::generate_history(&app.state.db, company, &projects, 12_345, 30, 1)
+        .await
+        .unwrap();
+    let csv = app.get("/payments/export.csv").await.text().await.unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|line| line.split(',').collect()).collect();
+    assert_eq!(rows.len(), 12_345);
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|row| row[0]).collect();
+    assert_eq!(ids.len(), 12_345, "each payment once");
+    assert!(rows.windows(2).all(|pair| pair[0][1] >= pair[1][1]), "newest first");
+}
+
+story!(each_user_chooses_the_registry_columns_and_keeps_them);
+async fn each_user_chooses_the_registry_columns_and_keeps_them(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let project = projects[0];
+    let mut body = purchase(project, 4_200, "EUR", APPROVE, "one_step");
+    body["customer"]["email"] = json!("columns@example.com");
+    post(&app, "/api/v1/payments", &key(), body).await;
+    let page = app.get("/payments").await.text().await.unwrap();
+    assert!(page.contains("<th scope=\"col\">Customer</th>") && page.contains("columns@example.com"), "default");
+    assert!(!page.contains("<th scope=\"col\">Method</th>"), "the method is hidden by default");
+
+    // The page's form: the choice is saved and the same view comes back.
+    let csrf = form_value(&page, "csrf_token").unwrap();
+    let fields =
+        [("csrf_token", csrf.as_str()), ("back", "currency=EUR"), ("columns", "method"), ("columns", "amount")];
+    let response = app.post_form("/payments/columns", &fields).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/payments?currency=EUR", "back to the same view");
+    let page = app.get("/payments?currency=EUR").await.text().await.unwrap();
+    assert!(page.contains("<th scope=\"col\">Method</th>") && page.contains("42.00"), "{page}");
+    assert!(!page.contains("columns@example.com"), "the customer column is hidden now");
+
+    // The API reads and sets the same choice; bad input changes nothing.
+    let columns: Value = app.get("/api/v1/payments/columns").await.json().await.unwrap();
+    assert_eq!(columns["columns"], json!(["method", "amount"]));
+    for bad in [json!({ "columns": [] }), json!({ "columns": ["amount", "secret"] })] {
+        let response = app.client.put(app.url("/api/v1/payments/columns")).json(&bad).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    let set = json!({ "columns": ["card", "created"] });
+    let columns: Value =
+        app.client.put(app.url("/api/v1/payments/columns")).json(&set).send().await.unwrap().json().await.unwrap();
+    assert_eq!(columns["columns"], json!(["created", "card"]), "kept in the table's order");
+
+    // Another user of the company still sees the default.
+    app.user(company, "sue", BuiltinRole::Support).await;
+    let sue = app.signed_in_client("sue").await;
+    let page = sue.get(app.url("/payments")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("columns@example.com") && !page.contains("<th scope=\"col\">Method</th>"));
+}
+
+story!(a_sale_is_reversed_once_and_chargebacks_never_exceed_what_is_left);
+async fn a_sale_is_reversed_once_and_chargebacks_never_exceed_what_is_left(app: TestApp) {
+    use dashboard_core::payments::service::record_chargeback;
+    let project = operator(&app).await;
+    let sale = |amount| purchase(project, amount, "EUR", APPROVE, "one_step");
+    let (_, first) = post(&app, "/api/v1/payments", &key(), sale(5_000)).await;
+    let id = first["id"].as_str().unwrap();
+    let reversal = format!("/api/v1/payments/{id}/reversals");
+    let (status, reversed) = post(&app, &reversal, &key(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{reversed}");
+    assert_eq!((reversed["status"].as_str(), reversed["refunded"].as_i64()), (Some("reversed"), Some(5_000)));
+    let (status, again) = post(&app, &reversal, &key(), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert!(again["detail"].as_str().unwrap().contains("reversed"), "{again}");
+
+    // A chargeback takes at most what is neither refunded nor charged back.
+    let (_, second) = post(&app, "/api/v1/payments", &key(), sale(3_000)).await;
+    let id = second["id"].as_str().unwrap();
+    post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({ "amount": 1_000 })).await;
+    let too_much = record_chargeback(&app.state.db, id, Some(2_001), "10.4", "Fraud, card absent").await;
+    assert!(too_much.unwrap_err().to_string().contains("At most 20.00"), "refunds count");
+    record_chargeback(&app.state.db, id, Some(2_000), "10.4", "Fraud, card absent").await.unwrap();
+    let now: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!((now["status"].as_str(), now["charged_back"].as_i64()), (Some("charged_back"), Some(2_000)));
+    let chargeback = now["operations"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((chargeback["kind"].as_str(), chargeback["decline_code"].as_str()), (Some("chargeback"), Some("10.4")));
+    let (status, _) = post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({ "amount": 1 })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing is refunded after a chargeback");
+    assert!(record_chargeback(&app.state.db, id, Some(1), "10.4", "Again").await.is_err(), "once");
+    verified(&app).await;
+}

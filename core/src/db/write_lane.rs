@@ -121,7 +121,9 @@ impl Turn<'_> {
             let mut conn = establish_sqlite(self.lane.path.clone())
                 .await
                 .map_err(|e| DbError::Pool(format!("cannot open the write connection: {e}")))?;
-            conn.batch_execute("PRAGMA wal_autocheckpoint = 0").await?;
+            // Its page cache stays valid (no other connection writes), so a large one keeps
+            // the indexes' upper pages at hand: 64 MiB.
+            conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536").await?;
             self.slot.conn = Some(conn);
         }
         if self.slot.group.is_none() {
@@ -225,7 +227,9 @@ impl Turn<'_> {
 /// writer and readers; what it cannot copy yet, the next round does.
 pub async fn checkpoint_in_background(path: String, lane: Weak<WriteLane>) {
     let mut conn: Option<SqliteConn> = None;
-    let mut interval = tokio::time::interval(CHECKPOINT_EVERY);
+    // The first round after one period: a new database is still being set up (journal
+    // mode, migrations) by the connections that opened it.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

@@ -53,6 +53,7 @@ struct Generated {
     authorized: i64,
     captured: i64,
     refunded: i64,
+    charged_back: i64,
     country: &'static str,
     email: String,
     card: (&'static str, &'static str, &'static str),
@@ -93,8 +94,13 @@ fn moment(rng: &mut StdRng, end: NaiveDateTime, days: i64) -> NaiveDateTime {
     }
 }
 
-fn generate(rng: &mut StdRng, index: usize, projects: &[i64], end: NaiveDateTime, days: i64, run: &str) -> Generated {
-    let created = moment(rng, end, days);
+fn generate(
+    rng: &mut StdRng,
+    index: usize,
+    projects: &[i64],
+    (created, end): (NaiveDateTime, NaiveDateTime),
+    run: &str,
+) -> Generated {
     let currency = pick(rng, &CURRENCIES);
     let amount = amount(rng, currency);
     let kind = pick(rng, &[(Kind::Purchase, 90), (Kind::Payout, 6), (Kind::Recurring, 4)]);
@@ -114,6 +120,7 @@ fn generate(rng: &mut StdRng, index: usize, projects: &[i64], end: NaiveDateTime
         authorized: 0,
         captured: 0,
         refunded: 0,
+        charged_back: 0,
         country: COUNTRIES[rng.random_range(0..COUNTRIES.len())],
         email: format!("customer{}@example.com", rng.random_range(1..6_000)),
         card: CARDS[rng.random_range(0..CARDS.len())],
@@ -177,8 +184,29 @@ fn generate(rng: &mut StdRng, index: usize, projects: &[i64], end: NaiveDateTime
         g.refunded = refund;
         g.status = if refund == g.captured { Status::Refunded } else { Status::PartiallyRefunded };
     }
+    if g.status == Status::Completed && rng.random_bool(0.004) {
+        let reason = CHARGEBACK_REASONS[rng.random_range(0..CHARGEBACK_REASONS.len())];
+        let at = (g.ops.last().map_or(created, |op| op.at) + TimeDelta::days(rng.random_range(5..60))).min(end);
+        g.ops.push(Op {
+            kind: OperationKind::Chargeback,
+            amount: g.captured,
+            success: true,
+            at,
+            decline: Some(reason),
+        });
+        g.charged_back = g.captured;
+        g.status = Status::ChargedBack;
+    }
     g
 }
+
+/// Card schemes' chargeback reasons: (code, words).
+const CHARGEBACK_REASONS: [(&str, &str); 4] = [
+    ("10.4", "Fraud, card absent"),
+    ("13.1", "Merchandise not received"),
+    ("13.3", "Not as described"),
+    ("12.6", "Duplicate processing"),
+];
 
 fn timestamp(at: &NaiveDateTime) -> String {
     format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.6f"))
@@ -205,11 +233,15 @@ pub async fn generate_history(
     let mut rng = StdRng::seed_from_u64(seed);
     let end = now();
     let run = format!("{:04x}", seed % 0x10000);
+    // In time order, as payments arrive: the table's rows then lie in the order in which
+    // the registry, exports and analytics read them.
+    let mut moments: Vec<NaiveDateTime> = (0..count).map(|_| moment(&mut rng, end, days)).collect();
+    moments.sort_unstable();
     let mut written = 0;
     while written < count {
         let size = BATCH.min(count - written);
         let batch: Vec<Generated> =
-            (written..written + size).map(|i| generate(&mut rng, i, projects, end, days, &run)).collect();
+            (written..written + size).map(|i| generate(&mut rng, i, projects, (moments[i], end), &run)).collect();
         write_batch(db, company_id, &batch).await?;
         written += size;
     }
@@ -227,7 +259,7 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
             .map(|g| {
                 let card = (g.method == "card").then_some(g.card);
                 format!(
-                    "('{}', {company_id}, {}, '{}', '{}', '{}', '{}', '{}', {}, {}, {}, {}, 0, '{}', '{}', '{}', {}, {}, {}, {}, {}, {}, {}, {})",
+                    "('{}', {company_id}, {}, '{}', '{}', '{}', '{}', '{}', {}, {}, {}, {}, {}, '{}', '{}', '{}', {}, {}, {}, {}, {}, {}, {}, {})",
                     g.public_id,
                     g.project_id,
                     g.kind.as_str(),
@@ -239,6 +271,7 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
                     g.authorized,
                     g.captured,
                     g.refunded,
+                    g.charged_back,
                     g.public_id.replace("pay_demo", "order-"),
                     g.email,
                     g.country,

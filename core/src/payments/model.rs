@@ -50,6 +50,7 @@ text_enum!(
         Completed => "completed",
         PartiallyRefunded => "partially_refunded",
         Refunded => "refunded",
+        Reversed => "reversed",
         Cancelled => "cancelled",
         Declined => "declined",
         Failed => "failed",

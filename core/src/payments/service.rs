@@ -19,6 +19,7 @@ use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
 use crate::audit::{self, AuditEvent};
 use crate::auth::Principal;
+use crate::db::DbPool;
 use crate::error::AppError;
 use crate::schema::{ledger_postings, operations, payments, projects};
 use crate::state::AppState;
@@ -522,7 +523,7 @@ async fn finish(
 
 /// The customer's answer to the sandbox's 3-D Secure challenge.
 pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool) -> Result<Status, AppError> {
-    let stored = load_any(state, public_id).await?;
+    let stored = load_any(&state.db, public_id).await?;
     if stored.status != Status::AwaitingChallenge {
         return Err(AppError::Conflict("This payment is not waiting for 3-D Secure.".to_owned()));
     }
@@ -535,7 +536,7 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
         other => other,
     };
     settle_start(state, stored.id, kind, amount, outcome).await?;
-    Ok(load_any(state, public_id).await?.status)
+    Ok(load_any(&state.db, public_id).await?.status)
 }
 
 async fn pending_kind(state: &AppState, payment_id: i64) -> Result<Option<OperationKind>, AppError> {
@@ -614,6 +615,82 @@ pub async fn refund(
     view(state, principal, public_id).await
 }
 
+/// Reverses a completed sale in full (before it is settled, the acquirer voids it rather
+/// than refunding it): the customer gets everything back, once.
+pub async fn reverse(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
+    let stored = load(state, principal, public_id).await?;
+    allowed(&stored, OperationKind::Reversal)?;
+    let amount = amount_check(stored.captured - stored.refunded - stored.charged_back)?;
+    let operation = reserve(state, principal, &stored, OperationKind::Reversal, amount, Status::Reversed).await?;
+    let outcome = state.connector.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
+    settle(state, principal, &stored, OperationKind::Reversal, operation, amount, outcome).await?;
+    view(state, principal, public_id).await
+}
+
+/// Records a chargeback the acquirer reports: the customer's bank took `amount` (all
+/// that is left when `None`) back, with the card scheme's reason. Not a merchant's
+/// action: it arrives from the acquirer (in the sandbox, by the operator's command), and
+/// the Chargebacks section lets the merchant accept or dispute it. Never more than was
+/// captured and is neither refunded nor charged back already. The reason is kept as the
+/// operation's code and text.
+pub async fn record_chargeback(
+    db: &DbPool,
+    public_id: &str,
+    amount: Option<i64>,
+    reason_code: &str,
+    reason: &str,
+) -> Result<Status, AppError> {
+    let stored = load_any(db, public_id).await?;
+    allowed(&stored, OperationKind::Chargeback)?;
+    let left = stored.captured - stored.refunded - stored.charged_back;
+    let amount = amount_check(amount.unwrap_or(left))?;
+    let reason_code = optional_text(Some(reason_code.to_owned()), "reason code", 20)?;
+    let reason = optional_text(Some(reason.to_owned()), "reason", 200)?;
+    let from: Vec<&str> = allowed_from(OperationKind::Chargeback).iter().map(|s| s.as_str()).collect();
+    let postings = ledger::postings(OperationKind::Chargeback, amount, 0);
+    let (payment_id, project_id, currency, now) = (stored.id, stored.project_id, stored.currency.clone(), now());
+    crate::db_transaction!(db, conn => {
+        let moved = diesel::update(
+            payments::table
+                .find(payment_id)
+                .filter(payments::status.eq_any(&from))
+                .filter((payments::captured_amount - payments::refunded_amount - payments::charged_back_amount).ge(amount)),
+        )
+        .set((
+            payments::charged_back_amount.eq(payments::charged_back_amount + amount),
+            payments::status.eq(Status::ChargedBack.as_str()),
+            payments::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+        if moved != 1 {
+            return Err(AppError::BadRequest(format!(
+                "At most {} can be charged back.",
+                crate::money::format_minor(left, &currency)
+            )));
+        }
+        let operation: i64 = diesel::insert_into(operations::table)
+            .values((
+                operations::payment_id.eq(payment_id),
+                operations::kind.eq(OperationKind::Chargeback.as_str()),
+                operations::status.eq(OperationStatus::Success.as_str()),
+                operations::amount.eq(amount),
+                operations::currency.eq(&currency),
+                operations::decline_code.eq(&reason_code),
+                operations::decline_reason.eq(&reason),
+                operations::created_at.eq(now),
+                operations::completed_at.eq(Some(now)),
+            ))
+            .returning(operations::id)
+            .get_result(conn)
+            .await?;
+        insert_postings!(conn, operation, payment_id, project_id, currency, postings, now);
+        crate::enqueue_callbacks!(conn, payment_id, now);
+        Ok::<_, AppError>(())
+    })?;
+    Ok(Status::ChargedBack)
+}
+
 /// Refuses an operation the payment's status does not allow, before any other check.
 fn allowed(stored: &Stored, kind: OperationKind) -> Result<(), AppError> {
     if allowed_from(kind).contains(&stored.status) { Ok(()) } else { Err(illegal(kind, stored.status)) }
@@ -635,7 +712,7 @@ async fn reserve(
     let (payment_id, user_id, currency) = (stored.id, principal.user_id, stored.currency.clone());
     let now = now();
     let reserved = crate::db_transaction!(state.db, conn => {
-        let moved = if kind == OperationKind::Refund {
+        let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
             diesel::update(
                 payments::table
                     .find(payment_id)
@@ -743,6 +820,12 @@ async fn settle(
                     .execute(conn)
                     .await?;
             }
+            (OperationKind::Reversal, true) => {
+                diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Reversed.as_str()), payments::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
             (_, true) => {
                 let (captured, refunded): (i64, i64) =
                     payments::table.find(payment_id).select((payments::captured_amount, payments::refunded_amount)).first(conn).await?;
@@ -775,6 +858,7 @@ fn audit_action(kind: OperationKind) -> &'static str {
         OperationKind::Capture => "payment.capture",
         OperationKind::Cancel => "payment.release",
         OperationKind::Refund => "payment.refund",
+        OperationKind::Reversal => "payment.reversal",
         _ => "payment.operation",
     }
 }
@@ -803,9 +887,9 @@ const STORED_COLUMNS: (
 
 type StoredRow = (i64, String, String, String, i64, i64, i64, i64, i64);
 
-async fn stored_of(state: &AppState, row: StoredRow) -> Result<Stored, AppError> {
+async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
     let (id, public_id, status, currency, authorized, captured, refunded, charged_back, project_id) = row;
-    let reference: Option<String> = crate::db_run!(state.db, conn => {
+    let reference: Option<String> = crate::db_run!(db, conn => {
         operations::table
             .filter(operations::payment_id.eq(id))
             .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
@@ -844,16 +928,21 @@ async fn load(state: &AppState, principal: &Principal, public_id: &str) -> Resul
             .optional()
     })?;
     let row = row.filter(|row| principal.projects.allows(row.8)).ok_or(AppError::NotFound)?;
-    stored_of(state, row).await
+    stored_of(&state.db, row).await
+}
+
+/// The currency of any payment (the operator's commands read amounts in it).
+pub async fn currency_of(db: &DbPool, public_id: &str) -> Result<String, AppError> {
+    Ok(load_any(db, public_id).await?.currency)
 }
 
 /// Any payment by id (the customer-facing 3-D Secure page has no principal).
-async fn load_any(state: &AppState, public_id: &str) -> Result<Stored, AppError> {
+async fn load_any(db: &DbPool, public_id: &str) -> Result<Stored, AppError> {
     let public_id = public_id.to_owned();
-    let row: Option<StoredRow> = crate::db_run!(state.db, conn => {
+    let row: Option<StoredRow> = crate::db_run!(db, conn => {
         payments::table.filter(payments::public_id.eq(&public_id)).select(STORED_COLUMNS).first(conn).await.optional()
     })?;
-    stored_of(state, row.ok_or(AppError::NotFound)?).await
+    stored_of(db, row.ok_or(AppError::NotFound)?).await
 }
 
 /// The internal id of a payment the principal may see; else 404.

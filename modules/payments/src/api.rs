@@ -15,6 +15,8 @@ use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 
+use crate::columns;
+
 /// Card details: used for this call only, never stored (only first 6, last 4, brand and
 /// expiry are kept).
 #[derive(Object, Serialize)]
@@ -45,6 +47,27 @@ pub struct PurchaseRequest {
     pub merchant_order_id: Option<String>,
     pub description: Option<String>,
     pub customer: Option<Customer>,
+}
+
+/// The registry's columns of a user.
+#[derive(Object)]
+pub struct Columns {
+    /// Shown, in the table's order.
+    pub columns: Vec<String>,
+    /// Every column that can be shown.
+    pub available: Vec<String>,
+}
+
+impl Columns {
+    fn of(columns: Vec<String>) -> Columns {
+        Columns { columns, available: columns::COLUMNS.iter().map(|(key, _)| (*key).to_owned()).collect() }
+    }
+}
+
+/// The columns to show.
+#[derive(Object)]
+pub struct ColumnChoice {
+    pub columns: Vec<String>,
 }
 
 #[derive(Object, Serialize)]
@@ -295,6 +318,23 @@ impl PaymentsApi {
         Ok(Json(view))
     }
 
+    /// Reverse a completed sale
+    ///
+    /// The whole amount goes back to the customer, once; only a completed sale with
+    /// nothing refunded yet can be reversed.
+    #[oai(path = "/payments/:id/reversals", method = "post", operation_id = "payments_reverse")]
+    async fn reverse(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<String>,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let route = format!("POST /payments/{}/reversals", id.0);
+        let view = once(&state, principal, &key, &route, &(), || service::reverse(&state, principal, &id)).await?;
+        Ok(Json(view))
+    }
+
     /// Refund a payment
     ///
     /// All that is left, or part of it; several partial refunds are fine, never more
@@ -371,6 +411,27 @@ impl PaymentsApi {
     ) -> ApiResult<Resent> {
         callbacks::resend(&state, principal, &id, delivery.0).await?;
         Ok(Resent::Queued)
+    }
+
+    /// The registry's columns the caller has chosen
+    ///
+    /// The payment id is always shown; `available` lists every column that can be.
+    #[oai(path = "/payments/columns", method = "get", operation_id = "payments_columns_get")]
+    async fn columns(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<Columns>> {
+        Ok(Json(Columns::of(columns::chosen(&state, principal).await?)))
+    }
+
+    /// Choose the registry's columns
+    ///
+    /// Saved for the caller (the user the token belongs to) and used by the Payments page.
+    #[oai(path = "/payments/columns", method = "put", operation_id = "payments_columns_set")]
+    async fn set_columns(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<ColumnChoice>,
+    ) -> ApiResult<Json<Columns>> {
+        Ok(Json(Columns::of(columns::choose(&state, principal, &body.columns).await?)))
     }
 
     /// Balances of the caller's projects, per currency

@@ -3,6 +3,7 @@
 //! operations themselves live in `dashboard_core::payments`, for every section.
 
 mod api;
+mod columns;
 mod pages;
 
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
@@ -62,6 +63,7 @@ register_section!(Section {
         page!(GET "/payments" => pages::registry, Access::Permission(VIEW)),
         page!(GET "/payments/export.csv" => pages::export_csv, Access::Permission(VIEW)),
         page!(GET "/payments/export.xlsx" => pages::export_xlsx, Access::Permission(VIEW)),
+        page!(POST "/payments/columns" => pages::save_columns, Access::Permission(VIEW)),
         page!(GET "/payments/:id" => pages::detail, Access::Permission(VIEW)),
         page!(POST "/payments/:id/refund" => pages::refund, Access::Permission(REFUND)),
         page!(POST "/payments/:id/capture" => pages::capture, Access::Permission(CAPTURE)),
@@ -74,10 +76,13 @@ register_section!(Section {
         operation!(POST "/payments", Access::Permission(CREATE)),
         operation!(GET "/payments", Access::Permission(VIEW)),
         operation!(GET "/payments/export", Access::Permission(VIEW)),
+        operation!(GET "/payments/columns", Access::Permission(VIEW)),
+        operation!(PUT "/payments/columns", Access::Permission(VIEW)),
         operation!(GET "/payments/{id}", Access::Permission(VIEW)),
         operation!(POST "/payments/{id}/captures", Access::Permission(CAPTURE)),
         operation!(POST "/payments/{id}/cancellations", Access::Permission(CAPTURE)),
         operation!(POST "/payments/{id}/refunds", Access::Permission(REFUND)),
+        operation!(POST "/payments/{id}/reversals", Access::Permission(REFUND)),
         operation!(POST "/payouts", Access::Permission(PAYOUT)),
         operation!(GET "/payments/{id}/callbacks", Access::Permission(VIEW)),
         operation!(POST "/payments/{id}/callbacks/{delivery}/resend", Access::Permission(VIEW)),
@@ -110,8 +115,6 @@ const EXPORT_COLUMNS: &[&str] = &[
 ];
 /// The export columns that are numbers (for XLSX).
 const EXPORT_NUMBERS: &[usize] = &[2, 6];
-/// Rows fetched per page while exporting.
-const EXPORT_PAGE: i64 = 5_000;
 
 fn export_row(p: dashboard_core::payments::search::PaymentSummary) -> Vec<String> {
     use dashboard_core::export::safe_text;
@@ -134,33 +137,17 @@ fn export_row(p: dashboard_core::payments::search::PaymentSummary) -> Vec<String
     ]
 }
 
-/// One export page: every payment matching `filter`, newest first, from `cursor`.
-async fn export_page(
-    state: dashboard_core::AppState,
-    principal: dashboard_core::Principal,
-    mut filter: dashboard_core::payments::search::PaymentFilter,
-    cursor: Option<String>,
-) -> Result<dashboard_core::export::Page<String>, dashboard_core::AppError> {
-    filter.after = cursor;
-    let (rows, next) = dashboard_core::payments::search::search(&state, &principal, &filter, EXPORT_PAGE).await?;
-    Ok((rows.into_iter().map(export_row).collect(), next))
-}
-
 /// The file of every payment matching `filter`, as CSV (streamed) or XLSX.
 async fn export(
     state: dashboard_core::AppState,
     principal: dashboard_core::Principal,
-    mut filter: dashboard_core::payments::search::PaymentFilter,
+    filter: dashboard_core::payments::search::PaymentFilter,
     xlsx: bool,
 ) -> Result<poem::Response, dashboard_core::AppError> {
-    filter.after = None;
-    // A bad filter is refused before the download starts.
-    dashboard_core::payments::search::search(&state, &principal, &filter, 1).await?;
+    let rows = dashboard_core::payments::search::export_rows(&state, &principal, &filter, export_row).await?;
     if xlsx {
-        let fetch = |cursor| export_page(state.clone(), principal.clone(), filter.clone(), cursor);
-        dashboard_core::export::xlsx_download("payments.xlsx", EXPORT_COLUMNS, EXPORT_NUMBERS, fetch).await
+        dashboard_core::export::xlsx_download("payments.xlsx", EXPORT_COLUMNS, EXPORT_NUMBERS, rows).await
     } else {
-        let fetch = move |cursor| export_page(state.clone(), principal.clone(), filter.clone(), cursor);
-        Ok(dashboard_core::export::csv_download("payments.csv", EXPORT_COLUMNS, fetch))
+        Ok(dashboard_core::export::csv_download("payments.csv", EXPORT_COLUMNS, rows))
     }
 }

@@ -7,14 +7,14 @@ use dashboard_core::money::{format_minor, parse_amount};
 use dashboard_core::payments::model::{Kind, Method, Status};
 use dashboard_core::payments::search::{self, PaymentFilter};
 use dashboard_core::payments::service::{self, PaymentView};
-use dashboard_core::web::{check_csrf, see_other};
+use dashboard_core::web::{HtmlForm, check_csrf, see_other};
 use dashboard_core::{AppError, PageContext};
 use poem::web::{CsrfVerifier, Form, Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{CAPTURE, REFUND};
+use crate::{CAPTURE, REFUND, columns};
 
 /// The filter as a query string, without the cursor.
 fn filter_query(filter: &PaymentFilter) -> String {
@@ -72,6 +72,7 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         })
         .collect();
     let query = filter_query(&filter);
+    let (shown, column_choices) = columns::template_data(&columns::chosen(&page.state, principal).await?);
     let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
     let methods: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
@@ -97,6 +98,10 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
             { "value": "amount_asc", "label": "Smallest amount", "selected": filter.sort.as_deref() == Some("amount_asc") },
         ],
         "sizes": sizes,
+        "columns": shown,
+        "column_choices": column_choices,
+        "csrf_token": page.csrf_token,
+        "back": query,
         "next_url": next.map(|after| format!("/payments?{}{}after={}", query, if query.is_empty() { "" } else { "&" }, urlencode(&after))),
         "first_url": filter.after.as_ref().filter(|a| !a.is_empty()).map(|_| format!("/payments?{query}")),
         "export_csv": format!("/payments/export.csv?{query}"),
@@ -104,6 +109,29 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
     });
     let status = if data["error"].is_null() { poem::http::StatusCode::OK } else { poem::http::StatusCode::BAD_REQUEST };
     Ok((status, page.render("Payments", "payments/list", &data)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ColumnsForm {
+    csrf_token: String,
+    #[serde(default)]
+    columns: Vec<String>,
+    /// The registry's query string, to go back to the same view.
+    #[serde(default)]
+    back: String,
+}
+
+#[handler]
+pub async fn save_columns(
+    page: PageContext,
+    verifier: &CsrfVerifier,
+    HtmlForm(form): HtmlForm<ColumnsForm>,
+) -> Result<Response, AppError> {
+    check_csrf(verifier, &form.csrf_token)?;
+    columns::choose(&page.state, page.principal()?, &form.columns).await?;
+    // Only a query string of the registry goes back: never another address.
+    let back: String = form.back.chars().filter(|c| c.is_ascii_graphic() && *c != '#').collect();
+    Ok(see_other(&if back.is_empty() { "/payments".to_owned() } else { format!("/payments?{back}") }))
 }
 
 #[handler]
@@ -122,7 +150,7 @@ fn status_class(status: &str) -> &'static str {
     match status {
         "completed" | "paid_out" | "authorized" => "badge-success",
         "declined" | "failed" | "charged_back" => "badge-danger",
-        "refunded" | "partially_refunded" | "cancelled" => "badge",
+        "refunded" | "partially_refunded" | "cancelled" | "reversed" => "badge",
         _ => "badge-warning",
     }
 }

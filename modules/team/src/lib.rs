@@ -124,24 +124,26 @@ fn audit_row(entry: &service::AuditEntry) -> Vec<String> {
 
 /// The streamed export of every user matching `filter`.
 fn users_export(state: dashboard_core::AppState, company_id: i64, filter: service::MemberFilter) -> poem::Body {
-    dashboard_core::export::csv_body(USER_COLUMNS, move |cursor: Option<String>| {
+    let rows = dashboard_core::export::paged(move |cursor: Option<String>| {
         let (state, mut filter) = (state.clone(), filter.clone());
         async move {
             filter.after = cursor;
             let (members, next) = service::list_members(&state, company_id, &filter, 1000).await?;
             Ok((members.iter().map(user_row).collect(), next))
         }
-    })
+    });
+    dashboard_core::export::csv_body(USER_COLUMNS, rows)
 }
 
 /// The streamed export of every audit event matching `filter`.
 fn audit_export(state: dashboard_core::AppState, company_id: i64, filter: service::AuditFilter) -> poem::Body {
-    dashboard_core::export::csv_body(AUDIT_COLUMNS, move |cursor: Option<i64>| {
+    let rows = dashboard_core::export::paged(move |cursor: Option<i64>| {
         let (state, mut filter) = (state.clone(), filter.clone());
         async move {
             filter.before = cursor;
             let (entries, next) = service::audit_log(&state, company_id, &filter, 1000).await?;
             Ok((entries.iter().map(audit_row).collect(), next))
         }
-    })
+    });
+    dashboard_core::export::csv_body(AUDIT_COLUMNS, rows)
 }
