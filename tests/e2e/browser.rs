@@ -143,3 +143,29 @@ async fn the_dark_theme_renders_in_a_real_browser() {
     assert_eq!(background, "rgb(15, 19, 32)", "the dark theme's background");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_columns_are_chosen_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = demo_app("default").await;
+    sign_in_as_demo_admin(&app, &browser, None).await;
+    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    browser.client.goto(&app.url("/payments?currency=EUR")).await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "Payments").await, "Payments");
+    // Headings are shown in capitals.
+    let headings = text_of(&browser, "table thead").await.to_lowercase();
+    assert!(headings.contains("customer") && !headings.contains("method"), "{headings}");
+
+    click(&browser, ".column-menu summary").await;
+    click(&browser, "input[name=columns][value=customer]").await;
+    click(&browser, "input[name=columns][value=method]").await;
+    browser.screenshot("payments-columns-menu").await;
+    click(&browser, ".column-choices button[type=submit]").await;
+
+    let headings = loop_until_present(&browser, "table thead th:nth-child(5)").await;
+    let headings = format!("{headings} {}", text_of(&browser, "table thead").await).to_lowercase();
+    assert!(headings.contains("method") && !headings.contains("customer"), "{headings}");
+    assert!(browser.client.current_url().await.unwrap().as_str().ends_with("/payments?currency=EUR"));
+    browser.screenshot("payments-registry").await;
+    browser.close().await;
+}
