@@ -22,3 +22,73 @@ pub mod serde_rfc3339 {
         serializer.serialize_str(&super::rfc3339(value))
     }
 }
+
+/// A stored timestamp, read quickly. SQLite keeps timestamps as text, which diesel reads
+/// by trying chrono's format strings one by one (a format parse per value: a fifth of
+/// the time of reading an export). The text this application writes,
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, is read by hand here; anything else goes to diesel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, diesel::deserialize::FromSqlRow)]
+pub struct StoredTime(pub NaiveDateTime);
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite> for StoredTime {
+    fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> diesel::deserialize::Result<Self> {
+        if value.value_type() == Some(diesel::sqlite::SqliteType::Text)
+            && let Some(time) = parse_stored(value.read_text())
+        {
+            return Ok(StoredTime(time));
+        }
+        <NaiveDateTime as diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite>>::from_sql(
+            value,
+        )
+        .map(StoredTime)
+    }
+}
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg> for StoredTime {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        <NaiveDateTime as diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg>>::from_sql(value)
+            .map(StoredTime)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with up to 9 digits of fraction, or `None`.
+fn parse_stored(text: &str) -> Option<NaiveDateTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b' ' || bytes[13] != b':' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        bytes[range].iter().try_fold(0_u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)?;
+    let nanos = match &bytes[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            number(20..bytes.len())? * 10_u32.pow(9 - u32::try_from(digits.len()).ok()?)
+        }
+        _ => return None,
+    };
+    if bytes[16] != b':' {
+        return None;
+    }
+    let time = chrono::NaiveTime::from_hms_nano_opt(number(11..13)?, number(14..16)?, number(17..19)?, nanos)?;
+    Some(NaiveDateTime::new(date, time))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn stored_text_is_read_like_chrono_reads_it() {
+        for text in ["2026-11-27 07:58:01.123456", "2026-01-02 00:00:00", "2024-02-29 23:59:59.5"] {
+            let chrono = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+            assert_eq!(parse_stored(text), Some(chrono), "{text}");
+        }
+        for text in ["2026-11-27T07:58:01", "2026-02-30 00:00:00", "2026-11-27 25:00:00", "2026-11-27 07:58:01.", "x"] {
+            assert_eq!(parse_stored(text), None, "{text}");
+        }
+    }
+}

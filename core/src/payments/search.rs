@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::export::{Rows, rows_channel};
 use crate::schema::payments;
 use crate::state::AppState;
-use crate::time::rfc3339;
+use crate::time::{StoredTime, rfc3339};
 
 /// The registry's filters; every field is optional and they live in the URL.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -157,7 +157,7 @@ type Row = (
     String,
     i64,
     (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>),
-    NaiveDateTime,
+    StoredTime,
 );
 
 /// The registry's query for a [`Checked`] filter, newest first (or as sorted), without a
@@ -355,7 +355,7 @@ pub async fn search(
     let limit = usize::try_from(limit).unwrap_or(50);
     let next = rows.get(limit).and(rows.get(limit - 1)).map(|row| {
         let key = match sort {
-            Sort::DateDesc | Sort::DateAsc => micros(&row.9),
+            Sort::DateDesc | Sort::DateAsc => micros(&row.9.0),
             Sort::AmountDesc | Sort::AmountAsc => row.7,
         };
         encode_cursor(key, row.0)
@@ -380,7 +380,7 @@ fn summary(row: Row) -> PaymentSummary {
         card_brand,
         card_last4,
         decline_reason,
-        created_at: rfc3339(&created),
+        created_at: rfc3339(&created.0),
     }
 }
 
