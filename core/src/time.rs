@@ -54,7 +54,8 @@ impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, diesel::pg::Pg> 
 /// `YYYY-MM-DD HH:MM:SS` with up to 9 digits of fraction, or `None`.
 fn parse_stored(text: &str) -> Option<NaiveDateTime> {
     let bytes = text.as_bytes();
-    if bytes.len() < 19 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b' ' || bytes[13] != b':' {
+    let separators = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
+    if bytes.len() < 19 || separators.iter().any(|(at, separator)| bytes[*at] != *separator) {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<u32> {
@@ -68,9 +69,6 @@ fn parse_stored(text: &str) -> Option<NaiveDateTime> {
         }
         _ => return None,
     };
-    if bytes[16] != b':' {
-        return None;
-    }
     let time = chrono::NaiveTime::from_hms_nano_opt(number(11..13)?, number(14..16)?, number(17..19)?, nanos)?;
     Some(NaiveDateTime::new(date, time))
 }

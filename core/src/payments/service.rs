@@ -244,6 +244,13 @@ struct Stored {
     reference: Option<String>,
 }
 
+impl Stored {
+    /// What is captured and neither refunded nor charged back.
+    fn left(&self) -> i64 {
+        self.captured - self.refunded - self.charged_back
+    }
+}
+
 fn amount_check(amount: i64) -> Result<i64, AppError> {
     if amount <= 0 {
         return Err(AppError::BadRequest("The amount must be more than zero.".to_owned()));
@@ -606,7 +613,7 @@ pub async fn refund(
 ) -> Result<PaymentView, AppError> {
     let stored = load(state, principal, public_id).await?;
     allowed(&stored, OperationKind::Refund)?;
-    let left = stored.captured - stored.refunded - stored.charged_back;
+    let left = stored.left();
     let amount = amount_check(amount.unwrap_or(left))?;
     let operation =
         reserve(state, principal, &stored, OperationKind::Refund, amount, Status::PartiallyRefunded).await?;
@@ -620,7 +627,7 @@ pub async fn refund(
 pub async fn reverse(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
     let stored = load(state, principal, public_id).await?;
     allowed(&stored, OperationKind::Reversal)?;
-    let amount = amount_check(stored.captured - stored.refunded - stored.charged_back)?;
+    let amount = amount_check(stored.left())?;
     let operation = reserve(state, principal, &stored, OperationKind::Reversal, amount, Status::Reversed).await?;
     let outcome = state.connector.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
     settle(state, principal, &stored, OperationKind::Reversal, operation, amount, outcome).await?;
@@ -642,7 +649,7 @@ pub async fn record_chargeback(
 ) -> Result<Status, AppError> {
     let stored = load_any(db, public_id).await?;
     allowed(&stored, OperationKind::Chargeback)?;
-    let left = stored.captured - stored.refunded - stored.charged_back;
+    let left = stored.left();
     let amount = amount_check(amount.unwrap_or(left))?;
     let reason_code = optional_text(Some(reason_code.to_owned()), "reason code", 20)?;
     let reason = optional_text(Some(reason.to_owned()), "reason", 200)?;
@@ -754,7 +761,7 @@ async fn reserve(
             if !allowed_from(kind).contains(&current.status) {
                 Err(illegal(kind, current.status))
             } else {
-                let left = current.captured - current.refunded - current.charged_back;
+                let left = current.left();
                 Err(AppError::BadRequest(format!(
                     "At most {} can be refunded.",
                     crate::money::format_minor(left, &current.currency)
