@@ -170,6 +170,15 @@ async fn an_idempotency_key_has_its_effect_once(app: TestApp) {
     let response = app.client.post(app.url("/api/v1/payments")).json(&body).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST, "the header is required");
 
+    // A refused request leaves its key unused.
+    let key = uuid::Uuid::new_v4().to_string();
+    let (status, problem) =
+        post(&app, "/api/v1/payments", &key, purchase(project + 1_000, 700, "EUR", APPROVE, "one_step")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (status, payment) =
+        post(&app, "/api/v1/payments", &key, purchase(project, 700, "EUR", APPROVE, "one_step")).await;
+    assert_eq!((status, &payment["amount"]["amount"]), (StatusCode::CREATED, &json!(700)), "{payment}");
+
     // Concurrent duplicates: one effect, whatever each of them is answered.
     let key = uuid::Uuid::new_v4().to_string();
     let body = purchase(project, 100, "USD", APPROVE, "one_step");

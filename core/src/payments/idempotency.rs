@@ -1,6 +1,12 @@
 //! Idempotency keys: a money-moving request repeated with the same key has its effect
 //! once. Same key and same body: the first answer again. Same key, another body: 422.
 //! The same key while the first request still runs: 409.
+//!
+//! A key is claimed, the effect happens, and the answer is stored with the key. [`once`]
+//! does each of these in its own write; the payment service claims the key inside the
+//! write that starts a payment and stores the answer inside the write that settles it
+//! ([`claim_key!`](crate::claim_key), [`save_answer!`](crate::save_answer)), which saves
+//! a purchase two of its four write turns.
 
 use std::future::Future;
 
@@ -10,7 +16,6 @@ use serde::de::DeserializeOwned;
 use crate::error::AppError;
 use crate::schema::idempotency_keys;
 use crate::state::AppState;
-use crate::time::now;
 
 /// What a repeated key gets instead of a new effect.
 #[derive(Debug)]
@@ -29,86 +34,139 @@ impl<T> Replay<T> {
     }
 }
 
-/// Runs `operation` once per (`scope`, `key`); `request` is what the key must come with
-/// each time (hashed with the installation's key, since it may hold a card number).
-pub async fn once<T, F, Fut>(
-    state: &AppState,
-    scope: &str,
-    key: &str,
-    request: &str,
-    operation: F,
-) -> Result<Replay<T>, AppError>
+/// A key about to be claimed, with the hash of the request it comes with.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+impl Claim {
+    /// `request` is what the key must come with each time (hashed with the
+    /// installation's key, since it may hold a card number).
+    pub fn new(state: &AppState, scope: &str, key: &str, request: &str) -> Result<Claim, AppError> {
+        let key = key.trim();
+        if key.is_empty() || key.len() > 255 {
+            return Err(AppError::BadRequest("The Idempotency-Key header must have 1 to 255 characters.".to_owned()));
+        }
+        Ok(Claim {
+            scope: scope.to_owned(),
+            key: key.to_owned(),
+            request_hash: state.secrets.fingerprint(request.as_bytes()),
+        })
+    }
+
+    /// What a key already claimed means for this request: its stored answer, or an error.
+    pub fn earlier(&self, request_hash: &str, answer: Option<String>) -> Result<String, AppError> {
+        if request_hash != self.request_hash {
+            return Err(AppError::Unprocessable(
+                "This Idempotency-Key was used with another request. Use a new key for a new request.".to_owned(),
+            ));
+        }
+        answer.ok_or_else(|| AppError::Conflict("A request with this Idempotency-Key is still running.".to_owned()))
+    }
+
+    /// Reads a stored answer back.
+    pub fn replay<T: DeserializeOwned>(answer: &str) -> Result<Replay<T>, AppError> {
+        serde_json::from_str(answer)
+            .map(Replay::Repeated)
+            .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")))
+    }
+
+    /// The answer to store.
+    pub fn answer_of<T: Serialize>(answer: &T) -> Result<String, AppError> {
+        serde_json::to_string(answer).map_err(|e| AppError::Internal(e.to_string()))
+    }
+}
+
+/// Claims `$claim` (an `&Claim`) with `$conn`, inside the caller's write; evaluates to
+/// `None` when the key is new, `Some(answer)` when it was answered before, and returns
+/// early with 422 or 409 as [`Claim::earlier`] says (a macro because the body is
+/// compiled once per database backend).
+#[macro_export]
+macro_rules! claim_key {
+    ($conn:ident, $claim:expr) => {{
+        use $crate::schema::idempotency_keys as __keys;
+        let __claim: &$crate::payments::idempotency::Claim = $claim;
+        let __inserted = diesel::insert_into(__keys::table)
+            .values((
+                __keys::scope.eq(&__claim.scope),
+                __keys::idempotency_key.eq(&__claim.key),
+                __keys::request_hash.eq(&__claim.request_hash),
+                __keys::created_at.eq($crate::time::now()),
+            ))
+            .on_conflict((__keys::scope, __keys::idempotency_key))
+            .do_nothing()
+            .execute($conn)
+            .await?;
+        if __inserted == 1 {
+            None
+        } else {
+            let (__hash, __answer): (String, Option<String>) = __keys::table
+                .filter(__keys::scope.eq(&__claim.scope))
+                .filter(__keys::idempotency_key.eq(&__claim.key))
+                .select((__keys::request_hash, __keys::response_body))
+                .first($conn)
+                .await?;
+            Some(__claim.earlier(&__hash, __answer)?)
+        }
+    }};
+}
+
+/// Stores `$answer` (a `&str`) for `$claim` with `$conn`, inside the caller's write.
+#[macro_export]
+macro_rules! save_answer {
+    ($conn:ident, $claim:expr, $answer:expr) => {{
+        use $crate::schema::idempotency_keys as __keys;
+        let __claim: &$crate::payments::idempotency::Claim = $claim;
+        let __answer: &str = $answer;
+        diesel::update(
+            __keys::table.filter(__keys::scope.eq(&__claim.scope)).filter(__keys::idempotency_key.eq(&__claim.key)),
+        )
+        .set((__keys::response_status.eq(Some(200)), __keys::response_body.eq(Some(__answer))))
+        .execute($conn)
+        .await?;
+    }};
+}
+
+/// Gives a claimed key back when its request failed before it had an effect: the key
+/// may be used again (with the same request).
+pub async fn forget(state: &AppState, claim: &Claim) -> Result<(), AppError> {
+    crate::db_write!(state.db, conn => {
+        diesel::delete(
+            idempotency_keys::table
+                .filter(idempotency_keys::scope.eq(&claim.scope))
+                .filter(idempotency_keys::idempotency_key.eq(&claim.key)),
+        )
+        .execute(conn)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Runs `operation` once per claim's key.
+pub async fn once<T, F, Fut>(state: &AppState, claim: &Claim, operation: F) -> Result<Replay<T>, AppError>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, AppError>>,
 {
-    let key = key.trim().to_owned();
-    if key.is_empty() || key.len() > 255 {
-        return Err(AppError::BadRequest("The Idempotency-Key header must have 1 to 255 characters.".to_owned()));
-    }
-    let hash = state.secrets.fingerprint(request.as_bytes());
-    let scope = scope.to_owned();
-    let inserted = crate::db_write!(state.db, conn => {
-        diesel::insert_into(idempotency_keys::table)
-            .values((
-                idempotency_keys::scope.eq(&scope),
-                idempotency_keys::idempotency_key.eq(&key),
-                idempotency_keys::request_hash.eq(&hash),
-                idempotency_keys::created_at.eq(now()),
-            ))
-            .on_conflict((idempotency_keys::scope, idempotency_keys::idempotency_key))
-            .do_nothing()
-            .execute(conn)
-            .await
-    })?;
-    if inserted == 0 {
-        let (stored_hash, status, body): (String, Option<i32>, Option<String>) = crate::db_run!(state.db, conn => {
-            idempotency_keys::table
-                .filter(idempotency_keys::scope.eq(&scope))
-                .filter(idempotency_keys::idempotency_key.eq(&key))
-                .select((idempotency_keys::request_hash, idempotency_keys::response_status, idempotency_keys::response_body))
-                .first(conn)
-                .await
-        })?;
-        if stored_hash != hash {
-            return Err(AppError::Unprocessable(
-                "This Idempotency-Key was used with another request. Use a new key for a new request.".to_owned(),
-            ));
-        }
-        return match (status, body) {
-            (Some(_), Some(body)) => serde_json::from_str(&body)
-                .map(Replay::Repeated)
-                .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}"))),
-            _ => Err(AppError::Conflict("A request with this Idempotency-Key is still running.".to_owned())),
-        };
+    let earlier = crate::db_write!(state.db, conn => Ok::<_, AppError>(crate::claim_key!(conn, claim)))?;
+    if let Some(answer) = earlier {
+        return Claim::replay(&answer);
     }
     match operation().await {
         Ok(answer) => {
-            let body = serde_json::to_string(&answer).map_err(|e| AppError::Internal(e.to_string()))?;
+            let body = Claim::answer_of(&answer)?;
             crate::db_write!(state.db, conn => {
-                diesel::update(
-                    idempotency_keys::table
-                        .filter(idempotency_keys::scope.eq(&scope))
-                        .filter(idempotency_keys::idempotency_key.eq(&key)),
-                )
-                .set((idempotency_keys::response_status.eq(Some(200)), idempotency_keys::response_body.eq(Some(&body))))
-                .execute(conn)
-                .await
+                crate::save_answer!(conn, claim, &body);
+                Ok::<_, AppError>(())
             })?;
             Ok(Replay::Fresh(answer))
         }
         Err(error) => {
-            // Nothing happened: the key may be used again (with the same request).
-            crate::db_write!(state.db, conn => {
-                diesel::delete(
-                    idempotency_keys::table
-                        .filter(idempotency_keys::scope.eq(&scope))
-                        .filter(idempotency_keys::idempotency_key.eq(&key)),
-                )
-                .execute(conn)
-                .await
-            })?;
+            forget(state, claim).await?;
             Err(error)
         }
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::card::Card;
 use super::connector::Outcome;
+use super::idempotency::{self, Claim, Replay};
 use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
 use crate::audit::{self, AuditEvent};
@@ -293,12 +294,14 @@ fn new_public_id() -> String {
     format!("pay_{}", &crate::auth::random_token()[..24])
 }
 
-/// Makes a purchase: a sale (one-step) or an authorisation (two-step).
+/// Makes a purchase: a sale (one-step) or an authorisation (two-step), once per
+/// idempotency claim.
 pub async fn create_purchase(
     state: &AppState,
     principal: &Principal,
     new: NewPurchase,
-) -> Result<PaymentView, AppError> {
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
     let operation = if new.flow == Flow::OneStep { OperationKind::Sale } else { OperationKind::Auth };
     let start = Start {
         kind: Kind::Purchase,
@@ -311,15 +314,22 @@ pub async fn create_purchase(
         description: new.description,
         customer: new.customer,
     };
-    let id = begin(state, principal, &start, &new.card).await?;
+    let id = match begin(state, principal, &start, &new.card, claim).await? {
+        Begun::Started(id) => id,
+        Begun::Earlier(answer) => return Claim::replay(&answer),
+    };
     let outcome =
         state.connector.charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale).await;
-    let (row, ops) = settle_start(state, id, operation, start.amount, outcome).await?;
-    Ok(view_of(state, row, ops))
+    answered(state, claim, settle_start(state, id, operation, start.amount, outcome, Some(claim)).await).await
 }
 
-/// Sends money to a card.
-pub async fn create_payout(state: &AppState, principal: &Principal, new: NewPayout) -> Result<PaymentView, AppError> {
+/// Sends money to a card, once per idempotency claim.
+pub async fn create_payout(
+    state: &AppState,
+    principal: &Principal,
+    new: NewPayout,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
     let start = Start {
         kind: Kind::Payout,
         flow: Flow::OneStep,
@@ -331,10 +341,37 @@ pub async fn create_payout(state: &AppState, principal: &Principal, new: NewPayo
         description: new.description,
         customer: new.customer,
     };
-    let id = begin(state, principal, &start, &new.card).await?;
+    let id = match begin(state, principal, &start, &new.card, claim).await? {
+        Begun::Started(id) => id,
+        Begun::Earlier(answer) => return Claim::replay(&answer),
+    };
     let outcome = state.connector.payout(&new.card, start.amount, &start.currency).await;
-    let (row, ops) = settle_start(state, id, OperationKind::Payout, start.amount, outcome).await?;
-    Ok(view_of(state, row, ops))
+    answered(state, claim, settle_start(state, id, OperationKind::Payout, start.amount, outcome, Some(claim)).await)
+        .await
+}
+
+/// The end of a payment's start: its answer, or the claim given back when settling
+/// failed (as [`idempotency::once`] does).
+async fn answered(
+    state: &AppState,
+    claim: &Claim,
+    settled: Result<PaymentView, AppError>,
+) -> Result<Replay<PaymentView>, AppError> {
+    match settled {
+        Ok(view) => Ok(Replay::Fresh(view)),
+        Err(error) => {
+            idempotency::forget(state, claim).await?;
+            Err(error)
+        }
+    }
+}
+
+/// What the write that starts a payment did.
+enum Begun {
+    /// The payment is stored, pending: its id.
+    Started(i64),
+    /// The idempotency key was answered before: that answer.
+    Earlier(String),
 }
 
 /// What starts a payment.
@@ -351,7 +388,14 @@ struct Start {
 }
 
 /// Checks the request and stores the payment and its first operation as pending.
-async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Card) -> Result<i64, AppError> {
+/// Claims the idempotency key in the same write.
+async fn begin(
+    state: &AppState,
+    principal: &Principal,
+    start: &Start,
+    card: &Card,
+    claim: &Claim,
+) -> Result<Begun, AppError> {
     let amount = amount_check(start.amount)?;
     let currency = super::model::currency(&start.currency)?;
     if !principal.projects.allows(start.project_id) {
@@ -366,6 +410,9 @@ async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Ca
     let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.user_id);
     let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
     crate::db_transaction!(state.db, conn => {
+        if let Some(answer) = crate::claim_key!(conn, claim) {
+            return Ok(Begun::Earlier(answer));
+        }
         // The project must be the principal's company's (checked here, in the write's
         // own turn, which saves the request a separate read).
         let project: Option<i64> = projects::table
@@ -418,19 +465,20 @@ async fn begin(state: &AppState, principal: &Principal, start: &Start, card: &Ca
             ))
             .execute(conn)
             .await?;
-        Ok::<_, AppError>(id)
+        Ok::<_, AppError>(Begun::Started(id))
     })
 }
 
 /// Records the acquirer's answer to the operation that started a payment; returns the
-/// payment as it is now.
+/// payment as it is now (stored as the answer to `claim` in the same write).
 async fn settle_start(
     state: &AppState,
     payment_id: i64,
     kind: OperationKind,
     amount: i64,
     outcome: Outcome,
-) -> Result<(PaymentRow, Vec<OperationRow>), AppError> {
+    claim: Option<&Claim>,
+) -> Result<PaymentView, AppError> {
     let (status, op_status, reference, decline) = match &outcome {
         Outcome::Approved { reference } => {
             let status = match kind {
@@ -460,13 +508,15 @@ async fn settle_start(
         op_status,
         reference,
         decline,
+        claim,
     )
     .await
 }
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
 /// result, and postings when it succeeded. Only from one of `from` (once). Reads the
-/// payment back in the same turn, which saves the caller's answer two more reads.
+/// payment back in the same turn, which saves the caller's answer two more reads, and
+/// stores it as the answer to `claim`, which saves it a write turn.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &AppState,
@@ -478,7 +528,8 @@ async fn finish(
     op_status: OperationStatus,
     reference: Option<String>,
     decline: Option<(String, String)>,
-) -> Result<(PaymentRow, Vec<OperationRow>), AppError> {
+    claim: Option<&Claim>,
+) -> Result<PaymentView, AppError> {
     let now = now();
     let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
     let success = op_status == OperationStatus::Success;
@@ -523,8 +574,13 @@ async fn finish(
             .await?;
         insert_postings!(conn, operation_id, payment_id, project_id, currency, postings, now);
         crate::enqueue_callbacks!(conn, payment_id, now);
-        read_payment_rows!(conn, payments::id.eq(payment_id))
-            .ok_or_else(|| AppError::Internal(format!("payment {payment_id} vanished while it was settled")))
+        let (row, ops) = read_payment_rows!(conn, payments::id.eq(payment_id))
+            .ok_or_else(|| AppError::Internal(format!("payment {payment_id} vanished while it was settled")))?;
+        let view = view_of(state, row, ops);
+        if let Some(claim) = claim {
+            crate::save_answer!(conn, claim, &Claim::answer_of(&view)?);
+        }
+        Ok(view)
     })
 }
 
@@ -542,7 +598,7 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
         Outcome::Approved { .. } => Outcome::Approved { reference },
         other => other,
     };
-    settle_start(state, stored.id, kind, amount, outcome).await?;
+    settle_start(state, stored.id, kind, amount, outcome, None).await?;
     Ok(load_any(&state.db, public_id).await?.status)
 }
 

@@ -3,7 +3,7 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::payments::callbacks::{self, Delivery};
 use dashboard_core::payments::card::Card;
-use dashboard_core::payments::idempotency::{self, Replay};
+use dashboard_core::payments::idempotency::{self, Claim, Replay};
 use dashboard_core::payments::ledger::{self, Balance};
 use dashboard_core::payments::model::Flow;
 use dashboard_core::payments::search::{self, PaymentFilter, PaymentSummary};
@@ -118,6 +118,18 @@ enum Created {
     Created(Json<PaymentView>),
 }
 
+/// The caller's Idempotency-Key for `request` to `route`.
+fn claim<R: Serialize>(
+    state: &AppState,
+    principal: &Principal,
+    key: &str,
+    route: &str,
+    request: &R,
+) -> Result<Claim, AppError> {
+    let body = serde_json::to_string(request).map_err(|e| AppError::Internal(e.to_string()))?;
+    Claim::new(state, &format!("user:{}", principal.user_id), key, &format!("{route}\n{body}"))
+}
+
 /// Runs a money-moving call once per Idempotency-Key of the caller.
 async fn once<R: Serialize, F, Fut>(
     state: &AppState,
@@ -131,10 +143,8 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<PaymentView, AppError>>,
 {
-    let body = serde_json::to_string(request).map_err(|e| AppError::Internal(e.to_string()))?;
-    let scope = format!("user:{}", principal.user_id);
-    let request = format!("{route}\n{body}");
-    idempotency::once(state, &scope, key, &request, operation).await.map(Replay::into_inner)
+    let claim = claim(state, principal, key, route, request)?;
+    idempotency::once(state, &claim, operation).await.map(Replay::into_inner)
 }
 
 fn check_currency(money: &Money) -> Result<(), AppError> {
@@ -161,20 +171,18 @@ impl PaymentsApi {
         let request = body.0;
         check_currency(&request.amount)?;
         let card = request.card.card()?;
-        let view = once(&state, principal, &key, "POST /payments", &request, || async {
-            let new = NewPurchase {
-                project_id: request.project_id,
-                flow: request.flow.unwrap_or(Flow::OneStep),
-                amount: request.amount.amount,
-                currency: request.amount.currency.clone(),
-                card,
-                merchant_order_id: request.merchant_order_id.clone(),
-                description: request.description.clone(),
-                customer: request.customer.clone().unwrap_or_default(),
-            };
-            service::create_purchase(&state, principal, new).await
-        })
-        .await?;
+        let claim = claim(&state, principal, &key, "POST /payments", &request)?;
+        let new = NewPurchase {
+            project_id: request.project_id,
+            flow: request.flow.unwrap_or(Flow::OneStep),
+            amount: request.amount.amount,
+            currency: request.amount.currency,
+            card,
+            merchant_order_id: request.merchant_order_id,
+            description: request.description,
+            customer: request.customer.unwrap_or_default(),
+        };
+        let view = service::create_purchase(&state, principal, new, &claim).await?.into_inner();
         Ok(Created::Created(Json(view)))
     }
 
@@ -369,19 +377,17 @@ impl PaymentsApi {
         let request = body.0;
         check_currency(&request.amount)?;
         let card = request.card.card()?;
-        let view = once(&state, principal, &key, "POST /payouts", &request, || async {
-            let new = NewPayout {
-                project_id: request.project_id,
-                amount: request.amount.amount,
-                currency: request.amount.currency.clone(),
-                card,
-                merchant_order_id: request.merchant_order_id.clone(),
-                description: request.description.clone(),
-                customer: request.customer.clone().unwrap_or_default(),
-            };
-            service::create_payout(&state, principal, new).await
-        })
-        .await?;
+        let claim = claim(&state, principal, &key, "POST /payouts", &request)?;
+        let new = NewPayout {
+            project_id: request.project_id,
+            amount: request.amount.amount,
+            currency: request.amount.currency,
+            card,
+            merchant_order_id: request.merchant_order_id,
+            description: request.description,
+            customer: request.customer.unwrap_or_default(),
+        };
+        let view = service::create_payout(&state, principal, new, &claim).await?.into_inner();
         Ok(Created::Created(Json(view)))
     }
 
