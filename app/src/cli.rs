@@ -69,6 +69,18 @@ enum Command {
         #[command(subcommand)]
         command: SandboxCommand,
     },
+    /// The analytics' rollups.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Recompute every rollup from the payments and operations (the server keeps them up
+    /// to date on its own; this is for a restored or repaired database).
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +244,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             };
             dashboard_core::payments::service::record_chargeback(&db, &payment, amount, &reason_code, &reason).await?;
             println!("Chargeback recorded on {payment}.");
+            Ok(())
+        }
+        Command::Analytics { command: AnalyticsCommand::Rebuild } => {
+            let db = open_database(&cli.database).await?;
+            let started = std::time::Instant::now();
+            let days = dashboard_overview::rollup::rebuild(&db).await?;
+            println!("Rebuilt the analytics: {days} days of rollups in {:.1} s.", started.elapsed().as_secs_f64());
             Ok(())
         }
         Command::Ledger { command: LedgerCommand::Verify } => {

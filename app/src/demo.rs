@@ -69,6 +69,8 @@ pub async fn ensure(db: &DbPool, payments: usize) -> Result<Demo, AppError> {
     if history::payment_count(db, company.id).await? == 0 {
         let projects: Vec<i64> = directory::company_projects(db, company.id).await?.into_iter().map(|p| p.id).collect();
         created += history::generate_history(db, company.id, &projects, payments, HISTORY_DAYS, 2026).await?;
+        // The analytics are ready when the server starts, not a round of its job later.
+        dashboard_overview::rollup::rebuild(db).await?;
     }
     Ok(Demo { company_id: company.id, created })
 }

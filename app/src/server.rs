@@ -113,12 +113,14 @@ impl Application {
         let cleanup = session::spawn_cleanup(self.state.clone());
         let callbacks =
             dashboard_core::payments::callbacks::spawn_worker(self.state.clone(), Duration::from_millis(500));
+        let jobs = dashboard_core::registry::spawn_jobs(&self.state);
         let app = routes(self.state);
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await;
         cleanup.abort();
         callbacks.abort();
+        jobs.iter().for_each(|job| job.abort());
         served
     }
 }

@@ -47,6 +47,9 @@ pub struct Principal {
     pub company_name: String,
     pub username: String,
     pub display_name: String,
+    /// The user's time zone (IANA name, as chosen in the profile): days begin and end
+    /// there.
+    pub time_zone: String,
     /// What the user may use now: all granted permissions after the second factor,
     /// only the exempt ones before (none in strict mode).
     pub permissions: BTreeSet<String>,

@@ -307,20 +307,13 @@ fn valid_email(email: &str) -> Result<Option<String>, AppError> {
     }
 }
 
-/// `UTC` or an IANA name such as `Europe/London` or `America/Argentina/Buenos_Aires`.
+/// `UTC` or a name of the IANA time zone database such as `Europe/London`.
 fn valid_time_zone(zone: &str) -> Result<String, AppError> {
-    let zone = zone.trim();
-    let parts: Vec<&str> = zone.split('/').collect();
-    let ok = zone == "UTC"
-        || ((2..=3).contains(&parts.len())
-            && parts
-                .iter()
-                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c)))
-            && parts[0].chars().next().is_some_and(|c| c.is_ascii_uppercase()));
-    if ok {
-        Ok(zone.to_owned())
-    } else {
-        Err(AppError::BadRequest("The time zone must be UTC or a name like Europe/London.".to_owned()))
+    match zone.trim().parse::<chrono_tz::Tz>() {
+        Ok(zone) => Ok(zone.name().to_owned()),
+        Err(_) => Err(AppError::BadRequest(
+            "The time zone must be UTC or a name of the time zone database, like Europe/London.".to_owned(),
+        )),
     }
 }
 

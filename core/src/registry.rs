@@ -696,3 +696,40 @@ mod tests {
         assert_ne!(canonical_path("/a/{id}"), canonical_path("/a/b"));
     }
 }
+
+/// A section's background job: `run` is called every `every` while the server runs (the
+/// next round starts `every` after the previous one ended), never twice at once in one
+/// process. A failed round is logged and tried again in the next.
+pub struct Job {
+    pub name: &'static str,
+    pub every: std::time::Duration,
+    pub run: fn(crate::AppState) -> futures_util::future::BoxFuture<'static, Result<(), crate::AppError>>,
+}
+
+inventory::collect!(Job);
+
+/// Declares a background job: `register_job!(Job { name, every, run })`.
+#[macro_export]
+macro_rules! register_job {
+    ($job:expr) => {
+        $crate::__private::inventory::submit! { $job }
+    };
+}
+
+/// Starts every registered job; the handles stop them when aborted.
+pub fn spawn_jobs(state: &crate::AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    inventory::iter::<Job>
+        .into_iter()
+        .map(|job| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(job.every).await;
+                    if let Err(error) = (job.run)(state.clone()).await {
+                        tracing::warn!(job = job.name, %error, "background job round failed");
+                    }
+                }
+            })
+        })
+        .collect()
+}

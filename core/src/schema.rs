@@ -294,7 +294,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    analytics_cells (zone, dims, day, project_id, currency, method, country, brand, status, decline) {
+        zone -> Text,
+        dims -> SmallInt,
+        day -> Date,
+        project_id -> BigInt,
+        currency -> Text,
+        method -> Text,
+        country -> Text,
+        brand -> Text,
+        status -> Text,
+        decline -> Text,
+        payments -> BigInt,
+        approved -> BigInt,
+        declined -> BigInt,
+        captures -> BigInt,
+        captured -> BigInt,
+        refunds -> BigInt,
+        refunded -> BigInt,
+        chargebacks -> BigInt,
+        charged_back -> BigInt,
+        payouts -> BigInt,
+        paid_out -> BigInt,
+    }
+}
+
+diesel::table! {
+    analytics_zones (zone) {
+        zone -> Text,
+        ready_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    analytics_boards (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        query -> Text,
+        charts -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    analytics_changes (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        hour -> Timestamp,
+    }
+}
+
 diesel::joinable!(user_preferences -> users (user_id));
+diesel::joinable!(analytics_boards -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     companies,
@@ -319,4 +373,18 @@ diesel::allow_tables_to_appear_in_same_query!(
     callback_endpoints,
     callback_deliveries,
     user_preferences,
+    analytics_cells,
+    analytics_zones,
+    analytics_boards,
+    analytics_changes,
+);
+
+// The analytics group operations by the dimensions of their payment.
+diesel::allow_columns_to_appear_in_same_group_by_clause!(
+    payments::project_id,
+    payments::currency,
+    payments::method,
+    payments::customer_country,
+    payments::card_brand,
+    operations::kind,
 );

@@ -410,17 +410,26 @@ pub async fn load_principal(
     user_id: i64,
     second_factor_verified: bool,
 ) -> Result<Option<Principal>, AppError> {
-    let row: Option<(i64, String, String, String, bool)> = crate::db_run!(state.db, conn => {
+    let row: Option<(i64, String, String, String, String, bool)> = crate::db_run!(state.db, conn => {
         users::table
             .inner_join(companies::table)
             .filter(users::id.eq(user_id))
             .filter(users::active.eq(true))
-            .select((users::company_id, companies::name, users::username, users::display_name, users::all_projects))
+            .select((
+                users::company_id,
+                companies::name,
+                users::username,
+                users::display_name,
+                users::time_zone,
+                users::all_projects,
+            ))
             .first(conn)
             .await
             .optional()
     })?;
-    let Some((company_id, company_name, username, display_name, all_projects)) = row else { return Ok(None) };
+    let Some((company_id, company_name, username, display_name, time_zone, all_projects)) = row else {
+        return Ok(None);
+    };
     let granted = user_permissions(state, user_id).await?;
     let (permissions, awaiting_second_factor) = split_permissions(state, granted, second_factor_verified);
     let projects =
@@ -431,6 +440,7 @@ pub async fn load_principal(
         company_name,
         username,
         display_name,
+        time_zone,
         permissions,
         awaiting_second_factor,
         second_factor_verified,

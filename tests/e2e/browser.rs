@@ -73,9 +73,20 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
     assert_eq!(codes.len(), 10);
     browser.screenshot("recovery-codes").await;
 
-    // The renewed session carries every permission.
+    // The renewed session carries every permission: the home page is the analytics.
     browser.client.find(Locator::LinkText("I saved them, continue")).await.unwrap().click().await.unwrap();
-    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    assert_eq!(browser.wait_for_text(".page-head h1", "Analytics").await, "Analytics");
+    let kpis = text_of(&browser, ".kpis").await;
+    assert!(kpis.contains("Turnover") && kpis.contains("Approval rate"), "{kpis}");
+    browser.screenshot("analytics-overview").await;
+    browser.client.execute("document.querySelector('.chart-grid').scrollIntoView()", vec![]).await.unwrap();
+    browser.screenshot("analytics-charts").await;
+    browser.client.execute("document.querySelector('.boards').scrollIntoView()", vec![]).await.unwrap();
+    browser.screenshot("analytics-charts-more").await;
+    browser.client.goto(&app.url("/analytics/charts/by_country?period=30d")).await.unwrap();
+    let heading = "Turnover by country (EUR)";
+    assert_eq!(browser.wait_for_text(".page-head h1", heading).await, heading);
+    browser.screenshot("analytics-chart").await;
     browser.client.find(Locator::LinkText("Example")).await.unwrap().click().await.unwrap();
     assert_eq!(browser.wait_for_text(".card h2", "Hello, Alex Morgan!").await, "Hello, Alex Morgan!");
     browser.screenshot("example").await;
@@ -115,7 +126,7 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
     browser.screenshot("sign-in-second-factor").await;
     fill(&browser, "code", &authenticator.code()).await;
     click(&browser, "button[type=submit]").await;
-    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    assert_eq!(browser.wait_for_text(".page-head h1", "Analytics").await, "Analytics");
     assert!(text_of(&browser, ".nav").await.contains("Example"));
     browser.close().await;
 }

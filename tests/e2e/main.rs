@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod analytics;
 mod browser;
 mod callbacks;
 mod example;

@@ -11,7 +11,7 @@ async fn every_section_is_registered() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     assert_eq!(
         app.state.registry.section_ids(),
-        ["example", "overview", "payments", "profile", "projects", "session", "team"]
+        ["analytics", "example", "overview", "payments", "profile", "projects", "session", "team"]
     );
 }
 

@@ -1,11 +1,27 @@
-//! The overview: the home page after sign-in. It shows the company, the projects the
-//! user may see and the sections they can open; analytics will live here.
+//! The overview: the home page after sign-in, and the analytics. A user who may see the
+//! analytics starts on them (KPIs, charts, breakdowns, saved boards); anyone else on the
+//! company, the projects they may see and the sections they can open.
+
+mod api;
+pub mod boards;
+pub mod charts;
+pub mod direct;
+pub mod figures;
+mod labels;
+pub mod measures;
+mod pages;
+pub mod rollup;
+pub mod scope;
+pub mod service;
+mod view;
 
 use dashboard_core::auth::{Principal, allowed};
-use dashboard_core::registry::{Access, Api, Nav, Section};
-use dashboard_core::{ApiResult, AppError, AppState, PageContext, directory, operation, page, register_section};
+use dashboard_core::registry::{Access, Api, BuiltinRole, Job, Nav, Permission, Section};
+use dashboard_core::{
+    ApiResult, AppError, AppState, PageContext, directory, operation, page, register_job, register_section,
+};
 use poem::handler;
-use poem::web::{Data, Html};
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Serialize;
@@ -18,6 +34,52 @@ register_section!(Section {
     pages: &[page!(GET "/" => index, Access::SignedIn)],
     api: Some(Api::of::<OverviewApi>(&[operation!(GET "/overview", Access::SignedIn)])),
     templates: &[dashboard_core::Template { name: "overview/index", source: include_str!("../templates/index.hbs") }],
+});
+
+/// Seeing the analytics (KPIs, charts, breakdowns) and keeping one's boards.
+pub const ANALYTICS: &str = "analytics.view";
+
+register_section!(Section {
+    id: "analytics",
+    title: "Analytics",
+    // The home page ("Overview") is the analytics for those who may see them.
+    nav: None,
+    permissions: &[Permission {
+        code: ANALYTICS,
+        label: "View analytics",
+        description: "See KPIs, charts and breakdowns of payments and money, and keep boards of them.",
+        second_factor_exempt: false,
+        // Risks can be given it with a custom role; their built-in role needs no second factor.
+        default_roles: &[BuiltinRole::Operations, BuiltinRole::Finance],
+    }],
+    pages: &[
+        page!(GET "/analytics" => pages::analytics, Access::Permission(ANALYTICS)),
+        page!(GET "/analytics/kpis.csv" => pages::kpis_csv, Access::Permission(ANALYTICS)),
+        page!(GET "/analytics/charts/:key" => pages::chart_page, Access::Permission(ANALYTICS)),
+        page!(GET "/analytics/charts/:key/chart.svg" => pages::chart_svg, Access::Permission(ANALYTICS)),
+        page!(GET "/analytics/charts/:key/data.csv" => pages::chart_csv, Access::Permission(ANALYTICS)),
+        page!(POST "/analytics/boards" => pages::save_board, Access::Permission(ANALYTICS)),
+        page!(GET "/analytics/boards/:id" => pages::open_board, Access::Permission(ANALYTICS)),
+        page!(POST "/analytics/boards/:id/delete" => pages::delete_board, Access::Permission(ANALYTICS)),
+    ],
+    api: Some(Api::of::<api::AnalyticsApi>(&[
+        operation!(GET "/analytics/overview", Access::Permission(ANALYTICS)),
+        operation!(GET "/analytics/breakdowns/{dimension}", Access::Permission(ANALYTICS)),
+        operation!(GET "/analytics/boards", Access::Permission(ANALYTICS)),
+        operation!(POST "/analytics/boards", Access::Permission(ANALYTICS)),
+        operation!(DELETE "/analytics/boards/{id}", Access::Permission(ANALYTICS)),
+    ])),
+    templates: &[
+        dashboard_core::Template { name: "analytics/overview", source: include_str!("../templates/analytics.hbs") },
+        dashboard_core::Template { name: "analytics/chart", source: include_str!("../templates/chart.hbs") },
+        dashboard_core::Template { name: "analytics/invalid", source: include_str!("../templates/invalid.hbs") },
+    ],
+});
+
+register_job!(Job {
+    name: "analytics rollups",
+    every: std::time::Duration::from_secs(2),
+    run: |state| Box::pin(async move { rollup::catch_up(&state.db).await.map(|_| ()) }),
 });
 
 /// A project as the overview lists it.
@@ -74,10 +136,14 @@ pub async fn overview(state: &AppState, principal: &Principal) -> Result<Overvie
     Ok(Overview { company: principal.company_name.clone(), user: principal.display_name.clone(), projects, sections })
 }
 
+/// The home page: the analytics for those who may see them, the welcome page otherwise.
 #[handler]
-async fn index(page: PageContext) -> Result<Html<String>, AppError> {
+async fn index(page: PageContext, request: &poem::Request) -> Result<poem::Response, AppError> {
+    if page.principal()?.has_permission(ANALYTICS) {
+        return pages::overview(&page, request).await;
+    }
     let overview = overview(&page.state, page.principal()?).await?;
-    page.render("Overview", "overview/index", &overview)
+    Ok(poem::IntoResponse::into_response(page.render("Overview", "overview/index", &overview)?))
 }
 
 #[derive(Default)]

@@ -1,0 +1,11 @@
+DROP TRIGGER analytics_operation_succeeded ON operations;
+DROP TRIGGER analytics_operation_inserted ON operations;
+DROP TRIGGER analytics_payment_status ON payments;
+DROP TRIGGER analytics_payment_created ON payments;
+DROP FUNCTION analytics_operation_succeeded();
+DROP FUNCTION analytics_payment_changed();
+DROP INDEX operations_completed;
+DROP TABLE analytics_changes;
+DROP TABLE analytics_boards;
+DROP TABLE analytics_zones;
+DROP TABLE analytics_cells;

@@ -1,0 +1,9 @@
+DROP TRIGGER analytics_operation_succeeded;
+DROP TRIGGER analytics_operation_inserted;
+DROP TRIGGER analytics_payment_status;
+DROP TRIGGER analytics_payment_created;
+DROP INDEX operations_completed;
+DROP TABLE analytics_changes;
+DROP TABLE analytics_boards;
+DROP TABLE analytics_zones;
+DROP TABLE analytics_cells;

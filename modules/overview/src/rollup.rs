@@ -1,0 +1,429 @@
+//! The analytics rollups: how they are computed and kept up to date.
+//!
+//! A rollup cell sums the payments and money of one day (the day of one time zone in use
+//! by the company's users), one project and currency, and one combination of breakdown
+//! dimensions (see [`GROUPINGS`]). Triggers in the database log every change of a
+//! payment's status and every successful operation in `analytics_changes`, in the
+//! change's own transaction. A background job ([`catch_up`]) recomputes the days those
+//! changes touch from the payments and operations themselves, then deletes the log rows
+//! it has handled: a crash before that leaves them to the next round, and a recomputed
+//! day is the same however often it is recomputed, so nothing is missed or counted twice.
+//! Recomputations never run at the same time (one write turn on SQLite, an advisory lock
+//! on PostgreSQL), so an older one cannot overwrite a newer one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{Days, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
+use chrono_tz::Tz;
+use dashboard_core::AppError;
+use dashboard_core::db::DbPool;
+use dashboard_core::schema::{
+    analytics_cells, analytics_changes, analytics_zones, operations, payments, projects, users,
+};
+use dashboard_core::time::now;
+use futures_util::future::BoxFuture;
+
+use crate::measures::{BRAND, COUNTRY, DECLINE, GROUPINGS, METHOD, Measures, STATUS};
+
+/// How many logged changes one step of the job takes on.
+const CHANGES_PER_STEP: i64 = 5_000;
+
+/// The zone every company's rollups are kept for, whoever its users are.
+pub const UTC: Tz = Tz::UTC;
+
+/// The time zone of this name, if it is one.
+pub fn zone(name: &str) -> Option<Tz> {
+    name.parse().ok()
+}
+
+/// The instant (UTC) a day starts in `zone`: its first local minute that exists.
+pub fn day_start(zone: Tz, day: NaiveDate) -> NaiveDateTime {
+    let mut local = day.and_time(chrono::NaiveTime::MIN);
+    loop {
+        match zone.from_local_datetime(&local) {
+            LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => return at.naive_utc(),
+            // Midnight fell into a daylight-saving gap: the day starts when the clocks do.
+            LocalResult::None => local += TimeDelta::minutes(15),
+        }
+    }
+}
+
+/// The local day of an instant (UTC) in `zone`.
+pub fn local_day(zone: Tz, at: NaiveDateTime) -> NaiveDate {
+    zone.from_utc_datetime(&at).date_naive()
+}
+
+/// The days of `zone` an hour (UTC) overlaps: one, or two where a day starts within it.
+fn days_of_hour(zone: Tz, hour: NaiveDateTime) -> BTreeSet<NaiveDate> {
+    [hour, hour + TimeDelta::seconds(3_599)].into_iter().map(|at| local_day(zone, at)).collect()
+}
+
+/// The dimensions of a cell (empty text where a dimension is not in the cell's grouping).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CellKey {
+    pub project_id: i64,
+    pub currency: String,
+    pub method: String,
+    pub country: String,
+    pub brand: String,
+    pub status: String,
+    pub decline: String,
+}
+
+impl CellKey {
+    /// This key with only the dimensions of `grouping`.
+    fn within(&self, grouping: i16) -> CellKey {
+        let keep = |bit: i16, value: &String| if grouping & bit != 0 { value.clone() } else { String::new() };
+        CellKey {
+            project_id: self.project_id,
+            currency: self.currency.clone(),
+            method: keep(METHOD, &self.method),
+            country: keep(COUNTRY, &self.country),
+            brand: keep(BRAND, &self.brand),
+            status: keep(STATUS, &self.status),
+            decline: keep(DECLINE, &self.decline),
+        }
+    }
+}
+
+/// One day's cells of every grouping, from the finest facts of that day.
+fn cells_of(facts: Vec<(CellKey, Measures)>) -> Vec<(i16, CellKey, Measures)> {
+    let mut cells: HashMap<(i16, CellKey), Measures> = HashMap::new();
+    for (key, measures) in facts {
+        for grouping in GROUPINGS {
+            let counted = if grouping & (STATUS | DECLINE) != 0 { measures.payments_only() } else { measures };
+            if !counted.is_zero() {
+                *cells.entry((grouping, key.within(grouping))).or_default() += counted;
+            }
+        }
+    }
+    let mut cells: Vec<_> = cells.into_iter().map(|((grouping, key), m)| (grouping, key, m)).collect();
+    cells.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    cells
+}
+
+/// (project, currency, method, country, brand, status, decline reason, count).
+type CreatedRow = (i64, String, String, Option<String>, Option<String>, String, Option<String>, i64);
+/// (project, currency, method, country, brand, operation kind, count, amount).
+type MovedRow = (i64, String, String, Option<String>, Option<String>, String, i64, Option<i64>);
+
+fn facts(created: Vec<CreatedRow>, moved: Vec<MovedRow>) -> Vec<(CellKey, Measures)> {
+    let key = |project_id, currency, method, country: Option<String>, brand: Option<String>, status, decline| CellKey {
+        project_id,
+        currency,
+        method,
+        country: country.unwrap_or_default(),
+        brand: brand.unwrap_or_default(),
+        status,
+        decline,
+    };
+    let created = created.into_iter().map(|(project, currency, method, country, brand, status, decline, count)| {
+        let measures = Measures::created(&status, count);
+        (key(project, currency, method, country, brand, status, decline.unwrap_or_default()), measures)
+    });
+    let moved = moved.into_iter().map(|(project, currency, method, country, brand, kind, count, amount)| {
+        let measures = Measures::moved(&kind, count, amount.unwrap_or(0));
+        (key(project, currency, method, country, brand, String::new(), String::new()), measures)
+    });
+    created.chain(moved).collect()
+}
+
+/// The columns a day's cells are stored with: the zone and the day, then each cell's
+/// values from a JSON array of arrays (one statement per day on either database).
+const CELL_COLUMNS: &str = "zone, day, dims, project_id, currency, method, country, brand, status, decline, \
+    payments, approved, declined, captures, captured, refunds, refunded, chargebacks, charged_back, payouts, paid_out";
+
+/// A day's cells as one JSON document: `[[dims, project, currency, …, paid_out], …]`.
+fn cells_json(cells: &[(i16, CellKey, Measures)]) -> String {
+    let rows: Vec<serde_json::Value> = cells
+        .iter()
+        .map(|(dims, key, m)| {
+            serde_json::json!([
+                dims,
+                key.project_id,
+                key.currency,
+                key.method,
+                key.country,
+                key.brand,
+                key.status,
+                key.decline,
+                m.payments,
+                m.approved,
+                m.declined,
+                m.captures,
+                m.captured,
+                m.refunds,
+                m.refunded,
+                m.chargebacks,
+                m.charged_back,
+                m.payouts,
+                m.paid_out
+            ])
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// What a recomputation does differently on each database.
+trait Recompute {
+    /// Makes the caller the only recomputation running: the SQLite write lane already is
+    /// exclusive; on PostgreSQL an advisory lock held until the transaction ends.
+    fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>>;
+
+    /// Inserts the cells of a day, given by [`cells_json`].
+    fn store<'a>(&'a mut self, zone: &'a str, day: NaiveDate, cells: String) -> BoxFuture<'a, diesel::QueryResult<()>>;
+}
+
+impl Recompute for dashboard_core::db::SqliteWriteConn {
+    fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn store<'a>(&'a mut self, zone: &'a str, day: NaiveDate, cells: String) -> BoxFuture<'a, diesel::QueryResult<()>> {
+        use diesel::sql_types::{Date, Text};
+        use diesel_async::RunQueryDsl;
+        let values: String = (0..19).map(|i| format!(", value ->> {i}")).collect();
+        let sql = format!("INSERT INTO analytics_cells ({CELL_COLUMNS}) SELECT ?, ?{values} FROM json_each(?)");
+        Box::pin(async move {
+            diesel::sql_query(sql)
+                .bind::<Text, _>(zone)
+                .bind::<Date, _>(day)
+                .bind::<Text, _>(cells)
+                .execute(self)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+impl Recompute for dashboard_core::db::PgConn {
+    fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>> {
+        use diesel_async::RunQueryDsl;
+        // Any fixed number that no other part of the dashboard locks.
+        Box::pin(
+            async move { diesel::sql_query("SELECT pg_advisory_xact_lock(731001)").execute(self).await.map(|_| ()) },
+        )
+    }
+
+    fn store<'a>(&'a mut self, zone: &'a str, day: NaiveDate, cells: String) -> BoxFuture<'a, diesel::QueryResult<()>> {
+        use diesel::sql_types::{Date, Text};
+        use diesel_async::RunQueryDsl;
+        let types = ["smallint", "bigint", "text", "text", "text", "text", "text", "text"];
+        let values: String =
+            (0..19).map(|i| format!(", (c ->> {i})::{}", types.get(i).copied().unwrap_or("bigint"))).collect();
+        let sql = format!(
+            "INSERT INTO analytics_cells ({CELL_COLUMNS}) SELECT $1, $2{values} FROM jsonb_array_elements($3::jsonb) AS c"
+        );
+        Box::pin(async move {
+            diesel::sql_query(sql)
+                .bind::<Text, _>(zone)
+                .bind::<Date, _>(day)
+                .bind::<Text, _>(cells)
+                .execute(self)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// Recomputes `day` of `zone` for `projects` from the payments and operations.
+pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) -> Result<(), AppError> {
+    let (start, end) = (day_start(zone, day), day_start(zone, day + Days::new(1)));
+    let zone_name = zone.name();
+    dashboard_core::db_transaction!(db, conn => {
+        conn.exclusive().await?;
+        let created: Vec<CreatedRow> = payments::table
+            .filter(payments::project_id.eq_any(projects))
+            .filter(payments::created_at.ge(start))
+            .filter(payments::created_at.lt(end))
+            .filter(payments::kind.ne("payout"))
+            .group_by((
+                payments::project_id,
+                payments::currency,
+                payments::method,
+                payments::customer_country,
+                payments::card_brand,
+                payments::status,
+                payments::decline_reason,
+            ))
+            .select((
+                payments::project_id,
+                payments::currency,
+                payments::method,
+                payments::customer_country,
+                payments::card_brand,
+                payments::status,
+                payments::decline_reason,
+                count_star(),
+            ))
+            .load(conn)
+            .await?;
+        let moved: Vec<MovedRow> = operations::table
+            .inner_join(payments::table)
+            .filter(payments::project_id.eq_any(projects))
+            .filter(operations::completed_at.ge(start))
+            .filter(operations::completed_at.lt(end))
+            .filter(operations::status.eq("success"))
+            .group_by((
+                payments::project_id,
+                payments::currency,
+                payments::method,
+                payments::customer_country,
+                payments::card_brand,
+                operations::kind,
+            ))
+            .select((
+                payments::project_id,
+                payments::currency,
+                payments::method,
+                payments::customer_country,
+                payments::card_brand,
+                operations::kind,
+                count_star(),
+                dashboard_core::db::sum_i64("operations.amount"),
+            ))
+            .load(conn)
+            .await?;
+        diesel::delete(
+            analytics_cells::table
+                .filter(analytics_cells::zone.eq(zone_name))
+                .filter(analytics_cells::day.eq(day))
+                .filter(analytics_cells::project_id.eq_any(projects)),
+        )
+        .execute(conn)
+        .await?;
+        conn.store(zone_name, day, cells_json(&cells_of(facts(created, moved)))).await?;
+        Ok::<_, AppError>(())
+    })
+}
+
+/// The zones rollups are kept for, with whether each is complete. Zones the users have
+/// chosen since the last round are added (not complete yet).
+pub async fn zones(db: &DbPool) -> Result<Vec<(Tz, bool)>, AppError> {
+    let chosen: Vec<String> =
+        dashboard_core::db_run!(db, conn => users::table.select(users::time_zone).distinct().load(conn).await)?;
+    let known: Vec<(String, Option<NaiveDateTime>)> = dashboard_core::db_run!(db, conn => {
+        analytics_zones::table.select((analytics_zones::zone, analytics_zones::ready_at)).load(conn).await
+    })?;
+    let mut wanted: BTreeSet<&str> = chosen.iter().filter_map(|name| zone(name)).map(|tz| tz.name()).collect();
+    wanted.insert(UTC.name());
+    let new: Vec<&str> = wanted.into_iter().filter(|name| !known.iter().any(|(known, _)| known == name)).collect();
+    if !new.is_empty() {
+        dashboard_core::db_transaction!(db, conn => {
+            for name in &new {
+                diesel::insert_into(analytics_zones::table)
+                    .values(analytics_zones::zone.eq(*name))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, AppError>(())
+        })?;
+    }
+    let known = known.into_iter().filter_map(|(name, ready)| zone(&name).map(|tz| (tz, ready.is_some())));
+    Ok(known.chain(new.iter().filter_map(|name| zone(name)).map(|tz| (tz, false))).collect())
+}
+
+/// Whether the rollups of `zone` are complete.
+pub async fn ready(db: &DbPool, zone: Tz) -> Result<bool, AppError> {
+    let ready: Option<Option<NaiveDateTime>> = dashboard_core::db_run!(db, conn => {
+        analytics_zones::table
+            .filter(analytics_zones::zone.eq(zone.name()))
+            .select(analytics_zones::ready_at)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(matches!(ready, Some(Some(_))))
+}
+
+/// One round of the job: the logged changes into every zone's rollups, then the days of
+/// zones not complete yet. Returns how many days were recomputed.
+pub async fn catch_up(db: &DbPool) -> Result<usize, AppError> {
+    let zones = zones(db).await?;
+    let all: Vec<Tz> = zones.iter().map(|(tz, _)| *tz).collect();
+    let mut days = apply_changes(db, &all).await?;
+    for (tz, ready) in zones {
+        if !ready {
+            days += backfill(db, tz).await?;
+        }
+    }
+    Ok(days)
+}
+
+/// Recomputes the days the logged changes touch, in every zone, then deletes the log
+/// rows handled.
+async fn apply_changes(db: &DbPool, zones: &[Tz]) -> Result<usize, AppError> {
+    let mut days = 0;
+    loop {
+        let changes: Vec<(i64, i64, NaiveDateTime)> = dashboard_core::db_run!(db, conn => {
+            analytics_changes::table
+                .order(analytics_changes::id.asc())
+                .limit(CHANGES_PER_STEP)
+                .select((analytics_changes::id, analytics_changes::project_id, analytics_changes::hour))
+                .load(conn)
+                .await
+        })?;
+        let mut work: BTreeMap<(&str, NaiveDate), BTreeSet<i64>> = BTreeMap::new();
+        let hours: BTreeSet<(i64, NaiveDateTime)> =
+            changes.iter().map(|(_, project, hour)| (*project, *hour)).collect();
+        for tz in zones {
+            for (project, hour) in &hours {
+                for day in days_of_hour(*tz, *hour) {
+                    work.entry((tz.name(), day)).or_default().insert(*project);
+                }
+            }
+        }
+        for ((name, day), projects) in &work {
+            let projects: Vec<i64> = projects.iter().copied().collect();
+            recompute(db, zone(name).unwrap_or(UTC), *day, &projects).await?;
+        }
+        days += work.len();
+        let ids: Vec<i64> = changes.iter().map(|(id, _, _)| *id).collect();
+        for chunk in ids.chunks(500) {
+            dashboard_core::db_write!(db, conn => {
+                diesel::delete(analytics_changes::table.filter(analytics_changes::id.eq_any(chunk))).execute(conn).await
+            })?;
+        }
+        if (changes.len() as i64) < CHANGES_PER_STEP {
+            return Ok(days);
+        }
+    }
+}
+
+/// Computes every day of `zone` that has payments or operations, then marks it complete.
+async fn backfill(db: &DbPool, zone: Tz) -> Result<usize, AppError> {
+    let first: Option<NaiveDateTime> = dashboard_core::db_run!(db, conn => {
+        payments::table.select(diesel::dsl::min(payments::created_at)).first(conn).await
+    })?;
+    let projects: Vec<i64> =
+        dashboard_core::db_run!(db, conn => projects::table.select(projects::id).load(conn).await)?;
+    let mut days = 0;
+    if let Some(first) = first {
+        let today = local_day(zone, now());
+        let mut day = local_day(zone, first);
+        while day <= today {
+            recompute(db, zone, day, &projects).await?;
+            day = day + Days::new(1);
+            days += 1;
+        }
+    }
+    dashboard_core::db_write!(db, conn => {
+        diesel::update(analytics_zones::table.find(zone.name()))
+            .set(analytics_zones::ready_at.eq(Some(now())))
+            .execute(conn)
+            .await
+    })?;
+    Ok(days)
+}
+
+/// Rebuilds every zone's rollups from the payments and operations. Zones are marked
+/// incomplete first, so an interrupted rebuild is finished by the job's next round.
+pub async fn rebuild(db: &DbPool) -> Result<usize, AppError> {
+    dashboard_core::db_write!(db, conn => {
+        diesel::update(analytics_zones::table).set(analytics_zones::ready_at.eq(None::<NaiveDateTime>)).execute(conn).await
+    })?;
+    // Every change logged so far is covered by the rebuild, which reads later.
+    dashboard_core::db_write!(db, conn => diesel::delete(analytics_changes::table).execute(conn).await)?;
+    catch_up(db).await
+}
