@@ -5,8 +5,11 @@
 //! a filtered page (complete HTML), search by card last 4 and by e-mail, CSV export
 //! throughput and the process's peak memory during the export, and API payment creation
 //! under 8, 16 and 32 concurrent clients. Each figure is printed with the bare SQL query
-//! (or insert) of the same rows, measured in the same run. SQLite always; PostgreSQL too when
-//! `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it asserts nothing.
+//! (or insert) of the same rows, measured in the same run. Then the analytics: the time to
+//! build the rollups, the overview page (KPIs and its charts) and each breakdown's page,
+//! against the direct aggregation of the same figures over the payments and operations.
+//! SQLite always; PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints
+//! figures; it asserts nothing. `--only analytics` skips the registry, export and API.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -15,6 +18,10 @@ use dashboard_core::BuiltinRole;
 use dashboard_core::db::DbConn;
 use dashboard_core::db::prelude::SimpleAsyncConnection;
 use dashboard_core::payments::history;
+use dashboard_overview::charts::Chart;
+use dashboard_overview::measures::Dimension;
+use dashboard_overview::scope::{Filters, Scope};
+use dashboard_overview::{direct, rollup};
 use dashboard_tests::{Backend, TestApp};
 use serde_json::json;
 
@@ -82,6 +89,53 @@ fn reset_peak() {
 const COLUMNS: &str = "id, public_id, project_id, kind, method, status, currency, amount, merchant_order_id, \
                        customer_email, customer_country, card_brand, card_last4, decline_reason, created_at";
 
+/// The analytics pages against the direct aggregation of the same figures.
+async fn analytics(app: &TestApp, projects: &[i64]) {
+    // What the API calls created meanwhile: the rollups as the running job keeps them.
+    rollup::catch_up(&app.state.db).await.unwrap();
+    for period in ["30d", "previous_month", "7d"] {
+        let filters = Filters { period: Some(period.to_owned()), ..Filters::default() };
+        let scope = Scope::of(rollup::UTC, false, dashboard_core::time::now(), projects, &filters).unwrap();
+        let mut pages = vec![("overview".to_owned(), format!("/?period={period}"), None)];
+        if period == "30d" {
+            for chart in Chart::ALL.into_iter().filter_map(|chart| chart.dimension()) {
+                let key = Chart::By(chart).key();
+                pages.push((
+                    format!("breakdown by {}", chart.key()),
+                    format!("/analytics/charts/{key}?period={period}"),
+                    Some(chart),
+                ));
+            }
+        }
+        for (label, path, dimension) in pages {
+            let (median, p95, _) = stats(timed_gets(app, &path).await);
+            let direct = stats(timed_direct(app, &scope, dimension).await).0;
+            println!(
+                "analytics {period:<14} {label:<22} median {:>9}  p95 {:>9}   direct aggregation {:>10}   ratio {:>7.3}×",
+                ms(median),
+                ms(p95),
+                ms(direct),
+                median.as_secs_f64() / direct.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+}
+
+/// The same figures aggregated directly (the period's, and for the overview the previous
+/// period's too).
+async fn timed_direct(app: &TestApp, scope: &Scope, dimension: Option<Dimension>) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        direct::measures(&app.state.db, scope, scope.from, scope.to, dimension).await.unwrap();
+        if dimension.is_none() {
+            direct::measures(&app.state.db, scope, scope.previous_from, scope.previous_to, None).await.unwrap();
+        }
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
 async fn run(backend: Backend, payments: usize, requests: usize) {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let (company, projects) = app.company("Bench Merchant", &["Web shop", "Mobile app", "Marketplace"]).await;
@@ -93,7 +147,15 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
         // (the background checkpoint would otherwise compete with the first figures).
         timed_sql(&app, "PRAGMA wal_checkpoint(TRUNCATE)", 1).await;
     }
+    let started = Instant::now();
+    let days = rollup::rebuild(&app.state.db).await.unwrap();
+    println!("analytics rollups          {days} days built in {:.1} s", started.elapsed().as_secs_f64());
     app.sign_in_with_second_factor(company, "bench", BuiltinRole::MerchantAdmin).await;
+    if only_analytics() {
+        analytics(&app, &projects).await;
+        remove_database(app);
+        return;
+    }
 
     let page = |filter: &str| {
         format!(
@@ -192,7 +254,13 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
             elapsed.as_secs_f64() / bare.as_secs_f64()
         );
     }
+    analytics(&app, &projects).await;
     remove_database(app);
+}
+
+fn only_analytics() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).any(|pair| pair[0] == "--only" && pair[1] == "analytics")
 }
 
 /// The rows of the registry's CSV export, read as a stream and only counted, so that

@@ -36,6 +36,9 @@ const COMMIT_WAIT: Duration = Duration::from_millis(20);
 /// How often the background task copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// The WAL size past which the writer checkpoints it itself (see [`Turn::commit`]).
+const WAL_LIMIT: u64 = 512 * 1024 * 1024;
+
 /// The outcome of a group: `None` while it is open, then committed or the error.
 type Outcome = Option<Result<(), String>>;
 
@@ -45,6 +48,7 @@ pub struct WriteLane {
     /// Writers queued for the slot: while there are any, a group stays open for them.
     queued: AtomicUsize,
     next_group: AtomicU64,
+    commits: AtomicU64,
 }
 
 #[derive(Default)]
@@ -86,7 +90,18 @@ pub struct Turn<'a> {
 
 impl WriteLane {
     pub fn new(path: String) -> Self {
-        WriteLane { path, slot: Mutex::default(), queued: AtomicUsize::new(0), next_group: AtomicU64::new(1) }
+        WriteLane {
+            path,
+            slot: Mutex::default(),
+            queued: AtomicUsize::new(0),
+            next_group: AtomicU64::new(1),
+            commits: AtomicU64::new(0),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Waits for this writer's turn and opens its savepoint.
@@ -185,6 +200,24 @@ impl Turn<'_> {
             return;
         }
         group.outcome.send_replace(Some(Ok(())));
+        self.bound_wal().await;
+    }
+
+    /// Checkpoints the WAL here, blocking the writers meanwhile, once it has grown past
+    /// [`WAL_LIMIT`]: under a sustained flood of writes (a bulk load, a rebuild of the
+    /// analytics) the passive background checkpoint never catches up and the file would
+    /// grow without bound. Looked at every 64 commits.
+    async fn bound_wal(&mut self) {
+        if !self.lane.commits.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
+            return;
+        }
+        let size = std::fs::metadata(format!("{}-wal", self.lane.path)).map(|m| m.len()).unwrap_or(0);
+        if size > WAL_LIMIT
+            && let Some(conn) = self.slot.conn.as_mut()
+            && let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(RESTART)").await
+        {
+            tracing::warn!(%error, "the WAL could not be checkpointed");
+        }
     }
 
     /// Ends this writer's turn with the result of its body: its savepoint is released

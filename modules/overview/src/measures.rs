@@ -44,6 +44,38 @@ impl AddAssign for Measures {
 }
 
 impl Measures {
+    /// The rollups' columns of the measures, in the order of [`Measures::values`].
+    pub const COLUMNS: [&'static str; 11] = [
+        "payments",
+        "approved",
+        "declined",
+        "captures",
+        "captured",
+        "refunds",
+        "refunded",
+        "chargebacks",
+        "charged_back",
+        "payouts",
+        "paid_out",
+    ];
+
+    /// Every measure, in the order of the rollups' columns.
+    pub fn values(&self) -> [i64; 11] {
+        [
+            self.payments,
+            self.approved,
+            self.declined,
+            self.captures,
+            self.captured,
+            self.refunds,
+            self.refunded,
+            self.chargebacks,
+            self.charged_back,
+            self.payouts,
+            self.paid_out,
+        ]
+    }
+
     /// `count` payments created with `status`.
     pub fn created(status: &str, count: i64) -> Measures {
         let status = Status::parse(status);

@@ -8,8 +8,9 @@
 //! changes touch from the payments and operations themselves, then deletes the log rows
 //! it has handled: a crash before that leaves them to the next round, and a recomputed
 //! day is the same however often it is recomputed, so nothing is missed or counted twice.
-//! Recomputations never run at the same time (one write turn on SQLite, an advisory lock
-//! on PostgreSQL), so an older one cannot overwrite a newer one.
+//! Recomputations never run at the same time (a lock file on SQLite, an advisory lock on
+//! PostgreSQL), so an older one cannot overwrite a newer one; only the cells that changed
+//! are written, so the writers of payments hardly wait for the job.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -26,7 +27,7 @@ use futures_util::future::BoxFuture;
 use crate::measures::{BRAND, COUNTRY, DECLINE, GROUPINGS, METHOD, Measures, STATUS};
 
 /// How many logged changes one step of the job takes on.
-const CHANGES_PER_STEP: i64 = 5_000;
+const CHANGES_PER_STEP: i64 = 50_000;
 
 /// The zone every company's rollups are kept for, whoever its users are.
 pub const UTC: Tz = Tz::UTC;
@@ -87,7 +88,7 @@ impl CellKey {
 }
 
 /// One day's cells of every grouping, from the finest facts of that day.
-fn cells_of(facts: Vec<(CellKey, Measures)>) -> Vec<(i16, CellKey, Measures)> {
+fn cells_of(facts: Vec<(CellKey, Measures)>) -> Vec<Cell> {
     let mut cells: HashMap<(i16, CellKey), Measures> = HashMap::new();
     for (key, measures) in facts {
         for grouping in GROUPINGS {
@@ -129,16 +130,19 @@ fn facts(created: Vec<CreatedRow>, moved: Vec<MovedRow>) -> Vec<(CellKey, Measur
 }
 
 /// The columns a day's cells are stored with: the zone and the day, then each cell's
-/// values from a JSON array of arrays (one statement per day on either database).
+/// grouping, dimensions and measures (in the order of [`Measures::values`]).
 const CELL_COLUMNS: &str = "zone, day, dims, project_id, currency, method, country, brand, status, decline, \
     payments, approved, declined, captures, captured, refunds, refunded, chargebacks, charged_back, payouts, paid_out";
 
+/// A cell of a day: its grouping, dimensions and measures.
+type Cell = (i16, CellKey, Measures);
+
 /// A day's cells as one JSON document: `[[dims, project, currency, …, paid_out], …]`.
-fn cells_json(cells: &[(i16, CellKey, Measures)]) -> String {
+fn cells_json(cells: &[Cell]) -> String {
     let rows: Vec<serde_json::Value> = cells
         .iter()
         .map(|(dims, key, m)| {
-            serde_json::json!([
+            let mut row = serde_json::json!([
                 dims,
                 key.project_id,
                 key.currency,
@@ -146,19 +150,12 @@ fn cells_json(cells: &[(i16, CellKey, Measures)]) -> String {
                 key.country,
                 key.brand,
                 key.status,
-                key.decline,
-                m.payments,
-                m.approved,
-                m.declined,
-                m.captures,
-                m.captured,
-                m.refunds,
-                m.refunded,
-                m.chargebacks,
-                m.charged_back,
-                m.payouts,
-                m.paid_out
-            ])
+                key.decline
+            ]);
+            if let Some(values) = row.as_array_mut() {
+                values.extend(m.values().map(serde_json::Value::from));
+            }
+            row
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
@@ -170,8 +167,13 @@ trait Recompute {
     /// exclusive; on PostgreSQL an advisory lock held until the transaction ends.
     fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>>;
 
-    /// Inserts the cells of a day, given by [`cells_json`].
-    fn store<'a>(&'a mut self, zone: &'a str, day: NaiveDate, cells: String) -> BoxFuture<'a, diesel::QueryResult<()>>;
+    /// Inserts the cells of a day.
+    fn store<'a>(
+        &'a mut self,
+        zone: &'a str,
+        day: NaiveDate,
+        cells: &'a [Cell],
+    ) -> BoxFuture<'a, diesel::QueryResult<()>>;
 }
 
 impl Recompute for dashboard_core::db::SqliteWriteConn {
@@ -179,19 +181,43 @@ impl Recompute for dashboard_core::db::SqliteWriteConn {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn store<'a>(&'a mut self, zone: &'a str, day: NaiveDate, cells: String) -> BoxFuture<'a, diesel::QueryResult<()>> {
-        use diesel::sql_types::{Date, Text};
+    /// Many cells per statement, their values bound.
+    fn store<'a>(
+        &'a mut self,
+        zone: &'a str,
+        day: NaiveDate,
+        cells: &'a [Cell],
+    ) -> BoxFuture<'a, diesel::QueryResult<()>> {
+        use diesel::sql_types::{BigInt, Date, SmallInt, Text};
         use diesel_async::RunQueryDsl;
-        let values: String = (0..19).map(|i| format!(", value ->> {i}")).collect();
-        let sql = format!("INSERT INTO analytics_cells ({CELL_COLUMNS}) SELECT ?, ?{values} FROM json_each(?)");
         Box::pin(async move {
-            diesel::sql_query(sql)
-                .bind::<Text, _>(zone)
-                .bind::<Date, _>(day)
-                .bind::<Text, _>(cells)
-                .execute(self)
-                .await
-                .map(|_| ())
+            // SQLite takes 32,766 parameters at most; a cell has 21.
+            for chunk in cells.chunks(1_000) {
+                let row = format!("({})", ["?"; 21].join(", "));
+                let sql = format!(
+                    "INSERT INTO analytics_cells ({CELL_COLUMNS}) VALUES {}",
+                    vec![row; chunk.len()].join(", ")
+                );
+                let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+                for (dims, key, m) in chunk {
+                    query = query
+                        .bind::<Text, _>(zone)
+                        .bind::<Date, _>(day)
+                        .bind::<SmallInt, _>(*dims)
+                        .bind::<BigInt, _>(key.project_id)
+                        .bind::<Text, _>(&key.currency)
+                        .bind::<Text, _>(&key.method)
+                        .bind::<Text, _>(&key.country)
+                        .bind::<Text, _>(&key.brand)
+                        .bind::<Text, _>(&key.status)
+                        .bind::<Text, _>(&key.decline);
+                    for value in m.values() {
+                        query = query.bind::<BigInt, _>(value);
+                    }
+                }
+                query.execute(self).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -205,9 +231,16 @@ impl Recompute for dashboard_core::db::PgConn {
         )
     }
 
-    fn store<'a>(&'a mut self, zone: &'a str, day: NaiveDate, cells: String) -> BoxFuture<'a, diesel::QueryResult<()>> {
+    /// One statement: the cells as one JSON document, each parsed once by the server.
+    fn store<'a>(
+        &'a mut self,
+        zone: &'a str,
+        day: NaiveDate,
+        cells: &'a [Cell],
+    ) -> BoxFuture<'a, diesel::QueryResult<()>> {
         use diesel::sql_types::{Date, Text};
         use diesel_async::RunQueryDsl;
+        let cells = cells_json(cells);
         let types = ["smallint", "bigint", "text", "text", "text", "text", "text", "text"];
         let values: String =
             (0..19).map(|i| format!(", (c ->> {i})::{}", types.get(i).copied().unwrap_or("bigint"))).collect();
@@ -226,16 +259,18 @@ impl Recompute for dashboard_core::db::PgConn {
     }
 }
 
-/// Recomputes `day` of `zone` for `projects` from the payments and operations.
-pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) -> Result<(), AppError> {
-    let (start, end) = (day_start(zone, day), day_start(zone, day + Days::new(1)));
-    let zone_name = zone.name();
-    dashboard_core::db_transaction!(db, conn => {
-        conn.exclusive().await?;
+/// (grouping, project, currency, method, country, brand, status, decline, measures).
+type StoredRow =
+    (i16, i64, String, String, String, String, String, String, (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64));
+
+/// Reads what a day's cells come from, and the cells it has now, with `$conn` (a macro
+/// because the body is compiled once per database backend).
+macro_rules! read_day {
+    ($conn:ident, $zone:expr, $day:expr, $projects:expr, $start:expr, $end:expr) => {{
         let created: Vec<CreatedRow> = payments::table
-            .filter(payments::project_id.eq_any(projects))
-            .filter(payments::created_at.ge(start))
-            .filter(payments::created_at.lt(end))
+            .filter(payments::project_id.eq_any($projects))
+            .filter(payments::created_at.ge($start))
+            .filter(payments::created_at.lt($end))
             .filter(payments::kind.ne("payout"))
             .group_by((
                 payments::project_id,
@@ -256,13 +291,13 @@ pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) 
                 payments::decline_reason,
                 count_star(),
             ))
-            .load(conn)
+            .load($conn)
             .await?;
         let moved: Vec<MovedRow> = operations::table
             .inner_join(payments::table)
-            .filter(payments::project_id.eq_any(projects))
-            .filter(operations::completed_at.ge(start))
-            .filter(operations::completed_at.lt(end))
+            .filter(payments::project_id.eq_any($projects))
+            .filter(operations::completed_at.ge($start))
+            .filter(operations::completed_at.lt($end))
             .filter(operations::status.eq("success"))
             .group_by((
                 payments::project_id,
@@ -282,19 +317,163 @@ pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) 
                 count_star(),
                 dashboard_core::db::sum_i64("operations.amount"),
             ))
-            .load(conn)
+            .load($conn)
             .await?;
-        diesel::delete(
-            analytics_cells::table
-                .filter(analytics_cells::zone.eq(zone_name))
-                .filter(analytics_cells::day.eq(day))
-                .filter(analytics_cells::project_id.eq_any(projects)),
-        )
-        .execute(conn)
-        .await?;
-        conn.store(zone_name, day, cells_json(&cells_of(facts(created, moved)))).await?;
+        let stored: Vec<StoredRow> = analytics_cells::table
+            .filter(analytics_cells::zone.eq($zone))
+            // Every grouping named, so that the primary key finds the day's cells.
+            .filter(analytics_cells::dims.eq_any(GROUPINGS))
+            .filter(analytics_cells::day.eq($day))
+            .filter(analytics_cells::project_id.eq_any($projects))
+            .select((
+                analytics_cells::dims,
+                analytics_cells::project_id,
+                analytics_cells::currency,
+                analytics_cells::method,
+                analytics_cells::country,
+                analytics_cells::brand,
+                analytics_cells::status,
+                analytics_cells::decline,
+                (
+                    analytics_cells::payments,
+                    analytics_cells::approved,
+                    analytics_cells::declined,
+                    analytics_cells::captures,
+                    analytics_cells::captured,
+                    analytics_cells::refunds,
+                    analytics_cells::refunded,
+                    analytics_cells::chargebacks,
+                    analytics_cells::charged_back,
+                    analytics_cells::payouts,
+                    analytics_cells::paid_out,
+                ),
+            ))
+            .load($conn)
+            .await?;
+        Ok::<_, AppError>(Changed::between(stored, cells_of(facts(created, moved))))
+    }};
+}
+
+/// Writes what changed in a day's cells with `$conn`.
+macro_rules! write_day {
+    ($conn:ident, $zone:expr, $day:expr, $changed:expr) => {{
+        let changed: &Changed = $changed;
+        for (grouping, key) in &changed.gone {
+            diesel::delete(
+                analytics_cells::table
+                    .filter(analytics_cells::zone.eq($zone))
+                    .filter(analytics_cells::dims.eq(grouping))
+                    .filter(analytics_cells::day.eq($day))
+                    .filter(analytics_cells::project_id.eq(key.project_id))
+                    .filter(analytics_cells::currency.eq(&key.currency))
+                    .filter(analytics_cells::method.eq(&key.method))
+                    .filter(analytics_cells::country.eq(&key.country))
+                    .filter(analytics_cells::brand.eq(&key.brand))
+                    .filter(analytics_cells::status.eq(&key.status))
+                    .filter(analytics_cells::decline.eq(&key.decline)),
+            )
+            .execute($conn)
+            .await?;
+        }
+        $conn.store($zone, $day, &changed.new).await?;
         Ok::<_, AppError>(())
-    })
+    }};
+}
+
+/// How a day's cells change: those to delete (gone, or about to be written anew) and
+/// those to write.
+#[derive(Debug, Default)]
+struct Changed {
+    gone: Vec<(i16, CellKey)>,
+    new: Vec<Cell>,
+}
+
+impl Changed {
+    fn between(stored: Vec<StoredRow>, computed: Vec<Cell>) -> Changed {
+        let mut stored: HashMap<(i16, CellKey), Measures> = stored
+            .into_iter()
+            .map(|(grouping, project_id, currency, method, country, brand, status, decline, m)| {
+                let key = CellKey { project_id, currency, method, country, brand, status, decline };
+                let measures = Measures {
+                    payments: m.0,
+                    approved: m.1,
+                    declined: m.2,
+                    captures: m.3,
+                    captured: m.4,
+                    refunds: m.5,
+                    refunded: m.6,
+                    chargebacks: m.7,
+                    charged_back: m.8,
+                    payouts: m.9,
+                    paid_out: m.10,
+                };
+                ((grouping, key), measures)
+            })
+            .collect();
+        let mut changed = Changed::default();
+        for (grouping, key, measures) in computed {
+            match stored.remove(&(grouping, key.clone())) {
+                Some(before) if before == measures => {}
+                Some(_) => {
+                    changed.gone.push((grouping, key.clone()));
+                    changed.new.push((grouping, key, measures));
+                }
+                None => changed.new.push((grouping, key, measures)),
+            }
+        }
+        changed.gone.extend(stored.into_keys());
+        changed
+    }
+
+    fn is_empty(&self) -> bool {
+        self.gone.is_empty() && self.new.is_empty()
+    }
+}
+
+/// Recomputes `day` of `zone` for `projects` from the payments and operations, and
+/// writes the cells that changed. On SQLite it reads outside the write lane (writers do
+/// not wait for it) and the caller holds the [`RunnerLock`]; on PostgreSQL it reads and
+/// writes in one transaction under an advisory lock.
+pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) -> Result<(), AppError> {
+    let (start, end) = (day_start(zone, day), day_start(zone, day + Days::new(1)));
+    let zone_name = zone.name();
+    match db {
+        DbPool::Sqlite(..) => {
+            let changed = dashboard_core::db_run!(db, conn => read_day!(conn, zone_name, day, projects, start, end))?;
+            if !changed.is_empty() {
+                dashboard_core::db_transaction!(db, conn => write_day!(conn, zone_name, day, &changed))?;
+            }
+            Ok(())
+        }
+        DbPool::Postgres(_) => dashboard_core::db_transaction!(db, conn => {
+            conn.exclusive().await?;
+            let changed = read_day!(conn, zone_name, day, projects, start, end)?;
+            write_day!(conn, zone_name, day, &changed)
+        }),
+    }
+}
+
+/// Keeps recomputations apart on SQLite, in this process and in others (the server's
+/// job, `dashboard analytics rebuild`): an exclusive lock on a file next to the
+/// database, which the system releases if the process dies.
+/// Held while the value lives: dropping the file unlocks it.
+pub struct RunnerLock(#[allow(dead_code)] Option<std::fs::File>);
+
+impl RunnerLock {
+    /// Waits for the lock (nothing to lock on PostgreSQL).
+    pub async fn take(db: &DbPool) -> Result<RunnerLock, AppError> {
+        let DbPool::Sqlite(_, lane) = db else { return Ok(RunnerLock(None)) };
+        let path = format!("{}.analytics-lock", lane.path());
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(format!("the analytics lock cannot be taken: {e}")))?;
+        Ok(RunnerLock(Some(file)))
+    }
 }
 
 /// The zones rollups are kept for, with whether each is complete. Zones the users have
@@ -340,6 +519,12 @@ pub async fn ready(db: &DbPool, zone: Tz) -> Result<bool, AppError> {
 /// One round of the job: the logged changes into every zone's rollups, then the days of
 /// zones not complete yet. Returns how many days were recomputed.
 pub async fn catch_up(db: &DbPool) -> Result<usize, AppError> {
+    let _lock = RunnerLock::take(db).await?;
+    catch_up_locked(db).await
+}
+
+/// [`catch_up`] with the [`RunnerLock`] held.
+async fn catch_up_locked(db: &DbPool) -> Result<usize, AppError> {
     let zones = zones(db).await?;
     let all: Vec<Tz> = zones.iter().map(|(tz, _)| *tz).collect();
     let mut days = apply_changes(db, &all).await?;
@@ -380,7 +565,7 @@ async fn apply_changes(db: &DbPool, zones: &[Tz]) -> Result<usize, AppError> {
         }
         days += work.len();
         let ids: Vec<i64> = changes.iter().map(|(id, _, _)| *id).collect();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(10_000) {
             dashboard_core::db_write!(db, conn => {
                 diesel::delete(analytics_changes::table.filter(analytics_changes::id.eq_any(chunk))).execute(conn).await
             })?;
@@ -420,10 +605,11 @@ async fn backfill(db: &DbPool, zone: Tz) -> Result<usize, AppError> {
 /// Rebuilds every zone's rollups from the payments and operations. Zones are marked
 /// incomplete first, so an interrupted rebuild is finished by the job's next round.
 pub async fn rebuild(db: &DbPool) -> Result<usize, AppError> {
+    let _lock = RunnerLock::take(db).await?;
     dashboard_core::db_write!(db, conn => {
         diesel::update(analytics_zones::table).set(analytics_zones::ready_at.eq(None::<NaiveDateTime>)).execute(conn).await
     })?;
     // Every change logged so far is covered by the rebuild, which reads later.
     dashboard_core::db_write!(db, conn => diesel::delete(analytics_changes::table).execute(conn).await)?;
-    catch_up(db).await
+    catch_up_locked(db).await
 }

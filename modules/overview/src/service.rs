@@ -1,12 +1,16 @@
 //! The analytics figures, from the rollups: KPIs against the previous period, time
 //! series and breakdowns. The pages, the downloads and the API all come here.
+//!
+//! The database adds the cells up (one row per day and currency, or per value and
+//! currency): a page reads a few dozen rows, not the thousands of cells they come from.
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use dashboard_core::AppError;
 use dashboard_core::db::DbPool;
-use dashboard_core::schema::analytics_cells;
+use diesel::sql_types::{BigInt, Date, Nullable, SmallInt, Text};
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::measures::{COUNTRY, Dimension, METHOD, Measures};
@@ -15,135 +19,180 @@ use crate::scope::Scope;
 /// Measures per currency.
 pub type ByCurrency = BTreeMap<String, Measures>;
 
-/// One rollup cell as read.
-#[derive(Debug, Clone)]
-pub struct Cell {
-    pub day: NaiveDate,
-    pub project_id: i64,
+/// A sum of cells: of one day (when summed per day) or one value of a dimension (when
+/// broken down), in one currency.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct Sum {
+    #[diesel(sql_type = Nullable<Date>)]
+    pub day: Option<NaiveDate>,
+    #[diesel(sql_type = Text)]
+    pub value: String,
+    #[diesel(sql_type = Text)]
     pub currency: String,
-    pub method: String,
-    pub country: String,
-    pub brand: String,
-    pub status: String,
-    pub decline: String,
-    pub measures: Measures,
+    #[diesel(sql_type = BigInt)]
+    payments: i64,
+    #[diesel(sql_type = BigInt)]
+    approved: i64,
+    #[diesel(sql_type = BigInt)]
+    declined: i64,
+    #[diesel(sql_type = BigInt)]
+    captures: i64,
+    #[diesel(sql_type = BigInt)]
+    captured: i64,
+    #[diesel(sql_type = BigInt)]
+    refunds: i64,
+    #[diesel(sql_type = BigInt)]
+    refunded: i64,
+    #[diesel(sql_type = BigInt)]
+    chargebacks: i64,
+    #[diesel(sql_type = BigInt)]
+    charged_back: i64,
+    #[diesel(sql_type = BigInt)]
+    payouts: i64,
+    #[diesel(sql_type = BigInt)]
+    paid_out: i64,
 }
 
-impl Cell {
-    /// This cell's value of `dimension`.
-    pub fn value(&self, dimension: Dimension) -> String {
-        match dimension {
-            Dimension::Project => self.project_id.to_string(),
-            Dimension::Method => self.method.clone(),
-            Dimension::Brand => self.brand.clone(),
-            Dimension::Country => self.country.clone(),
-            Dimension::Currency => self.currency.clone(),
-            Dimension::Status => self.status.clone(),
-            Dimension::Decline => self.decline.clone(),
+impl Sum {
+    pub fn measures(&self) -> Measures {
+        Measures {
+            payments: self.payments,
+            approved: self.approved,
+            declined: self.declined,
+            captures: self.captures,
+            captured: self.captured,
+            refunds: self.refunds,
+            refunded: self.refunded,
+            chargebacks: self.chargebacks,
+            charged_back: self.charged_back,
+            payouts: self.payouts,
+            paid_out: self.paid_out,
         }
     }
 }
 
-type CellRow = (
-    NaiveDate,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64),
-);
+/// What to add up: `scope`'s cells from `from` to `to` (inclusive) in the grouping that
+/// holds `dimension` too, per day or per value of `dimension`.
+struct SumQuery<'a> {
+    scope: &'a Scope,
+    grouping: i16,
+    dimension: Option<Dimension>,
+    per_day: bool,
+    from: NaiveDate,
+    to: NaiveDate,
+}
 
-/// The cells of `scope`'s filters from `from` to `to` (inclusive) in the grouping that
-/// also holds `dimension` (none: the filters' own).
-pub async fn cells(
+impl SumQuery<'_> {
+    /// The statement, with `placeholder(n)` for the n-th parameter (from 1) and `no_day`
+    /// for a missing day.
+    fn sql(&self, placeholder: impl Fn(usize) -> String, no_day: &str) -> String {
+        let value = match self.dimension {
+            None => "''",
+            Some(Dimension::Project) => "CAST(project_id AS TEXT)",
+            Some(Dimension::Currency) => "currency",
+            Some(Dimension::Method) => "method",
+            Some(Dimension::Country) => "country",
+            Some(Dimension::Brand) => "brand",
+            Some(Dimension::Status) => "status",
+            Some(Dimension::Decline) => "decline",
+        };
+        let day = if self.per_day { "day" } else { no_day };
+        let sums: String = Measures::COLUMNS.iter().map(|c| format!(", CAST(SUM({c}) AS BIGINT) AS {c}")).collect();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            placeholder(n)
+        };
+        let mut sql = format!(
+            "SELECT {day} AS day, {value} AS value, currency{sums} FROM analytics_cells \
+             WHERE zone = {} AND dims = {} AND day >= {} AND day <= {}",
+            next(),
+            next(),
+            next(),
+            next()
+        );
+        let projects: Vec<String> = self.scope.projects.iter().map(|_| next()).collect();
+        sql += &format!(
+            " AND project_id IN ({})",
+            if projects.is_empty() { "NULL".to_owned() } else { projects.join(", ") }
+        );
+        for (column, filter) in
+            [("method", &self.scope.method), ("country", &self.scope.country), ("currency", &self.scope.currency)]
+        {
+            if filter.is_some() {
+                sql += &format!(" AND {column} = {}", next());
+            }
+        }
+        let mut groups = Vec::new();
+        if self.per_day {
+            groups.push("day");
+        }
+        if self.dimension.is_some() {
+            groups.push(value);
+        }
+        groups.push("currency");
+        sql + " GROUP BY " + &groups.join(", ")
+    }
+}
+
+/// Binds a [`SumQuery`]'s parameters in the order of [`SumQuery::sql`] (a macro because the
+/// boxed query's type is the backend's).
+macro_rules! bind_sum_query {
+    ($query:expr, $q:expr) => {{
+        let q = $q;
+        let mut query = $query
+            .bind::<Text, _>(q.scope.zone.name())
+            .bind::<SmallInt, _>(q.grouping)
+            .bind::<Date, _>(q.from)
+            .bind::<Date, _>(q.to);
+        for project in &q.scope.projects {
+            query = query.bind::<BigInt, _>(*project);
+        }
+        for filter in [&q.scope.method, &q.scope.country, &q.scope.currency].into_iter().flatten() {
+            query = query.bind::<Text, _>(filter.clone());
+        }
+        query
+    }};
+}
+
+/// Runs a [`SumQuery`] on either database (their parameters are written differently).
+trait SumCells {
+    fn sum_cells<'a>(&'a mut self, q: &'a SumQuery<'a>) -> BoxFuture<'a, diesel::QueryResult<Vec<Sum>>>;
+}
+
+impl SumCells for dashboard_core::db::SqliteConn {
+    fn sum_cells<'a>(&'a mut self, q: &'a SumQuery<'a>) -> BoxFuture<'a, diesel::QueryResult<Vec<Sum>>> {
+        use diesel_async::RunQueryDsl;
+        let sql = q.sql(|_| "?".to_owned(), "NULL");
+        Box::pin(async move {
+            bind_sum_query!(diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>(), q).load(self).await
+        })
+    }
+}
+
+impl SumCells for dashboard_core::db::PgConn {
+    fn sum_cells<'a>(&'a mut self, q: &'a SumQuery<'a>) -> BoxFuture<'a, diesel::QueryResult<Vec<Sum>>> {
+        use diesel_async::RunQueryDsl;
+        let sql = q.sql(|n| format!("${n}"), "CAST(NULL AS DATE)");
+        Box::pin(
+            async move { bind_sum_query!(diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>(), q).load(self).await },
+        )
+    }
+}
+
+/// `scope`'s cells from `from` to `to` added up per day (`dimension` none) or per value
+/// of `dimension`, and currency.
+async fn sums(
     db: &DbPool,
     scope: &Scope,
     dimension: Option<Dimension>,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<Vec<Cell>, AppError> {
+) -> Result<Vec<Sum>, AppError> {
     let filters = if scope.method.is_some() { METHOD } else { 0 } | if scope.country.is_some() { COUNTRY } else { 0 };
     let grouping = filters | dimension.map_or(0, Dimension::bit);
-    let rows: Vec<CellRow> = dashboard_core::db_run!(db, conn => {
-        let mut query = analytics_cells::table
-            .filter(analytics_cells::zone.eq(scope.zone.name()))
-            .filter(analytics_cells::dims.eq(grouping))
-            .filter(analytics_cells::day.ge(from))
-            .filter(analytics_cells::day.le(to))
-            .filter(analytics_cells::project_id.eq_any(&scope.projects))
-            .select((
-                analytics_cells::day,
-                analytics_cells::project_id,
-                analytics_cells::currency,
-                analytics_cells::method,
-                analytics_cells::country,
-                analytics_cells::brand,
-                analytics_cells::status,
-                analytics_cells::decline,
-                (
-                    analytics_cells::payments,
-                    analytics_cells::approved,
-                    analytics_cells::declined,
-                    analytics_cells::captures,
-                    analytics_cells::captured,
-                    analytics_cells::refunds,
-                    analytics_cells::refunded,
-                    analytics_cells::chargebacks,
-                    analytics_cells::charged_back,
-                    analytics_cells::payouts,
-                    analytics_cells::paid_out,
-                ),
-            ))
-            .into_boxed();
-        if let Some(method) = &scope.method {
-            query = query.filter(analytics_cells::method.eq(method));
-        }
-        if let Some(country) = &scope.country {
-            query = query.filter(analytics_cells::country.eq(country));
-        }
-        if let Some(currency) = &scope.currency {
-            query = query.filter(analytics_cells::currency.eq(currency));
-        }
-        query.load(conn).await
-    })?;
-    Ok(rows
-        .into_iter()
-        .map(|(day, project_id, currency, method, country, brand, status, decline, m)| Cell {
-            day,
-            project_id,
-            currency,
-            method,
-            country,
-            brand,
-            status,
-            decline,
-            measures: Measures {
-                payments: m.0,
-                approved: m.1,
-                declined: m.2,
-                captures: m.3,
-                captured: m.4,
-                refunds: m.5,
-                refunded: m.6,
-                chargebacks: m.7,
-                charged_back: m.8,
-                payouts: m.9,
-                paid_out: m.10,
-            },
-        })
-        .collect())
-}
-
-/// Adds up cells per currency.
-pub fn by_currency<'a>(cells: impl IntoIterator<Item = &'a Cell>) -> ByCurrency {
-    let mut sums = ByCurrency::new();
-    for cell in cells {
-        *sums.entry(cell.currency.clone()).or_default() += cell.measures;
-    }
-    sums
+    let q = SumQuery { scope, grouping, dimension, per_day: dimension.is_none(), from, to };
+    Ok(dashboard_core::db_run!(db, conn => conn.sum_cells(&q).await)?)
 }
 
 /// A period's figures and the previous period's, with the days of the period.
@@ -157,29 +206,26 @@ pub struct Totals {
 
 /// KPIs of the period and the previous one, and the time series.
 pub async fn totals(db: &DbPool, scope: &Scope) -> Result<Totals, AppError> {
-    Ok(totals_of(scope, &base_cells(db, scope).await?))
-}
-
-/// The cells of the filters alone over the period and the previous one: the totals, and
-/// the breakdowns by project and currency, come from them.
-pub async fn base_cells(db: &DbPool, scope: &Scope) -> Result<Vec<Cell>, AppError> {
-    cells(db, scope, None, scope.previous_from, scope.to).await
-}
-
-/// [`totals`] from the [`base_cells`].
-pub fn totals_of(scope: &Scope, cells: &[Cell]) -> Totals {
-    let (current, previous): (Vec<&Cell>, Vec<&Cell>) = cells.iter().partition(|cell| cell.day >= scope.from);
+    let days = sums(db, scope, None, scope.previous_from, scope.to).await?;
     let mut series: BTreeMap<NaiveDate, ByCurrency> = BTreeMap::new();
     let mut start = scope.grain.bucket(scope.from);
     while start <= scope.to {
         series.insert(start, ByCurrency::new());
         start = scope.grain.next(start);
     }
-    for cell in &current {
-        let bucket = series.entry(scope.grain.bucket(cell.day)).or_default();
-        *bucket.entry(cell.currency.clone()).or_default() += cell.measures;
+    let (mut current, mut previous) = (ByCurrency::new(), ByCurrency::new());
+    for sum in &days {
+        let Some(day) = sum.day else { continue };
+        let measures = sum.measures();
+        if day >= scope.from {
+            *current.entry(sum.currency.clone()).or_default() += measures;
+            let bucket = series.entry(scope.grain.bucket(day)).or_default();
+            *bucket.entry(sum.currency.clone()).or_default() += measures;
+        } else {
+            *previous.entry(sum.currency.clone()).or_default() += measures;
+        }
     }
-    Totals { current: by_currency(current), previous: by_currency(previous), series: series.into_iter().collect() }
+    Ok(Totals { current, previous, series: series.into_iter().collect() })
 }
 
 /// The period's figures per value of `dimension`, largest first (by payments, then by
@@ -189,17 +235,9 @@ pub async fn breakdown(
     scope: &Scope,
     dimension: Dimension,
 ) -> Result<Vec<(String, ByCurrency)>, AppError> {
-    let cells = cells(db, scope, Some(dimension), scope.from, scope.to).await?;
-    Ok(breakdown_of(scope, &cells, dimension))
-}
-
-/// [`breakdown`] from cells that hold `dimension` (the [`base_cells`] hold the project
-/// and the currency).
-pub fn breakdown_of(scope: &Scope, cells: &[Cell], dimension: Dimension) -> Vec<(String, ByCurrency)> {
     let mut values: BTreeMap<String, ByCurrency> = BTreeMap::new();
-    for cell in cells.iter().filter(|cell| cell.day >= scope.from && cell.day <= scope.to) {
-        let sums = values.entry(cell.value(dimension)).or_default();
-        *sums.entry(cell.currency.clone()).or_default() += cell.measures;
+    for sum in sums(db, scope, Some(dimension), scope.from, scope.to).await? {
+        *values.entry(sum.value.clone()).or_default().entry(sum.currency.clone()).or_default() += sum.measures();
     }
     let mut rows: Vec<(String, ByCurrency)> = values.into_iter().collect();
     let weight = |sums: &ByCurrency| -> (i64, i64) {
@@ -207,7 +245,7 @@ pub fn breakdown_of(scope: &Scope, cells: &[Cell], dimension: Dimension) -> Vec<
         (all.payments, all.captures + all.payouts)
     };
     rows.sort_by(|a, b| weight(&b.1).cmp(&weight(&a.1)).then_with(|| a.0.cmp(&b.0)));
-    rows
+    Ok(rows)
 }
 
 /// All currencies together (only the counts of which mean something).

@@ -36,8 +36,7 @@ pub async fn build(
     wanted: &[Chart],
 ) -> Result<View, AppError> {
     let scope = Scope::resolve(&state.db, principal, filters).await?;
-    let base = service::base_cells(&state.db, &scope).await?;
-    let totals = service::totals_of(&scope, &base);
+    let totals = service::totals(&state.db, &scope).await?;
     let currencies = currencies(&totals);
     let currency = scope
         .show
@@ -59,10 +58,7 @@ pub async fn build(
         charts.push(match chart.dimension() {
             None => charts::over_time(*chart, &scope, &totals.series, &currency),
             Some(dimension) => {
-                let rows = match dimension {
-                    Dimension::Project | Dimension::Currency => service::breakdown_of(&scope, &base, dimension),
-                    _ => service::breakdown(&state.db, &scope, dimension).await?,
-                };
+                let rows = service::breakdown(&state.db, &scope, dimension).await?;
                 let labelled: Vec<(String, ByCurrency)> = rows
                     .into_iter()
                     // The chart of decline reasons is about the declined payments.
