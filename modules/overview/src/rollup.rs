@@ -26,8 +26,10 @@ use futures_util::future::BoxFuture;
 
 use crate::measures::{BRAND, COUNTRY, DECLINE, GROUPINGS, METHOD, Measures, STATUS};
 
-/// How many logged changes one step of the job takes on.
-const CHANGES_PER_STEP: i64 = 50_000;
+/// How many logged changes one step of the job takes on: many, because a backlog (after
+/// a bulk load) names the same days over and over, and each day is recomputed once per
+/// step.
+const CHANGES_PER_STEP: i64 = 500_000;
 
 /// The zone every company's rollups are kept for, whoever its users are.
 pub const UTC: Tz = Tz::UTC;
