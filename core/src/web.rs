@@ -220,3 +220,15 @@ pub async fn static_file(req: &Request, poem::web::Path(path): poem::web::Path<S
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+/// A query string of the pairs that hold a non-empty value, e.g. the filters of a page
+/// to put in a link.
+pub fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(key, value)| {
+            value.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{key}={}", crate::auth::urlencode(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}

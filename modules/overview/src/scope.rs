@@ -3,8 +3,9 @@
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use chrono_tz::Tz;
-use dashboard_core::auth::{Principal, urlencode};
+use dashboard_core::auth::Principal;
 use dashboard_core::db::DbPool;
+use dashboard_core::web::query_string;
 use dashboard_core::{AppError, directory};
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,7 @@ pub struct Filters {
 impl Filters {
     /// The filters as a query string (empty values left out).
     pub fn query(&self) -> String {
-        let pairs = [
+        query_string(&[
             ("period", &self.period),
             ("from", &self.from),
             ("to", &self.to),
@@ -52,14 +53,7 @@ impl Filters {
             ("country", &self.country),
             ("grain", &self.grain),
             ("show", &self.show),
-        ];
-        pairs
-            .iter()
-            .filter_map(|(key, value)| {
-                value.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{key}={}", urlencode(v)))
-            })
-            .collect::<Vec<_>>()
-            .join("&")
+        ])
     }
 }
 

@@ -7,7 +7,7 @@ use dashboard_core::money::{format_minor, parse_amount};
 use dashboard_core::payments::model::{Kind, Method, Status};
 use dashboard_core::payments::search::{self, PaymentFilter};
 use dashboard_core::payments::service::{self, PaymentView};
-use dashboard_core::web::{HtmlForm, check_csrf, see_other};
+use dashboard_core::web::{HtmlForm, check_csrf, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
 use poem::web::{CsrfVerifier, Form, Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
@@ -33,13 +33,7 @@ fn filter_query(filter: &PaymentFilter) -> String {
         ("sort", &filter.sort),
         ("size", &filter.size),
     ];
-    pairs
-        .iter()
-        .filter_map(|(key, value)| {
-            value.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{key}={}", urlencode(v)))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    query_string(&pairs)
 }
 
 fn options(values: &[&str], selected: &Option<String>) -> Vec<Value> {
