@@ -698,8 +698,9 @@ mod tests {
 }
 
 /// A section's background job: `run` is called every `every` while the server runs (the
-/// next round starts `every` after the previous one ended), never twice at once in one
-/// process. A failed round is logged and tried again in the next.
+/// next round starts `every` after the previous one ended, or later: see
+/// [`JOB_PARTS`]), never twice at once in one process. A failed round is logged and tried
+/// again in the next.
 pub struct Job {
     pub name: &'static str,
     pub every: std::time::Duration,
@@ -716,6 +717,12 @@ macro_rules! register_job {
     };
 }
 
+/// A job takes about one part in `JOB_PARTS` of the time at most: after a round that took
+/// `d`, the next one waits `(JOB_PARTS - 1) × d` (but no longer than ten of its periods),
+/// so that under load, when rounds grow long, a job leaves the machine to the requests
+/// instead of running back to back.
+const JOB_PARTS: u32 = 10;
+
 /// Starts every registered job; the handles stop them when aborted.
 pub fn spawn_jobs(state: &crate::AppState) -> Vec<tokio::task::JoinHandle<()>> {
     inventory::iter::<Job>
@@ -723,11 +730,14 @@ pub fn spawn_jobs(state: &crate::AppState) -> Vec<tokio::task::JoinHandle<()>> {
         .map(|job| {
             let state = state.clone();
             tokio::spawn(async move {
+                let mut pause = job.every;
                 loop {
-                    tokio::time::sleep(job.every).await;
+                    tokio::time::sleep(pause).await;
+                    let started = std::time::Instant::now();
                     if let Err(error) = (job.run)(state.clone()).await {
                         tracing::warn!(job = job.name, %error, "background job round failed");
                     }
+                    pause = (started.elapsed() * (JOB_PARTS - 1)).clamp(job.every, job.every * 10);
                 }
             })
         })

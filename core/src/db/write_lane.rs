@@ -39,6 +39,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// The WAL size past which the writer checkpoints it itself (see [`Turn::commit`]).
 const WAL_LIMIT: u64 = 512 * 1024 * 1024;
 
+/// The size the WAL file is cut back to when the WAL starts over: well below
+/// [`WAL_LIMIT`], so that a file once grown past it does not make the writer checkpoint
+/// again and again.
+const WAL_KEPT: u64 = WAL_LIMIT / 8;
+
 /// The outcome of a group: `None` while it is open, then committed or the error.
 type Outcome = Option<Result<(), String>>;
 
@@ -137,8 +142,16 @@ impl Turn<'_> {
                 .await
                 .map_err(|e| DbError::Pool(format!("cannot open the write connection: {e}")))?;
             // Its page cache stays valid (no other connection writes), so a large one keeps
-            // the indexes' upper pages at hand: 64 MiB.
-            conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536").await?;
+            // the indexes' upper pages at hand: 64 MiB. Each writer's savepoint keeps the
+            // pages it changes in a sub-journal: in memory, not in a temporary file written
+            // page by page. Once the WAL starts over, the next commit truncates its file to
+            // WAL_KEPT, so that the file's size tells how much the WAL holds (see
+            // `bound_wal`).
+            conn.batch_execute(&format!(
+                "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
+                 PRAGMA journal_size_limit = {WAL_KEPT}"
+            ))
+            .await?;
             self.slot.conn = Some(conn);
         }
         if self.slot.group.is_none() {
@@ -321,6 +334,26 @@ mod tests {
 
     async fn count(pool: &DbPool) -> i64 {
         count_where(pool, "1 = 1").await.unwrap()
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        compile_options: String,
+    }
+
+    /// Without the query planner stability guarantee (see `.cargo/config.toml`), SQLite
+    /// prepares a statement with a bound `LIMIT` again every time it runs.
+    #[tokio::test]
+    async fn sqlite_is_built_with_the_query_planner_stability_guarantee() {
+        let (_dir, pool) = pool().await;
+        let options = async {
+            let options: Vec<CompileOption> =
+                crate::db_run!(pool, conn => diesel::sql_query("PRAGMA compile_options").load(conn).await)?;
+            Ok::<_, DbError>(options)
+        };
+        let options = options.await.unwrap();
+        assert!(options.iter().any(|option| option.compile_options == "ENABLE_QPSG"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
