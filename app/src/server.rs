@@ -20,7 +20,7 @@ use dashboard_core::theme::{Theme, ThemeError};
 use dashboard_core::web::{HtmlErrors, static_file};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::middleware::{CatchPanic, Csrf};
+use poem::middleware::{CatchPanic, CookieJarManager, Csrf};
 use poem::web::cookie::SameSite;
 use poem::{Endpoint, EndpointExt, Route, RouteMethod, Server, get};
 use poem_openapi::OpenApiService;
@@ -162,11 +162,32 @@ pub fn routes(state: AppState) -> impl Endpoint {
 
     let csrf =
         Csrf::new().cookie_name("dashboard_csrf").secure(state.settings.secure_cookies).same_site(SameSite::Strict);
-    SessionLoader { inner: HtmlErrors { inner: route } }
-        .with(csrf)
+    let app = Arc::new(SessionLoader { inner: HtmlErrors { inner: route } });
+    // Sessions are cookies for both (poem's CSRF middleware brings its own cookie jar).
+    CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
         .data(state)
         .with(telemetry::RequestLog)
         .with(CatchPanic::new())
+}
+
+/// The CSRF token of poem's middleware (a cookie and a token for the forms, which the page
+/// handlers check) for pages only: the API's handlers never check one, so its requests do
+/// not pay for generating it.
+struct CsrfForPages<P, A> {
+    pages: P,
+    api: A,
+}
+
+impl<P: Endpoint, A: Endpoint> Endpoint for CsrfForPages<P, A> {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        if req.uri().path().starts_with("/api/") {
+            self.api.call(req).await.map(poem::IntoResponse::into_response)
+        } else {
+            self.pages.call(req).await.map(poem::IntoResponse::into_response)
+        }
+    }
 }
 
 /// Section pages grouped by path, each method behind the guard of its declared access.

@@ -498,23 +498,12 @@ async fn settle_start(
             (Status::Failed, OperationStatus::Failed, None, Some(("failed".to_owned(), reason.clone())))
         }
     };
-    finish(
-        state,
-        payment_id,
-        kind,
-        amount,
-        &[Status::Processing, Status::AwaitingChallenge],
-        status,
-        op_status,
-        reference,
-        decline,
-        claim,
-    )
-    .await
+    finish(state, payment_id, kind, amount, status, op_status, reference, decline, claim).await
 }
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
-/// result, and postings when it succeeded. Only from one of `from` (once). Reads the
+/// result, and postings when it succeeded. Only while the payment is starting (processing
+/// or waiting for 3-D Secure), so once. Reads the
 /// payment back in the same turn, which saves the caller's answer two more reads, and
 /// stores it as the answer to `claim`, which saves it a write turn.
 #[allow(clippy::too_many_arguments)]
@@ -523,7 +512,6 @@ async fn finish(
     payment_id: i64,
     kind: OperationKind,
     amount: i64,
-    from: &[Status],
     status: Status,
     op_status: OperationStatus,
     reference: Option<String>,
@@ -531,7 +519,6 @@ async fn finish(
     claim: Option<&Claim>,
 ) -> Result<PaymentView, AppError> {
     let now = now();
-    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
     let success = op_status == OperationStatus::Success;
     let authorized = if success && kind == OperationKind::Auth { amount } else { 0 };
     let captured = if success && matches!(kind, OperationKind::Sale | OperationKind::Recurring) { amount } else { 0 };
@@ -539,7 +526,11 @@ async fn finish(
     let postings = if success { ledger::postings(kind, amount, 0) } else { Vec::new() };
     let kind_text = kind.as_str();
     crate::db_transaction!(state.db, conn => {
-        let moved = diesel::update(payments::table.find(payment_id).filter(payments::status.eq_any(&from)))
+        // Two comparisons rather than `IN`: a statement of a fixed shape is prepared once.
+        let starting = payments::status
+            .eq(Status::Processing.as_str())
+            .or(payments::status.eq(Status::AwaitingChallenge.as_str()));
+        let moved = diesel::update(payments::table.find(payment_id).filter(starting))
             .set((
                 payments::status.eq(status.as_str()),
                 payments::authorized_amount.eq(authorized),
