@@ -137,6 +137,9 @@ pub struct Nav {
     pub order: i32,
     /// One of the names in [`crate::theme::ICONS`].
     pub icon: Option<&'static str>,
+    /// Other paths whose pages (and their sub-pages) belong to this entry: it is shown as
+    /// the current one there too.
+    pub covers: &'static [&'static str],
 }
 
 /// A handlebars template; its name starts with the section id (`payments/list`).
@@ -219,7 +222,16 @@ pub struct NavEntry {
     pub label: &'static str,
     pub path: &'static str,
     pub icon: Option<&'static str>,
+    pub covers: &'static [&'static str],
     pub access: Access,
+}
+
+impl NavEntry {
+    /// Whether the page at `path` belongs to this entry.
+    pub fn is_current(&self, path: &str) -> bool {
+        let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+        (if self.path == "/" { path == "/" } else { under(self.path) }) || self.covers.iter().any(|p| under(p))
+    }
 }
 
 /// The checked, sorted and immutable set of sections.
@@ -467,7 +479,14 @@ fn collect_nav(sections: &[&'static Section], problems: &mut Vec<String>) -> Vec
         match page {
             Some(page) => entries.push((
                 nav.order,
-                NavEntry { section: section.id, label: nav.label, path: nav.path, icon: nav.icon, access: page.access },
+                NavEntry {
+                    section: section.id,
+                    label: nav.label,
+                    path: nav.path,
+                    icon: nav.icon,
+                    covers: nav.covers,
+                    access: page.access,
+                },
             )),
             None => problems.push(format!(
                 "section {:?}: the navigation entry points at {}, which is not one of its GET pages",
@@ -513,7 +532,7 @@ mod tests {
     static THINGS: Section = Section {
         id: "things",
         title: "Things",
-        nav: Some(Nav { label: "Things", path: "/things", order: 1, icon: None }),
+        nav: Some(Nav { label: "Things", path: "/things", order: 1, icon: None, covers: &[] }),
         permissions: &[VIEW],
         pages: &[crate::page!(GET "/things" => page_handler, Access::Permission("things.view"))],
         api: Some(Api::of::<ThingsApi>(&[crate::operation!(GET "/things/{id}", Access::Permission("things.view"))])),
@@ -677,7 +696,7 @@ mod tests {
         static MESSY: Section = Section {
             id: "messy",
             title: "Messy",
-            nav: Some(Nav { label: "Messy", path: "/messy", order: 1, icon: None }),
+            nav: Some(Nav { label: "Messy", path: "/messy", order: 1, icon: None, covers: &[] }),
             permissions: &[],
             pages: &[crate::page!(GET "/static/x" => page_handler, Access::Public)],
             api: None,

@@ -70,11 +70,7 @@ impl PageContext {
         let nav: Vec<Value> = visible_nav(self.state.registry, self.principal.as_ref())
             .into_iter()
             .map(|entry| {
-                let active = if entry.path == "/" {
-                    self.path == "/"
-                } else {
-                    self.path == entry.path || self.path.starts_with(&format!("{}/", entry.path))
-                };
+                let active = entry.is_current(&self.path);
                 json!({ "label": entry.label, "path": entry.path, "icon": entry.icon.unwrap_or("file"), "active": active })
             })
             .collect();

@@ -206,6 +206,10 @@ async fn the_analytics_follow_payments_through_the_api_and_the_pages(app: TestAp
     let (status, html) = app.get_text("/analytics/charts/by_brand?period=30d").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Turnover by card brand") && html.contains("Visa"), "brands are named");
+    assert!(
+        html.contains(r#"<a href="/" class="active" aria-current="page">"#),
+        "a chart's page is one of the overview's: its navigation entry is the current one"
+    );
     let svg = app.get("/analytics/charts/turnover/chart.svg?period=7d").await;
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().starts_with("<svg"));

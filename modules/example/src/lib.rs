@@ -25,7 +25,7 @@ const VIEW: &str = "example.view";
 register_section!(Section {
     id: "example",
     title: "Example",
-    nav: Some(Nav { label: "Example", path: "/example", order: 900, icon: Some("beaker") }),
+    nav: Some(Nav { label: "Example", path: "/example", order: 900, icon: Some("beaker"), covers: &[] }),
     permissions: &[Permission {
         code: VIEW,
         label: "View the example section",

@@ -29,7 +29,8 @@ use serde::Serialize;
 register_section!(Section {
     id: "overview",
     title: "Overview",
-    nav: Some(Nav { label: "Overview", path: "/", order: 0, icon: Some("home") }),
+    // The analytics' own pages are the overview's sub-pages.
+    nav: Some(Nav { label: "Overview", path: "/", order: 0, icon: Some("home"), covers: &["/analytics"] }),
     permissions: &[],
     pages: &[page!(GET "/" => index, Access::SignedIn)],
     api: Some(Api::of::<OverviewApi>(&[operation!(GET "/overview", Access::SignedIn)])),

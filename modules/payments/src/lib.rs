@@ -18,7 +18,7 @@ const PAYOUT: &str = "payments.payout";
 register_section!(Section {
     id: "payments",
     title: "Payments",
-    nav: Some(Nav { label: "Payments", path: "/payments", order: 100, icon: Some("card") }),
+    nav: Some(Nav { label: "Payments", path: "/payments", order: 100, icon: Some("card"), covers: &[] }),
     permissions: &[
         Permission {
             code: VIEW,

@@ -21,7 +21,7 @@ const MANAGE: &str = "projects.manage";
 register_section!(Section {
     id: "projects",
     title: "Projects",
-    nav: Some(Nav { label: "Projects", path: "/projects", order: 700, icon: Some("folder") }),
+    nav: Some(Nav { label: "Projects", path: "/projects", order: 700, icon: Some("folder"), covers: &[] }),
     permissions: &[
         Permission {
             code: VIEW,

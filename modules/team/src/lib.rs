@@ -17,7 +17,7 @@ const AUDIT: &str = "team.audit";
 register_section!(Section {
     id: "team",
     title: "My team",
-    nav: Some(Nav { label: "My team", path: "/team", order: 800, icon: Some("users") }),
+    nav: Some(Nav { label: "My team", path: "/team", order: 800, icon: Some("users"), covers: &[] }),
     permissions: &[
         Permission {
             code: MANAGE,
