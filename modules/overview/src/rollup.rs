@@ -22,7 +22,6 @@ use dashboard_core::schema::{
     analytics_cells, analytics_changes, analytics_zones, operations, payments, projects, users,
 };
 use dashboard_core::time::now;
-use futures_util::future::BoxFuture;
 
 use crate::measures::{BRAND, COUNTRY, DECLINE, GROUPINGS, METHOD, Measures, STATUS};
 
@@ -131,134 +130,29 @@ fn facts(created: Vec<CreatedRow>, moved: Vec<MovedRow>) -> Vec<(CellKey, Measur
     created.chain(moved).collect()
 }
 
-/// The columns a day's cells are stored with: the zone and the day, then each cell's
-/// grouping, dimensions and measures (in the order of [`Measures::values`]).
-const CELL_COLUMNS: &str = "zone, day, dims, project_id, currency, method, country, brand, status, decline, \
-    payments, approved, declined, captures, captured, refunds, refunded, chargebacks, charged_back, payouts, paid_out";
-
 /// A cell of a day: its grouping, dimensions and measures.
 type Cell = (i16, CellKey, Measures);
 
-/// A day's cells as one JSON document: `[[dims, project, currency, …, paid_out], …]`.
-fn cells_json(cells: &[Cell]) -> String {
-    let rows: Vec<serde_json::Value> = cells
-        .iter()
-        .map(|(dims, key, m)| {
-            let mut row = serde_json::json!([
-                dims,
-                key.project_id,
-                key.currency,
-                key.method,
-                key.country,
-                key.brand,
-                key.status,
-                key.decline
-            ]);
-            if let Some(values) = row.as_array_mut() {
-                values.extend(m.values().map(serde_json::Value::from));
-            }
-            row
+/// Cells written by one statement: 1,000 × 21 values, within SQLite's and PostgreSQL's
+/// limits on bound parameters.
+const CELLS_PER_INSERT: usize = 1_000;
+
+/// The statement that inserts `cells` cells, each bound as the zone, the day, the grouping,
+/// the dimensions and the measures (in the order of [`Measures::values`]). The
+/// placeholders are `$1`, `$2`, …: PostgreSQL's, and SQLite numbers such names in the
+/// order they first appear, which is the same.
+fn insert_cells_sql(cells: usize) -> String {
+    const DIMENSIONS: [&str; 10] =
+        ["zone", "day", "dims", "project_id", "currency", "method", "country", "brand", "status", "decline"];
+    let columns: Vec<&str> = DIMENSIONS.into_iter().chain(Measures::COLUMNS).collect();
+    let rows: Vec<String> = (0..cells)
+        .map(|cell| {
+            let first = cell * columns.len();
+            let values: Vec<String> = (1..=columns.len()).map(|i| format!("${}", first + i)).collect();
+            format!("({})", values.join(", "))
         })
         .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-/// What a recomputation does differently on each database.
-trait Recompute {
-    /// Makes the caller the only recomputation running: the SQLite write lane already is
-    /// exclusive; on PostgreSQL an advisory lock held until the transaction ends.
-    fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>>;
-
-    /// Inserts the cells of a day.
-    fn store<'a>(
-        &'a mut self,
-        zone: &'a str,
-        day: NaiveDate,
-        cells: &'a [Cell],
-    ) -> BoxFuture<'a, diesel::QueryResult<()>>;
-}
-
-impl Recompute for dashboard_core::db::SqliteWriteConn {
-    fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    /// Many cells per statement, their values bound.
-    fn store<'a>(
-        &'a mut self,
-        zone: &'a str,
-        day: NaiveDate,
-        cells: &'a [Cell],
-    ) -> BoxFuture<'a, diesel::QueryResult<()>> {
-        use diesel::sql_types::{BigInt, Date, SmallInt, Text};
-        use diesel_async::RunQueryDsl;
-        Box::pin(async move {
-            // SQLite takes 32,766 parameters at most; a cell has 21.
-            for chunk in cells.chunks(1_000) {
-                let row = format!("({})", ["?"; 21].join(", "));
-                let sql = format!(
-                    "INSERT INTO analytics_cells ({CELL_COLUMNS}) VALUES {}",
-                    vec![row; chunk.len()].join(", ")
-                );
-                let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-                for (dims, key, m) in chunk {
-                    query = query
-                        .bind::<Text, _>(zone)
-                        .bind::<Date, _>(day)
-                        .bind::<SmallInt, _>(*dims)
-                        .bind::<BigInt, _>(key.project_id)
-                        .bind::<Text, _>(&key.currency)
-                        .bind::<Text, _>(&key.method)
-                        .bind::<Text, _>(&key.country)
-                        .bind::<Text, _>(&key.brand)
-                        .bind::<Text, _>(&key.status)
-                        .bind::<Text, _>(&key.decline);
-                    for value in m.values() {
-                        query = query.bind::<BigInt, _>(value);
-                    }
-                }
-                query.execute(self).await?;
-            }
-            Ok(())
-        })
-    }
-}
-
-impl Recompute for dashboard_core::db::PgConn {
-    fn exclusive(&mut self) -> BoxFuture<'_, diesel::QueryResult<()>> {
-        use diesel_async::RunQueryDsl;
-        // Any fixed number that no other part of the dashboard locks.
-        Box::pin(
-            async move { diesel::sql_query("SELECT pg_advisory_xact_lock(731001)").execute(self).await.map(|_| ()) },
-        )
-    }
-
-    /// One statement: the cells as one JSON document, each parsed once by the server.
-    fn store<'a>(
-        &'a mut self,
-        zone: &'a str,
-        day: NaiveDate,
-        cells: &'a [Cell],
-    ) -> BoxFuture<'a, diesel::QueryResult<()>> {
-        use diesel::sql_types::{Date, Text};
-        use diesel_async::RunQueryDsl;
-        let cells = cells_json(cells);
-        let types = ["smallint", "bigint", "text", "text", "text", "text", "text", "text"];
-        let values: String =
-            (0..19).map(|i| format!(", (c ->> {i})::{}", types.get(i).copied().unwrap_or("bigint"))).collect();
-        let sql = format!(
-            "INSERT INTO analytics_cells ({CELL_COLUMNS}) SELECT $1, $2{values} FROM jsonb_array_elements($3::jsonb) AS c"
-        );
-        Box::pin(async move {
-            diesel::sql_query(sql)
-                .bind::<Text, _>(zone)
-                .bind::<Date, _>(day)
-                .bind::<Text, _>(cells)
-                .execute(self)
-                .await
-                .map(|_| ())
-        })
-    }
+    format!("INSERT INTO analytics_cells ({}) VALUES {}", columns.join(", "), rows.join(", "))
 }
 
 /// (grouping, project, currency, method, country, brand, status, decline, measures).
@@ -377,7 +271,27 @@ macro_rules! write_day {
             .execute($conn)
             .await?;
         }
-        $conn.store($zone, $day, &changed.new).await?;
+        for chunk in changed.new.chunks(CELLS_PER_INSERT) {
+            use diesel::sql_types::{BigInt, Date, SmallInt, Text};
+            let mut query = diesel::sql_query(insert_cells_sql(chunk.len())).into_boxed();
+            for (grouping, key, m) in chunk {
+                query = query
+                    .bind::<Text, _>($zone)
+                    .bind::<Date, _>($day)
+                    .bind::<SmallInt, _>(*grouping)
+                    .bind::<BigInt, _>(key.project_id)
+                    .bind::<Text, _>(&key.currency)
+                    .bind::<Text, _>(&key.method)
+                    .bind::<Text, _>(&key.country)
+                    .bind::<Text, _>(&key.brand)
+                    .bind::<Text, _>(&key.status)
+                    .bind::<Text, _>(&key.decline);
+                for value in m.values() {
+                    query = query.bind::<BigInt, _>(value);
+                }
+            }
+            query.execute($conn).await?;
+        }
         Ok::<_, AppError>(())
     }};
 }
@@ -448,7 +362,8 @@ pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) 
             Ok(())
         }
         DbPool::Postgres(_) => dashboard_core::db_transaction!(db, conn => {
-            conn.exclusive().await?;
+            // Held until the transaction ends; any fixed number no other part locks.
+            diesel::sql_query("SELECT pg_advisory_xact_lock(731001)").execute(conn).await?;
             let changed = read_day!(conn, zone_name, day, projects, start, end)?;
             write_day!(conn, zone_name, day, &changed)
         }),
