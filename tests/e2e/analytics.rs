@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Days, NaiveDate};
 use dashboard_core::BuiltinRole;
 use dashboard_core::payments::history;
-use dashboard_core::schema::{payments, users};
+use dashboard_core::schema::{analytics_cells, analytics_zones, payments, users};
 use dashboard_overview::measures::{Dimension, Measures};
 use dashboard_overview::scope::{Filters, Scope};
 use dashboard_overview::service::ByCurrency;
@@ -115,6 +115,26 @@ async fn rollups_equal_a_direct_aggregation_in_every_zone(app: TestApp) {
     for _ in 0..4 {
         compare(&app, &random_scope(&mut rng, &projects)).await;
     }
+
+    // A zone no user has any more goes, with its rollups; the others stay.
+    let zone_cells = |zone: &'static str| {
+        let app = &app;
+        async move {
+            let cells: i64 = query!(app, conn => {
+                analytics_cells::table.filter(analytics_cells::zone.eq(zone)).count().get_result(conn).await
+            });
+            let zones: i64 = query!(app, conn => {
+                analytics_zones::table.filter(analytics_zones::zone.eq(zone)).count().get_result(conn).await
+            });
+            (zones, cells)
+        }
+    };
+    assert!(zone_cells(ZONES[2]).await.1 > 0);
+    query!(app, conn => diesel::update(users::table.filter(users::time_zone.eq(ZONES[2]))).set(users::time_zone.eq(ZONES[1])).execute(conn).await);
+    rollup::catch_up(db).await.unwrap();
+    assert_eq!(zone_cells(ZONES[2]).await, (0, 0), "New York is dropped");
+    let (zones, cells) = zone_cells(ZONES[1]).await;
+    assert!(zones == 1 && cells > 0, "Kolkata stays");
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> Value {

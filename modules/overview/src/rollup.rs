@@ -394,8 +394,9 @@ impl RunnerLock {
 }
 
 /// The zones rollups are kept for, with whether each is complete. Zones the users have
-/// chosen since the last round are added (not complete yet).
-pub async fn zones(db: &DbPool) -> Result<Vec<(Tz, bool)>, AppError> {
+/// chosen since the last round are added (not complete yet); zones no user has any more
+/// are dropped with their rollups.
+async fn zones(db: &DbPool) -> Result<Vec<(Tz, bool)>, AppError> {
     let chosen: Vec<String> =
         dashboard_core::db_run!(db, conn => users::table.select(users::time_zone).distinct().load(conn).await)?;
     let known: Vec<(String, Option<NaiveDateTime>)> = dashboard_core::db_run!(db, conn => {
@@ -403,7 +404,7 @@ pub async fn zones(db: &DbPool) -> Result<Vec<(Tz, bool)>, AppError> {
     })?;
     let mut wanted: BTreeSet<&str> = chosen.iter().filter_map(|name| zone(name)).map(|tz| tz.name()).collect();
     wanted.insert(UTC.name());
-    let new: Vec<&str> = wanted.into_iter().filter(|name| !known.iter().any(|(known, _)| known == name)).collect();
+    let new: Vec<&str> = wanted.iter().copied().filter(|name| !known.iter().any(|(known, _)| known == name)).collect();
     if !new.is_empty() {
         dashboard_core::db_transaction!(db, conn => {
             for name in &new {
@@ -416,8 +417,45 @@ pub async fn zones(db: &DbPool) -> Result<Vec<(Tz, bool)>, AppError> {
             Ok::<_, AppError>(())
         })?;
     }
-    let known = known.into_iter().filter_map(|(name, ready)| zone(&name).map(|tz| (tz, ready.is_some())));
-    Ok(known.chain(new.iter().filter_map(|name| zone(name)).map(|tz| (tz, false))).collect())
+    let (kept, unused): (Vec<_>, Vec<_>) = known.into_iter().partition(|(name, _)| wanted.contains(name.as_str()));
+    for (name, _) in &unused {
+        drop_zone(db, name).await?;
+    }
+    let kept = kept.into_iter().filter_map(|(name, ready)| zone(&name).map(|tz| (tz, ready.is_some())));
+    Ok(kept.chain(new.iter().filter_map(|name| zone(name)).map(|tz| (tz, false))).collect())
+}
+
+/// Deletes a zone's rollups a day at a time (so that writers never wait long), then the
+/// zone. It is marked incomplete first, so pages stop reading it at once; a drop cut
+/// short is finished in a later round, or undone by a backfill if a user chooses the
+/// zone again meanwhile (a recomputed day replaces whatever cells it finds).
+async fn drop_zone(db: &DbPool, name: &str) -> Result<(), AppError> {
+    dashboard_core::db_write!(db, conn => {
+        diesel::update(analytics_zones::table.find(name)).set(analytics_zones::ready_at.eq(None::<NaiveDateTime>)).execute(conn).await
+    })?;
+    let days: Vec<NaiveDate> = dashboard_core::db_run!(db, conn => {
+        analytics_cells::table
+            .filter(analytics_cells::zone.eq(name))
+            .select(analytics_cells::day)
+            .distinct()
+            .load(conn)
+            .await
+    })?;
+    for day in days {
+        dashboard_core::db_write!(db, conn => {
+            diesel::delete(
+                analytics_cells::table
+                    .filter(analytics_cells::zone.eq(name))
+                    // Every grouping named, so that the primary key finds the day's cells.
+                    .filter(analytics_cells::dims.eq_any(GROUPINGS))
+                    .filter(analytics_cells::day.eq(day)),
+            )
+            .execute(conn)
+            .await
+        })?;
+    }
+    dashboard_core::db_write!(db, conn => diesel::delete(analytics_zones::table.find(name)).execute(conn).await)?;
+    Ok(())
 }
 
 /// Whether the rollups of `zone` are complete.
