@@ -137,18 +137,31 @@ type Cell = (i16, CellKey, Measures);
 /// limits on bound parameters.
 const CELLS_PER_INSERT: usize = 1_000;
 
+/// How a database marks bound parameters.
+#[derive(Clone, Copy)]
+enum Placeholders {
+    /// `?`: SQLite's (named ones, such as `$1`, it looks up one by one: too slow for
+    /// thousands).
+    Question,
+    /// `$1`, `$2`, …: PostgreSQL's.
+    Numbered,
+}
+
 /// The statement that inserts `cells` cells, each bound as the zone, the day, the grouping,
-/// the dimensions and the measures (in the order of [`Measures::values`]). The
-/// placeholders are `$1`, `$2`, …: PostgreSQL's, and SQLite numbers such names in the
-/// order they first appear, which is the same.
-fn insert_cells_sql(cells: usize) -> String {
+/// the dimensions and the measures (in the order of [`Measures::values`]).
+fn insert_cells_sql(cells: usize, placeholders: Placeholders) -> String {
     const DIMENSIONS: [&str; 10] =
         ["zone", "day", "dims", "project_id", "currency", "method", "country", "brand", "status", "decline"];
     let columns: Vec<&str> = DIMENSIONS.into_iter().chain(Measures::COLUMNS).collect();
     let rows: Vec<String> = (0..cells)
         .map(|cell| {
             let first = cell * columns.len();
-            let values: Vec<String> = (1..=columns.len()).map(|i| format!("${}", first + i)).collect();
+            let values: Vec<String> = (1..=columns.len())
+                .map(|i| match placeholders {
+                    Placeholders::Question => "?".to_owned(),
+                    Placeholders::Numbered => format!("${}", first + i),
+                })
+                .collect();
             format!("({})", values.join(", "))
         })
         .collect();
@@ -250,9 +263,10 @@ macro_rules! read_day {
     }};
 }
 
-/// Writes what changed in a day's cells with `$conn`.
+/// Writes what changed in a day's cells with `$conn`, whose database marks parameters as
+/// `$placeholders` say.
 macro_rules! write_day {
-    ($conn:ident, $zone:expr, $day:expr, $changed:expr) => {{
+    ($conn:ident, $zone:expr, $day:expr, $changed:expr, $placeholders:expr) => {{
         let changed: &Changed = $changed;
         for (grouping, key) in &changed.gone {
             diesel::delete(
@@ -273,7 +287,7 @@ macro_rules! write_day {
         }
         for chunk in changed.new.chunks(CELLS_PER_INSERT) {
             use diesel::sql_types::{BigInt, Date, SmallInt, Text};
-            let mut query = diesel::sql_query(insert_cells_sql(chunk.len())).into_boxed();
+            let mut query = diesel::sql_query(insert_cells_sql(chunk.len(), $placeholders)).into_boxed();
             for (grouping, key, m) in chunk {
                 query = query
                     .bind::<Text, _>($zone)
@@ -357,7 +371,7 @@ pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) 
         DbPool::Sqlite(..) => {
             let changed = dashboard_core::db_run!(db, conn => read_day!(conn, zone_name, day, projects, start, end))?;
             if !changed.is_empty() {
-                dashboard_core::db_transaction!(db, conn => write_day!(conn, zone_name, day, &changed))?;
+                dashboard_core::db_transaction!(db, conn => write_day!(conn, zone_name, day, &changed, Placeholders::Question))?;
             }
             Ok(())
         }
@@ -365,7 +379,7 @@ pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) 
             // Held until the transaction ends; any fixed number no other part locks.
             diesel::sql_query("SELECT pg_advisory_xact_lock(731001)").execute(conn).await?;
             let changed = read_day!(conn, zone_name, day, projects, start, end)?;
-            write_day!(conn, zone_name, day, &changed)
+            write_day!(conn, zone_name, day, &changed, Placeholders::Numbered)
         }),
     }
 }
