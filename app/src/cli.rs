@@ -4,15 +4,16 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dashboard_core::db::DbPool;
 use dashboard_core::directory::{self, NewUser};
+use dashboard_core::hooks;
 use dashboard_core::{AppError, BuiltinRole};
 use serde::Serialize;
 
 use crate::config::{Config, DatabaseArgs, ServeArgs};
 use crate::server::Application;
-use crate::{demo, telemetry};
+use crate::{config, demo, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "dashboard", version, about = "Merchant dashboard of a payment platform")]
@@ -59,53 +60,6 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// The payments ledger.
-    Ledger {
-        #[command(subcommand)]
-        command: LedgerCommand,
-    },
-    /// What the sandbox acquirer reports on its own (a real acquirer sends these).
-    Sandbox {
-        #[command(subcommand)]
-        command: SandboxCommand,
-    },
-    /// The analytics' rollups.
-    Analytics {
-        #[command(subcommand)]
-        command: AnalyticsCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AnalyticsCommand {
-    /// Recompute every rollup from the payments and operations (the server keeps them up
-    /// to date on its own; this is for a restored or repaired database).
-    Rebuild,
-}
-
-#[derive(Debug, Subcommand)]
-enum SandboxCommand {
-    /// Report a chargeback: the customer's bank takes money of a captured payment back.
-    Chargeback {
-        /// The payment's id (`pay_…`).
-        payment: String,
-        /// How much, e.g. `12.50` (default: all that is neither refunded nor charged back).
-        #[arg(long)]
-        amount: Option<String>,
-        /// The card scheme's reason code, e.g. `10.4`.
-        #[arg(long)]
-        reason_code: String,
-        /// The reason in words, e.g. `Fraud, card absent`.
-        #[arg(long)]
-        reason: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum LedgerCommand {
-    /// Check every invariant of payments and ledger over the whole database; exits 1 on
-    /// any violation.
-    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,9 +132,48 @@ enum CliError {
     Other(String),
 }
 
+/// The command line: the app's own commands, the commands the crates register, and the
+/// crates' settings as flags of `serve` and `demo`.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command()
+        .mut_subcommand("serve", config::with_crate_settings)
+        .mut_subcommand("demo", config::with_crate_settings);
+    for hook in hooks::Command::all() {
+        command = command.subcommand((hook.define)());
+    }
+    command
+}
+
+/// What the command line asks for.
+enum Invocation {
+    App(Box<Cli>),
+    Hook(&'static hooks::Command, DatabaseArgs, clap::ArgMatches),
+}
+
+fn parse() -> Result<Invocation, clap::Error> {
+    let matches = command().get_matches();
+    if let Some((name, sub)) = matches.subcommand()
+        && let Some(hook) = hooks::Command::all().into_iter().find(|hook| hook.name == name)
+    {
+        let database = DatabaseArgs::from_arg_matches(&matches)?;
+        return Ok(Invocation::Hook(hook, database, sub.clone()));
+    }
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Some((_, sub)) = matches.subcommand() {
+        match &mut cli.command {
+            Command::Serve { serve, .. } | Command::Demo { serve, .. } => serve.read_crate_settings(sub),
+            _ => {}
+        }
+    }
+    Ok(Invocation::App(Box::new(cli)))
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let invocation = match parse() {
+        Ok(invocation) => invocation,
+        Err(error) => error.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -188,7 +181,14 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = match invocation {
+        Invocation::App(cli) => runtime.block_on(run(*cli)),
+        Invocation::Hook(hook, database, matches) => runtime.block_on(async {
+            let db = open_database(&database).await?;
+            (hook.run)(db, matches).await.map_err(CliError::from)
+        }),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -236,36 +236,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 &format!("Created project {} {:?} of company {company}.", project.id, project.name),
             )
         }
-        Command::Sandbox { command: SandboxCommand::Chargeback { payment, amount, reason_code, reason } } => {
-            let db = open_database(&cli.database).await?;
-            let amount = match amount {
-                None => None,
-                Some(text) => Some(chargeback_amount(&db, &payment, &text).await?),
-            };
-            dashboard_core::payments::service::record_chargeback(&db, &payment, amount, &reason_code, &reason).await?;
-            println!("Chargeback recorded on {payment}.");
-            Ok(())
-        }
-        Command::Analytics { command: AnalyticsCommand::Rebuild } => {
-            let db = open_database(&cli.database).await?;
-            let started = std::time::Instant::now();
-            let days = dashboard_overview::rollup::rebuild(&db).await?;
-            println!("Rebuilt the analytics: {days} days of rollups in {:.1} s.", started.elapsed().as_secs_f64());
-            Ok(())
-        }
-        Command::Ledger { command: LedgerCommand::Verify } => {
-            let db = open_database(&cli.database).await?;
-            let problems = dashboard_core::payments::ledger::verify(&db).await?;
-            if problems.is_empty() {
-                println!("The ledger is consistent: every entry balances and no payment breaks an invariant.");
-                Ok(())
-            } else {
-                for problem in &problems {
-                    println!("{problem}");
-                }
-                Err(CliError::Other(format!("{} violation(s) found", problems.len())))
-            }
-        }
         Command::User {
             command: UserCommand::Create { company, username, role, name, phone, password_stdin: _, json },
         } => {
@@ -279,13 +249,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// Opens and migrates the database for an operator command.
-/// `text` (e.g. `12.50`) in minor units of the payment's currency.
-async fn chargeback_amount(db: &DbPool, payment: &str, text: &str) -> Result<i64, CliError> {
-    let currency = dashboard_core::payments::service::currency_of(db, payment).await?;
-    dashboard_core::money::parse_amount(text, &currency)
-        .ok_or_else(|| CliError::Other(format!("{text:?} is not an amount in {currency}.")))
-}
-
 async fn open_database(args: &DatabaseArgs) -> Result<DbPool, CliError> {
     let config = Config::resolve(args, &ServeArgs::default())?;
     let db = DbPool::connect(&config.database_url, 2).await.map_err(AppError::from)?;

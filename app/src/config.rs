@@ -2,10 +2,12 @@
 //! TOML file, in that order of precedence, over documented defaults. Everything is
 //! checked at start-up; a bad value stops the program with a message naming the setting.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use dashboard_core::hooks::Setting;
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -83,9 +85,6 @@ pub struct ServeArgs {
     /// Bearer token for the SMS provider.
     #[arg(long, env = "DASHBOARD_SMS_HTTP_TOKEN", hide_env_values = true)]
     pub sms_http_token: Option<String>,
-    /// Milliseconds the sandbox acquirer takes to answer [default: 0].
-    #[arg(long, env = "DASHBOARD_SANDBOX_LATENCY_MS")]
-    pub sandbox_latency_ms: Option<u64>,
     /// Text messages one user may be sent per hour [default: 5].
     #[arg(long, env = "DASHBOARD_SMS_PER_HOUR")]
     pub sms_per_hour: Option<u32>,
@@ -93,6 +92,30 @@ pub struct ServeArgs {
     /// [default: data/secret.key].
     #[arg(long, env = "DASHBOARD_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
+    /// The registered crates' settings given as flags or in the environment, by name (see
+    /// [`with_crate_settings`]).
+    #[arg(skip)]
+    pub crate_settings: BTreeMap<String, String>,
+}
+
+/// Adds a flag (with its environment variable) for every setting a crate registers.
+pub fn with_crate_settings(mut command: clap::Command) -> clap::Command {
+    for setting in Setting::all().into_values() {
+        command = command
+            .arg(clap::Arg::new(setting.name).long(setting.flag()).env(setting.env()).help(setting.help).global(false));
+    }
+    command
+}
+
+impl ServeArgs {
+    /// Takes the registered crates' settings from parsed arguments.
+    pub fn read_crate_settings(&mut self, matches: &clap::ArgMatches) {
+        for name in Setting::all().into_keys() {
+            if let Ok(Some(value)) = matches.try_get_one::<String>(name) {
+                self.crate_settings.insert(name.to_owned(), value.clone());
+            }
+        }
+    }
 }
 
 /// The keys a configuration file may hold.
@@ -115,7 +138,6 @@ struct FileConfig {
     sms_outbox: Option<PathBuf>,
     sms_http_url: Option<String>,
     sms_http_token: Option<String>,
-    sandbox_latency_ms: Option<u64>,
     sms_per_hour: Option<u32>,
     secret_key_file: Option<PathBuf>,
 }
@@ -145,9 +167,10 @@ pub struct Config {
     pub sms_outbox: PathBuf,
     pub sms_http_url: Option<String>,
     pub sms_http_token: Option<String>,
-    pub sandbox_latency_ms: u64,
     pub sms_per_hour: u32,
     pub secret_key_file: PathBuf,
+    /// The registered crates' settings, checked (a missing one has its default).
+    pub crate_settings: BTreeMap<&'static str, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,9 +180,9 @@ pub struct ConfigError(String);
 impl Config {
     /// Resolves flags and environment (already merged by clap) over the file over defaults.
     pub fn resolve(database: &DatabaseArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &database.config {
+        let (file, mut file_settings) = match &database.config {
             Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+            None => (FileConfig::default(), BTreeMap::new()),
         };
         let listen_text = pick(&serve.listen, file.listen, DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
@@ -236,12 +259,15 @@ impl Config {
                 "SMS provider URL {url:?} (--sms-http-url, DASHBOARD_SMS_HTTP_URL) must start with http:// or https://"
             )));
         }
-        let sandbox_latency_ms = pick(&serve.sandbox_latency_ms, file.sandbox_latency_ms, 0);
-        if sandbox_latency_ms > 60_000 {
-            return Err(ConfigError("sandbox latency (--sandbox-latency-ms) must be at most 60000".to_owned()));
+        let mut crate_settings = BTreeMap::new();
+        for (name, setting) in Setting::all() {
+            let given = serve.crate_settings.get(name).cloned().or_else(|| file_settings.remove(name));
+            if let Some(value) = given {
+                crate_settings.insert(name, setting.checked(&value).map_err(ConfigError)?);
+            }
         }
         Ok(Config {
-            sandbox_latency_ms,
+            crate_settings,
             sms_http_url,
             sms_http_token: serve.sms_http_token.clone().or(file.sms_http_token),
             idle_timeout_minutes,
@@ -277,10 +303,25 @@ fn pick<T: Clone>(flag: &Option<T>, file: Option<T>, default: T) -> T {
     flag.clone().or(file).unwrap_or(default)
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+/// The file's own keys, and the values of the registered crates' settings it holds.
+fn read_file(path: &Path) -> Result<(FileConfig, BTreeMap<&'static str, String>), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read the configuration file {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("configuration file {}: {e}", path.display())))
+    let problem = |e: &dyn std::fmt::Display| ConfigError(format!("configuration file {}: {e}", path.display()));
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| problem(&e))?;
+    let mut crate_settings = BTreeMap::new();
+    for name in Setting::all().into_keys() {
+        if let Some(value) = table.remove(name) {
+            // A number or a boolean is written as such in TOML; its text is the value.
+            let text = match value {
+                toml::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            crate_settings.insert(name, text);
+        }
+    }
+    let file = FileConfig::deserialize(table).map_err(|e| problem(&e))?;
+    Ok((file, crate_settings))
 }
 
 fn default_public_url(listen: SocketAddr) -> String {

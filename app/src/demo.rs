@@ -3,7 +3,7 @@
 
 use dashboard_core::db::DbPool;
 use dashboard_core::directory::{self, NewUser};
-use dashboard_core::payments::history;
+use dashboard_core::hooks::{DemoCompany, DemoData};
 use dashboard_core::{AppError, BuiltinRole};
 
 pub const COMPANY: &str = "Demo Merchant";
@@ -30,8 +30,8 @@ pub struct Demo {
 pub const DEFAULT_PAYMENTS: usize = 20_000;
 pub const HISTORY_DAYS: i64 = 180;
 
-/// Creates whatever part of the demo company is missing, with a payment history of
-/// `payments` payments when it has none yet.
+/// Creates whatever part of the demo company is missing, then lets every registered crate
+/// add its demo data (a payment history of `payments` payments when it has none yet, …).
 pub async fn ensure(db: &DbPool, payments: usize) -> Result<Demo, AppError> {
     let mut created = 0;
     let company = match directory::find_company_by_name(db, COMPANY).await? {
@@ -66,11 +66,10 @@ pub async fn ensure(db: &DbPool, payments: usize) -> Result<Demo, AppError> {
             created += 1;
         }
     }
-    if history::payment_count(db, company.id).await? == 0 {
-        let projects: Vec<i64> = directory::company_projects(db, company.id).await?.into_iter().map(|p| p.id).collect();
-        created += history::generate_history(db, company.id, &projects, payments, HISTORY_DAYS, 2026).await?;
-        // The analytics are ready when the server starts, not a round of its job later.
-        dashboard_overview::rollup::rebuild(db).await?;
+    let project_ids = directory::company_projects(db, company.id).await?.into_iter().map(|p| p.id).collect();
+    let demo = DemoCompany { company_id: company.id, project_ids, payments, days: HISTORY_DAYS };
+    for data in DemoData::all() {
+        created += (data.add)(db.clone(), demo.clone()).await?;
     }
     Ok(Demo { company_id: company.id, created })
 }

@@ -2,13 +2,15 @@
 //! application. Integration tests start it through [`server::Application`].
 #![deny(unused_crate_dependencies)]
 
-// Every section crate, named here so the linker keeps its registration (a crate nothing
-// names is silently dropped). Add a line for each new section.
+// Every section and domain crate, named here so the linker keeps its registrations (a
+// crate nothing names is silently dropped). Add a line for each new crate.
 use dashboard_example as _;
 use dashboard_overview as _;
 use dashboard_payments as _;
+use dashboard_payments_domain as _;
 use dashboard_profile as _;
 use dashboard_projects as _;
+use dashboard_sandbox as _;
 use dashboard_session as _;
 use dashboard_team as _;
 

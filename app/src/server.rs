@@ -11,9 +11,9 @@ use dashboard_core::api::SectionApis;
 use dashboard_core::auth::PageGuard;
 use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
-use dashboard_core::payments::connector::SandboxAcquirer;
+use dashboard_core::hooks;
 use dashboard_core::registry::{Registry, RegistryError};
-use dashboard_core::session::{self, SessionLoader};
+use dashboard_core::session::SessionLoader;
 use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
 use dashboard_core::state::Settings;
 use dashboard_core::theme::{Theme, ThemeError};
@@ -41,6 +41,8 @@ pub enum StartError {
     Secrets(#[from] CryptoError),
     #[error("SMS provider: {0}")]
     Sms(#[from] SmsError),
+    #[error("cannot start the service {0}")]
+    Service(String),
     #[error("the sections' API types clash: {0}")]
     Api(String),
     #[error("cannot listen on {address}: {reason}")]
@@ -72,13 +74,14 @@ impl Application {
             lockout_duration: TimeDelta::minutes(i64::from(config.lockout_minutes)),
             strict_mode: config.strict_mode,
             sms_per_hour: config.sms_per_hour,
+            sections: config.crate_settings.clone(),
         };
+        let extensions = hooks::start_services(&settings).map_err(StartError::Service)?;
         let secrets = SecretBox::from_key_file(&config.secret_key_file)?;
         let sms: Arc<dyn SmsSender> = match &config.sms_http_url {
             Some(url) => Arc::new(HttpSms::new(url.clone(), config.sms_http_token.clone())?),
             None => Arc::new(FileOutbox::new(config.sms_outbox.clone())),
         };
-        let connector = Arc::new(SandboxAcquirer { latency: Duration::from_millis(config.sandbox_latency_ms) });
         let state = AppState {
             db,
             registry,
@@ -86,7 +89,7 @@ impl Application {
             settings: Arc::new(settings),
             sms,
             secrets,
-            connector,
+            extensions: Arc::new(extensions),
             token_principals: Arc::default(),
         };
         let listen_error =
@@ -110,16 +113,11 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets requests in flight finish (10 s at most).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let cleanup = session::spawn_cleanup(self.state.clone());
-        let callbacks =
-            dashboard_core::payments::callbacks::spawn_worker(self.state.clone(), Duration::from_millis(500));
-        let jobs = dashboard_core::registry::spawn_jobs(&self.state);
+        let jobs = hooks::spawn_jobs(&self.state);
         let app = routes(self.state);
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await;
-        cleanup.abort();
-        callbacks.abort();
         jobs.iter().for_each(|job| job.abort());
         served
     }

@@ -13,13 +13,14 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::MigrationHarness;
 use futures_util::future::BoxFuture;
 
 /// Imports for writing queries: diesel's DSL with diesel-async's `RunQueryDsl`.
 ///
 /// `diesel::prelude::*` also brings the synchronous `RunQueryDsl`, whose methods clash
 /// with the async ones; use this prelude instead.
+pub mod migrations;
 pub mod write_lane;
 
 pub mod prelude {
@@ -69,8 +70,7 @@ impl SpawnBlocking for OnCallingThread {
 /// The PostgreSQL connection type (pure Rust, no libpq).
 pub type PgConn = AsyncPgConnection;
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+crate::register_migrations!(sqlite: "../migrations/core/sqlite", postgres: "../migrations/core/postgres");
 
 /// Connection pool for whichever backend the database URL names. SQLite's writes go
 /// through the [`write_lane::WriteLane`]; its pool serves reads.
@@ -244,11 +244,12 @@ impl DbPool {
         }
     }
 
-    /// Applies every pending migration of this backend's folder.
+    /// Applies every pending migration of every registered crate, in version order.
     pub async fn migrate(&self) -> Result<usize, DbError> {
+        let source = migrations::AllMigrations(self.backend());
         let applied = match self.get().await? {
-            DbConn::Sqlite(conn) => run_migrations(conn, SQLITE_MIGRATIONS),
-            DbConn::Postgres(conn) => run_migrations(conn, POSTGRES_MIGRATIONS),
+            DbConn::Sqlite(conn) => run_migrations(conn, source),
+            DbConn::Postgres(conn) => run_migrations(conn, source),
         };
         applied.map_err(|e| DbError::Setup(format!("migration failed: {e}")))
     }
@@ -263,10 +264,11 @@ impl DbPool {
     }
 }
 
-fn run_migrations<C>(conn: C, migrations: EmbeddedMigrations) -> diesel::migration::Result<usize>
+fn run_migrations<C>(conn: C, migrations: migrations::AllMigrations) -> diesel::migration::Result<usize>
 where
     C: AsyncConnection + 'static,
     AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+    migrations::AllMigrations: diesel::migration::MigrationSource<C::Backend>,
 {
     let mut harness = AsyncMigrationHarness::new(conn);
     harness.run_pending_migrations(migrations).map(|applied| applied.len())

@@ -10,9 +10,9 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod export;
+pub mod hooks;
 pub mod links;
 pub mod money;
-pub mod payments;
 pub mod preferences;
 pub mod registry;
 pub mod schema;
@@ -38,6 +38,7 @@ pub use web::PageContext;
 /// dependencies for them. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use diesel_migrations;
     pub use inventory;
     pub use poem::EndpointExt;
     pub use poem::http::Method;

@@ -516,17 +516,17 @@ fn bearer_token(req: &Request) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
-/// Deletes expired sessions every minute, for the life of the process.
-pub fn spawn_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            interval.tick().await;
-            match delete_expired(&state).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::debug!(deleted, "expired sessions deleted"),
-                Err(error) => tracing::warn!(%error, "expired sessions could not be deleted"),
+// Expired sessions are deleted every minute while the server runs.
+crate::register!(crate::hooks::Job {
+    name: "session cleanup",
+    every: std::time::Duration::from_secs(60),
+    run: |state| {
+        Box::pin(async move {
+            let deleted = delete_expired(&state).await?;
+            if deleted > 0 {
+                tracing::debug!(deleted, "expired sessions deleted");
             }
-        }
-    })
-}
+            Ok(())
+        })
+    },
+});

@@ -1,8 +1,11 @@
-//! What every handler can reach: the database, the registry, the theme, the settings.
+//! What every handler can reach: the database, the registry, the theme, the settings and
+//! what the registered services built.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
+use poem::http::Extensions;
 
 use crate::crypto::SecretBox;
 use crate::db::DbPool;
@@ -30,6 +33,19 @@ pub struct Settings {
     pub strict_mode: bool,
     /// Text messages a user may be sent per hour.
     pub sms_per_hour: u32,
+    /// The values of the settings crates register ([`crate::hooks::Setting`]), checked;
+    /// a setting missing here has its default.
+    pub sections: BTreeMap<&'static str, String>,
+}
+
+impl Settings {
+    /// The value of a registered setting (its default when none was given).
+    pub fn setting(&self, name: &str) -> &str {
+        match self.sections.get(name) {
+            Some(value) => value,
+            None => crate::hooks::Setting::all().get(name).map(|setting| setting.default).unwrap_or_default(),
+        }
+    }
 }
 
 /// Shared application state, added to every request with poem's `Data`.
@@ -40,10 +56,20 @@ pub struct AppState {
     pub theme: Arc<Theme>,
     pub settings: Arc<Settings>,
     pub sms: Arc<dyn SmsSender>,
-    /// The acquirer payments go to (the sandbox unless a real one is plugged in).
-    pub connector: Arc<dyn crate::payments::connector::Connector>,
+    /// What the registered services built at start-up ([`crate::hooks::Service`]).
+    pub extensions: Arc<Extensions>,
     /// Encrypts secrets at rest (TOTP secrets).
     pub secrets: SecretBox,
     /// Principals of recently used API tokens.
     pub token_principals: Arc<crate::tokens::TokenPrincipals>,
+}
+
+impl AppState {
+    /// A value a registered service built at start-up; an internal error when no service
+    /// built one (a crate is missing from the binary).
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Result<&T, crate::AppError> {
+        self.extensions
+            .get::<T>()
+            .ok_or_else(|| crate::AppError::Internal(format!("no service provides {}", std::any::type_name::<T>())))
+    }
 }

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use chrono::{Days, NaiveDate};
 use dashboard_core::BuiltinRole;
-use dashboard_core::payments::history;
-use dashboard_core::schema::{analytics_cells, analytics_zones, payments, users};
+use dashboard_core::schema::users;
 use dashboard_overview::measures::{Dimension, Measures};
+use dashboard_overview::schema::{analytics_cells, analytics_zones};
 use dashboard_overview::scope::{Filters, Scope};
 use dashboard_overview::service::ByCurrency;
 use dashboard_overview::{direct, rollup, service};
+use dashboard_payments_domain::schema::payments;
+use dashboard_sandbox::history;
 use dashboard_tests::reqwest::StatusCode;
 use dashboard_tests::{TestApp, query, story};
 use rand::rngs::StdRng;
@@ -102,7 +104,9 @@ async fn rollups_equal_a_direct_aggregation_in_every_zone(app: TestApp) {
         payments::table.filter(payments::status.eq("completed")).select(payments::public_id).limit(8).load(conn).await
     });
     for id in &completed {
-        dashboard_core::payments::service::record_chargeback(db, id, None, "10.4", "Fraud, card absent").await.unwrap();
+        dashboard_payments_domain::service::record_chargeback(db, id, None, "10.4", "Fraud, card absent")
+            .await
+            .unwrap();
     }
     rollup::catch_up(db).await.unwrap();
     for _ in 0..10 {

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_core::BuiltinRole;
-use dashboard_core::payments::callbacks::signature;
-use dashboard_core::schema::callback_deliveries;
+use dashboard_payments_domain::callbacks::signature;
+use dashboard_payments_domain::schema::callback_deliveries;
 use dashboard_tests::reqwest::StatusCode;
 use dashboard_tests::{TestApp, query, story};
 use poem::listener::{Acceptor, Listener, TcpListener};

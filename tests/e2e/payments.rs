@@ -2,8 +2,8 @@
 //! concurrent refunds, 3-D Secure, and card numbers that never reach the database.
 
 use dashboard_core::BuiltinRole;
-use dashboard_core::payments::ledger;
 use dashboard_core::schema::audit_events;
+use dashboard_payments_domain::ledger;
 use dashboard_tests::reqwest::StatusCode;
 use dashboard_tests::{TestApp, form_value, query, story};
 use rand::rngs::StdRng;
@@ -318,7 +318,7 @@ async fn card_numbers_never_reach_the_database_file() {
 story!(card_numbers_never_reach_the_logs);
 async fn card_numbers_never_reach_the_logs(app: TestApp) {
     let project = operator(&app).await;
-    let cards: Vec<&str> = dashboard_core::payments::connector::TEST_CARDS.iter().map(|(card, _)| *card).collect();
+    let cards: Vec<&str> = dashboard_sandbox::acquirer::TEST_CARDS.iter().map(|(card, _)| *card).collect();
     let mut request_ids = Vec::new();
     for card in &cards {
         let mut refused = purchase(project, 100, "EUR", card, "one_step");
@@ -422,7 +422,7 @@ async fn the_demo_history_keeps_every_invariant(app: TestApp) {
     let demo = dashboard::demo::ensure(&app.state.db, 1_200).await.unwrap();
     let again = dashboard::demo::ensure(&app.state.db, 1_200).await.unwrap();
     assert_eq!(again.created, 0, "the demo is written once");
-    let count = dashboard_core::payments::history::payment_count(&app.state.db, demo.company_id).await.unwrap();
+    let count = dashboard_sandbox::history::payment_count(&app.state.db, demo.company_id).await.unwrap();
     assert_eq!(count, 1_200);
     verified(&app).await;
 }
@@ -458,9 +458,7 @@ async fn an_export_of_thousands_holds_each_payment_once_newest_first(app: TestAp
     let (company, projects) = app.company("Acme", &["Shop", "App"]).await;
     app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
     // More than two of the export's batches.
-    dashboard_core::payments::history::generate_history(&app.state.db, company, &projects, 12_345, 30, 1)
-        .await
-        .unwrap();
+    dashboard_sandbox::history::generate_history(&app.state.db, company, &projects, 12_345, 30, 1).await.unwrap();
     let csv = app.get("/payments/export.csv").await.text().await.unwrap();
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|line| line.split(',').collect()).collect();
     assert_eq!(rows.len(), 12_345);
@@ -513,7 +511,7 @@ async fn each_user_chooses_the_registry_columns_and_keeps_them(app: TestApp) {
 
 story!(a_sale_is_reversed_once_and_chargebacks_never_exceed_what_is_left);
 async fn a_sale_is_reversed_once_and_chargebacks_never_exceed_what_is_left(app: TestApp) {
-    use dashboard_core::payments::service::record_chargeback;
+    use dashboard_payments_domain::service::record_chargeback;
     let project = operator(&app).await;
     let sale = |amount| purchase(project, amount, "EUR", APPROVE, "one_step");
     let (_, first) = post(&app, "/api/v1/payments", &key(), sale(5_000)).await;

@@ -163,7 +163,6 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         strict_mode: options.strict_mode,
         sms_outbox: dir.join("sms-outbox.jsonl"),
         sms_http_url: options.sms_http_url.clone(),
-        sandbox_latency_ms: 0,
         sms_http_token: Some("test-provider-token".to_owned()),
         sms_per_hour: 5,
         secret_key_file: dir.join("secret.key"),
@@ -176,6 +175,7 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         session_lifetime_hours: 12,
         pool_size: 8,
         log_format: LogFormat::Text,
+        crate_settings: Default::default(),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Saved boards: a user's named views of the analytics (filters and charts).
 
+use crate::schema::analytics_boards;
 use chrono::NaiveDateTime;
 use dashboard_core::auth::Principal;
-use dashboard_core::schema::analytics_boards;
 use dashboard_core::time::{now, rfc3339};
 use dashboard_core::{AppError, AppState};
 use poem_openapi::Object;

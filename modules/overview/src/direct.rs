@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{Days, NaiveDate};
 use dashboard_core::AppError;
 use dashboard_core::db::DbPool;
-use dashboard_core::schema::{operations, payments};
+use dashboard_payments_domain::schema::{operations, payments};
 
 use crate::measures::{Dimension, Measures};
 use crate::rollup::day_start;

@@ -11,14 +11,16 @@ mod labels;
 pub mod measures;
 mod pages;
 pub mod rollup;
+pub mod schema;
 pub mod scope;
 pub mod service;
 mod view;
 
 use dashboard_core::auth::{Principal, allowed};
-use dashboard_core::registry::{Access, Api, BuiltinRole, Job, Nav, Permission, Section};
+use dashboard_core::hooks::{Command, DemoData, Job};
+use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section};
 use dashboard_core::{
-    ApiResult, AppError, AppState, PageContext, directory, operation, page, register_job, register_section,
+    ApiResult, AppError, AppState, PageContext, directory, operation, page, register, register_section,
 };
 use poem::handler;
 use poem::web::Data;
@@ -77,10 +79,49 @@ register_section!(Section {
     ],
 });
 
-register_job!(Job {
+register!(Job {
     name: "analytics rollups",
     every: std::time::Duration::from_secs(2),
     run: |state| Box::pin(async move { rollup::catch_up(&state.db).await.map(|_| ()) }),
+});
+
+dashboard_core::register_migrations!(
+    sqlite: "../../migrations/overview/sqlite",
+    postgres: "../../migrations/overview/postgres",
+);
+
+// The analytics are ready when the demo server starts, not a round of its job later.
+register!(DemoData {
+    name: "analytics rollups",
+    order: 100,
+    add: |db, _demo| {
+        Box::pin(async move {
+            if rollup::has_pending_changes(&db).await? {
+                rollup::rebuild(&db).await?;
+            }
+            Ok(0)
+        })
+    },
+});
+
+register!(Command {
+    name: "analytics",
+    define: || {
+        clap::Command::new("analytics").about("The analytics' rollups").subcommand_required(true).subcommand(
+            clap::Command::new("rebuild").about(
+                "Recompute every rollup from the payments and operations (the server keeps them up to date on \
+                 its own; this is for a restored or repaired database).",
+            ),
+        )
+    },
+    run: |db, _matches| {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let days = rollup::rebuild(&db).await?;
+            println!("Rebuilt the analytics: {days} days of rollups in {:.1} s.", started.elapsed().as_secs_f64());
+            Ok(())
+        })
+    },
 });
 
 /// A project as the overview lists it.

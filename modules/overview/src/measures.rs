@@ -2,7 +2,7 @@
 
 use std::ops::AddAssign;
 
-use dashboard_core::payments::model::{OperationKind, Status};
+use dashboard_payments_domain::model::{OperationKind, Status};
 use serde::Serialize;
 
 /// The counts and sums of one rollup cell (or of many, added up). Amounts are minor

@@ -3,9 +3,9 @@
 
 use chrono::NaiveDate;
 use dashboard_core::auth::urlencode;
-use dashboard_core::payments::model::Method;
 use dashboard_core::web::{HtmlForm, check_csrf, see_other};
 use dashboard_core::{AppError, PageContext, directory};
+use dashboard_payments_domain::model::Method;
 use poem::http::{StatusCode, header};
 use poem::web::{CsrfVerifier, Path};
 use poem::{IntoResponse, Request, Response, handler};

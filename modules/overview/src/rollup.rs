@@ -18,12 +18,12 @@ use chrono::{Days, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
 use chrono_tz::Tz;
 use dashboard_core::AppError;
 use dashboard_core::db::DbPool;
-use dashboard_core::schema::{
-    analytics_cells, analytics_changes, analytics_zones, operations, payments, projects, users,
-};
+use dashboard_core::schema::{projects, users};
 use dashboard_core::time::now;
+use dashboard_payments_domain::schema::{operations, payments};
 
 use crate::measures::{BRAND, COUNTRY, DECLINE, GROUPINGS, METHOD, Measures, STATUS};
+use crate::schema::{analytics_cells, analytics_changes, analytics_zones};
 
 /// How many logged changes one step of the job takes on: many, because a backlog (after
 /// a bulk load) names the same days over and over, and each day is recomputed once per
@@ -581,4 +581,13 @@ pub async fn rebuild(db: &DbPool) -> Result<usize, AppError> {
     // Every change logged so far is covered by the rebuild, which reads later.
     dashboard_core::db_write!(db, conn => diesel::delete(analytics_changes::table).execute(conn).await)?;
     catch_up_locked(db).await
+}
+
+/// Whether changes wait in the log (the demo rebuilds the rollups at once after writing
+/// its history, instead of leaving the backlog to the job).
+pub async fn has_pending_changes(db: &DbPool) -> Result<bool, AppError> {
+    let first: Option<i64> = dashboard_core::db_run!(db, conn => {
+        analytics_changes::table.select(analytics_changes::id).first(conn).await.optional()
+    })?;
+    Ok(first.is_some())
 }

@@ -212,7 +212,7 @@ impl Scope {
         };
         let method = optional(&filters.method);
         if let Some(m) = &method
-            && dashboard_core::payments::model::Method::parse(m).is_none()
+            && dashboard_payments_domain::model::Method::parse(m).is_none()
         {
             return Err(bad("The method must be card, bank_transfer or wallet."));
         }

@@ -1,14 +1,14 @@
 //! The gateway API. Every call that moves money takes an `Idempotency-Key`.
 
 use dashboard_core::auth::Principal;
-use dashboard_core::payments::callbacks::{self, Delivery};
-use dashboard_core::payments::card::Card;
-use dashboard_core::payments::idempotency::{self, Claim, Replay};
-use dashboard_core::payments::ledger::{self, Balance};
-use dashboard_core::payments::model::Flow;
-use dashboard_core::payments::search::{self, PaymentFilter, PaymentSummary};
-use dashboard_core::payments::service::{self, Customer, Money, NewPayout, NewPurchase, PaymentView};
 use dashboard_core::{ApiResult, AppError, AppState, directory};
+use dashboard_payments_domain::callbacks::{self, Delivery};
+use dashboard_payments_domain::card::Card;
+use dashboard_payments_domain::idempotency::{self, Claim, Replay};
+use dashboard_payments_domain::ledger::{self, Balance};
+use dashboard_payments_domain::model::Flow;
+use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
+use dashboard_payments_domain::service::{self, Customer, Money, NewPayout, NewPurchase, PaymentView};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -148,7 +148,7 @@ where
 }
 
 fn check_currency(money: &Money) -> Result<(), AppError> {
-    dashboard_core::payments::model::currency(&money.currency).map(|_| ())
+    dashboard_payments_domain::model::currency(&money.currency).map(|_| ())
 }
 
 #[derive(Default)]

@@ -1,6 +1,6 @@
 //! Payments: the gateway API that integrators call with API tokens (purchases, captures,
 //! releases, refunds, payouts), and the sandbox's 3-D Secure challenge page. The
-//! operations themselves live in `dashboard_core::payments`, for every section.
+//! operations themselves live in the payments domain crate, for every section.
 
 mod api;
 mod columns;
@@ -116,7 +116,7 @@ const EXPORT_COLUMNS: &[&str] = &[
 /// The export columns that are numbers (for XLSX).
 const EXPORT_NUMBERS: &[usize] = &[2, 6];
 
-fn export_row(p: dashboard_core::payments::search::PaymentSummary) -> Vec<String> {
+fn export_row(p: dashboard_payments_domain::search::PaymentSummary) -> Vec<String> {
     use dashboard_core::export::safe_text;
     let text = |v: Option<String>| v.map(safe_text).unwrap_or_default();
     vec![
@@ -141,10 +141,10 @@ fn export_row(p: dashboard_core::payments::search::PaymentSummary) -> Vec<String
 async fn export(
     state: dashboard_core::AppState,
     principal: dashboard_core::Principal,
-    filter: dashboard_core::payments::search::PaymentFilter,
+    filter: dashboard_payments_domain::search::PaymentFilter,
     xlsx: bool,
 ) -> Result<poem::Response, dashboard_core::AppError> {
-    let rows = dashboard_core::payments::search::export_rows(&state, &principal, &filter, export_row).await?;
+    let rows = dashboard_payments_domain::search::export_rows(&state, &principal, &filter, export_row).await?;
     if xlsx {
         dashboard_core::export::xlsx_download("payments.xlsx", EXPORT_COLUMNS, EXPORT_NUMBERS, rows).await
     } else {

@@ -4,11 +4,11 @@
 use dashboard_core::auth::urlencode;
 use dashboard_core::directory;
 use dashboard_core::money::{format_minor, parse_amount};
-use dashboard_core::payments::model::{Kind, Method, Status};
-use dashboard_core::payments::search::{self, PaymentFilter};
-use dashboard_core::payments::service::{self, PaymentView};
 use dashboard_core::web::{HtmlForm, check_csrf, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
+use dashboard_payments_domain::model::{Kind, Method, Status};
+use dashboard_payments_domain::search::{self, PaymentFilter};
+use dashboard_payments_domain::service::{self, PaymentView};
 use poem::web::{CsrfVerifier, Form, Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
@@ -172,7 +172,7 @@ async fn render_detail(
             })
         })
         .collect();
-    let deliveries = dashboard_core::payments::callbacks::deliveries(&page.state, principal, &payment.id).await?;
+    let deliveries = dashboard_payments_domain::callbacks::deliveries(&page.state, principal, &payment.id).await?;
     let data = json!({
         "p": payment,
         "deliveries": deliveries,
@@ -352,7 +352,7 @@ pub async fn resend(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     check_csrf(verifier, &form.csrf_token)?;
-    dashboard_core::payments::callbacks::resend(&page.state, page.principal()?, &id, delivery).await?;
+    dashboard_payments_domain::callbacks::resend(&page.state, page.principal()?, &id, delivery).await?;
     Ok(see_other(&format!("/payments/{id}?notice=resent")))
 }
 

@@ -4,10 +4,10 @@
 
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, Project};
-use dashboard_core::payments::callbacks::{self, Endpoint};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
 use dashboard_core::web::{check_csrf, see_other};
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
+use dashboard_payments_domain::callbacks::{self, Endpoint};
 use poem::web::{CsrfVerifier, Data, Form, Html, Path};
 use poem::{Response, handler};
 use poem_openapi::payload::Json;

@@ -18,13 +18,14 @@ use super::connector::Outcome;
 use super::idempotency::{self, Claim, Replay};
 use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
-use crate::audit::{self, AuditEvent};
-use crate::auth::Principal;
-use crate::db::DbPool;
-use crate::error::AppError;
-use crate::schema::{ledger_postings, operations, payments, projects};
-use crate::state::AppState;
-use crate::time::{now, rfc3339};
+use crate::schema::{ledger_postings, operations, payments};
+use dashboard_core::audit::{self, AuditEvent};
+use dashboard_core::auth::Principal;
+use dashboard_core::db::DbPool;
+use dashboard_core::error::AppError;
+use dashboard_core::schema::projects;
+use dashboard_core::state::AppState;
+use dashboard_core::time::{now, rfc3339};
 
 /// An amount of money: minor units of an ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
@@ -291,7 +292,7 @@ fn no_such_project(project_id: i64) -> AppError {
 }
 
 fn new_public_id() -> String {
-    format!("pay_{}", &crate::auth::random_token()[..24])
+    format!("pay_{}", &dashboard_core::auth::random_token()[..24])
 }
 
 /// Makes a purchase: a sale (one-step) or an authorisation (two-step), once per
@@ -318,8 +319,9 @@ pub async fn create_purchase(
         Begun::Started(id) => id,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
-    let outcome =
-        state.connector.charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale).await;
+    let outcome = super::connector::of(state)?
+        .charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale)
+        .await;
     answered(state, claim, settle_start(state, id, operation, start.amount, outcome, Some(claim)).await).await
 }
 
@@ -345,7 +347,7 @@ pub async fn create_payout(
         Begun::Started(id) => id,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
-    let outcome = state.connector.payout(&new.card, start.amount, &start.currency).await;
+    let outcome = super::connector::of(state)?.payout(&new.card, start.amount, &start.currency).await;
     answered(state, claim, settle_start(state, id, OperationKind::Payout, start.amount, outcome, Some(claim)).await)
         .await
 }
@@ -409,7 +411,7 @@ async fn begin(
     let fingerprint = card.fingerprint(&state.secrets);
     let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.user_id);
     let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
-    crate::db_transaction!(state.db, conn => {
+    dashboard_core::db_transaction!(state.db, conn => {
         if let Some(answer) = crate::claim_key!(conn, claim) {
             return Ok(Begun::Earlier(answer));
         }
@@ -525,7 +527,7 @@ async fn finish(
     let (decline_code, decline_reason) = decline.unzip();
     let postings = if success { ledger::postings(kind, amount, 0) } else { Vec::new() };
     let kind_text = kind.as_str();
-    crate::db_transaction!(state.db, conn => {
+    dashboard_core::db_transaction!(state.db, conn => {
         // Two comparisons rather than `IN`: a statement of a fixed shape is prepared once.
         let starting = payments::status
             .eq(Status::Processing.as_str())
@@ -582,7 +584,7 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
         return Err(AppError::Conflict("This payment is not waiting for 3-D Secure.".to_owned()));
     }
     let reference = stored.reference.clone().unwrap_or_default();
-    let outcome = state.connector.complete_challenge(&reference, passed).await;
+    let outcome = super::connector::of(state)?.complete_challenge(&reference, passed).await;
     let kind = pending_kind(state, stored.id).await?.unwrap_or(OperationKind::Sale);
     let amount = pending_amount(state, stored.id).await?;
     let outcome = match outcome {
@@ -594,7 +596,7 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
 }
 
 async fn pending_kind(state: &AppState, payment_id: i64) -> Result<Option<OperationKind>, AppError> {
-    let kind: Option<String> = crate::db_run!(state.db, conn => {
+    let kind: Option<String> = dashboard_core::db_run!(state.db, conn => {
         operations::table
             .filter(operations::payment_id.eq(payment_id))
             .filter(operations::status.eq(OperationStatus::Pending.as_str()))
@@ -607,7 +609,7 @@ async fn pending_kind(state: &AppState, payment_id: i64) -> Result<Option<Operat
 }
 
 async fn pending_amount(state: &AppState, payment_id: i64) -> Result<i64, AppError> {
-    Ok(crate::db_run!(state.db, conn => {
+    Ok(dashboard_core::db_run!(state.db, conn => {
         operations::table
             .filter(operations::payment_id.eq(payment_id))
             .filter(operations::status.eq(OperationStatus::Pending.as_str()))
@@ -630,11 +632,11 @@ pub async fn capture(
     if amount > stored.authorized {
         return Err(AppError::BadRequest(format!(
             "At most {} can be captured.",
-            crate::money::format_minor(stored.authorized, &stored.currency)
+            dashboard_core::money::format_minor(stored.authorized, &stored.currency)
         )));
     }
     let operation = reserve(state, principal, &stored, OperationKind::Capture, amount, Status::Capturing).await?;
-    let outcome = state.connector.capture(stored.reference.as_deref().unwrap_or_default(), amount).await;
+    let outcome = super::connector::of(state)?.capture(stored.reference.as_deref().unwrap_or_default(), amount).await;
     settle(state, principal, &stored, OperationKind::Capture, operation, amount, outcome).await?;
     view(state, principal, public_id).await
 }
@@ -645,7 +647,7 @@ pub async fn cancel(state: &AppState, principal: &Principal, public_id: &str) ->
     allowed(&stored, OperationKind::Cancel)?;
     let operation =
         reserve(state, principal, &stored, OperationKind::Cancel, stored.authorized, Status::Cancelling).await?;
-    let outcome = state.connector.cancel(stored.reference.as_deref().unwrap_or_default()).await;
+    let outcome = super::connector::of(state)?.cancel(stored.reference.as_deref().unwrap_or_default()).await;
     settle(state, principal, &stored, OperationKind::Cancel, operation, stored.authorized, outcome).await?;
     view(state, principal, public_id).await
 }
@@ -664,7 +666,7 @@ pub async fn refund(
     let amount = amount_check(amount.unwrap_or(left))?;
     let operation =
         reserve(state, principal, &stored, OperationKind::Refund, amount, Status::PartiallyRefunded).await?;
-    let outcome = state.connector.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
+    let outcome = super::connector::of(state)?.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
     settle(state, principal, &stored, OperationKind::Refund, operation, amount, outcome).await?;
     view(state, principal, public_id).await
 }
@@ -676,7 +678,7 @@ pub async fn reverse(state: &AppState, principal: &Principal, public_id: &str) -
     allowed(&stored, OperationKind::Reversal)?;
     let amount = amount_check(stored.left())?;
     let operation = reserve(state, principal, &stored, OperationKind::Reversal, amount, Status::Reversed).await?;
-    let outcome = state.connector.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
+    let outcome = super::connector::of(state)?.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
     settle(state, principal, &stored, OperationKind::Reversal, operation, amount, outcome).await?;
     view(state, principal, public_id).await
 }
@@ -703,7 +705,7 @@ pub async fn record_chargeback(
     let from: Vec<&str> = allowed_from(OperationKind::Chargeback).iter().map(|s| s.as_str()).collect();
     let postings = ledger::postings(OperationKind::Chargeback, amount, 0);
     let (payment_id, project_id, currency, now) = (stored.id, stored.project_id, stored.currency.clone(), now());
-    crate::db_transaction!(db, conn => {
+    dashboard_core::db_transaction!(db, conn => {
         let moved = diesel::update(
             payments::table
                 .find(payment_id)
@@ -720,7 +722,7 @@ pub async fn record_chargeback(
         if moved != 1 {
             return Err(AppError::BadRequest(format!(
                 "At most {} can be charged back.",
-                crate::money::format_minor(left, &currency)
+                dashboard_core::money::format_minor(left, &currency)
             )));
         }
         let operation: i64 = diesel::insert_into(operations::table)
@@ -765,7 +767,7 @@ async fn reserve(
     let allowed: Vec<&str> = allowed_from(kind).iter().map(|s| s.as_str()).collect();
     let (payment_id, user_id, currency) = (stored.id, principal.user_id, stored.currency.clone());
     let now = now();
-    let reserved = crate::db_transaction!(state.db, conn => {
+    let reserved = dashboard_core::db_transaction!(state.db, conn => {
         let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
             diesel::update(
                 payments::table
@@ -811,7 +813,7 @@ async fn reserve(
                 let left = current.left();
                 Err(AppError::BadRequest(format!(
                     "At most {} can be refunded.",
-                    crate::money::format_minor(left, &current.currency)
+                    dashboard_core::money::format_minor(left, &current.currency)
                 )))
             }
         }
@@ -838,7 +840,7 @@ async fn settle(
     let postings = if success { ledger::postings(kind, amount, stored.authorized) } else { Vec::new() };
     let (payment_id, project_id, currency) = (stored.id, stored.project_id, stored.currency.clone());
     let now = now();
-    crate::db_transaction!(state.db, conn => {
+    dashboard_core::db_transaction!(state.db, conn => {
         let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
         diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
             .set((
@@ -943,7 +945,7 @@ type StoredRow = (i64, String, String, String, i64, i64, i64, i64, i64);
 
 async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
     let (id, public_id, status, currency, authorized, captured, refunded, charged_back, project_id) = row;
-    let reference: Option<String> = crate::db_run!(db, conn => {
+    let reference: Option<String> = dashboard_core::db_run!(db, conn => {
         operations::table
             .filter(operations::payment_id.eq(id))
             .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
@@ -972,7 +974,7 @@ async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
 async fn load(state: &AppState, principal: &Principal, public_id: &str) -> Result<Stored, AppError> {
     let company_id = principal.company_id;
     let public_id = public_id.to_owned();
-    let row: Option<StoredRow> = crate::db_run!(state.db, conn => {
+    let row: Option<StoredRow> = dashboard_core::db_run!(state.db, conn => {
         payments::table
             .filter(payments::public_id.eq(&public_id))
             .filter(payments::company_id.eq(company_id))
@@ -993,7 +995,7 @@ pub async fn currency_of(db: &DbPool, public_id: &str) -> Result<String, AppErro
 /// Any payment by id (the customer-facing 3-D Secure page has no principal).
 async fn load_any(db: &DbPool, public_id: &str) -> Result<Stored, AppError> {
     let public_id = public_id.to_owned();
-    let row: Option<StoredRow> = crate::db_run!(db, conn => {
+    let row: Option<StoredRow> = dashboard_core::db_run!(db, conn => {
         payments::table.filter(payments::public_id.eq(&public_id)).select(STORED_COLUMNS).first(conn).await.optional()
     })?;
     stored_of(db, row.ok_or(AppError::NotFound)?).await
@@ -1007,7 +1009,7 @@ pub async fn payment_id(state: &AppState, principal: &Principal, public_id: &str
 /// A payment with its operations, as the principal may see it.
 pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
     let (company_id, wanted) = (principal.company_id, public_id.to_owned());
-    let rows = crate::db_run!(state.db, conn => {
+    let rows = dashboard_core::db_run!(state.db, conn => {
         Ok::<_, DieselError>(read_payment_rows!(
             conn,
             payments::public_id.eq(&wanted).and(payments::company_id.eq(company_id))
@@ -1096,7 +1098,7 @@ pub async fn postings(
     public_id: &str,
 ) -> Result<Vec<(i64, String, i64, String)>, AppError> {
     let id = load(state, principal, public_id).await?.id;
-    let rows: Vec<(i64, String, i64, NaiveDateTime)> = crate::db_run!(state.db, conn => {
+    let rows: Vec<(i64, String, i64, NaiveDateTime)> = dashboard_core::db_run!(state.db, conn => {
         ledger_postings::table
             .filter(ledger_postings::payment_id.eq(id))
             .order(ledger_postings::id.asc())

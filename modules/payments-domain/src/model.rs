@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::error::AppError;
+use dashboard_core::error::AppError;
 
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -105,7 +105,7 @@ pub fn illegal(kind: OperationKind, status: Status) -> AppError {
 /// Parses an ISO 4217 currency code that the dashboard knows (three capital letters).
 pub fn currency(code: &str) -> Result<String, AppError> {
     let code = code.trim().to_ascii_uppercase();
-    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) && crate::money::known(&code) {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) && dashboard_core::money::known(&code) {
         Ok(code)
     } else {
         Err(AppError::BadRequest(format!("{code:?} is not a supported ISO 4217 currency.")))

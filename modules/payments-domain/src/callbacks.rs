@@ -13,11 +13,11 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::auth::Principal;
-use crate::error::AppError;
 use crate::schema::{callback_deliveries, callback_endpoints, project_secrets};
-use crate::state::AppState;
-use crate::time::{now, rfc3339};
+use dashboard_core::auth::Principal;
+use dashboard_core::error::AppError;
+use dashboard_core::state::AppState;
+use dashboard_core::time::{now, rfc3339};
 
 /// Deliveries are retried until this long after they were written.
 pub const RETRY_WINDOW: TimeDelta = TimeDelta::days(3);
@@ -74,7 +74,7 @@ macro_rules! enqueue_callbacks {
             .load($conn)
             .await?;
         if !urls.is_empty() {
-            let payload = $crate::payments::callbacks::payload(
+            let payload = $crate::callbacks::payload(
                 &event, &public_id, project_id, &status, &currency, amount, captured, refunded, &$now,
             );
             for url in urls {
@@ -126,7 +126,7 @@ pub fn payload(
 
 /// A project's signing key (created on first use, stored encrypted).
 pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>, AppError> {
-    let stored: Option<String> = crate::db_run!(state.db, conn => {
+    let stored: Option<String> = dashboard_core::db_run!(state.db, conn => {
         project_secrets::table.find(project_id).select(project_secrets::secret_encrypted).first(conn).await.optional()
     })?;
     if let Some(sealed) = stored {
@@ -135,7 +135,7 @@ pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let sealed = state.secrets.seal(&secret);
-    crate::db_write!(state.db, conn => {
+    dashboard_core::db_write!(state.db, conn => {
         diesel::insert_into(project_secrets::table)
             .values((
                 project_secrets::project_id.eq(project_id),
@@ -148,7 +148,7 @@ pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>
             .await
     })?;
     // Another request may have created it first: read what is stored.
-    let sealed: String = crate::db_run!(state.db, conn => {
+    let sealed: String = dashboard_core::db_run!(state.db, conn => {
         project_secrets::table.find(project_id).select(project_secrets::secret_encrypted).first(conn).await
     })?;
     state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()))
@@ -180,7 +180,7 @@ pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint
         return Err(AppError::BadRequest("The callback URL must be an http:// or https:// address.".to_owned()));
     }
     let (event, enabled, now) = (endpoint.event.clone(), endpoint.enabled, now());
-    crate::db_write!(state.db, conn => {
+    dashboard_core::db_write!(state.db, conn => {
         diesel::insert_into(callback_endpoints::table)
             .values((
                 callback_endpoints::project_id.eq(project_id),
@@ -199,7 +199,7 @@ pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint
 }
 
 pub async fn endpoints(state: &AppState, project_id: i64) -> Result<Vec<Endpoint>, AppError> {
-    let rows: Vec<(String, String, bool)> = crate::db_run!(state.db, conn => {
+    let rows: Vec<(String, String, bool)> = dashboard_core::db_run!(state.db, conn => {
         callback_endpoints::table
             .filter(callback_endpoints::project_id.eq(project_id))
             .order(callback_endpoints::event.asc())
@@ -242,7 +242,7 @@ type DeliveryRow = (
 /// The deliveries of a payment the principal may see, newest first.
 pub async fn deliveries(state: &AppState, principal: &Principal, public_id: &str) -> Result<Vec<Delivery>, AppError> {
     let payment_id = super::service::payment_id(state, principal, public_id).await?;
-    let rows: Vec<DeliveryRow> = crate::db_run!(state.db, conn => {
+    let rows: Vec<DeliveryRow> = dashboard_core::db_run!(state.db, conn => {
         callback_deliveries::table
             .filter(callback_deliveries::payment_id.eq(payment_id))
             .order(callback_deliveries::id.desc())
@@ -287,7 +287,7 @@ pub async fn resend(
 ) -> Result<(), AppError> {
     let payment_id = super::service::payment_id(state, principal, public_id).await?;
     let now = now();
-    let changed = crate::db_write!(state.db, conn => {
+    let changed = dashboard_core::db_write!(state.db, conn => {
         diesel::update(
             callback_deliveries::table
                 .filter(callback_deliveries::id.eq(delivery_id))
@@ -316,7 +316,7 @@ type DueRow = (i64, i64, String, String, String, i32, NaiveDateTime, NaiveDateTi
 /// Sends the deliveries that are due; returns how many were tried.
 pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64) -> Result<usize, AppError> {
     let now = now();
-    let due: Vec<DueRow> = crate::db_run!(state.db, conn => {
+    let due: Vec<DueRow> = dashboard_core::db_run!(state.db, conn => {
         callback_deliveries::table
             .filter(callback_deliveries::status.eq("pending"))
             .filter(callback_deliveries::next_attempt_at.le(now))
@@ -338,7 +338,7 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
     let tried = due.len();
     for (id, project_id, event, url, payload, attempts, due_at, created) in due {
         // Claim it: only one worker (also across processes) sends an attempt.
-        let claimed = crate::db_write!(state.db, conn => {
+        let claimed = dashboard_core::db_write!(state.db, conn => {
             diesel::update(
                 callback_deliveries::table
                     .filter(callback_deliveries::id.eq(id))
@@ -371,7 +371,7 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
             ),
             Err(error) => (None, Some(format!("the receiver is unreachable: {error}"))),
         };
-        let finished = crate::time::now();
+        let finished = dashboard_core::time::now();
         let (status, next) = match &error {
             None => ("delivered", finished),
             Some(_) => {
@@ -380,7 +380,7 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
             }
         };
         let delivered = error.is_none().then_some(finished);
-        crate::db_write!(state.db, conn => {
+        dashboard_core::db_write!(state.db, conn => {
             diesel::update(callback_deliveries::table.find(id))
                 .set((
                     callback_deliveries::status.eq(status),
@@ -396,22 +396,22 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
     Ok(tried)
 }
 
-/// Delivers due callbacks every `every`, for the life of the process.
-pub fn spawn_worker(state: AppState, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::error!(%error, "callbacks cannot be sent: no HTTP client");
-                return;
-            }
-        };
-        let mut interval = tokio::time::interval(every);
-        loop {
-            interval.tick().await;
-            if let Err(error) = deliver_due(&state, &client, 50).await {
-                tracing::warn!(%error, "callback delivery round failed");
-            }
-        }
-    })
+/// The HTTP client of the deliveries, built once.
+fn client() -> Result<&'static reqwest::Client, AppError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| AppError::Internal(format!("callbacks cannot be sent: no HTTP client: {e}")))?;
+    Ok(CLIENT.get_or_init(|| client))
 }
+
+// Due callbacks are delivered twice a second while the server runs.
+dashboard_core::register!(dashboard_core::hooks::Job {
+    name: "callback delivery",
+    every: std::time::Duration::from_millis(500),
+    run: |state| Box::pin(async move { deliver_due(&state, client()?, 50).await.map(|_| ()) }),
+});

@@ -6,11 +6,11 @@ use chrono::{Datelike, NaiveDateTime, TimeDelta, Weekday};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::ledger;
-use super::model::{Flow, Kind, OperationKind, Status};
-use crate::db::DbPool;
-use crate::error::AppError;
-use crate::time::now;
+use dashboard_core::db::DbPool;
+use dashboard_core::error::AppError;
+use dashboard_core::time::now;
+use dashboard_payments_domain::ledger;
+use dashboard_payments_domain::model::{Flow, Kind, OperationKind, Status};
 
 /// Rows written per batch (one transaction each).
 const BATCH: usize = 500;
@@ -291,11 +291,11 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
     let first = &batch[0].public_id;
     let last = &batch[batch.len() - 1].public_id;
     let (first, last) = (first.clone(), last.clone());
-    crate::db_transaction!(db, conn => {
+    dashboard_core::db_transaction!(db, conn => {
         conn.batch_execute(&payments_sql).await?;
-        let ids: Vec<(i64, String)> = crate::schema::payments::table
-            .filter(crate::schema::payments::public_id.between(&first, &last))
-            .select((crate::schema::payments::id, crate::schema::payments::public_id))
+        let ids: Vec<(i64, String)> = dashboard_payments_domain::schema::payments::table
+            .filter(dashboard_payments_domain::schema::payments::public_id.between(&first, &last))
+            .select((dashboard_payments_domain::schema::payments::id, dashboard_payments_domain::schema::payments::public_id))
             .load(conn)
             .await?;
         let id_of: std::collections::HashMap<String, i64> = ids.into_iter().map(|(id, public)| (public, id)).collect();
@@ -323,10 +323,10 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
         ))
         .await?;
         let payment_ids: Vec<i64> = id_of.values().copied().collect();
-        let op_rows: Vec<(i64, i64)> = crate::schema::operations::table
-            .filter(crate::schema::operations::payment_id.eq_any(&payment_ids))
-            .order(crate::schema::operations::id.asc())
-            .select((crate::schema::operations::id, crate::schema::operations::payment_id))
+        let op_rows: Vec<(i64, i64)> = dashboard_payments_domain::schema::operations::table
+            .filter(dashboard_payments_domain::schema::operations::payment_id.eq_any(&payment_ids))
+            .order(dashboard_payments_domain::schema::operations::id.asc())
+            .select((dashboard_payments_domain::schema::operations::id, dashboard_payments_domain::schema::operations::payment_id))
             .load(conn)
             .await?;
         let mut ops_of: std::collections::HashMap<i64, Vec<i64>> = std::collections::HashMap::new();
@@ -366,9 +366,9 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
 
 /// How many payments a company has (to generate the demo history once).
 pub async fn payment_count(db: &DbPool, company_id: i64) -> Result<i64, AppError> {
-    Ok(crate::db_run!(db, conn => {
-        crate::schema::payments::table
-            .filter(crate::schema::payments::company_id.eq(company_id))
+    Ok(dashboard_core::db_run!(db, conn => {
+        dashboard_payments_domain::schema::payments::table
+            .filter(dashboard_payments_domain::schema::payments::company_id.eq(company_id))
             .count()
             .get_result(conn)
             .await

@@ -13,9 +13,9 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::AppError;
 use crate::schema::idempotency_keys;
-use crate::state::AppState;
+use dashboard_core::error::AppError;
+use dashboard_core::state::AppState;
 
 /// What a repeated key gets instead of a new effect.
 #[derive(Debug)]
@@ -88,13 +88,13 @@ impl Claim {
 macro_rules! claim_key {
     ($conn:ident, $claim:expr) => {{
         use $crate::schema::idempotency_keys as __keys;
-        let __claim: &$crate::payments::idempotency::Claim = $claim;
+        let __claim: &$crate::idempotency::Claim = $claim;
         let __inserted = diesel::insert_into(__keys::table)
             .values((
                 __keys::scope.eq(&__claim.scope),
                 __keys::idempotency_key.eq(&__claim.key),
                 __keys::request_hash.eq(&__claim.request_hash),
-                __keys::created_at.eq($crate::time::now()),
+                __keys::created_at.eq($crate::__private::core::time::now()),
             ))
             .on_conflict((__keys::scope, __keys::idempotency_key))
             .do_nothing()
@@ -119,7 +119,7 @@ macro_rules! claim_key {
 macro_rules! save_answer {
     ($conn:ident, $claim:expr, $answer:expr) => {{
         use $crate::schema::idempotency_keys as __keys;
-        let __claim: &$crate::payments::idempotency::Claim = $claim;
+        let __claim: &$crate::idempotency::Claim = $claim;
         let __answer: &str = $answer;
         diesel::update(
             __keys::table.filter(__keys::scope.eq(&__claim.scope)).filter(__keys::idempotency_key.eq(&__claim.key)),
@@ -133,7 +133,7 @@ macro_rules! save_answer {
 /// Gives a claimed key back when its request failed before it had an effect: the key
 /// may be used again (with the same request).
 pub async fn forget(state: &AppState, claim: &Claim) -> Result<(), AppError> {
-    crate::db_write!(state.db, conn => {
+    dashboard_core::db_write!(state.db, conn => {
         diesel::delete(
             idempotency_keys::table
                 .filter(idempotency_keys::scope.eq(&claim.scope))
@@ -152,14 +152,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, AppError>>,
 {
-    let earlier = crate::db_write!(state.db, conn => Ok::<_, AppError>(crate::claim_key!(conn, claim)))?;
+    let earlier = dashboard_core::db_write!(state.db, conn => Ok::<_, AppError>(crate::claim_key!(conn, claim)))?;
     if let Some(answer) = earlier {
         return Claim::replay(&answer);
     }
     match operation().await {
         Ok(answer) => {
             let body = Claim::answer_of(&answer)?;
-            crate::db_write!(state.db, conn => {
+            dashboard_core::db_write!(state.db, conn => {
                 crate::save_answer!(conn, claim, &body);
                 Ok::<_, AppError>(())
             })?;

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use crate::crypto::SecretBox;
-use crate::error::AppError;
+use dashboard_core::crypto::SecretBox;
+use dashboard_core::error::AppError;
 
 /// A card number, digits only; printing it shows only the last four digits.
 #[derive(Clone, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl Card {
         if !(1..=12).contains(&expiry_month) || !(2000..=2100).contains(&expiry_year) {
             return Err(AppError::BadRequest("The card expiry must be a month 1–12 and a four-digit year.".to_owned()));
         }
-        let today = crate::time::now().date();
+        let today = dashboard_core::time::now().date();
         let (year, month) = (i64::from(expiry_year), i64::from(expiry_month));
         let this_month = i64::from(chrono::Datelike::year(&today)) * 12 + i64::from(chrono::Datelike::month(&today));
         if year * 12 + month < this_month {

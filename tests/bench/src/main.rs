@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use dashboard_core::BuiltinRole;
 use dashboard_core::db::DbConn;
 use dashboard_core::db::prelude::SimpleAsyncConnection;
-use dashboard_core::payments::history;
 use dashboard_overview::charts::Chart;
 use dashboard_overview::measures::Dimension;
 use dashboard_overview::scope::{Filters, Scope};
 use dashboard_overview::{direct, rollup};
+use dashboard_sandbox::history;
 use dashboard_tests::{Backend, TestApp};
 use serde_json::json;
 

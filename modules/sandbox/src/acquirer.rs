@@ -1,50 +1,10 @@
-//! The acquirer behind the payments, as a trait so that a real one can be plugged in,
-//! and the sandbox acquirer that simulates one with documented test cards.
+//! The sandbox acquirer: a simulated acquirer whose answers come from documented test
+//! cards, behind the payments domain's connector trait.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use super::card::Card;
-
-/// What the acquirer answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Approved {
-        reference: String,
-    },
-    Declined {
-        code: &'static str,
-        reason: &'static str,
-    },
-    /// 3-D Secure: the customer must pass a challenge first.
-    ChallengeRequired {
-        reference: String,
-    },
-    /// No answer (timeout) or an error: the operation did not happen.
-    Failed {
-        reason: String,
-    },
-}
-
-pub type ConnectorFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
-
-/// An acquirer. Card data passed in lives only for the call.
-pub trait Connector: Send + Sync {
-    /// Charges a card: `capture` true is a sale, false an authorisation (hold).
-    fn charge<'a>(&'a self, card: &'a Card, amount_minor: i64, currency: &'a str, capture: bool)
-    -> ConnectorFuture<'a>;
-    /// Captures (part of) an authorisation.
-    fn capture<'a>(&'a self, reference: &'a str, amount_minor: i64) -> ConnectorFuture<'a>;
-    /// Releases an authorisation.
-    fn cancel<'a>(&'a self, reference: &'a str) -> ConnectorFuture<'a>;
-    /// Refunds (part of) a captured payment.
-    fn refund<'a>(&'a self, reference: &'a str, amount_minor: i64) -> ConnectorFuture<'a>;
-    /// Sends money to a card.
-    fn payout<'a>(&'a self, card: &'a Card, amount_minor: i64, currency: &'a str) -> ConnectorFuture<'a>;
-    /// The customer's answer to a 3-D Secure challenge.
-    fn complete_challenge<'a>(&'a self, reference: &'a str, passed: bool) -> ConnectorFuture<'a>;
-}
+use dashboard_payments_domain::card::Card;
+use dashboard_payments_domain::connector::{Connector, ConnectorFuture, Outcome};
 
 /// What a sandbox test card does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +41,7 @@ pub struct SandboxAcquirer {
 
 impl SandboxAcquirer {
     fn reference() -> String {
-        format!("sbx_{}", &crate::auth::random_token()[..20])
+        format!("sbx_{}", &dashboard_core::auth::random_token()[..20])
     }
 
     async fn answer(&self, behaviour: TestCardBehaviour) -> Outcome {
@@ -138,7 +98,7 @@ mod tests {
     #[test]
     fn every_test_card_passes_the_luhn_check() {
         for (number, _) in TEST_CARDS {
-            assert!(super::super::card::luhn_valid(number), "{number}");
+            assert!(dashboard_payments_domain::card::luhn_valid(number), "{number}");
         }
     }
 }

@@ -11,13 +11,13 @@ use super::service::Money;
 use diesel::connection::DefaultLoadingMode;
 use tokio::sync::mpsc;
 
-use crate::auth::{Principal, ProjectScope};
-use crate::db::{DbConn, DbPool};
-use crate::error::AppError;
-use crate::export::{Rows, rows_channel};
 use crate::schema::payments;
-use crate::state::AppState;
-use crate::time::{StoredTime, rfc3339};
+use dashboard_core::auth::{Principal, ProjectScope};
+use dashboard_core::db::{DbConn, DbPool};
+use dashboard_core::error::AppError;
+use dashboard_core::export::{Rows, rows_channel};
+use dashboard_core::state::AppState;
+use dashboard_core::time::{StoredTime, rfc3339};
 
 /// The registry's filters; every field is optional and they live in the URL.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -108,7 +108,7 @@ fn day(value: &Option<String>, what: &str) -> Result<Option<NaiveDate>, AppError
 fn amount(value: &Option<String>, currency: Option<&str>, what: &str) -> Result<Option<i64>, AppError> {
     text(value)
         .map(|v| {
-            crate::money::parse_amount(&v, currency.unwrap_or("EUR"))
+            dashboard_core::money::parse_amount(&v, currency.unwrap_or("EUR"))
                 .ok_or_else(|| AppError::BadRequest(format!("The {what} amount is not a valid amount.")))
         })
         .transpose()
@@ -165,7 +165,7 @@ type Row = (
 macro_rules! registry_query {
     ($q:expr) => {{
         #[allow(unused_imports)]
-        use $crate::db::prelude::*;
+        use dashboard_core::db::prelude::*;
         let mut query = payments::table
             .filter(payments::company_id.eq($q.company_id))
             .select((
@@ -349,7 +349,7 @@ pub async fn search(
 ) -> Result<(Vec<PaymentSummary>, Option<String>), AppError> {
     let Some(checked) = check(principal, filter)? else { return Ok((Vec::new(), None)) };
     let sort = checked.sort;
-    let rows: Vec<Row> = crate::db_run!(state.db, conn => {
+    let rows: Vec<Row> = dashboard_core::db_run!(state.db, conn => {
         registry_query!(checked).limit(limit + 1).load(conn).await
     })?;
     let limit = usize::try_from(limit).unwrap_or(50);
@@ -402,7 +402,7 @@ pub async fn export_rows(
     let Some(checked) = check(principal, &filter)? else { return Ok(rows_channel().1) };
     if let DbPool::Postgres(_) = state.db {
         let (state, principal) = (state.clone(), principal.clone());
-        return Ok(crate::export::paged(move |cursor| {
+        return Ok(dashboard_core::export::paged(move |cursor| {
             filter.after = cursor;
             let (state, principal, filter) = (state.clone(), principal.clone(), filter.clone());
             async move {
@@ -416,7 +416,7 @@ pub async fn export_rows(
     };
     // Three stages, so that the database read, the making of rows and the writing of
     // the file each have a thread: the read on a blocking thread, the rest as tasks.
-    let (found_sender, mut found) = mpsc::channel::<Vec<Row>>(crate::export::BATCHES_AHEAD);
+    let (found_sender, mut found) = mpsc::channel::<Vec<Row>>(dashboard_core::export::BATCHES_AHEAD);
     let (sender, rows) = rows_channel();
     let read = conn.spawn_blocking(move |conn| {
         let query = registry_query!(checked);

@@ -5,9 +5,9 @@
 use serde::Serialize;
 
 use super::model::OperationKind;
-use crate::db::DbPool;
-use crate::error::AppError;
 use crate::schema::{ledger_postings, operations, payments};
+use dashboard_core::db::DbPool;
+use dashboard_core::error::AppError;
 
 /// What the acquirer owes the merchant for captured payments.
 pub const ACQUIRER: &str = "acquirer_receivable";
@@ -50,7 +50,7 @@ pub struct Balance {
 /// Balances of the given projects, per currency.
 pub async fn balances(db: &DbPool, project_ids: &[i64]) -> Result<Vec<Balance>, AppError> {
     let ids = project_ids.to_vec();
-    let sums: Vec<(i64, String, String, Option<i64>)> = crate::db_run!(db, conn => {
+    let sums: Vec<(i64, String, String, Option<i64>)> = dashboard_core::db_run!(db, conn => {
         ledger_postings::table
             .filter(ledger_postings::project_id.eq_any(&ids))
             .filter(ledger_postings::account.eq_any([MERCHANT, HELD]))
@@ -59,7 +59,7 @@ pub async fn balances(db: &DbPool, project_ids: &[i64]) -> Result<Vec<Balance>, 
                 ledger_postings::project_id,
                 ledger_postings::currency,
                 ledger_postings::account,
-                crate::db::sum_i64("ledger_postings.amount"),
+                dashboard_core::db::sum_i64("ledger_postings.amount"),
             ))
             .load(conn)
             .await
@@ -92,10 +92,10 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
     let mut problems = Vec::new();
 
     // 1. Each operation's postings balance, per currency.
-    let unbalanced: Vec<(i64, String, Option<i64>)> = crate::db_run!(db, conn => {
+    let unbalanced: Vec<(i64, String, Option<i64>)> = dashboard_core::db_run!(db, conn => {
         ledger_postings::table
             .group_by((ledger_postings::operation_id, ledger_postings::currency))
-            .select((ledger_postings::operation_id, ledger_postings::currency, crate::db::sum_i64("ledger_postings.amount")))
+            .select((ledger_postings::operation_id, ledger_postings::currency, dashboard_core::db::sum_i64("ledger_postings.amount")))
             .load(conn)
             .await
     })?;
@@ -104,7 +104,7 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
     }
 
     // 2. Only successful operations post.
-    let stray: Vec<i64> = crate::db_run!(db, conn => {
+    let stray: Vec<i64> = dashboard_core::db_run!(db, conn => {
         ledger_postings::table
             .inner_join(operations::table)
             .filter(operations::status.ne("success"))
@@ -119,7 +119,7 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
 
     // 3. Per payment: amounts agree with the successful operations and stay in bounds.
     type Totals = (i64, String, i64, i64, i64, i64, i64);
-    let totals: Vec<Totals> = crate::db_run!(db, conn => {
+    let totals: Vec<Totals> = dashboard_core::db_run!(db, conn => {
         payments::table
             .select((
                 payments::id,
@@ -134,7 +134,7 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
             .await
     })?;
     // Refunds reserve their amount while the acquirer is asked: pending ones count.
-    let sums: Vec<(i64, String, String, Option<i64>, i64)> = crate::db_run!(db, conn => {
+    let sums: Vec<(i64, String, String, Option<i64>, i64)> = dashboard_core::db_run!(db, conn => {
         operations::table
             .filter(operations::status.eq_any(["success", "pending"]))
             .group_by((operations::payment_id, operations::kind, operations::status))
@@ -142,7 +142,7 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
                 operations::payment_id,
                 operations::kind,
                 operations::status,
-                crate::db::sum_i64("operations.amount"),
+                dashboard_core::db::sum_i64("operations.amount"),
                 diesel::dsl::count_star(),
             ))
             .load(conn)
@@ -184,3 +184,28 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
     }
     Ok(problems)
 }
+
+// `dashboard ledger verify`: the operator's check of every invariant.
+dashboard_core::register!(dashboard_core::hooks::Command {
+    name: "ledger",
+    define: || {
+        clap::Command::new("ledger").about("The payments ledger").subcommand_required(true).subcommand(
+            clap::Command::new("verify").about(
+                "Check every invariant of payments and ledger over the whole database; exits 1 on any violation.",
+            ),
+        )
+    },
+    run: |db, _matches| {
+        Box::pin(async move {
+            let problems = verify(&db).await?;
+            if problems.is_empty() {
+                println!("The ledger is consistent: every entry balances and no payment breaks an invariant.");
+                return Ok(());
+            }
+            for problem in &problems {
+                println!("{problem}");
+            }
+            Err(AppError::Conflict(format!("{} violation(s) found", problems.len())))
+        })
+    },
+});

@@ -1,0 +1,175 @@
+//! What a crate brings besides pages and API, declared like its section and collected
+//! at start-up: background jobs, start-up services, settings, command-line commands and
+//! demo data. The application only composes them; it names no section's code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use poem::http::Extensions;
+
+use crate::db::DbPool;
+use crate::error::AppError;
+use crate::state::{AppState, Settings};
+
+/// Declares one of this module's hooks ([`Job`], [`Service`], [`Setting`], [`Command`],
+/// [`DemoData`]): `register!(Job { … })`.
+#[macro_export]
+macro_rules! register {
+    ($hook:expr) => {
+        $crate::__private::inventory::submit! { $hook }
+    };
+}
+
+/// A background job: `run` is called every `every` while the server runs (the next round
+/// starts `every` after the previous one ended, or later: see [`JOB_PARTS`]), never twice
+/// at once in one process. A failed round is logged and tried again in the next.
+pub struct Job {
+    pub name: &'static str,
+    pub every: Duration,
+    pub run: fn(AppState) -> BoxFuture<'static, Result<(), AppError>>,
+}
+
+inventory::collect!(Job);
+
+/// A job takes about one part in `JOB_PARTS` of the time at most: after a round that took
+/// `d`, the next one waits `(JOB_PARTS - 1) × d` (but no longer than ten of its periods),
+/// so that under load, when rounds grow long, a job leaves the machine to the requests
+/// instead of running back to back.
+const JOB_PARTS: u32 = 10;
+
+/// Starts every registered job; the handles stop them when aborted.
+pub fn spawn_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    inventory::iter::<Job>
+        .into_iter()
+        .map(|job| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut pause = job.every;
+                loop {
+                    tokio::time::sleep(pause).await;
+                    let started = std::time::Instant::now();
+                    if let Err(error) = (job.run)(state.clone()).await {
+                        tracing::warn!(job = job.name, %error, "background job round failed");
+                    }
+                    pause = (started.elapsed() * (JOB_PARTS - 1)).clamp(job.every, job.every * 10);
+                }
+            })
+        })
+        .collect()
+}
+
+/// Something a crate builds once at start-up from the settings and keeps in the
+/// application state for its handlers, e.g. the acquirer the payments go to. `start`
+/// inserts it into the extensions (read back with [`AppState::extension`]).
+pub struct Service {
+    pub name: &'static str,
+    pub start: fn(&Settings, &mut Extensions) -> Result<(), String>,
+}
+
+inventory::collect!(Service);
+
+/// Builds every registered service; the first failure stops the start, naming the service.
+pub fn start_services(settings: &Settings) -> Result<Extensions, String> {
+    let mut extensions = Extensions::new();
+    for service in inventory::iter::<Service> {
+        (service.start)(settings, &mut extensions).map_err(|reason| format!("{}: {reason}", service.name))?;
+    }
+    Ok(extensions)
+}
+
+/// A setting of a crate: the flag `--<name with dashes>` of `dashboard serve`, the
+/// environment variable `DASHBOARD_<NAME>` and the key `<name>` of the configuration file.
+/// Read it with [`Settings::setting`].
+pub struct Setting {
+    /// Lower case with underscores: `sandbox_latency_ms`.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub default: &'static str,
+    /// Checks a value; the message names what is wrong (the setting is named for it).
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+inventory::collect!(Setting);
+
+impl Setting {
+    /// Every registered setting, by name.
+    pub fn all() -> BTreeMap<&'static str, &'static Setting> {
+        inventory::iter::<Setting>.into_iter().map(|setting| (setting.name, setting)).collect()
+    }
+
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    pub fn env(&self) -> String {
+        format!("DASHBOARD_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// Checks `value`, with the setting's flag and variable in the message.
+    pub fn checked(&self, value: &str) -> Result<String, String> {
+        (self.check)(value)
+            .map(|()| value.to_owned())
+            .map_err(|reason| format!("{} (--{}, {}): {reason}", self.name, self.flag(), self.env()))
+    }
+}
+
+/// Checks an unsigned whole number up to `max`, for [`Setting::check`].
+pub fn check_number_up_to(value: &str, max: u64) -> Result<(), String> {
+    match value.parse::<u64>() {
+        Ok(number) if number <= max => Ok(()),
+        _ => Err(format!("{value:?} is not a whole number from 0 to {max}")),
+    }
+}
+
+/// A command-line command: `dashboard <name> …`, for the platform operator.
+pub struct Command {
+    pub name: &'static str,
+    /// Describes the command's arguments and sub-commands (`about` is set from `name`'s
+    /// declaration by the crate).
+    pub define: fn() -> clap::Command,
+    /// Runs it on the migrated database; an error is printed and exits with status 1.
+    pub run: fn(DbPool, clap::ArgMatches) -> BoxFuture<'static, Result<(), AppError>>,
+}
+
+inventory::collect!(Command);
+
+impl Command {
+    /// Every registered command, by name.
+    pub fn all() -> Vec<&'static Command> {
+        let mut all: Vec<&'static Command> = inventory::iter::<Command>.into_iter().collect();
+        all.sort_by_key(|command| command.name);
+        all
+    }
+}
+
+/// The demo company, for the crates that add demo data to it.
+#[derive(Debug, Clone)]
+pub struct DemoCompany {
+    pub company_id: i64,
+    pub project_ids: Vec<i64>,
+    /// How many payments the demo's history should have (`dashboard demo --payments N`).
+    pub payments: usize,
+    /// Over how many days up to today.
+    pub days: i64,
+}
+
+/// Demo data a crate adds to the demo company, in `order` (lower first). `add` must be
+/// idempotent: it runs on every `dashboard demo` and `serve --demo`, and adds nothing
+/// that exists. It answers how many records it created.
+pub struct DemoData {
+    pub name: &'static str,
+    pub order: i32,
+    pub add: fn(DbPool, DemoCompany) -> BoxFuture<'static, Result<usize, AppError>>,
+}
+
+inventory::collect!(DemoData);
+
+impl DemoData {
+    /// Every registered contributor, in order.
+    pub fn all() -> Vec<&'static DemoData> {
+        let mut all: Vec<&'static DemoData> = inventory::iter::<DemoData>.into_iter().collect();
+        all.sort_by_key(|data| (data.order, data.name));
+        all
+    }
+}

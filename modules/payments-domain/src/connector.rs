@@ -1,0 +1,59 @@
+//! The acquirer behind the payments, as a trait so that a real one can be plugged in
+//! (the sandbox acquirer of `dashboard-sandbox` is one).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dashboard_core::{AppError, AppState};
+
+use super::card::Card;
+
+/// What the acquirer answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Approved {
+        reference: String,
+    },
+    Declined {
+        code: &'static str,
+        reason: &'static str,
+    },
+    /// 3-D Secure: the customer must pass a challenge first.
+    ChallengeRequired {
+        reference: String,
+    },
+    /// No answer (timeout) or an error: the operation did not happen.
+    Failed {
+        reason: String,
+    },
+}
+
+pub type ConnectorFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// An acquirer. Card data passed in lives only for the call.
+pub trait Connector: Send + Sync {
+    /// Charges a card: `capture` true is a sale, false an authorisation (hold).
+    fn charge<'a>(&'a self, card: &'a Card, amount_minor: i64, currency: &'a str, capture: bool)
+    -> ConnectorFuture<'a>;
+    /// Captures (part of) an authorisation.
+    fn capture<'a>(&'a self, reference: &'a str, amount_minor: i64) -> ConnectorFuture<'a>;
+    /// Releases an authorisation.
+    fn cancel<'a>(&'a self, reference: &'a str) -> ConnectorFuture<'a>;
+    /// Refunds (part of) a captured payment.
+    fn refund<'a>(&'a self, reference: &'a str, amount_minor: i64) -> ConnectorFuture<'a>;
+    /// Sends money to a card.
+    fn payout<'a>(&'a self, card: &'a Card, amount_minor: i64, currency: &'a str) -> ConnectorFuture<'a>;
+    /// The customer's answer to a 3-D Secure challenge.
+    fn complete_challenge<'a>(&'a self, reference: &'a str, passed: bool) -> ConnectorFuture<'a>;
+}
+
+/// The acquirer the payments go to, as the start-up service of the crate that provides
+/// it (the sandbox, or a real acquirer's crate) keeps it in the application state.
+#[derive(Clone)]
+pub struct Acquirer(pub Arc<dyn Connector>);
+
+/// The application's acquirer.
+pub fn of(state: &AppState) -> Result<&dyn Connector, AppError> {
+    Ok(state.extension::<Acquirer>()?.0.as_ref())
+}

@@ -1,0 +1,137 @@
+//! Diesel table definitions of the payments domain (migrations in `migrations/payments`).
+
+diesel::table! {
+    payments (id) {
+        id -> BigInt,
+        public_id -> Text,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        kind -> Text,
+        flow -> Text,
+        method -> Text,
+        status -> Text,
+        currency -> Text,
+        amount -> BigInt,
+        authorized_amount -> BigInt,
+        captured_amount -> BigInt,
+        refunded_amount -> BigInt,
+        charged_back_amount -> BigInt,
+        merchant_order_id -> Nullable<Text>,
+        description -> Nullable<Text>,
+        customer_email -> Nullable<Text>,
+        customer_id -> Nullable<Text>,
+        customer_country -> Nullable<Text>,
+        customer_ip -> Nullable<Text>,
+        card_first6 -> Nullable<Text>,
+        card_last4 -> Nullable<Text>,
+        card_brand -> Nullable<Text>,
+        card_expiry -> Nullable<Text>,
+        card_fingerprint -> Nullable<Text>,
+        decline_code -> Nullable<Text>,
+        decline_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    operations (id) {
+        id -> BigInt,
+        payment_id -> BigInt,
+        kind -> Text,
+        status -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        decline_code -> Nullable<Text>,
+        decline_reason -> Nullable<Text>,
+        connector_reference -> Nullable<Text>,
+        actor_user_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        completed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ledger_postings (id) {
+        id -> BigInt,
+        operation_id -> BigInt,
+        payment_id -> BigInt,
+        project_id -> BigInt,
+        account -> Text,
+        currency -> Text,
+        amount -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (id) {
+        id -> BigInt,
+        scope -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        response_status -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    project_secrets (project_id) {
+        project_id -> BigInt,
+        secret_encrypted -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    callback_endpoints (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        event -> Text,
+        url -> Text,
+        enabled -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    callback_deliveries (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        payment_id -> BigInt,
+        event -> Text,
+        url -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(operations -> payments (payment_id));
+diesel::joinable!(ledger_postings -> operations (operation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    payments,
+    operations,
+    ledger_postings,
+    idempotency_keys,
+    project_secrets,
+    callback_endpoints,
+    callback_deliveries,
+);
+
+// The analytics group operations by the dimensions of their payment.
+diesel::allow_columns_to_appear_in_same_group_by_clause!(
+    payments::project_id,
+    payments::currency,
+    payments::method,
+    payments::customer_country,
+    payments::card_brand,
+    operations::kind,
+);
