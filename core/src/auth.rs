@@ -223,7 +223,10 @@ pub struct PageGuard<E> {
 impl<E: Endpoint> Endpoint for PageGuard<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        if !req.method().is_safe() {
+            csrf::check(&mut req).await?;
+        }
         let principal = req.extensions().get::<Principal>();
         if allowed(principal, self.access) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
@@ -237,6 +240,57 @@ impl<E: Endpoint> Endpoint for PageGuard<E> {
             return Ok(Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, location).finish());
         }
         Err(forbidden(principal, self.access).into())
+    }
+}
+
+/// The CSRF check of every page that changes something (every method but GET, HEAD,
+/// OPTIONS and TRACE), made by the guard before the handler runs, so that no handler can
+/// forget it. A form sends the token of the page it came from in its `csrf_token` field
+/// (`application/x-www-form-urlencoded`); a script may send it in the `X-CSRF-Token`
+/// header instead. poem's CSRF middleware checks it against the browser's CSRF cookie.
+mod csrf {
+    use poem::Request;
+    use poem::http::header;
+    use poem::web::CsrfVerifier;
+
+    use crate::error::AppError;
+
+    /// The largest form body read for its token: pages' forms are small; file uploads
+    /// send the token in the header.
+    const FORM_LIMIT: usize = 1024 * 1024;
+
+    #[derive(serde::Deserialize)]
+    struct TokenField {
+        csrf_token: Option<String>,
+    }
+
+    pub(super) async fn check(req: &mut Request) -> Result<(), AppError> {
+        let token = match req.headers().get("x-csrf-token") {
+            Some(value) => value.to_str().ok().map(str::to_owned),
+            None if is_form(req) => {
+                let body = req
+                    .take_body()
+                    .into_bytes_limit(FORM_LIMIT)
+                    .await
+                    .map_err(|_| AppError::BadRequest("The form is too large or could not be read.".to_owned()))?;
+                let token = serde_html_form::from_bytes::<TokenField>(&body).ok().and_then(|field| field.csrf_token);
+                req.set_body(body);
+                token
+            }
+            None => None,
+        };
+        let valid = match (token, req.extensions().get::<CsrfVerifier>()) {
+            (Some(token), Some(verifier)) => verifier.is_valid(&token),
+            _ => false,
+        };
+        if valid { Ok(()) } else { Err(AppError::FormExpired) }
+    }
+
+    fn is_form(req: &Request) -> bool {
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
     }
 }
 

@@ -17,6 +17,9 @@ pub enum AppError {
     SecondFactorRequired,
     #[error("Not found.")]
     NotFound,
+    /// A page's form without a valid CSRF token (an old page, or another site's form).
+    #[error("The form expired. Reload the page and try again.")]
+    FormExpired,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -37,7 +40,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden | AppError::SecondFactorRequired => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::SecondFactorRequired | AppError::FormExpired => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -55,6 +58,7 @@ impl AppError {
             AppError::Forbidden => "forbidden",
             AppError::SecondFactorRequired => "second-factor-required",
             AppError::NotFound => "not-found",
+            AppError::FormExpired => "form-expired",
             AppError::BadRequest(_) => "bad-request",
             AppError::Conflict(_) => "conflict",
             AppError::Unprocessable(_) => "unprocessable",

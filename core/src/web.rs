@@ -1,7 +1,7 @@
 //! Rendering pages inside the themed layout, and the shell's own endpoints.
 
 use poem::http::{StatusCode, header};
-use poem::web::{CsrfToken, CsrfVerifier, Html};
+use poem::web::{CsrfToken, Html};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -133,15 +133,6 @@ impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for HtmlForm<T> {
         serde_html_form::from_bytes(&bytes)
             .map(HtmlForm)
             .map_err(|e| AppError::BadRequest(format!("The form could not be read: {e}")).into())
-    }
-}
-
-/// Refuses a form whose CSRF token does not match the browser's CSRF cookie.
-pub fn check_csrf(verifier: &CsrfVerifier, token: &str) -> Result<(), AppError> {
-    if verifier.is_valid(token) {
-        Ok(())
-    } else {
-        Err(AppError::BadRequest("The form expired. Reload the page and try again.".to_owned()))
     }
 }
 

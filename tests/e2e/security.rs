@@ -374,3 +374,49 @@ async fn signing_out_through_the_api_ends_the_session(app: TestApp) {
     let live: i64 = query!(app, conn => sessions::table.count().get_result::<i64>(conn).await);
     assert_eq!(live, 0);
 }
+
+// The guard of every page checks the CSRF token before the handler runs, so no handler
+// can forget it: a form posted without the page's token, or with a forged one, is refused
+// with 403 on every registered page route, signed in or not, and changes nothing.
+story!(every_page_that_changes_something_refuses_a_form_without_its_csrf_token);
+async fn every_page_that_changes_something_refuses_a_form_without_its_csrf_token(app: TestApp) {
+    let (company, _) = app.company("Acme", &["Shop"]).await;
+    app.user(company, "admin", BuiltinRole::MerchantAdmin).await;
+    let events_before: i64 = query!(app, conn => audit_events::table.count().get_result::<i64>(conn).await);
+    let anonymous = app.another_browser();
+    app.sign_in("admin", PASSWORD).await;
+    let events_after_sign_in: i64 = query!(app, conn => audit_events::table.count().get_result::<i64>(conn).await);
+    // Both browsers hold a CSRF cookie, as after opening any page.
+    app.csrf_token("/").await;
+    anonymous.csrf_token("/sign-in").await;
+
+    let mut routes = 0;
+    for page in app.state.registry.sections().iter().flat_map(|section| section.pages) {
+        if page.method.is_safe() {
+            continue;
+        }
+        routes += 1;
+        let path: Vec<&str> = page
+            .path
+            .split('/')
+            .map(|segment| if segment.starts_with(':') || segment.starts_with('*') { "1" } else { segment })
+            .collect();
+        let path = path.join("/");
+        for browser in [&app, &anonymous] {
+            for token in [None, Some("forged-token")] {
+                let mut fields = vec![("username", "admin"), ("password", PASSWORD), ("name", "x")];
+                fields.extend(token.map(|token| ("csrf_token", token)));
+                let response =
+                    browser.client.request(page.method.clone(), app.url(&path)).form(&fields).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{} {path} with token {token:?}", page.method);
+                let text = response.text().await.unwrap();
+                assert!(text.contains("The form expired"), "{} {path}: {text}", page.method);
+            }
+        }
+    }
+    assert!(routes >= 30, "only {routes} page routes change something");
+    let events_now: i64 = query!(app, conn => audit_events::table.count().get_result::<i64>(conn).await);
+    assert!(events_after_sign_in > events_before);
+    assert_eq!(events_now, events_after_sign_in, "no refused form changed anything");
+    assert_eq!(app.get("/profile").await.status(), StatusCode::OK, "signing out without the token was refused too");
+}

@@ -49,9 +49,9 @@ async fn sign_in_without_csrf_token_is_refused(app: TestApp) {
     app.user(company, "alice", BuiltinRole::Support).await;
     app.get("/sign-in").await; // the CSRF cookie, but no token in the form
     let response = app.post_form("/sign-in", &[("username", "alice"), ("password", PASSWORD)]).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let forged = app.post_form("/sign-in", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", "x")]).await;
-    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.get("/").await.status(), StatusCode::SEE_OTHER, "no session was started");
 }
 

@@ -3,11 +3,11 @@
 
 use chrono::NaiveDate;
 use dashboard_core::auth::urlencode;
-use dashboard_core::web::{HtmlForm, check_csrf, see_other};
+use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext, directory};
 use dashboard_payments_domain::model::Method;
 use poem::http::{StatusCode, header};
-use poem::web::{CsrfVerifier, Path};
+use poem::web::Path;
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -269,7 +269,6 @@ fn csv_field(text: &str) -> String {
 
 #[derive(Deserialize)]
 pub struct BoardForm {
-    csrf_token: String,
     name: String,
     #[serde(default)]
     query: String,
@@ -278,12 +277,7 @@ pub struct BoardForm {
 }
 
 #[handler]
-pub async fn save_board(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    HtmlForm(form): HtmlForm<BoardForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn save_board(page: PageContext, HtmlForm(form): HtmlForm<BoardForm>) -> Result<Response, AppError> {
     let board = NewBoard { name: form.name, query: form.query, charts: form.charts };
     let saved = boards::save(&page.state, page.principal()?, &board).await?;
     Ok(see_other(&format!("/analytics/boards/{}", saved.id)))
@@ -297,19 +291,8 @@ pub async fn open_board(page: PageContext, Path(id): Path<i64>) -> Result<Respon
     Ok(see_other(&format!("/analytics?{}{joiner}board={}", board.query, urlencode(&id.to_string()))))
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    csrf_token: String,
-}
-
 #[handler]
-pub async fn delete_board(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path(id): Path<i64>,
-    HtmlForm(form): HtmlForm<DeleteForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn delete_board(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     boards::delete(&page.state, page.principal()?, id).await?;
     Ok(see_other("/analytics"))
 }

@@ -4,12 +4,12 @@
 use dashboard_core::auth::urlencode;
 use dashboard_core::directory;
 use dashboard_core::money::{format_minor, parse_amount};
-use dashboard_core::web::{HtmlForm, check_csrf, query_string, see_other};
+use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
 use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::search::{self, PaymentFilter};
 use dashboard_payments_domain::service::{self, PaymentView};
-use poem::web::{CsrfVerifier, Form, Html, Path, Query};
+use poem::web::{Form, Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,7 +107,6 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
 
 #[derive(Deserialize)]
 pub struct ColumnsForm {
-    csrf_token: String,
     #[serde(default)]
     columns: Vec<String>,
     /// The registry's query string, to go back to the same view.
@@ -116,12 +115,7 @@ pub struct ColumnsForm {
 }
 
 #[handler]
-pub async fn save_columns(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    HtmlForm(form): HtmlForm<ColumnsForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn save_columns(page: PageContext, HtmlForm(form): HtmlForm<ColumnsForm>) -> Result<Response, AppError> {
     columns::choose(&page.state, page.principal()?, &form.columns).await?;
     // Only a query string of the registry goes back: never another address.
     let back: String = form.back.chars().filter(|c| c.is_ascii_graphic() && *c != '#').collect();
@@ -220,7 +214,6 @@ pub async fn detail(
 /// confirmation step.
 #[derive(Debug, Deserialize)]
 pub struct ActionForm {
-    csrf_token: String,
     #[serde(default)]
     amount: String,
     #[serde(default)]
@@ -309,56 +302,38 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: Action) ->
 #[handler]
 pub async fn refund(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     act(page, id, form, Action::Refund).await
 }
 
 #[handler]
 pub async fn capture(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     act(page, id, form, Action::Capture).await
 }
 
 #[handler]
 pub async fn release(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     act(page, id, form, Action::Release).await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf_token: String,
-}
-
 #[handler]
-pub async fn resend(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path((id, delivery)): Path<(String, i64)>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn resend(page: PageContext, Path((id, delivery)): Path<(String, i64)>) -> Result<Response, AppError> {
     dashboard_payments_domain::callbacks::resend(&page.state, page.principal()?, &id, delivery).await?;
     Ok(see_other(&format!("/payments/{id}?notice=resent")))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ChallengeForm {
-    csrf_token: String,
     /// "pass" or "fail".
     answer: String,
 }
@@ -376,11 +351,9 @@ pub fn challenge(page: PageContext, Path(id): Path<String>) -> Result<Html<Strin
 #[handler]
 pub async fn challenge_submit(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<String>,
     Form(form): Form<ChallengeForm>,
 ) -> Result<Html<String>, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     let status = service::complete_challenge(&page.state, &id, form.answer == "pass").await?;
     render(&page, &id, Some(status.as_str()))
 }

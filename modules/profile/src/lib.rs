@@ -12,10 +12,10 @@ use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Te
 use dashboard_core::second_factor::{self, Enrolment, SecondFactorStatus};
 use dashboard_core::session::{self, ClientInfo, SESSION_COOKIE};
 use dashboard_core::tokens::{self, NewToken, TokenInfo};
-use dashboard_core::web::{HtmlForm, check_csrf, see_other};
+use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use poem::web::cookie::CookieJar;
-use poem::web::{CsrfVerifier, Data, Form, Html, Query};
+use poem::web::{Data, Form, Html, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -93,7 +93,6 @@ const SUPPORT_BOT: &str = "profile.support_bot";
 
 #[derive(Debug, Deserialize)]
 struct PhoneForm {
-    csrf_token: String,
     phone: String,
     code: Option<String>,
 }
@@ -112,7 +111,6 @@ struct Extras<'a> {
 
 #[derive(Debug, Deserialize)]
 struct TokenForm {
-    csrf_token: String,
     name: String,
     #[serde(default)]
     scopes: Vec<String>,
@@ -126,7 +124,6 @@ struct TokenForm {
 
 #[derive(Debug, Deserialize)]
 struct DetailsForm {
-    csrf_token: String,
     display_name: String,
     email: String,
     time_zone: String,
@@ -139,13 +136,7 @@ struct Notice {
 
 #[derive(Debug, Deserialize)]
 struct CodeForm {
-    csrf_token: String,
     code: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf_token: String,
 }
 
 fn notice_text(key: Option<&str>) -> Option<&'static str> {
@@ -239,12 +230,7 @@ async fn or_profile_error(page: &PageContext, result: Result<Response, AppError>
 }
 
 #[handler]
-async fn details_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Form(form): Form<DetailsForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn details_submit(page: PageContext, Form(form): Form<DetailsForm>) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let details =
         ProfileDetails { display_name: form.display_name, email: Some(form.email), time_zone: form.time_zone };
@@ -265,12 +251,7 @@ async fn update_details(
 }
 
 #[handler]
-async fn send_sms_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn send_sms_submit(page: PageContext) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let result = second_factor::send_activation_code(&page.state, principal.user_id)
         .await
@@ -279,12 +260,7 @@ async fn send_sms_submit(
 }
 
 #[handler]
-async fn activate_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Form(form): Form<CodeForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn activate_submit(page: PageContext, Form(form): Form<CodeForm>) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let result =
         second_factor::activate(&page.state, principal.user_id, &form.code).await.map(|_| see_other("/profile"));
@@ -295,11 +271,9 @@ async fn activate_submit(
 async fn enable_submit(
     page: PageContext,
     req: &Request,
-    verifier: &CsrfVerifier,
     cookies: &CookieJar,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     let result = enable(&page.state, page.principal()?, req, cookies, &form.code).await;
     let codes = match result {
         Ok(codes) => codes,
@@ -331,12 +305,7 @@ async fn enable(
 }
 
 #[handler]
-async fn create_token_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    HtmlForm(form): HtmlForm<TokenForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn create_token_submit(page: PageContext, HtmlForm(form): HtmlForm<TokenForm>) -> Result<Response, AppError> {
     let result = async {
         let expires_at = parse_expiry(&form.expires_on)?;
         let project_ids = (form.projects != "all").then_some(form.project_ids);
@@ -370,22 +339,14 @@ fn parse_expiry(text: &str) -> Result<Option<chrono::NaiveDateTime>, AppError> {
 #[handler]
 async fn revoke_token_submit(
     page: PageContext,
-    verifier: &CsrfVerifier,
     poem::web::Path(id): poem::web::Path<i64>,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     tokens::revoke(&page.state, page.principal()?, id).await?;
     Ok(see_other("/profile?notice=revoked"))
 }
 
 #[handler]
-async fn phone_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Form(form): Form<PhoneForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn phone_submit(page: PageContext, Form(form): Form<PhoneForm>) -> Result<Response, AppError> {
     match service::request_phone_code(&page.state, page.principal()?, &form.phone).await {
         Ok(phone) => {
             let notice = Some("We sent a 6-digit code to the new number. Enter it to confirm the number.");
@@ -397,12 +358,7 @@ async fn phone_submit(
 }
 
 #[handler]
-async fn phone_confirm_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Form(form): Form<PhoneForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn phone_confirm_submit(page: PageContext, Form(form): Form<PhoneForm>) -> Result<Response, AppError> {
     let code = form.code.unwrap_or_default();
     match service::confirm_phone(&page.state, page.principal()?, &form.phone, &code).await {
         Ok(_) => Ok(see_other("/profile?notice=phone-saved")),
@@ -415,13 +371,7 @@ async fn phone_confirm_submit(
 }
 
 #[handler]
-async fn disable_submit(
-    page: PageContext,
-    req: &Request,
-    verifier: &CsrfVerifier,
-    Form(form): Form<CodeForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn disable_submit(page: PageContext, req: &Request, Form(form): Form<CodeForm>) -> Result<Response, AppError> {
     let client = ClientInfo::from_request(req);
     let result = service::disable_second_factor(&page.state, page.principal()?, &form.code, &client)
         .await
@@ -430,12 +380,7 @@ async fn disable_submit(
 }
 
 #[handler]
-async fn support_bot_submit(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+async fn support_bot_submit(page: PageContext) -> Result<Response, AppError> {
     let (code, expires_at) = service::support_bot_code(&page.state, page.principal()?).await?;
     let extras = Extras { bot_code: Some((&code, &expires_at)), ..Extras::default() };
     Ok(render_profile_with(&page, extras).await?.into_response())

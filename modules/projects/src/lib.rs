@@ -5,10 +5,10 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, Project};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
-use dashboard_core::web::{check_csrf, see_other};
+use dashboard_core::web::see_other;
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use dashboard_payments_domain::callbacks::{self, Endpoint};
-use poem::web::{CsrfVerifier, Data, Form, Html, Path};
+use poem::web::{Data, Form, Html, Path};
 use poem::{Response, handler};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -75,7 +75,6 @@ async fn set_callback(
 
 #[derive(Debug, Deserialize)]
 struct CallbackForm {
-    csrf_token: String,
     event: String,
     url: String,
     #[serde(default)]
@@ -102,11 +101,9 @@ async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
 #[handler]
 async fn callback_submit(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<i64>,
     Form(form): Form<CallbackForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     let endpoint = Endpoint { event: form.event, url: form.url, enabled: form.enabled.is_some() };
     set_callback(&page.state, page.principal()?, id, &endpoint).await?;
     Ok(see_other("/projects"))

@@ -7,11 +7,11 @@ use dashboard_core::auth::{Principal, is_local_path};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::{Access, Api, Section, Template};
 use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SESSION_COOKIE, SignIn};
-use dashboard_core::web::{PRODUCT_NAME, check_csrf, see_other};
+use dashboard_core::web::{PRODUCT_NAME, see_other};
 use dashboard_core::{ApiError, ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use poem::http::StatusCode;
 use poem::web::cookie::CookieJar;
-use poem::web::{CsrfVerifier, Data, Form, Html, Query};
+use poem::web::{Data, Form, Html, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -60,14 +60,12 @@ struct NextQuery {
 struct SignInForm {
     username: String,
     password: String,
-    csrf_token: String,
     next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct CodeForm {
     code: String,
-    csrf_token: String,
     next: Option<String>,
 }
 
@@ -78,15 +76,9 @@ struct TokenQuery {
 
 #[derive(Debug, Deserialize)]
 struct SetPasswordForm {
-    csrf_token: String,
     token: String,
     password: String,
     password_again: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf_token: String,
 }
 
 fn safe_next(next: Option<&str>) -> String {
@@ -142,11 +134,9 @@ fn sign_in_page(page: PageContext, req: &Request, Query(query): Query<NextQuery>
 async fn sign_in_submit(
     page: PageContext,
     req: &Request,
-    verifier: &CsrfVerifier,
     cookies: &CookieJar,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     let next = safe_next(form.next.as_deref());
     let state = &page.state;
     end_current_session(state, cookies).await?;
@@ -179,11 +169,9 @@ fn second_factor_page(page: PageContext, req: &Request, Query(query): Query<Next
 async fn second_factor_submit(
     page: PageContext,
     req: &Request,
-    verifier: &CsrfVerifier,
     cookies: &CookieJar,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     let next = safe_next(form.next.as_deref());
     let state = &page.state;
     let Some(pending_token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) else {
@@ -209,11 +197,8 @@ async fn second_factor_submit(
 async fn sign_out_submit(
     state: Data<&AppState>,
     principal: Option<&Principal>,
-    verifier: &CsrfVerifier,
     cookies: &CookieJar,
-    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     sign_out(&state, principal, cookies).await?;
     Ok(see_other("/sign-in"))
 }
@@ -239,10 +224,8 @@ async fn set_password_page(page: PageContext, Query(query): Query<TokenQuery>) -
 async fn set_password_submit(
     page: PageContext,
     req: &Request,
-    verifier: &CsrfVerifier,
     Form(form): Form<SetPasswordForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     if form.password != form.password_again {
         let html = set_password_html(&page, &form.token, true, Some("The two passwords differ."))?;
         return Ok((StatusCode::BAD_REQUEST, Html(html)).into_response());

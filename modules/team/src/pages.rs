@@ -2,10 +2,10 @@
 
 use dashboard_core::auth::urlencode;
 use dashboard_core::export::attachment;
-use dashboard_core::web::{HtmlForm, check_csrf, see_other};
+use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext};
 use poem::http::header;
-use poem::web::{CsrfVerifier, Form, Html, Path, Query};
+use poem::web::{Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,13 +32,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf_token: String,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct UserForm {
-    csrf_token: String,
     username: Option<String>,
     display_name: String,
     email: String,
@@ -67,7 +61,6 @@ impl UserForm {
 
 #[derive(Debug, Deserialize)]
 pub struct RoleForm {
-    csrf_token: String,
     name: String,
     #[serde(default)]
     description: String,
@@ -220,12 +213,7 @@ pub async fn new_user(page: PageContext) -> Result<Response, AppError> {
 }
 
 #[handler]
-pub async fn create_user(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    HtmlForm(form): HtmlForm<UserForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn create_user(page: PageContext, HtmlForm(form): HtmlForm<UserForm>) -> Result<Response, AppError> {
     let new = NewMember {
         username: form.username.clone().unwrap_or_default(),
         details: form.input(),
@@ -260,11 +248,9 @@ pub async fn edit_user(
 #[handler]
 pub async fn update_user(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<i64>,
     HtmlForm(form): HtmlForm<UserForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     let admin = page.principal()?;
     match service::update_member(&page.state, admin, id, &form.input()).await {
         Ok(_) => Ok(see_other(&format!("/team/users/{id}?notice=saved"))),
@@ -294,49 +280,25 @@ async fn user_action(
 }
 
 #[handler]
-pub async fn deactivate_user(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn deactivate_user(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     let result = service::set_active(&page.state, page.principal()?, id, false).await;
     user_action(&page, id, "deactivated", result).await
 }
 
 #[handler]
-pub async fn reactivate_user(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn reactivate_user(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     let result = service::set_active(&page.state, page.principal()?, id, true).await;
     user_action(&page, id, "reactivated", result).await
 }
 
 #[handler]
-pub async fn reset_second_factor(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn reset_second_factor(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     let result = service::reset_second_factor(&page.state, page.principal()?, id).await;
     user_action(&page, id, "second-factor-reset", result).await
 }
 
 #[handler]
-pub async fn password_link(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn password_link(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     let admin = page.principal()?;
     let link = service::issue_password_link(&page.state, admin, id).await?;
     let member = service::member(&page.state, admin.company_id, id).await?;
@@ -383,12 +345,7 @@ pub async fn roles_page(page: PageContext, Query(notice): Query<Notice>) -> Resu
 }
 
 #[handler]
-pub async fn create_role(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    HtmlForm(form): HtmlForm<RoleForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn create_role(page: PageContext, HtmlForm(form): HtmlForm<RoleForm>) -> Result<Response, AppError> {
     match service::create_role(&page.state, page.principal()?, &form.input()).await {
         Ok(_) => Ok(see_other("/team/roles?notice=role-created")),
         Err(error) if is_form_error(&error) => render_roles(&page, None, Some(&error.to_string()), Some(&form)).await,
@@ -438,11 +395,9 @@ pub async fn edit_role(page: PageContext, Path(id): Path<i64>) -> Result<Respons
 #[handler]
 pub async fn update_role(
     page: PageContext,
-    verifier: &CsrfVerifier,
     Path(id): Path<i64>,
     HtmlForm(form): HtmlForm<RoleForm>,
 ) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
     match service::update_role(&page.state, page.principal()?, id, &form.input()).await {
         Ok(_) => Ok(see_other("/team/roles?notice=role-saved")),
         Err(error) if is_form_error(&error) => role_page(&page, id, Some(&error.to_string()), Some(&form)).await,
@@ -451,13 +406,7 @@ pub async fn update_role(
 }
 
 #[handler]
-pub async fn delete_role(
-    page: PageContext,
-    verifier: &CsrfVerifier,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    check_csrf(verifier, &form.csrf_token)?;
+pub async fn delete_role(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     match service::delete_role(&page.state, page.principal()?, id).await {
         Ok(()) => Ok(see_other("/team/roles?notice=role-deleted")),
         Err(error) if is_form_error(&error) => role_page(&page, id, Some(&error.to_string()), None).await,
