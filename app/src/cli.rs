@@ -150,8 +150,8 @@ enum Invocation {
     Hook(&'static hooks::Command, DatabaseArgs, clap::ArgMatches),
 }
 
-fn parse() -> Result<Invocation, clap::Error> {
-    let matches = command().get_matches();
+fn parse(args: Vec<std::ffi::OsString>) -> Result<Invocation, clap::Error> {
+    let matches = command().try_get_matches_from(args)?;
     if let Some((name, sub)) = matches.subcommand()
         && let Some(hook) = hooks::Command::all().into_iter().find(|hook| hook.name == name)
     {
@@ -170,7 +170,13 @@ fn parse() -> Result<Invocation, clap::Error> {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let invocation = match parse() {
+    main_from(std::env::args_os())
+}
+
+/// Runs the command given by `args` (the first is the program's name), as [`main`] does
+/// with the process's own arguments: the benchmark starts the server this way.
+pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let invocation = match parse(args.into_iter().collect()) {
         Ok(invocation) => invocation,
         Err(error) => error.exit(),
     };

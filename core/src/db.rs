@@ -103,6 +103,36 @@ pub enum DbError {
     Pool(String),
     #[error("cannot prepare the database: {0}")]
     Setup(String),
+    /// A write's body took the pool again: on SQLite it would wait for its own write
+    /// turn for ever, on PostgreSQL it would run outside the transaction.
+    #[error(
+        "a query took the database pool inside a write's body (db_write!/db_transaction!); use the body's connection"
+    )]
+    Reentered,
+}
+
+tokio::task_local! {
+    /// Set while a write's body runs.
+    static IN_WRITE: ();
+}
+
+/// Runs a write's body; taking the pool inside it fails with [`DbError::Reentered`].
+#[doc(hidden)]
+pub async fn in_write<F: Future>(body: F) -> F::Output {
+    IN_WRITE.scope((), body).await
+}
+
+/// Fails inside a write's body (see [`in_write`]): one query there through the pool
+/// would deadlock SQLite's write lane or leave PostgreSQL's transaction.
+#[doc(hidden)]
+pub fn refuse_reentry() -> Result<(), DbError> {
+    match IN_WRITE.try_with(|_| ()) {
+        Ok(()) => {
+            tracing::error!("a query took the database pool inside a write's body");
+            Err(DbError::Reentered)
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// Runs `$body` with `$conn` bound to the backend's `&mut` connection.
@@ -133,7 +163,8 @@ macro_rules! db_run {
 /// `Result<T, E>` with `E: From<diesel::result::Error>`; an `Err` rolls back. On SQLite
 /// the body takes its turn on the write lane (one writer at a time, group commit, see
 /// [`write_lane`](crate::db::write_lane)) and returns once its write is committed.
-/// Do not nest, and do not run another query on the same pool inside the body.
+/// Do not nest, and do not run another query on the same pool inside the body: either
+/// fails with [`DbError::Reentered`](crate::db::DbError::Reentered).
 #[macro_export]
 macro_rules! db_transaction {
     ($pool:expr, $conn:ident => $body:expr) => {{
@@ -143,9 +174,10 @@ macro_rules! db_transaction {
         match __pool {
             $crate::db::DbPool::Sqlite(_, __lane) => $crate::__sqlite_write_turn!(__lane, $conn => $body),
             $crate::db::DbPool::Postgres(__pool) => {
+                $crate::db::refuse_reentry()?;
                 let mut __db_conn = __pool.get().await.map_err($crate::db::DbError::pool)?;
                 let __c: &mut $crate::db::PgConn = &mut *__db_conn;
-                __c.transaction(async |$conn| $body).await
+                $crate::db::in_write(__c.transaction(async |$conn| $body)).await
             }
         }
     }};
@@ -156,9 +188,10 @@ macro_rules! db_transaction {
 #[macro_export]
 macro_rules! __sqlite_write_turn {
     ($lane:expr, $conn:ident => $body:expr) => {{
+        $crate::db::refuse_reentry()?;
         let mut __turn = $lane.enter().await?;
         let $conn: &mut $crate::db::SqliteWriteConn = __turn.conn();
-        let __result = async { $body }.await;
+        let __result = $crate::db::in_write(async { $body }).await;
         __turn.finish(__result).await
     }};
 }
@@ -177,9 +210,10 @@ macro_rules! db_write {
         match __pool {
             $crate::db::DbPool::Sqlite(_, __lane) => $crate::__sqlite_write_turn!(__lane, $conn => $body),
             $crate::db::DbPool::Postgres(__pool) => {
+                $crate::db::refuse_reentry()?;
                 let mut __db_conn = __pool.get().await.map_err($crate::db::DbError::pool)?;
                 let $conn: &mut $crate::db::PgConn = &mut *__db_conn;
-                $body
+                $crate::db::in_write(async { $body }).await
             }
         }
     }};
@@ -236,8 +270,9 @@ impl DbPool {
         }
     }
 
-    /// Takes a connection from the pool.
+    /// Takes a connection from the pool (refused inside a write's body).
     pub async fn get(&self) -> Result<DbConn, DbError> {
+        refuse_reentry()?;
         match self {
             DbPool::Sqlite(pool, _) => pool.get().await.map(DbConn::Sqlite).map_err(DbError::pool),
             DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres).map_err(DbError::pool),

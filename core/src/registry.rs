@@ -159,7 +159,20 @@ pub struct Section {
     pub templates: &'static [Template],
 }
 
-inventory::collect!(Section);
+/// A registered section with the package (crate) that declared it.
+pub struct SectionSource {
+    pub package: &'static str,
+    pub section: &'static Section,
+}
+
+inventory::collect!(SectionSource);
+
+impl SectionSource {
+    /// Every section linked into this binary, by id, with the package that declared it.
+    pub fn all() -> BTreeMap<&'static str, &'static str> {
+        inventory::iter::<SectionSource>.into_iter().map(|source| (source.section.id, source.package)).collect()
+    }
+}
 
 /// Declares a section. Call it once in the section crate, at the top level.
 ///
@@ -167,7 +180,12 @@ inventory::collect!(Section);
 #[macro_export]
 macro_rules! register_section {
     ($section:expr) => {
-        $crate::__private::inventory::submit! { $section }
+        const _: () = {
+            static SECTION: $crate::registry::Section = $section;
+            $crate::__private::inventory::submit! {
+                $crate::registry::SectionSource { package: env!("CARGO_PKG_NAME"), section: &SECTION }
+            }
+        };
     };
 }
 
@@ -255,7 +273,7 @@ impl Registry {
     /// The registry of every section linked into this binary, built and checked once.
     pub fn global() -> Result<&'static Registry, RegistryError> {
         GLOBAL
-            .get_or_init(|| Registry::build(inventory::iter::<Section>.into_iter().collect()))
+            .get_or_init(|| Registry::build(inventory::iter::<SectionSource>.into_iter().map(|s| s.section).collect()))
             .as_ref()
             .map_err(Clone::clone)
     }

@@ -14,6 +14,16 @@ pub fn rfc3339(value: &NaiveDateTime) -> String {
     value.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A stored UTC time as a person reads it, in their time zone (an IANA name; UTC when it
+/// is unknown): `29 Nov 2026, 17:38`.
+pub fn shown(value: &NaiveDateTime, time_zone: &str) -> String {
+    const FORMAT: &str = "%-d %b %Y, %H:%M";
+    match time_zone.parse::<chrono_tz::Tz>() {
+        Ok(zone) => value.and_utc().with_timezone(&zone).format(FORMAT).to_string(),
+        Err(_) => value.format(FORMAT).to_string(),
+    }
+}
+
 /// Serde adapter writing a UTC `NaiveDateTime` with [`rfc3339`].
 pub mod serde_rfc3339 {
     use serde::Serializer;
@@ -78,6 +88,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn times_are_shown_in_the_users_zone() {
+        let utc = NaiveDateTime::parse_from_str("2026-11-29 23:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(shown(&utc, "UTC"), "29 Nov 2026, 23:30");
+        assert_eq!(shown(&utc, "Asia/Kolkata"), "30 Nov 2026, 05:00");
+        assert_eq!(shown(&utc, "America/New_York"), "29 Nov 2026, 18:30");
+        assert_eq!(shown(&utc, "Not/AZone"), "29 Nov 2026, 23:30");
+    }
 
     #[test]
     fn stored_text_is_read_like_chrono_reads_it() {

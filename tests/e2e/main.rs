@@ -6,7 +6,7 @@ mod access;
 mod analytics;
 mod browser;
 mod callbacks;
-mod example;
+mod database;
 mod payments;
 mod profile;
 mod registry;
@@ -16,3 +16,9 @@ mod sms;
 mod team;
 mod themes;
 mod tokens;
+
+/// The story tests sections keep in their own crate (`modules/<crate>/e2e.rs`), found by
+/// the build script.
+mod sections {
+    include!(concat!(env!("OUT_DIR"), "/sections.rs"));
+}

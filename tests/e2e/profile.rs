@@ -66,7 +66,7 @@ async fn profile_details_are_checked_before_anything_is_saved(app: TestApp) {
 story!(the_second_factor_can_be_turned_off_only_where_roles_allow);
 async fn the_second_factor_can_be_turned_off_only_where_roles_allow(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    // Risks holds only exempt permissions by default; Support does not.
+    // Risks holds only exempt permissions by default; Operations does not (analytics.view).
     let finance = app.another_browser();
     let authenticator = finance.sign_in_with_second_factor(company, "rita", BuiltinRole::Risks).await;
     let code = json!({ "code": authenticator.recovery_codes[0] });
@@ -78,10 +78,10 @@ async fn the_second_factor_can_be_turned_off_only_where_roles_allow(app: TestApp
     let again = app.another_browser();
     assert_eq!(location(again.sign_in("rita", PASSWORD).await.headers()), "/", "no code asked any more");
 
-    let support = app.another_browser();
-    let authenticator = support.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    let operations = app.another_browser();
+    let authenticator = operations.sign_in_with_second_factor(company, "olga", BuiltinRole::Operations).await;
     let code = json!({ "code": authenticator.recovery_codes[0] });
-    let (status, problem) = send(&support, "POST", "/api/v1/profile/second-factor/deactivation", code).await;
+    let (status, problem) = send(&operations, "POST", "/api/v1/profile/second-factor/deactivation", code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(problem["detail"].as_str().unwrap().contains("stays on"));
 }
@@ -102,9 +102,10 @@ async fn a_support_bot_code_links_once(app: TestApp) {
 story!(a_password_alone_cannot_move_the_phone_that_anchors_the_second_factor);
 async fn a_password_alone_cannot_move_the_phone_that_anchors_the_second_factor(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    // Support's roles need the second factor: the first phone comes from the merchant admin.
-    app.user(company, "sam", BuiltinRole::Support).await;
-    app.sign_in("sam", PASSWORD).await;
+    // Operations' roles need the second factor (analytics.view): the first phone comes from
+    // the merchant admin.
+    app.user(company, "olga", BuiltinRole::Operations).await;
+    app.sign_in("olga", PASSWORD).await;
     let (status, problem) =
         send(&app, "POST", "/api/v1/profile/phone/confirmation-code", json!({ "phone": "+447700900555" })).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -4,15 +4,99 @@ use dashboard_tests::reqwest::StatusCode;
 use dashboard_tests::{Backend, TestApp};
 use serde_json::Value;
 
-/// Every module crate must be linked into the binary; a forgotten `use x as _;` would
-/// drop a section silently.
+/// A crate of the workspace, as `cargo metadata` describes it.
+struct WorkspaceCrate {
+    name: String,
+    /// Its folder, relative to the workspace root: `modules/payments`.
+    folder: String,
+    /// `[package.metadata.dashboard] kind = "domain"`: registers no section.
+    domain: bool,
+    /// The workspace crates it depends on (normal dependencies).
+    uses: Vec<String>,
+}
+
+impl WorkspaceCrate {
+    fn is_section(&self) -> bool {
+        self.folder.starts_with("modules/") && !self.domain
+    }
+}
+
+fn workspace_crates() -> Vec<WorkspaceCrate> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap();
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let names: Vec<&str> = packages.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    packages
+        .iter()
+        .map(|package| {
+            let manifest = std::path::Path::new(package["manifest_path"].as_str().unwrap());
+            let folder = manifest.parent().unwrap().strip_prefix(&root).unwrap().display().to_string();
+            let uses = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dependency| dependency["kind"].is_null())
+                .filter_map(|dependency| dependency["name"].as_str())
+                .filter(|name| names.contains(name))
+                .map(str::to_owned)
+                .collect();
+            WorkspaceCrate {
+                name: package["name"].as_str().unwrap().to_owned(),
+                folder,
+                domain: package["metadata"]["dashboard"]["kind"] == "domain",
+                uses,
+            }
+        })
+        .collect()
+}
+
+/// Every section crate of the workspace is linked into the binary and registers its
+/// section (a forgotten `use x as _;` in the app would drop it silently), and every
+/// registered section comes from one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_section_is_registered() {
+async fn every_section_crate_of_the_workspace_is_registered() {
+    let sections: std::collections::BTreeSet<String> =
+        workspace_crates().into_iter().filter(WorkspaceCrate::is_section).map(|c| c.name).collect();
+    assert!(sections.contains("dashboard-payments") && sections.contains("dashboard-example"), "{sections:?}");
+    let registered = dashboard_core::registry::SectionSource::all();
+    let packages: std::collections::BTreeSet<String> = registered.values().map(|p| (*p).to_owned()).collect();
+    assert_eq!(packages, sections, "registered sections by package: {registered:?}");
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    assert_eq!(
-        app.state.registry.section_ids(),
-        ["analytics", "example", "overview", "payments", "profile", "projects", "session", "team"]
-    );
+    let ids: Vec<&str> = registered.keys().copied().collect();
+    assert_eq!(app.state.registry.section_ids(), ids, "the running application serves them all");
+}
+
+/// Sections build on the core and on domain crates, never on another section, so one
+/// section can change without touching the others; the core names no section or domain.
+#[test]
+fn sections_depend_only_on_the_core_and_domain_crates() {
+    let crates = workspace_crates();
+    let kind = |name: &str| crates.iter().find(|c| c.name == name).map(|c| (c.is_section(), c.domain));
+    let mut problems = Vec::new();
+    for krate in &crates {
+        for used in &krate.uses {
+            let Some((used_is_section, used_is_domain)) = kind(used) else { continue };
+            let allowed = match krate.folder.as_str() {
+                "core" => false,
+                folder if folder.starts_with("modules/") => used == "dashboard-core" || used_is_domain,
+                // The app composes everything; the tests and the benchmark drive it.
+                _ => true,
+            };
+            if !allowed {
+                let what = if used_is_section { "section" } else { "crate" };
+                problems.push(format!("{} ({}) depends on the {what} {used}", krate.name, krate.folder));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let core = crates.iter().find(|c| c.name == "dashboard-core").unwrap();
+    assert!(core.uses.is_empty(), "the core depends on {:?}", core.uses);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

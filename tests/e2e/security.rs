@@ -124,17 +124,17 @@ async fn wrong_second_factor_codes_count_towards_the_lockout(app: TestApp) {
 story!(without_the_second_factor_only_exempt_permissions_work);
 async fn without_the_second_factor_only_exempt_permissions_work(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    app.user_with_phone(company, "sam", BuiltinRole::Operations, Some(PHONE)).await;
     let response = api_sign_in(&app, "sam", PASSWORD).await;
     let session: Value = response.json().await.unwrap();
     assert_eq!(session["status"], "second_factor_setup_required");
-    // Exactly Support's exempt permissions now; the others wait for the second factor.
+    // Exactly Operations' exempt permissions now; the others wait for the second factor.
     let registry = app.state.registry;
     let (exempt, needing): (Vec<&str>, Vec<&str>) = registry
-        .default_permissions(BuiltinRole::Support)
+        .default_permissions(BuiltinRole::Operations)
         .into_iter()
         .partition(|code| registry.permission(code).is_some_and(|p| p.second_factor_exempt));
-    assert!(exempt.contains(&"profile.edit") && needing.contains(&"example.view"));
+    assert!(exempt.contains(&"profile.edit") && needing.contains(&"analytics.view"));
     assert_eq!(session["permissions"], json!(exempt));
     assert_eq!(session["awaiting_second_factor"], json!(needing));
 
@@ -143,11 +143,11 @@ async fn without_the_second_factor_only_exempt_permissions_work(app: TestApp) {
     let response = app.client.put(app.url("/api/v1/profile")).json(&details).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // Not exempt: refused, saying why; the page guides to the set-up.
-    let response = app.get("/api/v1/example/greeting").await;
+    let response = app.get("/api/v1/analytics/overview").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let problem: Value = response.json().await.unwrap();
     assert!(problem["type"].as_str().unwrap().ends_with("/second-factor-required"));
-    let (status, html) = app.get_text("/example").await;
+    let (status, html) = app.get_text("/analytics").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(html.contains("This needs two-factor authentication"));
     assert!(html.contains("href=\"/profile\""), "the banner links to the set-up");
@@ -156,8 +156,10 @@ async fn without_the_second_factor_only_exempt_permissions_work(app: TestApp) {
 story!(the_second_factor_is_set_up_through_the_api_and_then_asked_at_sign_in);
 async fn the_second_factor_is_set_up_through_the_api_and_then_asked_at_sign_in(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    app.user_with_phone(company, "sam", BuiltinRole::Support, Some(PHONE)).await;
+    // Operations holds analytics.view, which needs the second factor.
+    app.user_with_phone(company, "sam", BuiltinRole::Operations, Some(PHONE)).await;
     api_sign_in(&app, "sam", PASSWORD).await;
+    assert_eq!(app.get("/api/v1/analytics/overview").await.status(), StatusCode::FORBIDDEN, "not yet");
 
     let code_without_sms = json!({ "code": "123456" });
     let response = app.client.post(app.url("/api/v1/profile/second-factor/activation")).json(&code_without_sms).send();
@@ -188,7 +190,7 @@ async fn the_second_factor_is_set_up_through_the_api_and_then_asked_at_sign_in(a
     let codes: Value = response.json().await.unwrap();
     assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
     // The renewed session carries every permission.
-    assert_eq!(app.get("/api/v1/example/greeting").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/api/v1/analytics/overview").await.status(), StatusCode::OK);
 
     // The next sign-in asks for the code; a recovery code works once.
     let fresh = app.another_browser();
@@ -235,7 +237,8 @@ async fn a_totp_code_is_accepted_once_even_when_sent_concurrently(app: TestApp) 
 story!(the_idle_timeout_is_five_minutes_for_sessions_that_need_the_second_factor);
 async fn the_idle_timeout_is_five_minutes_for_sessions_that_need_the_second_factor(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
-    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    // Operations holds analytics.view, which needs the second factor.
+    app.sign_in_with_second_factor(company, "olga", BuiltinRole::Operations).await;
     assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::OK);
     idle_for(&app, 4).await;
     assert_eq!(app.get("/api/v1/session").await.status(), StatusCode::OK, "4 minutes idle is fine");
@@ -244,7 +247,7 @@ async fn the_idle_timeout_is_five_minutes_for_sessions_that_need_the_second_fact
     let left: i64 = query!(app, conn => sessions::table.count().get_result::<i64>(conn).await);
     assert_eq!(left, 0, "the idle session was deleted");
 
-    // A session with exempt permissions only has the configured timeout (30 minutes).
+    // A session with exempt permissions only (Support's) has the configured timeout (30 minutes).
     let other = app.another_browser();
     app.user(company, "felix", BuiltinRole::Support).await;
     api_sign_in(&other, "felix", PASSWORD).await;

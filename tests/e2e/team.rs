@@ -74,12 +74,12 @@ story!(deactivation_ends_sessions_and_tokens_at_once);
 async fn deactivation_ends_sessions_and_tokens_at_once(app: TestApp) {
     let (company, _) = app.company("Acme", &["Shop"]).await;
     let sam = app.another_browser();
-    sam.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    sam.sign_in_with_second_factor(company, "sam", BuiltinRole::Operations).await;
     let (_, created) =
-        post_json(&sam, "/api/v1/profile/tokens", json!({ "name": "t", "scopes": ["example.view"] })).await;
+        post_json(&sam, "/api/v1/profile/tokens", json!({ "name": "t", "scopes": ["analytics.view"] })).await;
     let token = created["token"].as_str().unwrap().to_owned();
     let bearer = |app: &TestApp| {
-        let request = app.another_client().get(app.url("/api/v1/example/greeting"));
+        let request = app.another_client().get(app.url("/api/v1/analytics/overview"));
         request.header(AUTHORIZATION, format!("Bearer {token}")).send()
     };
     assert_eq!(bearer(&app).await.unwrap().status(), StatusCode::OK);
@@ -267,7 +267,8 @@ story!(a_second_factor_reset_lets_the_user_set_it_up_again);
 async fn a_second_factor_reset_lets_the_user_set_it_up_again(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
     let sam = app.another_browser();
-    sam.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    // Operations holds analytics.view, which needs the second factor: Sam must set it up again.
+    sam.sign_in_with_second_factor(company, "sam", BuiltinRole::Operations).await;
     app.sign_in_with_second_factor(company, "admin", BuiltinRole::MerchantAdmin).await;
     let (_, users) = get_json(&app, "/api/v1/team/users?q=sam").await;
     let id = users["items"][0]["id"].as_i64().unwrap();

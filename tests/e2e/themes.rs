@@ -34,13 +34,15 @@ async fn a_theme_folder_overrides_a_section_template_and_a_stylesheet() {
     let folder = std::env::temp_dir().join(format!("dashboard-theme-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(folder.join("templates/example")).unwrap();
     std::fs::create_dir_all(folder.join("static")).unwrap();
-    std::fs::write(folder.join("templates/example/index.hbs"), "<h1>Branded example for {{company}}</h1>").unwrap();
+    std::fs::write(folder.join("templates/example/index.hbs"), "<h1>Branded example for {{greeting.company}}</h1>")
+        .unwrap();
     std::fs::write(folder.join("static/theme.css"), ":root { --primary: #ff6600; }").unwrap();
 
     let options = TestOptions { theme_dir: Some(folder.clone()), ..TestOptions::default() };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
     let (company, _) = app.company("Acme", &[]).await;
-    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    // Only the merchant admin may open the example section.
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
     assert!(app.get_text("/example").await.1.contains("<h1>Branded example for Acme</h1>"));
     assert!(stylesheet(&app, "theme.css").await.contains("#ff6600"));
     std::fs::remove_dir_all(folder).unwrap();

@@ -22,19 +22,19 @@ async fn bearer_get(app: &TestApp, token: &str, path: &str) -> dashboard_tests::
 story!(a_token_acts_with_its_scopes_and_stops_when_revoked);
 async fn a_token_acts_with_its_scopes_and_stops_when_revoked(app: TestApp) {
     let (company, _) = app.company("Acme", &["Shop"]).await;
-    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
-    let (status, created) = create_token(&app, json!({ "name": "back office", "scopes": ["example.view"] })).await;
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Operations).await;
+    let (status, created) = create_token(&app, json!({ "name": "back office", "scopes": ["analytics.view"] })).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let token = created["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("dsh_"));
 
-    let response = bearer_get(&app, &token, "/api/v1/example/greeting").await;
+    let response = bearer_get(&app, &token, "/api/v1/analytics/overview").await;
     assert_eq!(response.status(), StatusCode::OK);
     // Outside its scopes: profile.edit is Sam's, but not the token's.
     let response = bearer_get(&app, &token, "/api/v1/profile/tokens").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(
-        bearer_get(&app, "dsh_not-a-token", "/api/v1/example/greeting").await.status(),
+        bearer_get(&app, "dsh_not-a-token", "/api/v1/analytics/overview").await.status(),
         StatusCode::UNAUTHORIZED
     );
 
@@ -49,7 +49,7 @@ async fn a_token_acts_with_its_scopes_and_stops_when_revoked(app: TestApp) {
     let id = created["info"]["id"].as_i64().unwrap();
     let response = app.client.delete(app.url(&format!("/api/v1/profile/tokens/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(bearer_get(&app, &token, "/api/v1/example/greeting").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(bearer_get(&app, &token, "/api/v1/analytics/overview").await.status(), StatusCode::UNAUTHORIZED);
 }
 
 story!(a_token_cannot_exceed_its_owner_or_skip_the_second_factor);
@@ -62,10 +62,10 @@ async fn a_token_cannot_exceed_its_owner_or_skip_the_second_factor(app: TestApp)
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
 
     let other = app.another_browser();
-    other.user(company, "sam", BuiltinRole::Support).await;
+    other.user(company, "sam", BuiltinRole::Operations).await;
     other.sign_in("sam", PASSWORD).await;
-    // Sam holds example.view, but this session has not passed the second factor.
-    let (status, problem) = create_token(&other, json!({ "name": "x", "scopes": ["example.view"] })).await;
+    // Sam holds analytics.view, but this session has not passed the second factor.
+    let (status, problem) = create_token(&other, json!({ "name": "x", "scopes": ["analytics.view"] })).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(problem["type"].as_str().unwrap().ends_with("/second-factor-required"));
     // Exempt scopes are fine without it.
@@ -82,21 +82,28 @@ async fn a_token_sees_only_its_projects_and_ends_at_its_expiry(app: TestApp) {
     let (company, projects) = app.company("Acme", &["Shop", "App"]).await;
     let (other_company, other_projects) = app.company("Globex", &["Store"]).await;
     let _ = other_company;
-    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
-    let body = json!({ "name": "shop only", "scopes": ["example.view"], "project_ids": [projects[0]] });
+    app.sign_in_with_second_factor(company, "sam", BuiltinRole::Operations).await;
+    // Sam sees both projects; the token only the one it was given.
+    let overview: Value = app.get("/api/v1/analytics/overview").await.json().await.unwrap();
+    let mut seen: Vec<i64> = serde_json::from_value(overview["period"]["projects"].clone()).unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, projects);
+    let body = json!({ "name": "shop only", "scopes": ["analytics.view"], "project_ids": [projects[0]] });
     let (_, created) = create_token(&app, body).await;
-    let greeting: Value =
-        bearer_get(&app, created["token"].as_str().unwrap(), "/api/v1/example/greeting").await.json().await.unwrap();
-    assert_eq!(greeting["visible_projects"], 1);
+    let overview: Value =
+        bearer_get(&app, created["token"].as_str().unwrap(), "/api/v1/analytics/overview").await.json().await.unwrap();
+    assert_eq!(overview["period"]["projects"], json!([projects[0]]));
 
-    let foreign = json!({ "name": "x", "scopes": ["example.view"], "project_ids": [other_projects[0]] });
+    let foreign = json!({ "name": "x", "scopes": ["analytics.view"], "project_ids": [other_projects[0]] });
     assert_eq!(create_token(&app, foreign).await.0, StatusCode::BAD_REQUEST, "another company's project");
 
-    let (_, expiring) =
-        create_token(&app, json!({ "name": "soon", "scopes": ["example.view"], "expires_at": "2099-01-01T00:00:00Z" }))
-            .await;
+    let (_, expiring) = create_token(
+        &app,
+        json!({ "name": "soon", "scopes": ["analytics.view"], "expires_at": "2099-01-01T00:00:00Z" }),
+    )
+    .await;
     let token = expiring["token"].as_str().unwrap();
-    assert_eq!(bearer_get(&app, token, "/api/v1/example/greeting").await.status(), StatusCode::OK);
+    assert_eq!(bearer_get(&app, token, "/api/v1/analytics/overview").await.status(), StatusCode::OK);
     let past = dashboard_core::time::now() - chrono::TimeDelta::seconds(1);
     let id = expiring["info"]["id"].as_i64().unwrap();
     query!(app, conn => {
@@ -105,7 +112,7 @@ async fn a_token_sees_only_its_projects_and_ends_at_its_expiry(app: TestApp) {
     // The expiry was moved behind the application's back, as another process would: the
     // token's principal may be reused for up to a second, unless forgotten.
     app.state.token_principals.forget_all();
-    assert_eq!(bearer_get(&app, token, "/api/v1/example/greeting").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(bearer_get(&app, token, "/api/v1/analytics/overview").await.status(), StatusCode::UNAUTHORIZED);
 }
 
 story!(a_token_cannot_manage_tokens_or_the_second_factor);

@@ -259,6 +259,11 @@ impl TestApp {
         new_client()
     }
 
+    /// The same application through `client` (e.g. one whose cookie jar outlives it).
+    pub fn with_client(self, client: reqwest::Client) -> TestApp {
+        TestApp { client, ..self }
+    }
+
     /// The same application seen from another browser, with its own cookies.
     pub fn another_browser(&self) -> TestApp {
         TestApp { client: new_client(), ..self.clone() }

@@ -1,22 +1,30 @@
-//! Benchmark runner: `cargo run --release -p dashboard-bench -- [--payments N] [--requests N]`.
+//! Benchmark runner: `cargo run --release -p dashboard-bench -- [--payments N]
+//! [--seconds S] [--only analytics]`.
 //!
-//! On a fresh database with N payments (default 1,000,000) written in bulk, it measures
-//! end to end, over HTTP like a browser or an integrator: the registry's first page and
-//! a filtered page (complete HTML), search by card last 4 and by e-mail, CSV export
-//! throughput and the process's peak memory during the export, and API payment creation
-//! under 8, 16 and 32 concurrent clients. Each figure is printed with the bare SQL query
-//! (or insert) of the same rows, measured in the same run. Then the analytics: the time to
-//! build the rollups, the overview page (KPIs and its charts) and each breakdown's page,
-//! against the direct aggregation of the same figures over the payments and operations.
-//! SQLite always; PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints
-//! figures; it asserts nothing. `--only analytics` skips the registry, export and API.
+//! On a fresh database with N payments (default 1,000,000) written in bulk, it starts the
+//! dashboard as a process of its own and measures it from outside, over HTTP like a
+//! browser or an integrator: the registry's first page and a filtered page (complete
+//! HTML), search by card last 4 and by e-mail, CSV export throughput and the server's peak
+//! memory during the export, and API purchases under 8, 16 and 32 connections through
+//! `wrk` (requests/s and latency up to p99.9, the server's resident memory read from
+//! `/proc`). Each figure is printed with the bare SQL query (or insert) of the same rows,
+//! measured in the same run. Then the analytics: the time to build the rollups, the
+//! overview page (KPIs and its charts) and each breakdown's page, against the direct
+//! aggregation of the same figures over the payments and operations. SQLite always;
+//! PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it
+//! asserts nothing. `--only analytics` skips the registry, export and API.
 #![allow(clippy::unwrap_used)]
 
+mod server;
+mod wrk;
+
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashboard_core::BuiltinRole;
-use dashboard_core::db::DbConn;
 use dashboard_core::db::prelude::SimpleAsyncConnection;
+use dashboard_core::db::{DbConn, DbPool};
 use dashboard_overview::charts::Chart;
 use dashboard_overview::measures::Dimension;
 use dashboard_overview::scope::{Filters, Scope};
@@ -24,6 +32,8 @@ use dashboard_overview::{direct, rollup};
 use dashboard_sandbox::history;
 use dashboard_tests::{Backend, TestApp};
 use serde_json::json;
+
+use crate::server::Server;
 
 const SAMPLES: usize = 200;
 
@@ -43,11 +53,17 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     (at(0.5), at(0.95), at(0.99))
 }
 
-async fn timed_gets(app: &TestApp, path: &str) -> Vec<Duration> {
+/// The signed-in browser of the benchmark and the server it talks to.
+struct Browser {
+    client: reqwest::Client,
+    server: Server,
+}
+
+async fn timed_gets(browser: &Browser, path: &str) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = browser.client.get(browser.server.url(path)).send().await.unwrap();
         assert!(response.status().is_success(), "{path}: {}", response.status());
         response.bytes().await.unwrap();
         samples.push(started.elapsed());
@@ -55,8 +71,8 @@ async fn timed_gets(app: &TestApp, path: &str) -> Vec<Duration> {
     samples
 }
 
-async fn timed_sql(app: &TestApp, sql: &str, times: usize) -> Vec<Duration> {
-    let mut conn = app.state.db.get().await.unwrap();
+async fn timed_sql(db: &DbPool, sql: &str, times: usize) -> Vec<Duration> {
+    let mut conn = db.get().await.unwrap();
     let mut samples = Vec::with_capacity(times);
     for _ in 0..times {
         let started = Instant::now();
@@ -69,30 +85,13 @@ async fn timed_sql(app: &TestApp, sql: &str, times: usize) -> Vec<Duration> {
     samples
 }
 
-/// Peak resident memory of this process since the last reset, in MiB.
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-fn reset_peak() {
-    // "5" resets the peak resident set size (Linux ≥ 4.0).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 const COLUMNS: &str = "id, public_id, project_id, kind, method, status, currency, amount, merchant_order_id, \
                        customer_email, customer_country, card_brand, card_last4, decline_reason, created_at";
 
 /// The analytics pages against the direct aggregation of the same figures.
-async fn analytics(app: &TestApp, projects: &[i64]) {
-    // What the API calls created meanwhile: the rollups as the running job keeps them.
-    rollup::catch_up(&app.state.db).await.unwrap();
+async fn analytics(browser: &Browser, db: &DbPool, projects: &[i64]) {
+    // What the API calls created meanwhile: the rollups as the server's job keeps them.
+    rollup::catch_up(db).await.unwrap();
     for period in ["30d", "previous_month", "7d"] {
         let filters = Filters { period: Some(period.to_owned()), ..Filters::default() };
         let scope = Scope::of(rollup::UTC, false, dashboard_core::time::now(), projects, &filters).unwrap();
@@ -108,8 +107,8 @@ async fn analytics(app: &TestApp, projects: &[i64]) {
             }
         }
         for (label, path, dimension) in pages {
-            let (median, p95, _) = stats(timed_gets(app, &path).await);
-            let direct = stats(timed_direct(app, &scope, dimension).await).0;
+            let (median, p95, _) = stats(timed_gets(browser, &path).await);
+            let direct = stats(timed_direct(db, &scope, dimension).await).0;
             println!(
                 "analytics {period:<14} {label:<22} median {:>9}  p95 {:>9}   direct aggregation {:>10}   ratio 1 : {:.0}",
                 ms(median),
@@ -123,46 +122,27 @@ async fn analytics(app: &TestApp, projects: &[i64]) {
 
 /// The same figures aggregated directly (the period's, and for the overview the previous
 /// period's too).
-async fn timed_direct(app: &TestApp, scope: &Scope, dimension: Option<Dimension>) -> Vec<Duration> {
+async fn timed_direct(db: &DbPool, scope: &Scope, dimension: Option<Dimension>) -> Vec<Duration> {
     let mut samples = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        direct::measures(&app.state.db, scope, scope.from, scope.to, dimension).await.unwrap();
+        direct::measures(db, scope, scope.from, scope.to, dimension).await.unwrap();
         if dimension.is_none() {
-            direct::measures(&app.state.db, scope, scope.previous_from, scope.previous_to, None).await.unwrap();
+            direct::measures(db, scope, scope.previous_from, scope.previous_to, None).await.unwrap();
         }
         samples.push(started.elapsed());
     }
     samples
 }
 
-async fn run(backend: Backend, payments: usize, requests: usize) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
-    let (company, projects) = app.company("Bench Merchant", &["Web shop", "Mobile app", "Marketplace"]).await;
-    let started = Instant::now();
-    history::generate_history(&app.state.db, company, &projects, payments, 180, 7).await.unwrap();
-    println!("\n{backend:?}: {payments} payments written in {:.1} s", started.elapsed().as_secs_f64());
-    if backend == Backend::Sqlite {
-        // Measure a settled database: the bulk load's WAL copied into the file first
-        // (the background checkpoint would otherwise compete with the first figures).
-        timed_sql(&app, "PRAGMA wal_checkpoint(TRUNCATE)", 1).await;
-    }
-    let started = Instant::now();
-    let days = rollup::rebuild(&app.state.db).await.unwrap();
-    println!("analytics rollups          {days} days built in {:.1} s", started.elapsed().as_secs_f64());
-    app.sign_in_with_second_factor(company, "bench", BuiltinRole::MerchantAdmin).await;
-    if only_analytics() {
-        analytics(&app, &projects).await;
-        remove_database(app);
-        return;
-    }
-
+/// The registry's pages and searches, each with the bare SQL of its rows.
+fn page_cases(company: i64) -> Vec<(&'static str, String, String)> {
     let page = |filter: &str| {
         format!(
             "SELECT {COLUMNS} FROM payments WHERE company_id = {company}{filter} ORDER BY created_at DESC, id DESC LIMIT 51"
         )
     };
-    let cases = [
+    vec![
         ("registry, first page", "/payments".to_owned(), page("")),
         (
             "registry, filtered page",
@@ -175,42 +155,45 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
             "/payments?q=customer123@example.com".to_owned(),
             page(" AND customer_email = 'customer123@example.com'"),
         ),
-    ];
-    for (label, path, sql) in cases {
-        let (median, p95, _) = stats(timed_gets(&app, &path).await);
-        let (bare, bare_p95, _) = stats(timed_sql(&app, &sql, SAMPLES).await);
-        println!(
-            "{label:<26} median {:>9}  p95 {:>9}   bare SQL median {:>9} p95 {:>9}   ratio {:>6.1}×",
-            ms(median),
-            ms(p95),
-            ms(bare),
-            ms(bare_p95),
-            median.as_secs_f64() / bare.as_secs_f64().max(1e-9)
-        );
-    }
+    ]
+}
 
-    // Three times: on this shared machine one run can be off by a third.
-    for run in 1..=3 {
-        reset_peak();
-        let before = peak_mib();
-        let started = Instant::now();
-        let rows = exported_rows(&app).await;
-        let elapsed = started.elapsed();
-        let peak = peak_mib();
-        let bare_sql =
-            format!("SELECT {COLUMNS} FROM payments WHERE company_id = {company} ORDER BY created_at DESC, id DESC");
-        let bare = stats(timed_sql(&app, &bare_sql, 1).await).0;
-        println!(
-            "CSV export, run {run}          {rows} rows in {:.2} s = {:.0} rows/s; bare SQL {:.0} rows/s; ratio {:.1}×; peak memory of the process {:.0} MiB (before the export {:.0} MiB)",
-            elapsed.as_secs_f64(),
-            rows as f64 / elapsed.as_secs_f64(),
-            rows as f64 / bare.as_secs_f64(),
-            elapsed.as_secs_f64() / bare.as_secs_f64(),
-            peak,
-            before
-        );
-    }
+/// What the benchmark prepared in process before the server starts on its own.
+struct Prepared {
+    company: i64,
+    projects: Vec<i64>,
+    client: reqwest::Client,
+    token: String,
+    /// Bare SQL medians of the page cases, the bare export, and single-row inserts per
+    /// second, measured on the settled database.
+    bare_pages: Vec<(Duration, Duration)>,
+    bare_export: Duration,
+    bare_inserts_per_second: f64,
+}
 
+/// Writes the history, builds the rollups, signs a merchant admin in (with the second
+/// factor) and creates an API token, in process; then measures the bare SQL figures.
+async fn prepare(app: TestApp, payments: usize, inserts: usize) -> (Prepared, String, std::path::PathBuf) {
+    // The benchmark's own cookie jar, so that the session outlives the in-process server.
+    let client = reqwest::Client::builder()
+        .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let app = app.with_client(client.clone());
+    let (company, projects) = app.company("Bench Merchant", &["Web shop", "Mobile app", "Marketplace"]).await;
+    let started = Instant::now();
+    history::generate_history(&app.state.db, company, &projects, payments, 180, 7).await.unwrap();
+    println!("\n{:?}: {payments} payments written in {:.1} s", app.backend, started.elapsed().as_secs_f64());
+    if app.backend == Backend::Sqlite {
+        // Measure a settled database: the bulk load's WAL copied into the file first
+        // (the background checkpoint would otherwise compete with the first figures).
+        timed_sql(&app.state.db, "PRAGMA wal_checkpoint(TRUNCATE)", 1).await;
+    }
+    let started = Instant::now();
+    let days = rollup::rebuild(&app.state.db).await.unwrap();
+    println!("analytics rollups          {days} days built in {:.1} s", started.elapsed().as_secs_f64());
+    app.sign_in_with_second_factor(company, "bench", BuiltinRole::MerchantAdmin).await;
     let token: serde_json::Value = app
         .client
         .post(app.url("/api/v1/profile/tokens"))
@@ -222,40 +205,130 @@ async fn run(backend: Backend, payments: usize, requests: usize) {
         .await
         .unwrap();
     let token = token["token"].as_str().unwrap().to_owned();
-    let body = json!({
-        "project_id": projects[0], "amount": { "amount": 1_999, "currency": "EUR" },
-        "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
-    });
-    let inserts: Vec<String> = (0..requests)
-        .map(|i| {
-            format!(
-                "INSERT INTO payments (public_id, company_id, project_id, kind, flow, method, status, currency, amount, \
-                 created_at, updated_at) VALUES ('pay_bare{i:010}', {company}, {}, 'purchase', 'one_step', 'card', \
-                 'completed', 'EUR', 1999, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-                projects[0]
-            )
-        })
-        .collect();
-    let bare_started = Instant::now();
-    for insert in &inserts {
-        timed_sql(&app, insert, 1).await;
+
+    let mut bare_pages = Vec::new();
+    for (_, _, sql) in page_cases(company) {
+        let (median, p95, _) = stats(timed_sql(&app.state.db, &sql, SAMPLES).await);
+        bare_pages.push((median, p95));
     }
-    let bare = bare_started.elapsed();
-    // Latency under load is concurrency over throughput: several loads show both.
-    for workers in [8, 16, 32] {
-        let (elapsed, samples) = create_payments(&app, &token, &body, requests, workers).await;
-        let (median, _, p99) = stats(samples);
+    let export_sql =
+        format!("SELECT {COLUMNS} FROM payments WHERE company_id = {company} ORDER BY created_at DESC, id DESC");
+    let bare_export = stats(timed_sql(&app.state.db, &export_sql, 1).await).0;
+    let started = Instant::now();
+    for i in 0..inserts {
+        let insert = format!(
+            "INSERT INTO payments (public_id, company_id, project_id, kind, flow, method, status, currency, amount, \
+             created_at, updated_at) VALUES ('pay_bare{i:010}', {company}, {}, 'purchase', 'one_step', 'card', \
+             'completed', 'EUR', 1999, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            projects[0]
+        );
+        timed_sql(&app.state.db, &insert, 1).await;
+    }
+    let bare_inserts_per_second = inserts as f64 / started.elapsed().as_secs_f64();
+    let (database_url, dir) = (app.database_url.clone(), app.dir.clone());
+    let prepared = Prepared { company, projects, client, token, bare_pages, bare_export, bare_inserts_per_second };
+    drop(app);
+    // The in-process server finishes its requests and jobs before the real one starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (prepared, database_url, dir)
+}
+
+async fn run(backend: Backend, payments: usize, seconds: u64) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let (prepared, database_url, dir) = prepare(app, payments, 2_000).await;
+    let server = Server::start(&database_url, &dir).await;
+    let (rss, _) = server.memory_mib();
+    println!("server started as its own process: resident memory {rss:.0} MiB");
+    let browser = Browser { client: prepared.client.clone(), server };
+    let db = DbPool::connect(&database_url, 2).await.unwrap();
+    if !only_analytics() {
+        pages(&browser, &prepared).await;
+        export(&browser, &prepared).await;
+        purchases(&browser, &prepared, seconds);
+    }
+    analytics(&browser, &db, &prepared.projects).await;
+    drop(db);
+    browser.server.stop();
+    remove_database(&database_url);
+}
+
+async fn pages(browser: &Browser, prepared: &Prepared) {
+    for ((label, path, _), (bare, bare_p95)) in page_cases(prepared.company).into_iter().zip(&prepared.bare_pages) {
+        let mut samples = timed_gets(browser, &path).await;
+        samples.sort();
+        let (median, p95, p99) = stats(samples);
         println!(
-            "API payment creation       {requests} requests, {workers:>2} concurrent: {:.0} req/s, median {}, p99 {}; bare single-row insert {:.0} rows/s; ratio {:.1}×",
-            requests as f64 / elapsed.as_secs_f64(),
+            "{label:<26} median {:>9}  p95 {:>9}  p99 {:>9}   bare SQL median {:>9} p95 {:>9}   ratio {:>6.1}×",
             ms(median),
+            ms(p95),
             ms(p99),
-            requests as f64 / bare.as_secs_f64(),
-            elapsed.as_secs_f64() / bare.as_secs_f64()
+            ms(*bare),
+            ms(*bare_p95),
+            median.as_secs_f64() / bare.as_secs_f64().max(1e-9)
         );
     }
-    analytics(&app, &projects).await;
-    remove_database(app);
+}
+
+/// Three times: on this shared machine one run can be off by a third.
+async fn export(browser: &Browser, prepared: &Prepared) {
+    for run in 1..=3 {
+        browser.server.reset_peak();
+        let (before, _) = browser.server.memory_mib();
+        let started = Instant::now();
+        let rows = exported_rows(browser).await;
+        let elapsed = started.elapsed();
+        let (_, peak) = browser.server.memory_mib();
+        let bare = prepared.bare_export.as_secs_f64();
+        println!(
+            "CSV export, run {run}          {rows} rows in {:.2} s = {:.0} rows/s; bare SQL {:.0} rows/s; ratio {:.1}×; server's peak memory {peak:.0} MiB (before the export {before:.0} MiB)",
+            elapsed.as_secs_f64(),
+            rows as f64 / elapsed.as_secs_f64(),
+            rows as f64 / bare,
+            elapsed.as_secs_f64() / bare,
+        );
+    }
+}
+
+/// Latency under load is concurrency over throughput: several loads show both.
+fn purchases(browser: &Browser, prepared: &Prepared, seconds: u64) {
+    if !wrk::available() {
+        println!("API purchases              skipped: install wrk (apt-get install wrk) to load the API from outside");
+        return;
+    }
+    let body = json!({
+        "project_id": prepared.projects[0], "amount": { "amount": 1_999, "currency": "EUR" },
+        "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    })
+    .to_string();
+    let url = browser.server.url("/api/v1/payments");
+    for connections in connection_counts() {
+        browser.server.reset_peak();
+        let load = wrk::purchases(&url, &prepared.token, &body, connections, seconds);
+        let (rss, peak) = browser.server.memory_mib();
+        let [p50, p90, p99, p999, max] = load.latency_us.map(Duration::from_micros);
+        println!(
+            "API purchases, {connections:>2} connections: {:.0}/s ({} in {:.1} s, {} failed); latency p50 {} p90 {} p99 {} p99.9 {} max {}; server memory {rss:.0} MiB (peak {peak:.0}); bare single-row insert {:.0}/s",
+            load.per_second(),
+            load.requests,
+            load.seconds,
+            load.failed,
+            ms(p50),
+            ms(p90),
+            ms(p99),
+            ms(p999),
+            ms(max),
+            prepared.bare_inserts_per_second,
+        );
+    }
+}
+
+fn connection_counts() -> Vec<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--connections")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![8, 16, 32])
 }
 
 fn only_analytics() -> bool {
@@ -263,10 +336,9 @@ fn only_analytics() -> bool {
     args.windows(2).any(|pair| pair[0] == "--only" && pair[1] == "analytics")
 }
 
-/// The rows of the registry's CSV export, read as a stream and only counted, so that
-/// the peak memory is the server's.
-async fn exported_rows(app: &TestApp) -> usize {
-    let mut response = app.client.get(app.url("/payments/export.csv")).send().await.unwrap();
+/// The rows of the registry's CSV export, read as a stream and only counted.
+async fn exported_rows(browser: &Browser) -> usize {
+    let mut response = browser.client.get(browser.server.url("/payments/export.csv")).send().await.unwrap();
     let mut lines = 0;
     while let Some(chunk) = response.chunk().await.unwrap() {
         lines += chunk.iter().filter(|b| **b == b'\n').count();
@@ -274,64 +346,29 @@ async fn exported_rows(app: &TestApp) -> usize {
     lines.saturating_sub(1)
 }
 
-/// `requests` purchases through the API by `workers` clients at once, each with a new
-/// Idempotency-Key: the time they all took and each one's latency.
-async fn create_payments(
-    app: &TestApp,
-    token: &str,
-    body: &serde_json::Value,
-    requests: usize,
-    workers: usize,
-) -> (Duration, Vec<Duration>) {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..workers {
-        let (client, url, token, body) =
-            (reqwest::Client::new(), app.url("/api/v1/payments"), token.to_owned(), body.clone());
-        let share = requests / workers + usize::from(worker < requests % workers);
-        tasks.spawn(async move {
-            let mut samples = Vec::with_capacity(share);
-            for _ in 0..share {
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status().as_u16(), 201);
-                response.bytes().await.unwrap();
-                samples.push(sent.elapsed());
-            }
-            samples
-        });
-    }
-    let mut samples = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        samples.extend(done.unwrap());
-    }
-    (started.elapsed(), samples)
-}
-
 /// A million payments take gigabytes: the benchmark's SQLite file goes when it is done.
-fn remove_database(app: TestApp) {
-    let path = app.database_url.strip_prefix("sqlite://").map(str::to_owned);
-    drop(app);
-    if let Some(path) = path {
+fn remove_database(database_url: &str) {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let payments = arg("--payments", 1_000_000);
-    let requests = arg("--requests", 4_000);
-    run(Backend::Sqlite, payments, requests).await;
-    if std::env::var_os("DASHBOARD_TEST_POSTGRES").is_some() {
-        run(Backend::Postgres, payments, requests).await;
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The server under measurement: this program started again as the dashboard.
+    if args.get(1).is_some_and(|arg| arg == "dashboard") {
+        return dashboard::cli::main_from(args.into_iter().skip(1));
     }
+    let payments = arg("--payments", 1_000_000);
+    let seconds = arg("--seconds", 10) as u64;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        run(Backend::Sqlite, payments, seconds).await;
+        if std::env::var_os("DASHBOARD_TEST_POSTGRES").is_some() {
+            run(Backend::Postgres, payments, seconds).await;
+        }
+    });
+    ExitCode::SUCCESS
 }
