@@ -1,6 +1,8 @@
 # Starts a throwaway PostgreSQL 15 cluster for the tests and exports
 # DASHBOARD_TEST_POSTGRES; the cluster is stopped and deleted when the calling shell
 # exits. Source it: `source .ci/postgres.sh`. Also handy on a developer machine.
+# The tests' cluster skips fsync (nothing in it must survive a crash); PG_DURABLE=1
+# keeps PostgreSQL's durable defaults, for benchmarks.
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_DIR=$(mktemp -d /tmp/dashboard-pg.XXXXXX)
@@ -14,10 +16,16 @@ else
   as_pg() { "$@"; }
 fi
 
+if [ "${PG_DURABLE:-0}" = 1 ]; then
+  PG_SPEED=""
+else
+  PG_SPEED="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
+
 as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >"$PG_DIR/initdb.log" 2>&1 ||
   { cat "$PG_DIR/initdb.log"; return 1; }
 as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w start \
-  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 $PG_SPEED" \
   >/dev/null || { cat "$PG_DIR/server.log"; return 1; }
 
 stop_postgres() {

@@ -8,6 +8,7 @@
 //! (one atomic update, so also under concurrent requests). Secrets are 160 random bits,
 //! encrypted at rest.
 
+use diesel::prelude::{Queryable, Selectable};
 use diesel::result::Error as DieselError;
 use rand::Rng;
 use serde::Serialize;
@@ -72,13 +73,19 @@ fn totp(secret: Vec<u8>, account: &str) -> Result<Totp, AppError> {
         .map_err(|e| AppError::Internal(format!("TOTP set-up failed: {e}")))
 }
 
-type FactorRow = (Option<String>, Option<chrono::NaiveDateTime>);
+/// A user's second factor: the secret (sealed) once set up, and when it was enabled.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = second_factors, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct FactorRow {
+    totp_secret_encrypted: Option<String>,
+    enabled_at: Option<chrono::NaiveDateTime>,
+}
 
 async fn factor_row(state: &AppState, user_id: i64) -> Result<Option<FactorRow>, AppError> {
     Ok(crate::db_run!(state.db, conn => {
         second_factors::table
             .find(user_id)
-            .select((second_factors::totp_secret_encrypted, second_factors::enabled_at))
+            .select(FactorRow::as_select())
             .first(conn)
             .await
             .optional()
@@ -92,7 +99,7 @@ async fn user_phone_and_name(state: &AppState, user_id: i64) -> Result<(Option<S
 }
 
 pub async fn is_enabled(state: &AppState, user_id: i64) -> Result<bool, AppError> {
-    Ok(matches!(factor_row(state, user_id).await?, Some((_, Some(_)))))
+    Ok(matches!(factor_row(state, user_id).await?, Some(FactorRow { enabled_at: Some(_), .. })))
 }
 
 pub async fn status(state: &AppState, user_id: i64) -> Result<SecondFactorStatus, AppError> {
@@ -107,8 +114,8 @@ pub async fn status(state: &AppState, user_id: i64) -> Result<SecondFactorStatus
             .await
     })?;
     Ok(SecondFactorStatus {
-        enabled: matches!(row, Some((_, Some(_)))),
-        awaiting_app_code: matches!(row, Some((Some(_), None))),
+        enabled: matches!(row, Some(FactorRow { enabled_at: Some(_), .. })),
+        awaiting_app_code: matches!(row, Some(FactorRow { totp_secret_encrypted: Some(_), enabled_at: None })),
         phone: phone.as_deref().map(mask_phone),
         recovery_codes_left,
     })
@@ -170,7 +177,10 @@ pub async fn activate(state: &AppState, user_id: i64, sms_code: &str) -> Result<
 
 /// The pending set-up (after the SMS step, before the app's code), to show again.
 pub async fn enrolment(state: &AppState, user_id: i64) -> Result<Option<Enrolment>, AppError> {
-    let Some((Some(sealed), None)) = factor_row(state, user_id).await? else { return Ok(None) };
+    let Some(FactorRow { totp_secret_encrypted: Some(sealed), enabled_at: None }) = factor_row(state, user_id).await?
+    else {
+        return Ok(None);
+    };
     let (_, username) = user_phone_and_name(state, user_id).await?;
     let secret = state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()))?;
     let totp = totp(secret, &username)?;
@@ -182,7 +192,8 @@ pub async fn enrolment(state: &AppState, user_id: i64) -> Result<Option<Enrolmen
 /// Step 3: the first code from the app enables the second factor; returns the recovery
 /// codes, shown once.
 pub async fn enable(state: &AppState, user_id: i64, code: &str) -> Result<Vec<String>, AppError> {
-    let Some((Some(sealed), None)) = factor_row(state, user_id).await? else {
+    let Some(FactorRow { totp_secret_encrypted: Some(sealed), enabled_at: None }) = factor_row(state, user_id).await?
+    else {
         return Err(AppError::BadRequest("Start the set-up first: request the SMS code.".to_owned()));
     };
     let step = matching_step(state, &sealed, code)?.ok_or_else(|| {
@@ -222,7 +233,11 @@ pub async fn enable(state: &AppState, user_id: i64, code: &str) -> Result<Vec<St
 /// Checks a code at sign-in: a TOTP code (each time step once) or an unused recovery
 /// code (used up).
 pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, AppError> {
-    let Some((Some(sealed), Some(_))) = factor_row(state, user_id).await? else { return Ok(false) };
+    let Some(FactorRow { totp_secret_encrypted: Some(sealed), enabled_at: Some(_) }) =
+        factor_row(state, user_id).await?
+    else {
+        return Ok(false);
+    };
     let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
         let Some(step) = matching_step(state, &sealed, &compact)? else { return Ok(false) };

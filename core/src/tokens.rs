@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::{Queryable, Selectable};
 use serde::Serialize;
 
 use crate::audit::{self, AuditEvent};
@@ -112,27 +113,32 @@ pub struct TokenInfo {
     pub revoked: bool,
 }
 
-type TokenRow = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    NaiveDateTime,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-);
+/// A token as its owner's list shows it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_tokens, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct TokenRow {
+    id: i64,
+    name: String,
+    /// Space-separated permission codes.
+    scopes: String,
+    /// Comma-separated project ids; `None`: every project the owner may see.
+    project_ids: Option<String>,
+    created_at: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+    last_used_at: Option<NaiveDateTime>,
+    revoked_at: Option<NaiveDateTime>,
+}
 
-fn info((id, name, scopes, projects, created, expires, used, revoked): TokenRow) -> TokenInfo {
+fn info(row: TokenRow) -> TokenInfo {
     TokenInfo {
-        id,
-        name,
-        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        project_ids: projects.map(|list| parse_ids(&list)),
-        created_at: crate::time::rfc3339(&created),
-        expires_at: expires.as_ref().map(crate::time::rfc3339),
-        last_used_at: used.as_ref().map(crate::time::rfc3339),
-        revoked: revoked.is_some(),
+        id: row.id,
+        name: row.name,
+        scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
+        project_ids: row.project_ids.map(|list| parse_ids(&list)),
+        created_at: crate::time::rfc3339(&row.created_at),
+        expires_at: row.expires_at.as_ref().map(crate::time::rfc3339),
+        last_used_at: row.last_used_at.as_ref().map(crate::time::rfc3339),
+        revoked: row.revoked_at.is_some(),
     }
 }
 
@@ -189,7 +195,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> R
                 api_tokens::created_at.eq(now()),
                 api_tokens::expires_at.eq(new.expires_at),
             ))
-            .returning(COLUMNS)
+            .returning(TokenRow::as_returning())
             .get_result(conn)
             .await
     })?;
@@ -201,33 +207,13 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> R
     Ok((token, info))
 }
 
-const COLUMNS: (
-    api_tokens::id,
-    api_tokens::name,
-    api_tokens::scopes,
-    api_tokens::project_ids,
-    api_tokens::created_at,
-    api_tokens::expires_at,
-    api_tokens::last_used_at,
-    api_tokens::revoked_at,
-) = (
-    api_tokens::id,
-    api_tokens::name,
-    api_tokens::scopes,
-    api_tokens::project_ids,
-    api_tokens::created_at,
-    api_tokens::expires_at,
-    api_tokens::last_used_at,
-    api_tokens::revoked_at,
-);
-
 /// The user's tokens, newest first.
 pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<TokenInfo>, AppError> {
     let rows: Vec<TokenRow> = crate::db_run!(state.db, conn => {
         api_tokens::table
             .filter(api_tokens::user_id.eq(user_id))
             .order(api_tokens::id.desc())
-            .select(COLUMNS)
+            .select(TokenRow::as_select())
             .load(conn)
             .await
     })?;
@@ -269,8 +255,17 @@ pub async fn revoke_all(state: &AppState, user_id: i64) -> Result<usize, AppErro
     Ok(revoked)
 }
 
-/// (id, user, scopes, projects, last used, expiry) of a token that works.
-type LiveToken = (i64, i64, String, Option<String>, Option<NaiveDateTime>, Option<NaiveDateTime>);
+/// A token that works, as a request using it needs it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_tokens, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct LiveToken {
+    id: i64,
+    user_id: i64,
+    scopes: String,
+    project_ids: Option<String>,
+    last_used_at: Option<NaiveDateTime>,
+    expires_at: Option<NaiveDateTime>,
+}
 
 /// The principal a bearer token acts as: the owner's current permissions narrowed to the
 /// token's scopes and projects, with the second factor taken as given.
@@ -289,19 +284,14 @@ pub async fn principal_for_api_token(state: &AppState, token: &str) -> Result<Op
             .filter(api_tokens::token_hash.eq(&hash))
             .filter(api_tokens::revoked_at.is_null())
             .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
-            .select((
-                api_tokens::id,
-                api_tokens::user_id,
-                api_tokens::scopes,
-                api_tokens::project_ids,
-                api_tokens::last_used_at,
-                api_tokens::expires_at,
-            ))
+            .select(LiveToken::as_select())
             .first(conn)
             .await
             .optional()
     })?;
-    let Some((id, user_id, scopes, project_ids, last_used, expires_at)) = row else { return Ok(None) };
+    let Some(LiveToken { id, user_id, scopes, project_ids, last_used_at: last_used, expires_at }) = row else {
+        return Ok(None);
+    };
     let Some(mut principal) = load_principal(state, user_id, true).await? else { return Ok(None) };
     principal.via_api_token = true;
     let scopes: BTreeSet<&str> = scopes.split_whitespace().collect();

@@ -12,9 +12,12 @@
 //! group gets the error and nothing of the group is applied. A writer whose own body
 //! fails is rolled back to its savepoint and does not disturb the others.
 //!
-//! The write connection never checkpoints the WAL into the database file itself (that
-//! copy and its fsync would stall every writer queued behind it): a background task does
-//! it, without blocking writers ([`checkpoint_in_background`]).
+//! A background task copies the WAL into the database file without blocking writers
+//! ([`checkpoint_in_background`]). That copy alone never lets the WAL start over while
+//! writes keep coming (it never catches up with the last frame), so the WAL would grow
+//! without bound; once it holds [`RESTART_FRAMES`], the writer restarts it in a turn of
+//! its own, copying only the little the background task has not copied yet. The WAL file
+//! is never truncated by a writer: cutting a large file back stalled a commit for 140 ms.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,16 +36,13 @@ const MAX_GROUP: usize = 32;
 /// writer that should have committed may have been cancelled (a dropped request).
 const COMMIT_WAIT: Duration = Duration::from_millis(20);
 
-/// How often the background task copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the background task copies the WAL into the database file: often, so that
+/// little is left to copy when the writer restarts the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// The WAL size past which the writer checkpoints it itself (see [`Turn::commit`]).
-const WAL_LIMIT: u64 = 512 * 1024 * 1024;
-
-/// The size the WAL file is cut back to when the WAL starts over: well below
-/// [`WAL_LIMIT`], so that a file once grown past it does not make the writer checkpoint
-/// again and again.
-const WAL_KEPT: u64 = WAL_LIMIT / 8;
+/// The frames (pages) in the WAL past which the writer restarts it: 8,192 frames of 4 KiB
+/// pages, 32 MiB, the WAL file's size in steady use.
+const RESTART_FRAMES: u64 = 8_192;
 
 /// The outcome of a group: `None` while it is open, then committed or the error.
 type Outcome = Option<Result<(), String>>;
@@ -53,7 +53,8 @@ pub struct WriteLane {
     /// Writers queued for the slot: while there are any, a group stays open for them.
     queued: AtomicUsize,
     next_group: AtomicU64,
-    commits: AtomicU64,
+    /// The frames in the WAL at the background task's last copy, all copied or not.
+    wal_frames: AtomicU64,
 }
 
 #[derive(Default)]
@@ -100,7 +101,7 @@ impl WriteLane {
             slot: Mutex::default(),
             queued: AtomicUsize::new(0),
             next_group: AtomicU64::new(1),
-            commits: AtomicU64::new(0),
+            wal_frames: AtomicU64::new(0),
         }
     }
 
@@ -144,13 +145,11 @@ impl Turn<'_> {
             // Its page cache stays valid (no other connection writes), so a large one keeps
             // the indexes' upper pages at hand: 64 MiB. Each writer's savepoint keeps the
             // pages it changes in a sub-journal: in memory, not in a temporary file written
-            // page by page. Once the WAL starts over, the next commit truncates its file to
-            // WAL_KEPT, so that the file's size tells how much the WAL holds (see
-            // `bound_wal`).
-            conn.batch_execute(&format!(
+            // page by page. The WAL file keeps its size when the WAL starts over.
+            conn.batch_execute(
                 "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
-                 PRAGMA journal_size_limit = {WAL_KEPT}"
-            ))
+                 PRAGMA journal_size_limit = -1",
+            )
             .await?;
             self.slot.conn = Some(conn);
         }
@@ -216,20 +215,24 @@ impl Turn<'_> {
         self.bound_wal().await;
     }
 
-    /// Checkpoints the WAL here, blocking the writers meanwhile, once it has grown past
-    /// [`WAL_LIMIT`]: under a sustained flood of writes (a bulk load, a rebuild of the
-    /// analytics) the passive background checkpoint never catches up and the file would
-    /// grow without bound. Looked at every 64 commits.
+    /// Lets the WAL start over once it holds [`RESTART_FRAMES`]: here, the writers
+    /// waiting meanwhile, the rest of the WAL is copied (the background task has copied
+    /// nearly all of it), so that the next write begins the WAL anew. That copy does not
+    /// wait for readers of older frames; should they keep the WAL from starting over
+    /// until it holds four times as much, the copy waits for them (SQLite's busy handler
+    /// sleeps up to tens of milliseconds).
     async fn bound_wal(&mut self) {
-        if !self.lane.commits.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
+        let frames = self.lane.wal_frames.load(Ordering::Relaxed);
+        if frames < RESTART_FRAMES {
             return;
         }
-        let size = std::fs::metadata(format!("{}-wal", self.lane.path)).map(|m| m.len()).unwrap_or(0);
-        if size > WAL_LIMIT
-            && let Some(conn) = self.slot.conn.as_mut()
-            && let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(RESTART)").await
+        // Until the background task counts again.
+        self.lane.wal_frames.store(0, Ordering::Relaxed);
+        let mode = if frames < 4 * RESTART_FRAMES { "PASSIVE" } else { "RESTART" };
+        if let Some(conn) = self.slot.conn.as_mut()
+            && let Err(error) = conn.batch_execute(&format!("PRAGMA wal_checkpoint({mode})")).await
         {
-            tracing::warn!(%error, "the WAL could not be checkpointed");
+            tracing::warn!(%error, "the WAL could not be copied");
         }
     }
 
@@ -285,13 +288,32 @@ pub async fn checkpoint_in_background(path: String, lane: Weak<WriteLane>) {
         if conn.is_none() {
             conn = establish_sqlite(path.clone()).await.ok();
         }
-        if let Some(c) = conn.as_mut()
-            && let Err(error) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").await
+        let Some(c) = conn.as_mut() else { continue };
+        match diesel_async::RunQueryDsl::get_result::<Checkpoint>(
+            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)"),
+            c,
+        )
+        .await
         {
-            tracing::warn!(%error, "the WAL checkpoint failed; retrying on a new connection");
-            conn = None;
+            Ok(checkpoint) => {
+                if let Some(lane) = lane.upgrade() {
+                    lane.wal_frames.store(u64::try_from(checkpoint.log).unwrap_or(0), Ordering::Relaxed);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the WAL checkpoint failed; retrying on a new connection");
+                conn = None;
+            }
         }
     }
+}
+
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(diesel::QueryableByName)]
+struct Checkpoint {
+    /// The frames in the WAL (-1 when it could not be read).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
 }
 
 fn lane_error(message: String) -> DieselError {

@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use dashboard_core::auth::Principal;
 use dashboard_core::time::{now, rfc3339};
 use dashboard_core::{AppError, AppState};
+use diesel::prelude::{Queryable, Selectable};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 
@@ -56,10 +57,26 @@ fn check(board: &NewBoard) -> Result<(String, String, String), AppError> {
     Ok((name.to_owned(), filters.query(), charts))
 }
 
-type BoardRow = (i64, String, String, String, NaiveDateTime);
+/// A saved board as it is stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = analytics_boards, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct BoardRow {
+    id: i64,
+    name: String,
+    query: String,
+    /// The chart keys, as a JSON array.
+    charts: String,
+    updated_at: NaiveDateTime,
+}
 
-fn board_of((id, name, query, charts, updated): BoardRow) -> Board {
-    Board { id, name, query, charts: serde_json::from_str(&charts).unwrap_or_default(), updated_at: rfc3339(&updated) }
+fn board_of(row: BoardRow) -> Board {
+    Board {
+        id: row.id,
+        name: row.name,
+        query: row.query,
+        charts: serde_json::from_str(&row.charts).unwrap_or_default(),
+        updated_at: rfc3339(&row.updated_at),
+    }
 }
 
 /// The caller's boards, by name.
@@ -68,13 +85,7 @@ pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<Board>,
         analytics_boards::table
             .filter(analytics_boards::user_id.eq(principal.user_id))
             .order(analytics_boards::name.asc())
-            .select((
-                analytics_boards::id,
-                analytics_boards::name,
-                analytics_boards::query,
-                analytics_boards::charts,
-                analytics_boards::updated_at,
-            ))
+            .select(BoardRow::as_select())
             .load(conn)
             .await
     })?;

@@ -21,6 +21,10 @@ use dashboard_core::db::DbPool;
 use dashboard_core::schema::{projects, users};
 use dashboard_core::time::now;
 use dashboard_payments_domain::schema::{operations, payments};
+use diesel::dsl::{CountStar, count_star};
+use diesel::expression::SqlLiteral;
+use diesel::prelude::{Queryable, Selectable};
+use diesel::sql_types::{BigInt, Nullable};
 
 use crate::measures::{BRAND, COUNTRY, DECLINE, GROUPINGS, METHOD, Measures, STATUS};
 use crate::schema::{analytics_cells, analytics_changes, analytics_zones};
@@ -104,28 +108,72 @@ fn cells_of(facts: Vec<(CellKey, Measures)>) -> Vec<Cell> {
     cells
 }
 
-/// (project, currency, method, country, brand, status, decline reason, count).
-type CreatedRow = (i64, String, String, Option<String>, Option<String>, String, Option<String>, i64);
-/// (project, currency, method, country, brand, operation kind, count, amount).
-type MovedRow = (i64, String, String, Option<String>, Option<String>, String, i64, Option<i64>);
+/// The payments created in a day, grouped by their finest dimensions.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payments, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct CreatedRow {
+    project_id: i64,
+    currency: String,
+    method: String,
+    customer_country: Option<String>,
+    card_brand: Option<String>,
+    status: String,
+    decline_reason: Option<String>,
+    /// How many payments.
+    #[diesel(select_expression = count_star(), select_expression_type = CountStar)]
+    count: i64,
+}
+
+/// The successful operations completed in a day, grouped by their payment's finest
+/// dimensions and their kind.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payments, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct MovedRow {
+    project_id: i64,
+    currency: String,
+    method: String,
+    customer_country: Option<String>,
+    card_brand: Option<String>,
+    /// The operation's kind.
+    #[diesel(select_expression = operations::kind)]
+    kind: String,
+    /// How many operations.
+    #[diesel(select_expression = count_star(), select_expression_type = CountStar)]
+    count: i64,
+    /// Their amount, in minor units.
+    #[diesel(
+        select_expression = dashboard_core::db::sum_i64("operations.amount"),
+        select_expression_type = SqlLiteral<Nullable<BigInt>>
+    )]
+    amount: Option<i64>,
+}
 
 fn facts(created: Vec<CreatedRow>, moved: Vec<MovedRow>) -> Vec<(CellKey, Measures)> {
-    let key = |project_id, currency, method, country: Option<String>, brand: Option<String>, status, decline| CellKey {
-        project_id,
-        currency,
-        method,
-        country: country.unwrap_or_default(),
-        brand: brand.unwrap_or_default(),
-        status,
-        decline,
-    };
-    let created = created.into_iter().map(|(project, currency, method, country, brand, status, decline, count)| {
-        let measures = Measures::created(&status, count);
-        (key(project, currency, method, country, brand, status, decline.unwrap_or_default()), measures)
+    let created = created.into_iter().map(|row| {
+        let measures = Measures::created(&row.status, row.count);
+        let key = CellKey {
+            project_id: row.project_id,
+            currency: row.currency,
+            method: row.method,
+            country: row.customer_country.unwrap_or_default(),
+            brand: row.card_brand.unwrap_or_default(),
+            status: row.status,
+            decline: row.decline_reason.unwrap_or_default(),
+        };
+        (key, measures)
     });
-    let moved = moved.into_iter().map(|(project, currency, method, country, brand, kind, count, amount)| {
-        let measures = Measures::moved(&kind, count, amount.unwrap_or(0));
-        (key(project, currency, method, country, brand, String::new(), String::new()), measures)
+    let moved = moved.into_iter().map(|row| {
+        let measures = Measures::moved(&row.kind, row.count, row.amount.unwrap_or(0));
+        let key = CellKey {
+            project_id: row.project_id,
+            currency: row.currency,
+            method: row.method,
+            country: row.customer_country.unwrap_or_default(),
+            brand: row.card_brand.unwrap_or_default(),
+            status: String::new(),
+            decline: String::new(),
+        };
+        (key, measures)
     });
     created.chain(moved).collect()
 }
@@ -136,6 +184,11 @@ type Cell = (i16, CellKey, Measures);
 /// Cells written by one statement: 1,000 × 21 values, within SQLite's and PostgreSQL's
 /// limits on bound parameters.
 const CELLS_PER_INSERT: usize = 1_000;
+
+/// Cells written in one turn of SQLite's write lane. Payment writers queue behind a turn:
+/// a day's changes (thousands of cells while payments flow in) are written in turns of
+/// a few milliseconds each, so that no writer waits long for the analytics.
+const CELLS_PER_TURN: usize = 200;
 
 /// How a database marks bound parameters.
 #[derive(Clone, Copy)]
@@ -165,12 +218,41 @@ fn insert_cells_sql(cells: usize, placeholders: Placeholders) -> String {
             format!("({})", values.join(", "))
         })
         .collect();
-    format!("INSERT INTO analytics_cells ({}) VALUES {}", columns.join(", "), rows.join(", "))
+    let updates: Vec<String> = Measures::COLUMNS.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!(
+        "INSERT INTO analytics_cells ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        rows.join(", "),
+        DIMENSIONS.join(", "),
+        updates.join(", ")
+    )
 }
 
-/// (grouping, project, currency, method, country, brand, status, decline, measures).
-type StoredRow =
-    (i16, i64, String, String, String, String, String, String, (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64));
+/// A cell as it is stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = analytics_cells, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct StoredRow {
+    /// The grouping.
+    dims: i16,
+    project_id: i64,
+    currency: String,
+    method: String,
+    country: String,
+    brand: String,
+    status: String,
+    decline: String,
+    payments: i64,
+    approved: i64,
+    declined: i64,
+    captures: i64,
+    captured: i64,
+    refunds: i64,
+    refunded: i64,
+    chargebacks: i64,
+    charged_back: i64,
+    payouts: i64,
+    paid_out: i64,
+}
 
 /// Reads what a day's cells come from, and the cells it has now, with `$conn` (a macro
 /// because the body is compiled once per database backend).
@@ -190,16 +272,7 @@ macro_rules! read_day {
                 payments::status,
                 payments::decline_reason,
             ))
-            .select((
-                payments::project_id,
-                payments::currency,
-                payments::method,
-                payments::customer_country,
-                payments::card_brand,
-                payments::status,
-                payments::decline_reason,
-                count_star(),
-            ))
+            .select(CreatedRow::as_select())
             .load($conn)
             .await?;
         let moved: Vec<MovedRow> = operations::table
@@ -216,16 +289,7 @@ macro_rules! read_day {
                 payments::card_brand,
                 operations::kind,
             ))
-            .select((
-                payments::project_id,
-                payments::currency,
-                payments::method,
-                payments::customer_country,
-                payments::card_brand,
-                operations::kind,
-                count_star(),
-                dashboard_core::db::sum_i64("operations.amount"),
-            ))
+            .select(MovedRow::as_select())
             .load($conn)
             .await?;
         let stored: Vec<StoredRow> = analytics_cells::table
@@ -234,29 +298,7 @@ macro_rules! read_day {
             .filter(analytics_cells::dims.eq_any(GROUPINGS))
             .filter(analytics_cells::day.eq($day))
             .filter(analytics_cells::project_id.eq_any($projects))
-            .select((
-                analytics_cells::dims,
-                analytics_cells::project_id,
-                analytics_cells::currency,
-                analytics_cells::method,
-                analytics_cells::country,
-                analytics_cells::brand,
-                analytics_cells::status,
-                analytics_cells::decline,
-                (
-                    analytics_cells::payments,
-                    analytics_cells::approved,
-                    analytics_cells::declined,
-                    analytics_cells::captures,
-                    analytics_cells::captured,
-                    analytics_cells::refunds,
-                    analytics_cells::refunded,
-                    analytics_cells::chargebacks,
-                    analytics_cells::charged_back,
-                    analytics_cells::payouts,
-                    analytics_cells::paid_out,
-                ),
-            ))
+            .select(StoredRow::as_select())
             .load($conn)
             .await?;
         Ok::<_, AppError>(Changed::between(stored, cells_of(facts(created, moved))))
@@ -310,8 +352,8 @@ macro_rules! write_day {
     }};
 }
 
-/// How a day's cells change: those to delete (gone, or about to be written anew) and
-/// those to write.
+/// How a day's cells change: those to delete, and those to write (new ones, and changed
+/// ones, which the insert updates in place).
 #[derive(Debug, Default)]
 struct Changed {
     gone: Vec<(i16, CellKey)>,
@@ -322,56 +364,72 @@ impl Changed {
     fn between(stored: Vec<StoredRow>, computed: Vec<Cell>) -> Changed {
         let mut stored: HashMap<(i16, CellKey), Measures> = stored
             .into_iter()
-            .map(|(grouping, project_id, currency, method, country, brand, status, decline, m)| {
-                let key = CellKey { project_id, currency, method, country, brand, status, decline };
-                let measures = Measures {
-                    payments: m.0,
-                    approved: m.1,
-                    declined: m.2,
-                    captures: m.3,
-                    captured: m.4,
-                    refunds: m.5,
-                    refunded: m.6,
-                    chargebacks: m.7,
-                    charged_back: m.8,
-                    payouts: m.9,
-                    paid_out: m.10,
+            .map(|row| {
+                let key = CellKey {
+                    project_id: row.project_id,
+                    currency: row.currency,
+                    method: row.method,
+                    country: row.country,
+                    brand: row.brand,
+                    status: row.status,
+                    decline: row.decline,
                 };
-                ((grouping, key), measures)
+                let measures = Measures {
+                    payments: row.payments,
+                    approved: row.approved,
+                    declined: row.declined,
+                    captures: row.captures,
+                    captured: row.captured,
+                    refunds: row.refunds,
+                    refunded: row.refunded,
+                    chargebacks: row.chargebacks,
+                    charged_back: row.charged_back,
+                    payouts: row.payouts,
+                    paid_out: row.paid_out,
+                };
+                ((row.dims, key), measures)
             })
             .collect();
         let mut changed = Changed::default();
         for (grouping, key, measures) in computed {
             match stored.remove(&(grouping, key.clone())) {
                 Some(before) if before == measures => {}
-                Some(_) => {
-                    changed.gone.push((grouping, key.clone()));
-                    changed.new.push((grouping, key, measures));
-                }
-                None => changed.new.push((grouping, key, measures)),
+                Some(_) | None => changed.new.push((grouping, key, measures)),
             }
         }
         changed.gone.extend(stored.into_keys());
         changed
     }
 
-    fn is_empty(&self) -> bool {
-        self.gone.is_empty() && self.new.is_empty()
+    /// The changes in parts of at most `cells` cells each.
+    fn parts(self, cells: usize) -> Vec<Changed> {
+        let mut parts = Vec::new();
+        let mut gone = self.gone.into_iter().peekable();
+        while gone.peek().is_some() {
+            parts.push(Changed { gone: gone.by_ref().take(cells).collect(), new: Vec::new() });
+        }
+        let mut new = self.new.into_iter().peekable();
+        while new.peek().is_some() {
+            parts.push(Changed { gone: Vec::new(), new: new.by_ref().take(cells).collect() });
+        }
+        parts
     }
 }
 
 /// Recomputes `day` of `zone` for `projects` from the payments and operations, and
 /// writes the cells that changed. On SQLite it reads outside the write lane (writers do
-/// not wait for it) and the caller holds the [`RunnerLock`]; on PostgreSQL it reads and
-/// writes in one transaction under an advisory lock.
+/// not wait for it) and writes in turns of [`CELLS_PER_TURN`] cells, each cell at once
+/// (a page read meanwhile may mix this round's cells with the last round's); the caller
+/// holds the [`RunnerLock`]. On PostgreSQL it reads and writes in one transaction under
+/// an advisory lock.
 pub async fn recompute(db: &DbPool, zone: Tz, day: NaiveDate, projects: &[i64]) -> Result<(), AppError> {
     let (start, end) = (day_start(zone, day), day_start(zone, day + Days::new(1)));
     let zone_name = zone.name();
     match db {
         DbPool::Sqlite(..) => {
             let changed = dashboard_core::db_run!(db, conn => read_day!(conn, zone_name, day, projects, start, end))?;
-            if !changed.is_empty() {
-                dashboard_core::db_transaction!(db, conn => write_day!(conn, zone_name, day, &changed, Placeholders::Question))?;
+            for part in changed.parts(CELLS_PER_TURN) {
+                dashboard_core::db_transaction!(db, conn => write_day!(conn, zone_name, day, &part, Placeholders::Question))?;
             }
             Ok(())
         }
@@ -534,7 +592,8 @@ async fn apply_changes(db: &DbPool, zones: &[Tz]) -> Result<usize, AppError> {
         }
         days += work.len();
         let ids: Vec<i64> = changes.iter().map(|(id, _, _)| *id).collect();
-        for chunk in ids.chunks(10_000) {
+        // In turns of a thousand: payment writers queue behind each one.
+        for chunk in ids.chunks(1_000) {
             dashboard_core::db_write!(db, conn => {
                 diesel::delete(analytics_changes::table.filter(analytics_changes::id.eq_any(chunk))).execute(conn).await
             })?;

@@ -8,6 +8,7 @@
 //! time>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the project's secret key>`.
 
 use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::{Queryable, Selectable};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::Serialize;
@@ -226,18 +227,21 @@ pub struct Delivery {
     pub delivered_at: Option<String>,
 }
 
-type DeliveryRow = (
-    i64,
-    String,
-    String,
-    String,
-    i32,
-    Option<i32>,
-    Option<String>,
-    NaiveDateTime,
-    NaiveDateTime,
-    Option<NaiveDateTime>,
-);
+/// A delivery as its log shows it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = callback_deliveries, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct DeliveryRow {
+    id: i64,
+    event: String,
+    url: String,
+    status: String,
+    attempts: i32,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    next_attempt_at: NaiveDateTime,
+    created_at: NaiveDateTime,
+    delivered_at: Option<NaiveDateTime>,
+}
 
 /// The deliveries of a payment the principal may see, newest first.
 pub async fn deliveries(state: &AppState, principal: &Principal, public_id: &str) -> Result<Vec<Delivery>, AppError> {
@@ -246,34 +250,23 @@ pub async fn deliveries(state: &AppState, principal: &Principal, public_id: &str
         callback_deliveries::table
             .filter(callback_deliveries::payment_id.eq(payment_id))
             .order(callback_deliveries::id.desc())
-            .select((
-                callback_deliveries::id,
-                callback_deliveries::event,
-                callback_deliveries::url,
-                callback_deliveries::status,
-                callback_deliveries::attempts,
-                callback_deliveries::last_status_code,
-                callback_deliveries::last_error,
-                callback_deliveries::next_attempt_at,
-                callback_deliveries::created_at,
-                callback_deliveries::delivered_at,
-            ))
+            .select(DeliveryRow::as_select())
             .load(conn)
             .await
     })?;
     Ok(rows
         .into_iter()
-        .map(|(id, event, url, status, attempts, code, error, next, created, delivered)| Delivery {
-            next_attempt_at: (status == "pending").then(|| rfc3339(&next)),
-            id,
-            event,
-            url,
-            status,
-            attempts,
-            last_status_code: code,
-            last_error: error,
-            created_at: rfc3339(&created),
-            delivered_at: delivered.as_ref().map(rfc3339),
+        .map(|row| Delivery {
+            next_attempt_at: (row.status == "pending").then(|| rfc3339(&row.next_attempt_at)),
+            id: row.id,
+            event: row.event,
+            url: row.url,
+            status: row.status,
+            attempts: row.attempts,
+            last_status_code: row.last_status_code,
+            last_error: row.last_error,
+            created_at: rfc3339(&row.created_at),
+            delivered_at: row.delivered_at.as_ref().map(rfc3339),
         })
         .collect())
 }
@@ -310,8 +303,19 @@ pub fn backoff(attempts: i32) -> TimeDelta {
     TimeDelta::seconds(seconds.min(6 * 3600))
 }
 
-/// (id, project, event, url, payload, attempts, due at, created at) of a due delivery.
-type DueRow = (i64, i64, String, String, String, i32, NaiveDateTime, NaiveDateTime);
+/// A delivery that is due.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = callback_deliveries, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct DueRow {
+    id: i64,
+    project_id: i64,
+    event: String,
+    url: String,
+    payload: String,
+    attempts: i32,
+    next_attempt_at: NaiveDateTime,
+    created_at: NaiveDateTime,
+}
 
 /// Sends the deliveries that are due; returns how many were tried.
 pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64) -> Result<usize, AppError> {
@@ -322,21 +326,12 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
             .filter(callback_deliveries::next_attempt_at.le(now))
             .order(callback_deliveries::next_attempt_at.asc())
             .limit(limit)
-            .select((
-                callback_deliveries::id,
-                callback_deliveries::project_id,
-                callback_deliveries::event,
-                callback_deliveries::url,
-                callback_deliveries::payload,
-                callback_deliveries::attempts,
-                callback_deliveries::next_attempt_at,
-                callback_deliveries::created_at,
-            ))
+            .select(DueRow::as_select())
             .load(conn)
             .await
     })?;
     let tried = due.len();
-    for (id, project_id, event, url, payload, attempts, due_at, created) in due {
+    for DueRow { id, project_id, event, url, payload, attempts, next_attempt_at: due_at, created_at: created } in due {
         // Claim it: only one worker (also across processes) sends an attempt.
         let claimed = dashboard_core::db_write!(state.db, conn => {
             diesel::update(

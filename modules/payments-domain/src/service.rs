@@ -10,6 +10,7 @@
 //!    balanced ledger postings; on failure the reservation is given back.
 
 use chrono::NaiveDateTime;
+use diesel::prelude::{Queryable, Selectable};
 use diesel::result::Error as DieselError;
 use serde::{Deserialize, Serialize};
 
@@ -149,55 +150,15 @@ macro_rules! insert_postings {
 /// (a macro because the body is compiled once per database backend).
 macro_rules! read_payment_rows {
     ($conn:ident, $filter:expr) => {{
-        let row: Option<PaymentRow> = payments::table
-            .filter($filter)
-            .select((
-                payments::id,
-                payments::public_id,
-                payments::project_id,
-                payments::kind,
-                payments::flow,
-                payments::method,
-                payments::status,
-                payments::currency,
-                payments::amount,
-                payments::authorized_amount,
-                payments::captured_amount,
-                payments::refunded_amount,
-                payments::charged_back_amount,
-                (
-                    payments::merchant_order_id,
-                    payments::description,
-                    payments::customer_email,
-                    payments::customer_id,
-                    payments::customer_country,
-                    payments::customer_ip,
-                ),
-                (payments::card_first6, payments::card_last4, payments::card_brand, payments::card_expiry),
-                (payments::decline_code, payments::decline_reason),
-                payments::created_at,
-                payments::updated_at,
-            ))
-            .first($conn)
-            .await
-            .optional()?;
+        let row: Option<PaymentRow> =
+            payments::table.filter($filter).select(PaymentRow::as_select()).first($conn).await.optional()?;
         match row {
             None => None,
             Some(row) => {
                 let ops: Vec<OperationRow> = operations::table
-                    .filter(operations::payment_id.eq(row.0))
+                    .filter(operations::payment_id.eq(row.id))
                     .order(operations::id.asc())
-                    .select((
-                        operations::id,
-                        operations::kind,
-                        operations::status,
-                        operations::amount,
-                        operations::currency,
-                        operations::decline_code,
-                        operations::decline_reason,
-                        operations::created_at,
-                        operations::completed_at,
-                    ))
+                    .select(OperationRow::as_select())
                     .load($conn)
                     .await?;
                 Some((row, ops))
@@ -206,30 +167,53 @@ macro_rules! read_payment_rows {
     }};
 }
 
-type PaymentRow = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>),
-    (Option<String>, Option<String>, Option<String>, Option<String>),
-    (Option<String>, Option<String>),
-    NaiveDateTime,
-    NaiveDateTime,
-);
+/// A payment as its view shows it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payments, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct PaymentRow {
+    id: i64,
+    public_id: String,
+    project_id: i64,
+    kind: String,
+    flow: String,
+    method: String,
+    status: String,
+    currency: String,
+    amount: i64,
+    authorized_amount: i64,
+    captured_amount: i64,
+    refunded_amount: i64,
+    charged_back_amount: i64,
+    merchant_order_id: Option<String>,
+    description: Option<String>,
+    customer_email: Option<String>,
+    customer_id: Option<String>,
+    customer_country: Option<String>,
+    customer_ip: Option<String>,
+    card_first6: Option<String>,
+    card_last4: Option<String>,
+    card_brand: Option<String>,
+    card_expiry: Option<String>,
+    decline_code: Option<String>,
+    decline_reason: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
 
-/// (id, kind, status, amount, currency, decline code, decline reason, created, completed).
-type OperationRow =
-    (i64, String, String, i64, String, Option<String>, Option<String>, NaiveDateTime, Option<NaiveDateTime>);
+/// One operation of a payment, as its view shows it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = operations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct OperationRow {
+    id: i64,
+    kind: String,
+    status: String,
+    amount: i64,
+    currency: String,
+    decline_code: Option<String>,
+    decline_reason: Option<String>,
+    created_at: NaiveDateTime,
+    completed_at: Option<NaiveDateTime>,
+}
 
 /// A payment's state as the service works with it.
 #[derive(Debug, Clone)]
@@ -919,35 +903,25 @@ fn audit_action(kind: OperationKind) -> &'static str {
     }
 }
 
-const STORED_COLUMNS: (
-    payments::id,
-    payments::public_id,
-    payments::status,
-    payments::currency,
-    payments::authorized_amount,
-    payments::captured_amount,
-    payments::refunded_amount,
-    payments::charged_back_amount,
-    payments::project_id,
-) = (
-    payments::id,
-    payments::public_id,
-    payments::status,
-    payments::currency,
-    payments::authorized_amount,
-    payments::captured_amount,
-    payments::refunded_amount,
-    payments::charged_back_amount,
-    payments::project_id,
-);
-
-type StoredRow = (i64, String, String, String, i64, i64, i64, i64, i64);
+/// What [`Stored`] is read from.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payments, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct StoredRow {
+    id: i64,
+    public_id: String,
+    status: String,
+    currency: String,
+    authorized_amount: i64,
+    captured_amount: i64,
+    refunded_amount: i64,
+    charged_back_amount: i64,
+    project_id: i64,
+}
 
 async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
-    let (id, public_id, status, currency, authorized, captured, refunded, charged_back, project_id) = row;
     let reference: Option<String> = dashboard_core::db_run!(db, conn => {
         operations::table
-            .filter(operations::payment_id.eq(id))
+            .filter(operations::payment_id.eq(row.id))
             .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
             .select(operations::connector_reference)
             .first::<Option<String>>(conn)
@@ -956,16 +930,16 @@ async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
     })?
     .flatten();
     Ok(Stored {
-        id,
-        public_id,
-        status: Status::parse(&status)
-            .ok_or_else(|| AppError::Internal(format!("unknown payment status {status:?}")))?,
-        currency,
-        authorized,
-        captured,
-        refunded,
-        charged_back,
-        project_id,
+        id: row.id,
+        public_id: row.public_id,
+        status: Status::parse(&row.status)
+            .ok_or_else(|| AppError::Internal(format!("unknown payment status {:?}", row.status)))?,
+        currency: row.currency,
+        authorized: row.authorized_amount,
+        captured: row.captured_amount,
+        refunded: row.refunded_amount,
+        charged_back: row.charged_back_amount,
+        project_id: row.project_id,
         reference,
     })
 }
@@ -978,12 +952,12 @@ async fn load(state: &AppState, principal: &Principal, public_id: &str) -> Resul
         payments::table
             .filter(payments::public_id.eq(&public_id))
             .filter(payments::company_id.eq(company_id))
-            .select(STORED_COLUMNS)
+            .select(StoredRow::as_select())
             .first(conn)
             .await
             .optional()
     })?;
-    let row = row.filter(|row| principal.projects.allows(row.8)).ok_or(AppError::NotFound)?;
+    let row = row.filter(|row| principal.projects.allows(row.project_id)).ok_or(AppError::NotFound)?;
     stored_of(&state.db, row).await
 }
 
@@ -996,7 +970,12 @@ pub async fn currency_of(db: &DbPool, public_id: &str) -> Result<String, AppErro
 async fn load_any(db: &DbPool, public_id: &str) -> Result<Stored, AppError> {
     let public_id = public_id.to_owned();
     let row: Option<StoredRow> = dashboard_core::db_run!(db, conn => {
-        payments::table.filter(payments::public_id.eq(&public_id)).select(STORED_COLUMNS).first(conn).await.optional()
+        payments::table
+            .filter(payments::public_id.eq(&public_id))
+            .select(StoredRow::as_select())
+            .first(conn)
+            .await
+            .optional()
     })?;
     stored_of(db, row.ok_or(AppError::NotFound)?).await
 }
@@ -1015,61 +994,41 @@ pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> R
             payments::public_id.eq(&wanted).and(payments::company_id.eq(company_id))
         ))
     })?;
-    let (row, ops) = rows.filter(|(row, _)| principal.projects.allows(row.2)).ok_or(AppError::NotFound)?;
+    let (row, ops) = rows.filter(|(row, _)| principal.projects.allows(row.project_id)).ok_or(AppError::NotFound)?;
     Ok(view_of(state, row, ops))
 }
 
 fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> PaymentView {
-    let (
-        _,
-        public_id,
-        project_id,
-        kind,
-        flow,
-        method,
-        status,
-        currency,
-        amount,
-        authorized,
-        captured,
-        refunded,
-        charged_back,
-        texts,
-        card,
-        decline,
-        created,
-        updated,
-    ) = row;
-    let (merchant_order_id, description, email, customer_id, country, ip) = texts;
-    let status = Status::parse(&status).unwrap_or(Status::Failed);
+    let status = Status::parse(&row.status).unwrap_or(Status::Failed);
     let operations = ops
         .into_iter()
-        .map(|(id, kind, op_status, amount, currency, code, reason, created, completed)| OperationView {
-            id,
-            kind: OperationKind::parse(&kind).unwrap_or(OperationKind::Sale),
-            status: OperationStatus::parse(&op_status).unwrap_or(OperationStatus::Failed),
-            amount: Money { amount, currency },
-            decline_code: code,
-            decline_reason: reason,
-            created_at: rfc3339(&created),
-            completed_at: completed.as_ref().map(rfc3339),
+        .map(|op| OperationView {
+            id: op.id,
+            kind: OperationKind::parse(&op.kind).unwrap_or(OperationKind::Sale),
+            status: OperationStatus::parse(&op.status).unwrap_or(OperationStatus::Failed),
+            amount: Money { amount: op.amount, currency: op.currency },
+            decline_code: op.decline_code,
+            decline_reason: op.decline_reason,
+            created_at: rfc3339(&op.created_at),
+            completed_at: op.completed_at.as_ref().map(rfc3339),
         })
         .collect();
-    let card = match card {
+    let card = match (row.card_first6, row.card_last4, row.card_brand, row.card_expiry) {
         (Some(first6), Some(last4), Some(brand), Some(expiry)) => Some(MaskedCard { first6, last4, brand, expiry }),
         _ => None,
     };
+    let (captured, refunded, charged_back) = (row.captured_amount, row.refunded_amount, row.charged_back_amount);
     PaymentView {
         challenge_url: (status == Status::AwaitingChallenge)
-            .then(|| format!("{}/sandbox/3ds/{public_id}", state.settings.public_url)),
-        id: public_id,
-        project_id,
-        kind: Kind::parse(&kind).unwrap_or(Kind::Purchase),
-        flow: Flow::parse(&flow).unwrap_or(Flow::OneStep),
-        method: Method::parse(&method).unwrap_or(Method::Card),
+            .then(|| format!("{}/sandbox/3ds/{}", state.settings.public_url, row.public_id)),
+        id: row.public_id,
+        project_id: row.project_id,
+        kind: Kind::parse(&row.kind).unwrap_or(Kind::Purchase),
+        flow: Flow::parse(&row.flow).unwrap_or(Flow::OneStep),
+        method: Method::parse(&row.method).unwrap_or(Method::Card),
         status,
-        amount: Money { amount, currency },
-        authorized,
+        amount: Money { amount: row.amount, currency: row.currency },
+        authorized: row.authorized_amount,
         captured,
         refunded,
         charged_back,
@@ -1078,14 +1037,19 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
         } else {
             0
         },
-        merchant_order_id,
-        description,
-        customer: Customer { email, id: customer_id, country, ip },
+        merchant_order_id: row.merchant_order_id,
+        description: row.description,
+        customer: Customer {
+            email: row.customer_email,
+            id: row.customer_id,
+            country: row.customer_country,
+            ip: row.customer_ip,
+        },
         card,
-        decline_code: decline.0,
-        decline_reason: decline.1,
-        created_at: rfc3339(&created),
-        updated_at: rfc3339(&updated),
+        decline_code: row.decline_code,
+        decline_reason: row.decline_reason,
+        created_at: rfc3339(&row.created_at),
+        updated_at: rfc3339(&row.updated_at),
         operations,
     }
 }

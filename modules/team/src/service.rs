@@ -15,6 +15,7 @@ use dashboard_core::schema::{
 use dashboard_core::session::{self, needs_second_factor};
 use dashboard_core::time::{now, rfc3339};
 use dashboard_core::{AppError, AppState, db_run, db_transaction, db_write, second_factor, tokens};
+use diesel::prelude::{NullableExpressionMethods, Queryable, Selectable};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
@@ -116,7 +117,20 @@ pub struct MemberFilter {
     pub after: Option<String>,
 }
 
-type UserRow = (i64, String, String, Option<String>, Option<String>, bool, bool, Option<NaiveDateTime>, NaiveDateTime);
+/// A user of the company, before roles, projects and the second factor are added.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct UserRow {
+    id: i64,
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    active: bool,
+    all_projects: bool,
+    locked_until: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+}
 
 fn unique_violation(message: String) -> impl FnOnce(DieselError) -> AppError {
     move |error| match error {
@@ -157,7 +171,7 @@ pub async fn list_members(
             .filter(users::company_id.eq(company_id))
             .order(users::username.asc())
             .limit(limit + 1)
-            .select(USER_COLUMNS)
+            .select(UserRow::as_select())
             .into_boxed();
         if let Some(pattern) = &pattern {
             query = query.filter(users::username.like(pattern.clone()).or(lower(users::display_name).like(pattern.clone())));
@@ -173,36 +187,14 @@ pub async fn list_members(
         }
         query.load(conn).await
     })?;
-    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].1.clone());
+    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].username.clone());
     let rows: Vec<UserRow> = rows.into_iter().take(limit as usize).collect();
     Ok((members_of(state, rows).await?, next))
 }
 
-const USER_COLUMNS: (
-    users::id,
-    users::username,
-    users::display_name,
-    users::email,
-    users::phone,
-    users::active,
-    users::all_projects,
-    users::locked_until,
-    users::created_at,
-) = (
-    users::id,
-    users::username,
-    users::display_name,
-    users::email,
-    users::phone,
-    users::active,
-    users::all_projects,
-    users::locked_until,
-    users::created_at,
-);
-
 /// Adds roles, projects and the second-factor state to user rows (three queries).
 async fn members_of(state: &AppState, rows: Vec<UserRow>) -> Result<Vec<Member>, AppError> {
-    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     let role_rows: Vec<(i64, i64, String)> = db_run!(state.db, conn => {
         user_roles::table
             .inner_join(roles::table)
@@ -240,19 +232,19 @@ async fn members_of(state: &AppState, rows: Vec<UserRow>) -> Result<Vec<Member>,
     let now = now();
     Ok(rows
         .into_iter()
-        .map(|(id, username, display_name, email, phone, active, all_projects, locked_until, created_at)| Member {
-            id,
-            username,
-            display_name,
-            email,
-            phone,
-            active,
-            all_projects,
-            project_ids: projects_of.remove(&id).unwrap_or_default(),
-            roles: roles_of.remove(&id).unwrap_or_default(),
-            second_factor_enabled: enabled.contains(&id),
-            locked: locked_until.is_some_and(|until| until > now),
-            created_at: rfc3339(&created_at),
+        .map(|row| Member {
+            id: row.id,
+            username: row.username,
+            display_name: row.display_name,
+            email: row.email,
+            phone: row.phone,
+            active: row.active,
+            all_projects: row.all_projects,
+            project_ids: projects_of.remove(&row.id).unwrap_or_default(),
+            roles: roles_of.remove(&row.id).unwrap_or_default(),
+            second_factor_enabled: enabled.contains(&row.id),
+            locked: row.locked_until.is_some_and(|until| until > now),
+            created_at: rfc3339(&row.created_at),
         })
         .collect())
 }
@@ -263,7 +255,7 @@ pub async fn member(state: &AppState, company_id: i64, user_id: i64) -> Result<M
         users::table
             .filter(users::id.eq(user_id))
             .filter(users::company_id.eq(company_id))
-            .select(USER_COLUMNS)
+            .select(UserRow::as_select())
             .load(conn)
             .await
     })?;
@@ -500,17 +492,28 @@ pub struct RoleInput {
     pub permissions: Vec<String>,
 }
 
+/// A role of the company, before its permissions and users are added.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = roles, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct RoleRow {
+    id: i64,
+    name: String,
+    /// The built-in role's key; `None` for a custom role.
+    builtin: Option<String>,
+    description: String,
+}
+
 /// The company's roles: built-in first, then custom ones by name.
 pub async fn list_roles(state: &AppState, company_id: i64) -> Result<Vec<RoleInfo>, AppError> {
-    let rows: Vec<(i64, String, Option<String>, String)> = db_run!(state.db, conn => {
+    let rows: Vec<RoleRow> = db_run!(state.db, conn => {
         roles::table
             .filter(roles::company_id.eq(company_id))
             .order((roles::builtin.is_null(), roles::name.asc()))
-            .select((roles::id, roles::name, roles::builtin, roles::description))
+            .select(RoleRow::as_select())
             .load(conn)
             .await
     })?;
-    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     let granted: Vec<(i64, String)> = db_run!(state.db, conn => {
         role_permissions::table
             .filter(role_permissions::role_id.eq_any(&ids))
@@ -537,19 +540,19 @@ pub async fn list_roles(state: &AppState, company_id: i64) -> Result<Vec<RoleInf
     }
     Ok(rows
         .into_iter()
-        .map(|(id, name, builtin, description)| {
-            let builtin_role = builtin.as_deref().and_then(BuiltinRole::from_key);
+        .map(|row| {
+            let builtin_role = row.builtin.as_deref().and_then(BuiltinRole::from_key);
             let permissions = match builtin_role {
                 Some(role) => state.registry.default_permissions(role).into_iter().map(str::to_owned).collect(),
-                None => custom.remove(&id).unwrap_or_default(),
+                None => custom.remove(&row.id).unwrap_or_default(),
             };
             RoleInfo {
-                id,
-                name,
+                id: row.id,
+                name: row.name,
                 builtin: builtin_role.is_some(),
-                description,
+                description: row.description,
                 permissions,
-                users: counts.get(&id).copied().unwrap_or(0),
+                users: counts.get(&row.id).copied().unwrap_or(0),
             }
         })
         .collect())
@@ -754,7 +757,21 @@ fn parse_day(text: Option<&str>, what: &str) -> Result<Option<chrono::NaiveDate>
     }
 }
 
-type AuditRow = (i64, NaiveDateTime, Option<String>, String, Option<String>, String, Option<String>, String);
+/// An audit event with its actor's username (a left join: `None` for the platform
+/// operator or an anonymous request).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = audit_events, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct AuditRow {
+    id: i64,
+    created_at: NaiveDateTime,
+    #[diesel(select_expression = users::username.nullable())]
+    actor_username: Option<String>,
+    action: String,
+    target: Option<String>,
+    result: String,
+    ip: Option<String>,
+    details: String,
+}
 
 /// One page of the company's audit log, newest first, and the cursor of the next page.
 pub async fn audit_log(
@@ -775,16 +792,7 @@ pub async fn audit_log(
             .filter(audit_events::company_id.eq(company_id))
             .order(audit_events::id.desc())
             .limit(limit + 1)
-            .select((
-                audit_events::id,
-                audit_events::created_at,
-                users::username.nullable(),
-                audit_events::action,
-                audit_events::target,
-                audit_events::result,
-                audit_events::ip,
-                audit_events::details,
-            ))
+            .select(AuditRow::as_select())
             .into_boxed();
         if let Some(from) = from {
             query = query.filter(audit_events::created_at.ge(from));
@@ -806,19 +814,19 @@ pub async fn audit_log(
         }
         query.load(conn).await
     })?;
-    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].0);
+    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].id);
     let entries = rows
         .into_iter()
         .take(limit as usize)
-        .map(|(id, at, actor, action, target, result, ip, details)| AuditEntry {
-            id,
-            at: rfc3339(&at),
-            actor,
-            action,
-            target,
-            result,
-            ip,
-            details,
+        .map(|row| AuditEntry {
+            id: row.id,
+            at: rfc3339(&row.created_at),
+            actor: row.actor_username,
+            action: row.action,
+            target: row.target,
+            result: row.result,
+            ip: row.ip,
+            details: row.details,
         })
         .collect();
     Ok((entries, next))

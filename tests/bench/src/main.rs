@@ -12,7 +12,8 @@
 //! overview page (KPIs and its charts) and each breakdown's page, against the direct
 //! aggregation of the same figures over the payments and operations. SQLite always;
 //! PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it
-//! asserts nothing. `--only analytics` skips the registry, export and API.
+//! asserts nothing. `--only analytics` or `--only api` measures that part alone;
+//! `--connections 8,16,32` and `--seconds 10` shape the API's load.
 #![allow(clippy::unwrap_used)]
 
 mod server;
@@ -241,12 +242,17 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     println!("server started as its own process: resident memory {rss:.0} MiB");
     let browser = Browser { client: prepared.client.clone(), server };
     let db = DbPool::connect(&database_url, 2).await.unwrap();
-    if !only_analytics() {
+    let only = only();
+    if only.is_none() {
         pages(&browser, &prepared).await;
         export(&browser, &prepared).await;
+    }
+    if only.as_deref() != Some("analytics") {
         purchases(&browser, &prepared, seconds);
     }
-    analytics(&browser, &db, &prepared.projects).await;
+    if only.as_deref() != Some("api") {
+        analytics(&browser, &db, &prepared.projects).await;
+    }
     drop(db);
     browser.server.stop();
     remove_database(&database_url);
@@ -331,9 +337,10 @@ fn connection_counts() -> Vec<usize> {
         .unwrap_or_else(|| vec![8, 16, 32])
 }
 
-fn only_analytics() -> bool {
+/// `--only analytics` or `--only api`: that part alone.
+fn only() -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.windows(2).any(|pair| pair[0] == "--only" && pair[1] == "analytics")
+    args.windows(2).find(|pair| pair[0] == "--only").map(|pair| pair[1].clone())
 }
 
 /// The rows of the registry's CSV export, read as a stream and only counted.
