@@ -67,7 +67,7 @@ pub async fn ensure(db: &DbPool, payments: usize) -> Result<Demo, AppError> {
         }
     }
     let project_ids = directory::company_projects(db, company.id).await?.into_iter().map(|p| p.id).collect();
-    let demo = DemoCompany { company_id: company.id, project_ids, payments, days: HISTORY_DAYS };
+    let demo = DemoCompany { company_id: company.id, project_ids, history_size: payments, days: HISTORY_DAYS };
     for data in DemoData::all() {
         created += (data.add)(db.clone(), demo.clone()).await?;
     }

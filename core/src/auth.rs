@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
-        assert!(is_local_path("/payments?status=failed"));
+        assert!(is_local_path("/reports?status=failed"));
         assert!(!is_local_path("//evil.example/"));
         assert!(!is_local_path("https://evil.example/"));
         assert!(!is_local_path("/\\evil.example"));

@@ -60,7 +60,7 @@ pub fn spawn_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
 }
 
 /// Something a crate builds once at start-up from the settings and keeps in the
-/// application state for its handlers, e.g. the acquirer the payments go to. `start`
+/// application state for its handlers, e.g. the acquirer of a domain crate. `start`
 /// inserts it into the extensions (read back with [`AppState::extension`]).
 pub struct Service {
     pub name: &'static str,
@@ -148,8 +148,8 @@ impl Command {
 pub struct DemoCompany {
     pub company_id: i64,
     pub project_ids: Vec<i64>,
-    /// How many payments the demo's history should have (`dashboard demo --payments N`).
-    pub payments: usize,
+    /// How many records the demo's history should hold (`dashboard demo`'s size).
+    pub history_size: usize,
     /// Over how many days up to today.
     pub days: i64,
 }

@@ -1,6 +1,6 @@
-//! A user's saved settings of the sections, such as the payment registry's columns: one
+//! A user's saved settings of the sections, such as the columns of a list: one
 //! JSON value per user and key. A section names its keys after itself
-//! (`payments.columns`), so that sections never share one by accident.
+//! (`reports.columns`), so that sections never share one by accident.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -65,7 +65,7 @@ impl BuiltinRole {
     }
 }
 
-/// A permission a section declares, e.g. `payments.refund`.
+/// A permission a section declares, e.g. `reports.create`.
 #[derive(Debug)]
 pub struct Permission {
     /// `<section id>.<action>`, lower case.
@@ -103,7 +103,7 @@ pub struct Page {
 #[derive(Debug)]
 pub struct ApiOperation {
     pub method: Method,
-    /// The path as the OpenAPI document shows it, without `/api/v1`: `/payments/{id}`.
+    /// The path as the OpenAPI document shows it, without `/api/v1`: `/reports/{id}`.
     pub path: &'static str,
     pub access: Access,
 }
@@ -142,7 +142,7 @@ pub struct Nav {
     pub covers: &'static [&'static str],
 }
 
-/// A handlebars template; its name starts with the section id (`payments/list`).
+/// A handlebars template; its name starts with the section id (`reports/list`).
 pub struct Template {
     pub name: &'static str,
     pub source: &'static str,

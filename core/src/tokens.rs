@@ -34,7 +34,7 @@ const TOUCH_INTERVAL: TimeDelta = TimeDelta::seconds(60);
 
 /// How long a token's principal is reused without reading the owner again. Integrators
 /// send many requests a second with one token: loading the owner's permissions and
-/// projects each time was most of a payment's database reads.
+/// projects each time was most of an API call's database reads.
 pub const PRINCIPAL_TTL: Duration = Duration::from_secs(1);
 
 /// The principals of recently used tokens, by token hash.

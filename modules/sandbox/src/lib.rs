@@ -41,7 +41,7 @@ register!(DemoData {
             if history::payment_count(&db, demo.company_id).await? > 0 {
                 return Ok(0);
             }
-            history::generate_history(&db, demo.company_id, &demo.project_ids, demo.payments, demo.days, 2026).await
+            history::generate_history(&db, demo.company_id, &demo.project_ids, demo.history_size, demo.days, 2026).await
         })
     },
 });

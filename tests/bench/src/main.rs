@@ -13,7 +13,8 @@
 //! aggregation of the same figures over the payments and operations. SQLite always;
 //! PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it
 //! asserts nothing. `--only analytics` or `--only api` measures that part alone;
-//! `--connections 8,16,32` and `--seconds 10` shape the API's load.
+//! `--connections 8,16,32` and `--seconds 10` shape the API's load; `--backend sqlite`
+//! or `--backend postgres` measures one database.
 #![allow(clippy::unwrap_used)]
 
 mod server;
@@ -371,9 +372,14 @@ fn main() -> ExitCode {
     let payments = arg("--payments", 1_000_000);
     let seconds = arg("--seconds", 10) as u64;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // `--backend sqlite` or `--backend postgres`: one of them; both by default.
+    let args: Vec<String> = std::env::args().collect();
+    let backend = args.windows(2).find(|pair| pair[0] == "--backend").map(|pair| pair[1].clone());
     runtime.block_on(async {
-        run(Backend::Sqlite, payments, seconds).await;
-        if std::env::var_os("DASHBOARD_TEST_POSTGRES").is_some() {
+        if backend.as_deref() != Some("postgres") {
+            run(Backend::Sqlite, payments, seconds).await;
+        }
+        if backend.as_deref() != Some("sqlite") && std::env::var_os("DASHBOARD_TEST_POSTGRES").is_some() {
             run(Backend::Postgres, payments, seconds).await;
         }
     });

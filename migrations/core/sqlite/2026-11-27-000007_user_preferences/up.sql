@@ -1,4 +1,4 @@
--- A user's saved settings of the sections (for example the payment registry's columns),
+-- A user's saved settings of the sections (for example the columns of a list),
 -- one JSON value per key. Keep the PostgreSQL twin of this file in step.
 CREATE TABLE user_preferences (
     user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
