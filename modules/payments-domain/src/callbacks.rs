@@ -40,20 +40,14 @@ pub fn events() -> Vec<String> {
 }
 
 /// Writes the deliveries of a payment's current state, inside the caller's transaction
-/// (a macro because that body is compiled once per database backend).
+/// (a macro because that body is compiled once per database backend). Given the
+/// payment's `(public_id, project_id, status, currency, amount, captured, refunded)` as
+/// they are now, it saves reading them again: `enqueue_callbacks!(conn, id, now, state)`.
 #[macro_export]
 macro_rules! enqueue_callbacks {
     ($conn:ident, $payment_id:expr, $now:expr) => {{
-        use $crate::schema::{callback_deliveries, callback_endpoints, payments};
-        let (public_id, project_id, status, currency, amount, captured, refunded): (
-            String,
-            i64,
-            String,
-            String,
-            i64,
-            i64,
-            i64,
-        ) = payments::table
+        use $crate::schema::payments;
+        let state: (String, i64, String, String, i64, i64, i64) = payments::table
             .find($payment_id)
             .select((
                 payments::public_id,
@@ -66,6 +60,19 @@ macro_rules! enqueue_callbacks {
             ))
             .first($conn)
             .await?;
+        $crate::enqueue_callbacks!($conn, $payment_id, $now, state)
+    }};
+    ($conn:ident, $payment_id:expr, $now:expr, $state:expr) => {{
+        use $crate::schema::{callback_deliveries, callback_endpoints};
+        let (public_id, project_id, status, currency, amount, captured, refunded): (
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+        ) = $state;
         let event = format!("payment.{status}");
         let urls: Vec<String> = callback_endpoints::table
             .filter(callback_endpoints::project_id.eq(project_id))

@@ -126,7 +126,8 @@ pub struct NewPayout {
 }
 
 /// Writes an operation's ledger postings, inside the caller's transaction (a macro
-/// because that body is compiled once per database backend).
+/// because that body is compiled once per database backend; one statement per posting,
+/// as diesel's multi-row insert is not offered on SQLite through diesel-async).
 macro_rules! insert_postings {
     ($conn:ident, $operation:expr, $payment:expr, $project:expr, $currency:expr, $postings:expr, $now:expr) => {
         for (account, amount) in &$postings {
@@ -395,21 +396,12 @@ async fn begin(
     let fingerprint = card.fingerprint(&state.secrets);
     let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.user_id);
     let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
+    if !ProjectOwners::of(state)?.owns(&state.db, company_id, project_id).await? {
+        return Err(no_such_project(project_id));
+    }
     dashboard_core::db_transaction!(state.db, conn => {
         if let Some(answer) = crate::claim_key!(conn, claim) {
             return Ok(Begun::Earlier(answer));
-        }
-        // The project must be the principal's company's (checked here, in the write's
-        // own turn, which saves the request a separate read).
-        let project: Option<i64> = projects::table
-            .filter(projects::id.eq(project_id))
-            .filter(projects::company_id.eq(company_id))
-            .select(projects::id)
-            .first(conn)
-            .await
-            .optional()?;
-        if project.is_none() {
-            return Err(no_such_project(project_id));
         }
         let id: i64 = diesel::insert_into(payments::table)
             .values((
@@ -455,6 +447,46 @@ async fn begin(
     })
 }
 
+/// The company of each project, once read: projects never move between companies, so
+/// checking that a project is the caller's company's costs a query only the first time
+/// (a round trip saved inside every payment's first write on PostgreSQL).
+#[derive(Default)]
+pub struct ProjectOwners(std::sync::RwLock<std::collections::HashMap<i64, i64>>);
+
+impl ProjectOwners {
+    fn of(state: &AppState) -> Result<&ProjectOwners, AppError> {
+        Ok(state.extension::<std::sync::Arc<ProjectOwners>>()?.as_ref())
+    }
+
+    fn cached(&self, project_id: i64) -> Option<i64> {
+        self.0.read().ok().and_then(|known| known.get(&project_id).copied())
+    }
+
+    /// Whether `project_id` is a project of `company_id`.
+    async fn owns(&self, db: &DbPool, company_id: i64, project_id: i64) -> Result<bool, AppError> {
+        if let Some(owner) = self.cached(project_id) {
+            return Ok(owner == company_id);
+        }
+        let owner: Option<i64> = dashboard_core::db_run!(db, conn => {
+            projects::table.find(project_id).select(projects::company_id).first(conn).await.optional()
+        })?;
+        if let Some(owner) = owner
+            && let Ok(mut known) = self.0.write()
+        {
+            known.insert(project_id, owner);
+        }
+        Ok(owner == Some(company_id))
+    }
+}
+
+dashboard_core::register!(dashboard_core::hooks::Service {
+    name: "project owners",
+    start: |_, extensions| {
+        extensions.insert(std::sync::Arc::new(ProjectOwners::default()));
+        Ok(())
+    },
+});
+
 /// Records the acquirer's answer to the operation that started a payment; returns the
 /// payment as it is now (stored as the answer to `claim` in the same write).
 async fn settle_start(
@@ -489,9 +521,10 @@ async fn settle_start(
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
 /// result, and postings when it succeeded. Only while the payment is starting (processing
-/// or waiting for 3-D Secure), so once. Reads the
-/// payment back in the same turn, which saves the caller's answer two more reads, and
-/// stores it as the answer to `claim`, which saves it a write turn.
+/// or waiting for 3-D Secure), so once. The updates return the rows as they are then
+/// (a starting payment has no other operation), which answers the caller without reading
+/// anything again; the answer is stored for `claim` in the same write. Few statements:
+/// on PostgreSQL each is a round trip inside the transaction.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &AppState,
@@ -516,7 +549,7 @@ async fn finish(
         let starting = payments::status
             .eq(Status::Processing.as_str())
             .or(payments::status.eq(Status::AwaitingChallenge.as_str()));
-        let moved = diesel::update(payments::table.find(payment_id).filter(starting))
+        let row: Option<PaymentRow> = diesel::update(payments::table.find(payment_id).filter(starting))
             .set((
                 payments::status.eq(status.as_str()),
                 payments::authorized_amount.eq(authorized),
@@ -525,35 +558,42 @@ async fn finish(
                 payments::decline_reason.eq(&decline_reason),
                 payments::updated_at.eq(now),
             ))
-            .execute(conn)
-            .await?;
-        if moved != 1 {
+            .returning(PaymentRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some(row) = row else {
             return Err(AppError::Conflict("The payment changed meanwhile; it was not updated twice.".to_owned()));
-        }
-        let (operation_id, project_id, currency): (i64, i64, String) = operations::table
-            .inner_join(payments::table)
-            .filter(operations::payment_id.eq(payment_id))
-            .filter(operations::kind.eq(kind_text))
-            .filter(operations::status.eq(OperationStatus::Pending.as_str()))
-            .select((operations::id, payments::project_id, operations::currency))
-            .first(conn)
-            .await?;
+        };
         let completed = (op_status != OperationStatus::Pending).then_some(now);
-        diesel::update(operations::table.find(operation_id))
-            .set((
-                operations::status.eq(op_status.as_str()),
-                operations::connector_reference.eq(&reference),
-                operations::decline_code.eq(&decline_code),
-                operations::decline_reason.eq(&decline_reason),
-                operations::completed_at.eq(completed),
-            ))
-            .execute(conn)
-            .await?;
-        insert_postings!(conn, operation_id, payment_id, project_id, currency, postings, now);
-        crate::enqueue_callbacks!(conn, payment_id, now);
-        let (row, ops) = read_payment_rows!(conn, payments::id.eq(payment_id))
-            .ok_or_else(|| AppError::Internal(format!("payment {payment_id} vanished while it was settled")))?;
-        let view = view_of(state, row, ops);
+        let operation: OperationRow = diesel::update(
+            operations::table
+                .filter(operations::payment_id.eq(payment_id))
+                .filter(operations::kind.eq(kind_text))
+                .filter(operations::status.eq(OperationStatus::Pending.as_str())),
+        )
+        .set((
+            operations::status.eq(op_status.as_str()),
+            operations::connector_reference.eq(&reference),
+            operations::decline_code.eq(&decline_code),
+            operations::decline_reason.eq(&decline_reason),
+            operations::completed_at.eq(completed),
+        ))
+        .returning(OperationRow::as_returning())
+        .get_result(conn)
+        .await?;
+        insert_postings!(conn, operation.id, payment_id, row.project_id, operation.currency, postings, now);
+        let callback_state = (
+            row.public_id.clone(),
+            row.project_id,
+            row.status.clone(),
+            row.currency.clone(),
+            row.amount,
+            row.captured_amount,
+            row.refunded_amount,
+        );
+        crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
+        let view = view_of(state, row, vec![operation]);
         if let Some(claim) = claim {
             crate::save_answer!(conn, claim, &Claim::answer_of(&view)?);
         }
