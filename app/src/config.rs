@@ -101,8 +101,9 @@ pub struct ServeArgs {
 /// Adds a flag (with its environment variable) for every setting a crate registers.
 pub fn with_crate_settings(mut command: clap::Command) -> clap::Command {
     for setting in Setting::all().into_values() {
-        command = command
-            .arg(clap::Arg::new(setting.name).long(setting.flag()).env(setting.env()).help(setting.help).global(false));
+        command = command.arg(
+            clap::Arg::new(setting.name).long(setting.flag()).env(setting.env()).value_name("VALUE").help(setting.help),
+        );
     }
     command
 }
@@ -357,6 +358,27 @@ mod tests {
 
         let serve = ServeArgs { log_format: Some("xml".to_owned()), ..ServeArgs::default() };
         assert!(Config::resolve(&DatabaseArgs::default(), &serve).is_err());
+    }
+
+    #[test]
+    fn a_crates_setting_comes_from_the_flag_or_the_file_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("dashboard-config-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("dashboard.toml");
+        std::fs::write(&path, "sandbox_latency_ms = 150\n").expect("write");
+        let database = DatabaseArgs { config: Some(path.clone()), ..DatabaseArgs::default() };
+        let config = Config::resolve(&database, &ServeArgs::default()).expect("valid file");
+        assert_eq!(config.crate_settings.get("sandbox_latency_ms").map(String::as_str), Some("150"));
+
+        let mut serve = ServeArgs::default();
+        serve.crate_settings.insert("sandbox_latency_ms".to_owned(), "20".to_owned());
+        let config = Config::resolve(&database, &serve).expect("valid flag");
+        assert_eq!(config.crate_settings.get("sandbox_latency_ms").map(String::as_str), Some("20"), "the flag wins");
+
+        serve.crate_settings.insert("sandbox_latency_ms".to_owned(), "soon".to_owned());
+        let error = Config::resolve(&database, &serve).expect_err("not a number");
+        assert!(error.to_string().contains("--sandbox-latency-ms"), "{error}");
+        assert!(error.to_string().contains("DASHBOARD_SANDBOX_LATENCY_MS"), "{error}");
     }
 
     #[test]
