@@ -102,7 +102,11 @@ pub struct ServeArgs {
 pub fn with_crate_settings(mut command: clap::Command) -> clap::Command {
     for setting in Setting::all().into_values() {
         command = command.arg(
-            clap::Arg::new(setting.name).long(setting.flag()).env(setting.env()).value_name("VALUE").help(setting.help),
+            clap::Arg::new(setting.name)
+                .long(setting.flag())
+                .env(setting.env())
+                .value_name("VALUE")
+                .help(format!("{} [default: {}].", setting.help, setting.default)),
         );
     }
     command

@@ -74,7 +74,7 @@ impl Application {
             lockout_duration: TimeDelta::minutes(i64::from(config.lockout_minutes)),
             strict_mode: config.strict_mode,
             sms_per_hour: config.sms_per_hour,
-            sections: config.crate_settings.clone(),
+            crate_settings: config.crate_settings.clone(),
         };
         let extensions = hooks::start_services(&settings).map_err(StartError::Service)?;
         let secrets = SecretBox::from_key_file(&config.secret_key_file)?;

@@ -256,6 +256,13 @@ pub async fn company_of_user(db: &DbPool, user_id: i64) -> Result<i64, AppError>
     })?)
 }
 
+/// The company of a project; `None` for an unknown project.
+pub async fn company_of_project(db: &DbPool, project_id: i64) -> Result<Option<i64>, AppError> {
+    Ok(crate::db_run!(db, conn => {
+        projects::table.find(project_id).select(projects::company_id).first(conn).await.optional()
+    })?)
+}
+
 /// Sets a user's password (the operator's reset, and the demo's idempotent re-run).
 pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(), AppError> {
     if let Some(problem) = password_problem(password) {

@@ -84,6 +84,7 @@ pub fn start_services(settings: &Settings) -> Result<Extensions, String> {
 pub struct Setting {
     /// Lower case with underscores: `sandbox_latency_ms`.
     pub name: &'static str,
+    /// For `--help`, without a final stop (the default is added to it).
     pub help: &'static str,
     pub default: &'static str,
     /// Checks a value; the message names what is wrong (the setting is named for it).

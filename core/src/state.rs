@@ -35,13 +35,13 @@ pub struct Settings {
     pub sms_per_hour: u32,
     /// The values of the settings crates register ([`crate::hooks::Setting`]), checked;
     /// a setting missing here has its default.
-    pub sections: BTreeMap<&'static str, String>,
+    pub crate_settings: BTreeMap<&'static str, String>,
 }
 
 impl Settings {
     /// The value of a registered setting (its default when none was given).
     pub fn setting(&self, name: &str) -> &str {
-        match self.sections.get(name) {
+        match self.crate_settings.get(name) {
             Some(value) => value,
             None => crate::hooks::Setting::all().get(name).map(|setting| setting.default).unwrap_or_default(),
         }

@@ -275,6 +275,8 @@ impl Turn<'_> {
 /// on a connection of its own. A passive checkpoint neither waits for nor blocks the
 /// writer and readers; what it cannot copy yet, the next round does.
 pub async fn checkpoint_in_background(path: String, lane: Weak<WriteLane>) {
+    use diesel_async::RunQueryDsl;
+
     let mut conn: Option<SqliteConn> = None;
     // The first round after one period: a new database is still being set up (journal
     // mode, migrations) by the connections that opened it.
@@ -289,12 +291,7 @@ pub async fn checkpoint_in_background(path: String, lane: Weak<WriteLane>) {
             conn = establish_sqlite(path.clone()).await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        match diesel_async::RunQueryDsl::get_result::<Checkpoint>(
-            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)"),
-            c,
-        )
-        .await
-        {
+        match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpoint>(c).await {
             Ok(checkpoint) => {
                 if let Some(lane) = lane.upgrade() {
                     lane.wal_frames.store(u64::try_from(checkpoint.log).unwrap_or(0), Ordering::Relaxed);

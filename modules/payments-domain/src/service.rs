@@ -24,7 +24,6 @@ use dashboard_core::audit::{self, AuditEvent};
 use dashboard_core::auth::Principal;
 use dashboard_core::db::DbPool;
 use dashboard_core::error::AppError;
-use dashboard_core::schema::projects;
 use dashboard_core::state::AppState;
 use dashboard_core::time::{now, rfc3339};
 
@@ -467,9 +466,7 @@ impl ProjectOwners {
         if let Some(owner) = self.cached(project_id) {
             return Ok(owner == company_id);
         }
-        let owner: Option<i64> = dashboard_core::db_run!(db, conn => {
-            projects::table.find(project_id).select(projects::company_id).first(conn).await.optional()
-        })?;
+        let owner = dashboard_core::directory::company_of_project(db, project_id).await?;
         if let Some(owner) = owner
             && let Ok(mut known) = self.0.write()
         {

@@ -18,7 +18,7 @@ use crate::acquirer::SandboxAcquirer;
 
 register!(Setting {
     name: "sandbox_latency_ms",
-    help: "Milliseconds the sandbox acquirer takes to answer [default: 0].",
+    help: "Milliseconds the sandbox acquirer takes to answer",
     default: "0",
     check: |value| check_number_up_to(value, 60_000),
 });
