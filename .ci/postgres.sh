@@ -34,5 +34,8 @@ stop_postgres() {
 }
 trap stop_postgres EXIT
 
-export DASHBOARD_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+# Through the cluster's Unix socket, as a dashboard beside its database connects: a
+# statement's round trip costs less than over TCP. (Its folder is the URL's host, with
+# its slashes written %2F.)
+export DASHBOARD_TEST_POSTGRES="postgres://postgres@${PG_DIR//\//%2F}:$PG_PORT/postgres"
 echo "PostgreSQL is running for the tests: $DASHBOARD_TEST_POSTGRES"

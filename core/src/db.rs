@@ -10,19 +10,22 @@ use std::time::Duration;
 
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::MigrationHarness;
 use futures_util::future::BoxFuture;
 
+mod keep_prepared;
+pub mod migrations;
+pub use keep_prepared::{KeepPrepared, keep_prepared};
+pub mod together;
+pub mod write_lane;
+
 /// Imports for writing queries: diesel's DSL with diesel-async's `RunQueryDsl`.
 ///
 /// `diesel::prelude::*` also brings the synchronous `RunQueryDsl`, whose methods clash
 /// with the async ones; use this prelude instead.
-pub mod migrations;
-pub mod write_lane;
-
 pub mod prelude {
     pub use diesel::dsl::{count_star, exists, not};
     pub use diesel::prelude::{
@@ -31,6 +34,9 @@ pub mod prelude {
         TextExpressionMethods,
     };
     pub use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    pub use super::keep_prepared;
+    pub use super::together::Together;
 }
 
 /// `CAST(SUM(column) AS BIGINT)` for a qualified column name: PostgreSQL sums `bigint`
@@ -231,7 +237,11 @@ impl DbPool {
     pub async fn connect(url: &str, max_size: usize) -> Result<Self, DbError> {
         match parse_url(url)? {
             (Backend::Postgres, url) => {
-                let manager = AsyncDieselConnectionManager::<PgConn>::new(url);
+                // A connection handed out again is not pinged first (a round trip per
+                // checkout); one the server dropped reports it on first use instead.
+                let mut config = ManagerConfig::<PgConn>::default();
+                config.recycling_method = RecyclingMethod::Fast;
+                let manager = AsyncDieselConnectionManager::<PgConn>::new_with_config(url, config);
                 let pool = Pool::builder(manager)
                     .max_size(max_size)
                     .wait_timeout(Some(Duration::from_secs(10)))
@@ -248,6 +258,7 @@ impl DbPool {
                         .map_err(|e| DbError::Setup(format!("cannot create the folder {}: {e}", parent.display())))?;
                 }
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                config.recycling_method = RecyclingMethod::Fast;
                 config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(&path, config);
                 let pool = Pool::builder(manager)

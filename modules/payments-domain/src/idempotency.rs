@@ -121,10 +121,12 @@ macro_rules! save_answer {
         use $crate::schema::idempotency_keys as __keys;
         let __claim: &$crate::idempotency::Claim = $claim;
         let __answer: &str = $answer;
-        diesel::update(
-            __keys::table.filter(__keys::scope.eq(&__claim.scope)).filter(__keys::idempotency_key.eq(&__claim.key)),
+        $crate::__private::core::db::keep_prepared(
+            diesel::update(
+                __keys::table.filter(__keys::scope.eq(&__claim.scope)).filter(__keys::idempotency_key.eq(&__claim.key)),
+            )
+            .set((__keys::response_status.eq(Some(200)), __keys::response_body.eq(Some(__answer)))),
         )
-        .set((__keys::response_status.eq(Some(200)), __keys::response_body.eq(Some(__answer))))
         .execute($conn)
         .await?;
     }};

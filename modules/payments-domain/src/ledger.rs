@@ -2,11 +2,15 @@
 //! per currency. Positive amounts are debits, negative ones credits. Balances are
 //! derived from postings, never stored.
 
+use chrono::NaiveDateTime;
+use diesel::QueryResult;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use super::model::OperationKind;
 use crate::schema::{ledger_postings, operations, payments};
-use dashboard_core::db::DbPool;
+use dashboard_core::db::prelude::*;
+use dashboard_core::db::{DbPool, PgConn, SqliteWriteConn};
 use dashboard_core::error::AppError;
 
 /// What the acquirer owes the merchant for captured payments.
@@ -33,6 +37,58 @@ pub fn postings(kind: OperationKind, amount: i64, held: i64) -> Vec<(&'static st
             vec![(MERCHANT, amount), (ACQUIRER, -amount)]
         }
         OperationKind::Payout => vec![(MERCHANT, amount), (PAYOUTS, -amount)],
+    }
+}
+
+/// A posting as it is written.
+#[derive(Insertable)]
+#[diesel(table_name = ledger_postings)]
+pub struct NewPosting<'a> {
+    pub operation_id: i64,
+    pub payment_id: i64,
+    pub project_id: i64,
+    pub account: &'a str,
+    pub currency: &'a str,
+    pub amount: i64,
+    pub created_at: NaiveDateTime,
+}
+
+/// Writes an operation's postings with the caller's connection, inside its transaction.
+pub trait WritePostings {
+    fn write_postings<'a>(&'a mut self, postings: &'a [NewPosting<'a>]) -> BoxFuture<'a, QueryResult<()>>;
+}
+
+/// One statement for all of them: on PostgreSQL each statement is a round trip.
+impl WritePostings for &PgConn {
+    fn write_postings<'a>(&'a mut self, postings: &'a [NewPosting<'a>]) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(async move {
+            if !postings.is_empty() {
+                keep_prepared(diesel::insert_into(ledger_postings::table).values(postings)).execute(self).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl WritePostings for PgConn {
+    fn write_postings<'a>(&'a mut self, postings: &'a [NewPosting<'a>]) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(async move {
+            let mut shared: &PgConn = self;
+            shared.write_postings(postings).await
+        })
+    }
+}
+
+/// One statement each: diesel-async offers no multi-row insert on SQLite, where a
+/// statement costs no round trip anyway.
+impl WritePostings for SqliteWriteConn {
+    fn write_postings<'a>(&'a mut self, postings: &'a [NewPosting<'a>]) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(async move {
+            for posting in postings {
+                diesel::insert_into(ledger_postings::table).values(posting).execute(self).await?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -10,8 +10,10 @@
 //!    balanced ledger postings; on failure the reservation is given back.
 
 use chrono::NaiveDateTime;
+use diesel::IntoSql;
 use diesel::prelude::{Queryable, Selectable};
 use diesel::result::Error as DieselError;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::card::Card;
@@ -23,6 +25,7 @@ use crate::schema::{ledger_postings, operations, payments};
 use dashboard_core::audit::{self, AuditEvent};
 use dashboard_core::auth::Principal;
 use dashboard_core::db::DbPool;
+use dashboard_core::db::prelude::*;
 use dashboard_core::error::AppError;
 use dashboard_core::state::AppState;
 use dashboard_core::time::{now, rfc3339};
@@ -124,26 +127,24 @@ pub struct NewPayout {
     pub customer: Customer,
 }
 
-/// Writes an operation's ledger postings, inside the caller's transaction (a macro
-/// because that body is compiled once per database backend; one statement per posting,
-/// as diesel's multi-row insert is not offered on SQLite through diesel-async).
+/// Writes an operation's ledger postings, inside the caller's transaction (see
+/// [`ledger::WritePostings`]).
 macro_rules! insert_postings {
-    ($conn:ident, $operation:expr, $payment:expr, $project:expr, $currency:expr, $postings:expr, $now:expr) => {
-        for (account, amount) in &$postings {
-            diesel::insert_into(ledger_postings::table)
-                .values((
-                    ledger_postings::operation_id.eq($operation),
-                    ledger_postings::payment_id.eq($payment),
-                    ledger_postings::project_id.eq($project),
-                    ledger_postings::account.eq(*account),
-                    ledger_postings::currency.eq(&$currency),
-                    ledger_postings::amount.eq(*amount),
-                    ledger_postings::created_at.eq($now),
-                ))
-                .execute($conn)
-                .await?;
-        }
-    };
+    ($conn:ident, $operation:expr, $payment:expr, $project:expr, $currency:expr, $postings:expr, $now:expr) => {{
+        let rows: Vec<ledger::NewPosting> = $postings
+            .iter()
+            .map(|&(account, amount)| ledger::NewPosting {
+                operation_id: $operation,
+                payment_id: $payment,
+                project_id: $project,
+                account,
+                currency: &$currency,
+                amount,
+                created_at: $now,
+            })
+            .collect();
+        ledger::WritePostings::write_postings($conn, &rows).await?;
+    }};
 }
 
 /// Reads a payment's row and its operations, by a filter on `payments`, with `$conn`
@@ -299,14 +300,14 @@ pub async fn create_purchase(
         description: new.description,
         customer: new.customer,
     };
-    let id = match begin(state, principal, &start, &new.card, claim).await? {
-        Begun::Started(id) => id,
+    let started = match begin(state, principal, &start, &new.card, claim).await? {
+        Begun::Started(started) => started,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
     let outcome = super::connector::of(state)?
         .charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale)
         .await;
-    answered(state, claim, settle_start(state, id, operation, start.amount, outcome, Some(claim)).await).await
+    answered(state, claim, settle_start(state, &started, outcome, Some(claim)).await).await
 }
 
 /// Sends money to a card, once per idempotency claim.
@@ -327,13 +328,12 @@ pub async fn create_payout(
         description: new.description,
         customer: new.customer,
     };
-    let id = match begin(state, principal, &start, &new.card, claim).await? {
-        Begun::Started(id) => id,
+    let started = match begin(state, principal, &start, &new.card, claim).await? {
+        Begun::Started(started) => started,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
     let outcome = super::connector::of(state)?.payout(&new.card, start.amount, &start.currency).await;
-    answered(state, claim, settle_start(state, id, OperationKind::Payout, start.amount, outcome, Some(claim)).await)
-        .await
+    answered(state, claim, settle_start(state, &started, outcome, Some(claim)).await).await
 }
 
 /// The end of a payment's start: its answer, or the claim given back when settling
@@ -354,10 +354,22 @@ async fn answered(
 
 /// What the write that starts a payment did.
 enum Begun {
-    /// The payment is stored, pending: its id.
-    Started(i64),
+    /// The payment is stored, with its first operation pending.
+    Started(Starting),
     /// The idempotency key was answered before: that answer.
     Earlier(String),
+}
+
+/// A payment whose first operation waits for the acquirer's answer.
+struct Starting {
+    payment_id: i64,
+    public_id: String,
+    project_id: i64,
+    currency: String,
+    operation_id: i64,
+    kind: OperationKind,
+    /// The operation's amount, which is the payment's.
+    amount: i64,
 }
 
 /// What starts a payment.
@@ -398,52 +410,110 @@ async fn begin(
     if !ProjectOwners::of(state)?.owns(&state.db, company_id, project_id).await? {
         return Err(no_such_project(project_id));
     }
-    dashboard_core::db_transaction!(state.db, conn => {
-        if let Some(answer) = crate::claim_key!(conn, claim) {
-            return Ok(Begun::Earlier(answer));
-        }
-        let id: i64 = diesel::insert_into(payments::table)
-            .values((
-                payments::public_id.eq(&public_id),
-                payments::company_id.eq(company_id),
-                payments::project_id.eq(project_id),
-                payments::kind.eq(kind),
-                payments::flow.eq(flow),
-                payments::method.eq(Method::Card.as_str()),
-                payments::status.eq(Status::Processing.as_str()),
-                payments::currency.eq(&currency),
-                payments::amount.eq(amount),
-                payments::merchant_order_id.eq(&merchant_order_id),
-                payments::description.eq(&description),
-                payments::customer_email.eq(&customer.email),
-                payments::customer_id.eq(&customer.id),
-                payments::customer_country.eq(&customer.country),
-                payments::customer_ip.eq(&customer.ip),
-                payments::card_first6.eq(card.number.first6()),
-                payments::card_last4.eq(card.number.last4()),
-                payments::card_brand.eq(card.number.brand()),
-                payments::card_expiry.eq(card.expiry()),
-                payments::card_fingerprint.eq(&fingerprint),
-                payments::created_at.eq(now),
-                payments::updated_at.eq(now),
-            ))
-            .returning(payments::id)
-            .get_result(conn)
-            .await?;
-        diesel::insert_into(operations::table)
-            .values((
-                operations::payment_id.eq(id),
-                operations::kind.eq(operation),
-                operations::status.eq(OperationStatus::Pending.as_str()),
-                operations::amount.eq(amount),
-                operations::currency.eq(&currency),
-                operations::actor_user_id.eq(user_id),
-                operations::created_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
-        Ok::<_, AppError>(Begun::Started(id))
-    })
+    let new_payment = diesel::insert_into(payments::table)
+        .values((
+            payments::public_id.eq(&public_id),
+            payments::company_id.eq(company_id),
+            payments::project_id.eq(project_id),
+            payments::kind.eq(kind),
+            payments::flow.eq(flow),
+            payments::method.eq(Method::Card.as_str()),
+            payments::status.eq(Status::Processing.as_str()),
+            payments::currency.eq(&currency),
+            payments::amount.eq(amount),
+            payments::merchant_order_id.eq(&merchant_order_id),
+            payments::description.eq(&description),
+            payments::customer_email.eq(&customer.email),
+            payments::customer_id.eq(&customer.id),
+            payments::customer_country.eq(&customer.country),
+            payments::customer_ip.eq(&customer.ip),
+            payments::card_first6.eq(card.number.first6()),
+            payments::card_last4.eq(card.number.last4()),
+            payments::card_brand.eq(card.number.brand()),
+            payments::card_expiry.eq(card.expiry()),
+            payments::card_fingerprint.eq(&fingerprint),
+            payments::created_at.eq(now),
+            payments::updated_at.eq(now),
+        ))
+        .returning(payments::id);
+    // The operation finds its payment by the public id, so that it can be sent with the
+    // payment's insert rather than after its answer.
+    let new_operation = diesel::insert_into(operations::table)
+        .values(payments::table.filter(payments::public_id.eq(&public_id)).select((
+            payments::id,
+            operation.into_sql::<Text>(),
+            OperationStatus::Pending.as_str().into_sql::<Text>(),
+            amount.into_sql::<BigInt>(),
+            currency.as_str().into_sql::<Text>(),
+            user_id.into_sql::<Nullable<BigInt>>(),
+            now.into_sql::<Timestamp>(),
+        )))
+        .into_columns((
+            operations::payment_id,
+            operations::kind,
+            operations::status,
+            operations::amount,
+            operations::currency,
+            operations::actor_user_id,
+            operations::created_at,
+        ))
+        .returning(operations::id);
+    // The key is claimed together with the inserts; a key used before rolls them back.
+    let written = async {
+        dashboard_core::db_transaction!(state.db, conn => {
+            let shared = conn.together();
+            let (earlier, payment_id, operation_id) = futures_util::try_join!(
+                shared.with(|mut turn| async move {
+                    let conn = turn.conn();
+                    Ok::<_, NotBegun>(crate::claim_key!(conn, claim))
+                }),
+                shared.with(|mut turn| async move { Ok(new_payment.get_result::<i64>(turn.conn()).await?) }),
+                shared.with(|mut turn| async move { Ok(new_operation.get_result::<i64>(turn.conn()).await?) }),
+            )?;
+            if let Some(answer) = earlier {
+                return Err(NotBegun::Earlier(answer));
+            }
+            Ok(Starting {
+                payment_id,
+                public_id: public_id.clone(),
+                project_id,
+                currency: currency.clone(),
+                operation_id,
+                kind: start.operation,
+                amount,
+            })
+        })
+    };
+    match written.await {
+        Ok(started) => Ok(Begun::Started(started)),
+        Err(NotBegun::Earlier(answer)) => Ok(Begun::Earlier(answer)),
+        Err(NotBegun::Failed(error)) => Err(error),
+    }
+}
+
+/// Why the write that starts a payment was rolled back.
+enum NotBegun {
+    /// The idempotency key was answered before: that answer.
+    Earlier(String),
+    Failed(AppError),
+}
+
+impl From<AppError> for NotBegun {
+    fn from(error: AppError) -> Self {
+        NotBegun::Failed(error)
+    }
+}
+
+impl From<DieselError> for NotBegun {
+    fn from(error: DieselError) -> Self {
+        NotBegun::Failed(error.into())
+    }
+}
+
+impl From<dashboard_core::db::DbError> for NotBegun {
+    fn from(error: dashboard_core::db::DbError) -> Self {
+        NotBegun::Failed(error.into())
+    }
 }
 
 /// The company of each project, once read: projects never move between companies, so
@@ -488,15 +558,13 @@ dashboard_core::register!(dashboard_core::hooks::Service {
 /// payment as it is now (stored as the answer to `claim` in the same write).
 async fn settle_start(
     state: &AppState,
-    payment_id: i64,
-    kind: OperationKind,
-    amount: i64,
+    started: &Starting,
     outcome: Outcome,
     claim: Option<&Claim>,
 ) -> Result<PaymentView, AppError> {
     let (status, op_status, reference, decline) = match &outcome {
         Outcome::Approved { reference } => {
-            let status = match kind {
+            let status = match started.kind {
                 OperationKind::Auth => Status::Authorized,
                 OperationKind::Payout => Status::PaidOut,
                 _ => Status::Completed,
@@ -513,83 +581,90 @@ async fn settle_start(
             (Status::Failed, OperationStatus::Failed, None, Some(("failed".to_owned(), reason.clone())))
         }
     };
-    finish(state, payment_id, kind, amount, status, op_status, reference, decline, claim).await
+    finish(state, started, status, op_status, reference, decline, claim).await
 }
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
 /// result, and postings when it succeeded. Only while the payment is starting (processing
 /// or waiting for 3-D Secure), so once. The updates return the rows as they are then
 /// (a starting payment has no other operation), which answers the caller without reading
-/// anything again; the answer is stored for `claim` in the same write. Few statements:
-/// on PostgreSQL each is a round trip inside the transaction.
+/// anything again; the answer is stored for `claim` in the same write. Everything but the
+/// answer is known before the write, so those statements are sent together (one round
+/// trip on PostgreSQL), and a payment that changed meanwhile rolls them all back.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &AppState,
-    payment_id: i64,
-    kind: OperationKind,
-    amount: i64,
+    started: &Starting,
     status: Status,
     op_status: OperationStatus,
     reference: Option<String>,
     decline: Option<(String, String)>,
     claim: Option<&Claim>,
 ) -> Result<PaymentView, AppError> {
+    let Starting { payment_id, ref public_id, project_id, ref currency, operation_id, kind, amount } = *started;
     let now = now();
     let success = op_status == OperationStatus::Success;
     let authorized = if success && kind == OperationKind::Auth { amount } else { 0 };
     let captured = if success && matches!(kind, OperationKind::Sale | OperationKind::Recurring) { amount } else { 0 };
     let (decline_code, decline_reason) = decline.unzip();
-    let postings = if success { ledger::postings(kind, amount, 0) } else { Vec::new() };
-    let kind_text = kind.as_str();
+    // Two comparisons rather than `IN`: a statement of a fixed shape is prepared once.
+    let starting =
+        payments::status.eq(Status::Processing.as_str()).or(payments::status.eq(Status::AwaitingChallenge.as_str()));
+    let postings: Vec<ledger::NewPosting> = if success { ledger::postings(kind, amount, 0) } else { Vec::new() }
+        .into_iter()
+        .map(|(account, amount)| ledger::NewPosting {
+            operation_id,
+            payment_id,
+            project_id,
+            account,
+            currency,
+            amount,
+            created_at: now,
+        })
+        .collect();
+    // Nothing is refunded yet while a payment starts.
+    let callback_state =
+        (public_id.clone(), project_id, status.as_str().to_owned(), currency.clone(), amount, captured, 0);
     dashboard_core::db_transaction!(state.db, conn => {
-        // Two comparisons rather than `IN`: a statement of a fixed shape is prepared once.
-        let starting = payments::status
-            .eq(Status::Processing.as_str())
-            .or(payments::status.eq(Status::AwaitingChallenge.as_str()));
-        let row: Option<PaymentRow> = diesel::update(payments::table.find(payment_id).filter(starting))
-            .set((
-                payments::status.eq(status.as_str()),
-                payments::authorized_amount.eq(authorized),
-                payments::captured_amount.eq(captured),
-                payments::decline_code.eq(&decline_code),
-                payments::decline_reason.eq(&decline_reason),
-                payments::updated_at.eq(now),
-            ))
-            .returning(PaymentRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?;
+        // Built here: their returning clauses are of one backend each.
+        let update_payment = keep_prepared(
+            diesel::update(payments::table.find(payment_id).filter(starting))
+                .set((
+                    payments::status.eq(status.as_str()),
+                    payments::authorized_amount.eq(authorized),
+                    payments::captured_amount.eq(captured),
+                    payments::decline_code.eq(&decline_code),
+                    payments::decline_reason.eq(&decline_reason),
+                    payments::updated_at.eq(now),
+                ))
+                .returning(PaymentRow::as_returning()),
+        );
+        let completed = (op_status != OperationStatus::Pending).then_some(now);
+        let update_operation = keep_prepared(
+            diesel::update(operations::table.find(operation_id).filter(operations::status.eq(OperationStatus::Pending.as_str())))
+                .set((
+                    operations::status.eq(op_status.as_str()),
+                    operations::connector_reference.eq(&reference),
+                    operations::decline_code.eq(&decline_code),
+                    operations::decline_reason.eq(&decline_reason),
+                    operations::completed_at.eq(completed),
+                ))
+                .returning(OperationRow::as_returning()),
+        );
+        let shared = conn.together();
+        let (row, operation, (), ()) = futures_util::try_join!(
+            shared.with(|mut turn| async move { update_payment.get_result::<PaymentRow>(turn.conn()).await.optional() }),
+            shared.with(|mut turn| async move { update_operation.get_result::<OperationRow>(turn.conn()).await }),
+            shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), &postings).await }),
+            shared.with(|mut turn| async move {
+                let conn = turn.conn();
+                crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
+                Ok(())
+            }),
+        )?;
         let Some(row) = row else {
             return Err(AppError::Conflict("The payment changed meanwhile; it was not updated twice.".to_owned()));
         };
-        let completed = (op_status != OperationStatus::Pending).then_some(now);
-        let operation: OperationRow = diesel::update(
-            operations::table
-                .filter(operations::payment_id.eq(payment_id))
-                .filter(operations::kind.eq(kind_text))
-                .filter(operations::status.eq(OperationStatus::Pending.as_str())),
-        )
-        .set((
-            operations::status.eq(op_status.as_str()),
-            operations::connector_reference.eq(&reference),
-            operations::decline_code.eq(&decline_code),
-            operations::decline_reason.eq(&decline_reason),
-            operations::completed_at.eq(completed),
-        ))
-        .returning(OperationRow::as_returning())
-        .get_result(conn)
-        .await?;
-        insert_postings!(conn, operation.id, payment_id, row.project_id, operation.currency, postings, now);
-        let callback_state = (
-            row.public_id.clone(),
-            row.project_id,
-            row.status.clone(),
-            row.currency.clone(),
-            row.amount,
-            row.captured_amount,
-            row.refunded_amount,
-        );
-        crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
         let view = view_of(state, row, vec![operation]);
         if let Some(claim) = claim {
             crate::save_answer!(conn, claim, &Claim::answer_of(&view)?);
@@ -606,38 +681,59 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
     }
     let reference = stored.reference.clone().unwrap_or_default();
     let outcome = super::connector::of(state)?.complete_challenge(&reference, passed).await;
-    let kind = pending_kind(state, stored.id).await?.unwrap_or(OperationKind::Sale);
-    let amount = pending_amount(state, stored.id).await?;
+    let started = pending_start(state, stored.id).await?;
     let outcome = match outcome {
         Outcome::Approved { .. } => Outcome::Approved { reference },
         other => other,
     };
-    settle_start(state, stored.id, kind, amount, outcome, None).await?;
+    settle_start(state, &started, outcome, None).await?;
     Ok(load_any(&state.db, public_id).await?.status)
 }
 
-async fn pending_kind(state: &AppState, payment_id: i64) -> Result<Option<OperationKind>, AppError> {
-    let kind: Option<String> = dashboard_core::db_run!(state.db, conn => {
+/// The pending first operation of a payment that waits for 3-D Secure.
+async fn pending_start(state: &AppState, payment_id: i64) -> Result<Starting, AppError> {
+    let pending: Option<PendingStart> = dashboard_core::db_run!(state.db, conn => {
         operations::table
+            .inner_join(payments::table)
             .filter(operations::payment_id.eq(payment_id))
             .filter(operations::status.eq(OperationStatus::Pending.as_str()))
-            .select(operations::kind)
+            .select(PendingStart::as_select())
             .first(conn)
             .await
             .optional()
     })?;
-    Ok(kind.as_deref().and_then(OperationKind::parse))
+    let Some(pending) = pending else {
+        return Err(AppError::Conflict("This payment has no operation waiting for 3-D Secure.".to_owned()));
+    };
+    let kind = OperationKind::parse(&pending.kind)
+        .ok_or_else(|| AppError::Internal(format!("unknown operation kind {}", pending.kind)))?;
+    Ok(Starting {
+        payment_id,
+        public_id: pending.public_id,
+        project_id: pending.project_id,
+        currency: pending.currency,
+        operation_id: pending.operation_id,
+        kind,
+        amount: pending.amount,
+    })
 }
 
-async fn pending_amount(state: &AppState, payment_id: i64) -> Result<i64, AppError> {
-    Ok(dashboard_core::db_run!(state.db, conn => {
-        operations::table
-            .filter(operations::payment_id.eq(payment_id))
-            .filter(operations::status.eq(OperationStatus::Pending.as_str()))
-            .select(operations::amount)
-            .first(conn)
-            .await
-    })?)
+/// What [`pending_start`] reads.
+#[derive(Queryable, Selectable)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct PendingStart {
+    #[diesel(select_expression = operations::id)]
+    operation_id: i64,
+    #[diesel(select_expression = operations::kind)]
+    kind: String,
+    #[diesel(select_expression = operations::amount)]
+    amount: i64,
+    #[diesel(select_expression = payments::public_id)]
+    public_id: String,
+    #[diesel(select_expression = payments::project_id)]
+    project_id: i64,
+    #[diesel(select_expression = payments::currency)]
+    currency: String,
 }
 
 /// Captures all or part of a held payment, once.

@@ -187,11 +187,16 @@ async fn prepare(app: TestApp, payments: usize, inserts: usize) -> (Prepared, St
     let started = Instant::now();
     history::generate_history(&app.state.db, company, &projects, payments, 180, 7).await.unwrap();
     println!("\n{:?}: {payments} payments written in {:.1} s", app.backend, started.elapsed().as_secs_f64());
-    if app.backend == Backend::Sqlite {
-        // Measure a settled database: the bulk load's WAL copied into the file first
-        // (the background checkpoint would otherwise compete with the first figures).
-        timed_sql(&app.state.db, "PRAGMA wal_checkpoint(TRUNCATE)", 1).await;
-    }
+    // Measure a settled database: the bulk load's WAL copied into the files first (the
+    // background checkpoint would otherwise compete with the first figures), and on
+    // PostgreSQL its rows vacuumed and its statistics taken (as autovacuum would soon do).
+    match app.backend {
+        Backend::Sqlite => timed_sql(&app.state.db, "PRAGMA wal_checkpoint(TRUNCATE)", 1).await,
+        Backend::Postgres => {
+            timed_sql(&app.state.db, "VACUUM ANALYZE", 1).await;
+            timed_sql(&app.state.db, "CHECKPOINT", 1).await
+        }
+    };
     let started = Instant::now();
     let days = rollup::rebuild(&app.state.db).await.unwrap();
     println!("analytics rollups          {days} days built in {:.1} s", started.elapsed().as_secs_f64());
