@@ -169,7 +169,7 @@ macro_rules! read_payment_rows {
 }
 
 /// A payment as its view shows it.
-#[derive(Queryable, Selectable)]
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = payments, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct PaymentRow {
     id: i64,
@@ -202,7 +202,7 @@ struct PaymentRow {
 }
 
 /// One operation of a payment, as its view shows it.
-#[derive(Queryable, Selectable)]
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = operations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct OperationRow {
     id: i64,
@@ -355,21 +355,17 @@ async fn answered(
 /// What the write that starts a payment did.
 enum Begun {
     /// The payment is stored, with its first operation pending.
-    Started(Starting),
+    Started(Box<Starting>),
     /// The idempotency key was answered before: that answer.
     Earlier(String),
 }
 
-/// A payment whose first operation waits for the acquirer's answer.
+/// A payment whose first operation waits for the acquirer's answer: both rows as they
+/// are stored.
 struct Starting {
-    payment_id: i64,
-    public_id: String,
-    project_id: i64,
-    currency: String,
-    operation_id: i64,
+    payment: PaymentRow,
+    operation: OperationRow,
     kind: OperationKind,
-    /// The operation's amount, which is the payment's.
-    amount: i64,
 }
 
 /// What starts a payment.
@@ -410,32 +406,30 @@ async fn begin(
     if !ProjectOwners::of(state)?.owns(&state.db, company_id, project_id).await? {
         return Err(no_such_project(project_id));
     }
-    let new_payment = diesel::insert_into(payments::table)
-        .values((
-            payments::public_id.eq(&public_id),
-            payments::company_id.eq(company_id),
-            payments::project_id.eq(project_id),
-            payments::kind.eq(kind),
-            payments::flow.eq(flow),
-            payments::method.eq(Method::Card.as_str()),
-            payments::status.eq(Status::Processing.as_str()),
-            payments::currency.eq(&currency),
-            payments::amount.eq(amount),
-            payments::merchant_order_id.eq(&merchant_order_id),
-            payments::description.eq(&description),
-            payments::customer_email.eq(&customer.email),
-            payments::customer_id.eq(&customer.id),
-            payments::customer_country.eq(&customer.country),
-            payments::customer_ip.eq(&customer.ip),
-            payments::card_first6.eq(card.number.first6()),
-            payments::card_last4.eq(card.number.last4()),
-            payments::card_brand.eq(card.number.brand()),
-            payments::card_expiry.eq(card.expiry()),
-            payments::card_fingerprint.eq(&fingerprint),
-            payments::created_at.eq(now),
-            payments::updated_at.eq(now),
-        ))
-        .returning(payments::id);
+    let new_payment = diesel::insert_into(payments::table).values((
+        payments::public_id.eq(&public_id),
+        payments::company_id.eq(company_id),
+        payments::project_id.eq(project_id),
+        payments::kind.eq(kind),
+        payments::flow.eq(flow),
+        payments::method.eq(Method::Card.as_str()),
+        payments::status.eq(Status::Processing.as_str()),
+        payments::currency.eq(&currency),
+        payments::amount.eq(amount),
+        payments::merchant_order_id.eq(&merchant_order_id),
+        payments::description.eq(&description),
+        payments::customer_email.eq(&customer.email),
+        payments::customer_id.eq(&customer.id),
+        payments::customer_country.eq(&customer.country),
+        payments::customer_ip.eq(&customer.ip),
+        payments::card_first6.eq(card.number.first6()),
+        payments::card_last4.eq(card.number.last4()),
+        payments::card_brand.eq(card.number.brand()),
+        payments::card_expiry.eq(card.expiry()),
+        payments::card_fingerprint.eq(&fingerprint),
+        payments::created_at.eq(now),
+        payments::updated_at.eq(now),
+    ));
     // The operation finds its payment by the public id, so that it can be sent with the
     // payment's insert rather than after its answer.
     let new_operation = diesel::insert_into(operations::table)
@@ -456,36 +450,31 @@ async fn begin(
             operations::currency,
             operations::actor_user_id,
             operations::created_at,
-        ))
-        .returning(operations::id);
+        ));
     // The key is claimed together with the inserts; a key used before rolls them back.
     let written = async {
         dashboard_core::db_transaction!(state.db, conn => {
             let shared = conn.together();
-            let (earlier, payment_id, operation_id) = futures_util::try_join!(
+            let (earlier, payment, operation) = futures_util::try_join!(
                 shared.with(|mut turn| async move {
                     let conn = turn.conn();
                     Ok::<_, NotBegun>(crate::claim_key!(conn, claim))
                 }),
-                shared.with(|mut turn| async move { Ok(new_payment.get_result::<i64>(turn.conn()).await?) }),
-                shared.with(|mut turn| async move { Ok(new_operation.get_result::<i64>(turn.conn()).await?) }),
+                shared.with(|mut turn| async move {
+                    Ok(new_payment.returning(PaymentRow::as_returning()).get_result(turn.conn()).await?)
+                }),
+                shared.with(|mut turn| async move {
+                    Ok(new_operation.returning(OperationRow::as_returning()).get_result(turn.conn()).await?)
+                }),
             )?;
             if let Some(answer) = earlier {
                 return Err(NotBegun::Earlier(answer));
             }
-            Ok(Starting {
-                payment_id,
-                public_id: public_id.clone(),
-                project_id,
-                currency: currency.clone(),
-                operation_id,
-                kind: start.operation,
-                amount,
-            })
+            Ok(Starting { payment, operation, kind: start.operation })
         })
     };
     match written.await {
-        Ok(started) => Ok(Begun::Started(started)),
+        Ok(started) => Ok(Begun::Started(Box::new(started))),
         Err(NotBegun::Earlier(answer)) => Ok(Begun::Earlier(answer)),
         Err(NotBegun::Failed(error)) => Err(error),
     }
@@ -586,11 +575,11 @@ async fn settle_start(
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
 /// result, and postings when it succeeded. Only while the payment is starting (processing
-/// or waiting for 3-D Secure), so once. The updates return the rows as they are then
-/// (a starting payment has no other operation), which answers the caller without reading
-/// anything again; the answer is stored for `claim` in the same write. Everything but the
-/// answer is known before the write, so those statements are sent together (one round
-/// trip on PostgreSQL), and a payment that changed meanwhile rolls them all back.
+/// or waiting for 3-D Secure) and its operation pending, so once; nothing else changes
+/// such a payment, so the rows this write leaves are the rows begun with these fields
+/// set, and their view, the caller's answer, is known before the write. It is stored for
+/// `claim` in the same write, and every statement of it is sent together (one round trip
+/// on PostgreSQL); a payment that changed meanwhile rolls them all back.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &AppState,
@@ -601,15 +590,55 @@ async fn finish(
     decline: Option<(String, String)>,
     claim: Option<&Claim>,
 ) -> Result<PaymentView, AppError> {
-    let Starting { payment_id, ref public_id, project_id, ref currency, operation_id, kind, amount } = *started;
+    let Starting { ref payment, ref operation, kind } = *started;
+    let (payment_id, operation_id, project_id, amount) =
+        (payment.id, operation.id, payment.project_id, operation.amount);
     let now = now();
     let success = op_status == OperationStatus::Success;
-    let authorized = if success && kind == OperationKind::Auth { amount } else { 0 };
-    let captured = if success && matches!(kind, OperationKind::Sale | OperationKind::Recurring) { amount } else { 0 };
     let (decline_code, decline_reason) = decline.unzip();
+    let settled_payment = PaymentRow {
+        status: status.as_str().to_owned(),
+        authorized_amount: if success && kind == OperationKind::Auth { amount } else { 0 },
+        captured_amount: if success && matches!(kind, OperationKind::Sale | OperationKind::Recurring) {
+            amount
+        } else {
+            0
+        },
+        decline_code: decline_code.clone(),
+        decline_reason: decline_reason.clone(),
+        updated_at: now,
+        ..payment.clone()
+    };
+    let settled_operation = OperationRow {
+        status: op_status.as_str().to_owned(),
+        decline_code: decline_code.clone(),
+        decline_reason: decline_reason.clone(),
+        completed_at: (op_status != OperationStatus::Pending).then_some(now),
+        ..operation.clone()
+    };
     // Two comparisons rather than `IN`: a statement of a fixed shape is prepared once.
     let starting =
         payments::status.eq(Status::Processing.as_str()).or(payments::status.eq(Status::AwaitingChallenge.as_str()));
+    let update_payment = keep_prepared(diesel::update(payments::table.find(payment_id).filter(starting)).set((
+        payments::status.eq(status.as_str()),
+        payments::authorized_amount.eq(settled_payment.authorized_amount),
+        payments::captured_amount.eq(settled_payment.captured_amount),
+        payments::decline_code.eq(&decline_code),
+        payments::decline_reason.eq(&decline_reason),
+        payments::updated_at.eq(now),
+    )));
+    let update_operation = keep_prepared(
+        diesel::update(
+            operations::table.find(operation_id).filter(operations::status.eq(OperationStatus::Pending.as_str())),
+        )
+        .set((
+            operations::status.eq(op_status.as_str()),
+            operations::connector_reference.eq(&reference),
+            operations::decline_code.eq(&decline_code),
+            operations::decline_reason.eq(&decline_reason),
+            operations::completed_at.eq(settled_operation.completed_at),
+        )),
+    );
     let postings: Vec<ledger::NewPosting> = if success { ledger::postings(kind, amount, 0) } else { Vec::new() }
         .into_iter()
         .map(|(account, amount)| ledger::NewPosting {
@@ -617,60 +646,47 @@ async fn finish(
             payment_id,
             project_id,
             account,
-            currency,
+            currency: &payment.currency,
             amount,
             created_at: now,
         })
         .collect();
-    // Nothing is refunded yet while a payment starts.
-    let callback_state =
-        (public_id.clone(), project_id, status.as_str().to_owned(), currency.clone(), amount, captured, 0);
+    let callback_state = (
+        settled_payment.public_id.clone(),
+        project_id,
+        settled_payment.status.clone(),
+        settled_payment.currency.clone(),
+        settled_payment.amount,
+        settled_payment.captured_amount,
+        settled_payment.refunded_amount,
+    );
+    let view = view_of(state, settled_payment, vec![settled_operation]);
+    let answer = claim.map(|claim| Ok::<_, AppError>((claim, Claim::answer_of(&view)?))).transpose()?;
     dashboard_core::db_transaction!(state.db, conn => {
-        // Built here: their returning clauses are of one backend each.
-        let update_payment = keep_prepared(
-            diesel::update(payments::table.find(payment_id).filter(starting))
-                .set((
-                    payments::status.eq(status.as_str()),
-                    payments::authorized_amount.eq(authorized),
-                    payments::captured_amount.eq(captured),
-                    payments::decline_code.eq(&decline_code),
-                    payments::decline_reason.eq(&decline_reason),
-                    payments::updated_at.eq(now),
-                ))
-                .returning(PaymentRow::as_returning()),
-        );
-        let completed = (op_status != OperationStatus::Pending).then_some(now);
-        let update_operation = keep_prepared(
-            diesel::update(operations::table.find(operation_id).filter(operations::status.eq(OperationStatus::Pending.as_str())))
-                .set((
-                    operations::status.eq(op_status.as_str()),
-                    operations::connector_reference.eq(&reference),
-                    operations::decline_code.eq(&decline_code),
-                    operations::decline_reason.eq(&decline_reason),
-                    operations::completed_at.eq(completed),
-                ))
-                .returning(OperationRow::as_returning()),
-        );
         let shared = conn.together();
-        let (row, operation, (), ()) = futures_util::try_join!(
-            shared.with(|mut turn| async move { update_payment.get_result::<PaymentRow>(turn.conn()).await.optional() }),
-            shared.with(|mut turn| async move { update_operation.get_result::<OperationRow>(turn.conn()).await }),
+        let (payments_settled, operations_settled, (), (), ()) = futures_util::try_join!(
+            shared.with(|mut turn| async move { update_payment.execute(turn.conn()).await }),
+            shared.with(|mut turn| async move { update_operation.execute(turn.conn()).await }),
             shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), &postings).await }),
             shared.with(|mut turn| async move {
                 let conn = turn.conn();
                 crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
                 Ok(())
             }),
+            shared.with(|mut turn| async move {
+                if let Some((claim, answer)) = answer {
+                    let conn = turn.conn();
+                    crate::save_answer!(conn, claim, &answer);
+                }
+                Ok(())
+            }),
         )?;
-        let Some(row) = row else {
+        if payments_settled != 1 || operations_settled != 1 {
             return Err(AppError::Conflict("The payment changed meanwhile; it was not updated twice.".to_owned()));
-        };
-        let view = view_of(state, row, vec![operation]);
-        if let Some(claim) = claim {
-            crate::save_answer!(conn, claim, &Claim::answer_of(&view)?);
         }
-        Ok(view)
-    })
+        Ok(())
+    })?;
+    Ok(view)
 }
 
 /// The customer's answer to the sandbox's 3-D Secure challenge.
@@ -690,50 +706,24 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
     Ok(load_any(&state.db, public_id).await?.status)
 }
 
-/// The pending first operation of a payment that waits for 3-D Secure.
+/// A payment waiting for 3-D Secure, with its pending first operation.
 async fn pending_start(state: &AppState, payment_id: i64) -> Result<Starting, AppError> {
-    let pending: Option<PendingStart> = dashboard_core::db_run!(state.db, conn => {
+    let rows: Option<(PaymentRow, OperationRow)> = dashboard_core::db_run!(state.db, conn => {
         operations::table
             .inner_join(payments::table)
             .filter(operations::payment_id.eq(payment_id))
             .filter(operations::status.eq(OperationStatus::Pending.as_str()))
-            .select(PendingStart::as_select())
+            .select((PaymentRow::as_select(), OperationRow::as_select()))
             .first(conn)
             .await
             .optional()
     })?;
-    let Some(pending) = pending else {
+    let Some((payment, operation)) = rows else {
         return Err(AppError::Conflict("This payment has no operation waiting for 3-D Secure.".to_owned()));
     };
-    let kind = OperationKind::parse(&pending.kind)
-        .ok_or_else(|| AppError::Internal(format!("unknown operation kind {}", pending.kind)))?;
-    Ok(Starting {
-        payment_id,
-        public_id: pending.public_id,
-        project_id: pending.project_id,
-        currency: pending.currency,
-        operation_id: pending.operation_id,
-        kind,
-        amount: pending.amount,
-    })
-}
-
-/// What [`pending_start`] reads.
-#[derive(Queryable, Selectable)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
-struct PendingStart {
-    #[diesel(select_expression = operations::id)]
-    operation_id: i64,
-    #[diesel(select_expression = operations::kind)]
-    kind: String,
-    #[diesel(select_expression = operations::amount)]
-    amount: i64,
-    #[diesel(select_expression = payments::public_id)]
-    public_id: String,
-    #[diesel(select_expression = payments::project_id)]
-    project_id: i64,
-    #[diesel(select_expression = payments::currency)]
-    currency: String,
+    let kind = OperationKind::parse(&operation.kind)
+        .ok_or_else(|| AppError::Internal(format!("unknown operation kind {}", operation.kind)))?;
+    Ok(Starting { payment, operation, kind })
 }
 
 /// Captures all or part of a held payment, once.
