@@ -53,6 +53,29 @@ pub struct NewPosting<'a> {
     pub created_at: NaiveDateTime,
 }
 
+/// An operation's postings (see [`postings`]) as they are written.
+pub fn rows<'a>(
+    postings: &[(&'a str, i64)],
+    operation_id: i64,
+    payment_id: i64,
+    project_id: i64,
+    currency: &'a str,
+    created_at: NaiveDateTime,
+) -> Vec<NewPosting<'a>> {
+    postings
+        .iter()
+        .map(|&(account, amount)| NewPosting {
+            operation_id,
+            payment_id,
+            project_id,
+            account,
+            currency,
+            amount,
+            created_at,
+        })
+        .collect()
+}
+
 /// Writes an operation's postings with the caller's connection, inside its transaction.
 pub trait WritePostings {
     fn write_postings<'a>(&'a mut self, postings: &'a [NewPosting<'a>]) -> BoxFuture<'a, QueryResult<()>>;

@@ -127,26 +127,6 @@ pub struct NewPayout {
     pub customer: Customer,
 }
 
-/// Writes an operation's ledger postings, inside the caller's transaction (see
-/// [`ledger::WritePostings`]).
-macro_rules! insert_postings {
-    ($conn:ident, $operation:expr, $payment:expr, $project:expr, $currency:expr, $postings:expr, $now:expr) => {{
-        let rows: Vec<ledger::NewPosting> = $postings
-            .iter()
-            .map(|&(account, amount)| ledger::NewPosting {
-                operation_id: $operation,
-                payment_id: $payment,
-                project_id: $project,
-                account,
-                currency: &$currency,
-                amount,
-                created_at: $now,
-            })
-            .collect();
-        ledger::WritePostings::write_postings($conn, &rows).await?;
-    }};
-}
-
 /// Reads a payment's row and its operations, by a filter on `payments`, with `$conn`
 /// (a macro because the body is compiled once per database backend).
 macro_rules! read_payment_rows {
@@ -639,18 +619,8 @@ async fn finish(
             operations::completed_at.eq(settled_operation.completed_at),
         )),
     );
-    let postings: Vec<ledger::NewPosting> = if success { ledger::postings(kind, amount, 0) } else { Vec::new() }
-        .into_iter()
-        .map(|(account, amount)| ledger::NewPosting {
-            operation_id,
-            payment_id,
-            project_id,
-            account,
-            currency: &payment.currency,
-            amount,
-            created_at: now,
-        })
-        .collect();
+    let postings = if success { ledger::postings(kind, amount, 0) } else { Vec::new() };
+    let postings = ledger::rows(&postings, operation_id, payment_id, project_id, &payment.currency, now);
     let callback_state = (
         settled_payment.public_id.clone(),
         project_id,
@@ -847,7 +817,8 @@ pub async fn record_chargeback(
             .returning(operations::id)
             .get_result(conn)
             .await?;
-        insert_postings!(conn, operation, payment_id, project_id, currency, postings, now);
+        let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
+        ledger::WritePostings::write_postings(conn, &postings).await?;
         crate::enqueue_callbacks!(conn, payment_id, now);
         Ok::<_, AppError>(())
     })?;
@@ -999,7 +970,8 @@ async fn settle(
                     .await?;
             }
         }
-        insert_postings!(conn, operation, payment_id, project_id, currency, postings, now);
+        let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
+        ledger::WritePostings::write_postings(conn, &postings).await?;
         if success {
             crate::enqueue_callbacks!(conn, payment_id, now);
         }
