@@ -2,9 +2,10 @@
 //!
 //! A rollup cell sums the payments and money of one day (the day of one time zone in use
 //! by the company's users), one project and currency, and one combination of breakdown
-//! dimensions (see [`GROUPINGS`]). Triggers in the database log every change of a
-//! payment's status and every successful operation in `analytics_changes`, in the
-//! change's own transaction. A background job ([`catch_up`]) recomputes the days those
+//! dimensions (see [`GROUPINGS`]). Triggers in the database log every payment created
+//! with an answer, every change of a payment's status and every successful operation in
+//! `analytics_changes`, in the change's own transaction (a payment created waiting for
+//! the acquirer is logged when its status changes). A background job ([`catch_up`]) recomputes the days those
 //! changes touch from the payments and operations themselves, then deletes the log rows
 //! it has handled: a crash before that leaves them to the next round, and a recomputed
 //! day is the same however often it is recomputed, so nothing is missed or counted twice.

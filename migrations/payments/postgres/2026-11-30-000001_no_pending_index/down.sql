@@ -1,0 +1,1 @@
+CREATE INDEX operations_pending ON operations (status, created_at);
