@@ -12,7 +12,9 @@ use dashboard_core::auth::PageGuard;
 use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
 use dashboard_core::hooks;
+use dashboard_core::limits::BodyLimit;
 use dashboard_core::registry::{Registry, RegistryError};
+use dashboard_core::security_headers::SecurityHeaders;
 use dashboard_core::session::SessionLoader;
 use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
 use dashboard_core::state::Settings;
@@ -160,12 +162,14 @@ pub fn routes(state: AppState) -> impl Endpoint {
 
     let csrf =
         Csrf::new().cookie_name("dashboard_csrf").secure(state.settings.secure_cookies).same_site(SameSite::Strict);
-    let app = Arc::new(SessionLoader { inner: HtmlErrors { inner: route } });
+    let https = state.settings.secure_cookies;
+    let app = Arc::new(SessionLoader { inner: HtmlErrors { inner: BodyLimit { inner: route } } });
     // Sessions are cookies for both (poem's CSRF middleware brings its own cookie jar).
-    CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
+    let app = CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
         .data(state)
         .with(telemetry::RequestLog)
-        .with(CatchPanic::new())
+        .with(CatchPanic::new());
+    SecurityHeaders { inner: app, https }
 }
 
 /// The CSRF token of poem's middleware (a cookie and a token for the forms, which the page

@@ -335,9 +335,24 @@ pub fn urlencode(value: &str) -> String {
     out
 }
 
-/// Whether a `next` target after sign-in is a local path (no open redirect).
-pub fn is_local_path(target: &str) -> bool {
-    target.starts_with('/') && !target.starts_with("//") && !target.contains('\\')
+/// The path of this site that a `next` target after sign-in leads to, normalised; `None`
+/// for anything that could lead elsewhere (no open redirect).
+pub fn local_path(target: &str) -> Option<String> {
+    // Where a browser would go: it drops tabs and newlines and reads `\` as `/`, so
+    // `/\t/evil.example/` is `//evil.example/`, another site. The URL parser follows the
+    // same (WHATWG) rules; the answer is what it resolved, never the raw text.
+    const HERE: &str = "https://dashboard.invalid/";
+    if !target.starts_with('/') || target.chars().any(char::is_control) {
+        return None;
+    }
+    let resolved = url::Url::parse(HERE).ok()?.join(target).ok()?;
+    if resolved.origin() != url::Url::parse(HERE).ok()?.origin() || !resolved.username().is_empty() {
+        return None;
+    }
+    Some(match resolved.query() {
+        Some(query) => format!("{}?{query}", resolved.path()),
+        None => resolved.path().to_owned(),
+    })
 }
 
 /// The navigation entries that a principal (or an anonymous visitor) may open.
@@ -367,10 +382,20 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
-        assert!(is_local_path("/reports?status=failed"));
-        assert!(!is_local_path("//evil.example/"));
-        assert!(!is_local_path("https://evil.example/"));
-        assert!(!is_local_path("/\\evil.example"));
+        assert_eq!(local_path("/reports?status=failed").as_deref(), Some("/reports?status=failed"));
+        assert_eq!(local_path("/payments/../team").as_deref(), Some("/team"));
+        for elsewhere in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "\\/evil.example/",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(elsewhere), None, "{elsewhere:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum AppError {
     Unprocessable(String),
     #[error("{0}")]
     TooManyRequests(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("The service is temporarily unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -46,6 +48,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable(_) | AppError::Db(DbError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,6 +66,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Unprocessable(_) => "unprocessable",
             AppError::TooManyRequests(_) => "too-many-requests",
+            AppError::PayloadTooLarge(_) => "payload-too-large",
             AppError::Unavailable(_) | AppError::Db(DbError::Pool(_)) => "unavailable",
             AppError::Db(_) | AppError::Internal(_) => "internal",
         }

@@ -7,6 +7,7 @@ mod analytics;
 mod browser;
 mod callbacks;
 mod database;
+mod hardening;
 mod payments;
 mod profile;
 mod registry;

@@ -355,7 +355,8 @@ impl TestApp {
     }
 }
 
-async fn csrf_token_for(client: &reqwest::Client, url: &str) -> String {
+/// The CSRF token of the forms on `url` as `client` sees them (this also sets its CSRF cookie).
+pub async fn csrf_token_for(client: &reqwest::Client, url: &str) -> String {
     let html = client.get(url).send().await.unwrap().text().await.unwrap();
     form_value(&html, "csrf_token").unwrap_or_else(|| panic!("no CSRF token on {url}"))
 }

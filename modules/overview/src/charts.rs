@@ -537,6 +537,8 @@ mod tests {
         for kind in [Kind::Line, Kind::Bars, Kind::HorizontalBars] {
             let svg = draw(kind, Look { title: Some("Title"), dark: false }, &columns, &rows, &[1]);
             assert!(svg.starts_with("<svg"), "{kind:?}: {svg}");
+            // The SVG is inlined in pages whose policy allows no inline style.
+            assert!(!svg.contains("style="), "{kind:?}: {svg}");
         }
     }
 }

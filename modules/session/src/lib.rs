@@ -3,7 +3,7 @@
 //! it enabled. A failure never says whether the username, the password or the account
 //! state was the reason.
 
-use dashboard_core::auth::{Principal, is_local_path};
+use dashboard_core::auth::{Principal, local_path};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::{Access, Api, Section, Template};
 use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SESSION_COOKIE, SignIn};
@@ -82,7 +82,7 @@ struct SetPasswordForm {
 }
 
 fn safe_next(next: Option<&str>) -> String {
-    next.filter(|target| is_local_path(target)).unwrap_or("/").to_owned()
+    next.and_then(local_path).unwrap_or_else(|| "/".to_owned())
 }
 
 fn with_next(path: &str, next: &str) -> String {

@@ -1,0 +1,51 @@
+//! The headers every response carries, so that a browser never runs a script the
+//! dashboard did not serve, frames a page (a refund confirmation could be clickjacked),
+//! guesses a content type, leaks a URL to another site, or keeps a page of payment data
+//! or an export in its cache.
+
+use poem::http::{HeaderName, HeaderValue, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+/// The pages: scripts, styles and images from the dashboard's own files only (no
+/// inline script, no other origin).
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                           object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// The API's viewer (Swagger UI) is one page of inline script and styles.
+const API_VIEWER_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+                                 style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; \
+                                 base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Adds the security headers to every response of `inner`. `https` adds HSTS (a
+/// dashboard served over plain HTTP in development must not pin its host to HTTPS).
+pub struct SecurityHeaders<E> {
+    pub inner: E,
+    pub https: bool,
+}
+
+impl<E: Endpoint> Endpoint for SecurityHeaders<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let viewer = req.uri().path().starts_with("/api/docs");
+        let mut response = match self.inner.call(req).await {
+            Ok(output) => output.into_response(),
+            Err(error) => error.into_response(),
+        };
+        let headers = response.headers_mut();
+        let policy = if viewer { API_VIEWER_POLICY } else { PAGE_POLICY };
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+        if self.https {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+        }
+        // Everything but the fingerprinted static files (which say how long to keep them)
+        // may hold payment data, a secret or an export.
+        if !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Ok(response)
+    }
+}
