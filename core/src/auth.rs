@@ -67,7 +67,7 @@ impl Principal {
     /// the person, in a session (a token could otherwise outlive or widen itself).
     pub fn require_session(&self) -> Result<(), AppError> {
         if self.via_api_token {
-            Err(AppError::BadRequest("This needs a signed-in session; API tokens cannot do it.".to_owned()))
+            Err(AppError::Refused("This needs a signed-in session; API tokens cannot do it.".to_owned()))
         } else {
             Ok(())
         }

@@ -13,6 +13,9 @@ pub enum AppError {
     Unauthorized,
     #[error("You do not have permission to do this.")]
     Forbidden,
+    /// Refused whatever the permissions, for the reason given (403).
+    #[error("{0}")]
+    Refused(String),
     #[error("This needs two-factor authentication. Set it up in My profile, then sign in again.")]
     SecondFactorRequired,
     #[error("Not found.")]
@@ -42,7 +45,9 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden | AppError::SecondFactorRequired | AppError::FormExpired => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::Refused(_) | AppError::SecondFactorRequired | AppError::FormExpired => {
+                StatusCode::FORBIDDEN
+            }
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -58,7 +63,7 @@ impl AppError {
     pub fn kind(&self) -> &'static str {
         match self {
             AppError::Unauthorized => "unauthorized",
-            AppError::Forbidden => "forbidden",
+            AppError::Forbidden | AppError::Refused(_) => "forbidden",
             AppError::SecondFactorRequired => "second-factor-required",
             AppError::NotFound => "not-found",
             AppError::FormExpired => "form-expired",

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashboard_core::BuiltinRole;
 use dashboard_core::schema::users;
-use dashboard_tests::reqwest::{Body, StatusCode};
+use dashboard_tests::reqwest::header::AUTHORIZATION;
+use dashboard_tests::reqwest::{Body, Method, StatusCode};
 use dashboard_tests::{PASSWORD, TestApp, location, query, story};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -122,4 +123,151 @@ async fn every_response_carries_the_security_headers(app: TestApp) {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["cache-control"].to_str().unwrap().contains("immutable"));
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+}
+
+async fn send_json(
+    client: &dashboard_tests::reqwest::Client,
+    method: Method,
+    url: String,
+    bearer: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut request = client.request(method, url).json(&body);
+    if let Some(token) = bearer {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The company's role called `name`.
+async fn role_id(app: &TestApp, name: &str) -> i64 {
+    let roles: Value = app.get("/api/v1/team/roles").await.json().await.unwrap();
+    roles.as_array().unwrap().iter().find(|role| role["name"] == name).unwrap()["id"].as_i64().unwrap()
+}
+
+/// A user's details as the team API takes them back, with `changes` applied.
+async fn member_input(app: &TestApp, user_id: i64, changes: Value) -> Value {
+    let member: Value = app.get(&format!("/api/v1/team/users/{user_id}")).await.json().await.unwrap();
+    let mut input = json!({
+        "display_name": member["display_name"], "email": member["email"], "phone": member["phone"],
+        "role_ids": member["roles"].as_array().unwrap().iter().map(|role| role["id"].clone()).collect::<Vec<_>>(),
+        "project_ids": if member["all_projects"] == true { Value::Null } else { member["project_ids"].clone() },
+    });
+    for (key, value) in changes.as_object().unwrap() {
+        input[key] = value.clone();
+    }
+    input
+}
+
+// The takeover chain of the audit: a token with `team.manage` changes a victim's phone,
+// resets their second factor and fetches their set-password link. Each step is refused
+// for a token, as are role and permission grants; nobody grants what they do not hold,
+// nor changes their own access; a role in use cannot be deleted.
+story!(the_team_cannot_be_taken_over_or_escalated);
+async fn the_team_cannot_be_taken_over_or_escalated(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop", "App"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    let old_phone = "+447700900111";
+    let victim = app.user_with_phone(company, "vic", BuiltinRole::Finance, Some(old_phone)).await;
+    let ada_id: i64 = query!(app, conn => {
+        users::table.filter(users::username.eq("ada")).select(users::id).get_result(conn).await
+    });
+    let admin_role = role_id(&app, "Merchant admin").await;
+    let (status, created) = send_json(
+        &app.client,
+        Method::POST,
+        app.url("/api/v1/profile/tokens"),
+        None,
+        json!({ "name": "team tool", "scopes": ["team.manage"] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    let integrator = app.another_client();
+    let user_url = |id: i64, tail: &str| app.url(&format!("/api/v1/team/users/{id}{tail}"));
+
+    // The token may still read the team, but not touch credentials or access.
+    let (status, _) = send_json(&integrator, Method::GET, app.url("/api/v1/team/users"), Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let new_phone = member_input(&app, victim, json!({ "phone": "+447700900999" })).await;
+    let promoted = member_input(&app, victim, json!({ "role_ids": [admin_role] })).await;
+    for (what, method, url, body) in [
+        ("phone", Method::PUT, user_url(victim, ""), new_phone.clone()),
+        ("roles", Method::PUT, user_url(victim, ""), promoted.clone()),
+        ("second factor", Method::POST, user_url(victim, "/second-factor-reset"), json!({})),
+        ("password link", Method::POST, user_url(victim, "/password-link"), json!({})),
+        ("its owner's second factor", Method::POST, user_url(ada_id, "/second-factor-reset"), json!({})),
+        ("a role", Method::POST, app.url("/api/v1/team/roles"), json!({ "name": "X", "permissions": ["team.manage"] })),
+    ] {
+        let (status, problem) = send_json(&integrator, method, url, Some(&token), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {problem}");
+    }
+    let phone: Option<String> =
+        query!(app, conn => users::table.find(victim).select(users::phone).get_result(conn).await);
+    assert_eq!(phone.as_deref(), Some(old_phone), "nothing changed");
+
+    // A user who may only manage the team cannot make anyone, themselves included,
+    // merchant admin.
+    let (status, keepers) = send_json(
+        &app.client,
+        Method::POST,
+        app.url("/api/v1/team/roles"),
+        None,
+        json!({ "name": "Team keepers", "permissions": ["team.manage"] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{keepers}");
+    let keeper_phone = "+447700900222";
+    let body = json!({
+        "username": "tim", "password": PASSWORD, "display_name": "Tim", "email": null, "phone": keeper_phone,
+        "role_ids": [keepers["id"]], "project_ids": null,
+    });
+    let (status, tim) = send_json(&app.client, Method::POST, app.url("/api/v1/team/users"), None, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{tim}");
+    let tim_id = tim["member"]["id"].as_i64().unwrap();
+    let tim_browser = app.another_browser();
+    let authenticator = app.enable_second_factor(tim_id, keeper_phone).await;
+    tim_browser.sign_in("tim", PASSWORD).await;
+    tim_browser.submit_code(&authenticator.code()).await;
+    let own = member_input(&app, tim_id, json!({ "role_ids": [keepers["id"], admin_role] })).await;
+    let (status, problem) = send_json(&tim_browser.client, Method::PUT, user_url(tim_id, ""), None, own).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let (status, problem) = send_json(&tim_browser.client, Method::PUT, user_url(victim, ""), None, promoted).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("you do not hold it"), "{problem}");
+
+    // A merchant admin restricted to one project cannot lift the restriction, for
+    // themselves or for others.
+    let rita_phone = "+447700900333";
+    let rita = app.user_with_phone(company, "rita", BuiltinRole::MerchantAdmin, Some(rita_phone)).await;
+    let restricted = member_input(&app, rita, json!({ "project_ids": [projects[0]] })).await;
+    let (status, problem) = send_json(&app.client, Method::PUT, user_url(rita, ""), None, restricted).await;
+    assert_eq!(status, StatusCode::OK, "{problem}");
+    let rita_browser = app.another_browser();
+    let authenticator = app.enable_second_factor(rita, rita_phone).await;
+    rita_browser.sign_in("rita", PASSWORD).await;
+    rita_browser.submit_code(&authenticator.code()).await;
+    let unrestricted = member_input(&app, rita, json!({ "project_ids": null })).await;
+    let (status, problem) = send_json(&rita_browser.client, Method::PUT, user_url(rita, ""), None, unrestricted).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let elsewhere = member_input(&app, victim, json!({ "project_ids": [projects[1]] })).await;
+    let (status, problem) = send_json(&rita_browser.client, Method::PUT, user_url(victim, ""), None, elsewhere).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+
+    // A role in use stays.
+    let url = app.url(&format!("/api/v1/team/roles/{}", keepers["id"]));
+    let (status, problem) = send_json(&app.client, Method::DELETE, url, None, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("tim"), "{problem}");
+
+    // An admin in a session changes the phone: the old number is told.
+    let (status, problem) = send_json(&app.client, Method::PUT, user_url(victim, ""), None, new_phone).await;
+    assert_eq!(status, StatusCode::OK, "{problem}");
+    assert!(
+        app.sms_outbox().iter().any(|(to, text)| to == old_phone && text.contains("phone number was changed")),
+        "{:?}",
+        app.sms_outbox()
+    );
 }

@@ -127,11 +127,11 @@ async fn a_token_cannot_manage_tokens_or_the_second_factor(app: TestApp) {
     let forever = json!({ "name": "child", "scopes": ["profile.edit"] });
     let response =
         integrator.post(app.url("/api/v1/profile/tokens")).header(AUTHORIZATION, &bearer).json(&forever).send().await;
-    assert_eq!(response.unwrap().status(), StatusCode::BAD_REQUEST, "a token cannot mint tokens");
+    assert_eq!(response.unwrap().status(), StatusCode::FORBIDDEN, "a token cannot mint tokens");
     let response = integrator
         .post(app.url("/api/v1/profile/second-factor/activation-code"))
         .header(AUTHORIZATION, &bearer)
         .send()
         .await;
-    assert_eq!(response.unwrap().status(), StatusCode::BAD_REQUEST, "nor touch the second factor");
+    assert_eq!(response.unwrap().status(), StatusCode::FORBIDDEN, "nor touch the second factor");
 }

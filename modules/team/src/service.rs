@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use dashboard_core::audit::{self, AuditEvent};
-use dashboard_core::auth::{Principal, hash_password_blocking, password_problem, random_token};
+use dashboard_core::auth::{Principal, ProjectScope, hash_password_blocking, password_problem, random_token};
 use dashboard_core::directory::{self, valid_phone, valid_username};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::BuiltinRole;
@@ -13,7 +13,9 @@ use dashboard_core::schema::{
     audit_events, projects, role_permissions, roles, second_factors, user_projects, user_roles, users,
 };
 use dashboard_core::session::{self, needs_second_factor};
+use dashboard_core::sms::SmsMessage;
 use dashboard_core::time::{now, rfc3339};
+use dashboard_core::web::PRODUCT_NAME;
 use dashboard_core::{AppError, AppState, db_run, db_transaction, db_write, second_factor, tokens};
 use diesel::prelude::{NullableExpressionMethods, Queryable, Selectable};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -316,8 +318,11 @@ async fn company_role_ids(state: &AppState, company_id: i64) -> Result<BTreeSet<
 
 /// Creates a user of the admin's company with roles and project access.
 pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember) -> Result<CreatedMember, AppError> {
+    admin.require_session()?;
     let username = valid_username(&new.username)?;
     let input = check_input(state, admin.company_id, &new.details).await?;
+    refuse_more_than_held(admin, &granted_by(state, admin.company_id, &input.role_ids).await?)?;
+    refuse_projects_beyond(admin, input.project_ids.as_deref())?;
     let password = match &new.password {
         Some(password) => {
             if let Some(problem) = password_problem(password) {
@@ -376,8 +381,27 @@ pub async fn update_member(
 ) -> Result<Member, AppError> {
     let before = member(state, admin.company_id, user_id).await?;
     let input = check_input(state, admin.company_id, input).await?;
-    if user_id == admin.user_id && !keeps_admin(state, &input.role_ids).await? {
-        return Err(AppError::BadRequest("You cannot take away your own merchant admin role.".to_owned()));
+    let roles_before: BTreeSet<i64> = before.roles.iter().map(|role| role.id).collect();
+    let added_roles: Vec<i64> = input.role_ids.iter().copied().filter(|id| !roles_before.contains(id)).collect();
+    let projects_before: Option<BTreeSet<i64>> =
+        (!before.all_projects).then(|| before.project_ids.iter().copied().collect());
+    let projects_after: Option<BTreeSet<i64>> = input.project_ids.as_ref().map(|ids| ids.iter().copied().collect());
+    let projects_change = projects_before != projects_after;
+    let access_changes = !added_roles.is_empty() || input.role_ids.len() != roles_before.len() || projects_change;
+    let phone_changes = before.phone != input.phone;
+    if access_changes || phone_changes {
+        admin.require_session()?;
+        if user_id == admin.user_id {
+            return Err(AppError::Refused(
+                "You cannot change your own roles, projects or phone here: another admin can, and your phone is \
+                 changed in My profile."
+                    .to_owned(),
+            ));
+        }
+    }
+    refuse_more_than_held(admin, &granted_by(state, admin.company_id, &added_roles).await?)?;
+    if projects_change {
+        refuse_projects_beyond(admin, input.project_ids.as_deref())?;
     }
     let updated = now();
     db_transaction!(state.db, conn => {
@@ -398,6 +422,14 @@ pub async fn update_member(
     if user_id != admin.user_id {
         session::delete_user_sessions(state, user_id).await?;
     }
+    if phone_changes {
+        // Whoever changed it may not be the user: the old number hears of it, and the
+        // user's tokens stop (they were issued to the person the old phone confirmed).
+        tokens::revoke_all(state, user_id).await?;
+        if let Some(old) = &before.phone {
+            tell_old_phone(state, admin, old).await;
+        }
+    }
     let details = serde_json::json!({
         "roles": input.role_ids,
         "projects": input.project_ids,
@@ -407,18 +439,59 @@ pub async fn update_member(
     member(state, admin.company_id, user_id).await
 }
 
-/// Whether the roles include the company's merchant admin role.
-async fn keeps_admin(state: &AppState, role_ids: &[i64]) -> Result<bool, AppError> {
-    let ids = role_ids.to_vec();
-    let admin_roles: i64 = db_run!(state.db, conn => {
-        roles::table
-            .filter(roles::id.eq_any(&ids))
-            .filter(roles::builtin.eq(BuiltinRole::MerchantAdmin.key()))
-            .count()
-            .get_result(conn)
-            .await
-    })?;
-    Ok(admin_roles > 0)
+/// The permissions the given roles of the company grant.
+async fn granted_by(state: &AppState, company_id: i64, role_ids: &[i64]) -> Result<BTreeSet<String>, AppError> {
+    if role_ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let roles = list_roles(state, company_id).await?;
+    Ok(roles.into_iter().filter(|role| role_ids.contains(&role.id)).flat_map(|role| role.permissions).collect())
+}
+
+/// Nobody grants a permission they do not hold themselves (a user who may manage the
+/// team could otherwise make themselves, or a friend, merchant admin).
+fn refuse_more_than_held(admin: &Principal, permissions: &BTreeSet<String>) -> Result<(), AppError> {
+    let held = |code: &String| admin.permissions.contains(code) || admin.awaiting_second_factor.contains(code);
+    match permissions.iter().find(|code| !held(code)) {
+        Some(code) => Err(AppError::Refused(format!("You cannot grant {code:?}: you do not hold it yourself."))),
+        None => Ok(()),
+    }
+}
+
+/// Nobody grants access to projects they cannot see themselves; `None` is all projects.
+fn refuse_projects_beyond(admin: &Principal, projects: Option<&[i64]>) -> Result<(), AppError> {
+    let ProjectScope::Only(own) = &admin.projects else { return Ok(()) };
+    match projects {
+        None => {
+            Err(AppError::Refused("You cannot grant access to all projects: you do not have it yourself.".to_owned()))
+        }
+        Some(ids) => match ids.iter().find(|id| !own.contains(id)) {
+            Some(id) => Err(AppError::Refused(format!("You cannot grant access to project {id}: you do not have it."))),
+            None => Ok(()),
+        },
+    }
+}
+
+/// Tells a user's old phone number that it was replaced. A message that cannot be sent
+/// is logged: the change itself stands.
+async fn tell_old_phone(state: &AppState, admin: &Principal, old: &str) {
+    let text = format!(
+        "{PRODUCT_NAME}: your phone number was changed by {}. If you did not expect this, contact your \
+         administrator.",
+        admin.display_name
+    );
+    if let Err(error) = state.sms.send(&SmsMessage { to: old.to_owned(), text }).await {
+        tracing::warn!(error = %error.0, "the old phone could not be told of its replacement");
+    }
+}
+
+/// Credentials and the second factor of someone else, in a session only.
+fn refuse_credential_change(admin: &Principal, user_id: i64) -> Result<(), AppError> {
+    admin.require_session()?;
+    if user_id == admin.user_id {
+        return Err(AppError::Refused("Your own password and second factor are changed in My profile.".to_owned()));
+    }
+    Ok(())
 }
 
 /// Deactivates a user: their sessions end and their API tokens are revoked at once.
@@ -447,16 +520,20 @@ pub async fn set_active(state: &AppState, admin: &Principal, user_id: i64, activ
 }
 
 /// Removes a user's second factor (lost phone): they set it up again at next sign-in.
+/// Their API tokens are revoked too: they were issued behind the factor just removed.
 pub async fn reset_second_factor(state: &AppState, admin: &Principal, user_id: i64) -> Result<Member, AppError> {
+    refuse_credential_change(admin, user_id)?;
     member(state, admin.company_id, user_id).await?;
     second_factor::remove(state, user_id).await?;
     session::delete_user_sessions(state, user_id).await?;
+    tokens::revoke_all(state, user_id).await?;
     record(state, admin, "second_factor.reset", format!("user {user_id}"), serde_json::json!({})).await?;
     member(state, admin.company_id, user_id).await
 }
 
 /// A one-time link for the user to set a password (72 hours); earlier links stop working.
 pub async fn issue_password_link(state: &AppState, admin: &Principal, user_id: i64) -> Result<String, AppError> {
+    refuse_credential_change(admin, user_id)?;
     member(state, admin.company_id, user_id).await?;
     let url = password_link(state, user_id).await?;
     record(state, admin, "user.password_link", format!("user {user_id}"), serde_json::json!({})).await?;
@@ -575,7 +652,9 @@ fn check_role(state: &AppState, input: &RoleInput) -> Result<(String, String, Ve
 
 /// Creates a custom role from any registered permissions.
 pub async fn create_role(state: &AppState, admin: &Principal, input: &RoleInput) -> Result<RoleInfo, AppError> {
+    admin.require_session()?;
     let (name, description, permissions) = check_role(state, input)?;
+    refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
     let company_id = admin.company_id;
     let role_id: i64 = db_transaction!(state.db, conn => {
         let role_id: i64 = diesel::insert_into(roles::table)
@@ -628,8 +707,10 @@ pub async fn update_role(
     role_id: i64,
     input: &RoleInput,
 ) -> Result<RoleInfo, AppError> {
+    admin.require_session()?;
     custom_role(state, admin.company_id, role_id).await?;
     let (name, description, permissions) = check_role(state, input)?;
+    refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
     db_transaction!(state.db, conn => {
         diesel::update(roles::table.find(role_id))
             .set((roles::name.eq(&name), roles::description.eq(&description)))
@@ -658,10 +739,27 @@ pub async fn update_role(
     role(state, admin.company_id, role_id).await
 }
 
-/// Deletes a custom role; its users lose what it granted.
+/// Deletes a custom role no user holds (deleting one in use would leave its users with
+/// less, or with no role at all, without anyone deciding it for them).
 pub async fn delete_role(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
+    admin.require_session()?;
     let role = custom_role(state, admin.company_id, role_id).await?;
-    end_role_sessions(state, admin, role_id).await?;
+    let holders: Vec<String> = db_run!(state.db, conn => {
+        user_roles::table
+            .inner_join(users::table)
+            .filter(user_roles::role_id.eq(role_id))
+            .order(users::username.asc())
+            .select(users::username)
+            .load(conn)
+            .await
+    })?;
+    if !holders.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "The role {:?} is held by {}: give them other roles first.",
+            role.name,
+            holders.join(", ")
+        )));
+    }
     db_write!(state.db, conn => diesel::delete(roles::table.find(role_id)).execute(conn).await)?;
     state.token_principals.forget_all();
     record(state, admin, "role.deleted", format!("role {role_id}"), serde_json::json!({ "name": role.name })).await
