@@ -5,7 +5,7 @@ use dashboard_core::BuiltinRole;
 use dashboard_core::schema::audit_events;
 use dashboard_payments_domain::ledger;
 use dashboard_tests::reqwest::StatusCode;
-use dashboard_tests::{TestApp, form_value, query, story};
+use dashboard_tests::{TestApp, form_value, location, query, story};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -402,19 +402,71 @@ async fn a_refund_in_the_dashboard_asks_for_confirmation_first(app: TestApp) {
     assert!(confirm.contains("Refund 12.50 EUR?"), "{confirm}");
     let unchanged: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
     assert_eq!(unchanged["refunded"], 0, "nothing happens before the confirmation");
-    let response = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "12.50"), ("confirmed", "yes")]).await;
+    let key = form_value(&confirm, "idempotency_key").unwrap();
+    let confirmed =
+        [("csrf_token", csrf.as_str()), ("amount", "12.50"), ("confirmed", "yes"), ("idempotency_key", &key)];
+    let response = app.post_form(&path, &confirmed).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let refunded: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
     assert_eq!(refunded["refunded"], 1_250);
-    let too_much = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "100"), ("confirmed", "yes")]).await;
+    let too_much = confirm_refund(&app, &path, &csrf, "100").await;
     assert_eq!(too_much.status(), StatusCode::BAD_REQUEST);
     assert!(too_much.text().await.unwrap().contains("At most 37.50 EUR can be refunded."));
-    let bad = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "1.234"), ("confirmed", "yes")]).await;
+    let bad = confirm_refund(&app, &path, &csrf, "1.234").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "more decimals than EUR has");
+    let stale = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "1"), ("confirmed", "yes")]).await;
+    assert!(stale.text().await.unwrap().contains("This confirmation is out of date"), "a form without its key");
     let refunds: i64 = query!(app, conn => {
         audit_events::table.filter(audit_events::action.eq("payment.refund")).count().get_result(conn).await
     });
     assert_eq!(refunds, 1, "the refund is in the audit log");
+}
+
+/// Asks for a refund of `amount` and confirms it, as the two forms do.
+async fn confirm_refund(app: &TestApp, path: &str, csrf: &str, amount: &str) -> dashboard_tests::reqwest::Response {
+    let confirm = app.post_form(path, &[("csrf_token", csrf), ("amount", amount)]).await.text().await.unwrap();
+    let key = form_value(&confirm, "idempotency_key").unwrap_or_default();
+    app.post_form(path, &[("csrf_token", csrf), ("amount", amount), ("confirmed", "yes"), ("idempotency_key", &key)])
+        .await
+}
+
+// A double click, a resubmitted page or four parallel posts of one confirmation refund
+// once, and each shows the first result.
+story!(one_confirmation_refunds_once_however_often_it_is_posted);
+async fn one_confirmation_refunds_once_however_often_it_is_posted(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, sale) = post(&app, "/api/v1/payments", &key(), purchase(project, 5_000, "EUR", APPROVE, "one_step")).await;
+    let id = sale["id"].as_str().unwrap().to_owned();
+    let csrf = form_value(&app.get_text(&format!("/payments/{id}")).await.1, "csrf_token").unwrap();
+    let path = format!("/payments/{id}/refund");
+    let confirm = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "5.00")]).await.text().await.unwrap();
+    let key = form_value(&confirm, "idempotency_key").unwrap();
+    let confirmed = vec![
+        ("csrf_token".to_owned(), csrf.clone()),
+        ("amount".to_owned(), "5.00".to_owned()),
+        ("confirmed".to_owned(), "yes".to_owned()),
+        ("idempotency_key".to_owned(), key),
+    ];
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let request = app.client.post(app.url(&path)).form(&confirmed);
+        posts.spawn(async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        });
+    }
+    while let Some(answer) = posts.join_next().await {
+        // The first refunds; the others show its result, or that it is still running.
+        let (status, html) = answer.unwrap();
+        assert!(status == StatusCode::SEE_OTHER || html.contains("is still running"), "{status}: {html}");
+    }
+    let again = app.client.post(app.url(&path)).form(&confirmed).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER, "the resubmitted page shows the first result");
+    assert_eq!(location(again.headers()), format!("/payments/{id}?notice=refunded"));
+    let payment: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(payment["refunded"], 500, "one refund of 5.00 EUR");
+    let refunds = payment["operations"].as_array().unwrap().iter().filter(|op| op["kind"] == "refund").count();
+    assert_eq!(refunds, 1);
 }
 
 story!(the_demo_history_keeps_every_invariant);

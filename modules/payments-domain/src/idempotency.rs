@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::schema::idempotency_keys;
+use dashboard_core::auth::Principal;
 use dashboard_core::error::AppError;
 use dashboard_core::state::AppState;
 
@@ -43,6 +44,20 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The key `principal` sent with `request` to `route` (an API operation such as
+    /// `POST /payments/{id}/refunds`): keys are the caller's own, and the same request
+    /// comes from the API or from a page's confirmation form alike.
+    pub fn for_caller<R: Serialize>(
+        state: &AppState,
+        principal: &Principal,
+        key: &str,
+        route: &str,
+        request: &R,
+    ) -> Result<Claim, AppError> {
+        let body = serde_json::to_string(request).map_err(|e| AppError::Internal(e.to_string()))?;
+        Claim::new(state, &format!("user:{}", principal.user_id), key, &format!("{route}\n{body}"))
+    }
+
     /// `request` is what the key must come with each time (hashed with the
     /// installation's key, since it may hold a card number).
     pub fn new(state: &AppState, scope: &str, key: &str, request: &str) -> Result<Claim, AppError> {
@@ -64,7 +79,12 @@ impl Claim {
                 "This Idempotency-Key was used with another request. Use a new key for a new request.".to_owned(),
             ));
         }
-        answer.ok_or_else(|| AppError::Conflict("A request with this Idempotency-Key is still running.".to_owned()))
+        answer.ok_or_else(|| {
+            AppError::Conflict(
+                "The same request (same idempotency key) is still running; its result shows once it is done."
+                    .to_owned(),
+            )
+        })
     }
 
     /// Reads a stored answer back.

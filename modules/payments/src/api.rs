@@ -118,18 +118,6 @@ enum Created {
     Created(Json<PaymentView>),
 }
 
-/// The caller's Idempotency-Key for `request` to `route`.
-fn claim<R: Serialize>(
-    state: &AppState,
-    principal: &Principal,
-    key: &str,
-    route: &str,
-    request: &R,
-) -> Result<Claim, AppError> {
-    let body = serde_json::to_string(request).map_err(|e| AppError::Internal(e.to_string()))?;
-    Claim::new(state, &format!("user:{}", principal.user_id), key, &format!("{route}\n{body}"))
-}
-
 /// Runs a money-moving call once per Idempotency-Key of the caller.
 async fn once<R: Serialize, F, Fut>(
     state: &AppState,
@@ -143,7 +131,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<PaymentView, AppError>>,
 {
-    let claim = claim(state, principal, key, route, request)?;
+    let claim = Claim::for_caller(state, principal, key, route, request)?;
     idempotency::once(state, &claim, operation).await.map(Replay::into_inner)
 }
 
@@ -171,7 +159,7 @@ impl PaymentsApi {
         let request = body.0;
         check_currency(&request.amount)?;
         let card = request.card.card()?;
-        let claim = claim(&state, principal, &key, "POST /payments", &request)?;
+        let claim = Claim::for_caller(&state, principal, &key, "POST /payments", &request)?;
         let new = NewPurchase {
             project_id: request.project_id,
             flow: request.flow.unwrap_or(Flow::OneStep),
@@ -377,7 +365,7 @@ impl PaymentsApi {
         let request = body.0;
         check_currency(&request.amount)?;
         let card = request.card.card()?;
-        let claim = claim(&state, principal, &key, "POST /payouts", &request)?;
+        let claim = Claim::for_caller(&state, principal, &key, "POST /payouts", &request)?;
         let new = NewPayout {
             project_id: request.project_id,
             amount: request.amount.amount,

@@ -1,11 +1,12 @@
 //! The Payments section's pages (registry, detail, actions with a confirmation step) and
 //! the sandbox's simulated 3-D Secure challenge.
 
-use dashboard_core::auth::urlencode;
+use dashboard_core::auth::{random_token, urlencode};
 use dashboard_core::directory;
 use dashboard_core::money::{format_minor, parse_amount};
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
+use dashboard_payments_domain::idempotency::{self, Claim, Replay};
 use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::search::{self, PaymentFilter};
 use dashboard_payments_domain::service::{self, PaymentView};
@@ -218,6 +219,10 @@ pub struct ActionForm {
     amount: String,
     #[serde(default)]
     confirmed: String,
+    /// Made for the confirmation step: the action's idempotency key, so that the form
+    /// posted twice (a double click, a resubmission) acts once.
+    #[serde(default)]
+    idempotency_key: String,
 }
 
 /// Which action a form asks for.
@@ -234,6 +239,15 @@ impl Action {
             Action::Refund => "refund",
             Action::Capture => "capture",
             Action::Release => "release",
+        }
+    }
+
+    /// The API operation this action is: its idempotency keys mean the same.
+    fn route(self, id: &str) -> String {
+        match self {
+            Action::Refund => format!("POST /payments/{id}/refunds"),
+            Action::Capture => format!("POST /payments/{id}/captures"),
+            Action::Release => format!("POST /payments/{id}/cancellations"),
         }
     }
 }
@@ -268,15 +282,29 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: Action) ->
         };
         let data = json!({
             "p": payment, "csrf_token": page.csrf_token, "verb": verb, "shown": shown,
-            "action": action.path(), "amount": form.amount.trim(),
+            "action": action.path(), "amount": form.amount.trim(), "idempotency_key": random_token(),
         });
         return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());
     }
-    let result = match action {
-        Action::Refund => service::refund(&page.state, principal, &id, amount).await,
-        Action::Capture => service::capture(&page.state, principal, &id, amount).await,
-        Action::Release => service::cancel(&page.state, principal, &id).await,
+    let Ok(claim) = Claim::for_caller(
+        &page.state,
+        principal,
+        &form.idempotency_key,
+        &action.route(&id),
+        &json!({ "amount": amount }),
+    ) else {
+        let message = "This confirmation is out of date: start again from the payment.";
+        return render_detail(&page, &payment, None, Some(message)).await;
     };
+    let result = idempotency::once(&page.state, &claim, || async {
+        match action {
+            Action::Refund => service::refund(&page.state, principal, &id, amount).await,
+            Action::Capture => service::capture(&page.state, principal, &id, amount).await,
+            Action::Release => service::cancel(&page.state, principal, &id).await,
+        }
+    })
+    .await
+    .map(Replay::into_inner);
     match result {
         Ok(done) => {
             let notice = match action {
