@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use dashboard_core::BuiltinRole;
 use dashboard_payments_domain::callbacks::signature;
-use dashboard_payments_domain::schema::callback_deliveries;
+use dashboard_payments_domain::schema::{callback_deliveries, callback_endpoints};
 use dashboard_tests::reqwest::StatusCode;
-use dashboard_tests::{TestApp, query, story};
+use dashboard_tests::{Backend, TestApp, TestOptions, query, story};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
 use poem::{EndpointExt, Request, Route, Server, handler, post};
@@ -133,4 +133,60 @@ async fn a_failing_receiver_is_retried_and_a_restart_loses_nothing(app: TestApp)
     let delivered: Vec<String> =
         query!(app, conn => callback_deliveries::table.select(callback_deliveries::status).load(conn).await);
     assert_eq!(delivered, ["delivered"]);
+}
+
+// Without the development setting, callbacks go to public HTTPS hosts only: a local
+// receiver is refused when saved, and one saved earlier is never contacted at delivery
+// (the log says only that the address is not allowed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_go_to_public_https_hosts_only() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let options = TestOptions { public_callbacks_only: true, ..TestOptions::default() };
+        if let Some(app) = TestApp::spawn_with(backend, options).await {
+            callbacks_to_private_addresses_are_refused(app).await;
+        }
+    }
+}
+
+async fn callbacks_to_private_addresses_are_refused(app: TestApp) {
+    let receiver = Receiver::default();
+    let local = start_receiver(receiver.clone()).await;
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "admin", BuiltinRole::MerchantAdmin).await;
+    let path = format!("/api/v1/projects/{}/callbacks", projects[0]);
+    let https_local = local.replace("http://", "https://");
+    for url in
+        [local.as_str(), &https_local, "https://localhost/hook", "https://169.254.169.254/", "http://93.184.216.34/"]
+    {
+        let endpoint = json!({ "event": "payment.completed", "url": url, "enabled": true });
+        let response = app.client.put(app.url(&path)).json(&endpoint).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
+    }
+
+    let project = projects[0];
+    query!(app, conn => {
+        diesel::insert_into(callback_endpoints::table)
+            .values((
+                callback_endpoints::project_id.eq(project),
+                callback_endpoints::event.eq("payment.completed"),
+                callback_endpoints::url.eq(&local),
+                callback_endpoints::enabled.eq(true),
+                callback_endpoints::updated_at.eq(dashboard_core::time::now()),
+            ))
+            .execute(conn)
+            .await
+    });
+    purchase(&app, project).await;
+    let mut errors: Vec<Option<String>> = Vec::new();
+    for _ in 0..100 {
+        errors = query!(app, conn => {
+            callback_deliveries::table.select(callback_deliveries::last_error).load(conn).await
+        });
+        if errors.iter().any(Option::is_some) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(errors, vec![Some("the address is not allowed for callbacks".to_owned())]);
+    assert!(receiver.received.lock().unwrap().is_empty(), "the local receiver was never contacted");
 }

@@ -79,6 +79,9 @@ pub struct TestOptions {
     pub idle_timeout_minutes: u32,
     /// Send SMS through this provider URL instead of the outbox file.
     pub sms_http_url: Option<String>,
+    /// Callbacks to public HTTPS hosts only, as in production (the tests' receivers
+    /// listen on 127.0.0.1, so the others allow private addresses).
+    pub public_callbacks_only: bool,
 }
 
 impl Default for TestOptions {
@@ -90,6 +93,7 @@ impl Default for TestOptions {
             strict_mode: false,
             idle_timeout_minutes: 30,
             sms_http_url: None,
+            public_callbacks_only: false,
         }
     }
 }
@@ -175,7 +179,7 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         session_lifetime_hours: 12,
         pool_size: 8,
         log_format: LogFormat::Text,
-        crate_settings: Default::default(),
+        crate_settings: [("callbacks_to_private_addresses", (!options.public_callbacks_only).to_string())].into(),
     }
 }
 

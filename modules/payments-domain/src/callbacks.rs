@@ -14,6 +14,7 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::callback_targets;
 use crate::schema::{callback_deliveries, callback_endpoints, project_secrets};
 use dashboard_core::auth::Principal;
 use dashboard_core::error::AppError;
@@ -192,9 +193,7 @@ pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint
         return Err(AppError::BadRequest(format!("Unknown event {:?}.", endpoint.event)));
     }
     let url = endpoint.url.trim().to_owned();
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
-        return Err(AppError::BadRequest("The callback URL must be an http:// or https:// address.".to_owned()));
-    }
+    callback_targets::check(&url, callback_targets::private_allowed(state)).await?;
     let (event, enabled, now) = (endpoint.event.clone(), endpoint.enabled, now());
     dashboard_core::db_write!(state.db, conn => {
         diesel::insert_into(callback_endpoints::table)
@@ -364,22 +363,32 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
         }
         let secret = project_secret(state, project_id).await?;
         let timestamp = chrono::Utc::now().timestamp();
-        let result = client
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Dashboard-Event", &event)
-            .header("Dashboard-Delivery", id.to_string())
-            .header("Dashboard-Signature", signature(&secret, timestamp, &payload))
-            .body(payload)
-            .send()
-            .await;
-        let (code, error) = match result {
-            Ok(response) if response.status().is_success() => (Some(i32::from(response.status().as_u16())), None),
-            Ok(response) => (
-                Some(i32::from(response.status().as_u16())),
-                Some(format!("the receiver answered {}", response.status())),
-            ),
-            Err(error) => (None, Some(format!("the receiver is unreachable: {error}"))),
+        // Checked again: an address that was public when saved may not be any more.
+        let (code, error) = match callback_targets::check(&url, callback_targets::private_allowed(state)).await {
+            Err(_) => (None, Some("the address is not allowed for callbacks".to_owned())),
+            Ok(()) => {
+                let result = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .header("Dashboard-Event", &event)
+                    .header("Dashboard-Delivery", id.to_string())
+                    .header("Dashboard-Signature", signature(&secret, timestamp, &payload))
+                    .body(payload)
+                    .send()
+                    .await;
+                match result {
+                    Ok(response) if response.status().is_success() => {
+                        (Some(i32::from(response.status().as_u16())), None)
+                    }
+                    Ok(response) => (
+                        Some(i32::from(response.status().as_u16())),
+                        Some(format!("the receiver answered {}", response.status())),
+                    ),
+                    // Without the cause (refused, reset, timed out): it would tell a
+                    // prober what listens where.
+                    Err(_) => (None, Some("the receiver could not be reached".to_owned())),
+                }
+            }
         };
         let finished = dashboard_core::time::now();
         let (status, next) = match &error {
@@ -406,22 +415,27 @@ pub async fn deliver_due(state: &AppState, client: &reqwest::Client, limit: i64)
     Ok(tried)
 }
 
-/// The HTTP client of the deliveries, built once.
-fn client() -> Result<&'static reqwest::Client, AppError> {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    if let Some(client) = CLIENT.get() {
+/// The HTTP client of the deliveries, built once for each kind of target.
+fn client(private_allowed: bool) -> Result<&'static reqwest::Client, AppError> {
+    static PUBLIC: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    static ANY: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let cell = if private_allowed { &ANY } else { &PUBLIC };
+    if let Some(client) = cell.get() {
         return Ok(client);
     }
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
+    let client = callback_targets::client(private_allowed)
         .map_err(|e| AppError::Internal(format!("callbacks cannot be sent: no HTTP client: {e}")))?;
-    Ok(CLIENT.get_or_init(|| client))
+    Ok(cell.get_or_init(|| client))
 }
 
 // Due callbacks are delivered twice a second while the server runs.
 dashboard_core::register!(dashboard_core::hooks::Job {
     name: "callback delivery",
     every: std::time::Duration::from_millis(500),
-    run: |state| Box::pin(async move { deliver_due(&state, client()?, 50).await.map(|_| ()) }),
+    run: |state| {
+        Box::pin(async move {
+            let client = client(callback_targets::private_allowed(&state))?;
+            deliver_due(&state, client, 50).await.map(|_| ())
+        })
+    },
 });

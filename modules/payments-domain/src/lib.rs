@@ -3,6 +3,7 @@
 //! that works with payments builds on this crate; it registers no section of its own,
 //! only its tables' migrations, the callbacks' delivery job and the `ledger` command.
 
+pub mod callback_targets;
 pub mod callbacks;
 pub mod card;
 pub mod connector;
