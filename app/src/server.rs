@@ -13,6 +13,7 @@ use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
 use dashboard_core::hooks;
 use dashboard_core::limits::BodyLimit;
+use dashboard_core::origin::SameOriginApiWrites;
 use dashboard_core::registry::{Registry, RegistryError};
 use dashboard_core::security_headers::SecurityHeaders;
 use dashboard_core::session::SessionLoader;
@@ -163,7 +164,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let csrf =
         Csrf::new().cookie_name("dashboard_csrf").secure(state.settings.secure_cookies).same_site(SameSite::Strict);
     let https = state.settings.secure_cookies;
-    let app = Arc::new(SessionLoader { inner: HtmlErrors { inner: BodyLimit { inner: route } } });
+    let app = Arc::new(SessionLoader {
+        inner: HtmlErrors { inner: SameOriginApiWrites { inner: BodyLimit { inner: route } } },
+    });
     // Sessions are cookies for both (poem's CSRF middleware brings its own cookie jar).
     let app = CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
         .data(state)

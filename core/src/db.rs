@@ -225,6 +225,18 @@ macro_rules! db_write {
     }};
 }
 
+/// Creates the SQLite file readable by its owner only, or restricts it so: it holds the
+/// company's payments and users. SQLite gives its WAL and shared-memory files the
+/// database file's permissions.
+fn owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.as_os_str() == ":memory:" || path.to_string_lossy().starts_with("file:") {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 impl DbError {
     pub fn pool(error: impl std::fmt::Display) -> Self {
         DbError::Pool(error.to_string())
@@ -257,6 +269,8 @@ impl DbPool {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| DbError::Setup(format!("cannot create the folder {}: {e}", parent.display())))?;
                 }
+                owner_only(std::path::Path::new(&path))
+                    .map_err(|e| DbError::Setup(format!("cannot restrict the database file {path}: {e}")))?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.recycling_method = RecyclingMethod::Fast;
                 config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));

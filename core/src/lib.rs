@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod limits;
 pub mod links;
 pub mod money;
+pub mod origin;
 pub mod preferences;
 pub mod registry;
 pub mod schema;

@@ -75,10 +75,12 @@ impl SmsSender for FileOutbox {
 
 fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    // The codes in it sign people in: readable by the dashboard's user only.
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     writeln!(file, "{line}")
 }
 

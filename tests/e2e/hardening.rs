@@ -271,3 +271,48 @@ async fn the_team_cannot_be_taken_over_or_escalated(app: TestApp) {
         app.sms_outbox()
     );
 }
+
+// The database, its WAL and the SMS outbox (sign-in codes) are readable by the
+// dashboard's user only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(dashboard_tests::Backend::Sqlite).await.unwrap();
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user_with_phone(company, "sam", BuiltinRole::Support, Some("+447700900444")).await;
+    let message = dashboard_core::sms::SmsMessage { to: "+447700900444".to_owned(), text: "hello".to_owned() };
+    app.state.sms.send(&message).await.unwrap();
+    let database = app.database_url.strip_prefix("sqlite://").unwrap().to_owned();
+    for file in [database.clone(), format!("{database}-wal"), app.dir.join("sms-outbox.jsonl").display().to_string()] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+}
+
+// A page of another site cannot make the browser write through the API with its session
+// cookie; the dashboard's own origin, and bearer tokens, can.
+story!(api_writes_with_a_session_cookie_come_from_the_dashboard_only);
+async fn api_writes_with_a_session_cookie_come_from_the_dashboard_only(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "sam", BuiltinRole::Support).await;
+    app.sign_in("sam", PASSWORD).await;
+    let details = json!({ "display_name": "Mallory", "email": null, "time_zone": "UTC" });
+    let own = app.address.trim_start_matches("http://").to_owned();
+    for (header, value) in [("origin", "https://evil.example"), ("origin", "null"), ("sec-fetch-site", "cross-site")] {
+        let response =
+            app.client.put(app.url("/api/v1/profile")).header(header, value).json(&details).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{header}: {value}");
+    }
+    let profile: Value = app.get("/api/v1/profile").await.json().await.unwrap();
+    assert_ne!(profile["display_name"], "Mallory", "nothing changed");
+    let details = json!({ "display_name": "Sam Hart", "email": null, "time_zone": "UTC" });
+    let response = app
+        .client
+        .put(app.url("/api/v1/profile"))
+        .header("origin", format!("http://{own}"))
+        .json(&details)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
