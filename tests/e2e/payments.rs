@@ -592,3 +592,23 @@ async fn a_sale_is_reversed_once_and_chargebacks_never_exceed_what_is_left(app: 
     assert!(record_chargeback(&app.state.db, id, Some(1), "10.4", "Again").await.is_err(), "once");
     verified(&app).await;
 }
+
+// A card number typed into a free-text field would be stored and exported in the clear:
+// it is refused, and nothing is created; numeric order numbers still pass.
+story!(card_numbers_are_refused_in_free_text_fields);
+async fn card_numbers_are_refused_in_free_text_fields(app: TestApp) {
+    let project = operator(&app).await;
+    for (field, value) in [("merchant_order_id", "4242 4242 4242 4242"), ("description", "card 4000-0000-0000-0002")] {
+        let mut body = purchase(project, 1_000, "EUR", APPROVE, "one_step");
+        body[field] = json!(value);
+        let (status, problem) = post(&app, "/api/v1/payments", &key(), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("looks like a card number"), "{problem}");
+    }
+    let listed: Value = app.get("/api/v1/payments").await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 0, "nothing was created");
+    let mut body = purchase(project, 1_000, "EUR", APPROVE, "one_step");
+    body["merchant_order_id"] = json!("2026112900000000001");
+    let (status, created) = post(&app, "/api/v1/payments", &key(), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+}

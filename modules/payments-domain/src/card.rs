@@ -55,6 +55,30 @@ impl CardNumber {
     }
 }
 
+/// Whether free text holds a card number: 13 to 19 digits (single spaces or dashes
+/// between them allowed) with a scheme's leading digits and a valid check digit. Such
+/// text would store and export a card number in the clear.
+pub fn holds_card_number(text: &str) -> bool {
+    let mut run = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let joins_digits = (c == ' ' || c == '-') && !run.is_empty() && chars.peek().is_some_and(char::is_ascii_digit);
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else if !joins_digits {
+            if looks_like_card(&run) {
+                return true;
+            }
+            run.clear();
+        }
+    }
+    looks_like_card(&run)
+}
+
+fn looks_like_card(digits: &str) -> bool {
+    (13..=19).contains(&digits.len()) && CardNumber::parse(digits).is_ok_and(|card| card.brand() != "card")
+}
+
 /// The Luhn (mod 10) check digit test.
 pub fn luhn_valid(digits: &str) -> bool {
     let sum: u32 = digits
@@ -134,6 +158,19 @@ impl Card {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_numbers_are_found_in_free_text() {
+        for text in ["4242424242424242", "order 4242 4242 4242 4242", "pay 4000-0000-0000-0002 now", "378282246310005"]
+        {
+            assert!(holds_card_number(text), "{text}");
+        }
+        // Order numbers, dates and amounts are not cards: no scheme prefix, no check
+        // digit, too short, or separated by more than single spaces or dashes.
+        for text in ["2026112900000000001", "4242424242424241", "424242424242", "4242  4242  4242  4242", "A-1234"] {
+            assert!(!holds_card_number(text), "{text}");
+        }
+    }
 
     #[test]
     fn numbers_are_checked_and_never_printed() {

@@ -233,6 +233,9 @@ fn optional_text(value: Option<String>, what: &str, max: usize) -> Result<Option
         Some(v) if v.chars().count() > max => {
             Err(AppError::BadRequest(format!("The {what} is longer than {max} characters.")))
         }
+        Some(v) if crate::card::holds_card_number(&v) => Err(AppError::BadRequest(format!(
+            "The {what} holds what looks like a card number; card numbers go in the card fields only."
+        ))),
         other => Ok(other),
     }
 }
