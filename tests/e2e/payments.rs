@@ -4,6 +4,7 @@
 use dashboard_core::BuiltinRole;
 use dashboard_core::schema::audit_events;
 use dashboard_payments_domain::ledger;
+use dashboard_payments_domain::schema::payments;
 use dashboard_tests::reqwest::StatusCode;
 use dashboard_tests::{TestApp, form_value, location, query, story};
 use rand::rngs::StdRng;
@@ -611,4 +612,41 @@ async fn card_numbers_are_refused_in_free_text_fields(app: TestApp) {
     body["merchant_order_id"] = json!("2026112900000000001");
     let (status, created) = post(&app, "/api/v1/payments", &key(), body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+}
+
+// A 3-D Secure challenge nobody answers does not leave the payment waiting for ever:
+// after 15 minutes the expiry job declines it, and the challenge page no longer takes
+// an answer; a younger one keeps waiting.
+story!(an_unanswered_three_d_secure_challenge_expires);
+async fn an_unanswered_three_d_secure_challenge_expires(app: TestApp) {
+    let project = operator(&app).await;
+    let challenge = purchase(project, 990, "EUR", "4000000000003220", "one_step");
+    let (_, old) = post(&app, "/api/v1/payments", &key(), challenge.clone()).await;
+    let (_, young) = post(&app, "/api/v1/payments", &key(), challenge).await;
+    let old_id = old["id"].as_str().unwrap().to_owned();
+    let aged = dashboard_core::time::now() - dashboard_payments_domain::service::CHALLENGE_LIFETIME;
+    query!(app, conn => {
+        diesel::update(payments::table.filter(payments::public_id.eq(&old_id)))
+            .set(payments::created_at.eq(aged - chrono::TimeDelta::seconds(1)))
+            .execute(conn)
+            .await
+    });
+    let declined = dashboard_payments_domain::service::expire_challenges(&app.state).await.unwrap();
+    assert_eq!(declined, 1);
+    let expired: Value = app.get(&format!("/api/v1/payments/{old_id}")).await.json().await.unwrap();
+    assert_eq!(expired["status"], "declined", "{expired}");
+    assert_eq!(expired["decline_reason"], "3-D Secure was not completed in time");
+    let waiting: Value =
+        app.get(&format!("/api/v1/payments/{}", young["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(waiting["status"], "awaiting_challenge");
+
+    let url = old["challenge_url"].as_str().unwrap();
+    let path = &url[url.find("/sandbox/").unwrap()..];
+    let customer = app.another_browser();
+    let html = customer.get_text(path).await.1;
+    if let Some(csrf) = form_value(&html, "csrf_token") {
+        customer.post_form(path, &[("csrf_token", &csrf), ("answer", "pass")]).await;
+    }
+    let still: Value = app.get(&format!("/api/v1/payments/{old_id}")).await.json().await.unwrap();
+    assert_eq!(still["status"], "declined", "a late answer changes nothing");
 }

@@ -679,6 +679,48 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
     Ok(load_any(&state.db, public_id).await?.status)
 }
 
+/// How long a customer has to answer the 3-D Secure challenge.
+pub const CHALLENGE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// Declines the payments whose 3-D Secure challenge was not answered within
+/// [`CHALLENGE_LIFETIME`] (their pending operation settles as declined, so nothing stays
+/// waiting for ever); returns how many.
+pub async fn expire_challenges(state: &AppState) -> Result<usize, AppError> {
+    let cutoff = now() - CHALLENGE_LIFETIME;
+    let expired: Vec<i64> = dashboard_core::db_run!(state.db, conn => {
+        payments::table
+            .filter(payments::status.eq(Status::AwaitingChallenge.as_str()))
+            .filter(payments::created_at.lt(cutoff))
+            .select(payments::id)
+            .limit(500)
+            .load(conn)
+            .await
+    })?;
+    let mut declined = 0;
+    for payment_id in expired {
+        let outcome =
+            Outcome::Declined { code: "authentication_expired", reason: "3-D Secure was not completed in time" };
+        let settled = match pending_start(state, payment_id).await {
+            Ok(started) => settle_start(state, &started, outcome, None).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match settled {
+            Ok(()) => declined += 1,
+            // The customer answered meanwhile: their answer stands.
+            Err(AppError::Conflict(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(declined)
+}
+
+// Unanswered 3-D Secure challenges are declined within a minute of expiring.
+dashboard_core::register!(dashboard_core::hooks::Job {
+    name: "3-D Secure expiry",
+    every: std::time::Duration::from_secs(30),
+    run: |state| Box::pin(async move { expire_challenges(&state).await.map(|_| ()) }),
+});
+
 /// A payment waiting for 3-D Secure, with its pending first operation.
 async fn pending_start(state: &AppState, payment_id: i64) -> Result<Starting, AppError> {
     let rows: Option<(PaymentRow, OperationRow)> = dashboard_core::db_run!(state.db, conn => {
