@@ -3,7 +3,7 @@
 //! guesses a content type, leaks a URL to another site, or keeps a page of payment data
 //! or an export in its cache.
 
-use poem::http::{HeaderName, HeaderValue, header};
+use poem::http::{HeaderName, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 /// The pages: scripts, styles and images from the dashboard's own files only (no
@@ -45,6 +45,11 @@ impl<E: Endpoint> Endpoint for SecurityHeaders<E> {
         // may hold payment data, a secret or an export.
         if !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        // A client told to come back later is told when (busy or throttled).
+        let later = matches!(response.status(), StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS);
+        if later && !response.headers().contains_key(header::RETRY_AFTER) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         Ok(response)
     }

@@ -80,6 +80,9 @@ pub async fn sign_in(
     password: &str,
     client: &ClientInfo,
 ) -> Result<SignIn, AppError> {
+    // Before anything is read or counted: a sign-in refused for want of a turn changes
+    // nothing.
+    let _turn = crate::auth::hashing_turn().await?;
     let username = username.trim().to_lowercase();
     let found: Option<(i64, i64, String)> = crate::db_run!(state.db, conn => {
         users::table

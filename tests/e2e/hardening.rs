@@ -316,3 +316,32 @@ async fn api_writes_with_a_session_cookie_come_from_the_dashboard_only(app: Test
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+// A storm of sign-ins cannot queue without bound behind password hashing: beyond the
+// turns and the queue, a sign-in is refused at once with 503 and Retry-After, before
+// anything is read or counted.
+story!(a_sign_in_storm_is_turned_away_instead_of_queued);
+async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
+    let mut storm = tokio::task::JoinSet::new();
+    for i in 0..80 {
+        let request = app
+            .another_client()
+            .post(app.url("/api/v1/session"))
+            .json(&json!({ "username": format!("nobody{i}"), "password": "wrong password" }));
+        storm.spawn(async move { request.send().await.unwrap() });
+    }
+    let (mut refused, mut busy) = (0, 0);
+    while let Some(response) = storm.join_next().await {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                busy += 1;
+            }
+            StatusCode::UNAUTHORIZED => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(busy > 0, "{refused} checked, none turned away");
+    assert!(refused > 0, "the turns still check passwords");
+}
