@@ -94,6 +94,7 @@ impl Application {
             secrets,
             extensions: Arc::new(extensions),
             token_principals: Arc::default(),
+            hashing: Arc::default(),
         };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };

@@ -5,6 +5,8 @@
 //! the request; a handler can take it as an extractor.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
@@ -125,8 +127,9 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
 }
 
+/// Hashes off the async runtime. Requests take a [`HashingTurns`] turn first; the
+/// operator's commands need none.
 pub async fn hash_password_blocking(password: String) -> Result<String, AppError> {
-    let _turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
@@ -135,39 +138,51 @@ pub async fn hash_password_blocking(password: String) -> Result<String, AppError
 /// How many password checks may wait for a turn; more are refused at once.
 pub const HASHING_QUEUE: usize = 32;
 
-/// A turn to hash or verify passwords. A storm of sign-ins (each costs an argon2 run)
+/// Turns to hash or verify passwords. A storm of sign-ins (each costs an argon2 run)
 /// must not take every core: at most one less than the machine's cores hash at once
 /// (one at least), at most [`HASHING_QUEUE`] wait, and the rest are refused with 503
 /// (and `Retry-After`) before any work, so pages and payments keep their share.
+pub struct HashingTurns {
+    running: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Default for HashingTurns {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        HashingTurns {
+            running: Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))),
+            waiting: Arc::default(),
+        }
+    }
+}
+
+/// A turn: hashing may run while it is held.
 pub struct HashingTurn {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Counts a request waiting for a turn for as long as it waits (also when it is dropped).
-struct Waiting(&'static std::sync::atomic::AtomicUsize);
+struct Waiting(Arc<AtomicUsize>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-pub async fn hashing_turn() -> Result<HashingTurn, AppError> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static RUNNING: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    static WAITING: AtomicUsize = AtomicUsize::new(0);
-    let running = RUNNING.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        std::sync::Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)))
-    });
-    if WAITING.fetch_add(1, Ordering::SeqCst) >= HASHING_QUEUE {
-        WAITING.fetch_sub(1, Ordering::SeqCst);
-        return Err(AppError::Unavailable("too many sign-ins at once; try again in a moment".to_owned()));
+impl HashingTurns {
+    /// Waits for a turn, or refuses at once when the queue is full.
+    pub async fn turn(&self) -> Result<HashingTurn, AppError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= HASHING_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(AppError::Unavailable("too many sign-ins at once; try again in a moment".to_owned()));
+        }
+        let waiting = Waiting(self.waiting.clone());
+        let permit = self.running.clone().acquire_owned().await.map_err(|e| AppError::Internal(e.to_string()))?;
+        drop(waiting);
+        Ok(HashingTurn { _permit: permit })
     }
-    let waiting = Waiting(&WAITING);
-    let permit = running.clone().acquire_owned().await.map_err(|e| AppError::Internal(e.to_string()))?;
-    drop(waiting);
-    Ok(HashingTurn { _permit: permit })
 }
 
 /// Verifies `password` against `hash`, off the async runtime. With no hash (unknown

@@ -82,7 +82,7 @@ pub async fn sign_in(
 ) -> Result<SignIn, AppError> {
     // Before anything is read or counted: a sign-in refused for want of a turn changes
     // nothing.
-    let _turn = crate::auth::hashing_turn().await?;
+    let _turn = state.hashing.turn().await?;
     let username = username.trim().to_lowercase();
     let found: Option<(i64, i64, String)> = crate::db_run!(state.db, conn => {
         users::table

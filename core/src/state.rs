@@ -62,6 +62,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Principals of recently used API tokens.
     pub token_principals: Arc<crate::tokens::TokenPrincipals>,
+    /// Turns for password hashing (sign-in storms wait here, or are turned away).
+    pub hashing: Arc<crate::auth::HashingTurns>,
 }
 
 impl AppState {

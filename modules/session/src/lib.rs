@@ -252,6 +252,8 @@ async fn redeem_password_link(
     if let Some(problem) = dashboard_core::auth::password_problem(password) {
         return Err(AppError::BadRequest(problem.to_owned()));
     }
+    // Before the link is used up: a busy refusal leaves it usable.
+    let _turn = state.hashing.turn().await?;
     let user_id = links::redeem(state, token, LinkPurpose::SetPassword)
         .await?
         .ok_or_else(|| AppError::BadRequest(LINK_REFUSED.to_owned()))?;

@@ -333,7 +333,10 @@ pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember)
         // Nobody knows this one: the user sets a password through the link.
         None => random_token(),
     };
-    let hash = hash_password_blocking(password).await?;
+    let hash = {
+        let _turn = state.hashing.turn().await?;
+        hash_password_blocking(password).await?
+    };
     let company_id = admin.company_id;
     let created = now();
     let user_id: i64 = db_transaction!(state.db, conn => {
