@@ -35,7 +35,8 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
     }
 }
 
-/// Reads the body of `req` into memory if it fits in `limit` bytes, and puts it back.
+/// Refuses a body over `limit` bytes: one of declared length at once, unread; one of
+/// undeclared length (chunked) is read into memory up to the limit and put back.
 async fn read_within(req: &mut Request, limit: usize) -> Result<(), AppError> {
     let too_large = || AppError::PayloadTooLarge(format!("The request body is larger than {} KiB.", limit / 1024));
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());

@@ -1,7 +1,7 @@
 //! The headers every response carries, so that a browser never runs a script the
 //! dashboard did not serve, frames a page (a refund confirmation could be clickjacked),
 //! guesses a content type, leaks a URL to another site, or keeps a page of payment data
-//! or an export in its cache.
+//! or an export in its cache; and `Retry-After` on every "busy" or "too many" answer.
 
 use poem::http::{HeaderName, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
