@@ -269,6 +269,24 @@ async fn attempt_failed(
         .details(serde_json::json!({ "until": crate::time::rfc3339(&locked_until), "failures": limit }));
     record(state, event, client).await?;
     delete_user_sessions(state, user_id).await?;
+    tell_of_lock(state, user_id, limit).await?;
+    Ok(())
+}
+
+/// The user hears of a lock on their phone, if they gave one: someone may be guessing
+/// their password, or locking them out on purpose. A message that cannot be sent is
+/// logged; the lock stands.
+async fn tell_of_lock(state: &AppState, user_id: i64, failures: i32) -> Result<(), AppError> {
+    let Some(phone) = crate::directory::profile_phone(&state.db, user_id).await? else { return Ok(()) };
+    let minutes = state.settings.lockout_duration.num_minutes();
+    let text = format!(
+        "{}: your account was locked for {minutes} minutes after {failures} failed sign-ins. If it was not you, \
+         tell your administrator.",
+        crate::web::PRODUCT_NAME
+    );
+    if let Err(error) = state.sms.send(&crate::sms::SmsMessage { to: phone, text }).await {
+        tracing::warn!(error = %error.0, "the user could not be told of the lock");
+    }
     Ok(())
 }
 

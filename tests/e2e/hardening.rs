@@ -345,3 +345,20 @@ async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
     assert!(busy > 0, "{refused} checked, none turned away");
     assert!(refused > 0, "the turns still check passwords");
 }
+
+// Whoever locks an account (five wrong passwords), its user hears of it on their phone,
+// once.
+story!(a_locked_account_is_told_on_its_phone);
+async fn a_locked_account_is_told_on_its_phone(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    let phone = "+447700900555";
+    app.user_with_phone(company, "lea", BuiltinRole::Support, Some(phone)).await;
+    for _ in 0..7 {
+        let body = json!({ "username": "lea", "password": "wrong password" });
+        let response = app.another_client().post(app.url("/api/v1/session")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let told: Vec<String> = app.sms_outbox().into_iter().filter(|(to, _)| to == phone).map(|(_, text)| text).collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("locked for 30 minutes after 5 failed sign-ins"), "{told:?}");
+}
