@@ -650,3 +650,22 @@ async fn an_unanswered_three_d_secure_challenge_expires(app: TestApp) {
     let still: Value = app.get(&format!("/api/v1/payments/{old_id}")).await.json().await.unwrap();
     assert_eq!(still["status"], "declined", "a late answer changes nothing");
 }
+
+// Every export is in the audit log, with its filters, whichever door it came through.
+story!(every_export_of_payments_is_audited);
+async fn every_export_of_payments_is_audited(app: TestApp) {
+    operator(&app).await;
+    assert_eq!(app.get("/api/v1/payments/export?currency=EUR").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/payments/export.csv?status=completed").await.status(), StatusCode::OK);
+    let details: Vec<String> = query!(app, conn => {
+        audit_events::table
+            .filter(audit_events::action.eq("payments.export"))
+            .order(audit_events::id.asc())
+            .select(audit_events::details)
+            .load(conn)
+            .await
+    });
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(details[0].contains("\"currency\":\"EUR\""), "{details:?}");
+    assert!(details[1].contains("\"status\":\"completed\""), "{details:?}");
+}

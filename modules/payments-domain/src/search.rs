@@ -389,7 +389,12 @@ pub async fn export_rows(
     row: fn(PaymentSummary) -> Vec<String>,
 ) -> Result<Rows, AppError> {
     let mut filter = PaymentFilter { after: None, ..filter.clone() };
-    let Some(checked) = check(principal, &filter)? else { return Ok(rows_channel().1) };
+    let checked = check(principal, &filter)?;
+    // Who took which payments out of the dashboard, from the page or the API alike.
+    let details = serde_json::to_value(&filter).map_err(|e| AppError::Internal(e.to_string()))?;
+    let event = dashboard_core::audit::AuditEvent::success(principal, "payments.export").details(details);
+    dashboard_core::audit::record(&state.db, event).await?;
+    let Some(checked) = checked else { return Ok(rows_channel().1) };
     if let DbPool::Postgres(_) = state.db {
         let (state, principal) = (state.clone(), principal.clone());
         return Ok(dashboard_core::export::paged(move |cursor| {
