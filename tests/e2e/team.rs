@@ -291,3 +291,19 @@ async fn a_second_factor_reset_lets_the_user_set_it_up_again(app: TestApp) {
     let (_, session) = get_json(&again, "/api/v1/session").await;
     assert_eq!(session["status"], "second_factor_setup_required");
 }
+
+// Exports of the team and of the audit log are themselves in the audit log, with their
+// filters, from the page and from the API.
+story!(exports_of_the_team_and_the_audit_log_are_audited);
+async fn exports_of_the_team_and_the_audit_log_are_audited(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.sign_in_with_second_factor(company, "admin", BuiltinRole::MerchantAdmin).await;
+    assert_eq!(app.get("/team/users.csv?q=adm").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/team/audit.csv?action=session.sign_in").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/api/v1/team/audit-events/export?result=success").await.status(), StatusCode::OK);
+    let (_, log) = get_json(&app, "/api/v1/team/audit-events?action=team.audit_export").await;
+    assert_eq!(log["items"].as_array().map(Vec::len), Some(2), "{log}");
+    let (_, log) = get_json(&app, "/api/v1/team/audit-events?action=team.users_export").await;
+    let entry = &log["items"][0];
+    assert!(entry["details"].as_str().unwrap().contains("\"q\":\"adm\""), "{log}");
+}

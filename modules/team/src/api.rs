@@ -257,8 +257,7 @@ impl TeamApi {
     ) -> ApiResult<CsvFile> {
         let filter =
             AuditFilter { from: from.0, to: to.0, action: action.0, actor: actor.0, result: result.0, before: None };
-        service::audit_log(&state, admin.company_id, &filter, 1).await?;
-        let body = crate::audit_export(state.0.clone(), admin.company_id, filter);
+        let body = crate::audit_export(state.0.clone(), admin, filter).await?;
         Ok(CsvFile::Csv(Binary(body), attachment("audit-log.csv")))
     }
 }

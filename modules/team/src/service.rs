@@ -108,7 +108,7 @@ pub struct CreatedMember {
 }
 
 /// List filters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MemberFilter {
     /// Part of the username or name.
     pub q: Option<String>,
@@ -836,7 +836,7 @@ pub struct AuditEntry {
 }
 
 /// Audit log filters; dates are inclusive, in UTC.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuditFilter {
     pub from: Option<String>,
     pub to: Option<String>,
