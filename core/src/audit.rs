@@ -89,6 +89,18 @@ impl AuditEvent {
     }
 }
 
+/// Records that `principal` exported what `filter` selects (`action`, e.g.
+/// `payments.export`), before the file is sent.
+pub async fn export(
+    db: &DbPool,
+    principal: &crate::auth::Principal,
+    action: &'static str,
+    filter: &impl serde::Serialize,
+) -> Result<(), AppError> {
+    let details = serde_json::to_value(filter).map_err(|e| AppError::Internal(e.to_string()))?;
+    record(db, AuditEvent::success(principal, action).details(details)).await
+}
+
 /// Appends `event` to the audit log.
 pub async fn record(db: &DbPool, event: AuditEvent) -> Result<(), AppError> {
     let row = (

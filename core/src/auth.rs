@@ -399,8 +399,9 @@ pub fn local_path(target: &str) -> Option<String> {
     if !target.starts_with('/') || target.chars().any(char::is_control) {
         return None;
     }
-    let resolved = url::Url::parse(HERE).ok()?.join(target).ok()?;
-    if resolved.origin() != url::Url::parse(HERE).ok()?.origin() || !resolved.username().is_empty() {
+    let here = url::Url::parse(HERE).ok()?;
+    let resolved = here.join(target).ok()?;
+    if resolved.origin() != here.origin() || !resolved.username().is_empty() {
         return None;
     }
     Some(match resolved.query() {

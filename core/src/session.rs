@@ -274,8 +274,7 @@ async fn attempt_failed(
 }
 
 /// The user hears of a lock on their phone, if they gave one: someone may be guessing
-/// their password, or locking them out on purpose. A message that cannot be sent is
-/// logged; the lock stands.
+/// their password, or locking them out on purpose.
 async fn tell_of_lock(state: &AppState, user_id: i64, failures: i32) -> Result<(), AppError> {
     let Some(phone) = crate::directory::profile_phone(&state.db, user_id).await? else { return Ok(()) };
     let minutes = state.settings.lockout_duration.num_minutes();
@@ -284,9 +283,7 @@ async fn tell_of_lock(state: &AppState, user_id: i64, failures: i32) -> Result<(
          tell your administrator.",
         crate::web::PRODUCT_NAME
     );
-    if let Err(error) = state.sms.send(&crate::sms::SmsMessage { to: phone, text }).await {
-        tracing::warn!(error = %error.0, "the user could not be told of the lock");
-    }
+    crate::sms::notify(state, phone, text).await;
     Ok(())
 }
 

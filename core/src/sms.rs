@@ -41,6 +41,14 @@ pub trait SmsSender: Send + Sync {
     fn send<'a>(&'a self, message: &'a SmsMessage) -> SendFuture<'a>;
 }
 
+/// Sends a notice (not a code) to `phone`. A notice that cannot be sent is logged: what
+/// it tells of has happened and stands.
+pub async fn notify(state: &AppState, phone: String, text: String) {
+    if let Err(error) = state.sms.send(&SmsMessage { to: phone, text }).await {
+        tracing::warn!(error = %error.0, "a notice could not be sent by SMS");
+    }
+}
+
 /// Appends every message as one JSON object per line: `to`, `text`, `created_at`.
 pub struct FileOutbox {
     path: PathBuf,

@@ -37,20 +37,38 @@ pub fn private_allowed(state: &AppState) -> bool {
 
 const NOT_ALLOWED: &str = "The callback URL must be an https:// address of a public host.";
 
-/// Checks `url` as a callback target: its form always, and unless private targets are
-/// allowed, that it is HTTPS and that every address its host resolves to is public.
-pub async fn check(url: &str, private_allowed: bool) -> Result<(), AppError> {
-    let parsed = url::Url::parse(url).map_err(|_| AppError::BadRequest(NOT_ALLOWED.to_owned()))?;
+/// The form of a callback target (HTTPS, or HTTP when private targets are allowed; no
+/// credentials) and, unless private targets are allowed, an address written in it. Checked
+/// at each delivery; a host name is checked there by the client's resolver
+/// ([`PublicOnly`]), which the connection then uses.
+pub fn check_form(url: &str, private_allowed: bool) -> Result<url::Url, AppError> {
+    let refused = || AppError::BadRequest(NOT_ALLOWED.to_owned());
+    let parsed = url::Url::parse(url).map_err(|_| refused())?;
     let scheme_allowed = parsed.scheme() == "https" || (private_allowed && parsed.scheme() == "http");
     if !scheme_allowed || !parsed.username().is_empty() || parsed.password().is_some() || url.len() > 2000 {
-        return Err(AppError::BadRequest(NOT_ALLOWED.to_owned()));
+        return Err(refused());
     }
-    let Some(host) = parsed.host_str() else { return Err(AppError::BadRequest(NOT_ALLOWED.to_owned())) };
+    let written = match parsed.host() {
+        None => return Err(refused()),
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
+    };
+    if !private_allowed && written.is_some_and(|ip| !is_public(ip)) {
+        return Err(refused());
+    }
+    Ok(parsed)
+}
+
+/// Checks `url` as a callback target when it is saved: its form, and unless private
+/// targets are allowed, that every address its host resolves to now is public.
+pub async fn check(url: &str, private_allowed: bool) -> Result<(), AppError> {
+    let parsed = check_form(url, private_allowed)?;
     if private_allowed {
         return Ok(());
     }
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|_| AppError::BadRequest(format!("The callback URL's host {host:?} could not be found.")))?

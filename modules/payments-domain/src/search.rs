@@ -391,9 +391,7 @@ pub async fn export_rows(
     let mut filter = PaymentFilter { after: None, ..filter.clone() };
     let checked = check(principal, &filter)?;
     // Who took which payments out of the dashboard, from the page or the API alike.
-    let details = serde_json::to_value(&filter).map_err(|e| AppError::Internal(e.to_string()))?;
-    let event = dashboard_core::audit::AuditEvent::success(principal, "payments.export").details(details);
-    dashboard_core::audit::record(&state.db, event).await?;
+    dashboard_core::audit::export(&state.db, principal, "payments.export", &filter).await?;
     let Some(checked) = checked else { return Ok(rows_channel().1) };
     if let DbPool::Postgres(_) = state.db {
         let (state, principal) = (state.clone(), principal.clone());

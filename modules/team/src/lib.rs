@@ -122,25 +122,13 @@ fn audit_row(entry: &service::AuditEntry) -> Vec<String> {
     ]
 }
 
-/// Records who exported what, before the file is sent.
-async fn audit_the_export(
-    state: &dashboard_core::AppState,
-    principal: &dashboard_core::Principal,
-    action: &'static str,
-    filter: &impl serde::Serialize,
-) -> Result<(), dashboard_core::AppError> {
-    let details = serde_json::to_value(filter).map_err(|e| dashboard_core::AppError::Internal(e.to_string()))?;
-    let event = dashboard_core::audit::AuditEvent::success(principal, action).details(details);
-    dashboard_core::audit::record(&state.db, event).await
-}
-
 /// The streamed export of every user matching `filter`, audited.
 async fn users_export(
     state: dashboard_core::AppState,
     principal: &dashboard_core::Principal,
     filter: service::MemberFilter,
 ) -> Result<poem::Body, dashboard_core::AppError> {
-    audit_the_export(&state, principal, "team.users_export", &filter).await?;
+    dashboard_core::audit::export(&state.db, principal, "team.users_export", &filter).await?;
     let company_id = principal.company_id;
     let rows = dashboard_core::export::paged(move |cursor: Option<String>| {
         let (state, mut filter) = (state.clone(), filter.clone());
@@ -162,7 +150,7 @@ async fn audit_export(
 ) -> Result<poem::Body, dashboard_core::AppError> {
     let company_id = principal.company_id;
     service::audit_log(&state, company_id, &filter, 1).await?;
-    audit_the_export(&state, principal, "team.audit_export", &filter).await?;
+    dashboard_core::audit::export(&state.db, principal, "team.audit_export", &filter).await?;
     let rows = dashboard_core::export::paged(move |cursor: Option<i64>| {
         let (state, mut filter) = (state.clone(), filter.clone());
         async move {

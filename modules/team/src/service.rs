@@ -13,7 +13,7 @@ use dashboard_core::schema::{
     audit_events, projects, role_permissions, roles, second_factors, user_projects, user_roles, users,
 };
 use dashboard_core::session::{self, needs_second_factor};
-use dashboard_core::sms::SmsMessage;
+use dashboard_core::sms;
 use dashboard_core::time::{now, rfc3339};
 use dashboard_core::web::PRODUCT_NAME;
 use dashboard_core::{AppError, AppState, db_run, db_transaction, db_write, second_factor, tokens};
@@ -475,17 +475,14 @@ fn refuse_projects_beyond(admin: &Principal, projects: Option<&[i64]>) -> Result
     }
 }
 
-/// Tells a user's old phone number that it was replaced. A message that cannot be sent
-/// is logged: the change itself stands.
+/// Tells a user's old phone number that it was replaced.
 async fn tell_old_phone(state: &AppState, admin: &Principal, old: &str) {
     let text = format!(
         "{PRODUCT_NAME}: your phone number was changed by {}. If you did not expect this, contact your \
          administrator.",
         admin.display_name
     );
-    if let Err(error) = state.sms.send(&SmsMessage { to: old.to_owned(), text }).await {
-        tracing::warn!(error = %error.0, "the old phone could not be told of its replacement");
-    }
+    sms::notify(state, old.to_owned(), text).await;
 }
 
 /// Credentials and the second factor of someone else, in a session only.
