@@ -103,18 +103,51 @@ pub async fn export(
 
 /// Appends `event` to the audit log.
 pub async fn record(db: &DbPool, event: AuditEvent) -> Result<(), AppError> {
-    let row = (
-        audit_events::company_id.eq(event.company_id),
-        audit_events::actor_user_id.eq(event.actor_user_id),
-        audit_events::action.eq(event.action),
-        audit_events::target.eq(event.target),
-        audit_events::result.eq(event.result),
-        audit_events::ip.eq(event.ip),
-        audit_events::details.eq(event.details.to_string()),
-        audit_events::created_at.eq(now()),
-    );
+    let row = event.row();
     crate::db_write!(db, conn => {
         diesel::insert_into(audit_events::table).values(row).execute(conn).await
     })?;
     Ok(())
+}
+
+/// An event as its row is written, stamped now.
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRow {
+    company_id: Option<i64>,
+    actor_user_id: Option<i64>,
+    action: &'static str,
+    target: Option<String>,
+    result: &'static str,
+    ip: Option<String>,
+    details: String,
+    created_at: chrono::NaiveDateTime,
+}
+
+impl AuditEvent {
+    /// The row to write: [`record`] writes it alone, [`record_audit!`](crate::record_audit)
+    /// inside the write whose effect it records.
+    pub fn row(self) -> AuditRow {
+        AuditRow {
+            company_id: self.company_id,
+            actor_user_id: self.actor_user_id,
+            action: self.action,
+            target: self.target,
+            result: self.result,
+            ip: self.ip,
+            details: self.details.to_string(),
+            created_at: now(),
+        }
+    }
+}
+
+/// Appends `$event` (an [`AuditEvent`]) to the audit log with `$conn`, inside the
+/// caller's write, so that the effect and its audit entry are stored together or not at
+/// all (a macro because the body is compiled once per database backend).
+#[macro_export]
+macro_rules! record_audit {
+    ($conn:ident, $event:expr) => {{
+        let __row = $crate::audit::AuditEvent::row($event);
+        diesel::insert_into($crate::schema::audit_events::table).values(__row).execute($conn).await
+    }};
 }

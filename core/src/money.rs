@@ -45,6 +45,29 @@ pub fn format_minor(amount_minor: i64, currency: &str) -> String {
     format!("{} {}", format_decimal(amount_minor, currency), currency.to_ascii_uppercase())
 }
 
+/// `125000, "EUR"` → `1,250.00 EUR`: thousands grouped, for text people read (an SMS,
+/// a chart); tables and files keep [`format_minor`].
+pub fn format_grouped(amount_minor: i64, currency: &str) -> String {
+    format!("{} {}", group_thousands(&format_decimal(amount_minor, currency)), currency.to_ascii_uppercase())
+}
+
+/// `1234567.89` as `1,234,567.89`.
+pub fn group_thousands(number: &str) -> String {
+    let (sign, rest) = number.strip_prefix('-').map_or(("", number), |rest| ("-", rest));
+    let (whole, fraction) = rest.split_once('.').map_or((rest, None), |(w, f)| (w, Some(f)));
+    let mut grouped = String::new();
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    match fraction {
+        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
 /// `12345, "EUR"` → `123.45`: the amount alone, with the currency's decimals.
 pub fn format_decimal(amount_minor: i64, currency: &str) -> String {
     let digits = exponent(currency);
@@ -68,6 +91,16 @@ mod tests {
         assert_eq!(format_minor(-150, "GBP"), "-1.50 GBP");
         assert_eq!(format_minor(5_000, "JPY"), "5000 JPY");
         assert_eq!(format_minor(1_234, "BHD"), "1.234 BHD");
+    }
+
+    #[test]
+    fn grouped_amounts_separate_thousands() {
+        use super::format_grouped;
+        assert_eq!(format_grouped(125_000, "eur"), "1,250.00 EUR");
+        assert_eq!(format_grouped(12_345, "EUR"), "123.45 EUR");
+        assert_eq!(format_grouped(-123_456_789, "USD"), "-1,234,567.89 USD");
+        assert_eq!(format_grouped(3_120, "JPY"), "3,120 JPY");
+        assert_eq!(format_grouped(100_000, "JPY"), "100,000 JPY");
     }
 
     #[test]

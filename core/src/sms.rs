@@ -276,11 +276,14 @@ pub async fn verify_code(
     Ok(used == 1)
 }
 
-/// An operation to confirm with an SMS code, described canonically.
+/// An operation to confirm with an SMS code (PSD2 dynamic linking): the code is bound to
+/// what identifies it, and the message says what it confirms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
-    /// One payout: amount in minor units, ISO 4217 currency, payee (card, account, …).
-    Payout { amount_minor: i64, currency: String, payee: String },
+    /// One payout: amount in minor units, ISO 4217 currency, the payee as shown (e.g.
+    /// `card 4242…4242`) and as bound (a key that changes with the payee, e.g. the card's
+    /// fingerprint), and the project it is paid from.
+    Payout { amount_minor: i64, currency: String, payee: String, payee_key: String, project_id: i64, project: String },
     /// A batch: its total in minor units, currency and number of rows.
     Batch { total_minor: i64, currency: String, rows: u32 },
 }
@@ -289,8 +292,8 @@ impl Confirmation {
     /// The exact text the code is bound to; any change invalidates the code.
     pub fn canonical(&self) -> String {
         match self {
-            Confirmation::Payout { amount_minor, currency, payee } => {
-                format!("payout|{amount_minor}|{}|{}", currency.to_uppercase(), payee.trim())
+            Confirmation::Payout { amount_minor, currency, payee_key, project_id, .. } => {
+                format!("payout|{project_id}|{amount_minor}|{}|{}", currency.to_uppercase(), payee_key.trim())
             }
             Confirmation::Batch { total_minor, currency, rows } => {
                 format!("batch|{total_minor}|{}|{rows}", currency.to_uppercase())
@@ -301,10 +304,11 @@ impl Confirmation {
     /// The message: it says what the code confirms.
     pub fn sms_text(&self, code: &str) -> String {
         match self {
-            Confirmation::Payout { amount_minor, currency, payee } => format!(
-                "Code {code} confirms a payout of {} to {}. Valid for 5 minutes. Never share it.",
-                crate::money::format_minor(*amount_minor, currency),
-                payee.trim()
+            Confirmation::Payout { amount_minor, currency, payee, project, .. } => format!(
+                "Payout {} to {}, project {}: code {code}. Valid for 5 minutes. Never share it.",
+                crate::money::format_grouped(*amount_minor, currency),
+                payee.trim(),
+                project.trim()
             ),
             Confirmation::Batch { total_minor, currency, rows } => format!(
                 "Code {code} confirms a batch of {rows} payouts totalling {}. Valid for 5 minutes. Never share it.",
@@ -346,11 +350,21 @@ mod tests {
 
     #[test]
     fn a_confirmation_says_what_it_confirms() {
-        let payout =
-            Confirmation::Payout { amount_minor: 12_345, currency: "eur".into(), payee: "GB29 NWBK 6016".into() };
-        assert_eq!(payout.canonical(), "payout|12345|EUR|GB29 NWBK 6016");
+        let payout = Confirmation::Payout {
+            amount_minor: 125_000,
+            currency: "eur".into(),
+            payee: "card 4242…4242".into(),
+            payee_key: "fp1".into(),
+            project_id: 7,
+            project: "Web shop".into(),
+        };
+        assert_eq!(payout.canonical(), "payout|7|125000|EUR|fp1");
         assert!(
-            payout.sms_text("123456").starts_with("Code 123456 confirms a payout of 123.45 EUR to GB29 NWBK 6016.")
+            payout
+                .sms_text("123456")
+                .starts_with("Payout 1,250.00 EUR to card 4242…4242, project Web shop: code 123456."),
+            "{}",
+            payout.sms_text("123456")
         );
         let batch = Confirmation::Batch { total_minor: 5_000, currency: "JPY".into(), rows: 3 };
         assert!(batch.sms_text("1").contains("a batch of 3 payouts totalling 5000 JPY"));

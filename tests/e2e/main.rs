@@ -10,6 +10,7 @@ mod database;
 mod hardening;
 mod payments;
 mod profile;
+mod recovery;
 mod registry;
 mod security;
 mod shell;

@@ -329,21 +329,25 @@ story!(a_confirmation_code_confirms_exactly_what_it_was_sent_for);
 async fn a_confirmation_code_confirms_exactly_what_it_was_sent_for(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
     let user = app.user_with_phone(company, "fin", BuiltinRole::Finance, Some(PHONE)).await;
-    let payout_of = |amount_minor: i64, payee: &str| Confirmation::Payout {
+    let payout_of = |amount_minor: i64, payee: &str, project_id: i64| Confirmation::Payout {
         amount_minor,
         currency: "EUR".into(),
         payee: payee.into(),
+        payee_key: payee.into(),
+        project_id,
+        project: "Web shop".into(),
     };
-    let payout = payout_of(250_000, "GB29NWBK60161331926819");
+    let payout = payout_of(250_000, "GB29NWBK60161331926819", 1);
     sms::request_confirmation(&app.state, user, PHONE, &payout).await.unwrap();
     let (_, text) = app.sms_outbox().pop().unwrap();
-    assert!(text.contains("confirms a payout of 2500.00 EUR to GB29NWBK60161331926819"), "{text}");
+    assert!(text.contains("Payout 2,500.00 EUR to GB29NWBK60161331926819, project Web shop: code"), "{text}");
     let code = app.last_sms_code(PHONE);
 
-    let changed_amount = payout_of(250_001, "GB29NWBK60161331926819");
-    let changed_payee = payout_of(250_000, "GB29NWBK60161331926810");
+    let changed_amount = payout_of(250_001, "GB29NWBK60161331926819", 1);
+    let changed_payee = payout_of(250_000, "GB29NWBK60161331926810", 1);
+    let changed_project = payout_of(250_000, "GB29NWBK60161331926819", 2);
     let batch = Confirmation::Batch { total_minor: 250_000, currency: "EUR".into(), rows: 1 };
-    for other in [&changed_amount, &changed_payee, &batch] {
+    for other in [&changed_amount, &changed_payee, &changed_project, &batch] {
         assert!(!sms::confirm(&app.state, user, other, &code).await.unwrap(), "{other:?}");
     }
     assert!(sms::confirm(&app.state, user, &payout, &code).await.unwrap());

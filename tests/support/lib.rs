@@ -369,12 +369,14 @@ fn rand_suffix() -> u32 {
     uuid::Uuid::new_v4().as_u128() as u32 % 100_000
 }
 
-/// The first run of 6 digits in `text`.
+/// The first run of exactly 6 digits in `text` (not part of a longer number).
 pub fn first_code(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     (0..bytes.len().saturating_sub(5))
         .find(|&i| {
-            bytes[i..i + 6].iter().all(u8::is_ascii_digit) && (i + 6 == bytes.len() || !bytes[i + 6].is_ascii_digit())
+            bytes[i..i + 6].iter().all(u8::is_ascii_digit)
+                && (i == 0 || !bytes[i - 1].is_ascii_digit())
+                && (i + 6 == bytes.len() || !bytes[i + 6].is_ascii_digit())
         })
         .map(|i| text[i..i + 6].to_owned())
 }

@@ -2,7 +2,7 @@
 //! the server with charts-rs so that it works without JavaScript.
 
 use chrono::NaiveDate;
-use dashboard_core::money::{exponent, format_decimal};
+use dashboard_core::money::{exponent, format_decimal, group_thousands};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -133,23 +133,6 @@ impl Datum {
             Datum::Money(amount, currency) => Some(*amount as f64 / 10f64.powi(exponent(currency) as i32)),
             Datum::Percent(p) => *p,
         }
-    }
-}
-
-/// `1234567.89` as `1,234,567.89`.
-pub fn group_thousands(number: &str) -> String {
-    let (sign, rest) = number.strip_prefix('-').map_or(("", number), |rest| ("-", rest));
-    let (whole, fraction) = rest.split_once('.').map_or((rest, None), |(w, f)| (w, Some(f)));
-    let mut grouped = String::new();
-    for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    match fraction {
-        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
-        None => format!("{sign}{grouped}"),
     }
 }
 

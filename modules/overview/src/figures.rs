@@ -2,6 +2,7 @@
 //! currencies, money per currency.
 
 use crate::charts::Datum;
+use dashboard_core::money::group_thousands;
 use poem_openapi::Object;
 use serde::Serialize;
 
@@ -121,7 +122,7 @@ fn format_minor(amount: i64, currency: &str) -> String {
 
 /// `1 refund`, `2 refunds`.
 fn counted(count: i64, one: &str, many: &str) -> String {
-    format!("{} {}", crate::charts::group_thousands(&count.to_string()), if count == 1 { one } else { many })
+    format!("{} {}", group_thousands(&count.to_string()), if count == 1 { one } else { many })
 }
 
 /// Relative change of an amount or count.
@@ -171,8 +172,8 @@ pub fn kpis(now: &Measures, before: &Measures, now_all: &Measures, before_all: &
         card(
             "payments",
             "Payments",
-            crate::charts::group_thousands(&now_all.payments.to_string()),
-            crate::charts::group_thousands(&before_all.payments.to_string()),
+            group_thousands(&now_all.payments.to_string()),
+            group_thousands(&before_all.payments.to_string()),
             relative(now_all.payments, before_all.payments, true),
             "all currencies".to_owned(),
         ),

@@ -2,13 +2,11 @@
 //! once. Same key and same body: the first answer again. Same key, another body: 422.
 //! The same key while the first request still runs: 409.
 //!
-//! A key is claimed, the effect happens, and the answer is stored with the key. [`once`]
-//! does each of these in its own write; the payment service claims the key inside the
-//! write that starts a payment and stores the answer inside the write that settles it
-//! ([`claim_key!`](crate::claim_key), [`save_answer!`](crate::save_answer)), which saves
-//! a purchase two of its four write turns.
-
-use std::future::Future;
+//! The payment service claims a key inside the write that stores the operation it asks
+//! the acquirer for ([`claim_key!`](crate::claim_key)), and stores the answer inside the
+//! write that settles that operation ([`save_answer!`](crate::save_answer)): a key is
+//! answered exactly when its operation is settled, also when the server stopped in
+//! between and the recovery job settled it.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,7 +41,19 @@ pub struct Claim {
     pub request_hash: String,
 }
 
+/// A claimed key as its operation stores it: where the operation's answer goes when it
+/// settles.
+#[derive(Debug, Clone)]
+pub struct ClaimedKey {
+    pub scope: String,
+    pub key: String,
+}
+
 impl Claim {
+    pub fn claimed(&self) -> ClaimedKey {
+        ClaimedKey { scope: self.scope.clone(), key: self.key.clone() }
+    }
+
     /// The key `principal` sent with `request` to `route` (an API operation such as
     /// `POST /payments/{id}/refunds`): keys are the caller's own, and the same request
     /// comes from the API or from a page's confirmation form alike.
@@ -85,6 +95,22 @@ impl Claim {
                     .to_owned(),
             )
         })
+    }
+
+    /// What this key already has: `None` when it is new, its stored answer, or an error
+    /// as [`Claim::earlier`] says. Checked before the request's own checks, so that a
+    /// repeated request gets its first answer even when the payment has moved on since.
+    pub async fn answered_before(&self, state: &AppState) -> Result<Option<String>, AppError> {
+        let earlier: Option<(String, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
+            idempotency_keys::table
+                .filter(idempotency_keys::scope.eq(&self.scope))
+                .filter(idempotency_keys::idempotency_key.eq(&self.key))
+                .select((idempotency_keys::request_hash, idempotency_keys::response_body))
+                .first(conn)
+                .await
+                .optional()
+        })?;
+        earlier.map(|(hash, answer)| self.earlier(&hash, answer)).transpose()
     }
 
     /// Reads a stored answer back.
@@ -134,62 +160,18 @@ macro_rules! claim_key {
     }};
 }
 
-/// Stores `$answer` (a `&str`) for `$claim` with `$conn`, inside the caller's write.
+/// Stores `$answer` (a `&str`) for the key `$key` of `$scope` with `$conn`, inside the
+/// write that settles the key's operation.
 #[macro_export]
 macro_rules! save_answer {
-    ($conn:ident, $claim:expr, $answer:expr) => {{
+    ($conn:ident, $scope:expr, $key:expr, $answer:expr) => {{
         use $crate::schema::idempotency_keys as __keys;
-        let __claim: &$crate::idempotency::Claim = $claim;
-        let __answer: &str = $answer;
+        let (__scope, __key, __answer): (&str, &str, &str) = ($scope, $key, $answer);
         $crate::__private::core::db::keep_prepared(
-            diesel::update(
-                __keys::table.filter(__keys::scope.eq(&__claim.scope)).filter(__keys::idempotency_key.eq(&__claim.key)),
-            )
-            .set((__keys::response_status.eq(Some(200)), __keys::response_body.eq(Some(__answer)))),
+            diesel::update(__keys::table.filter(__keys::scope.eq(__scope)).filter(__keys::idempotency_key.eq(__key)))
+                .set((__keys::response_status.eq(Some(200)), __keys::response_body.eq(Some(__answer)))),
         )
         .execute($conn)
         .await?;
     }};
-}
-
-/// Gives a claimed key back when its request failed before it had an effect: the key
-/// may be used again (with the same request).
-pub async fn forget(state: &AppState, claim: &Claim) -> Result<(), AppError> {
-    dashboard_core::db_write!(state.db, conn => {
-        diesel::delete(
-            idempotency_keys::table
-                .filter(idempotency_keys::scope.eq(&claim.scope))
-                .filter(idempotency_keys::idempotency_key.eq(&claim.key)),
-        )
-        .execute(conn)
-        .await
-    })?;
-    Ok(())
-}
-
-/// Runs `operation` once per claim's key.
-pub async fn once<T, F, Fut>(state: &AppState, claim: &Claim, operation: F) -> Result<Replay<T>, AppError>
-where
-    T: Serialize + DeserializeOwned,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, AppError>>,
-{
-    let earlier = dashboard_core::db_write!(state.db, conn => Ok::<_, AppError>(crate::claim_key!(conn, claim)))?;
-    if let Some(answer) = earlier {
-        return Claim::replay(&answer);
-    }
-    match operation().await {
-        Ok(answer) => {
-            let body = Claim::answer_of(&answer)?;
-            dashboard_core::db_write!(state.db, conn => {
-                crate::save_answer!(conn, claim, &body);
-                Ok::<_, AppError>(())
-            })?;
-            Ok(Replay::Fresh(answer))
-        }
-        Err(error) => {
-            forget(state, claim).await?;
-            Err(error)
-        }
-    }
 }

@@ -261,7 +261,43 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
             problems.push(format!("payment {public_id}: its hold was captured or released {finals} times"));
         }
     }
+
+    // 4. No operation waits for the acquirer for good: the recovery settles one within
+    //    minutes, and a 3-D Secure challenge expires.
+    for (public_id, kind, created_at) in stuck_operations(db).await? {
+        problems.push(format!(
+            "payment {public_id}: its {kind} has waited for the acquirer since {} UTC",
+            created_at.format("%Y-%m-%d %H:%M:%S")
+        ));
+    }
     Ok(problems)
+}
+
+/// How long an operation may wait before `verify` reports it: well past the recovery's
+/// delay (twice the acquirer timeout, at most four minutes), and past a 3-D Secure
+/// challenge's lifetime for one that waits for the customer.
+const STUCK_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// Operations still pending after [`STUCK_AFTER`] (a challenge's after its lifetime too):
+/// payment, operation kind and when it was asked for.
+async fn stuck_operations(db: &DbPool) -> Result<Vec<(String, String, chrono::NaiveDateTime)>, AppError> {
+    let now = dashboard_core::time::now();
+    let (cutoff, challenge_cutoff) = (now - STUCK_AFTER, now - STUCK_AFTER - crate::service::CHALLENGE_LIFETIME);
+    let awaiting = crate::model::Status::AwaitingChallenge.as_str();
+    Ok(dashboard_core::db_run!(db, conn => {
+        operations::table
+            .inner_join(payments::table)
+            .filter(operations::completed_at.is_null())
+            .filter(
+                operations::created_at
+                    .lt(challenge_cutoff)
+                    .or(operations::created_at.lt(cutoff).and(payments::status.ne(awaiting))),
+            )
+            .order(operations::id.asc())
+            .select((payments::public_id, operations::kind, operations::created_at))
+            .load(conn)
+            .await
+    })?)
 }
 
 // `dashboard ledger verify`: the operator's check of every invariant.

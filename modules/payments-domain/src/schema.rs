@@ -48,6 +48,8 @@ diesel::table! {
         actor_user_id -> Nullable<BigInt>,
         created_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
+        idempotency_scope -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
     }
 }
 

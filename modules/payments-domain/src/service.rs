@@ -17,12 +17,13 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::card::Card;
-use super::connector::Outcome;
-use super::idempotency::{self, Claim, Replay};
+use super::connector::{Outcome, order_reference};
+use super::idempotency::{Claim, ClaimedKey, Replay};
 use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
+use super::recovery::within_timeout;
 use crate::schema::{ledger_postings, operations, payments};
-use dashboard_core::audit::{self, AuditEvent};
+use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::Principal;
 use dashboard_core::db::DbPool;
 use dashboard_core::db::prelude::*;
@@ -208,6 +209,7 @@ struct Stored {
     refunded: i64,
     charged_back: i64,
     project_id: i64,
+    company_id: i64,
     reference: Option<String>,
 }
 
@@ -287,10 +289,16 @@ pub async fn create_purchase(
         Begun::Started(started) => started,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
-    let outcome = super::connector::of(state)?
-        .charge(&new.card, start.amount, &start.currency, operation == OperationKind::Sale)
-        .await;
-    answered(state, claim, settle_start(state, &started, outcome, Some(claim)).await).await
+    let order = order_reference(started.operation.id);
+    let charge = super::connector::of(state)?.charge(
+        &order,
+        &new.card,
+        start.amount,
+        &start.currency,
+        operation == OperationKind::Sale,
+    );
+    let outcome = within_timeout(state, charge).await?;
+    settle_own_start(state, principal, &started, outcome, claim).await.map(Replay::Fresh)
 }
 
 /// Sends money to a card, once per idempotency claim.
@@ -315,24 +323,39 @@ pub async fn create_payout(
         Begun::Started(started) => started,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
-    let outcome = super::connector::of(state)?.payout(&new.card, start.amount, &start.currency).await;
-    answered(state, claim, settle_start(state, &started, outcome, Some(claim)).await).await
+    let order = order_reference(started.operation.id);
+    let payout = super::connector::of(state)?.payout(&order, &new.card, start.amount, &start.currency);
+    let outcome = within_timeout(state, payout).await?;
+    settle_own_start(state, principal, &started, outcome, claim).await.map(Replay::Fresh)
 }
 
-/// The end of a payment's start: its answer, or the claim given back when settling
-/// failed (as [`idempotency::once`] does).
-async fn answered(
+/// Settles a payment's start with the acquirer's answer to this request; when the
+/// recovery settled it first (the answer came after it had given up waiting), the
+/// payment as that left it. A failed write leaves the key claimed and the operation
+/// pending, for the recovery: the acquirer may have moved the money.
+async fn settle_own_start(
     state: &AppState,
+    principal: &Principal,
+    started: &Starting,
+    outcome: Outcome,
     claim: &Claim,
-    settled: Result<PaymentView, AppError>,
-) -> Result<Replay<PaymentView>, AppError> {
-    match settled {
-        Ok(view) => Ok(Replay::Fresh(view)),
-        Err(error) => {
-            idempotency::forget(state, claim).await?;
-            Err(error)
-        }
+) -> Result<PaymentView, AppError> {
+    match settle_start(state, started, outcome, Some(&claim.claimed())).await {
+        Err(AppError::Conflict(_)) => view(state, principal, &started.payment.public_id).await,
+        settled => settled,
     }
+}
+
+/// Settles the start of payment `payment_id` whose answer was lost, as the acquirer now
+/// says, answering `key` in the same write (for the recovery).
+pub(crate) async fn settle_lost_start(
+    state: &AppState,
+    payment_id: i64,
+    outcome: Outcome,
+    key: Option<&ClaimedKey>,
+) -> Result<(), AppError> {
+    let started = pending_start(state, payment_id).await?;
+    settle_start(state, &started, outcome, key).await.map(|_| ())
 }
 
 /// What the write that starts a payment did.
@@ -424,6 +447,8 @@ async fn begin(
             currency.as_str().into_sql::<Text>(),
             user_id.into_sql::<Nullable<BigInt>>(),
             now.into_sql::<Timestamp>(),
+            claim.scope.as_str().into_sql::<Nullable<Text>>(),
+            claim.key.as_str().into_sql::<Nullable<Text>>(),
         )))
         .into_columns((
             operations::payment_id,
@@ -433,6 +458,8 @@ async fn begin(
             operations::currency,
             operations::actor_user_id,
             operations::created_at,
+            operations::idempotency_scope,
+            operations::idempotency_key,
         ));
     // The key is claimed together with the inserts; a key used before rolls them back.
     let written = async {
@@ -527,12 +554,12 @@ dashboard_core::register!(dashboard_core::hooks::Service {
 });
 
 /// Records the acquirer's answer to the operation that started a payment; returns the
-/// payment as it is now (stored as the answer to `claim` in the same write).
+/// payment as it is now (stored as the answer to `key` in the same write).
 async fn settle_start(
     state: &AppState,
     started: &Starting,
     outcome: Outcome,
-    claim: Option<&Claim>,
+    key: Option<&ClaimedKey>,
 ) -> Result<PaymentView, AppError> {
     let (status, op_status, reference, decline) = match &outcome {
         Outcome::Approved { reference } => {
@@ -553,7 +580,7 @@ async fn settle_start(
             (Status::Failed, OperationStatus::Failed, None, Some(("failed".to_owned(), reason.clone())))
         }
     };
-    finish(state, started, status, op_status, reference, decline, claim).await
+    finish(state, started, status, op_status, reference, decline, key).await
 }
 
 /// Writes the end of a starting operation: payment status and amounts, the operation's
@@ -561,7 +588,7 @@ async fn settle_start(
 /// or waiting for 3-D Secure) and its operation pending, so once; nothing else changes
 /// such a payment, so the rows this write leaves are the rows begun with these fields
 /// set, and their view, the caller's answer, is known before the write. It is stored for
-/// `claim` in the same write, and every statement of it is sent together (one round trip
+/// `key` in the same write, and every statement of it is sent together (one round trip
 /// on PostgreSQL); a payment that changed meanwhile rolls them all back.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
@@ -571,7 +598,7 @@ async fn finish(
     op_status: OperationStatus,
     reference: Option<String>,
     decline: Option<(String, String)>,
-    claim: Option<&Claim>,
+    key: Option<&ClaimedKey>,
 ) -> Result<PaymentView, AppError> {
     let Starting { ref payment, ref operation, kind } = *started;
     let (payment_id, operation_id, project_id, amount) =
@@ -634,7 +661,7 @@ async fn finish(
         settled_payment.refunded_amount,
     );
     let view = view_of(state, settled_payment, vec![settled_operation]);
-    let answer = claim.map(|claim| Ok::<_, AppError>((claim, Claim::answer_of(&view)?))).transpose()?;
+    let answer = key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
     dashboard_core::db_transaction!(state.db, conn => {
         let shared = conn.together();
         let (payments_settled, operations_settled, (), (), ()) = futures_util::try_join!(
@@ -647,9 +674,9 @@ async fn finish(
                 Ok(())
             }),
             shared.with(|mut turn| async move {
-                if let Some((claim, answer)) = answer {
+                if let Some((key, answer)) = answer {
                     let conn = turn.conn();
-                    crate::save_answer!(conn, claim, &answer);
+                    crate::save_answer!(conn, &key.scope, &key.key, &answer);
                 }
                 Ok(())
             }),
@@ -669,7 +696,7 @@ pub async fn complete_challenge(state: &AppState, public_id: &str, passed: bool)
         return Err(AppError::Conflict("This payment is not waiting for 3-D Secure.".to_owned()));
     }
     let reference = stored.reference.clone().unwrap_or_default();
-    let outcome = super::connector::of(state)?.complete_challenge(&reference, passed).await;
+    let outcome = within_timeout(state, super::connector::of(state)?.complete_challenge(&reference, passed)).await?;
     let started = pending_start(state, stored.id).await?;
     let outcome = match outcome {
         Outcome::Approved { .. } => Outcome::Approved { reference },
@@ -741,13 +768,17 @@ async fn pending_start(state: &AppState, payment_id: i64) -> Result<Starting, Ap
     Ok(Starting { payment, operation, kind })
 }
 
-/// Captures all or part of a held payment, once.
+/// Captures all or part of a held payment, once per idempotency claim.
 pub async fn capture(
     state: &AppState,
     principal: &Principal,
     public_id: &str,
     amount: Option<i64>,
-) -> Result<PaymentView, AppError> {
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    if let Some(answer) = claim.answered_before(state).await? {
+        return Claim::replay(&answer);
+    }
     let stored = load(state, principal, public_id).await?;
     allowed(&stored, OperationKind::Capture)?;
     let amount = amount_check(amount.unwrap_or(stored.authorized))?;
@@ -757,52 +788,125 @@ pub async fn capture(
             dashboard_core::money::format_minor(stored.authorized, &stored.currency)
         )));
     }
-    let operation = reserve(state, principal, &stored, OperationKind::Capture, amount, Status::Capturing).await?;
-    let outcome = super::connector::of(state)?.capture(stored.reference.as_deref().unwrap_or_default(), amount).await;
-    settle(state, principal, &stored, OperationKind::Capture, operation, amount, outcome).await?;
-    view(state, principal, public_id).await
+    operate(state, principal, &stored, OperationKind::Capture, amount, claim).await
 }
 
-/// Releases a held payment, once.
-pub async fn cancel(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
+/// Releases a held payment, once per idempotency claim.
+pub async fn cancel(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    if let Some(answer) = claim.answered_before(state).await? {
+        return Claim::replay(&answer);
+    }
     let stored = load(state, principal, public_id).await?;
     allowed(&stored, OperationKind::Cancel)?;
-    let operation =
-        reserve(state, principal, &stored, OperationKind::Cancel, stored.authorized, Status::Cancelling).await?;
-    let outcome = super::connector::of(state)?.cancel(stored.reference.as_deref().unwrap_or_default()).await;
-    settle(state, principal, &stored, OperationKind::Cancel, operation, stored.authorized, outcome).await?;
-    view(state, principal, public_id).await
+    operate(state, principal, &stored, OperationKind::Cancel, stored.authorized, claim).await
 }
 
-/// Refunds all that is left, or a part; never more than was captured, also when many
-/// refunds run at once.
+/// Refunds all that is left, or a part, once per idempotency claim; never more than was
+/// captured, also when many refunds run at once.
 pub async fn refund(
     state: &AppState,
     principal: &Principal,
     public_id: &str,
     amount: Option<i64>,
-) -> Result<PaymentView, AppError> {
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    if let Some(answer) = claim.answered_before(state).await? {
+        return Claim::replay(&answer);
+    }
     let stored = load(state, principal, public_id).await?;
     allowed(&stored, OperationKind::Refund)?;
-    let left = stored.left();
-    let amount = amount_check(amount.unwrap_or(left))?;
-    let operation =
-        reserve(state, principal, &stored, OperationKind::Refund, amount, Status::PartiallyRefunded).await?;
-    let outcome = super::connector::of(state)?.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
-    settle(state, principal, &stored, OperationKind::Refund, operation, amount, outcome).await?;
-    view(state, principal, public_id).await
+    let amount = amount_check(amount.unwrap_or(stored.left()))?;
+    operate(state, principal, &stored, OperationKind::Refund, amount, claim).await
 }
 
 /// Reverses a completed sale in full (before it is settled, the acquirer voids it rather
-/// than refunding it): the customer gets everything back, once.
-pub async fn reverse(state: &AppState, principal: &Principal, public_id: &str) -> Result<PaymentView, AppError> {
+/// than refunding it): the customer gets everything back, once per idempotency claim.
+pub async fn reverse(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    if let Some(answer) = claim.answered_before(state).await? {
+        return Claim::replay(&answer);
+    }
     let stored = load(state, principal, public_id).await?;
     allowed(&stored, OperationKind::Reversal)?;
     let amount = amount_check(stored.left())?;
-    let operation = reserve(state, principal, &stored, OperationKind::Reversal, amount, Status::Reversed).await?;
-    let outcome = super::connector::of(state)?.refund(stored.reference.as_deref().unwrap_or_default(), amount).await;
-    settle(state, principal, &stored, OperationKind::Reversal, operation, amount, outcome).await?;
-    view(state, principal, public_id).await
+    operate(state, principal, &stored, OperationKind::Reversal, amount, claim).await
+}
+
+/// An operation on an existing payment, checked: reserve it, ask the acquirer, settle it
+/// with the answer (stored for the claim). When the recovery settled it first (the
+/// answer came after it had given up waiting), the payment as that left it.
+async fn operate(
+    state: &AppState,
+    principal: &Principal,
+    stored: &Stored,
+    kind: OperationKind,
+    amount: i64,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    let operation = match reserve(state, principal, stored, kind, amount, claim).await? {
+        Reserved::Operation(operation) => operation,
+        Reserved::Earlier(answer) => return Claim::replay(&answer),
+    };
+    let outcome = ask_acquirer(state, kind, &order_reference(operation), stored, amount).await?;
+    let key = claim.claimed();
+    let pending = Pending { stored, operation, kind, amount, actor: Some(principal.user_id), key: Some(&key) };
+    match settle(state, &pending, outcome, false).await {
+        Err(AppError::Conflict(_)) => view(state, principal, &stored.public_id).await.map(Replay::Fresh),
+        settled => settled.map(Replay::Fresh),
+    }
+}
+
+/// The acquirer's answer to an operation on an existing payment.
+async fn ask_acquirer(
+    state: &AppState,
+    kind: OperationKind,
+    order: &str,
+    stored: &Stored,
+    amount: i64,
+) -> Result<Outcome, AppError> {
+    let connector = super::connector::of(state)?;
+    let reference = stored.reference.as_deref().unwrap_or_default();
+    let call = match kind {
+        OperationKind::Capture => connector.capture(order, reference, amount),
+        OperationKind::Cancel => connector.cancel(order, reference),
+        OperationKind::Refund | OperationKind::Reversal => connector.refund(order, reference, amount),
+        other => return Err(AppError::Internal(format!("{} is not an operation on a payment", other.as_str()))),
+    };
+    within_timeout(state, call).await
+}
+
+/// An operation on an existing payment whose answer was lost, as the recovery found it.
+pub(crate) struct LostOperation {
+    pub payment_id: i64,
+    pub operation: i64,
+    pub kind: OperationKind,
+    pub amount: i64,
+    pub actor: Option<i64>,
+    pub key: Option<ClaimedKey>,
+}
+
+/// Settles an operation whose answer was lost, as the acquirer now says (for the
+/// recovery); audited as recovered.
+pub(crate) async fn settle_lost(state: &AppState, lost: &LostOperation, outcome: Outcome) -> Result<(), AppError> {
+    let stored = load_by_id(&state.db, lost.payment_id).await?;
+    let pending = Pending {
+        stored: &stored,
+        operation: lost.operation,
+        kind: lost.kind,
+        amount: lost.amount,
+        actor: lost.actor,
+        key: lost.key.as_ref(),
+    };
+    settle(state, &pending, outcome, true).await.map(|_| ())
 }
 
 /// Records a chargeback the acquirer reports: the customer's bank took `amount` (all
@@ -875,22 +979,38 @@ fn allowed(stored: &Stored, kind: OperationKind) -> Result<(), AppError> {
     if allowed_from(kind).contains(&stored.status) { Ok(()) } else { Err(illegal(kind, stored.status)) }
 }
 
-/// Step 1 of an operation on an existing payment: one conditional update that checks
-/// the state and the amount and takes the payment into the operation, then the pending
-/// operation row. Refunds add their amount to `refunded_amount` here, so parallel
-/// refunds can never exceed what was captured.
+/// What reserving an operation did.
+enum Reserved {
+    /// The operation is stored, pending: its id.
+    Operation(i64),
+    /// The idempotency key was answered before (by a request that raced this one).
+    Earlier(String),
+}
+
+/// Step 1 of an operation on an existing payment: claims the key, then one conditional
+/// update that checks the state and the amount and takes the payment into the operation,
+/// then the pending operation row, all in one write. Refunds add their amount to
+/// `refunded_amount` here, so parallel refunds can never exceed what was captured.
 async fn reserve(
     state: &AppState,
     principal: &Principal,
     stored: &Stored,
     kind: OperationKind,
     amount: i64,
-    into: Status,
-) -> Result<i64, AppError> {
+    claim: &Claim,
+) -> Result<Reserved, AppError> {
     let allowed: Vec<&str> = allowed_from(kind).iter().map(|s| s.as_str()).collect();
+    let into = match kind {
+        OperationKind::Capture => Status::Capturing,
+        OperationKind::Cancel => Status::Cancelling,
+        _ => stored.status,
+    };
     let (payment_id, user_id, currency) = (stored.id, principal.user_id, stored.currency.clone());
     let now = now();
     let reserved = dashboard_core::db_transaction!(state.db, conn => {
+        if let Some(answer) = crate::claim_key!(conn, claim) {
+            return Ok(Reserved::Earlier(answer));
+        }
         let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
             diesel::update(
                 payments::table
@@ -908,7 +1028,8 @@ async fn reserve(
                 .await?
         };
         if moved != 1 {
-            return Ok(None);
+            // Nothing is kept, the claim included: the request may be repeated.
+            return Err(NotReserved::Moved);
         }
         let operation: i64 = diesel::insert_into(operations::table)
             .values((
@@ -919,41 +1040,68 @@ async fn reserve(
                 operations::currency.eq(&currency),
                 operations::actor_user_id.eq(user_id),
                 operations::created_at.eq(now),
+                operations::idempotency_scope.eq(&claim.scope),
+                operations::idempotency_key.eq(&claim.key),
             ))
             .returning(operations::id)
             .get_result(conn)
             .await?;
-        Ok::<_, DieselError>(Some(operation))
-    })?;
+        Ok::<_, NotReserved>(Reserved::Operation(operation))
+    });
     match reserved {
-        Some(operation) => Ok(operation),
-        None => {
+        Ok(reserved) => Ok(reserved),
+        Err(NotReserved::Failed(error)) => Err(error),
+        Err(NotReserved::Moved) => {
             // Say why, from the payment as it is now.
             let current = load(state, principal, &stored.public_id).await?;
             if !allowed_from(kind).contains(&current.status) {
                 Err(illegal(kind, current.status))
             } else {
-                let left = current.left();
                 Err(AppError::BadRequest(format!(
                     "At most {} can be refunded.",
-                    dashboard_core::money::format_minor(left, &current.currency)
+                    dashboard_core::money::format_minor(current.left(), &current.currency)
                 )))
             }
         }
     }
 }
+/// Why an operation was not reserved.
+enum NotReserved {
+    /// The payment's state or what is left did not allow it (rolled back).
+    Moved,
+    Failed(AppError),
+}
+
+impl<E: Into<AppError>> From<E> for NotReserved {
+    fn from(error: E) -> Self {
+        NotReserved::Failed(error.into())
+    }
+}
+
+/// An operation on an existing payment, stored pending, waiting for the acquirer's
+/// answer.
+struct Pending<'a> {
+    stored: &'a Stored,
+    operation: i64,
+    kind: OperationKind,
+    amount: i64,
+    /// Who asked for it (none when the operator's command did).
+    actor: Option<i64>,
+    /// Where its answer goes.
+    key: Option<&'a ClaimedKey>,
+}
 
 /// Step 3: the acquirer's answer. Success posts to the ledger and moves the payment on;
-/// anything else gives the reservation back.
+/// anything else gives the reservation back. Only while the operation is pending (409
+/// otherwise: it was settled already), so once; the payment as it is then is stored as
+/// the key's answer, with the audit entry, in the same write.
 async fn settle(
     state: &AppState,
-    principal: &Principal,
-    stored: &Stored,
-    kind: OperationKind,
-    operation: i64,
-    amount: i64,
+    pending: &Pending<'_>,
     outcome: Outcome,
-) -> Result<(), AppError> {
+    recovered: bool,
+) -> Result<PaymentView, AppError> {
+    let Pending { stored, operation, kind, amount, .. } = *pending;
     let success = matches!(outcome, Outcome::Approved { .. });
     let (decline_code, decline_reason) = match &outcome {
         Outcome::Declined { code, reason } => (Some((*code).to_owned()), Some((*reason).to_owned())),
@@ -962,10 +1110,19 @@ async fn settle(
     };
     let postings = if success { ledger::postings(kind, amount, stored.authorized) } else { Vec::new() };
     let (payment_id, project_id, currency) = (stored.id, stored.project_id, stored.currency.clone());
+    let event = AuditEvent {
+        company_id: Some(stored.company_id),
+        actor_user_id: pending.actor,
+        action: audit_action(kind),
+        target: Some(format!("payment {}", stored.public_id)),
+        result: if success { "success" } else { "failure" },
+        ip: None,
+        details: serde_json::json!({ "amount": amount, "currency": stored.currency, "recovered": recovered }),
+    };
     let now = now();
     dashboard_core::db_transaction!(state.db, conn => {
         let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
-        diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
+        let settled = diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
             .set((
                 operations::status.eq(op_status.as_str()),
                 operations::decline_code.eq(&decline_code),
@@ -974,6 +1131,9 @@ async fn settle(
             ))
             .execute(conn)
             .await?;
+        if settled != 1 {
+            return Err(AppError::Conflict("This operation was settled already.".to_owned()));
+        }
         match (kind, success) {
             (OperationKind::Capture, true) => {
                 diesel::update(payments::table.find(payment_id))
@@ -1020,17 +1180,16 @@ async fn settle(
         if success {
             crate::enqueue_callbacks!(conn, payment_id, now);
         }
-        Ok::<_, DieselError>(())
-    })?;
-    let event = AuditEvent::by_user(
-        principal.company_id,
-        principal.user_id,
-        audit_action(kind),
-        if success { "success" } else { "failure" },
-    )
-    .target(format!("payment {}", stored.public_id))
-    .details(serde_json::json!({ "amount": amount, "currency": stored.currency }));
-    audit::record(&state.db, event).await
+        let (row, ops) = read_payment_rows!(conn, payments::id.eq(payment_id))
+            .ok_or_else(|| AppError::Internal(format!("payment {payment_id} vanished")))?;
+        let view = view_of(state, row, ops);
+        if let Some(key) = pending.key {
+            let answer = Claim::answer_of(&view)?;
+            crate::save_answer!(conn, &key.scope, &key.key, &answer);
+        }
+        dashboard_core::record_audit!(conn, event)?;
+        Ok::<_, AppError>(view)
+    })
 }
 
 fn audit_action(kind: OperationKind) -> &'static str {
@@ -1056,20 +1215,12 @@ struct StoredRow {
     refunded_amount: i64,
     charged_back_amount: i64,
     project_id: i64,
+    company_id: i64,
 }
 
 async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
-    let reference: Option<String> = dashboard_core::db_run!(db, conn => {
-        operations::table
-            .filter(operations::payment_id.eq(row.id))
-            .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
-            .select(operations::connector_reference)
-            .first::<Option<String>>(conn)
-            .await
-            .optional()
-    })?
-    .flatten();
     Ok(Stored {
+        reference: acquirer_reference(db, row.id).await?,
         id: row.id,
         public_id: row.public_id,
         status: Status::parse(&row.status)
@@ -1080,8 +1231,30 @@ async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
         refunded: row.refunded_amount,
         charged_back: row.charged_back_amount,
         project_id: row.project_id,
-        reference,
+        company_id: row.company_id,
     })
+}
+
+/// The acquirer's reference of a payment: its first operation's.
+pub(crate) async fn acquirer_reference(db: &DbPool, payment_id: i64) -> Result<Option<String>, AppError> {
+    let reference: Option<Option<String>> = dashboard_core::db_run!(db, conn => {
+        operations::table
+            .filter(operations::payment_id.eq(payment_id))
+            .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
+            .select(operations::connector_reference)
+            .first::<Option<String>>(conn)
+            .await
+            .optional()
+    })?;
+    Ok(reference.flatten())
+}
+
+/// Any payment by its internal id.
+async fn load_by_id(db: &DbPool, payment_id: i64) -> Result<Stored, AppError> {
+    let row: Option<StoredRow> = dashboard_core::db_run!(db, conn => {
+        payments::table.find(payment_id).select(StoredRow::as_select()).first(conn).await.optional()
+    })?;
+    stored_of(db, row.ok_or(AppError::NotFound)?).await
 }
 
 /// A payment the principal may see: their company's, in a project they may use; else 404.

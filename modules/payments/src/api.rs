@@ -4,7 +4,7 @@ use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use dashboard_payments_domain::callbacks::{self, Delivery};
 use dashboard_payments_domain::card::Card;
-use dashboard_payments_domain::idempotency::{self, Claim, Replay};
+use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::model::Flow;
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
@@ -116,23 +116,6 @@ enum Created {
     /// result, not an error). A repeated Idempotency-Key answers the first result again.
     #[oai(status = 201)]
     Created(Json<PaymentView>),
-}
-
-/// Runs a money-moving call once per Idempotency-Key of the caller.
-async fn once<R: Serialize, F, Fut>(
-    state: &AppState,
-    principal: &Principal,
-    key: &str,
-    route: &str,
-    request: &R,
-    operation: F,
-) -> Result<PaymentView, AppError>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<PaymentView, AppError>>,
-{
-    let claim = Claim::for_caller(state, principal, key, route, request)?;
-    idempotency::once(state, &claim, operation).await.map(Replay::into_inner)
 }
 
 fn check_currency(money: &Money) -> Result<(), AppError> {
@@ -294,9 +277,8 @@ impl PaymentsApi {
         body: Json<AmountRequest>,
     ) -> ApiResult<Json<PaymentView>> {
         let route = format!("POST /payments/{}/captures", id.0);
-        let view =
-            once(&state, principal, &key, &route, &body.0, || service::capture(&state, principal, &id, body.amount))
-                .await?;
+        let claim = Claim::for_caller(&state, principal, &key, &route, &body.0)?;
+        let view = service::capture(&state, principal, &id, body.amount, &claim).await?.into_inner();
         Ok(Json(view))
     }
 
@@ -310,7 +292,8 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
     ) -> ApiResult<Json<PaymentView>> {
         let route = format!("POST /payments/{}/cancellations", id.0);
-        let view = once(&state, principal, &key, &route, &(), || service::cancel(&state, principal, &id)).await?;
+        let claim = Claim::for_caller(&state, principal, &key, &route, &())?;
+        let view = service::cancel(&state, principal, &id, &claim).await?.into_inner();
         Ok(Json(view))
     }
 
@@ -327,7 +310,8 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
     ) -> ApiResult<Json<PaymentView>> {
         let route = format!("POST /payments/{}/reversals", id.0);
-        let view = once(&state, principal, &key, &route, &(), || service::reverse(&state, principal, &id)).await?;
+        let claim = Claim::for_caller(&state, principal, &key, &route, &())?;
+        let view = service::reverse(&state, principal, &id, &claim).await?.into_inner();
         Ok(Json(view))
     }
 
@@ -345,9 +329,8 @@ impl PaymentsApi {
         body: Json<AmountRequest>,
     ) -> ApiResult<Json<PaymentView>> {
         let route = format!("POST /payments/{}/refunds", id.0);
-        let view =
-            once(&state, principal, &key, &route, &body.0, || service::refund(&state, principal, &id, body.amount))
-                .await?;
+        let claim = Claim::for_caller(&state, principal, &key, &route, &body.0)?;
+        let view = service::refund(&state, principal, &id, body.amount, &claim).await?.into_inner();
         Ok(Json(view))
     }
 

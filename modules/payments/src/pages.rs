@@ -6,7 +6,7 @@ use dashboard_core::directory;
 use dashboard_core::money::{format_minor, parse_amount};
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
-use dashboard_payments_domain::idempotency::{self, Claim, Replay};
+use dashboard_payments_domain::idempotency::{Claim, Replay};
 use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::search::{self, PaymentFilter};
 use dashboard_payments_domain::service::{self, PaymentView};
@@ -296,14 +296,11 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: Action) ->
         let message = "This confirmation is out of date: start again from the payment.";
         return render_detail(&page, &payment, None, Some(message)).await;
     };
-    let result = idempotency::once(&page.state, &claim, || async {
-        match action {
-            Action::Refund => service::refund(&page.state, principal, &id, amount).await,
-            Action::Capture => service::capture(&page.state, principal, &id, amount).await,
-            Action::Release => service::cancel(&page.state, principal, &id).await,
-        }
-    })
-    .await
+    let result = match action {
+        Action::Refund => service::refund(&page.state, principal, &id, amount, &claim).await,
+        Action::Capture => service::capture(&page.state, principal, &id, amount, &claim).await,
+        Action::Release => service::cancel(&page.state, principal, &id, &claim).await,
+    }
     .map(Replay::into_inner);
     match result {
         Ok(done) => {

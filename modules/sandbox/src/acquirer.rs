@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use dashboard_payments_domain::card::Card;
-use dashboard_payments_domain::connector::{Connector, ConnectorFuture, Outcome};
+use dashboard_payments_domain::connector::{Connector, ConnectorFuture, Inquiry, Outcome};
+use dashboard_payments_domain::model::OperationKind;
 
 /// What a sandbox test card does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,66 +35,118 @@ pub fn behaviour_of(number: &str) -> TestCardBehaviour {
     TEST_CARDS.iter().find(|(card, _)| *card == number).map(|(_, b)| *b).unwrap_or(TestCardBehaviour::Approve)
 }
 
-/// A simulated acquirer: decisions come from [`TEST_CARDS`], after `latency`.
+/// The behaviour of the test card shown as `first6`…`last4` (the documented test cards
+/// differ in both); any other card is approved, as [`behaviour_of`] says.
+pub fn behaviour_of_masked(first6: &str, last4: &str) -> TestCardBehaviour {
+    TEST_CARDS
+        .iter()
+        .find(|(card, _)| card.starts_with(first6) && card.ends_with(last4))
+        .map(|(_, b)| *b)
+        .unwrap_or(TestCardBehaviour::Approve)
+}
+
+/// A simulated acquirer: decisions come from [`TEST_CARDS`], after `latency`. It keeps
+/// no record of its own: every request it is sent, it carries out as the card says, so
+/// that asking about one later ([`Connector::inquire`]) gives the answer it gave, or would
+/// have given, then.
 pub struct SandboxAcquirer {
     pub latency: Duration,
 }
 
 impl SandboxAcquirer {
-    fn reference() -> String {
-        format!("sbx_{}", &dashboard_core::auth::random_token()[..20])
+    /// The sandbox's reference of the payment an order started.
+    fn reference(order: &str) -> String {
+        format!("sbx_{order}")
     }
 
-    async fn answer(&self, behaviour: TestCardBehaviour) -> Outcome {
+    async fn answer(&self, order: &str, behaviour: TestCardBehaviour) -> Outcome {
         tokio::time::sleep(self.latency).await;
+        Self::decided(order, behaviour)
+    }
+
+    fn decided(order: &str, behaviour: TestCardBehaviour) -> Outcome {
         match behaviour {
-            TestCardBehaviour::Approve => Outcome::Approved { reference: Self::reference() },
+            TestCardBehaviour::Approve => Outcome::Approved { reference: Self::reference(order) },
             TestCardBehaviour::Decline { code, reason } => Outcome::Declined { code, reason },
-            TestCardBehaviour::ThreeDSecure => Outcome::ChallengeRequired { reference: Self::reference() },
+            TestCardBehaviour::ThreeDSecure => Outcome::ChallengeRequired { reference: Self::reference(order) },
             TestCardBehaviour::Timeout => Outcome::Failed { reason: "The acquirer did not answer in time.".to_owned() },
         }
     }
 }
 
+/// Payouts have no customer challenge.
+fn for_payout(behaviour: TestCardBehaviour) -> TestCardBehaviour {
+    match behaviour {
+        TestCardBehaviour::ThreeDSecure => TestCardBehaviour::Approve,
+        other => other,
+    }
+}
+
 impl Connector for SandboxAcquirer {
-    fn charge<'a>(&'a self, card: &'a Card, _amount: i64, _currency: &'a str, _capture: bool) -> ConnectorFuture<'a> {
-        Box::pin(self.answer(behaviour_of(card.number.digits())))
+    fn charge<'a>(
+        &'a self,
+        order: &'a str,
+        card: &'a Card,
+        _amount: i64,
+        _currency: &'a str,
+        _capture: bool,
+    ) -> ConnectorFuture<'a> {
+        Box::pin(self.answer(order, behaviour_of(card.number.digits())))
     }
 
-    fn capture<'a>(&'a self, _reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {
-        Box::pin(self.answer(TestCardBehaviour::Approve))
+    fn capture<'a>(&'a self, order: &'a str, _reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {
+        Box::pin(self.answer(order, TestCardBehaviour::Approve))
     }
 
-    fn cancel<'a>(&'a self, _reference: &'a str) -> ConnectorFuture<'a> {
-        Box::pin(self.answer(TestCardBehaviour::Approve))
+    fn cancel<'a>(&'a self, order: &'a str, _reference: &'a str) -> ConnectorFuture<'a> {
+        Box::pin(self.answer(order, TestCardBehaviour::Approve))
     }
 
-    fn refund<'a>(&'a self, _reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {
-        Box::pin(self.answer(TestCardBehaviour::Approve))
+    fn refund<'a>(&'a self, order: &'a str, _reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {
+        Box::pin(self.answer(order, TestCardBehaviour::Approve))
     }
 
-    fn payout<'a>(&'a self, card: &'a Card, _amount: i64, _currency: &'a str) -> ConnectorFuture<'a> {
-        let behaviour = match behaviour_of(card.number.digits()) {
-            // Payouts have no customer challenge.
-            TestCardBehaviour::ThreeDSecure => TestCardBehaviour::Approve,
-            other => other,
-        };
-        Box::pin(self.answer(behaviour))
+    fn payout<'a>(&'a self, order: &'a str, card: &'a Card, _amount: i64, _currency: &'a str) -> ConnectorFuture<'a> {
+        Box::pin(self.answer(order, for_payout(behaviour_of(card.number.digits()))))
     }
 
-    fn complete_challenge<'a>(&'a self, _reference: &'a str, passed: bool) -> ConnectorFuture<'a> {
-        let behaviour = if passed {
-            TestCardBehaviour::Approve
+    fn complete_challenge<'a>(&'a self, reference: &'a str, passed: bool) -> ConnectorFuture<'a> {
+        let outcome = if passed {
+            Outcome::Approved { reference: reference.to_owned() }
         } else {
-            TestCardBehaviour::Decline { code: "3DS", reason: "3-D Secure authentication failed" }
+            Outcome::Declined { code: "3DS", reason: "3-D Secure authentication failed" }
         };
-        Box::pin(self.answer(behaviour))
+        Box::pin(async move {
+            tokio::time::sleep(self.latency).await;
+            outcome
+        })
+    }
+
+    fn inquire<'a>(&'a self, inquiry: &'a Inquiry) -> ConnectorFuture<'a> {
+        let card = inquiry.card.as_ref().map(|(first6, last4)| behaviour_of_masked(first6, last4));
+        let behaviour = match (inquiry.kind, card) {
+            (OperationKind::Sale | OperationKind::Auth, Some(card)) => card,
+            (OperationKind::Payout, Some(card)) => for_payout(card),
+            (OperationKind::Capture | OperationKind::Cancel | OperationKind::Refund | OperationKind::Reversal, _) => {
+                TestCardBehaviour::Approve
+            }
+            _ => return Box::pin(async { Outcome::Failed { reason: "The sandbox never received it.".to_owned() } }),
+        };
+        Box::pin(async move { Self::decided(&inquiry.order, behaviour) })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_test_card_is_known_by_its_masked_digits_too() {
+        for (number, behaviour) in TEST_CARDS {
+            assert_eq!(behaviour_of_masked(&number[..6], &number[number.len() - 4..]), *behaviour, "{number}");
+        }
+        assert_eq!(behaviour_of_masked("411111", "1111"), TestCardBehaviour::Approve);
+    }
 
     #[test]
     fn every_test_card_passes_the_luhn_check() {

@@ -1,0 +1,2 @@
+ALTER TABLE operations DROP COLUMN idempotency_key;
+ALTER TABLE operations DROP COLUMN idempotency_scope;

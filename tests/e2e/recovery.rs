@@ -1,0 +1,310 @@
+//! A server killed (SIGKILL) while the acquirer is being asked: after a restart nothing
+//! stays `processing` or reserved for good, every idempotency key has exactly one effect
+//! and its result, and the ledger holds.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dashboard_core::BuiltinRole;
+use dashboard_core::db::DbPool;
+use dashboard_payments_domain::ledger;
+use dashboard_payments_domain::schema::{operations, payments};
+use dashboard_tests::reqwest::header::AUTHORIZATION;
+use dashboard_tests::reqwest::{Client, StatusCode};
+use dashboard_tests::{TestApp, story};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+/// The dashboard in a process of its own on a test application's database and folder,
+/// with a sandbox acquirer that takes 150 ms and an acquirer timeout of one second (so
+/// the recovery asks about an operation left pending after two). Dropping it kills it
+/// with SIGKILL: no shutdown, nothing flushed.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    async fn start(database_url: &str, dir: &std::path::Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("http://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dashboard-under-test"))
+            .args(["--database-url", database_url, "serve", "--plain-http", "true"])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &address])
+            .arg("--secret-key-file")
+            .arg(dir.join("secret.key"))
+            .arg("--sms-outbox")
+            .arg(dir.join("sms-outbox.jsonl"))
+            .args(["--sandbox-latency-ms", "150", "--acquirer-timeout-seconds", "1"])
+            .env_remove("DASHBOARD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = Server { child, address };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = Client::new();
+        while !client.get(format!("{}/readyz", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
+            assert!(Instant::now() < deadline, "the server did not start: see {}", dir.join("server.log").display());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Posts with the token and key; `None` when the connection broke (the server died).
+async fn post(client: &Client, url: String, token: &str, key: &str, body: &Value) -> Option<(StatusCode, Value)> {
+    let response = client
+        .post(url)
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status();
+    Some((status, response.json().await.ok()?))
+}
+
+/// A purchase of 10.00 EUR + `i` cents; one whose amount ends in 9 is declined by the
+/// sandbox (the recovery must decline it too).
+fn purchase(project: i64, i: i64) -> Value {
+    let card = if i % 10 == 9 { "4000000000000002" } else { "4242424242424242" };
+    json!({
+        "project_id": project, "flow": "one_step", "amount": { "amount": 1_000 + i, "currency": "EUR" },
+        "card": { "number": card, "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    })
+}
+
+/// How many operations wait for the acquirer's answer.
+async fn waiting(db: &DbPool) -> i64 {
+    async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            operations::table.filter(operations::completed_at.is_null()).count().get_result::<i64>(conn).await
+        })?)
+    }
+    .await
+    .unwrap()
+}
+
+/// Waits until no operation waits for the acquirer (at most `seconds`).
+async fn until_settled(db: &DbPool, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let left = waiting(db).await;
+        if left == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{left} operations still wait after {seconds} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn consistent(db: &DbPool) {
+    let problems = ledger::verify(db).await.unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A money-moving request and the first answer it got.
+struct Sent {
+    path: String,
+    key: String,
+    body: Value,
+    /// How long after its turn it is sent, so that the requests are spread over the
+    /// acquirer's latency rather than sent and answered in waves.
+    delay: Duration,
+    first: Option<(StatusCode, Value)>,
+}
+
+/// Sends `requests` to a new server, 32 at a time, and kills it with SIGKILL once
+/// `kill_after` of them were answered; returns them with their answers (`None`: the
+/// connection died with the server).
+async fn round_killed(
+    database_url: &str,
+    dir: &std::path::Path,
+    token: &str,
+    requests: Vec<Sent>,
+    kill_after: usize,
+) -> Vec<Sent> {
+    let server = Server::start(database_url, dir).await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let sending = {
+        let (client, token, url, answered) =
+            (Client::new(), token.to_owned(), server.address.clone(), answered.clone());
+        tokio::spawn(
+            futures_util::stream::iter(requests)
+                .map(move |mut sent| {
+                    let (client, token, url, answered) = (client.clone(), token.clone(), url.clone(), answered.clone());
+                    async move {
+                        tokio::time::sleep(sent.delay).await;
+                        sent.first = post(&client, format!("{url}{}", sent.path), &token, &sent.key, &sent.body).await;
+                        if sent.first.is_some() {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                        sent
+                    }
+                })
+                .buffered(32)
+                .collect::<Vec<_>>(),
+        )
+    };
+    while answered.load(Ordering::SeqCst) < kill_after && !sending.is_finished() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(server);
+    sending.await.unwrap()
+}
+
+story!(a_server_killed_while_the_acquirer_answers_loses_nothing_and_repeats_nothing);
+async fn a_server_killed_while_the_acquirer_answers_loses_nothing_and_repeats_nothing(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let scopes = ["payments.create", "payments.refund", "payments.view"];
+    let created: Value = app
+        .client
+        .post(app.url("/api/v1/profile/tokens"))
+        .json(&json!({ "name": "shop", "scopes": scopes }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let (project, db, database_url, dir) =
+        (projects[0], app.state.db.clone(), app.database_url.clone(), app.dir.clone());
+    // Only the servers started here run from now on (the test application's jobs stop).
+    drop(app);
+    let seed: u64 = rand::random();
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    // Four rounds of 48 purchases and refunds of up to 16 payments the earlier rounds
+    // completed, each killed after a random number of answers.
+    let (mut done, mut refundable, mut waiting_at_kill) = (Vec::new(), Vec::new(), 0);
+    for round in 0..4 {
+        let mut requests: Vec<Sent> = (0..48)
+            .map(|i| Sent {
+                path: "/api/v1/payments".to_owned(),
+                key: format!("buy-{round}-{i}"),
+                body: purchase(project, round * 100 + i),
+                delay: Duration::from_millis(rng.random_range(0..200)),
+                first: None,
+            })
+            .collect();
+        let refunds = refundable.len().min(16);
+        requests.extend(refundable.drain(..refunds).map(|id: String| Sent {
+            path: format!("/api/v1/payments/{id}/refunds"),
+            key: format!("refund-{id}"),
+            body: json!({}),
+            delay: Duration::from_millis(rng.random_range(0..200)),
+            first: None,
+        }));
+        let kill_after = rng.random_range(5..40);
+        let sent = round_killed(&database_url, &dir, &token, requests, kill_after).await;
+        waiting_at_kill += waiting(&db).await;
+        for request in &sent {
+            if let Some((StatusCode::CREATED, payment)) = &request.first
+                && payment["status"] == "completed"
+            {
+                refundable.push(payment["id"].as_str().unwrap().to_owned());
+            }
+        }
+        done.extend(sent);
+    }
+    let seen = format!("seed {seed}");
+    assert!(waiting_at_kill > 0, "{seen}: operations were waiting for the acquirer when the server died");
+
+    // After a restart the recovery asks the acquirer about every one of them.
+    let server = Server::start(&database_url, &dir).await;
+    until_settled(&db, 30).await;
+    consistent(&db).await;
+    let client = Client::new();
+    for request in &done {
+        let url = format!("{}{}", server.address, request.path);
+        let (status, payment) = post(&client, url, &token, &request.key, &request.body).await.unwrap();
+        let key = &request.key;
+        if let Some((first_status, first)) = &request.first {
+            assert_eq!((status, &payment["id"]), (*first_status, &first["id"]), "{seen}: {key} answers as first");
+        }
+        if key.starts_with("buy-") {
+            assert_eq!(status, StatusCode::CREATED, "{seen}: {key}: {payment}");
+            let declined = payment["amount"]["amount"].as_i64().unwrap() % 10 == 9;
+            assert_eq!(payment["status"], if declined { "declined" } else { "completed" }, "{seen}: {key}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "{seen}: {key}: {payment}");
+            assert_eq!(payment["status"], "refunded", "{seen}: {key}: {payment}");
+            assert_eq!(payment["refunded"], payment["amount"]["amount"], "{seen}: {key}: refunded in full");
+            let refunds = payment["operations"].as_array().unwrap().iter().filter(|op| op["kind"] == "refund").count();
+            assert_eq!(refunds, 1, "{seen}: {key}: refunded once");
+        }
+    }
+    let made: i64 = async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            payments::table.filter(payments::project_id.eq(project)).count().get_result::<i64>(conn).await
+        })?)
+    }
+    .await
+    .unwrap();
+    assert_eq!(made, 4 * 48, "{seen}: one payment per key, none twice");
+    consistent(&db).await;
+}
+
+story!(the_ledger_check_reports_an_operation_that_waits_for_good);
+async fn the_ledger_check_reports_an_operation_that_waits_for_good(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/payments"))
+        .header("Idempotency-Key", "stuck")
+        .json(&purchase(projects[0], 0))
+        .send()
+        .await
+        .unwrap();
+    let payment: Value = response.json().await.unwrap();
+    let db = app.state.db.clone();
+    // No recovery runs from now on: what it would settle stays as it is.
+    drop(app);
+    consistent(&db).await;
+    let payment_id: i64 = async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            payments::table.filter(payments::public_id.eq(payment["id"].as_str().unwrap())).select(payments::id).first::<i64>(conn).await
+        })?)
+    }
+    .await
+    .unwrap();
+    let asked = dashboard_core::time::now() - chrono::TimeDelta::minutes(11);
+    async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            diesel::insert_into(operations::table)
+                .values((
+                    operations::payment_id.eq(payment_id),
+                    operations::kind.eq("capture"),
+                    operations::status.eq("pending"),
+                    operations::amount.eq(1_000),
+                    operations::currency.eq("EUR"),
+                    operations::created_at.eq(asked),
+                ))
+                .execute(conn)
+                .await
+        })?)
+    }
+    .await
+    .unwrap();
+    let problems = ledger::verify(&db).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].contains("its capture has waited for the acquirer since"), "{problems:#?}");
+}
