@@ -9,6 +9,7 @@ mod callbacks;
 mod database;
 mod hardening;
 mod payments;
+mod payouts;
 mod profile;
 mod recovery;
 mod registry;

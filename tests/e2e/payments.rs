@@ -248,25 +248,6 @@ async fn payments_stay_inside_their_company_and_permissions(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
 }
 
-story!(a_payout_pays_out_from_the_balance);
-async fn a_payout_pays_out_from_the_balance(app: TestApp) {
-    let project = operator(&app).await;
-    post(&app, "/api/v1/payments", &key(), purchase(project, 5_000, "EUR", APPROVE, "one_step")).await;
-    let company = dashboard_core::directory::find_company_by_name(&app.state.db, "Acme").await.unwrap().unwrap().id;
-    let finance = app.another_browser();
-    finance.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
-    let body = json!({
-        "project_id": project, "amount": { "amount": 1_200, "currency": "EUR" },
-        "card": { "number": "5555555555554444", "expiry_month": 1, "expiry_year": 2099, "cvv": "321" },
-    });
-    let (status, payout) = post(&finance, "/api/v1/payouts", &key(), body).await;
-    assert_eq!(status, StatusCode::CREATED, "{payout}");
-    assert_eq!((payout["kind"].as_str(), payout["status"].as_str()), (Some("payout"), Some("paid_out")));
-    let balances: Value = finance.get("/api/v1/balances").await.json().await.unwrap();
-    assert_eq!(balances[0]["available"], 3_800);
-    verified(&app).await;
-}
-
 // Random operation sequences never break an invariant (seeded, so a failure repeats).
 story!(random_operation_sequences_keep_every_invariant);
 async fn random_operation_sequences_keep_every_invariant(app: TestApp) {

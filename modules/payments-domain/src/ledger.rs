@@ -262,7 +262,25 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
         }
     }
 
-    // 4. No operation waits for the acquirer for good: the recovery settles one within
+    // 4. No project's available balance is below zero: payouts are checked against it.
+    let merchant: Vec<(i64, String, Option<i64>)> = dashboard_core::db_run!(db, conn => {
+        ledger_postings::table
+            .filter(ledger_postings::account.eq(MERCHANT))
+            .group_by((ledger_postings::project_id, ledger_postings::currency))
+            .select((ledger_postings::project_id, ledger_postings::currency, dashboard_core::db::sum_i64("ledger_postings.amount")))
+            .load(conn)
+            .await
+    })?;
+    for (project, currency, sum) in merchant {
+        // Credit-normal: the balance is minus the sum.
+        let balance = -sum.unwrap_or(0);
+        if balance < 0 {
+            let shown = dashboard_core::money::format_minor(balance, &currency);
+            problems.push(format!("project {project}: its available balance in {currency} is negative ({shown})"));
+        }
+    }
+
+    // 5. No operation waits for the acquirer for good: the recovery settles one within
     //    minutes, and a 3-D Secure challenge expires.
     for (public_id, kind, created_at) in stuck_operations(db).await? {
         problems.push(format!(

@@ -115,6 +115,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    payout_limits (project_id, currency) {
+        project_id -> BigInt,
+        currency -> Text,
+        per_payout -> Nullable<BigInt>,
+        per_day -> Nullable<BigInt>,
+        updated_at -> Nullable<Timestamp>,
+        updated_by -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(operations -> payments (payment_id));
 diesel::joinable!(ledger_postings -> operations (operation_id));
 
@@ -126,6 +137,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     project_secrets,
     callback_endpoints,
     callback_deliveries,
+    payout_limits,
 );
 
 // The analytics group operations by the dimensions of their payment.

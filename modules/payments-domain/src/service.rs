@@ -126,6 +126,9 @@ pub struct NewPayout {
     pub merchant_order_id: Option<String>,
     pub description: Option<String>,
     pub customer: Customer,
+    /// The SMS code sent for exactly this payout: a person in a session needs it, an
+    /// API token does not ([`crate::payouts`]).
+    pub code: Option<String>,
 }
 
 /// Reads a payment's row and its operations, by a filter on `payments`, with `$conn`
@@ -155,6 +158,7 @@ macro_rules! read_payment_rows {
 struct PaymentRow {
     id: i64,
     public_id: String,
+    company_id: i64,
     project_id: i64,
     kind: String,
     flow: String,
@@ -187,6 +191,7 @@ struct PaymentRow {
 #[diesel(table_name = operations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct OperationRow {
     id: i64,
+    actor_user_id: Option<i64>,
     kind: String,
     status: String,
     amount: i64,
@@ -220,7 +225,7 @@ impl Stored {
     }
 }
 
-fn amount_check(amount: i64) -> Result<i64, AppError> {
+pub(crate) fn amount_check(amount: i64) -> Result<i64, AppError> {
     if amount <= 0 {
         return Err(AppError::BadRequest("The amount must be more than zero.".to_owned()));
     }
@@ -301,27 +306,42 @@ pub async fn create_purchase(
     settle_own_start(state, principal, &started, outcome, claim).await.map(Replay::Fresh)
 }
 
-/// Sends money to a card, once per idempotency claim.
+/// Sends money to a card, once per idempotency claim, within the project's balance and
+/// limits and, for a person, with the SMS code sent for it ([`crate::payouts`]); a
+/// refused payout is audited with the reason.
 pub async fn create_payout(
     state: &AppState,
     principal: &Principal,
     new: NewPayout,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
+    // A repeated request answers as the first did, with no new code.
+    if let Some(answer) = claim.answered_before(state).await? {
+        return Claim::replay(&answer);
+    }
+    if let Err(error) = crate::payouts::confirm(state, principal, &new).await {
+        crate::payouts::audit_refused(state, principal, &new, &error).await?;
+        return Err(error);
+    }
     let start = Start {
         kind: Kind::Payout,
         flow: Flow::OneStep,
         operation: OperationKind::Payout,
         project_id: new.project_id,
         amount: new.amount,
-        currency: new.currency,
-        merchant_order_id: new.merchant_order_id,
-        description: new.description,
-        customer: new.customer,
+        currency: new.currency.clone(),
+        merchant_order_id: new.merchant_order_id.clone(),
+        description: new.description.clone(),
+        customer: new.customer.clone(),
     };
-    let started = match begin(state, principal, &start, &new.card, claim).await? {
-        Begun::Started(started) => started,
-        Begun::Earlier(answer) => return Claim::replay(&answer),
+    let started = match begin(state, principal, &start, &new.card, claim).await {
+        Ok(Begun::Started(started)) => started,
+        Ok(Begun::Earlier(answer)) => return Claim::replay(&answer),
+        Err(error @ AppError::Unprocessable(_)) => {
+            crate::payouts::audit_refused(state, principal, &new, &error).await?;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
     };
     let order = order_reference(started.operation.id);
     let payout = super::connector::of(state)?.payout(&order, &new.card, start.amount, &start.currency);
@@ -462,8 +482,15 @@ async fn begin(
             operations::idempotency_key,
         ));
     // The key is claimed together with the inserts; a key used before rolls them back.
+    let pays_out = start.operation == OperationKind::Payout;
     let written = async {
         dashboard_core::db_transaction!(state.db, conn => {
+            if pays_out {
+                // Parallel payouts of the project wait here for each other, so each
+                // counts those before it.
+                crate::lock_payouts!(conn, project_id, &currency);
+                crate::read_funds!(conn, project_id, &currency, now).allow(amount, &currency)?;
+            }
             let shared = conn.together();
             let (earlier, payment, operation) = futures_util::try_join!(
                 shared.with(|mut turn| async move {
@@ -660,11 +687,18 @@ async fn finish(
         settled_payment.captured_amount,
         settled_payment.refunded_amount,
     );
+    let audit = (kind == OperationKind::Payout).then(|| payout_event(payment, operation, status, success));
     let view = view_of(state, settled_payment, vec![settled_operation]);
     let answer = key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
+    let (pays_out, currency) = (kind == OperationKind::Payout, payment.currency.as_str());
     dashboard_core::db_transaction!(state.db, conn => {
+        if pays_out {
+            // A payout ends holding the lock it started with, so that a payout's check
+            // (which holds it) sees each other payout either on its way or posted.
+            crate::lock_payouts!(conn, project_id, currency);
+        }
         let shared = conn.together();
-        let (payments_settled, operations_settled, (), (), ()) = futures_util::try_join!(
+        let (payments_settled, operations_settled, (), (), (), ()) = futures_util::try_join!(
             shared.with(|mut turn| async move { update_payment.execute(turn.conn()).await }),
             shared.with(|mut turn| async move { update_operation.execute(turn.conn()).await }),
             shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), &postings).await }),
@@ -680,6 +714,13 @@ async fn finish(
                 }
                 Ok(())
             }),
+            shared.with(|mut turn| async move {
+                if let Some(event) = audit {
+                    let conn = turn.conn();
+                    dashboard_core::record_audit!(conn, event)?;
+                }
+                Ok(())
+            }),
         )?;
         if payments_settled != 1 || operations_settled != 1 {
             return Err(AppError::Conflict("The payment changed meanwhile; it was not updated twice.".to_owned()));
@@ -687,6 +728,29 @@ async fn finish(
         Ok(())
     })?;
     Ok(view)
+}
+
+/// The audit entry of a payout the acquirer answered (written with its result).
+fn payout_event(payment: &PaymentRow, operation: &OperationRow, status: Status, success: bool) -> AuditEvent {
+    let payee = match (&payment.card_first6, &payment.card_last4) {
+        (Some(first6), Some(last4)) => crate::payouts::payee_shown(first6, last4),
+        _ => "unknown".to_owned(),
+    };
+    AuditEvent {
+        company_id: Some(payment.company_id),
+        actor_user_id: operation.actor_user_id,
+        action: "payout.create",
+        target: Some(format!("payment {}", payment.public_id)),
+        result: if success { "success" } else { "failure" },
+        ip: None,
+        details: serde_json::json!({
+            "project_id": payment.project_id,
+            "amount": operation.amount,
+            "currency": operation.currency,
+            "payee": payee,
+            "status": status.as_str(),
+        }),
+    }
 }
 
 /// The customer's answer to the sandbox's 3-D Secure challenge.

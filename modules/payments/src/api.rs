@@ -7,6 +7,7 @@ use dashboard_payments_domain::card::Card;
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::model::Flow;
+use dashboard_payments_domain::payouts::{self, CodeSent};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
 use dashboard_payments_domain::service::{self, Customer, Money, NewPayout, NewPurchase, PaymentView};
 use poem::web::Data;
@@ -79,6 +80,27 @@ pub struct PayoutRequest {
     pub merchant_order_id: Option<String>,
     pub description: Option<String>,
     pub customer: Option<Customer>,
+    /// The code sent by SMS for exactly this payout (`POST /payouts/confirmations`): needed
+    /// when a person pays out in a dashboard session, not with an API token. Not part of
+    /// the request an Idempotency-Key is bound to.
+    #[serde(skip)]
+    pub confirmation_code: Option<String>,
+}
+
+impl PayoutRequest {
+    fn payout(self) -> Result<NewPayout, AppError> {
+        check_currency(&self.amount)?;
+        Ok(NewPayout {
+            project_id: self.project_id,
+            card: self.card.card()?,
+            amount: self.amount.amount,
+            currency: self.amount.currency,
+            merchant_order_id: self.merchant_order_id,
+            description: self.description,
+            customer: self.customer.unwrap_or_default(),
+            code: self.confirmation_code,
+        })
+    }
 }
 
 /// A capture or refund: omit `amount` for all that is left.
@@ -108,6 +130,13 @@ enum Resent {
     /// The delivery is due again now.
     #[oai(status = 202)]
     Queued,
+}
+
+#[derive(ApiResponse)]
+enum CodeRequested {
+    /// The code is on its way.
+    #[oai(status = 202)]
+    Sent(Json<CodeSent>),
 }
 
 #[derive(ApiResponse)]
@@ -336,7 +365,10 @@ impl PaymentsApi {
 
     /// Send money to a card
     ///
-    /// Authorised by the API token. (In the dashboard, payouts also need an SMS code.)
+    /// Never more than the project's available balance in the currency (payouts on their
+    /// way counted), within the project's payout limits. With an API token, authorised by
+    /// the token; a person in a dashboard session also sends the SMS code of this payout
+    /// (`confirmation_code`).
     #[oai(path = "/payouts", method = "post", operation_id = "payouts_create")]
     async fn payout(
         &self,
@@ -345,21 +377,26 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<PayoutRequest>,
     ) -> ApiResult<Created> {
-        let request = body.0;
-        check_currency(&request.amount)?;
-        let card = request.card.card()?;
-        let claim = Claim::for_caller(&state, principal, &key, "POST /payouts", &request)?;
-        let new = NewPayout {
-            project_id: request.project_id,
-            amount: request.amount.amount,
-            currency: request.amount.currency,
-            card,
-            merchant_order_id: request.merchant_order_id,
-            description: request.description,
-            customer: request.customer.unwrap_or_default(),
-        };
-        let view = service::create_payout(&state, principal, new, &claim).await?.into_inner();
+        let claim = Claim::for_caller(&state, principal, &key, "POST /payouts", &body.0)?;
+        let view = service::create_payout(&state, principal, body.0.payout()?, &claim).await?.into_inner();
         Ok(Created::Created(Json(view)))
+    }
+
+    /// Ask for the SMS code of a payout
+    ///
+    /// For a person in a dashboard session: sends a code bound to exactly this payout
+    /// (amount, currency, card and project) to their phone; the message says what it
+    /// confirms. Valid for 5 minutes, once. Checked against the project's balance and
+    /// limits first. API tokens pay out without a code.
+    #[oai(path = "/payouts/confirmations", method = "post", operation_id = "payouts_request_code")]
+    async fn payout_code(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<PayoutRequest>,
+    ) -> ApiResult<CodeRequested> {
+        let sent = payouts::request_code(&state, principal, &body.0.payout()?).await?;
+        Ok(CodeRequested::Sent(Json(sent)))
     }
 
     /// The callback deliveries of a payment

@@ -84,6 +84,7 @@ register_section!(Section {
         operation!(POST "/payments/{id}/refunds", Access::Permission(REFUND)),
         operation!(POST "/payments/{id}/reversals", Access::Permission(REFUND)),
         operation!(POST "/payouts", Access::Permission(PAYOUT)),
+        operation!(POST "/payouts/confirmations", Access::Permission(PAYOUT)),
         operation!(GET "/payments/{id}/callbacks", Access::Permission(VIEW)),
         operation!(POST "/payments/{id}/callbacks/{delivery}/resend", Access::Permission(VIEW)),
         operation!(GET "/balances", Access::Permission(VIEW)),

@@ -1,6 +1,6 @@
 //! Projects: the company's projects (created by the platform operator) and their
-//! callback settings: which payment events go to which URL, signed with the project's
-//! secret key.
+//! settings: callbacks (which payment events go to which URL, signed with the project's
+//! secret key) and payout limits.
 
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, Project};
@@ -8,6 +8,7 @@ use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Sectio
 use dashboard_core::web::see_other;
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use dashboard_payments_domain::callbacks::{self, Endpoint};
+use dashboard_payments_domain::payouts::{self, PayoutLimit};
 use poem::web::{Data, Form, Html, Path};
 use poem::{Response, handler};
 use poem_openapi::payload::Json;
@@ -34,7 +35,7 @@ register_section!(Section {
         Permission {
             code: MANAGE,
             label: "Set up projects",
-            description: "Change a project's callbacks and see its secret key.",
+            description: "Change a project's callbacks and payout limits, and see its secret key.",
             second_factor_exempt: false,
             default_roles: &[],
         },
@@ -42,12 +43,15 @@ register_section!(Section {
     pages: &[
         page!(GET "/projects" => projects_page, Access::Permission(VIEW)),
         page!(POST "/projects/:id/callbacks" => callback_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/payout-limits" => payout_limits_submit, Access::Permission(MANAGE)),
     ],
     api: Some(Api::of::<ProjectsApi>(&[
         operation!(GET "/projects", Access::Permission(VIEW)),
         operation!(GET "/projects/{id}/callbacks", Access::Permission(VIEW)),
         operation!(PUT "/projects/{id}/callbacks", Access::Permission(MANAGE)),
         operation!(GET "/projects/{id}/secret-key", Access::Permission(MANAGE)),
+        operation!(GET "/projects/{id}/payout-limits", Access::Permission(VIEW)),
+        operation!(PUT "/projects/{id}/payout-limits", Access::Permission(MANAGE)),
     ])),
     templates: &[Template { name: "projects/list", source: include_str!("../templates/list.hbs") }],
 });
@@ -87,11 +91,22 @@ async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
     let mut projects = Vec::new();
     for p in directory::visible_projects(&page.state.db, principal).await? {
         let endpoints = callbacks::endpoints(&page.state, p.id).await?;
-        projects.push(json!({ "project": p, "endpoints": endpoints }));
+        let limits: Vec<_> = payouts::limits(&page.state, principal, p.id)
+            .await?
+            .into_iter()
+            .map(|limit| {
+                let shown = |amount: Option<i64>| {
+                    amount.map_or("no limit".to_owned(), |a| dashboard_core::money::format_grouped(a, &limit.currency))
+                };
+                json!({ "currency": limit.currency, "per_payout": shown(limit.per_payout), "per_day": shown(limit.per_day) })
+            })
+            .collect();
+        projects.push(json!({ "project": p, "endpoints": endpoints, "limits": limits }));
     }
     let data = json!({
         "projects": projects,
         "events": callbacks::events(),
+        "currencies": dashboard_core::money::CURRENCIES,
         "can_manage": principal.has_permission(MANAGE),
         "csrf_token": page.csrf_token,
     });
@@ -106,6 +121,41 @@ async fn callback_submit(
 ) -> Result<Response, AppError> {
     let endpoint = Endpoint { event: form.event, url: form.url, enabled: form.enabled.is_some() };
     set_callback(&page.state, page.principal()?, id, &endpoint).await?;
+    Ok(see_other("/projects"))
+}
+
+#[derive(Debug, Deserialize)]
+struct PayoutLimitForm {
+    currency: String,
+    #[serde(default)]
+    per_payout: String,
+    #[serde(default)]
+    per_day: String,
+}
+
+/// An amount typed in the form: empty for none.
+fn typed_amount(text: &str, currency: &str, what: &str) -> Result<Option<i64>, AppError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    dashboard_core::money::parse_amount(text, currency).map(Some).ok_or_else(|| {
+        AppError::BadRequest(format!("The {what} must be an amount in {currency}, such as 1000.00, or left empty."))
+    })
+}
+
+#[handler]
+async fn payout_limits_submit(
+    page: PageContext,
+    Path(id): Path<i64>,
+    Form(form): Form<PayoutLimitForm>,
+) -> Result<Response, AppError> {
+    let currency = form.currency.trim().to_ascii_uppercase();
+    let limit = PayoutLimit {
+        per_payout: typed_amount(&form.per_payout, &currency, "limit per payout")?,
+        per_day: typed_amount(&form.per_day, &currency, "daily limit")?,
+        currency,
+    };
+    payouts::set_limit(&page.state, page.principal()?, id, limit).await?;
     Ok(see_other("/projects"))
 }
 
@@ -175,6 +225,34 @@ impl ProjectsApi {
         body: Json<Endpoint>,
     ) -> ApiResult<Json<Endpoint>> {
         Ok(Json(set_callback(&state, principal, id.0, &body).await?))
+    }
+
+    /// A project's payout limits, per currency
+    ///
+    /// Amounts in minor units; a currency not listed has no limits (payouts are still
+    /// bound by the project's available balance).
+    #[oai(path = "/projects/:id/payout-limits", method = "get", operation_id = "projects_payout_limits_get")]
+    async fn payout_limits(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+    ) -> ApiResult<Json<Vec<PayoutLimit>>> {
+        Ok(Json(payouts::limits(&state, principal, id.0).await?))
+    }
+
+    /// Set a project's payout limits in one currency
+    ///
+    /// Leave both amounts out to remove the currency's limits.
+    #[oai(path = "/projects/:id/payout-limits", method = "put", operation_id = "projects_payout_limits_set")]
+    async fn set_payout_limit(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<PayoutLimit>,
+    ) -> ApiResult<Json<PayoutLimit>> {
+        Ok(Json(payouts::set_limit(&state, principal, id.0, body.0).await?))
     }
 
     /// The project's secret key for verifying callbacks
