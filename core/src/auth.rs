@@ -59,10 +59,16 @@ pub struct Principal {
     pub awaiting_second_factor: BTreeSet<String>,
     /// The second factor was given in this session.
     pub second_factor_verified: bool,
+    /// When it was last given in this session (at sign-in or a step-up); none for API
+    /// tokens and sessions without it.
+    pub second_factor_at: Option<chrono::NaiveDateTime>,
     pub projects: ProjectScope,
     /// Authenticated by an API token (no session, no cookie).
     pub via_api_token: bool,
 }
+
+/// How long a second-factor code confirms the sensitive actions that follow it.
+pub const STEP_UP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 impl Principal {
     /// Refuses API-token callers: managing tokens, the second factor or the phone needs
@@ -72,6 +78,17 @@ impl Principal {
             Err(AppError::Refused("This needs a signed-in session; API tokens cannot do it.".to_owned()))
         } else {
             Ok(())
+        }
+    }
+
+    /// Refuses unless this is a session whose second factor was given within
+    /// [`STEP_UP_WINDOW`]: changing someone else's credentials, second factor, roles or
+    /// project access needs the person at the keyboard now, not a session left open.
+    pub fn require_step_up(&self) -> Result<(), AppError> {
+        self.require_session()?;
+        match self.second_factor_at {
+            Some(at) if crate::time::now() - at <= STEP_UP_WINDOW => Ok(()),
+            _ => Err(AppError::StepUpRequired),
         }
     }
 

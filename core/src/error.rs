@@ -18,6 +18,9 @@ pub enum AppError {
     Refused(String),
     #[error("This needs two-factor authentication. Set it up in My profile, then sign in again.")]
     SecondFactorRequired,
+    /// The second factor was given too long ago for this action (step-up).
+    #[error("Confirm it is you first: enter a code from your authenticator app, then do this again within 5 minutes.")]
+    StepUpRequired,
     #[error("Not found.")]
     NotFound,
     /// A page's form without a valid CSRF token (an old page, or another site's form).
@@ -45,9 +48,11 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden | AppError::Refused(_) | AppError::SecondFactorRequired | AppError::FormExpired => {
-                StatusCode::FORBIDDEN
-            }
+            AppError::Forbidden
+            | AppError::Refused(_)
+            | AppError::SecondFactorRequired
+            | AppError::StepUpRequired
+            | AppError::FormExpired => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -65,6 +70,7 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::Forbidden | AppError::Refused(_) => "forbidden",
             AppError::SecondFactorRequired => "second-factor-required",
+            AppError::StepUpRequired => "step-up-required",
             AppError::NotFound => "not-found",
             AppError::FormExpired => "form-expired",
             AppError::BadRequest(_) => "bad-request",

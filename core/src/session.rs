@@ -190,6 +190,41 @@ pub async fn elevate(
     insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await
 }
 
+/// Confirms the person behind the session `token` again with a second-factor code
+/// (step-up): the session's second factor is stamped now, for the actions that need a
+/// recent one ([`Principal::require_step_up`]). Only for the caller's own session that
+/// passed the second factor at sign-in (so its permissions do not change and it keeps
+/// its id); a wrong code counts towards the lockout. `false`: the code was wrong.
+pub async fn step_up(
+    state: &AppState,
+    principal: &Principal,
+    token: &str,
+    code: &str,
+    client: &ClientInfo,
+) -> Result<bool, AppError> {
+    principal.require_session()?;
+    let user_id = principal.user_id;
+    if session_user(state, token, STAGE_ACTIVE).await? != Some(user_id) {
+        return Err(AppError::Forbidden);
+    }
+    if principal.second_factor_at.is_none() {
+        return Err(AppError::Refused(
+            "This session signed in without a second factor: set it up in My profile, or sign in again with it."
+                .to_owned(),
+        ));
+    }
+    if !check_code(state, user_id, principal.company_id, code, client).await? {
+        record(state, AuditEvent::by_user(principal.company_id, user_id, "session.step_up", "failure"), client).await?;
+        return Ok(false);
+    }
+    let (hash, now) = (sha256_hex(token), now());
+    crate::db_write!(state.db, conn => {
+        diesel::update(sessions::table.find(&hash)).set(sessions::second_factor_at.eq(Some(now))).execute(conn).await
+    })?;
+    record(state, AuditEvent::by_user(principal.company_id, user_id, "session.step_up", "success"), client).await?;
+    Ok(true)
+}
+
 async fn record(state: &AppState, event: AuditEvent, client: &ClientInfo) -> Result<(), AppError> {
     audit::record(&state.db, event.ip(client.ip.clone())).await
 }
@@ -401,9 +436,10 @@ pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Option
             .optional()
     })?;
     let Some((user_id, last_seen, second_factor_at)) = row else { return Ok(None) };
-    let Some(principal) = load_principal(state, user_id, second_factor_at.is_some()).await? else {
+    let Some(mut principal) = load_principal(state, user_id, second_factor_at.is_some()).await? else {
         return Ok(None);
     };
+    principal.second_factor_at = second_factor_at;
     let idle_limit = if holds_second_factor_permission(state, &principal.permissions) {
         SECOND_FACTOR_IDLE
     } else {
@@ -462,6 +498,7 @@ pub async fn load_principal(
         permissions,
         awaiting_second_factor,
         second_factor_verified,
+        second_factor_at: None,
         projects,
         via_api_token: false,
     }))

@@ -160,6 +160,7 @@ impl<E: Endpoint> Endpoint for HtmlErrors<E> {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         };
         let context = PageContext::new(state, &req);
+        let back = referring_page(&req);
         match self.inner.call(req).await {
             Ok(output) => {
                 let response = output.into_response();
@@ -179,10 +180,33 @@ impl<E: Endpoint> Endpoint for HtmlErrors<E> {
                     Err(other) if other.status().is_client_error() => AppError::BadRequest(other.to_string()),
                     Err(other) => AppError::Internal(other.to_string()),
                 };
+                if matches!(app_error, AppError::StepUpRequired) {
+                    // The code first; then back to the form, to send it again.
+                    let next = back.unwrap_or_else(|| "/".to_owned());
+                    return Ok(see_other(&format!("/step-up?next={}", crate::auth::urlencode(&next))));
+                }
                 Ok(context.error_page(&app_error))
             }
         }
     }
+}
+
+/// The page of this site a request came from (its `Referer`), as a local path.
+fn referring_page(req: &Request) -> Option<String> {
+    let referer = url::Url::parse(req.header(header::REFERER)?).ok()?;
+    let host = req.header(header::HOST)?;
+    if referer.host_str().map(|h| match referer.port() {
+        Some(port) => format!("{h}:{port}"),
+        None => h.to_owned(),
+    }) != Some(host.to_owned())
+    {
+        return None;
+    }
+    let path = match referer.query() {
+        Some(query) => format!("{}?{query}", referer.path()),
+        None => referer.path().to_owned(),
+    };
+    crate::auth::local_path(&path)
 }
 
 /// Serves the theme's static files; their URLs carry a content version, so they may be

@@ -97,6 +97,8 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
         ("/team/users/new", "My team", "team-new-user"),
         ("/team/roles", "My team", "team-roles"),
         ("/profile", "My profile", "profile"),
+        ("/step-up?next=/team", "Confirm it is you", "step-up"),
+        ("/projects", "Projects", "projects"),
         ("/team/audit", "My team", "team-audit"),
     ] {
         browser.client.goto(&app.url(path)).await.unwrap();

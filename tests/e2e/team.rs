@@ -307,3 +307,52 @@ async fn exports_of_the_team_and_the_audit_log_are_audited(app: TestApp) {
     let entry = &log["items"][0];
     assert!(entry["details"].as_str().unwrap().contains("\"q\":\"adm\""), "{log}");
 }
+
+// Someone else's credentials, second factor, roles and projects change only within
+// minutes of a second-factor code: a session left open is not enough.
+story!(credential_changes_need_a_recent_second_factor);
+async fn credential_changes_need_a_recent_second_factor(app: TestApp) {
+    use dashboard_core::schema::sessions;
+    use dashboard_tests::query;
+    let (company, _) = app.company("Acme", &[]).await;
+    let sam = app.user_with_phone(company, "sam", BuiltinRole::Operations, Some("+447700900123")).await;
+    let authenticator = app.sign_in_with_second_factor(company, "admin", BuiltinRole::MerchantAdmin).await;
+    let earlier = dashboard_core::time::now() - chrono::TimeDelta::minutes(6);
+    query!(app, conn => diesel::update(sessions::table).set(sessions::second_factor_at.eq(Some(earlier))).execute(conn).await);
+
+    let reset = format!("/api/v1/team/users/{sam}/second-factor-reset");
+    let (status, problem) = post_json(&app, &reset, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(problem["type"].as_str().unwrap().ends_with("/step-up-required"), "{problem}");
+    let operations = role_id(&app, "Operations").await;
+    let phone = json!({ "display_name": "Sam", "email": null, "phone": "+447700900999", "role_ids": [operations], "project_ids": null });
+    assert_eq!(put_json(&app, &format!("/api/v1/team/users/{sam}"), phone).await.0, StatusCode::FORBIDDEN);
+
+    // On the page, the form leads to the code and back to the form.
+    let form_page = app.url(&format!("/team/users/{sam}"));
+    let csrf = form_value(&app.get_text(&format!("/team/users/{sam}")).await.1, "csrf_token").unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/team/users/{sam}/password-link")))
+        .header(dashboard_tests::reqwest::header::REFERER, &form_page)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let step_up = location(response.headers());
+    assert_eq!(step_up, format!("/step-up?next=/team/users/{sam}"));
+    let (status, html) = app.get_text(&step_up).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = form_value(&html, "csrf_token").unwrap();
+    let next = form_value(&html, "next").unwrap();
+    let wrong = app.post_form("/step-up", &[("csrf_token", &csrf), ("next", &next), ("code", "000000")]).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    // The authenticator's next code went to the sign-in: a recovery code works as well.
+    let code = &authenticator.recovery_codes[0];
+    let right = app.post_form("/step-up", &[("csrf_token", &csrf), ("next", &next), ("code", code)]).await;
+    assert_eq!(location(right.headers()), format!("/team/users/{sam}"));
+
+    let (status, member) = post_json(&app, &reset, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{member}");
+}

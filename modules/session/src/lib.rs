@@ -29,6 +29,8 @@ register_section!(Section {
         page!(GET "/sign-in/second-factor" => second_factor_page, Access::Public),
         page!(POST "/sign-in/second-factor" => second_factor_submit, Access::Public),
         page!(POST "/sign-out" => sign_out_submit, Access::Public),
+        page!(GET "/step-up" => step_up_page, Access::SignedIn),
+        page!(POST "/step-up" => step_up_submit, Access::SignedIn),
         page!(GET "/set-password" => set_password_page, Access::Public),
         page!(POST "/set-password" => set_password_submit, Access::Public),
     ],
@@ -37,12 +39,14 @@ register_section!(Section {
         operation!(POST "/session/second-factor", Access::Public),
         operation!(DELETE "/session", Access::Public),
         operation!(GET "/session", Access::SignedIn),
+        operation!(POST "/session/step-up", Access::SignedIn),
         operation!(POST "/password-links/redemption", Access::Public),
     ])),
     templates: &[
         Template { name: "session/sign-in", source: include_str!("../templates/sign-in.hbs") },
         Template { name: "session/second-factor", source: include_str!("../templates/second-factor.hbs") },
         Template { name: "session/set-password", source: include_str!("../templates/set-password.hbs") },
+        Template { name: "session/step-up", source: include_str!("../templates/step-up.hbs") },
     ],
 });
 
@@ -190,6 +194,37 @@ async fn second_factor_submit(
             };
             Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response())
         }
+    }
+}
+
+fn step_up_html(page: &PageContext, next: &str, error: Option<&str>) -> Result<Html<String>, AppError> {
+    let data = json!({ "csrf_token": page.csrf_token, "next": next, "error": error });
+    page.render("Confirm it is you", "session/step-up", &data)
+}
+
+#[handler]
+async fn step_up_page(page: PageContext, Query(query): Query<NextQuery>) -> Result<Html<String>, AppError> {
+    step_up_html(&page, &safe_next(query.next.as_deref()), None)
+}
+
+/// The session's own cookie, for the calls that act on the session itself.
+fn session_token(cookies: &CookieJar) -> String {
+    cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()).unwrap_or_default()
+}
+
+#[handler]
+async fn step_up_submit(
+    page: PageContext,
+    req: &Request,
+    cookies: &CookieJar,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, AppError> {
+    let next = safe_next(form.next.as_deref());
+    let client = ClientInfo::from_request(req);
+    if session::step_up(&page.state, page.principal()?, &session_token(cookies), &form.code, &client).await? {
+        Ok(see_other(&next))
+    } else {
+        Ok((StatusCode::UNAUTHORIZED, step_up_html(&page, &next, Some(CODE_REFUSED))?).into_response())
     }
 }
 
@@ -374,6 +409,13 @@ enum SignedOut {
     Done,
 }
 
+#[derive(ApiResponse)]
+enum SteppedUp {
+    /// Confirmed: the actions that need it work for 5 minutes.
+    #[oai(status = 204)]
+    Done,
+}
+
 #[derive(Default)]
 pub struct SessionApi;
 
@@ -451,6 +493,28 @@ impl SessionApi {
     ) -> ApiResult<PasswordSet> {
         redeem_password_link(&state, &body.token, &body.password, &ClientInfo::from_request(req)).await?;
         Ok(PasswordSet::Done)
+    }
+
+    /// Confirm it is you again (step-up)
+    ///
+    /// A code from the authenticator app (or a recovery code) for the current session:
+    /// changing someone else's phone, password, second factor, roles or project access
+    /// then works for 5 minutes. A wrong code counts towards the lockout.
+    #[oai(path = "/session/step-up", method = "post", operation_id = "session_step_up")]
+    async fn step_up(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        req: &Request,
+        cookies: &CookieJar,
+        body: Json<SecondFactorCode>,
+    ) -> ApiResult<SteppedUp> {
+        let client = ClientInfo::from_request(req);
+        if session::step_up(&state, principal, &session_token(cookies), &body.code, &client).await? {
+            Ok(SteppedUp::Done)
+        } else {
+            Err(refused(CODE_REFUSED))
+        }
     }
 
     /// The current session

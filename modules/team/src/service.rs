@@ -318,7 +318,7 @@ async fn company_role_ids(state: &AppState, company_id: i64) -> Result<BTreeSet<
 
 /// Creates a user of the admin's company with roles and project access.
 pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember) -> Result<CreatedMember, AppError> {
-    admin.require_session()?;
+    admin.require_step_up()?;
     let username = valid_username(&new.username)?;
     let input = check_input(state, admin.company_id, &new.details).await?;
     refuse_more_than_held(admin, &granted_by(state, admin.company_id, &input.role_ids).await?)?;
@@ -393,7 +393,7 @@ pub async fn update_member(
     let access_changes = !added_roles.is_empty() || input.role_ids.len() != roles_before.len() || projects_change;
     let phone_changes = before.phone != input.phone;
     if access_changes || phone_changes {
-        admin.require_session()?;
+        admin.require_step_up()?;
         if user_id == admin.user_id {
             return Err(AppError::Refused(
                 "You cannot change your own roles, projects or phone here: another admin can, and your phone is \
@@ -485,9 +485,10 @@ async fn tell_old_phone(state: &AppState, admin: &Principal, old: &str) {
     sms::notify(state, old.to_owned(), text).await;
 }
 
-/// Credentials and the second factor of someone else, in a session only.
+/// Credentials and the second factor of someone else: in a session whose second factor
+/// was given within the last minutes (step-up) only.
 fn refuse_credential_change(admin: &Principal, user_id: i64) -> Result<(), AppError> {
-    admin.require_session()?;
+    admin.require_step_up()?;
     if user_id == admin.user_id {
         return Err(AppError::Refused("Your own password and second factor are changed in My profile.".to_owned()));
     }
@@ -652,7 +653,7 @@ fn check_role(state: &AppState, input: &RoleInput) -> Result<(String, String, Ve
 
 /// Creates a custom role from any registered permissions.
 pub async fn create_role(state: &AppState, admin: &Principal, input: &RoleInput) -> Result<RoleInfo, AppError> {
-    admin.require_session()?;
+    admin.require_step_up()?;
     let (name, description, permissions) = check_role(state, input)?;
     refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
     let company_id = admin.company_id;
@@ -707,7 +708,7 @@ pub async fn update_role(
     role_id: i64,
     input: &RoleInput,
 ) -> Result<RoleInfo, AppError> {
-    admin.require_session()?;
+    admin.require_step_up()?;
     custom_role(state, admin.company_id, role_id).await?;
     let (name, description, permissions) = check_role(state, input)?;
     refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
@@ -742,7 +743,7 @@ pub async fn update_role(
 /// Deletes a custom role no user holds (deleting one in use would leave its users with
 /// less, or with no role at all, without anyone deciding it for them).
 pub async fn delete_role(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
-    admin.require_session()?;
+    admin.require_step_up()?;
     let role = custom_role(state, admin.company_id, role_id).await?;
     let holders: Vec<String> = db_run!(state.db, conn => {
         user_roles::table
