@@ -24,6 +24,7 @@ pub mod session;
 pub mod sms;
 pub mod state;
 pub mod theme;
+pub mod throttle;
 pub mod time;
 pub mod tokens;
 pub mod web;

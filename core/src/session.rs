@@ -80,8 +80,9 @@ pub async fn sign_in(
     password: &str,
     client: &ClientInfo,
 ) -> Result<SignIn, AppError> {
-    // Before anything is read or counted: a sign-in refused for want of a turn changes
-    // nothing.
+    // Before anything is read or counted: a sign-in refused by the throttle or for want
+    // of a turn changes nothing.
+    crate::throttle::SignInThrottle::of(state)?.check(client.ip.as_deref(), username)?;
     let _turn = state.hashing.turn().await?;
     let username = username.trim().to_lowercase();
     let found: Option<(i64, i64, String)> = crate::db_run!(state.db, conn => {

@@ -319,8 +319,12 @@ async fn api_writes_with_a_session_cookie_come_from_the_dashboard_only(app: Test
 
 // A storm of sign-ins cannot queue without bound behind password hashing: beyond the
 // turns and the queue, a sign-in is refused at once with 503 and Retry-After, before
-// anything is read or counted.
-story!(a_sign_in_storm_is_turned_away_instead_of_queued);
+// anything is read or counted. (The storm comes from many addresses, as in a distributed
+// attack: the throttle per address is off.)
+story!(
+    a_sign_in_storm_is_turned_away_instead_of_queued,
+    dashboard_tests::TestOptions::with_setting("sign_in_attempts_per_address", "0")
+);
 async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
     let mut storm = tokio::task::JoinSet::new();
     for i in 0..80 {
@@ -344,6 +348,38 @@ async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
     }
     assert!(busy > 0, "{refused} checked, none turned away");
     assert!(refused > 0, "the turns still check passwords");
+}
+
+// Sign-ins beyond 10 a minute for one username, or 30 a minute from one address, are
+// refused with 429 before any password is hashed. Each batch is sent at once: the
+// throttle decides as the requests arrive, before they queue for hashing.
+story!(sign_ins_are_throttled_per_username_and_per_address);
+async fn sign_ins_are_throttled_per_username_and_per_address(app: TestApp) {
+    let batch = |usernames: Vec<String>| {
+        let requests: Vec<_> = usernames
+            .into_iter()
+            .map(|username| {
+                let body = json!({ "username": username, "password": "wrong password" });
+                app.another_client().post(app.url("/api/v1/session")).json(&body).send()
+            })
+            .collect();
+        async move {
+            let answers = futures_util::future::join_all(requests).await;
+            let statuses: Vec<StatusCode> = answers.into_iter().map(|answer| answer.unwrap().status()).collect();
+            let throttled = statuses.iter().filter(|status| **status == StatusCode::TOO_MANY_REQUESTS).count();
+            let checked = [StatusCode::UNAUTHORIZED, StatusCode::SERVICE_UNAVAILABLE];
+            assert!(
+                statuses.iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS || checked.contains(s)),
+                "{statuses:?}"
+            );
+            throttled
+        }
+    };
+    let throttled = batch(vec!["nobody".to_owned(); 12]).await;
+    assert_eq!(throttled, 2, "one username: 10 a minute, from anywhere");
+    // 18 of the address's 30 are left (one comes back every 2 seconds meanwhile).
+    let throttled = batch((0..40).map(|i| format!("someone{i}")).collect()).await;
+    assert!((20..=22).contains(&throttled), "one address: 30 a minute, {throttled} of 40 refused");
 }
 
 // Whoever locks an account (five wrong passwords), its user hears of it on their phone,

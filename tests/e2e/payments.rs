@@ -218,6 +218,33 @@ async fn three_d_secure_is_passed_on_the_challenge_page(app: TestApp) {
     verified(&app).await;
 }
 
+// A purchase may name where its customer goes after the challenge: back to the shop,
+// with the payment's id and status; a URL that is not https is refused.
+story!(after_the_challenge_the_customer_returns_to_the_shop);
+async fn after_the_challenge_the_customer_returns_to_the_shop(app: TestApp) {
+    let project = operator(&app).await;
+    let mut body = purchase(project, 990, "EUR", "4000000000003220", "one_step");
+    for refused in ["javascript:alert(1)", "ftp://shop.example/done", "https://user:secret@shop.example/", "/done"] {
+        body["return_url"] = json!(refused);
+        let (status, _) = post(&app, "/api/v1/payments", &key(), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    }
+    body["return_url"] = json!("https://shop.example/orders/17?step=paid");
+    let (_, payment) = post(&app, "/api/v1/payments", &key(), body).await;
+    assert_eq!(payment["return_url"], "https://shop.example/orders/17?step=paid");
+    let url = payment["challenge_url"].as_str().unwrap();
+    let path = &url[url.find("/sandbox/").unwrap()..];
+    let customer = app.another_browser();
+    let csrf = form_value(&customer.get_text(path).await.1, "csrf_token").unwrap();
+    let response = customer.post_form(path, &[("csrf_token", &csrf), ("answer", "fail")]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let id = payment["id"].as_str().unwrap();
+    assert_eq!(
+        location(response.headers()),
+        format!("https://shop.example/orders/17?step=paid&payment_id={id}&status=declined")
+    );
+}
+
 story!(payments_stay_inside_their_company_and_permissions);
 async fn payments_stay_inside_their_company_and_permissions(app: TestApp) {
     let project = operator(&app).await;

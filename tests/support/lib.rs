@@ -38,17 +38,24 @@ pub enum Backend {
 #[macro_export]
 macro_rules! story {
     ($name:ident) => {
+        $crate::story!($name, $crate::TestOptions::default());
+    };
+    // With the application started with `$options` (a `TestOptions`).
+    ($name:ident, $options:expr) => {
         mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(app) = $crate::TestApp::spawn($crate::Backend::Sqlite).await {
+                if let Some(app) = $crate::TestApp::spawn_with($crate::Backend::Sqlite, $options).await {
                     super::$name(app).await
                 }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
+                if let Some(app) = $crate::TestApp::spawn_with($crate::Backend::Postgres, $options).await {
                     super::$name(app).await
                 }
             }
@@ -82,6 +89,15 @@ pub struct TestOptions {
     /// Callbacks to public HTTPS hosts only, as in production (the tests' receivers
     /// listen on 127.0.0.1, so the others allow private addresses).
     pub public_callbacks_only: bool,
+    /// Settings of the crates (`hooks::Setting`) other than their defaults.
+    pub settings: Vec<(&'static str, String)>,
+}
+
+impl TestOptions {
+    /// The default options with one crate setting changed.
+    pub fn with_setting(name: &'static str, value: &str) -> TestOptions {
+        TestOptions { settings: vec![(name, value.to_owned())], ..TestOptions::default() }
+    }
 }
 
 impl Default for TestOptions {
@@ -94,6 +110,7 @@ impl Default for TestOptions {
             idle_timeout_minutes: 30,
             sms_http_url: None,
             public_callbacks_only: false,
+            settings: Vec::new(),
         }
     }
 }
@@ -179,7 +196,10 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         session_lifetime_hours: 12,
         pool_size: 8,
         log_format: LogFormat::Text,
-        crate_settings: [("callbacks_to_private_addresses", (!options.public_callbacks_only).to_string())].into(),
+        crate_settings: [("callbacks_to_private_addresses", (!options.public_callbacks_only).to_string())]
+            .into_iter()
+            .chain(options.settings.iter().cloned())
+            .collect(),
     }
 }
 

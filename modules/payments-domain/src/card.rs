@@ -31,8 +31,11 @@ impl CardNumber {
         &self.0
     }
 
-    pub fn first6(&self) -> &str {
-        &self.0[..6]
+    /// The leading digits that may be shown and stored (PCI DSS): the first six, fewer
+    /// for a number of under 16 digits, so that at least six digits always stay hidden
+    /// (a 12-digit number shows 2 + 4).
+    pub fn first_digits(&self) -> &str {
+        &self.0[..self.0.len().saturating_sub(10).min(6)]
     }
 
     pub fn last4(&self) -> &str {
@@ -173,9 +176,20 @@ mod tests {
     }
 
     #[test]
+    fn short_numbers_keep_six_digits_hidden() {
+        let shown = |text: &str| {
+            let number = CardNumber::parse(text).expect("valid");
+            (number.first_digits().to_owned(), number.last4().to_owned())
+        };
+        assert_eq!(shown("424242424242"), ("42".to_owned(), "4242".to_owned()), "12 digits: 2 + 4 shown");
+        assert_eq!(shown("378282246310005"), ("37828".to_owned(), "0005".to_owned()), "15 digits: 5 + 4");
+        assert_eq!(shown("4242424242424242").0, "424242", "16 digits: the BIN");
+    }
+
+    #[test]
     fn numbers_are_checked_and_never_printed() {
         let number = CardNumber::parse("4242 4242 4242 4242").expect("valid");
-        assert_eq!((number.first6(), number.last4(), number.brand()), ("424242", "4242", "visa"));
+        assert_eq!((number.first_digits(), number.last4(), number.brand()), ("424242", "4242", "visa"));
         assert_eq!(format!("{number:?}"), "CardNumber(••••4242)");
         assert!(CardNumber::parse("4242 4242 4242 4241").is_err(), "Luhn");
         assert!(CardNumber::parse("4242").is_err());

@@ -168,7 +168,7 @@ pub(crate) fn payee_shown(first6: &str, last4: &str) -> String {
 }
 
 fn payee(payout: &NewPayout) -> String {
-    payee_shown(payout.card.number.first6(), payout.card.number.last4())
+    payee_shown(payout.card.number.first_digits(), payout.card.number.last4())
 }
 
 /// What the code of `payout` is bound to, and what its message says.

@@ -31,6 +31,7 @@ diesel::table! {
         decline_reason -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        return_url -> Nullable<Text>,
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Customer {
 /// The stored, masked card.
 #[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
 pub struct MaskedCard {
+    /// The first six digits (the BIN); fewer for a number of under 16 digits, so that at
+    /// least six always stay hidden.
     pub first6: String,
     pub last4: String,
     pub brand: String,
@@ -100,6 +102,8 @@ pub struct PaymentView {
     pub challenge_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Where the customer goes after the 3-D Secure challenge.
+    pub return_url: Option<String>,
     pub operations: Vec<OperationView>,
 }
 
@@ -114,6 +118,8 @@ pub struct NewPurchase {
     pub merchant_order_id: Option<String>,
     pub description: Option<String>,
     pub customer: Customer,
+    /// Where the customer goes after a 3-D Secure challenge (https).
+    pub return_url: Option<String>,
 }
 
 /// A payout to a card.
@@ -184,6 +190,7 @@ struct PaymentRow {
     decline_reason: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    return_url: Option<String>,
 }
 
 /// One operation of a payment, as its view shows it.
@@ -262,6 +269,41 @@ fn check_customer(customer: Customer) -> Result<Customer, AppError> {
     })
 }
 
+/// A return URL: an absolute https URL without credentials (http too where callbacks may
+/// go to private addresses, i.e. in development), at most 2,000 characters.
+fn return_url_check(state: &AppState, text: &str) -> Result<String, AppError> {
+    let refused = || {
+        AppError::BadRequest("The return URL must be an absolute https:// URL of at most 2,000 characters.".to_owned())
+    };
+    let url = url::Url::parse(text.trim()).map_err(|_| refused())?;
+    let scheme_allowed =
+        url.scheme() == "https" || (url.scheme() == "http" && crate::callback_targets::private_allowed(state));
+    if !scheme_allowed || url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(refused());
+    }
+    let url = url.to_string();
+    if url.len() > 2_000 { Err(refused()) } else { Ok(url) }
+}
+
+/// Where the customer of `public_id` goes after the challenge, with the payment's id and
+/// status added, if the purchase gave a return URL.
+pub async fn return_to(db: &DbPool, public_id: &str) -> Result<Option<String>, AppError> {
+    let wanted = public_id.to_owned();
+    let row: Option<(Option<String>, String)> = dashboard_core::db_run!(db, conn => {
+        payments::table
+            .filter(payments::public_id.eq(&wanted))
+            .select((payments::return_url, payments::status))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(row.and_then(|(url, status)| {
+        let mut url = url::Url::parse(&url?).ok()?;
+        url.query_pairs_mut().append_pair("payment_id", public_id).append_pair("status", &status);
+        Some(url.to_string())
+    }))
+}
+
 fn no_such_project(project_id: i64) -> AppError {
     AppError::BadRequest(format!("There is no project {project_id} you may use."))
 }
@@ -289,6 +331,7 @@ pub async fn create_purchase(
         merchant_order_id: new.merchant_order_id,
         description: new.description,
         customer: new.customer,
+        return_url: new.return_url,
     };
     let started = match begin(state, principal, &start, &new.card, claim).await? {
         Begun::Started(started) => started,
@@ -333,6 +376,7 @@ pub async fn create_payout(
         merchant_order_id: new.merchant_order_id.clone(),
         description: new.description.clone(),
         customer: new.customer.clone(),
+        return_url: None,
     };
     let started = match begin(state, principal, &start, &new.card, claim).await {
         Ok(Begun::Started(started)) => started,
@@ -405,6 +449,7 @@ struct Start {
     merchant_order_id: Option<String>,
     description: Option<String>,
     customer: Customer,
+    return_url: Option<String>,
 }
 
 /// Checks the request and stores the payment and its first operation as pending.
@@ -424,6 +469,7 @@ async fn begin(
     let merchant_order_id = optional_text(start.merchant_order_id.clone(), "merchant order id", 100)?;
     let description = optional_text(start.description.clone(), "description", 500)?;
     let customer = check_customer(start.customer.clone())?;
+    let return_url = start.return_url.as_deref().map(|url| return_url_check(state, url)).transpose()?;
     let public_id = new_public_id();
     let now = now();
     let fingerprint = card.fingerprint(&state.secrets);
@@ -448,13 +494,14 @@ async fn begin(
         payments::customer_id.eq(&customer.id),
         payments::customer_country.eq(&customer.country),
         payments::customer_ip.eq(&customer.ip),
-        payments::card_first6.eq(card.number.first6()),
+        payments::card_first6.eq(card.number.first_digits()),
         payments::card_last4.eq(card.number.last4()),
         payments::card_brand.eq(card.number.brand()),
         payments::card_expiry.eq(card.expiry()),
         payments::card_fingerprint.eq(&fingerprint),
         payments::created_at.eq(now),
         payments::updated_at.eq(now),
+        payments::return_url.eq(&return_url),
     ));
     // The operation finds its payment by the public id, so that it can be sent with the
     // payment's insert rather than after its answer.
@@ -1427,6 +1474,7 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
         decline_reason: row.decline_reason,
         created_at: rfc3339(&row.created_at),
         updated_at: rfc3339(&row.updated_at),
+        return_url: row.return_url,
         operations,
     }
 }

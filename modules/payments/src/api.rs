@@ -48,6 +48,9 @@ pub struct PurchaseRequest {
     pub merchant_order_id: Option<String>,
     pub description: Option<String>,
     pub customer: Option<Customer>,
+    /// Where the customer goes after a 3-D Secure challenge: an https URL, to which
+    /// `payment_id` and `status` are added.
+    pub return_url: Option<String>,
 }
 
 /// The registry's columns of a user.
@@ -181,6 +184,7 @@ impl PaymentsApi {
             merchant_order_id: request.merchant_order_id,
             description: request.description,
             customer: request.customer.unwrap_or_default(),
+            return_url: request.return_url,
         };
         let view = service::create_purchase(&state, principal, new, &claim).await?.into_inner();
         Ok(Created::Created(Json(view)))

@@ -378,7 +378,11 @@ pub async fn challenge_submit(
     page: PageContext,
     Path(id): Path<String>,
     Form(form): Form<ChallengeForm>,
-) -> Result<Html<String>, AppError> {
+) -> Result<Response, AppError> {
     let status = service::complete_challenge(&page.state, &id, form.answer == "pass").await?;
-    render(&page, &id, Some(status.as_str()))
+    // Back to the merchant's page when the purchase named one.
+    match service::return_to(&page.state.db, &id).await? {
+        Some(url) => Ok(see_other(&url)),
+        None => Ok(render(&page, &id, Some(status.as_str()))?.into_response()),
+    }
 }

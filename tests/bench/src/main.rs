@@ -12,7 +12,8 @@
 //! overview page (KPIs and its charts) and each breakdown's page, against the direct
 //! aggregation of the same figures over the payments and operations. SQLite always;
 //! PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it
-//! asserts nothing. `--only analytics` or `--only api` measures that part alone;
+//! asserts nothing. `--only analytics`, `--only api` or `--only sign-in` (the registry
+//! while 50 clients storm the sign-in, throttled and not) measures that part alone;
 //! `--connections 8,16,32` and `--seconds 10` shape the API's load; `--backend sqlite`
 //! or `--backend postgres` measures one database.
 #![allow(clippy::unwrap_used)]
@@ -249,17 +250,19 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     let browser = Browser { client: prepared.client.clone(), server };
     let db = DbPool::connect(&database_url, 2).await.unwrap();
     let only = only();
+    let part = |name: &str| only.as_deref().is_none_or(|only| only == name);
     if only.is_none() {
         pages(&browser, &prepared).await;
         export(&browser, &prepared).await;
     }
-    if only.as_deref() != Some("analytics") {
+    if part("api") {
         purchases(&browser, &prepared, seconds);
     }
-    if only.as_deref() != Some("api") {
+    if part("analytics") {
         analytics(&browser, &db, &prepared.projects).await;
     }
     drop(db);
+    let browser = if part("sign-in") { sign_in_storm(browser, &database_url, &dir).await } else { browser };
     browser.server.stop();
     remove_database(&database_url);
 }
@@ -299,6 +302,65 @@ async fn export(browser: &Browser, prepared: &Prepared) {
             elapsed.as_secs_f64() / bare,
         );
     }
+}
+
+/// The registry's first page while 50 clients post sign-ins with unknown usernames as
+/// fast as they are answered: from this one address, as the server is configured (the
+/// throttle turns most away before any hashing), and again with the throttle off, as a
+/// storm from 50 addresses would meet it (the hashing turns bound it).
+async fn sign_in_storm(browser: Browser, database_url: &str, dir: &std::path::Path) -> Browser {
+    let mut browser = browser;
+    for throttled in [true, false] {
+        if !throttled {
+            browser.server.stop();
+            let flags = ["--sign-in-attempts-per-address", "0", "--sign-in-attempts-per-username", "0"];
+            browser.server = Server::start_with(database_url, dir, &flags).await;
+        }
+        let (idle, idle_p95, _) = stats(timed_gets(&browser, "/payments").await);
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let storm: Vec<_> = (0..50)
+            .map(|client| {
+                let (running, url) = (running.clone(), browser.server.url("/api/v1/session"));
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+                    let mut n = 0;
+                    while running.load(std::sync::atomic::Ordering::Relaxed) {
+                        let body = json!({ "username": format!("storm{client}-{n}"), "password": "wrong password" });
+                        if let Ok(response) = http.post(&url).json(&body).send().await {
+                            *answers.entry(response.status().as_u16()).or_default() += 1;
+                        }
+                        n += 1;
+                    }
+                    answers
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let (median, p95, p99) = stats(timed_gets(&browser, "/payments").await);
+        let seconds = started.elapsed().as_secs_f64();
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+        for client in storm {
+            for (status, count) in client.await.unwrap() {
+                *answers.entry(status).or_default() += count;
+            }
+        }
+        let answered: Vec<String> = answers.iter().map(|(status, count)| format!("{count} × {status}")).collect();
+        println!(
+            "registry under a sign-in storm ({}): median {} p95 {} p99 {} (idle: median {} p95 {}); the storm's answers over about {:.0} s: {}",
+            if throttled { "one address, throttled" } else { "throttle off, as from 50 addresses" },
+            ms(median),
+            ms(p95),
+            ms(p99),
+            ms(idle),
+            ms(idle_p95),
+            seconds + 1.0,
+            answered.join(", ")
+        );
+    }
+    browser
 }
 
 /// Latency under load is concurrency over throughput: several loads show both.

@@ -15,6 +15,11 @@ impl Server {
     /// Starts the server on `database_url` with the files of the test application in
     /// `dir` (its secret key), and waits until it answers `/readyz`.
     pub async fn start(database_url: &str, dir: &Path) -> Server {
+        Server::start_with(database_url, dir, &[]).await
+    }
+
+    /// [`Server::start`] with more flags of `dashboard serve`.
+    pub async fn start_with(database_url: &str, dir: &Path, flags: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("http://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
@@ -26,6 +31,7 @@ impl Server {
             .arg(dir.join("secret.key"))
             .arg("--sms-outbox")
             .arg(dir.join("sms-outbox.jsonl"))
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,0 +1,118 @@
+//! Sign-in throttling: attempts per client address and per username are limited before
+//! anything is read, counted or hashed. A storm of sign-ins (each an argon2 verification)
+//! then neither starves the dashboard nor, from one address, locks its users out: the
+//! lockout counts only the attempts that got through.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::hooks::{Job, Service, Setting, check_number_up_to};
+use crate::{AppError, AppState};
+
+const PER_ADDRESS: &str = "sign_in_attempts_per_address";
+const PER_USERNAME: &str = "sign_in_attempts_per_username";
+
+crate::register!(Setting {
+    name: PER_ADDRESS,
+    help: "Sign-in attempts one client address may make per minute (0: no limit). Behind a reverse proxy every \
+           client has the proxy's address: raise it there",
+    default: "30",
+    check: |value| check_number_up_to(value, 1_000_000),
+});
+
+crate::register!(Setting {
+    name: PER_USERNAME,
+    help: "Sign-in attempts for one username per minute, from anywhere (0: no limit)",
+    default: "10",
+    check: |value| check_number_up_to(value, 1_000_000),
+});
+
+/// The two limits, each with its own budget per key.
+pub struct SignInThrottle {
+    by_address: Option<DefaultKeyedRateLimiter<String>>,
+    by_username: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+fn per_minute(attempts: u32) -> Option<DefaultKeyedRateLimiter<String>> {
+    NonZeroU32::new(attempts).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+impl SignInThrottle {
+    /// Limits per minute; 0 turns one off.
+    pub fn new(per_address: u32, per_username: u32) -> SignInThrottle {
+        SignInThrottle { by_address: per_minute(per_address), by_username: per_minute(per_username) }
+    }
+
+    /// The application's throttle.
+    pub fn of(state: &AppState) -> Result<&SignInThrottle, AppError> {
+        Ok(state.extension::<Arc<SignInThrottle>>()?.as_ref())
+    }
+
+    /// Counts an attempt from `address` for `username` (as typed, any case), or refuses it
+    /// (429) when either is over its limit. Unknown usernames count alike, so the answer
+    /// says nothing about who has an account.
+    pub fn check(&self, address: Option<&str>, username: &str) -> Result<(), AppError> {
+        let refused =
+            || AppError::TooManyRequests("Too many sign-in attempts. Wait a minute, then try again.".to_owned());
+        if let (Some(limiter), Some(address)) = (&self.by_address, address)
+            && limiter.check_key(&address.to_owned()).is_err()
+        {
+            return Err(refused());
+        }
+        if let Some(limiter) = &self.by_username
+            && limiter.check_key(&username.trim().to_lowercase()).is_err()
+        {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Drops the keys whose budget is full again (memory stays bounded by a minute's
+    /// worth of addresses and usernames).
+    fn forget_recovered(&self) {
+        for limiter in [&self.by_address, &self.by_username].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+crate::register!(Service {
+    name: "sign-in throttle",
+    start: |settings, extensions| {
+        let limit = |name: &str| settings.setting(name).parse::<u32>().map_err(|e| format!("{name}: {e}"));
+        extensions.insert(Arc::new(SignInThrottle::new(limit(PER_ADDRESS)?, limit(PER_USERNAME)?)));
+        Ok(())
+    },
+});
+
+crate::register!(Job {
+    name: "sign-in throttle clean-up",
+    every: std::time::Duration::from_secs(60),
+    run: |state| {
+        Box::pin(async move {
+            SignInThrottle::of(&state)?.forget_recovered();
+            Ok(())
+        })
+    },
+});
+
+#[cfg(test)]
+mod tests {
+    use super::SignInThrottle;
+
+    #[test]
+    fn each_address_and_each_username_has_its_own_budget() {
+        let throttle = SignInThrottle::new(3, 2);
+        assert!(throttle.check(Some("192.0.2.1"), "ann").is_ok());
+        assert!(throttle.check(Some("192.0.2.1"), "ANN ").is_ok(), "the same name, as typed");
+        assert!(throttle.check(Some("192.0.2.2"), "ann").is_err(), "ann's budget is spent, from anywhere");
+        assert!(throttle.check(Some("192.0.2.1"), "bob").is_ok(), "the first address's third attempt");
+        assert!(throttle.check(Some("192.0.2.1"), "carol").is_err(), "its budget is spent");
+        assert!(throttle.check(Some("192.0.2.3"), "carol").is_ok());
+        let unlimited = SignInThrottle::new(0, 0);
+        assert!((0..100).all(|_| unlimited.check(Some("192.0.2.1"), "ann").is_ok()));
+    }
+}
