@@ -5,6 +5,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use dashboard_core::crypto::SecretBox;
 use dashboard_core::db::DbPool;
 use dashboard_core::directory::{self, NewUser};
 use dashboard_core::hooks;
@@ -59,6 +60,22 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check that no sealed event of the audit log was changed or deleted; exits 1 on
+    /// any break. Needs the installation's secret key file.
+    Verify {
+        /// The installation's key [default: as `serve` reads it].
+        #[arg(long)]
+        secret_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -250,6 +267,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let new = NewUser { company_id: company, username, display_name: name, password, role, phone };
             let user = directory::create_user(&db, new).await?;
             print_created(json, &user, &format!("Created user {} {:?} ({}).", user.id, user.username, role.name()))
+        }
+        Command::Audit { command: AuditCommand::Verify { secret_key_file } } => {
+            let config = Config::resolve(&cli.database, &ServeArgs::default())?;
+            let key_file = secret_key_file.unwrap_or(config.secret_key_file);
+            if !key_file.exists() {
+                return Err(CliError::Other(format!(
+                    "the secret key file {} does not exist: the audit log's seals are checked with the installation's key",
+                    key_file.display()
+                )));
+            }
+            let secrets = SecretBox::from_key_file(&key_file).map_err(|e| CliError::Other(e.to_string()))?;
+            let db = open_database(&cli.database).await?;
+            let problems = dashboard_core::audit::chain::verify_chain(&db, &secrets).await?;
+            if problems.is_empty() {
+                println!("The audit log is intact: no sealed event was changed or deleted.");
+                return Ok(());
+            }
+            for problem in &problems {
+                println!("{problem}");
+            }
+            Err(CliError::Other(format!("{} break(s) in the audit log", problems.len())))
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Secrets at rest: AES-256-GCM under the installation's key.
+//! Secrets at rest: AES-256-GCM under the installation's key, each bound to the row it
+//! belongs to; and keyed MACs (HMAC-SHA256) under keys derived from it with HKDF, one per
+//! purpose (fingerprints, one-time codes, the audit chain).
 //!
 //! The key lives in a file (default `data/secret.key`, created with 256 random bits on
 //! first start, readable by the owner only). Losing it makes the stored TOTP secrets
@@ -6,13 +8,14 @@
 
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -26,8 +29,8 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
-    /// A separate key for HMAC, derived from the same installation key.
-    mac_key: [u8; 32],
+    /// HKDF-SHA256 of the installation key, from which each purpose's MAC key comes.
+    derivation: Hkdf<Sha256>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -38,19 +41,28 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: [u8; 32]) -> SecretBox {
-        let mut derivation = Sha256::new();
-        derivation.update(b"dashboard fingerprint key\0");
-        derivation.update(key);
-        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)), mac_key: derivation.finalize().into() }
+        SecretBox {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)),
+            derivation: Hkdf::<Sha256>::new(Some(b"dashboard"), &key),
+        }
     }
 
-    /// HMAC-SHA256 of `data` under the installation's key, hex: a fingerprint that
-    /// matches equal inputs without revealing them (card numbers, request bodies).
-    pub fn fingerprint(&self, data: &[u8]) -> String {
+    /// HMAC-SHA256 of `data` under the key HKDF derives for `purpose`, hex. Keys of
+    /// different purposes are unrelated, so a MAC made for one never passes for another.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> String {
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 8,160.
+        self.derivation.expand(purpose.as_bytes(), &mut key).unwrap_or_else(|_| unreachable!());
         // HMAC accepts keys of any length.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key).unwrap_or_else(|_| unreachable!());
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
         mac.update(data);
         mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A fingerprint that matches equal inputs without revealing them (card numbers,
+    /// request bodies).
+    pub fn fingerprint(&self, data: &[u8]) -> String {
+        self.mac("fingerprint", data)
     }
 
     /// Reads the key file, creating it with a random key when it does not exist.
@@ -70,26 +82,40 @@ impl SecretBox {
         Ok(SecretBox::new(key))
     }
 
-    /// `base64(nonce ‖ ciphertext)` with a fresh random nonce.
-    pub fn seal(&self, plaintext: &[u8]) -> String {
+    /// `v2:` and `base64(nonce ‖ ciphertext)` with a fresh random nonce, bound to
+    /// `context` (the row it is stored in, e.g. `totp user 42`): authenticated with it but
+    /// not stored, so a sealed secret copied into another row does not open there.
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
+        let payload = Payload { msg: plaintext, aad: context.as_bytes() };
         // Encryption into a Vec cannot fail for inputs this small.
-        let ciphertext = self.cipher.encrypt(Nonce::from_slice(&nonce), plaintext).unwrap_or_default();
+        let ciphertext = self.cipher.encrypt(Nonce::from_slice(&nonce), payload).unwrap_or_default();
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
-        BASE64.encode(sealed)
+        format!("{BOUND}{}", BASE64.encode(sealed))
     }
 
-    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, CryptoError> {
-        let bytes = BASE64.decode(sealed).map_err(|_| CryptoError::Decrypt)?;
+    /// Opens what [`SecretBox::seal`] sealed for `context`. A secret sealed before
+    /// secrets were bound to their rows (no `v2:`) opens without a context; it is bound
+    /// when it is next written.
+    pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
+        let (encoded, aad) = match sealed.strip_prefix(BOUND) {
+            Some(bound) => (bound, context.as_bytes()),
+            None => (sealed, &b""[..]),
+        };
+        let bytes = BASE64.decode(encoded).map_err(|_| CryptoError::Decrypt)?;
         if bytes.len() < 12 {
             return Err(CryptoError::Decrypt);
         }
         let (nonce, ciphertext) = bytes.split_at(12);
-        self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).map_err(|_| CryptoError::Decrypt)
+        let payload = Payload { msg: ciphertext, aad };
+        self.cipher.decrypt(Nonce::from_slice(nonce), payload).map_err(|_| CryptoError::Decrypt)
     }
 }
+
+/// The prefix of a secret sealed with its context.
+const BOUND: &str = "v2:";
 
 #[cfg(unix)]
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
@@ -108,13 +134,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_secrets_open_only_with_their_key() {
+    fn sealed_secrets_open_only_with_their_key_and_in_their_row() {
         let secret_box = SecretBox::new([7; 32]);
-        let sealed = secret_box.seal(b"totp secret");
-        assert_ne!(sealed, secret_box.seal(b"totp secret"), "a fresh nonce each time");
-        assert_eq!(secret_box.open(&sealed).expect("opens"), b"totp secret");
-        assert!(SecretBox::new([8; 32]).open(&sealed).is_err());
-        assert!(secret_box.open("AAAA").is_err());
+        let sealed = secret_box.seal("totp user 1", b"totp secret");
+        assert_ne!(sealed, secret_box.seal("totp user 1", b"totp secret"), "a fresh nonce each time");
+        assert_eq!(secret_box.open("totp user 1", &sealed).expect("opens"), b"totp secret");
+        assert!(secret_box.open("totp user 2", &sealed).is_err(), "copied into another user's row");
+        assert!(SecretBox::new([8; 32]).open("totp user 1", &sealed).is_err());
+        assert!(secret_box.open("totp user 1", "v2:AAAA").is_err());
+    }
+
+    #[test]
+    fn macs_of_different_purposes_differ() {
+        let secret_box = SecretBox::new([7; 32]);
+        assert_eq!(secret_box.mac("a", b"x"), secret_box.mac("a", b"x"));
+        assert_ne!(secret_box.mac("a", b"x"), secret_box.mac("b", b"x"));
+        assert_ne!(secret_box.mac("a", b"x"), SecretBox::new([8; 32]).mac("a", b"x"));
     }
 
     #[test]
@@ -122,7 +157,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("dashboard-key-{}", rand::rng().next_u64()));
         let first = SecretBox::from_key_file(&path).expect("created");
         let second = SecretBox::from_key_file(&path).expect("read");
-        assert_eq!(second.open(&first.seal(b"x")).expect("same key"), b"x");
+        assert_eq!(second.open("c", &first.seal("c", b"x")).expect("same key"), b"x");
         std::fs::remove_file(path).expect("cleanup");
     }
 }

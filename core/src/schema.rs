@@ -108,6 +108,16 @@ diesel::table! {
         ip -> Nullable<Text>,
         details -> Text,
         created_at -> Timestamp,
+        seal -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_chain (id) {
+        id -> Integer,
+        last_event_id -> BigInt,
+        last_seal -> Text,
+        events -> BigInt,
     }
 }
 
@@ -193,6 +203,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     second_factors,
     sessions,
     audit_events,
+    audit_chain,
     sms_codes,
     recovery_codes,
     api_tokens,

@@ -15,6 +15,7 @@ use serde::Serialize;
 use totp_rs::{Algorithm, Builder, Totp};
 
 use crate::auth::sha256_hex;
+use crate::crypto::SecretBox;
 use crate::error::AppError;
 use crate::schema::{recovery_codes, second_factors, users};
 use crate::sms::{self, CodePurpose};
@@ -149,7 +150,7 @@ pub async fn activate(state: &AppState, user_id: i64, sms_code: &str) -> Result<
     }
     let mut secret = vec![0u8; 20];
     rand::rng().fill(&mut secret[..]);
-    let sealed = state.secrets.seal(&secret);
+    let sealed = state.secrets.seal(&totp_row(user_id), &secret);
     let now = now();
     crate::db_write!(state.db, conn => {
         diesel::insert_into(second_factors::table)
@@ -182,7 +183,7 @@ pub async fn enrolment(state: &AppState, user_id: i64) -> Result<Option<Enrolmen
         return Ok(None);
     };
     let (_, username) = user_phone_and_name(state, user_id).await?;
-    let secret = state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()))?;
+    let secret = state.secrets.open(&totp_row(user_id), &sealed).map_err(|e| AppError::Internal(e.to_string()))?;
     let totp = totp(secret, &username)?;
     let otpauth_uri = totp.to_url().map_err(|e| AppError::Internal(e.to_string()))?;
     let qr_png_base64 = totp.to_qr_base64().map_err(|e| AppError::Internal(e.to_string()))?;
@@ -196,11 +197,11 @@ pub async fn enable(state: &AppState, user_id: i64, code: &str) -> Result<Vec<St
     else {
         return Err(AppError::BadRequest("Start the set-up first: request the SMS code.".to_owned()));
     };
-    let step = matching_step(state, &sealed, code)?.ok_or_else(|| {
+    let step = matching_step(state, user_id, &sealed, code)?.ok_or_else(|| {
         AppError::BadRequest("The code from the app is wrong. Check the app and try again.".to_owned())
     })?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let hashes: Vec<String> = codes.iter().map(|code| recovery_hash(code)).collect();
+    let hashes: Vec<String> = codes.iter().map(|code| recovery_hash(&state.secrets, user_id, code)).collect();
     let now = now();
     let enabled = crate::db_transaction!(state.db, conn => {
         let enabled = diesel::update(
@@ -240,7 +241,7 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
     };
     let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
-        let Some(step) = matching_step(state, &sealed, &compact)? else { return Ok(false) };
+        let Some(step) = matching_step(state, user_id, &sealed, &compact)? else { return Ok(false) };
         // Accept a step once: the update succeeds for one request only.
         let accepted = crate::db_write!(state.db, conn => {
             diesel::update(
@@ -254,13 +255,14 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
         })?;
         return Ok(accepted == 1);
     }
-    let hash = recovery_hash(&compact);
+    // Codes made before they were stored as HMACs are plain SHA-256 hashes: still taken.
+    let hashes = [recovery_hash(&state.secrets, user_id, &compact), sha256_hex(&normalised_recovery_code(&compact))];
     let now = now();
     let used = crate::db_write!(state.db, conn => {
         diesel::update(
             recovery_codes::table
                 .filter(recovery_codes::user_id.eq(user_id))
-                .filter(recovery_codes::code_hash.eq(&hash))
+                .filter(recovery_codes::code_hash.eq_any(&hashes))
                 .filter(recovery_codes::used_at.is_null()),
         )
         .set(recovery_codes::used_at.eq(Some(now)))
@@ -281,9 +283,14 @@ pub async fn remove(state: &AppState, user_id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
+/// What a user's sealed TOTP secret is bound to.
+fn totp_row(user_id: i64) -> String {
+    format!("totp user {user_id}")
+}
+
 /// The time step `code` matches (now, or one step before or after), if any.
-fn matching_step(state: &AppState, sealed: &str, code: &str) -> Result<Option<i64>, AppError> {
-    let secret = state.secrets.open(sealed).map_err(|e| AppError::Internal(e.to_string()))?;
+fn matching_step(state: &AppState, user_id: i64, sealed: &str, code: &str) -> Result<Option<i64>, AppError> {
+    let secret = state.secrets.open(&totp_row(user_id), sealed).map_err(|e| AppError::Internal(e.to_string()))?;
     let totp = totp(secret, "user")?;
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
     Ok(totp.check(code.trim(), now).and_then(|step| i64::try_from(step).ok()))
@@ -299,6 +306,12 @@ fn new_recovery_code() -> String {
 }
 
 /// Recovery codes are compared without case and without the dash.
-fn recovery_hash(code: &str) -> String {
-    sha256_hex(&code.to_lowercase().replace('-', ""))
+/// A recovery code as stored: an HMAC under the installation's key, bound to its user
+/// (40 random bits would be found from a plain hash in a copy of the database).
+fn recovery_hash(secrets: &SecretBox, user_id: i64, code: &str) -> String {
+    secrets.mac("recovery code", format!("{user_id}:{}", normalised_recovery_code(code)).as_bytes())
+}
+
+fn normalised_recovery_code(code: &str) -> String {
+    code.to_lowercase().replace('-', "")
 }

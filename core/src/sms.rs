@@ -14,7 +14,8 @@ use chrono::TimeDelta;
 use rand::Rng;
 use serde::Serialize;
 
-use crate::auth::{random_token, sha256_hex};
+use crate::auth::random_token;
+use crate::crypto::SecretBox;
 use crate::error::AppError;
 use crate::schema::sms_codes;
 use crate::state::AppState;
@@ -155,14 +156,16 @@ fn new_code() -> String {
     format!("{:06}", rand::rng().random_range(0..1_000_000))
 }
 
-/// `salt:sha256(salt:subject:code)`; the subject binds the code to what it confirms.
-fn hash_code(salt: &str, subject: &str, code: &str) -> String {
-    format!("{salt}:{}", sha256_hex(&format!("{salt}:{subject}:{code}")))
+/// `salt:HMAC(salt:subject:code)` under the installation's key for one-time codes (a
+/// copy of the database alone cannot be searched for the code); the subject binds the
+/// code to what it confirms.
+fn hash_code(secrets: &SecretBox, salt: &str, subject: &str, code: &str) -> String {
+    format!("{salt}:{}", secrets.mac("sms code", format!("{salt}:{subject}:{code}").as_bytes()))
 }
 
-fn code_matches(stored: &str, subject: &str, code: &str) -> bool {
+fn code_matches(secrets: &SecretBox, stored: &str, subject: &str, code: &str) -> bool {
     let Some((salt, _)) = stored.split_once(':') else { return false };
-    let expected = hash_code(salt, subject, code);
+    let expected = hash_code(secrets, salt, subject, code);
     // Constant-time comparison of two equal-length hex strings.
     expected.len() == stored.len() && expected.bytes().zip(stored.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
@@ -181,7 +184,7 @@ pub async fn send_code(
     let hour_ago = now - TimeDelta::hours(1);
     let limit = i64::from(state.settings.sms_per_hour);
     let code = new_code();
-    let code_hash = hash_code(&random_token()[..16], subject, &code);
+    let code_hash = hash_code(&state.secrets, &random_token()[..16], subject, &code);
     let purpose_key = purpose.key();
     let subject = subject.to_owned();
     crate::db_transaction!(state.db, conn => {
@@ -264,7 +267,7 @@ pub async fn verify_code(
         .execute(conn)
         .await
     })?;
-    if counted != 1 || !code_matches(&stored, &subject, &code) {
+    if counted != 1 || !code_matches(&state.secrets, &stored, &subject, &code) {
         return Ok(false);
     }
     let used = crate::db_write!(state.db, conn => {
@@ -342,10 +345,12 @@ mod tests {
     fn codes_are_six_digits_and_bound_to_their_subject() {
         let code = new_code();
         assert_eq!(code.len(), 6);
-        let stored = hash_code("salt", "payout|100|EUR|card 1234", &code);
-        assert!(code_matches(&stored, "payout|100|EUR|card 1234", &code));
-        assert!(!code_matches(&stored, "payout|101|EUR|card 1234", &code));
-        assert!(!code_matches(&stored, "payout|100|EUR|card 1234", "000000x"));
+        let secrets = SecretBox::new([1; 32]);
+        let stored = hash_code(&secrets, "salt", "payout|100|EUR|card 1234", &code);
+        assert!(code_matches(&secrets, &stored, "payout|100|EUR|card 1234", &code));
+        assert!(!code_matches(&secrets, &stored, "payout|101|EUR|card 1234", &code));
+        assert!(!code_matches(&secrets, &stored, "payout|100|EUR|card 1234", "000000x"));
+        assert!(!code_matches(&SecretBox::new([2; 32]), &stored, "payout|100|EUR|card 1234", &code), "another key");
     }
 
     #[test]

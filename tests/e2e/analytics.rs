@@ -243,6 +243,13 @@ async fn the_analytics_follow_payments_through_the_api_and_the_pages(app: TestAp
     assert_eq!(app.get("/analytics/charts/nonsense").await.status(), StatusCode::NOT_FOUND);
     let kpis = app.get("/analytics/kpis.csv?period=7d").await.text().await.unwrap();
     assert!(kpis.contains("Turnover,") && kpis.contains("Approval rate,"), "{kpis}");
+    let exports: Vec<String> = query!(app, conn => dashboard_core::schema::audit_events::table
+        .filter(dashboard_core::schema::audit_events::action.eq("analytics.export"))
+        .select(dashboard_core::schema::audit_events::details)
+        .load(conn)
+        .await);
+    assert_eq!(exports.len(), 2, "both CSV downloads are audited: {exports:?}");
+    assert!(exports[1].contains("\"data\":\"kpis\""), "{exports:?}");
 
     // A board keeps filters and charts.
     let csrf = app.csrf_token("/analytics").await;

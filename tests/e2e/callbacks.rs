@@ -87,6 +87,12 @@ async fn a_completed_payment_sends_a_signed_callback(app: TestApp) {
     assert_eq!(sent["event"], "payment.completed");
     assert_eq!(sent["payment"]["id"], payment);
     let key: Value = app.get(&format!("/api/v1/projects/{project}/secret-key")).await.json().await.unwrap();
+    let reads: i64 = query!(app, conn => dashboard_core::schema::audit_events::table
+        .filter(dashboard_core::schema::audit_events::action.eq("project.secret_key_read"))
+        .count()
+        .get_result(conn)
+        .await);
+    assert_eq!(reads, 1, "reading the key is audited");
     let secret: Vec<u8> = (0..64)
         .step_by(2)
         .map(|i| u8::from_str_radix(&key["secret_key"].as_str().unwrap()[i..i + 2], 16).unwrap())

@@ -398,3 +398,49 @@ async fn a_locked_account_is_told_on_its_phone(app: TestApp) {
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("locked for 30 minutes after 5 failed sign-ins"), "{told:?}");
 }
+
+// The audit log is evidence: an event edited or deleted in the database after it was
+// sealed is found by `dashboard audit verify`, which exits 1 naming it.
+story!(an_edited_or_deleted_audit_event_is_found);
+async fn an_edited_or_deleted_audit_event_is_found(app: TestApp) {
+    use dashboard_core::audit::chain;
+    use dashboard_core::schema::audit_events;
+    let (company, _) = app.company("Acme", &[]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    app.get("/team/users.csv").await;
+    // Older than the few seconds the seal waits for writes in progress.
+    let earlier = dashboard_core::time::now() - chrono::TimeDelta::minutes(1);
+    query!(app, conn => diesel::update(audit_events::table).set(audit_events::created_at.eq(earlier)).execute(conn).await);
+    loop {
+        match chain::seal_new(&app.state).await {
+            Ok(0) => break,
+            Ok(_) | Err(dashboard_core::AppError::Conflict(_)) => {}
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dashboard-under-test"))
+            .args(["--database-url", &app.database_url, "audit", "verify", "--secret-key-file"])
+            .arg(app.dir.join("secret.key"))
+            .env_remove("DASHBOARD_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let intact = verify();
+    assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stderr));
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("intact"));
+
+    let ids: Vec<i64> = query!(app, conn => audit_events::table.order(audit_events::id.asc()).select(audit_events::id).load(conn).await);
+    let (edited, newest) = (ids[1], *ids.last().unwrap());
+    query!(app, conn => diesel::update(audit_events::table.find(edited))
+        .set(audit_events::details.eq("{\"forged\":true}"))
+        .execute(conn)
+        .await);
+    query!(app, conn => diesel::delete(audit_events::table.find(newest)).execute(conn).await);
+    let broken = verify();
+    assert_eq!(broken.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&broken.stdout);
+    assert!(report.contains(&format!("event {edited} was changed")), "{report}");
+    assert!(report.contains(&format!("the newest sealed event ({newest}) was changed or deleted")), "{report}");
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("break(s) in the audit log"));
+}

@@ -237,7 +237,20 @@ pub async fn chart_svg(page: PageContext, request: &Request, Path(key): Path<Str
 #[handler]
 pub async fn chart_csv(page: PageContext, request: &Request, Path(key): Path<String>) -> Result<Response, AppError> {
     let (view, _) = one_chart(&page, request, &key).await?;
+    audit_export(&page, &view, &key).await?;
     Ok(download(view.charts[0].csv(), "text/csv; charset=utf-8", &file_name(&view, &key, "csv")))
+}
+
+/// Records an analytics download with what it holds, before it is sent.
+async fn audit_export(page: &PageContext, view: &View, what: &str) -> Result<(), AppError> {
+    let details = serde_json::json!({
+        "data": what,
+        "from": view.scope.from.to_string(),
+        "to": view.scope.to.to_string(),
+        "time_zone": view.scope.zone_name,
+        "currency": view.currency,
+    });
+    dashboard_core::audit::export(&page.state.db, page.principal()?, "analytics.export", &details).await
 }
 
 /// The KPI cards as a CSV file.
@@ -245,6 +258,7 @@ pub async fn chart_csv(page: PageContext, request: &Request, Path(key): Path<Str
 pub async fn kpis_csv(page: PageContext, request: &Request) -> Result<Response, AppError> {
     let query = PageQuery::of(request)?;
     let view = view::build(&page.state, page.principal()?, &query.filters(), &[]).await?;
+    audit_export(&page, &view, "kpis").await?;
     let mut csv = format!(
         "kpi,value,previous,change,note\r\n{}",
         view.kpis

@@ -146,12 +146,13 @@ pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>
     let stored: Option<String> = dashboard_core::db_run!(state.db, conn => {
         project_secrets::table.find(project_id).select(project_secrets::secret_encrypted).first(conn).await.optional()
     })?;
+    let row = format!("project secret {project_id}");
     if let Some(sealed) = stored {
-        return state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()));
+        return state.secrets.open(&row, &sealed).map_err(|e| AppError::Internal(e.to_string()));
     }
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);
-    let sealed = state.secrets.seal(&secret);
+    let sealed = state.secrets.seal(&row, &secret);
     dashboard_core::db_write!(state.db, conn => {
         diesel::insert_into(project_secrets::table)
             .values((
@@ -168,7 +169,7 @@ pub async fn project_secret(state: &AppState, project_id: i64) -> Result<Vec<u8>
     let sealed: String = dashboard_core::db_run!(state.db, conn => {
         project_secrets::table.find(project_id).select(project_secrets::secret_encrypted).first(conn).await
     })?;
-    state.secrets.open(&sealed).map_err(|e| AppError::Internal(e.to_string()))
+    state.secrets.open(&row, &sealed).map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// `t=<time>,v1=<HMAC-SHA256 hex of "<time>.<body>">`.

@@ -265,6 +265,10 @@ impl ProjectsApi {
     ) -> ApiResult<Json<SecretKey>> {
         project(&state, principal, id.0).await?;
         let secret = callbacks::project_secret(&state, id.0).await?;
+        // Who saw a key that signs the project's callbacks is evidence when one leaks.
+        let event = dashboard_core::audit::AuditEvent::success(principal, "project.secret_key_read")
+            .target(format!("project {}", id.0));
+        dashboard_core::audit::record(&state.db, event).await?;
         Ok(Json(SecretKey { secret_key: secret.iter().map(|b| format!("{b:02x}")).collect() }))
     }
 }
