@@ -110,6 +110,16 @@ async fn a_hold_is_captured_or_released_once_and_refunds_never_exceed_the_captur
         post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({ "amount": 5_001 })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem["detail"], "At most 50.00 GBP can be refunded.");
+    let refused: Vec<String> = query!(app, conn => audit_events::table
+        .filter(audit_events::action.eq("payment.refund"))
+        .filter(audit_events::result.eq("denied"))
+        .order(audit_events::id.asc())
+        .select(audit_events::details)
+        .load(conn)
+        .await);
+    assert_eq!(refused.len(), 2, "both refused refunds are audited: {refused:?}");
+    assert!(refused[0].contains("A payment that is authorized cannot be refunded."), "{refused:?}");
+    assert!(refused[1].contains("At most 50.00 GBP can be refunded."), "{refused:?}");
     let (_, full) = post(&app, &format!("/api/v1/payments/{id}/refunds"), &key(), json!({})).await;
     assert_eq!((full["status"].as_str(), full["refunded"].as_i64()), (Some("refunded"), Some(8_000)));
     let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
@@ -425,10 +435,15 @@ async fn a_refund_in_the_dashboard_asks_for_confirmation_first(app: TestApp) {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "more decimals than EUR has");
     let stale = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "1"), ("confirmed", "yes")]).await;
     assert!(stale.text().await.unwrap().contains("This confirmation is out of date"), "a form without its key");
-    let refunds: i64 = query!(app, conn => {
-        audit_events::table.filter(audit_events::action.eq("payment.refund")).count().get_result(conn).await
+    let refunds: Vec<String> = query!(app, conn => {
+        audit_events::table
+            .filter(audit_events::action.eq("payment.refund"))
+            .order(audit_events::id.asc())
+            .select(audit_events::result)
+            .load(conn)
+            .await
     });
-    assert_eq!(refunds, 1, "the refund is in the audit log");
+    assert_eq!(refunds, ["success", "denied"], "the refund, and the refusal of too much, are in the audit log");
 }
 
 /// Asks for a refund of `amount` and confirms it, as the two forms do.

@@ -23,7 +23,7 @@ use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
 use super::recovery::within_timeout;
 use crate::schema::{ledger_postings, operations, payments};
-use dashboard_core::audit::AuditEvent;
+use dashboard_core::audit::{self, AuditEvent};
 use dashboard_core::auth::Principal;
 use dashboard_core::db::DbPool;
 use dashboard_core::db::prelude::*;
@@ -887,19 +887,17 @@ pub async fn capture(
     amount: Option<i64>,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    if let Some(answer) = claim.answered_before(state).await? {
-        return Claim::replay(&answer);
-    }
-    let stored = load(state, principal, public_id).await?;
-    allowed(&stored, OperationKind::Capture)?;
-    let amount = amount_check(amount.unwrap_or(stored.authorized))?;
-    if amount > stored.authorized {
-        return Err(AppError::BadRequest(format!(
-            "At most {} can be captured.",
-            dashboard_core::money::format_minor(stored.authorized, &stored.currency)
-        )));
-    }
-    operate(state, principal, &stored, OperationKind::Capture, amount, claim).await
+    on_payment(state, principal, public_id, OperationKind::Capture, claim, |stored| {
+        let amount = amount_check(amount.unwrap_or(stored.authorized))?;
+        if amount > stored.authorized {
+            return Err(AppError::BadRequest(format!(
+                "At most {} can be captured.",
+                dashboard_core::money::format_minor(stored.authorized, &stored.currency)
+            )));
+        }
+        Ok(amount)
+    })
+    .await
 }
 
 /// Releases a held payment, once per idempotency claim.
@@ -909,12 +907,7 @@ pub async fn cancel(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    if let Some(answer) = claim.answered_before(state).await? {
-        return Claim::replay(&answer);
-    }
-    let stored = load(state, principal, public_id).await?;
-    allowed(&stored, OperationKind::Cancel)?;
-    operate(state, principal, &stored, OperationKind::Cancel, stored.authorized, claim).await
+    on_payment(state, principal, public_id, OperationKind::Cancel, claim, |stored| Ok(stored.authorized)).await
 }
 
 /// Refunds all that is left, or a part, once per idempotency claim; never more than was
@@ -926,13 +919,10 @@ pub async fn refund(
     amount: Option<i64>,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    if let Some(answer) = claim.answered_before(state).await? {
-        return Claim::replay(&answer);
-    }
-    let stored = load(state, principal, public_id).await?;
-    allowed(&stored, OperationKind::Refund)?;
-    let amount = amount_check(amount.unwrap_or(stored.left()))?;
-    operate(state, principal, &stored, OperationKind::Refund, amount, claim).await
+    on_payment(state, principal, public_id, OperationKind::Refund, claim, |stored| {
+        amount_check(amount.unwrap_or(stored.left()))
+    })
+    .await
 }
 
 /// Reverses a completed sale in full (before it is settled, the acquirer voids it rather
@@ -943,13 +933,36 @@ pub async fn reverse(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
+    on_payment(state, principal, public_id, OperationKind::Reversal, claim, |stored| amount_check(stored.left())).await
+}
+
+/// An operation of `kind` on payment `public_id` the principal may see, for the amount
+/// `amount_of` says, once per claim (a repeated claim answers as the first did, whatever
+/// the payment's state now). A refusal (the payment's state or the amount) is audited
+/// with its reason.
+async fn on_payment(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    kind: OperationKind,
+    claim: &Claim,
+    amount_of: impl FnOnce(&Stored) -> Result<i64, AppError>,
+) -> Result<Replay<PaymentView>, AppError> {
     if let Some(answer) = claim.answered_before(state).await? {
         return Claim::replay(&answer);
     }
     let stored = load(state, principal, public_id).await?;
-    allowed(&stored, OperationKind::Reversal)?;
-    let amount = amount_check(stored.left())?;
-    operate(state, principal, &stored, OperationKind::Reversal, amount, claim).await
+    let done = match allowed(&stored, kind).and_then(|()| amount_of(&stored)) {
+        Ok(amount) => operate(state, principal, &stored, kind, amount, claim).await,
+        Err(refused) => Err(refused),
+    };
+    if let Err(refused @ (AppError::BadRequest(_) | AppError::Conflict(_))) = &done {
+        let event = AuditEvent::by_user(principal.company_id, principal.user_id, audit_action(kind), "denied")
+            .target(format!("payment {public_id}"))
+            .details(serde_json::json!({ "reason": refused.to_string() }));
+        audit::record(&state.db, event).await?;
+    }
+    done
 }
 
 /// An operation on an existing payment, checked: reserve it, ask the acquirer, settle it
