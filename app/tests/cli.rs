@@ -91,6 +91,8 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let user_args = ["user", "create", "--company", &id, "--username", "bob", "--role", "support", "--password-stdin"];
     let (_, message) = cli.fails(&user_args, "short\n");
     assert!(message.contains("at least 10 characters"), "{message}");
+    let (_, message) = cli.fails(&user_args, "password1234\n");
+    assert!(message.contains("too common or too easy to guess"), "{message}");
     let (_, message) = cli.fails(&[&user_args[..], &["--phone", "07700 900123"]].concat(), "a long enough password");
     assert!(message.contains("international format"), "{message}");
     let (code, message) =

@@ -218,12 +218,19 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kq6hNzk6a2Cu9cTzPuuVRxfdL3Ij/IXxe6Ih2HfImLM";
 
-/// Checks a new password against simple rules; returns the problem for the user.
+/// Checks a new password: its length, and that it is not a common password or easy to
+/// guess (zxcvbn: common passwords, names, words, keyboard patterns, dates, repeats);
+/// returns the problem for the user.
 pub fn password_problem(password: &str) -> Option<&'static str> {
     if password.chars().count() < 10 {
         Some("The password must have at least 10 characters.")
     } else if password.len() > 1024 {
         Some("The password must have at most 1024 bytes.")
+    } else if zxcvbn::zxcvbn(password, &[]).score() < zxcvbn::Score::Two {
+        Some(
+            "This password is too common or too easy to guess. Use a few unrelated words, or let a password \
+             manager make one.",
+        )
     } else {
         None
     }
@@ -476,5 +483,20 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::password_problem;
+
+    #[test]
+    fn common_and_guessable_passwords_are_refused() {
+        for weak in ["password123", "qwertyuiop", "1234567890", "iloveyou2026", "aaaaaaaaaaaa", "Password1!"] {
+            assert!(password_problem(weak).is_some(), "{weak}");
+        }
+        for strong in ["correct horse battery", "demo-password", "a long enough password", "Tr0ub4dor&3-river-lamp"] {
+            assert_eq!(password_problem(strong), None, "{strong}");
+        }
     }
 }
