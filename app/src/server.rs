@@ -162,8 +162,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
         route = route.at(path, methods);
     }
 
-    let csrf =
-        Csrf::new().cookie_name("dashboard_csrf").secure(state.settings.secure_cookies).same_site(SameSite::Strict);
+    // Over https, `__Host-`: only this host, over https, for every path, may set it.
+    let csrf_cookie = if state.settings.secure_cookies { "__Host-dashboard_csrf" } else { "dashboard_csrf" };
+    let csrf = Csrf::new().cookie_name(csrf_cookie).secure(state.settings.secure_cookies).same_site(SameSite::Strict);
     let https = state.settings.secure_cookies;
     let app = Arc::new(SessionLoader {
         inner: HtmlErrors { inner: SameOriginApiWrites { inner: BodyLimit { inner: route } } },

@@ -22,9 +22,6 @@ use crate::registry::{Access, BuiltinRole, Registry};
 use crate::schema::{role_permissions, roles, user_roles};
 use crate::state::AppState;
 
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "dashboard_session";
-
 /// Which projects of the company a user may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectScope {
@@ -321,17 +318,27 @@ impl<E: Endpoint> Endpoint for PageGuard<E> {
     }
 }
 
+/// The CSRF token of the pages of a browser with a session: a MAC of its session token,
+/// so that it is worth nothing with another session (a token and CSRF cookie taken from
+/// another browser do not pass), and changes when the session does.
+pub fn session_csrf_token(state: &AppState, session_token: &str) -> String {
+    state.secrets.mac("csrf", session_token.as_bytes())
+}
+
 /// The CSRF check of every page that changes something (every method but GET, HEAD,
 /// OPTIONS and TRACE), made by the guard before the handler runs, so that no handler can
 /// forget it. A form sends the token of the page it came from in its `csrf_token` field
 /// (`application/x-www-form-urlencoded`); a script may send it in the `X-CSRF-Token`
-/// header instead. poem's CSRF middleware checks it against the browser's CSRF cookie.
+/// header instead. With a session, the token must be the session's
+/// ([`session_csrf_token`]); before one (the sign-in form), poem's CSRF middleware checks
+/// it against the browser's CSRF cookie.
 mod csrf {
     use poem::Request;
     use poem::http::header;
     use poem::web::CsrfVerifier;
 
     use crate::error::AppError;
+    use crate::state::AppState;
 
     /// The largest form body read for its token: pages' forms are small; file uploads
     /// send the token in the header.
@@ -357,11 +364,19 @@ mod csrf {
             }
             None => None,
         };
-        let valid = match (token, req.extensions().get::<CsrfVerifier>()) {
-            (Some(token), Some(verifier)) => verifier.is_valid(&token),
+        let session =
+            req.data::<AppState>().and_then(|state| Some((state, crate::session::session_token(state, req.cookie())?)));
+        let valid = match (token, session, req.extensions().get::<CsrfVerifier>()) {
+            (Some(token), Some((state, session)), _) => same(&token, &super::session_csrf_token(state, &session)),
+            (Some(token), None, Some(verifier)) => verifier.is_valid(&token),
             _ => false,
         };
         if valid { Ok(()) } else { Err(AppError::FormExpired) }
+    }
+
+    /// Compares in time independent of where they differ.
+    fn same(a: &str, b: &str) -> bool {
+        a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
     fn is_form(req: &Request) -> bool {

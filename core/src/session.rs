@@ -23,7 +23,22 @@ use crate::state::AppState;
 use crate::time::now;
 
 /// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "dashboard_session";
+const SESSION_COOKIE: &str = "dashboard_session";
+
+/// The session cookie's name: over https with the `__Host-` prefix, which browsers
+/// accept only from this very host, over https, for every path, so that no other site or
+/// subdomain can set or shadow it.
+pub fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.secure_cookies { "__Host-dashboard_session" } else { SESSION_COOKIE }
+}
+
+/// The session token of the browser's cookie, if any.
+pub fn session_token(state: &AppState, cookies: &poem::web::cookie::CookieJar) -> Option<String> {
+    cookies
+        .get(session_cookie_name(state))
+        .map(|cookie| cookie.value_str().to_owned())
+        .filter(|token| !token.is_empty())
+}
 /// Idle timeout of a session that holds permissions needing the second factor.
 pub const SECOND_FACTOR_IDLE: TimeDelta = TimeDelta::minutes(5);
 /// Time to enter the code after the password.
@@ -389,7 +404,7 @@ pub async fn delete_expired(state: &AppState) -> Result<usize, AppError> {
 
 /// The session cookie for `token` (an empty token with max-age 0 removes it).
 pub fn session_cookie(state: &AppState, token: &str) -> Cookie {
-    let mut cookie = Cookie::new_with_str(SESSION_COOKIE, token);
+    let mut cookie = Cookie::new_with_str(session_cookie_name(state), token);
     cookie.set_path("/");
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Lax);
@@ -551,10 +566,7 @@ impl<E: Endpoint> Endpoint for SessionLoader<E> {
             }
             return self.inner.call(req).await;
         }
-        let token = req.cookie().get(SESSION_COOKIE).map(|cookie| cookie.value_str().to_owned());
-        if let Some(token) = token
-            && !token.is_empty()
-        {
+        if let Some(token) = session_token(&state, req.cookie()) {
             if let Some(principal) = principal_for_token(&state, &token).await? {
                 req.extensions_mut().insert(principal);
             } else if let Some(pending) = pending_session(&state, &token).await? {

@@ -42,10 +42,13 @@ impl<'a> FromRequest<'a> for PageContext {
 impl PageContext {
     fn new(state: AppState, req: &Request) -> PageContext {
         PageContext {
-            state,
             principal: req.extensions().get::<Principal>().cloned(),
             path: req.uri().path().to_owned(),
-            csrf_token: req.extensions().get::<CsrfToken>().map(|token| token.0.clone()).unwrap_or_default(),
+            csrf_token: match crate::session::session_token(&state, req.cookie()) {
+                Some(session) => crate::auth::session_csrf_token(&state, &session),
+                None => req.extensions().get::<CsrfToken>().map(|token| token.0.clone()).unwrap_or_default(),
+            },
+            state,
         }
     }
 

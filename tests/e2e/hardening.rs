@@ -444,3 +444,100 @@ async fn an_edited_or_deleted_audit_event_is_found(app: TestApp) {
     assert!(report.contains(&format!("the newest sealed event ({newest}) was changed or deleted")), "{report}");
     assert!(String::from_utf8_lossy(&broken.stderr).contains("break(s) in the audit log"));
 }
+
+/// Signs `username` in with a client of its own; returns the `name=value` cookies its
+/// browser then holds (the CSRF cookie and the session).
+async fn signed_in_cookies(app: &TestApp, username: &str) -> String {
+    let client = app.another_client();
+    let page = client.get(app.url("/sign-in")).send().await.unwrap();
+    let csrf_cookie = set_cookie(&page, "dashboard_csrf");
+    let token = dashboard_tests::form_value(&page.text().await.unwrap(), "csrf_token").unwrap();
+    let response = client
+        .post(app.url("/sign-in"))
+        .header("cookie", &csrf_cookie)
+        .form(&[("username", username), ("password", PASSWORD), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{username} signs in");
+    format!("{csrf_cookie}; {}", set_cookie(&response, "dashboard_session"))
+}
+
+/// The `name=value` of the cookie `name` a response sets.
+fn set_cookie(response: &dashboard_tests::reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+        .and_then(|value| value.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+// A form's CSRF token belongs to the session it was made for: another browser's token
+// and CSRF cookie, sent with this browser's session, are refused.
+story!(a_csrf_token_works_only_with_its_own_session);
+async fn a_csrf_token_works_only_with_its_own_session(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "ann", BuiltinRole::Support).await;
+    app.user(company, "bob", BuiltinRole::Support).await;
+    let (ann, bob) = (signed_in_cookies(&app, "ann").await, signed_in_cookies(&app, "bob").await);
+    let token_of = |cookies: String| {
+        let request = app.another_client().get(app.url("/profile")).header("cookie", cookies);
+        async move {
+            dashboard_tests::form_value(&request.send().await.unwrap().text().await.unwrap(), "csrf_token").unwrap()
+        }
+    };
+    let (ann_token, bob_token) = (token_of(ann.clone()).await, token_of(bob.clone()).await);
+    assert_ne!(ann_token, bob_token);
+    let bob_csrf_cookie = bob.split("; ").next().unwrap();
+    let ann_session = ann.split("; ").nth(1).unwrap();
+    let sign_out = |cookies: String, token: String| {
+        let request = app.another_client().post(app.url("/sign-out")).header("cookie", cookies);
+        async move { request.form(&[("csrf_token", token)]).send().await.unwrap().status() }
+    };
+    let forged = sign_out(format!("{bob_csrf_cookie}; {ann_session}"), bob_token).await;
+    assert_eq!(forged, StatusCode::FORBIDDEN, "Bob's token and cookie with Ann's session");
+    let (status, _) = {
+        let request = app.another_client().get(app.url("/profile")).header("cookie", &ann);
+        let response = request.send().await.unwrap();
+        (response.status(), ())
+    };
+    assert_eq!(status, StatusCode::OK, "Ann is still signed in");
+    assert_eq!(sign_out(ann, ann_token).await, StatusCode::SEE_OTHER, "her own token works");
+}
+
+// Over https the cookies carry the `__Host-` prefix: only this host, over https, for
+// every path, may set them.
+story!(
+    over_https_the_cookies_are_host_only,
+    dashboard_tests::TestOptions { plain_http: false, ..dashboard_tests::TestOptions::default() }
+);
+async fn over_https_the_cookies_are_host_only(app: TestApp) {
+    let (company, _) = app.company("Acme", &[]).await;
+    app.user(company, "ann", BuiltinRole::Support).await;
+    let page = app.another_client().get(app.url("/sign-in")).send().await.unwrap();
+    let all: Vec<String> =
+        page.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let csrf = all.iter().find(|c| c.starts_with("__Host-dashboard_csrf=")).unwrap_or_else(|| panic!("{all:?}"));
+    assert!(csrf.contains("Secure") && csrf.contains("Path=/") && !csrf.contains("Domain"), "{csrf}");
+    let token = dashboard_tests::form_value(&page.text().await.unwrap(), "csrf_token").unwrap();
+    let response = app
+        .another_client()
+        .post(app.url("/sign-in"))
+        .header("cookie", csrf.split(';').next().unwrap())
+        .form(&[("username", "ann"), ("password", PASSWORD), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-dashboard_session="))
+        .expect("a host-only session cookie");
+    assert!(session.contains("Secure") && session.contains("Path=/") && session.contains("HttpOnly"), "{session}");
+}

@@ -10,7 +10,7 @@ use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, ProfileDetails};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Permission, Section, Template};
 use dashboard_core::second_factor::{self, Enrolment, SecondFactorStatus};
-use dashboard_core::session::{self, ClientInfo, SESSION_COOKIE};
+use dashboard_core::session::{self, ClientInfo};
 use dashboard_core::tokens::{self, NewToken, TokenInfo};
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
@@ -297,7 +297,7 @@ async fn enable(
     let client = ClientInfo::from_request(req);
     let event = dashboard_core::audit::AuditEvent::success(principal, "second_factor.enabled");
     dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await?;
-    if let Some(token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) {
+    if let Some(token) = session::session_token(state, cookies) {
         let renewed = session::elevate(state, principal, &token, &client).await?;
         cookies.add(session::session_cookie(state, &renewed));
     }

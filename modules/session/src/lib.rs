@@ -6,7 +6,7 @@
 use dashboard_core::auth::{Principal, local_path};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::{Access, Api, Section, Template};
-use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SESSION_COOKIE, SignIn};
+use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SignIn};
 use dashboard_core::web::{PRODUCT_NAME, see_other};
 use dashboard_core::{ApiError, ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use poem::http::StatusCode;
@@ -178,7 +178,7 @@ async fn second_factor_submit(
 ) -> Result<Response, AppError> {
     let next = safe_next(form.next.as_deref());
     let state = &page.state;
-    let Some(pending_token) = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()) else {
+    let Some(pending_token) = session::session_token(state, cookies) else {
         return Ok(see_other(&with_next("/sign-in", &next)));
     };
     match session::complete_second_factor(state, &pending_token, &form.code, &ClientInfo::from_request(req)).await? {
@@ -207,11 +207,6 @@ async fn step_up_page(page: PageContext, Query(query): Query<NextQuery>) -> Resu
     step_up_html(&page, &safe_next(query.next.as_deref()), None)
 }
 
-/// The session's own cookie, for the calls that act on the session itself.
-fn session_token(cookies: &CookieJar) -> String {
-    cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()).unwrap_or_default()
-}
-
 #[handler]
 async fn step_up_submit(
     page: PageContext,
@@ -221,7 +216,15 @@ async fn step_up_submit(
 ) -> Result<Response, AppError> {
     let next = safe_next(form.next.as_deref());
     let client = ClientInfo::from_request(req);
-    if session::step_up(&page.state, page.principal()?, &session_token(cookies), &form.code, &client).await? {
+    if session::step_up(
+        &page.state,
+        page.principal()?,
+        &session::session_token(&page.state, cookies).unwrap_or_default(),
+        &form.code,
+        &client,
+    )
+    .await?
+    {
         Ok(see_other(&next))
     } else {
         Ok((StatusCode::UNAUTHORIZED, step_up_html(&page, &next, Some(CODE_REFUSED))?).into_response())
@@ -301,8 +304,8 @@ async fn redeem_password_link(
 
 /// Ends the browser's current session, if any (a new sign-in always gets a new session).
 async fn end_current_session(state: &AppState, cookies: &CookieJar) -> Result<(), AppError> {
-    if let Some(cookie) = cookies.get(SESSION_COOKIE) {
-        session::delete_session(state, cookie.value_str()).await?;
+    if let Some(token) = session::session_token(state, cookies) {
+        session::delete_session(state, &token).await?;
     }
     Ok(())
 }
@@ -459,7 +462,7 @@ impl SessionApi {
         cookies: &CookieJar,
         body: Json<SecondFactorCode>,
     ) -> ApiResult<Json<SessionInfo>> {
-        let pending = cookies.get(SESSION_COOKIE).map(|c| c.value_str().to_owned()).unwrap_or_default();
+        let pending = session::session_token(&state, cookies).unwrap_or_default();
         match session::complete_second_factor(&state, &pending, &body.code, &ClientInfo::from_request(req)).await? {
             Some((token, principal)) => {
                 cookies.add(session::session_cookie(&state, &token));
@@ -510,7 +513,15 @@ impl SessionApi {
         body: Json<SecondFactorCode>,
     ) -> ApiResult<SteppedUp> {
         let client = ClientInfo::from_request(req);
-        if session::step_up(&state, principal, &session_token(cookies), &body.code, &client).await? {
+        if session::step_up(
+            &state,
+            principal,
+            &session::session_token(&state, cookies).unwrap_or_default(),
+            &body.code,
+            &client,
+        )
+        .await?
+        {
             Ok(SteppedUp::Done)
         } else {
             Err(refused(CODE_REFUSED))
