@@ -141,6 +141,12 @@ fn unique_violation(message: String) -> impl FnOnce(DieselError) -> AppError {
     }
 }
 
+/// The audit entry of a change an admin made.
+fn change(admin: &Principal, action: &'static str, target: String, details: serde_json::Value) -> AuditEvent {
+    AuditEvent::success(admin, action).target(target).details(details)
+}
+
+/// Records a change made by the core's own writes (sessions, tokens, links), after them.
 async fn record(
     state: &AppState,
     admin: &Principal,
@@ -148,8 +154,7 @@ async fn record(
     target: String,
     details: serde_json::Value,
 ) -> Result<(), AppError> {
-    let event = AuditEvent::success(admin, action).target(target).details(details);
-    audit::record(&state.db, event).await
+    audit::record(&state.db, change(admin, action, target, details)).await
 }
 
 /// One page of the company's users, by username, and the cursor of the next page.
@@ -356,6 +361,8 @@ pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember)
             .get_result(conn)
             .await?;
         write_access!(conn, user_id, input);
+        let details = serde_json::json!({ "username": username, "roles": input.role_ids, "projects": input.project_ids });
+        dashboard_core::record_audit!(conn, change(admin, "user.created", format!("user {user_id}"), details))?;
         Ok::<_, DieselError>(user_id)
     })
     .map_err(unique_violation(format!("The username {username:?} is taken.")))?;
@@ -363,14 +370,6 @@ pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember)
         Some(_) => None,
         None => Some(password_link(state, user_id).await?),
     };
-    record(
-        state,
-        admin,
-        "user.created",
-        format!("user {user_id}"),
-        serde_json::json!({ "username": username, "roles": input.role_ids, "projects": input.project_ids }),
-    )
-    .await?;
     Ok(CreatedMember { member: member(state, company_id, user_id).await?, set_password_url })
 }
 
@@ -407,6 +406,12 @@ pub async fn update_member(
         refuse_projects_beyond(admin, input.project_ids.as_deref())?;
     }
     let updated = now();
+    let details = serde_json::json!({
+        "roles": input.role_ids,
+        "projects": input.project_ids,
+        "phone_changed": phone_changes,
+    });
+    let event = change(admin, "user.updated", format!("user {user_id}"), details);
     db_transaction!(state.db, conn => {
         diesel::update(users::table.find(user_id))
             .set((
@@ -419,6 +424,7 @@ pub async fn update_member(
             .execute(conn)
             .await?;
         write_access!(conn, user_id, input);
+        dashboard_core::record_audit!(conn, event)?;
         Ok::<_, DieselError>(())
     })?;
     state.token_principals.forget_all();
@@ -433,12 +439,6 @@ pub async fn update_member(
             tell_old_phone(state, admin, old).await;
         }
     }
-    let details = serde_json::json!({
-        "roles": input.role_ids,
-        "projects": input.project_ids,
-        "phone_changed": before.phone != input.phone,
-    });
-    record(state, admin, "user.updated", format!("user {user_id}"), details).await?;
     member(state, admin.company_id, user_id).await
 }
 
@@ -674,17 +674,11 @@ pub async fn create_role(state: &AppState, admin: &Principal, input: &RoleInput)
                 .execute(conn)
                 .await?;
         }
+        let details = serde_json::json!({ "name": name, "permissions": permissions });
+        dashboard_core::record_audit!(conn, change(admin, "role.created", format!("role {role_id}"), details))?;
         Ok::<_, DieselError>(role_id)
     })
     .map_err(unique_violation(format!("A role named {name:?} exists already.")))?;
-    record(
-        state,
-        admin,
-        "role.created",
-        format!("role {role_id}"),
-        serde_json::json!({ "name": name, "permissions": permissions }),
-    )
-    .await?;
     role(state, company_id, role_id).await
 }
 
@@ -712,6 +706,8 @@ pub async fn update_role(
     custom_role(state, admin.company_id, role_id).await?;
     let (name, description, permissions) = check_role(state, input)?;
     refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
+    let details = serde_json::json!({ "name": name, "permissions": permissions });
+    let event = change(admin, "role.updated", format!("role {role_id}"), details);
     db_transaction!(state.db, conn => {
         diesel::update(roles::table.find(role_id))
             .set((roles::name.eq(&name), roles::description.eq(&description)))
@@ -724,19 +720,12 @@ pub async fn update_role(
                 .execute(conn)
                 .await?;
         }
+        dashboard_core::record_audit!(conn, event)?;
         Ok::<_, DieselError>(())
     })
     .map_err(unique_violation(format!("A role named {name:?} exists already.")))?;
     state.token_principals.forget_all();
     end_role_sessions(state, admin, role_id).await?;
-    record(
-        state,
-        admin,
-        "role.updated",
-        format!("role {role_id}"),
-        serde_json::json!({ "name": name, "permissions": permissions }),
-    )
-    .await?;
     role(state, admin.company_id, role_id).await
 }
 
@@ -761,9 +750,14 @@ pub async fn delete_role(state: &AppState, admin: &Principal, role_id: i64) -> R
             holders.join(", ")
         )));
     }
-    db_write!(state.db, conn => diesel::delete(roles::table.find(role_id)).execute(conn).await)?;
+    let event = change(admin, "role.deleted", format!("role {role_id}"), serde_json::json!({ "name": role.name }));
+    db_transaction!(state.db, conn => {
+        diesel::delete(roles::table.find(role_id)).execute(conn).await?;
+        dashboard_core::record_audit!(conn, event)?;
+        Ok::<_, DieselError>(())
+    })?;
     state.token_principals.forget_all();
-    record(state, admin, "role.deleted", format!("role {role_id}"), serde_json::json!({ "name": role.name })).await
+    Ok(())
 }
 
 async fn end_role_sessions(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
