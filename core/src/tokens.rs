@@ -19,7 +19,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::{Queryable, Selectable};
 use serde::Serialize;
 
-use crate::audit::{self, AuditEvent};
+use crate::audit::AuditEvent;
 use crate::auth::{Principal, ProjectScope, random_token, sha256_hex};
 use crate::error::AppError;
 use crate::schema::api_tokens;
@@ -184,8 +184,8 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> R
     let projects_text =
         new.project_ids.as_ref().map(|ids| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
     let user_id = principal.user_id;
-    let row: TokenRow = crate::db_write!(state.db, conn => {
-        diesel::insert_into(api_tokens::table)
+    let created: TokenInfo = crate::db_transaction!(state.db, conn => {
+        let row: TokenRow = diesel::insert_into(api_tokens::table)
             .values((
                 api_tokens::user_id.eq(user_id),
                 api_tokens::name.eq(&name),
@@ -197,14 +197,15 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewToken) -> R
             ))
             .returning(TokenRow::as_returning())
             .get_result(conn)
-            .await
+            .await?;
+        let created = info(row);
+        let event = AuditEvent::success(principal, "token.created")
+            .target(format!("token {}", created.id))
+            .details(serde_json::json!({ "name": created.name, "scopes": created.scopes, "projects": created.project_ids }));
+        crate::record_audit!(conn, event)?;
+        Ok::<_, diesel::result::Error>(created)
     })?;
-    let info = info(row);
-    let event = AuditEvent::success(principal, "token.created")
-        .target(format!("token {}", info.id))
-        .details(serde_json::json!({ "name": info.name, "scopes": info.scopes, "projects": info.project_ids }));
-    audit::record(&state.db, event).await?;
-    Ok((token, info))
+    Ok((token, created))
 }
 
 /// The user's tokens, newest first.
@@ -224,8 +225,9 @@ pub async fn list(state: &AppState, user_id: i64) -> Result<Vec<TokenInfo>, AppE
 pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> Result<(), AppError> {
     principal.require_session()?;
     let user_id = principal.user_id;
-    let revoked = crate::db_write!(state.db, conn => {
-        diesel::update(
+    let event = AuditEvent::success(principal, "token.revoked").target(format!("token {token_id}"));
+    crate::db_transaction!(state.db, conn => {
+        let revoked = diesel::update(
             api_tokens::table
                 .filter(api_tokens::id.eq(token_id))
                 .filter(api_tokens::user_id.eq(user_id))
@@ -233,14 +235,15 @@ pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> R
         )
         .set(api_tokens::revoked_at.eq(Some(now())))
         .execute(conn)
-        .await
+        .await?;
+        if revoked == 0 {
+            return Err(AppError::NotFound);
+        }
+        crate::record_audit!(conn, event)?;
+        Ok(())
     })?;
-    if revoked == 0 {
-        return Err(AppError::NotFound);
-    }
     state.token_principals.forget_all();
-    let event = AuditEvent::success(principal, "token.revoked").target(format!("token {token_id}"));
-    audit::record(&state.db, event).await
+    Ok(())
 }
 
 /// Revokes every token of a user (deactivation); returns how many.
