@@ -234,9 +234,37 @@ pub async fn verify_code(
     subject: &str,
     code: &str,
 ) -> Result<bool, AppError> {
+    let Some(id) = matching_code(state, user_id, purpose, subject, code).await? else { return Ok(false) };
+    let used = crate::db_write!(state.db, conn => Ok::<_, diesel::result::Error>(crate::use_code!(conn, id)))?;
+    Ok(used == 1)
+}
+
+/// Marks the code `$id` used with `$conn`, inside the caller's write (the one whose effect
+/// it confirms); evaluates to 1, or 0 when it was used meanwhile.
+#[macro_export]
+macro_rules! use_code {
+    ($conn:ident, $id:expr) => {{
+        use $crate::schema::sms_codes as __codes;
+        diesel::update(__codes::table.filter(__codes::id.eq($id)).filter(__codes::used_at.is_null()))
+            .set(__codes::used_at.eq($crate::time::now()))
+            .execute($conn)
+            .await?
+    }};
+}
+
+/// The id of the user's live, unused code for `purpose` and `subject` that `code` is,
+/// without using it up ([`use_code!`](crate::use_code) does, in the write it confirms);
+/// a miss counts an attempt.
+pub async fn matching_code(
+    state: &AppState,
+    user_id: i64,
+    purpose: CodePurpose,
+    subject: &str,
+    code: &str,
+) -> Result<Option<i64>, AppError> {
     let code = code.trim().to_owned();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(false);
+        return Ok(None);
     }
     let now = now();
     let purpose_key = purpose.key();
@@ -253,7 +281,7 @@ pub async fn verify_code(
             .await
             .optional()
     })?;
-    let Some((id, stored)) = live else { return Ok(false) };
+    let Some((id, stored)) = live else { return Ok(None) };
     // Count the attempt before comparing, in one update that succeeds only under the
     // limit: parallel guesses cannot get more than five tries at one code.
     let counted = crate::db_write!(state.db, conn => {
@@ -267,16 +295,7 @@ pub async fn verify_code(
         .execute(conn)
         .await
     })?;
-    if counted != 1 || !code_matches(&state.secrets, &stored, &subject, &code) {
-        return Ok(false);
-    }
-    let used = crate::db_write!(state.db, conn => {
-        diesel::update(sms_codes::table.filter(sms_codes::id.eq(id)).filter(sms_codes::used_at.is_null()))
-            .set(sms_codes::used_at.eq(now))
-            .execute(conn)
-            .await
-    })?;
-    Ok(used == 1)
+    Ok((counted == 1 && code_matches(&state.secrets, &stored, &subject, &code)).then_some(id))
 }
 
 /// An operation to confirm with an SMS code (PSD2 dynamic linking): the code is bound to
@@ -335,6 +354,18 @@ pub async fn request_confirmation(
 /// Whether `code` confirms exactly `operation` (and uses the code up).
 pub async fn confirm(state: &AppState, user_id: i64, operation: &Confirmation, code: &str) -> Result<bool, AppError> {
     verify_code(state, user_id, CodePurpose::Operation, &operation.canonical(), code).await
+}
+
+/// The id of the code that confirms exactly `operation`, not used up yet: the write that
+/// carries the operation out uses it ([`use_code!`](crate::use_code)), so that a repeated
+/// request finds the operation's answer rather than a used code.
+pub async fn confirming_code(
+    state: &AppState,
+    user_id: i64,
+    operation: &Confirmation,
+    code: &str,
+) -> Result<Option<i64>, AppError> {
+    matching_code(state, user_id, CodePurpose::Operation, &operation.canonical(), code).await
 }
 
 #[cfg(test)]

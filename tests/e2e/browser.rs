@@ -99,6 +99,7 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
         ("/profile", "My profile", "profile"),
         ("/step-up?next=/team", "Confirm it is you", "step-up"),
         ("/projects", "Projects", "projects"),
+        ("/manual", "Manual payments", "manual-payments"),
         ("/team/audit", "My team", "team-audit"),
     ] {
         browser.client.goto(&app.url(path)).await.unwrap();

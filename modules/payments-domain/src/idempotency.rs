@@ -113,6 +113,27 @@ impl Claim {
         earlier.map(|(hash, answer)| self.earlier(&hash, answer)).transpose()
     }
 
+    /// The answer of this key once the request that holds it is done, waiting at most
+    /// `patience` for it (a page's confirmation sent twice shows the first one's result);
+    /// `None` when it has not come by then.
+    pub async fn answer_within(
+        &self,
+        state: &AppState,
+        patience: std::time::Duration,
+    ) -> Result<Option<String>, AppError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match self.answered_before(state).await {
+                Ok(Some(answer)) => return Ok(Some(answer)),
+                Ok(None) | Err(AppError::Conflict(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Ok(None) | Err(AppError::Conflict(_)) => return Ok(None),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Reads a stored answer back.
     pub fn replay<T: DeserializeOwned>(answer: &str) -> Result<Replay<T>, AppError> {
         serde_json::from_str(answer)

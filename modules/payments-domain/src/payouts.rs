@@ -216,11 +216,16 @@ pub async fn request_code(state: &AppState, principal: &Principal, payout: &NewP
     Ok(CodeSent { sent_to: format!("…{last}"), expires_in_seconds: 300 })
 }
 
-/// A person's payout needs the SMS code sent for exactly it (used up here); a token's
-/// needs none.
-pub(crate) async fn confirm(state: &AppState, principal: &Principal, payout: &NewPayout) -> Result<(), AppError> {
+/// A person's payout needs the SMS code sent for exactly it: its id, which the write that
+/// starts the payout uses up (with the idempotency key, so a repeated confirmation gets
+/// the first one's answer); a token's needs none.
+pub(crate) async fn confirm(
+    state: &AppState,
+    principal: &Principal,
+    payout: &NewPayout,
+) -> Result<Option<i64>, AppError> {
     if principal.via_api_token {
-        return Ok(());
+        return Ok(None);
     }
     let Some(code) = payout.code.as_deref().map(str::trim).filter(|code| !code.is_empty()) else {
         return Err(AppError::Refused(
@@ -230,15 +235,18 @@ pub(crate) async fn confirm(state: &AppState, principal: &Principal, payout: &Ne
         ));
     };
     let confirmation = confirmation(state, principal, payout).await?;
-    if sms::confirm(state, principal.user_id, &confirmation, code).await? {
-        Ok(())
-    } else {
-        Err(AppError::Refused(
-            "The SMS code does not confirm this payout: it is wrong, used or expired, or it was sent for another \
-             amount, payee or project. Ask for a new code."
-                .to_owned(),
-        ))
+    match sms::confirming_code(state, principal.user_id, &confirmation, code).await? {
+        Some(id) => Ok(Some(id)),
+        None => Err(code_refused()),
     }
+}
+
+pub(crate) fn code_refused() -> AppError {
+    AppError::Refused(
+        "The SMS code does not confirm this payout: it is wrong, used or expired, or it was sent for another \
+         amount, payee or project. Ask for a new code."
+            .to_owned(),
+    )
 }
 
 /// Records a payout that was refused (limits, balance, code), with the reason.

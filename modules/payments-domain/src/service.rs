@@ -332,6 +332,7 @@ pub async fn create_purchase(
         description: new.description,
         customer: new.customer,
         return_url: new.return_url,
+        code: None,
     };
     let started = match begin(state, principal, &start, &new.card, claim).await? {
         Begun::Started(started) => started,
@@ -362,10 +363,18 @@ pub async fn create_payout(
     if let Some(answer) = claim.answered_before(state).await? {
         return Claim::replay(&answer);
     }
-    if let Err(error) = crate::payouts::confirm(state, principal, &new).await {
-        crate::payouts::audit_refused(state, principal, &new, &error).await?;
-        return Err(error);
-    }
+    let code = match crate::payouts::confirm(state, principal, &new).await {
+        Ok(code) => code,
+        Err(error) => {
+            // The same request may have used the code a moment ago (its key and the code
+            // are used in one write): its answer, or 409 while it runs.
+            if let Some(answer) = claim.answered_before(state).await? {
+                return Claim::replay(&answer);
+            }
+            crate::payouts::audit_refused(state, principal, &new, &error).await?;
+            return Err(error);
+        }
+    };
     let start = Start {
         kind: Kind::Payout,
         flow: Flow::OneStep,
@@ -377,11 +386,12 @@ pub async fn create_payout(
         description: new.description.clone(),
         customer: new.customer.clone(),
         return_url: None,
+        code,
     };
     let started = match begin(state, principal, &start, &new.card, claim).await {
         Ok(Begun::Started(started)) => started,
         Ok(Begun::Earlier(answer)) => return Claim::replay(&answer),
-        Err(error @ AppError::Unprocessable(_)) => {
+        Err(error @ (AppError::Unprocessable(_) | AppError::Refused(_))) => {
             crate::payouts::audit_refused(state, principal, &new, &error).await?;
             return Err(error);
         }
@@ -450,6 +460,8 @@ struct Start {
     description: Option<String>,
     customer: Customer,
     return_url: Option<String>,
+    /// The SMS code that confirms it, used up in the write that stores it.
+    code: Option<i64>,
 }
 
 /// Checks the request and stores the payment and its first operation as pending.
@@ -529,7 +541,7 @@ async fn begin(
             operations::idempotency_key,
         ));
     // The key is claimed together with the inserts; a key used before rolls them back.
-    let pays_out = start.operation == OperationKind::Payout;
+    let (pays_out, code) = (start.operation == OperationKind::Payout, start.code);
     let written = async {
         dashboard_core::db_transaction!(state.db, conn => {
             if pays_out {
@@ -553,6 +565,12 @@ async fn begin(
             )?;
             if let Some(answer) = earlier {
                 return Err(NotBegun::Earlier(answer));
+            }
+            // After the key: a repeated request gets the first one's answer, not "used".
+            if let Some(code) = code
+                && dashboard_core::use_code!(conn, code) != 1
+            {
+                return Err(NotBegun::Failed(crate::payouts::code_refused()));
             }
             Ok(Starting { payment, operation, kind: start.operation })
         })

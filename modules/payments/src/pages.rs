@@ -205,6 +205,7 @@ pub async fn detail(
         Some("refunded") => Some("The refund was made."),
         Some("captured") => Some("The payment was captured."),
         Some("released") => Some("The held funds were released."),
+        Some("paid_out") => Some("The payout was sent."),
         Some("resent") => Some("The callback will be sent again in a moment."),
         _ => None,
     };

@@ -1,0 +1,83 @@
+//! Manual payments: a payout by hand, confirmed with the SMS code sent for exactly it,
+//! within the project's balance, once however often the confirmation is sent.
+
+use dashboard_core::BuiltinRole;
+use dashboard_tests::reqwest::StatusCode;
+use dashboard_tests::{TestApp, form_value, location, story};
+use serde_json::{Value, json};
+
+story!(a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once);
+async fn a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let sale = json!({
+        "project_id": projects[0], "flow": "one_step", "amount": { "amount": 5_000, "currency": "EUR" },
+        "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    });
+    let response = seller.client.post(seller.url("/api/v1/payments")).header("Idempotency-Key", "sale").json(&sale);
+    assert_eq!(response.send().await.unwrap().status(), StatusCode::CREATED);
+    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+
+    let (status, page) = app.get_text("/manual").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = form_value(&page, "csrf_token").unwrap();
+    let project = projects[0].to_string();
+    let fields = |amount: &'static str| {
+        vec![
+            ("csrf_token", csrf.clone()),
+            ("step", "review".to_owned()),
+            ("project_id", project.clone()),
+            ("amount", amount.to_owned()),
+            ("currency", "EUR".to_owned()),
+            ("card_number", "5555 5555 5555 4444".to_owned()),
+            ("expiry_month", "1".to_owned()),
+            ("expiry_year", "2099".to_owned()),
+            ("cvv", "321".to_owned()),
+            ("holder", "Ann Lee".to_owned()),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let request = app.client.post(app.url("/manual/payouts")).form(&fields);
+        async move { request.send().await.unwrap() }
+    };
+
+    // Above the balance: refused before any code is sent.
+    let over = post(fields("60.00")).await;
+    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(over.text().await.unwrap().contains("available balance is 50.00 EUR"));
+    assert!(app.sms_outbox().iter().all(|(_, text)| !text.starts_with("Payout")), "no code for it");
+
+    let review = post(fields("12.00")).await;
+    assert_eq!(review.status(), StatusCode::OK);
+    let review = review.text().await.unwrap();
+    assert!(review.contains("Pay out 12.00 EUR?") && review.contains("card 5555…4444"), "{review}");
+    let (_, sms) = app.sms_outbox().pop().unwrap();
+    assert!(sms.starts_with("Payout 12.00 EUR to card 5555…4444, project Shop: code "), "{sms}");
+    let code = dashboard_tests::first_code(&sms).unwrap();
+    let key = form_value(&review, "idempotency_key").unwrap();
+    let confirm = |code: String| {
+        let mut fields = fields("12.00");
+        fields[1].1 = "confirm".to_owned();
+        fields.extend([("code", code), ("idempotency_key", key.clone())]);
+        fields
+    };
+    let wrong = post(confirm("000000".to_owned())).await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert!(wrong.text().await.unwrap().contains("does not confirm this payout"));
+
+    // Sent four times at once (a double click, a resubmitted page): one payout, and each
+    // shows it.
+    let sent = futures_util::future::join_all((0..4).map(|_| post(confirm(code.clone())))).await;
+    let paid = location(sent[0].headers());
+    assert!(paid.starts_with("/payments/pay_") && paid.ends_with("?notice=paid_out"), "{paid}");
+    for again in &sent {
+        assert_eq!((again.status(), location(again.headers())), (StatusCode::SEE_OTHER, paid.clone()));
+    }
+    let later = post(confirm(code)).await;
+    assert_eq!(location(later.headers()), paid, "and sent again later");
+    let (_, detail) = app.get_text(&paid).await;
+    assert!(detail.contains("The payout was sent."));
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!(balances[0]["available"], 3_800, "paid out once");
+}

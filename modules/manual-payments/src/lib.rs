@@ -1,0 +1,209 @@
+//! Manual payments: operations a merchant's staff enter by hand. This first part is the
+//! payout to a card: the form, then a review that sends an SMS code bound to exactly this
+//! payout (amount, currency, card, project: PSD2 dynamic linking), then the payout with
+//! that code. Everything goes through the payments service's payout rules (the project's
+//! balance and limits, the code, the audit entry), as the gateway API's `POST /payouts`
+//! does; a repeated or parallel confirmation pays out once (the form's one-time key is
+//! the idempotency key).
+
+use std::time::Duration;
+
+use dashboard_core::auth::random_token;
+use dashboard_core::money::{CURRENCIES, format_grouped, parse_amount};
+use dashboard_core::registry::{Access, BuiltinRole, Nav, Permission, Section, Template};
+use dashboard_core::web::{HtmlForm, see_other};
+use dashboard_core::{AppError, PageContext, directory, page, register_section};
+use dashboard_payments_domain::card::Card;
+use dashboard_payments_domain::idempotency::Claim;
+use dashboard_payments_domain::payouts;
+use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView};
+use poem::web::Html;
+use poem::{IntoResponse, Response, handler};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+const PAYOUT: &str = "manual.payout";
+
+register_section!(Section {
+    id: "manual",
+    title: "Manual payments",
+    nav: Some(Nav { label: "Manual payments", path: "/manual", order: 150, icon: Some("send"), covers: &[] }),
+    permissions: &[Permission {
+        code: PAYOUT,
+        label: "Make payouts by hand",
+        description: "Send money to a card from a project's balance, confirmed with a code sent by SMS.",
+        // PSD2: payouts need the second factor.
+        second_factor_exempt: false,
+        default_roles: &[BuiltinRole::Finance],
+    }],
+    pages: &[
+        page!(GET "/manual" => index, Access::Permission(PAYOUT)),
+        page!(POST "/manual/payouts" => payout_submit, Access::Permission(PAYOUT)),
+    ],
+    api: None,
+    templates: &[
+        Template { name: "manual/index", source: include_str!("../templates/index.hbs") },
+        Template { name: "manual/review", source: include_str!("../templates/review.hbs") },
+    ],
+});
+
+/// The payout form as typed; the review carries it on, with the one-time key and then
+/// the code.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+struct PayoutForm {
+    #[serde(default)]
+    project_id: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    card_number: String,
+    #[serde(default)]
+    expiry_month: String,
+    #[serde(default)]
+    expiry_year: String,
+    #[serde(default)]
+    cvv: String,
+    #[serde(default)]
+    holder: String,
+    #[serde(default)]
+    merchant_order_id: String,
+    #[serde(default)]
+    description: String,
+    /// `review` (send the code) or `confirm` (pay out with it).
+    #[serde(default, skip_serializing)]
+    step: String,
+    #[serde(default, skip_serializing)]
+    code: String,
+    #[serde(default, skip_serializing)]
+    idempotency_key: String,
+}
+
+impl PayoutForm {
+    /// The payout it describes, checked as the API checks one.
+    fn payout(&self) -> Result<NewPayout, AppError> {
+        let project_id = self.project_id.trim().parse().map_err(|_| bad("Choose a project."))?;
+        let currency = self.currency.trim().to_ascii_uppercase();
+        let amount = parse_amount(&self.amount, &currency)
+            .ok_or_else(|| bad(&format!("Enter the amount in {currency}, such as 125.00.")))?;
+        let number =
+            |text: &str, what: &str| text.trim().parse::<u32>().map_err(|_| bad(&format!("Enter the {what}.")));
+        let card = Card::parse(
+            &self.card_number,
+            number(&self.expiry_month, "expiry month")?,
+            number(&self.expiry_year, "four-digit expiry year")?,
+            self.cvv.trim(),
+            Some(self.holder.trim().to_owned()).filter(|holder| !holder.is_empty()),
+        )?;
+        let text = |value: &str| Some(value.trim().to_owned()).filter(|value| !value.is_empty());
+        Ok(NewPayout {
+            project_id,
+            amount,
+            currency,
+            card,
+            merchant_order_id: text(&self.merchant_order_id),
+            description: text(&self.description),
+            customer: Customer::default(),
+            code: text(&self.code),
+        })
+    }
+}
+
+fn bad(message: &str) -> AppError {
+    AppError::BadRequest(message.to_owned())
+}
+
+async fn form_html(page: &PageContext, form: &PayoutForm, error: Option<&str>) -> Result<Html<String>, AppError> {
+    let projects: Vec<_> = directory::visible_projects(&page.state.db, page.principal()?)
+        .await?
+        .into_iter()
+        .map(|project| json!({ "id": project.id, "name": project.name, "selected": project.id.to_string() == form.project_id }))
+        .collect();
+    let data = json!({
+        "csrf_token": page.csrf_token,
+        "projects": projects,
+        "currencies": CURRENCIES,
+        // Never shown again: the security code is typed each time.
+        "form": PayoutForm { cvv: String::new(), ..form.clone() },
+        "error": error,
+    });
+    page.render("Manual payments", "manual/index", &data)
+}
+
+#[handler]
+async fn index(page: PageContext) -> Result<Html<String>, AppError> {
+    let form = PayoutForm { currency: "EUR".to_owned(), ..PayoutForm::default() };
+    form_html(&page, &form, None).await
+}
+
+#[handler]
+async fn payout_submit(page: PageContext, HtmlForm(form): HtmlForm<PayoutForm>) -> Result<Response, AppError> {
+    let payout = match form.payout() {
+        Ok(payout) => payout,
+        Err(error) => return refused(&page, &form, error).await,
+    };
+    let principal = page.principal()?;
+    if form.step != "confirm" {
+        return match payouts::request_code(&page.state, principal, &payout).await {
+            Ok(sent) => Ok(review_html(&page, &form, &payout, &sent.sent_to, None).await?.into_response()),
+            Err(error) => refused(&page, &form, error).await,
+        };
+    }
+    let claim = Claim::for_caller(&page.state, principal, &form.idempotency_key, "POST /manual/payouts", &form)?;
+    let paid = |id: &str| see_other(&format!("/payments/{id}?notice=paid_out"));
+    match service::create_payout(&page.state, principal, payout, &claim).await {
+        Ok(done) => Ok(paid(&done.into_inner().id)),
+        // The same confirmation sent twice: the first one's result, once it is done.
+        Err(error @ AppError::Conflict(_)) => match claim.answer_within(&page.state, Duration::from_secs(10)).await? {
+            Some(answer) => Ok(paid(&Claim::replay::<PaymentView>(&answer)?.into_inner().id)),
+            None => refused(&page, &form, error).await,
+        },
+        // A wrong code: the review again, to type it again.
+        Err(error @ AppError::Refused(_)) => {
+            let html = review_html(&page, &form, &form.payout()?, "your phone", Some(&error.to_string())).await?;
+            Ok((error.status(), html).into_response())
+        }
+        Err(error) => refused(&page, &form, error).await,
+    }
+}
+
+/// The form again with what was refused and why (other errors go to the error page).
+async fn refused(page: &PageContext, form: &PayoutForm, error: AppError) -> Result<Response, AppError> {
+    match error {
+        AppError::BadRequest(_) | AppError::Unprocessable(_) | AppError::Refused(_) | AppError::Conflict(_) => {
+            let html = form_html(page, form, Some(&error.to_string())).await?;
+            Ok((error.status(), html).into_response())
+        }
+        other => Err(other),
+    }
+}
+
+/// The review: what the code confirms, the code's field, and the form carried on.
+async fn review_html(
+    page: &PageContext,
+    form: &PayoutForm,
+    payout: &NewPayout,
+    sent_to: &str,
+    error: Option<&str>,
+) -> Result<Html<String>, AppError> {
+    let project = directory::visible_projects(&page.state.db, page.principal()?)
+        .await?
+        .into_iter()
+        .find(|project| project.id == payout.project_id)
+        .map(|project| project.name)
+        .unwrap_or_default();
+    let number = payout.card.number.digits();
+    let key = if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() };
+    let data = json!({
+        "csrf_token": page.csrf_token,
+        "form": form,
+        "idempotency_key": key,
+        "amount": format_grouped(payout.amount, &payout.currency),
+        "payee": format!("card {}…{}", &number[..4], &number[number.len() - 4..]),
+        "project": project,
+        "sent_to": sent_to,
+        "error": error,
+    });
+    page.render("Confirm the payout", "manual/review", &data)
+}
