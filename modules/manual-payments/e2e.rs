@@ -80,4 +80,23 @@ async fn a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once(app: Test
     assert!(detail.contains("The payout was sent."));
     let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
     assert_eq!(balances[0]["available"], 3_800, "paid out once");
+
+    // The API twin: the same rules, the same code, under the same permission.
+    let body = json!({
+        "project_id": projects[0], "amount": { "amount": 800, "currency": "EUR" },
+        "card": { "number": "5555555555554444", "expiry_month": 1, "expiry_year": 2099, "cvv": "321" },
+    });
+    let sent = app.client.post(app.url("/api/v1/manual/payouts/confirmations")).json(&body).send().await.unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let (_, sms) = app.sms_outbox().pop().unwrap();
+    assert!(sms.starts_with("Payout 8.00 EUR to card 5555…4444, project Shop"), "{sms}");
+    let mut confirmed = body.clone();
+    confirmed["confirmation_code"] = json!(dashboard_tests::first_code(&sms).unwrap());
+    let paid = app.client.post(app.url("/api/v1/manual/payouts")).header("Idempotency-Key", "api-1").json(&confirmed);
+    let paid = paid.send().await.unwrap();
+    assert_eq!(paid.status(), StatusCode::CREATED);
+    let paid: Value = paid.json().await.unwrap();
+    assert_eq!((paid["kind"].as_str(), paid["status"].as_str()), (Some("payout"), Some("paid_out")));
+    let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
+    assert_eq!(balances[0]["available"], 3_000);
 }

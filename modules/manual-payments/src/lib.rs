@@ -4,15 +4,15 @@
 //! that code. Everything goes through the payments service's payout rules (the project's
 //! balance and limits, the code, the audit entry), as the gateway API's `POST /payouts`
 //! does; a repeated or parallel confirmation pays out once (the form's one-time key is
-//! the idempotency key).
+//! the idempotency key). The API twins (`api.rs`) call the same functions.
 
 use std::time::Duration;
 
 use dashboard_core::auth::random_token;
 use dashboard_core::money::{CURRENCIES, format_grouped, parse_amount};
-use dashboard_core::registry::{Access, BuiltinRole, Nav, Permission, Section, Template};
+use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
 use dashboard_core::web::{HtmlForm, see_other};
-use dashboard_core::{AppError, PageContext, directory, page, register_section};
+use dashboard_core::{AppError, PageContext, directory, operation, page, register_section};
 use dashboard_payments_domain::card::Card;
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::payouts;
@@ -21,6 +21,8 @@ use poem::web::Html;
 use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+pub mod api;
 
 const PAYOUT: &str = "manual.payout";
 
@@ -40,7 +42,10 @@ register_section!(Section {
         page!(GET "/manual" => index, Access::Permission(PAYOUT)),
         page!(POST "/manual/payouts" => payout_submit, Access::Permission(PAYOUT)),
     ],
-    api: None,
+    api: Some(Api::of::<api::ManualApi>(&[
+        operation!(POST "/manual/payouts/confirmations", Access::Permission(PAYOUT)),
+        operation!(POST "/manual/payouts", Access::Permission(PAYOUT)),
+    ])),
     templates: &[
         Template { name: "manual/index", source: include_str!("../templates/index.hbs") },
         Template { name: "manual/review", source: include_str!("../templates/review.hbs") },

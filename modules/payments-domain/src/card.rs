@@ -158,6 +158,24 @@ impl Card {
     }
 }
 
+/// Card details as a request carries them: used for this call only, never stored (only
+/// the first and last digits, brand and expiry are kept).
+#[derive(poem_openapi::Object, serde::Serialize)]
+pub struct CardInput {
+    pub number: String,
+    pub expiry_month: u32,
+    /// Four digits.
+    pub expiry_year: u32,
+    pub cvv: String,
+    pub holder: Option<String>,
+}
+
+impl CardInput {
+    pub fn card(&self) -> Result<Card, AppError> {
+        Card::parse(&self.number, self.expiry_month, self.expiry_year, &self.cvv, self.holder.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,6 +188,41 @@ async fn confirmation(state: &AppState, principal: &Principal, payout: &NewPayou
     })
 }
 
+/// A payout as the API takes it (the gateway's `POST /payouts` and the Manual payments
+/// section's).
+#[derive(poem_openapi::Object, Serialize)]
+pub struct PayoutRequest {
+    pub project_id: i64,
+    pub amount: crate::service::Money,
+    /// The card that receives the money.
+    pub card: crate::card::CardInput,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Option<crate::service::Customer>,
+    /// The code sent by SMS for exactly this payout (`POST /payouts/confirmations`): needed
+    /// when a person pays out in a dashboard session, not with an API token. Not part of
+    /// the request an Idempotency-Key is bound to.
+    #[serde(skip)]
+    pub confirmation_code: Option<String>,
+}
+
+impl PayoutRequest {
+    /// The payout it asks for, checked.
+    pub fn payout(self) -> Result<NewPayout, AppError> {
+        crate::model::currency(&self.amount.currency)?;
+        Ok(NewPayout {
+            project_id: self.project_id,
+            card: self.card.card()?,
+            amount: self.amount.amount,
+            currency: self.amount.currency,
+            merchant_order_id: self.merchant_order_id,
+            description: self.description,
+            customer: self.customer.unwrap_or_default(),
+            code: self.confirmation_code,
+        })
+    }
+}
+
 /// Where a code was sent.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
 pub struct CodeSent {

@@ -3,13 +3,13 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use dashboard_payments_domain::callbacks::{self, Delivery};
-use dashboard_payments_domain::card::Card;
+use dashboard_payments_domain::card::CardInput;
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::model::Flow;
-use dashboard_payments_domain::payouts::{self, CodeSent};
+use dashboard_payments_domain::payouts::{self, CodeSent, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
-use dashboard_payments_domain::service::{self, Customer, Money, NewPayout, NewPurchase, PaymentView};
+use dashboard_payments_domain::service::{self, Customer, Money, NewPurchase, PaymentView};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -17,24 +17,6 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 
 use crate::columns;
-
-/// Card details: used for this call only, never stored (only first 6, last 4, brand and
-/// expiry are kept).
-#[derive(Object, Serialize)]
-pub struct CardInput {
-    pub number: String,
-    pub expiry_month: u32,
-    /// Four digits.
-    pub expiry_year: u32,
-    pub cvv: String,
-    pub holder: Option<String>,
-}
-
-impl CardInput {
-    fn card(&self) -> Result<Card, AppError> {
-        Card::parse(&self.number, self.expiry_month, self.expiry_year, &self.cvv, self.holder.clone())
-    }
-}
 
 #[derive(Object, Serialize)]
 pub struct PurchaseRequest {
@@ -72,38 +54,6 @@ impl Columns {
 #[derive(Object)]
 pub struct ColumnChoice {
     pub columns: Vec<String>,
-}
-
-#[derive(Object, Serialize)]
-pub struct PayoutRequest {
-    pub project_id: i64,
-    pub amount: Money,
-    /// The card that receives the money.
-    pub card: CardInput,
-    pub merchant_order_id: Option<String>,
-    pub description: Option<String>,
-    pub customer: Option<Customer>,
-    /// The code sent by SMS for exactly this payout (`POST /payouts/confirmations`): needed
-    /// when a person pays out in a dashboard session, not with an API token. Not part of
-    /// the request an Idempotency-Key is bound to.
-    #[serde(skip)]
-    pub confirmation_code: Option<String>,
-}
-
-impl PayoutRequest {
-    fn payout(self) -> Result<NewPayout, AppError> {
-        check_currency(&self.amount)?;
-        Ok(NewPayout {
-            project_id: self.project_id,
-            card: self.card.card()?,
-            amount: self.amount.amount,
-            currency: self.amount.currency,
-            merchant_order_id: self.merchant_order_id,
-            description: self.description,
-            customer: self.customer.unwrap_or_default(),
-            code: self.confirmation_code,
-        })
-    }
 }
 
 /// A capture or refund: omit `amount` for all that is left.
