@@ -4,19 +4,12 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppState};
 use dashboard_payments_domain::idempotency::Claim;
-use dashboard_payments_domain::payouts::{self, CodeSent, PayoutRequest};
+use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::service::{self, PaymentView};
 use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
-
-#[derive(ApiResponse)]
-enum CodeOnItsWay {
-    /// The code is on its way to the caller's phone.
-    #[oai(status = 202)]
-    Sent(Json<CodeSent>),
-}
 
 #[derive(ApiResponse)]
 enum PaidOut {
@@ -42,8 +35,8 @@ impl ManualApi {
         state: Data<&AppState>,
         principal: &Principal,
         body: Json<PayoutRequest>,
-    ) -> ApiResult<CodeOnItsWay> {
-        Ok(CodeOnItsWay::Sent(Json(payouts::request_code(&state, principal, &body.0.payout()?).await?)))
+    ) -> ApiResult<CodeRequested> {
+        Ok(CodeRequested::Sent(Json(payouts::request_code(&state, principal, &body.0.payout()?).await?)))
     }
 
     /// Make a payout by hand

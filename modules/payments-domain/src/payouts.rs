@@ -223,6 +223,14 @@ impl PayoutRequest {
     }
 }
 
+/// The answer to a code request.
+#[derive(poem_openapi::ApiResponse)]
+pub enum CodeRequested {
+    /// The code is on its way to the caller's phone.
+    #[oai(status = 202)]
+    Sent(poem_openapi::payload::Json<CodeSent>),
+}
+
 /// Where a code was sent.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
 pub struct CodeSent {

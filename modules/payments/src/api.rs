@@ -7,7 +7,7 @@ use dashboard_payments_domain::card::CardInput;
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::model::Flow;
-use dashboard_payments_domain::payouts::{self, CodeSent, PayoutRequest};
+use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
 use dashboard_payments_domain::service::{self, Customer, Money, NewPurchase, PaymentView};
 use poem::web::Data;
@@ -83,13 +83,6 @@ enum Resent {
     /// The delivery is due again now.
     #[oai(status = 202)]
     Queued,
-}
-
-#[derive(ApiResponse)]
-enum CodeRequested {
-    /// The code is on its way.
-    #[oai(status = 202)]
-    Sent(Json<CodeSent>),
 }
 
 #[derive(ApiResponse)]
