@@ -72,6 +72,10 @@ fn describe(description: Option<&'static str>, access: Access) -> &'static str {
         Access::Public => "Access: public.".to_owned(),
         Access::SignedIn => "Access: any signed-in user.".to_owned(),
         Access::Permission(code) => format!("Requires permission `{code}`."),
+        Access::AnyOf(codes) => format!(
+            "Requires one of the permissions {}.",
+            codes.iter().map(|code| format!("`{code}`")).collect::<Vec<_>>().join(", ")
+        ),
         Access::Undeclared => "Access: refused (no permission declared).".to_owned(),
     };
     let text = match description {

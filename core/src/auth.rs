@@ -103,6 +103,7 @@ impl Principal {
         match access {
             Access::Public | Access::SignedIn => true,
             Access::Permission(code) => self.has_permission(code),
+            Access::AnyOf(codes) => codes.iter().any(|code| self.has_permission(code)),
             Access::Undeclared => false,
         }
     }
@@ -391,6 +392,11 @@ mod csrf {
 fn forbidden(principal: Option<&Principal>, access: Access) -> AppError {
     match (principal, access) {
         (Some(principal), Access::Permission(code)) if principal.awaiting_second_factor.contains(code) => {
+            AppError::SecondFactorRequired
+        }
+        (Some(principal), Access::AnyOf(codes))
+            if codes.iter().any(|code| principal.awaiting_second_factor.contains(*code)) =>
+        {
             AppError::SecondFactorRequired
         }
         _ => AppError::Forbidden,

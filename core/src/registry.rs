@@ -87,6 +87,9 @@ pub enum Access {
     SignedIn,
     /// Signed-in users holding this permission.
     Permission(&'static str),
+    /// Signed-in users holding any of these permissions (a section's home page, where
+    /// each finds what they may do).
+    AnyOf(&'static [&'static str]),
     /// Nothing was declared: the registry refuses to start (deny by default).
     Undeclared,
 }
@@ -393,6 +396,12 @@ fn check_access(
         Access::Undeclared => problems.push(format!("{what} declares no permission")),
         Access::Permission(code) if !permissions.contains_key(code) => {
             problems.push(format!("{what} requires permission {code:?}, which no section declares"))
+        }
+        Access::AnyOf([]) => problems.push(format!("{what} declares no permission")),
+        Access::AnyOf(codes) => {
+            for code in codes.iter().filter(|code| !permissions.contains_key(*code)) {
+                problems.push(format!("{what} requires permission {code:?}, which no section declares"));
+            }
         }
         _ => {}
     }

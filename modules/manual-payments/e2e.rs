@@ -100,3 +100,59 @@ async fn a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once(app: Test
     let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
     assert_eq!(balances[0]["available"], 3_000);
 }
+
+story!(a_card_payment_taken_by_phone_is_charged_once);
+async fn a_card_payment_taken_by_phone_is_charged_once(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let (status, hub) = app.get_text("/manual").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(hub.contains("Take a card payment") && !hub.contains("Payout to a card"), "what Operations may do");
+    let (_, page) = app.get_text("/manual/purchase").await;
+    let csrf = form_value(&page, "csrf_token").unwrap();
+    let fields = vec![
+        ("csrf_token", csrf),
+        ("step", "review".to_owned()),
+        ("project_id", projects[0].to_string()),
+        ("amount", "12.50".to_owned()),
+        ("currency", "EUR".to_owned()),
+        ("flow", "one_step".to_owned()),
+        ("card_number", "4242 4242 4242 4242".to_owned()),
+        ("expiry_month", "12".to_owned()),
+        ("expiry_year", "2099".to_owned()),
+        ("cvv", "123".to_owned()),
+        ("holder", "Ann Lee".to_owned()),
+        ("merchant_order_id", "phone-17".to_owned()),
+        ("customer_email", "ann@example.com".to_owned()),
+    ];
+    let post = |fields: Vec<(&'static str, String)>| {
+        let request = app.client.post(app.url("/manual/purchase")).form(&fields);
+        async move { request.send().await.unwrap() }
+    };
+    let mut expired = fields.clone();
+    expired[8].1 = "2020".to_owned();
+    let refused = post(expired).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("The card has expired."));
+
+    let review = post(fields.clone()).await.text().await.unwrap();
+    assert!(review.contains("Charge 12.50 EUR?") && review.contains("card 4242…4242"), "{review}");
+    let mut confirm = fields;
+    confirm[1].1 = "confirm".to_owned();
+    confirm.push(("idempotency_key", form_value(&review, "idempotency_key").unwrap()));
+    let sent = futures_util::future::join_all((0..3).map(|_| post(confirm.clone()))).await;
+    let taken = location(sent[0].headers());
+    assert!(taken.starts_with("/payments/pay_"), "{taken}");
+    assert!(sent.iter().all(|response| location(response.headers()) == taken), "charged once, shown to each");
+    let id = taken.trim_start_matches("/payments/");
+    let payment: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!((payment["status"].as_str(), payment["captured"].as_i64()), (Some("completed"), Some(1_250)));
+    assert_eq!(payment["merchant_order_id"], "phone-17");
+    let payments: Value = app.get("/api/v1/payments").await.json().await.unwrap();
+    assert_eq!(payments["items"].as_array().unwrap().len(), 1);
+
+    let support = app.another_browser();
+    support.user(company, "sam", BuiltinRole::Support).await;
+    support.sign_in("sam", dashboard_tests::PASSWORD).await;
+    assert_eq!(support.get("/manual").await.status(), StatusCode::FORBIDDEN);
+}

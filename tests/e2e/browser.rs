@@ -100,6 +100,7 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
         ("/step-up?next=/team", "Confirm it is you", "step-up"),
         ("/projects", "Projects", "projects"),
         ("/manual", "Manual payments", "manual-payments"),
+        ("/manual/purchase", "Take a card payment", "manual-purchase"),
         ("/team/audit", "My team", "team-audit"),
     ] {
         browser.client.goto(&app.url(path)).await.unwrap();

@@ -23,24 +23,38 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub mod api;
+mod purchase;
 
 const PAYOUT: &str = "manual.payout";
+const PURCHASE: &str = "manual.purchase";
 
 register_section!(Section {
     id: "manual",
     title: "Manual payments",
     nav: Some(Nav { label: "Manual payments", path: "/manual", order: 150, icon: Some("send"), covers: &[] }),
-    permissions: &[Permission {
-        code: PAYOUT,
-        label: "Make payouts by hand",
-        description: "Send money to a card from a project's balance, confirmed with a code sent by SMS.",
-        // PSD2: payouts need the second factor.
-        second_factor_exempt: false,
-        default_roles: &[BuiltinRole::Finance],
-    }],
+    permissions: &[
+        Permission {
+            code: PAYOUT,
+            label: "Make payouts by hand",
+            description: "Send money to a card from a project's balance, confirmed with a code sent by SMS.",
+            // PSD2: payouts need the second factor.
+            second_factor_exempt: false,
+            default_roles: &[BuiltinRole::Finance],
+        },
+        Permission {
+            code: PURCHASE,
+            label: "Take card payments by hand (MO/TO)",
+            description: "Charge or hold a card whose details a customer gave by phone or mail (virtual terminal).",
+            // PSD2: MO/TO purchases need the second factor.
+            second_factor_exempt: false,
+            default_roles: &[BuiltinRole::Operations],
+        },
+    ],
     pages: &[
-        page!(GET "/manual" => index, Access::Permission(PAYOUT)),
+        page!(GET "/manual" => index, Access::AnyOf(&[PAYOUT, PURCHASE])),
         page!(POST "/manual/payouts" => payout_submit, Access::Permission(PAYOUT)),
+        page!(GET "/manual/purchase" => purchase::new_purchase, Access::Permission(PURCHASE)),
+        page!(POST "/manual/purchase" => purchase::submit_purchase, Access::Permission(PURCHASE)),
     ],
     api: Some(Api::of::<api::ManualApi>(&[
         operation!(POST "/manual/payouts/confirmations", Access::Permission(PAYOUT)),
@@ -49,6 +63,8 @@ register_section!(Section {
     templates: &[
         Template { name: "manual/index", source: include_str!("../templates/index.hbs") },
         Template { name: "manual/review", source: include_str!("../templates/review.hbs") },
+        Template { name: "manual/purchase", source: include_str!("../templates/purchase.hbs") },
+        Template { name: "manual/purchase-review", source: include_str!("../templates/purchase-review.hbs") },
     ],
 });
 
@@ -92,15 +108,7 @@ impl PayoutForm {
         let currency = self.currency.trim().to_ascii_uppercase();
         let amount = parse_amount(&self.amount, &currency)
             .ok_or_else(|| bad(&format!("Enter the amount in {currency}, such as 125.00.")))?;
-        let number =
-            |text: &str, what: &str| text.trim().parse::<u32>().map_err(|_| bad(&format!("Enter the {what}.")));
-        let card = Card::parse(
-            &self.card_number,
-            number(&self.expiry_month, "expiry month")?,
-            number(&self.expiry_year, "four-digit expiry year")?,
-            self.cvv.trim(),
-            Some(self.holder.trim().to_owned()).filter(|holder| !holder.is_empty()),
-        )?;
+        let card = card_of(&self.card_number, &self.expiry_month, &self.expiry_year, &self.cvv, &self.holder)?;
         let text = |value: &str| Some(value.trim().to_owned()).filter(|value| !value.is_empty());
         Ok(NewPayout {
             project_id,
@@ -115,23 +123,48 @@ impl PayoutForm {
     }
 }
 
+/// The card typed into a form, checked as the API checks one.
+fn card_of(number: &str, month: &str, year: &str, cvv: &str, holder: &str) -> Result<Card, AppError> {
+    let whole = |text: &str, what: &str| text.trim().parse::<u32>().map_err(|_| bad(&format!("Enter the {what}.")));
+    Card::parse(
+        number,
+        whole(month, "expiry month")?,
+        whole(year, "four-digit expiry year")?,
+        cvv.trim(),
+        Some(holder.trim().to_owned()).filter(|holder| !holder.is_empty()),
+    )
+}
+
+/// The projects to choose from, the one chosen marked.
+async fn projects_of(page: &PageContext, chosen: &str) -> Result<Vec<serde_json::Value>, AppError> {
+    Ok(directory::visible_projects(&page.state.db, page.principal()?)
+        .await?
+        .into_iter()
+        .map(|project| json!({ "id": project.id, "name": project.name, "selected": project.id.to_string() == chosen }))
+        .collect())
+}
+
+/// A masked card for people to read: `card 4242…4242`.
+fn shown_card(card: &Card) -> String {
+    let number = card.number.digits();
+    format!("card {}…{}", &number[..4], &number[number.len() - 4..])
+}
+
 fn bad(message: &str) -> AppError {
     AppError::BadRequest(message.to_owned())
 }
 
 async fn form_html(page: &PageContext, form: &PayoutForm, error: Option<&str>) -> Result<Html<String>, AppError> {
-    let projects: Vec<_> = directory::visible_projects(&page.state.db, page.principal()?)
-        .await?
-        .into_iter()
-        .map(|project| json!({ "id": project.id, "name": project.name, "selected": project.id.to_string() == form.project_id }))
-        .collect();
+    let principal = page.principal()?;
     let data = json!({
         "csrf_token": page.csrf_token,
-        "projects": projects,
+        "projects": projects_of(page, &form.project_id).await?,
         "currencies": CURRENCIES,
         // Never shown again: the security code is typed each time.
         "form": PayoutForm { cvv: String::new(), ..form.clone() },
         "error": error,
+        "can_payout": principal.has_permission(PAYOUT),
+        "can_purchase": principal.has_permission(PURCHASE),
     });
     page.render("Manual payments", "manual/index", &data)
 }
@@ -160,8 +193,8 @@ async fn payout_submit(page: PageContext, HtmlForm(form): HtmlForm<PayoutForm>) 
     match service::create_payout(&page.state, principal, payout, &claim).await {
         Ok(done) => Ok(paid(&done.into_inner().id)),
         // The same confirmation sent twice: the first one's result, once it is done.
-        Err(error @ AppError::Conflict(_)) => match claim.answer_within(&page.state, Duration::from_secs(10)).await? {
-            Some(answer) => Ok(paid(&Claim::replay::<PaymentView>(&answer)?.into_inner().id)),
+        Err(error @ AppError::Conflict(_)) => match made_by_first(&page, &claim).await? {
+            Some(id) => Ok(paid(&id)),
             None => refused(&page, &form, error).await,
         },
         // A wrong code: the review again, to type it again.
@@ -175,12 +208,23 @@ async fn payout_submit(page: PageContext, HtmlForm(form): HtmlForm<PayoutForm>) 
 
 /// The form again with what was refused and why (other errors go to the error page).
 async fn refused(page: &PageContext, form: &PayoutForm, error: AppError) -> Result<Response, AppError> {
-    match error {
-        AppError::BadRequest(_) | AppError::Unprocessable(_) | AppError::Refused(_) | AppError::Conflict(_) => {
-            let html = form_html(page, form, Some(&error.to_string())).await?;
-            Ok((error.status(), html).into_response())
-        }
-        other => Err(other),
+    if !for_the_form(&error) {
+        return Err(error);
+    }
+    Ok((error.status(), form_html(page, form, Some(&error.to_string())).await?).into_response())
+}
+
+/// Whether the person can fix what was refused on the form (else the error page).
+fn for_the_form(error: &AppError) -> bool {
+    matches!(error, AppError::BadRequest(_) | AppError::Unprocessable(_) | AppError::Refused(_) | AppError::Conflict(_))
+}
+
+/// The payment a confirmation sent again made the first time, once that one is done
+/// (waiting 10 s at most): a double click or a resubmitted page shows it.
+async fn made_by_first(page: &PageContext, claim: &Claim) -> Result<Option<String>, AppError> {
+    match claim.answer_within(&page.state, Duration::from_secs(10)).await? {
+        Some(answer) => Ok(Some(Claim::replay::<PaymentView>(&answer)?.into_inner().id)),
+        None => Ok(None),
     }
 }
 
@@ -198,14 +242,13 @@ async fn review_html(
         .find(|project| project.id == payout.project_id)
         .map(|project| project.name)
         .unwrap_or_default();
-    let number = payout.card.number.digits();
     let key = if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() };
     let data = json!({
         "csrf_token": page.csrf_token,
         "form": form,
         "idempotency_key": key,
         "amount": format_grouped(payout.amount, &payout.currency),
-        "payee": format!("card {}…{}", &number[..4], &number[number.len() - 4..]),
+        "payee": shown_card(&payout.card),
         "project": project,
         "sent_to": sent_to,
         "error": error,
