@@ -129,6 +129,14 @@ async fn a_card_payment_taken_by_phone_is_charged_once(app: TestApp) {
         let request = app.client.post(app.url("/manual/purchase")).form(&fields);
         async move { request.send().await.unwrap() }
     };
+    let off = post(fields.clone()).await;
+    assert_eq!(off.status(), StatusCode::FORBIDDEN);
+    assert!(off.text().await.unwrap().contains("does not take card payments by hand"));
+    let admin = app.another_browser();
+    admin.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    let switch = admin.client.put(admin.url(&format!("/api/v1/projects/{}/moto", projects[0])));
+    assert_eq!(switch.json(&json!({ "enabled": true })).send().await.unwrap().status(), StatusCode::OK);
+
     let mut expired = fields.clone();
     expired[8].1 = "2020".to_owned();
     let refused = post(expired).await;

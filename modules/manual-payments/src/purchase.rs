@@ -9,7 +9,8 @@ use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext};
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::model::Flow;
-use dashboard_payments_domain::service::{self, Customer, NewPurchase};
+use dashboard_payments_domain::moto;
+use dashboard_payments_domain::service::{Customer, NewPurchase};
 use poem::web::Html;
 use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
@@ -101,12 +102,16 @@ pub(crate) async fn submit_purchase(
         Err(error) => return refused(&page, &form, error).await,
     };
     if form.step != "confirm" {
+        // Refused before the review too, not only when it is confirmed.
+        if let Err(error) = moto::require_enabled(&page.state, purchase.project_id).await {
+            return refused(&page, &form, error).await;
+        }
         return Ok(review_html(&page, &form, &purchase).await?.into_response());
     }
     let principal = page.principal()?;
     let claim = Claim::for_caller(&page.state, principal, &form.idempotency_key, "POST /manual/purchase", &form)?;
     let taken = |id: &str| see_other(&format!("/payments/{id}"));
-    match service::create_purchase(&page.state, principal, purchase, &claim).await {
+    match moto::create_purchase(&page.state, principal, purchase, &claim).await {
         Ok(done) => Ok(taken(&done.into_inner().id)),
         // The same confirmation sent twice: the first one's result, once it is done.
         Err(error @ AppError::Conflict(_)) => match made_by_first(&page, &claim).await? {

@@ -10,6 +10,7 @@ pub mod connector;
 pub mod idempotency;
 pub mod ledger;
 pub mod model;
+pub mod moto;
 pub mod payouts;
 pub mod recovery;
 pub mod schema;

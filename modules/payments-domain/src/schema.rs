@@ -127,6 +127,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    moto_projects (project_id) {
+        project_id -> BigInt,
+        enabled_by -> Nullable<BigInt>,
+        enabled_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(operations -> payments (payment_id));
 diesel::joinable!(ledger_postings -> operations (operation_id));
 
@@ -139,6 +147,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     callback_endpoints,
     callback_deliveries,
     payout_limits,
+    moto_projects,
 );
 
 // The analytics group operations by the dimensions of their payment.

@@ -8,6 +8,7 @@ use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Sectio
 use dashboard_core::web::see_other;
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use dashboard_payments_domain::callbacks::{self, Endpoint};
+use dashboard_payments_domain::moto;
 use dashboard_payments_domain::payouts::{self, PayoutLimit};
 use poem::web::{Data, Form, Html, Path};
 use poem::{Response, handler};
@@ -44,6 +45,7 @@ register_section!(Section {
         page!(GET "/projects" => projects_page, Access::Permission(VIEW)),
         page!(POST "/projects/:id/callbacks" => callback_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/payout-limits" => payout_limits_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/moto" => moto_submit, Access::Permission(MANAGE)),
     ],
     api: Some(Api::of::<ProjectsApi>(&[
         operation!(GET "/projects", Access::Permission(VIEW)),
@@ -52,6 +54,8 @@ register_section!(Section {
         operation!(GET "/projects/{id}/secret-key", Access::Permission(MANAGE)),
         operation!(GET "/projects/{id}/payout-limits", Access::Permission(VIEW)),
         operation!(PUT "/projects/{id}/payout-limits", Access::Permission(MANAGE)),
+        operation!(GET "/projects/{id}/moto", Access::Permission(VIEW)),
+        operation!(PUT "/projects/{id}/moto", Access::Permission(MANAGE)),
     ])),
     templates: &[Template { name: "projects/list", source: include_str!("../templates/list.hbs") }],
 });
@@ -101,7 +105,8 @@ async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
                 json!({ "currency": limit.currency, "per_payout": shown(limit.per_payout), "per_day": shown(limit.per_day) })
             })
             .collect();
-        projects.push(json!({ "project": p, "endpoints": endpoints, "limits": limits }));
+        let moto = moto::enabled(&page.state, p.id).await?;
+        projects.push(json!({ "project": p, "endpoints": endpoints, "limits": limits, "moto": moto }));
     }
     let data = json!({
         "projects": projects,
@@ -121,6 +126,18 @@ async fn callback_submit(
 ) -> Result<Response, AppError> {
     let endpoint = Endpoint { event: form.event, url: form.url, enabled: form.enabled.is_some() };
     set_callback(&page.state, page.principal()?, id, &endpoint).await?;
+    Ok(see_other("/projects"))
+}
+
+#[derive(Debug, Deserialize)]
+struct MotoForm {
+    /// `on` or `off`.
+    enabled: String,
+}
+
+#[handler]
+async fn moto_submit(page: PageContext, Path(id): Path<i64>, Form(form): Form<MotoForm>) -> Result<Response, AppError> {
+    moto::set_enabled(&page.state, page.principal()?, id, form.enabled == "on").await?;
     Ok(see_other("/projects"))
 }
 
@@ -173,6 +190,12 @@ pub struct Callbacks {
     /// Every event a project can subscribe to.
     pub events: Vec<String>,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Whether a project takes card payments by hand (MO/TO, without 3-D Secure).
+#[derive(Debug, Object)]
+pub struct MotoSetting {
+    pub enabled: bool,
 }
 
 /// The key that signs the project's callbacks.
@@ -253,6 +276,31 @@ impl ProjectsApi {
         body: Json<PayoutLimit>,
     ) -> ApiResult<Json<PayoutLimit>> {
         Ok(Json(payouts::set_limit(&state, principal, id.0, body.0).await?))
+    }
+
+    /// Whether the project takes card payments by hand (MO/TO)
+    #[oai(path = "/projects/:id/moto", method = "get", operation_id = "projects_moto_get")]
+    async fn moto(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+    ) -> ApiResult<Json<MotoSetting>> {
+        project(&state, principal, id.0).await?;
+        Ok(Json(MotoSetting { enabled: moto::enabled(&state, id.0).await? }))
+    }
+
+    /// Turn card payments by hand (MO/TO) on or off for the project
+    #[oai(path = "/projects/:id/moto", method = "put", operation_id = "projects_moto_set")]
+    async fn set_moto(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<MotoSetting>,
+    ) -> ApiResult<Json<MotoSetting>> {
+        moto::set_enabled(&state, principal, id.0, body.enabled).await?;
+        Ok(Json(MotoSetting { enabled: body.enabled }))
     }
 
     /// The project's secret key for verifying callbacks

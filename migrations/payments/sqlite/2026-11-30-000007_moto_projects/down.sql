@@ -1,0 +1,1 @@
+DROP TABLE moto_projects;
