@@ -159,6 +159,17 @@ async fn a_card_payment_taken_by_phone_is_charged_once(app: TestApp) {
     let payments: Value = app.get("/api/v1/payments").await.json().await.unwrap();
     assert_eq!(payments["items"].as_array().unwrap().len(), 1);
 
+    // The API twin: the same service, the same switch, under the same permission.
+    let body = json!({
+        "project_id": projects[0], "flow": "two_step", "amount": { "amount": 700, "currency": "EUR" },
+        "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    });
+    let held = app.client.post(app.url("/api/v1/manual/purchases")).header("Idempotency-Key", "moto-api").json(&body);
+    let held = held.send().await.unwrap();
+    assert_eq!(held.status(), StatusCode::CREATED);
+    let held: Value = held.json().await.unwrap();
+    assert_eq!((held["status"].as_str(), held["authorized"].as_i64()), (Some("authorized"), Some(700)));
+
     let support = app.another_browser();
     support.user(company, "sam", BuiltinRole::Support).await;
     support.sign_in("sam", dashboard_tests::PASSWORD).await;

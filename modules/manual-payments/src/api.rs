@@ -4,8 +4,9 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppState};
 use dashboard_payments_domain::idempotency::Claim;
+use dashboard_payments_domain::moto;
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
-use dashboard_payments_domain::service::{self, PaymentView};
+use dashboard_payments_domain::service::{self, PaymentView, PurchaseRequest};
 use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
@@ -13,8 +14,8 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 #[derive(ApiResponse)]
 enum PaidOut {
-    /// The payout, as the acquirer's answer left it. A repeated Idempotency-Key answers
-    /// the first result again.
+    /// The payment (a payout or a card payment), as the acquirer's answer left it. A
+    /// repeated Idempotency-Key answers the first result again.
     #[oai(status = 201)]
     Created(Json<PaymentView>),
 }
@@ -53,6 +54,23 @@ impl ManualApi {
     ) -> ApiResult<PaidOut> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /manual/payouts", &body.0)?;
         let view = service::create_payout(&state, principal, body.0.payout()?, &claim).await?.into_inner();
+        Ok(PaidOut::Created(Json(view)))
+    }
+
+    /// Take a card payment by hand (MO/TO)
+    ///
+    /// A sale or a hold of a card the customer gave by phone or mail, for a project that
+    /// takes them (`PUT /projects/{id}/moto`); once per Idempotency-Key.
+    #[oai(path = "/manual/purchases", method = "post", operation_id = "manual_purchases_create")]
+    async fn purchase(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        body: Json<PurchaseRequest>,
+    ) -> ApiResult<PaidOut> {
+        let claim = Claim::for_caller(&state, principal, &key, "POST /manual/purchases", &body.0)?;
+        let view = moto::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.into_inner();
         Ok(PaidOut::Created(Json(view)))
     }
 }

@@ -59,6 +59,7 @@ register_section!(Section {
     api: Some(Api::of::<api::ManualApi>(&[
         operation!(POST "/manual/payouts/confirmations", Access::Permission(PAYOUT)),
         operation!(POST "/manual/payouts", Access::Permission(PAYOUT)),
+        operation!(POST "/manual/purchases", Access::Permission(PURCHASE)),
     ])),
     templates: &[
         Template { name: "manual/index", source: include_str!("../templates/index.hbs") },

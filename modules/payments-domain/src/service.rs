@@ -122,6 +122,43 @@ pub struct NewPurchase {
     pub return_url: Option<String>,
 }
 
+/// A purchase as the API takes it (the gateway's `POST /payments`, and the Manual
+/// payments section's MO/TO twin).
+#[derive(poem_openapi::Object, Serialize)]
+pub struct PurchaseRequest {
+    pub project_id: i64,
+    /// `one_step` (sale, the default) or `two_step` (authorise now, capture or release
+    /// later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+    pub amount: Money,
+    pub card: crate::card::CardInput,
+    pub merchant_order_id: Option<String>,
+    pub description: Option<String>,
+    pub customer: Option<Customer>,
+    /// Where the customer goes after a 3-D Secure challenge: an https URL, to which
+    /// `payment_id` and `status` are added.
+    pub return_url: Option<String>,
+}
+
+impl PurchaseRequest {
+    /// The purchase it asks for, checked.
+    pub fn purchase(self) -> Result<NewPurchase, AppError> {
+        super::model::currency(&self.amount.currency)?;
+        Ok(NewPurchase {
+            project_id: self.project_id,
+            flow: self.flow.unwrap_or(Flow::OneStep),
+            card: self.card.card()?,
+            amount: self.amount.amount,
+            currency: self.amount.currency,
+            merchant_order_id: self.merchant_order_id,
+            description: self.description,
+            customer: self.customer.unwrap_or_default(),
+            return_url: self.return_url,
+        })
+    }
+}
+
 /// A payout to a card.
 #[derive(Debug, Clone)]
 pub struct NewPayout {

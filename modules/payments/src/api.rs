@@ -3,13 +3,11 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use dashboard_payments_domain::callbacks::{self, Delivery};
-use dashboard_payments_domain::card::CardInput;
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
-use dashboard_payments_domain::model::Flow;
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
-use dashboard_payments_domain::service::{self, Customer, Money, NewPurchase, PaymentView};
+use dashboard_payments_domain::service::{self, PaymentView, PurchaseRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -17,23 +15,6 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 
 use crate::columns;
-
-#[derive(Object, Serialize)]
-pub struct PurchaseRequest {
-    pub project_id: i64,
-    /// `one_step` (sale) or `two_step` (authorise now, capture or release later).
-    #[oai(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flow: Option<Flow>,
-    pub amount: Money,
-    pub card: CardInput,
-    pub merchant_order_id: Option<String>,
-    pub description: Option<String>,
-    pub customer: Option<Customer>,
-    /// Where the customer goes after a 3-D Secure challenge: an https URL, to which
-    /// `payment_id` and `status` are added.
-    pub return_url: Option<String>,
-}
 
 /// The registry's columns of a user.
 #[derive(Object)]
@@ -93,10 +74,6 @@ enum Created {
     Created(Json<PaymentView>),
 }
 
-fn check_currency(money: &Money) -> Result<(), AppError> {
-    dashboard_payments_domain::model::currency(&money.currency).map(|_| ())
-}
-
 #[derive(Default)]
 pub struct PaymentsApi;
 
@@ -114,22 +91,8 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<PurchaseRequest>,
     ) -> ApiResult<Created> {
-        let request = body.0;
-        check_currency(&request.amount)?;
-        let card = request.card.card()?;
-        let claim = Claim::for_caller(&state, principal, &key, "POST /payments", &request)?;
-        let new = NewPurchase {
-            project_id: request.project_id,
-            flow: request.flow.unwrap_or(Flow::OneStep),
-            amount: request.amount.amount,
-            currency: request.amount.currency,
-            card,
-            merchant_order_id: request.merchant_order_id,
-            description: request.description,
-            customer: request.customer.unwrap_or_default(),
-            return_url: request.return_url,
-        };
-        let view = service::create_purchase(&state, principal, new, &claim).await?.into_inner();
+        let claim = Claim::for_caller(&state, principal, &key, "POST /payments", &body.0)?;
+        let view = service::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.into_inner();
         Ok(Created::Created(Json(view)))
     }
 
