@@ -145,10 +145,14 @@ async fn projects_of(page: &PageContext, chosen: &str) -> Result<Vec<serde_json:
         .collect())
 }
 
-/// A masked card for people to read: `card 4242…4242`.
-fn shown_card(card: &Card) -> String {
-    let number = card.number.digits();
-    format!("card {}…{}", &number[..4], &number[number.len() - 4..])
+/// The name of a project the principal may use (empty for another).
+async fn project_name(page: &PageContext, project_id: i64) -> Result<String, AppError> {
+    Ok(directory::visible_projects(&page.state.db, page.principal()?)
+        .await?
+        .into_iter()
+        .find(|project| project.id == project_id)
+        .map(|project| project.name)
+        .unwrap_or_default())
 }
 
 fn bad(message: &str) -> AppError {
@@ -237,19 +241,14 @@ async fn review_html(
     sent_to: &str,
     error: Option<&str>,
 ) -> Result<Html<String>, AppError> {
-    let project = directory::visible_projects(&page.state.db, page.principal()?)
-        .await?
-        .into_iter()
-        .find(|project| project.id == payout.project_id)
-        .map(|project| project.name)
-        .unwrap_or_default();
+    let project = project_name(page, payout.project_id).await?;
     let key = if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() };
     let data = json!({
         "csrf_token": page.csrf_token,
         "form": form,
         "idempotency_key": key,
         "amount": format_grouped(payout.amount, &payout.currency),
-        "payee": shown_card(&payout.card),
+        "payee": payouts::card_shown(&payout.card),
         "project": project,
         "sent_to": sent_to,
         "error": error,

@@ -16,7 +16,7 @@ use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{bad, card_of, for_the_form, made_by_first, projects_of, shown_card};
+use crate::{bad, card_of, for_the_form, made_by_first, project_name, projects_of};
 
 /// The purchase form as typed; the review carries it on with the one-time key.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -135,15 +135,14 @@ async fn review_html(
     form: &PurchaseForm,
     purchase: &NewPurchase,
 ) -> Result<Html<String>, AppError> {
-    let projects = projects_of(page, &form.project_id).await?;
-    let project = projects.iter().find(|p| p["selected"] == true).and_then(|p| p["name"].as_str()).unwrap_or_default();
+    let project = project_name(page, purchase.project_id).await?;
     let data = json!({
         "csrf_token": page.csrf_token,
         "form": form,
         "idempotency_key": random_token(),
         "amount": format_grouped(purchase.amount, &purchase.currency),
         "verb": if purchase.flow == Flow::TwoStep { "Hold" } else { "Charge" },
-        "card": shown_card(&purchase.card),
+        "card": dashboard_payments_domain::payouts::card_shown(&purchase.card),
         "project": project,
     });
     page.render("Confirm the card payment", "manual/purchase-review", &data)

@@ -167,8 +167,9 @@ pub(crate) fn payee_shown(first6: &str, last4: &str) -> String {
     format!("card {}…{last4}", first6.get(..4).unwrap_or_default())
 }
 
-fn payee(payout: &NewPayout) -> String {
-    payee_shown(payout.card.number.first_digits(), payout.card.number.last4())
+/// A card as people read it: `card 4242…4242`.
+pub fn card_shown(card: &crate::card::Card) -> String {
+    payee_shown(card.number.first_digits(), card.number.last4())
 }
 
 /// What the code of `payout` is bound to, and what its message says.
@@ -181,7 +182,7 @@ async fn confirmation(state: &AppState, principal: &Principal, payout: &NewPayou
     Ok(Confirmation::Payout {
         amount_minor: payout.amount,
         currency: payout.currency.to_ascii_uppercase(),
-        payee: payee(payout),
+        payee: card_shown(&payout.card),
         payee_key: payout.card.fingerprint(&state.secrets),
         project_id: project.id,
         project: project.name,
@@ -304,7 +305,7 @@ pub(crate) async fn audit_refused(
             "project_id": payout.project_id,
             "amount": payout.amount,
             "currency": payout.currency.to_ascii_uppercase(),
-            "payee": payee(payout),
+            "payee": card_shown(&payout.card),
             "reason": error.to_string(),
         }),
     );
