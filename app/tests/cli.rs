@@ -10,12 +10,27 @@ struct Cli {
     database_url: String,
 }
 
+/// Each test's database goes with it (kept after a failure, to look at).
+impl Drop for Cli {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", self.database_file()));
+            }
+        }
+    }
+}
+
 impl Cli {
     fn new() -> Cli {
         let dir = std::env::temp_dir().join("dashboard-cli-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
         Cli { database_url: format!("sqlite://{}", file.display()) }
+    }
+
+    fn database_file(&self) -> &str {
+        self.database_url.trim_start_matches("sqlite://")
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {

@@ -186,6 +186,7 @@ async fn a_server_killed_while_the_acquirer_answers_loses_nothing_and_repeats_no
     let token = created["token"].as_str().unwrap().to_owned();
     let (project, db, database_url, dir) =
         (projects[0], app.state.db.clone(), app.database_url.clone(), app.dir.clone());
+    let _files = app.hold_files();
     // Only the servers started here run from now on (the test application's jobs stop).
     drop(app);
     let seed: u64 = rand::random();

@@ -126,7 +126,29 @@ pub struct TestApp {
     /// The application's own folder: SMS outbox, secret key.
     pub dir: PathBuf,
     pub database_url: String,
+    files: std::sync::Arc<TestFiles>,
     _shutdown: std::sync::Arc<Shutdown>,
+}
+
+/// A test application's folder and SQLite file, removed when the last holder lets go (kept
+/// after a failure, to look at). Thousands of stories must not fill the disk.
+pub struct TestFiles {
+    pub dir: PathBuf,
+    pub database_url: String,
+}
+
+impl Drop for TestFiles {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(path) = self.database_url.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal", "-shm", ".analytics-lock"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+    }
 }
 
 /// Stops the application when dropped.
@@ -212,18 +234,26 @@ impl TestApp {
     /// Stops this application and starts a new one on the same database and folder (the
     /// other handles of this application must be gone).
     pub async fn restart(self) -> TestApp {
-        let (backend, database_url, dir) = (self.backend, self.database_url.clone(), self.dir.clone());
+        let (backend, files) = (self.backend, self.files.clone());
         drop(self);
-        TestApp::start(backend, database_url, dir, TestOptions::default()).await
+        TestApp::start(backend, files, TestOptions::default()).await
+    }
+
+    /// Keeps this application's folder and database after it stops, for a story that goes
+    /// on with them (e.g. with a server of its own), until the returned handle is dropped.
+    pub fn hold_files(&self) -> std::sync::Arc<TestFiles> {
+        self.files.clone()
     }
 
     pub async fn spawn_with(backend: Backend, options: TestOptions) -> Option<TestApp> {
         logs::watch();
         let database_url = fresh_database(backend).await?;
-        Some(TestApp::start(backend, database_url, fresh_dir(), options).await)
+        let files = std::sync::Arc::new(TestFiles { dir: fresh_dir(), database_url });
+        Some(TestApp::start(backend, files, options).await)
     }
 
-    async fn start(backend: Backend, database_url: String, dir: PathBuf, options: TestOptions) -> TestApp {
+    async fn start(backend: Backend, files: std::sync::Arc<TestFiles>, options: TestOptions) -> TestApp {
+        let (dir, database_url) = (files.dir.clone(), files.database_url.clone());
         let config = test_config(database_url.clone(), &dir, &options);
         let app = Application::build(&config).await.unwrap_or_else(|e| panic!("the application did not start: {e}"));
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -233,7 +263,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let shutdown = std::sync::Arc::new(Shutdown(Some(shutdown)));
-        TestApp { address, client: new_client(), state, backend, dir, database_url, _shutdown: shutdown }
+        TestApp { address, client: new_client(), state, backend, dir, database_url, files, _shutdown: shutdown }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -33,7 +33,7 @@ use dashboard_overview::measures::Dimension;
 use dashboard_overview::scope::{Filters, Scope};
 use dashboard_overview::{direct, rollup};
 use dashboard_sandbox::history;
-use dashboard_tests::{Backend, TestApp};
+use dashboard_tests::{Backend, TestApp, TestFiles};
 use serde_json::json;
 
 use crate::server::Server;
@@ -176,7 +176,7 @@ struct Prepared {
 
 /// Writes the history, builds the rollups, signs a merchant admin in (with the second
 /// factor) and creates an API token, in process; then measures the bare SQL figures.
-async fn prepare(app: TestApp, payments: usize, inserts: usize) -> (Prepared, String, std::path::PathBuf) {
+async fn prepare(app: TestApp, payments: usize, inserts: usize) -> (Prepared, Arc<TestFiles>) {
     // The benchmark's own cookie jar, so that the session outlives the in-process server.
     let client = reqwest::Client::builder()
         .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
@@ -233,22 +233,24 @@ async fn prepare(app: TestApp, payments: usize, inserts: usize) -> (Prepared, St
         timed_sql(&app.state.db, &insert, 1).await;
     }
     let bare_inserts_per_second = inserts as f64 / started.elapsed().as_secs_f64();
-    let (database_url, dir) = (app.database_url.clone(), app.dir.clone());
+    let files = app.hold_files();
     let prepared = Prepared { company, projects, client, token, bare_pages, bare_export, bare_inserts_per_second };
     drop(app);
     // The in-process server finishes its requests and jobs before the real one starts.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    (prepared, database_url, dir)
+    (prepared, files)
 }
 
 async fn run(backend: Backend, payments: usize, seconds: u64) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let (prepared, database_url, dir) = prepare(app, payments, 2_000).await;
-    let server = Server::start(&database_url, &dir).await;
+    // A million payments take gigabytes: the files go when the benchmark is done.
+    let (prepared, files) = prepare(app, payments, 2_000).await;
+    let (database_url, dir) = (&files.database_url, &files.dir);
+    let server = Server::start(database_url, dir).await;
     let (rss, _) = server.memory_mib();
     println!("server started as its own process: resident memory {rss:.0} MiB");
     let browser = Browser { client: prepared.client.clone(), server };
-    let db = DbPool::connect(&database_url, 2).await.unwrap();
+    let db = DbPool::connect(database_url, 2).await.unwrap();
     let only = only();
     let part = |name: &str| only.as_deref().is_none_or(|only| only == name);
     if only.is_none() {
@@ -262,9 +264,8 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
         analytics(&browser, &db, &prepared.projects).await;
     }
     drop(db);
-    let browser = if part("sign-in") { sign_in_storm(browser, &database_url, &dir).await } else { browser };
+    let browser = if part("sign-in") { sign_in_storm(browser, database_url, dir).await } else { browser };
     browser.server.stop();
-    remove_database(&database_url);
 }
 
 async fn pages(browser: &Browser, prepared: &Prepared) {
@@ -419,15 +420,6 @@ async fn exported_rows(browser: &Browser) -> usize {
         lines += chunk.iter().filter(|b| **b == b'\n').count();
     }
     lines.saturating_sub(1)
-}
-
-/// A million payments take gigabytes: the benchmark's SQLite file goes when it is done.
-fn remove_database(database_url: &str) {
-    if let Some(path) = database_url.strip_prefix("sqlite://") {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-    }
 }
 
 fn main() -> ExitCode {
