@@ -179,6 +179,24 @@ pub async fn company_projects(db: &DbPool, company_id: i64) -> Result<Vec<Projec
     })?)
 }
 
+/// The people of a company (deactivated ones too: they may have acted before), by id,
+/// with the name people read (their display name, else their username), by name.
+pub async fn company_people(db: &DbPool, company_id: i64) -> Result<Vec<(i64, String)>, AppError> {
+    let rows: Vec<(i64, String, String)> = crate::db_run!(db, conn => {
+        users::table
+            .filter(users::company_id.eq(company_id))
+            .select((users::id, users::username, users::display_name))
+            .load(conn)
+            .await
+    })?;
+    let mut people: Vec<(i64, String)> = rows
+        .into_iter()
+        .map(|(id, username, display_name)| (id, if display_name.trim().is_empty() { username } else { display_name }))
+        .collect();
+    people.sort_by_key(|(_, name)| name.to_lowercase());
+    Ok(people)
+}
+
 /// Creates a user with one built-in role and access to all projects.
 pub async fn create_user(db: &DbPool, new: NewUser) -> Result<UserSummary, AppError> {
     let username = valid_username(&new.username)?;

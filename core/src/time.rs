@@ -24,6 +24,44 @@ pub fn shown(value: &NaiveDateTime, time_zone: &str) -> String {
     }
 }
 
+/// The instant (UTC) a day starts in `zone`: its first local minute that exists.
+pub fn day_start(zone: chrono_tz::Tz, day: chrono::NaiveDate) -> NaiveDateTime {
+    use chrono::TimeZone;
+    let mut local = day.and_time(chrono::NaiveTime::MIN);
+    loop {
+        match zone.from_local_datetime(&local) {
+            chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => return at.naive_utc(),
+            // Midnight fell into a daylight-saving gap: the day starts when the clocks do.
+            chrono::LocalResult::None => local += TimeDelta::minutes(15),
+        }
+    }
+}
+
+/// A period of whole days typed as `YYYY-MM-DD` (either end may be empty), both days
+/// included, in the time zone `time_zone` (UTC when unknown): the UTC instants it starts
+/// at and ends before.
+pub fn local_days(
+    from: Option<&str>,
+    to: Option<&str>,
+    time_zone: &str,
+) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTime>), crate::AppError> {
+    let zone = time_zone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::Tz::UTC);
+    let day = |text: Option<&str>, what: &str| match text.map(str::trim).filter(|text| !text.is_empty()) {
+        None => Ok(None),
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| crate::AppError::BadRequest(format!("The {what} date must look like 2026-11-27."))),
+    };
+    let (first, last) = (day(from, "from")?, day(to, "to")?);
+    if let (Some(first), Some(last)) = (first, last)
+        && last < first
+    {
+        return Err(crate::AppError::BadRequest("The to date must not be before the from date.".to_owned()));
+    }
+    let after_last = last.and_then(|last| last.succ_opt());
+    Ok((first.map(|day| day_start(zone, day)), after_last.map(|day| day_start(zone, day))))
+}
+
 /// Serde adapter writing a UTC `NaiveDateTime` with [`rfc3339`].
 pub mod serde_rfc3339 {
     use serde::Serializer;

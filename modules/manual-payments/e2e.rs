@@ -175,3 +175,97 @@ async fn a_card_payment_taken_by_phone_is_charged_once(app: TestApp) {
     support.sign_in("sam", dashboard_tests::PASSWORD).await;
     assert_eq!(support.get("/manual").await.status(), StatusCode::FORBIDDEN);
 }
+
+story!(a_refund_by_order_id_is_made_once_and_listed_with_who_entered_it);
+async fn a_refund_by_order_id_is_made_once_and_listed_with_who_entered_it(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let mut made = Vec::new();
+    for (order, flow) in [("order-1", "one_step"), ("order-2", "two_step")] {
+        let sale = json!({
+            "project_id": projects[0], "flow": flow, "amount": { "amount": 5_000, "currency": "EUR" },
+            "merchant_order_id": order,
+            "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+        });
+        let response = seller.client.post(seller.url("/api/v1/payments")).header("Idempotency-Key", order).json(&sale);
+        let payment: Value = response.send().await.unwrap().json().await.unwrap();
+        made.push(payment["id"].as_str().unwrap().to_owned());
+    }
+    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+
+    let (status, page) = app.get_text("/manual/actions").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = form_value(&page, "csrf_token").unwrap();
+    let fields = |action: &str, reference: &str, amount: &str| {
+        vec![
+            ("csrf_token", csrf.clone()),
+            ("step", "review".to_owned()),
+            ("action", action.to_owned()),
+            ("reference", reference.to_owned()),
+            ("project_id", String::new()),
+            ("amount", amount.to_owned()),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let request = app.client.post(app.url("/manual/actions")).form(&fields);
+        async move { request.send().await.unwrap() }
+    };
+    let unknown = post(fields("refund", "order-404", "")).await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.text().await.unwrap().contains("No payment you may see has the id or merchant order id"));
+    let whole = post(fields("release", "order-2", "10.00")).await;
+    assert_eq!(whole.status(), StatusCode::BAD_REQUEST);
+    assert!(whole.text().await.unwrap().contains("takes the whole amount"));
+
+    let review = post(fields("refund", "order-1", "20.00")).await.text().await.unwrap();
+    assert!(review.contains("Refund 20.00 EUR?") && review.contains(&made[0]), "{review}");
+    let mut confirm = fields("refund", "order-1", "20.00");
+    confirm[1].1 = "confirm".to_owned();
+    confirm.push(("payment_id", form_value(&review, "payment_id").unwrap()));
+    confirm.push(("idempotency_key", form_value(&review, "idempotency_key").unwrap()));
+    let sent = futures_util::future::join_all((0..4).map(|_| post(confirm.clone()))).await;
+    let shown = format!("/payments/{}?notice=refund", made[0]);
+    assert!(sent.iter().all(|response| location(response.headers()) == shown), "refunded once, shown to each");
+    let payment: Value = app.get(&format!("/api/v1/payments/{}", made[0])).await.json().await.unwrap();
+    assert_eq!(payment["refunded"], 2_000, "four posts of one confirmation refund once");
+
+    // The API twin finds the payment by its order id too; a repeated key answers again.
+    let capture = json!({ "action": "capture", "payment": "order-2", "amount": 1_000 });
+    for _ in 0..2 {
+        let request = app.client.post(app.url("/api/v1/manual/operations")).header("Idempotency-Key", "cap-1");
+        let response = request.json(&capture).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let captured: Value = response.json().await.unwrap();
+        assert_eq!((captured["id"].as_str(), captured["captured"].as_i64()), (Some(made[1].as_str()), Some(1_000)));
+    }
+
+    // The registry lists what was entered by hand (not the gateway's purchases), newest
+    // first, with who entered it.
+    let (status, registry) = app.get_text("/manual/operations").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<&str> = registry.split("<tbody>").nth(1).unwrap().split("<tr>").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{registry}");
+    assert!(rows[0].contains("Capture") && rows[0].contains("10.00 EUR") && rows[0].contains("felix"), "{}", rows[0]);
+    assert!(rows[1].contains("Refund") && rows[1].contains("20.00 EUR") && rows[1].contains("Succeeded"), "{}", rows[1]);
+    let listed: Value = app.get("/api/v1/manual/operations").await.json().await.unwrap();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    assert_eq!((items[1]["kind"].as_str(), items[1]["entry"].as_str()), (Some("refund"), Some("manual")));
+    let refunds: Value = app.get("/api/v1/manual/operations?kind=refund").await.json().await.unwrap();
+    assert_eq!(refunds["items"].as_array().unwrap().len(), 1);
+    let csv = app.get("/manual/operations.csv?kind=capture").await.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].contains(&made[1]) && lines[1].contains("Capture") && lines[1].contains("10.00"), "{csv}");
+    let api_csv = app.get("/api/v1/manual/operations/export?q=order-1").await.text().await.unwrap();
+    assert_eq!(api_csv.lines().count(), 2, "{api_csv}");
+    let (status, _) = app.get_text("/manual/operations?from=2026-13-01").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Support sees the registry and may not act.
+    let support = app.another_browser();
+    support.sign_in_with_second_factor(company, "sam", BuiltinRole::Support).await;
+    assert_eq!(support.get("/manual/operations").await.status(), StatusCode::OK);
+    assert_eq!(support.get("/manual/actions").await.status(), StatusCode::FORBIDDEN);
+}

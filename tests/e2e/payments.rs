@@ -486,7 +486,7 @@ async fn one_confirmation_refunds_once_however_often_it_is_posted(app: TestApp) 
     }
     let again = app.client.post(app.url(&path)).form(&confirmed).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::SEE_OTHER, "the resubmitted page shows the first result");
-    assert_eq!(location(again.headers()), format!("/payments/{id}?notice=refunded"));
+    assert_eq!(location(again.headers()), format!("/payments/{id}?notice=refund"));
     let payment: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
     assert_eq!(payment["refunded"], 500, "one refund of 5.00 EUR");
     let refunds = payment["operations"].as_array().unwrap().iter().filter(|op| op["kind"] == "refund").count();

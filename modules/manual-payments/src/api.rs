@@ -2,15 +2,46 @@
 //! section's own permission.
 
 use dashboard_core::auth::Principal;
+use dashboard_core::export::attachment;
 use dashboard_core::{ApiResult, AppState};
-use dashboard_payments_domain::idempotency::Claim;
+use dashboard_payments_domain::entered::{self, EnteredFilter, EnteredOperation};
+use dashboard_payments_domain::idempotency::{Claim, Entry};
 use dashboard_payments_domain::moto;
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
-use dashboard_payments_domain::service::{self, PaymentView, PurchaseRequest};
+use dashboard_payments_domain::service::{self, PaymentAction, PaymentView, PurchaseRequest};
 use poem::web::Data;
-use poem_openapi::param::Header;
-use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, OpenApi};
+use poem_openapi::param::{Header, Query};
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+/// A refund, capture, release or reversal entered by hand.
+#[derive(Debug, Object)]
+pub struct ActionRequest {
+    pub action: PaymentAction,
+    /// The payment's id, or the merchant's order id when exactly one payment has it.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub payment: String,
+    /// Where to look for a merchant order id (default: every project the caller sees).
+    pub project_id: Option<i64>,
+    /// Minor units of the payment's currency, for part of a refund or a capture; omit for
+    /// all. A release or a reversal always takes all.
+    pub amount: Option<i64>,
+}
+
+/// A page of manual operations, newest first; pass `next` as `before` for the following
+/// page.
+#[derive(Object)]
+pub struct EnteredPage {
+    pub items: Vec<EnteredOperation>,
+    pub next: Option<i64>,
+}
+
+#[derive(ApiResponse)]
+enum CsvFile {
+    /// Every matching operation as CSV (times in the caller's time zone), streamed.
+    #[oai(status = 200, content_type = "text/csv")]
+    Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+}
 
 #[derive(ApiResponse)]
 enum PaidOut {
@@ -52,7 +83,7 @@ impl ManualApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<PayoutRequest>,
     ) -> ApiResult<PaidOut> {
-        let claim = Claim::for_caller(&state, principal, &key, "POST /manual/payouts", &body.0)?;
+        let claim = Claim::for_caller(&state, principal, &key, "POST /manual/payouts", &body.0)?.entered(Entry::Manual);
         let view = service::create_payout(&state, principal, body.0.payout()?, &claim).await?.into_inner();
         Ok(PaidOut::Created(Json(view)))
     }
@@ -69,9 +100,115 @@ impl ManualApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<PurchaseRequest>,
     ) -> ApiResult<PaidOut> {
-        let claim = Claim::for_caller(&state, principal, &key, "POST /manual/purchases", &body.0)?;
+        let claim =
+            Claim::for_caller(&state, principal, &key, "POST /manual/purchases", &body.0)?.entered(Entry::Manual);
         let view = moto::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.into_inner();
         Ok(PaidOut::Created(Json(view)))
+    }
+}
+
+#[OpenApi(tag = "ManualTag::ManualPayments")]
+impl ManualOperationsApi {
+    /// Refund, capture, release or reverse a payment by hand
+    ///
+    /// The payment is found by its id or merchant order id; the action is the gateway's
+    /// (`POST /payments/{id}/refunds` and the others), listed among the manual
+    /// operations. Once per Idempotency-Key.
+    #[oai(path = "/manual/operations", method = "post", operation_id = "manual_operations_create")]
+    async fn act(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        body: Json<ActionRequest>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let request = body.0;
+        if request.amount.is_some() && !request.action.takes_amount() {
+            let message = format!("A {} takes the whole amount: omit the amount.", request.action.as_str());
+            return Err(dashboard_core::AppError::BadRequest(message).into());
+        }
+        let payment = service::find(&state, principal, &request.payment, request.project_id).await?;
+        let claim = request.action.claim(&state, principal, &key, &payment.id, request.amount)?.entered(Entry::Manual);
+        Ok(Json(request.action.run(&state, principal, &payment.id, request.amount, &claim).await?.into_inner()))
+    }
+
+    /// List manual operations
+    ///
+    /// Operations entered by hand or from a batch file, newest first. `from` and `to` are
+    /// days (`YYYY-MM-DD`, both included) in the caller's time zone.
+    #[oai(path = "/manual/operations", method = "get", operation_id = "manual_operations_list")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        kind: Query<Option<dashboard_payments_domain::model::OperationKind>>,
+        status: Query<Option<dashboard_payments_domain::model::OperationStatus>>,
+        project_id: Query<Option<i64>>,
+        user_id: Query<Option<i64>>,
+        entry: Query<Option<Entry>>,
+        /// A payment id or merchant order id.
+        q: Query<Option<String>>,
+        before: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<EnteredPage>> {
+        let filter = filter_of(from.0, to.0, kind.0, status.0, project_id.0, user_id.0, entry.0, q.0, before.0);
+        let (items, next) = entered::list(&state, principal, &filter, limit.0.unwrap_or(50)).await?;
+        Ok(Json(EnteredPage { items, next }))
+    }
+
+    /// Export manual operations as CSV
+    ///
+    /// Every operation the filters match, streamed.
+    #[oai(path = "/manual/operations/export", method = "get", operation_id = "manual_operations_export")]
+    #[allow(clippy::too_many_arguments)]
+    async fn export(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        kind: Query<Option<dashboard_payments_domain::model::OperationKind>>,
+        status: Query<Option<dashboard_payments_domain::model::OperationStatus>>,
+        project_id: Query<Option<i64>>,
+        user_id: Query<Option<i64>>,
+        entry: Query<Option<Entry>>,
+        q: Query<Option<String>>,
+    ) -> ApiResult<CsvFile> {
+        let filter = filter_of(from.0, to.0, kind.0, status.0, project_id.0, user_id.0, entry.0, q.0, None);
+        let body = crate::operations::export(state.0.clone(), principal, filter).await?;
+        Ok(CsvFile::Csv(Binary(body), attachment(crate::operations::EXPORT_FILE)))
+    }
+}
+
+#[derive(Default)]
+pub struct ManualOperationsApi;
+
+/// The list's filter from the API's typed query.
+#[allow(clippy::too_many_arguments)]
+fn filter_of(
+    from: Option<String>,
+    to: Option<String>,
+    kind: Option<dashboard_payments_domain::model::OperationKind>,
+    status: Option<dashboard_payments_domain::model::OperationStatus>,
+    project_id: Option<i64>,
+    user_id: Option<i64>,
+    entry: Option<Entry>,
+    q: Option<String>,
+    before: Option<i64>,
+) -> EnteredFilter {
+    EnteredFilter {
+        from,
+        to,
+        kind: kind.map(|kind| kind.as_str().to_owned()),
+        status: status.map(|status| status.as_str().to_owned()),
+        project_id: project_id.map(|id| id.to_string()),
+        user_id: user_id.map(|id| id.to_string()),
+        entry: entry.map(|entry| entry.as_str().to_owned()),
+        q,
+        before,
     }
 }
 

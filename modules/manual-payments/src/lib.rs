@@ -1,7 +1,9 @@
-//! Manual payments: operations a merchant's staff enter by hand. This first part is the
-//! payout to a card: the form, then a review that sends an SMS code bound to exactly this
-//! payout (amount, currency, card, project: PSD2 dynamic linking), then the payout with
-//! that code. Everything goes through the payments service's payout rules (the project's
+//! Manual payments: operations a merchant's staff enter by hand: the virtual terminal
+//! (`purchase.rs`), refunds, captures, releases and reversals of a payment found by its id
+//! or order id (`actions.rs`), the registry of what was entered (`operations.rs`), and
+//! here the payout to a card: the form, then a review that sends an SMS code bound to
+//! exactly this payout (amount, currency, card, project: PSD2 dynamic linking), then the
+//! payout with that code. Everything goes through the payments service's payout rules (the project's
 //! balance and limits, the code, the audit entry), as the gateway API's `POST /payouts`
 //! does; a repeated or parallel confirmation pays out once (the form's one-time key is
 //! the idempotency key). The API twins (`api.rs`) call the same functions.
@@ -14,7 +16,7 @@ use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Sectio
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext, directory, operation, page, register_section};
 use dashboard_payments_domain::card::Card;
-use dashboard_payments_domain::idempotency::Claim;
+use dashboard_payments_domain::idempotency::{Claim, Entry};
 use dashboard_payments_domain::payouts;
 use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView};
 use poem::web::Html;
@@ -22,11 +24,15 @@ use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod actions;
 pub mod api;
+mod operations;
 mod purchase;
 
 const PAYOUT: &str = "manual.payout";
 const PURCHASE: &str = "manual.purchase";
+const ACT: &str = "manual.refund";
+const VIEW: &str = "manual.view";
 
 register_section!(Section {
     id: "manual",
@@ -49,23 +55,48 @@ register_section!(Section {
             second_factor_exempt: false,
             default_roles: &[BuiltinRole::Operations],
         },
+        Permission {
+            code: ACT,
+            label: "Refund, capture and release by hand",
+            description: "Refund, capture, release or reverse a payment found by its id or order id.",
+            // PRODUCT.md: issuing refunds and capturing or releasing held funds are exempt.
+            second_factor_exempt: true,
+            default_roles: &[BuiltinRole::Finance, BuiltinRole::Operations],
+        },
+        Permission {
+            code: VIEW,
+            label: "View manual operations",
+            description: "See and export who entered which operation by hand, when, and its result.",
+            second_factor_exempt: false,
+            default_roles: &[BuiltinRole::Finance, BuiltinRole::Operations, BuiltinRole::Support],
+        },
     ],
     pages: &[
-        page!(GET "/manual" => index, Access::AnyOf(&[PAYOUT, PURCHASE])),
+        page!(GET "/manual" => index, Access::AnyOf(&[PAYOUT, PURCHASE, ACT, VIEW])),
+        page!(GET "/manual/actions" => actions::new_action, Access::Permission(ACT)),
+        page!(POST "/manual/actions" => actions::submit_action, Access::Permission(ACT)),
+        page!(GET "/manual/operations" => operations::registry, Access::Permission(VIEW)),
+        page!(GET "/manual/operations.csv" => operations::export_csv, Access::Permission(VIEW)),
         page!(POST "/manual/payouts" => payout_submit, Access::Permission(PAYOUT)),
         page!(GET "/manual/purchase" => purchase::new_purchase, Access::Permission(PURCHASE)),
         page!(POST "/manual/purchase" => purchase::submit_purchase, Access::Permission(PURCHASE)),
     ],
-    api: Some(Api::of::<api::ManualApi>(&[
+    api: Some(Api::of::<(api::ManualApi, api::ManualOperationsApi)>(&[
         operation!(POST "/manual/payouts/confirmations", Access::Permission(PAYOUT)),
         operation!(POST "/manual/payouts", Access::Permission(PAYOUT)),
         operation!(POST "/manual/purchases", Access::Permission(PURCHASE)),
+        operation!(POST "/manual/operations", Access::Permission(ACT)),
+        operation!(GET "/manual/operations", Access::Permission(VIEW)),
+        operation!(GET "/manual/operations/export", Access::Permission(VIEW)),
     ])),
     templates: &[
         Template { name: "manual/index", source: include_str!("../templates/index.hbs") },
         Template { name: "manual/review", source: include_str!("../templates/review.hbs") },
         Template { name: "manual/purchase", source: include_str!("../templates/purchase.hbs") },
         Template { name: "manual/purchase-review", source: include_str!("../templates/purchase-review.hbs") },
+        Template { name: "manual/action", source: include_str!("../templates/action.hbs") },
+        Template { name: "manual/action-review", source: include_str!("../templates/action-review.hbs") },
+        Template { name: "manual/operations", source: include_str!("../templates/operations.hbs") },
     ],
 });
 
@@ -170,6 +201,8 @@ async fn form_html(page: &PageContext, form: &PayoutForm, error: Option<&str>) -
         "error": error,
         "can_payout": principal.has_permission(PAYOUT),
         "can_purchase": principal.has_permission(PURCHASE),
+        "can_act": principal.has_permission(ACT),
+        "can_view": principal.has_permission(VIEW),
     });
     page.render("Manual payments", "manual/index", &data)
 }
@@ -193,7 +226,8 @@ async fn payout_submit(page: PageContext, HtmlForm(form): HtmlForm<PayoutForm>) 
             Err(error) => refused(&page, &form, error).await,
         };
     }
-    let claim = Claim::for_caller(&page.state, principal, &form.idempotency_key, "POST /manual/payouts", &form)?;
+    let claim = Claim::for_caller(&page.state, principal, &form.idempotency_key, "POST /manual/payouts", &form)?
+        .entered(Entry::Manual);
     let paid = |id: &str| see_other(&format!("/payments/{id}?notice=paid_out"));
     match service::create_payout(&page.state, principal, payout, &claim).await {
         Ok(done) => Ok(paid(&done.into_inner().id)),
@@ -225,12 +259,15 @@ fn for_the_form(error: &AppError) -> bool {
 }
 
 /// The payment a confirmation sent again made the first time, once that one is done
-/// (waiting 10 s at most): a double click or a resubmitted page shows it.
+/// (waiting 10 s at most): a double click or a resubmitted page shows it. `None` when
+/// no earlier request holds the key (the refusal was this request's own).
 async fn made_by_first(page: &PageContext, claim: &Claim) -> Result<Option<String>, AppError> {
-    match claim.answer_within(&page.state, Duration::from_secs(10)).await? {
-        Some(answer) => Ok(Some(Claim::replay::<PaymentView>(&answer)?.into_inner().id)),
-        None => Ok(None),
-    }
+    let answer = match claim.answered_before(&page.state).await {
+        Ok(answer) => answer,
+        Err(AppError::Conflict(_)) => claim.answer_within(&page.state, Duration::from_secs(10)).await?,
+        Err(_) => None,
+    };
+    answer.map(|answer| Ok(Claim::replay::<PaymentView>(&answer)?.into_inner().id)).transpose()
 }
 
 /// The review: what the code confirms, the code's field, and the form carried on.

@@ -7,7 +7,7 @@ use dashboard_core::auth::random_token;
 use dashboard_core::money::{CURRENCIES, format_grouped, parse_amount};
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext};
-use dashboard_payments_domain::idempotency::Claim;
+use dashboard_payments_domain::idempotency::{Claim, Entry};
 use dashboard_payments_domain::model::Flow;
 use dashboard_payments_domain::moto;
 use dashboard_payments_domain::service::{Customer, NewPurchase};
@@ -109,7 +109,8 @@ pub(crate) async fn submit_purchase(
         return Ok(review_html(&page, &form, &purchase).await?.into_response());
     }
     let principal = page.principal()?;
-    let claim = Claim::for_caller(&page.state, principal, &form.idempotency_key, "POST /manual/purchase", &form)?;
+    let claim = Claim::for_caller(&page.state, principal, &form.idempotency_key, "POST /manual/purchase", &form)?
+        .entered(Entry::Manual);
     let taken = |id: &str| see_other(&format!("/payments/{id}"));
     match moto::create_purchase(&page.state, principal, purchase, &claim).await {
         Ok(done) => Ok(taken(&done.into_inner().id)),

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{Days, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
+use chrono::{Days, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
 use chrono_tz::Tz;
 use dashboard_core::AppError;
 use dashboard_core::db::DbPool;
@@ -43,17 +43,7 @@ pub fn zone(name: &str) -> Option<Tz> {
     name.parse().ok()
 }
 
-/// The instant (UTC) a day starts in `zone`: its first local minute that exists.
-pub fn day_start(zone: Tz, day: NaiveDate) -> NaiveDateTime {
-    let mut local = day.and_time(chrono::NaiveTime::MIN);
-    loop {
-        match zone.from_local_datetime(&local) {
-            LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => return at.naive_utc(),
-            // Midnight fell into a daylight-saving gap: the day starts when the clocks do.
-            LocalResult::None => local += TimeDelta::minutes(15),
-        }
-    }
-}
+pub use dashboard_core::time::day_start;
 
 /// The local day of an instant (UTC) in `zone`.
 pub fn local_day(zone: Tz, at: NaiveDateTime) -> NaiveDate {

@@ -39,6 +39,40 @@ pub struct Claim {
     pub scope: String,
     pub key: String,
     pub request_hash: String,
+    /// How a person entered the operation, when they did (stored on it).
+    pub entry: Option<Entry>,
+}
+
+/// How a person entered an operation: the registry of manual operations lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    /// A Manual payments form or its API twin.
+    Manual,
+    /// A row of a batch file.
+    Batch,
+}
+
+impl Entry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entry::Manual => "manual",
+            Entry::Batch => "batch",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Entry> {
+        [Entry::Manual, Entry::Batch].into_iter().find(|entry| entry.as_str() == text)
+    }
+
+    /// As people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Entry::Manual => "By hand",
+            Entry::Batch => "Batch file",
+        }
+    }
 }
 
 /// A claimed key as its operation stores it: where the operation's answer goes when it
@@ -50,6 +84,11 @@ pub struct ClaimedKey {
 }
 
 impl Claim {
+    /// The same claim for an operation a person entered in this way.
+    pub fn entered(self, entry: Entry) -> Claim {
+        Claim { entry: Some(entry), ..self }
+    }
+
     pub fn claimed(&self) -> ClaimedKey {
         ClaimedKey { scope: self.scope.clone(), key: self.key.clone() }
     }
@@ -79,6 +118,7 @@ impl Claim {
             scope: scope.to_owned(),
             key: key.to_owned(),
             request_hash: state.secrets.fingerprint(request.as_bytes()),
+            entry: None,
         })
     }
 

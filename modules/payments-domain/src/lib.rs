@@ -7,6 +7,7 @@ pub mod callback_targets;
 pub mod callbacks;
 pub mod card;
 pub mod connector;
+pub mod entered;
 pub mod idempotency;
 pub mod ledger;
 pub mod model;

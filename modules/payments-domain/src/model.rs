@@ -5,7 +5,7 @@ use serde::Serialize;
 use dashboard_core::error::AppError;
 
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal as $label:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, poem_openapi::Enum)]
         #[serde(rename_all = "snake_case")]
@@ -23,58 +23,63 @@ macro_rules! text_enum {
             pub fn parse(text: &str) -> Option<$name> {
                 match text { $($text => Some($name::$variant),)+ _ => None }
             }
+
+            /// As people read it.
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
         }
     };
 }
 
 text_enum!(
     /// What kind of payment.
-    Kind { Purchase => "purchase", Payout => "payout", Recurring => "recurring", PaymentLink => "payment_link" }
+    Kind { Purchase => "purchase" as "Purchase", Payout => "payout" as "Payout", Recurring => "recurring" as "Recurring", PaymentLink => "payment_link" as "Payment link" }
 );
 text_enum!(
     /// One-step (sale) or two-step (authorise, then capture or cancel).
-    Flow { OneStep => "one_step", TwoStep => "two_step" }
+    Flow { OneStep => "one_step" as "One step (sale)", TwoStep => "two_step" as "Two steps (hold, then capture)" }
 );
 text_enum!(
     /// How the customer pays.
-    Method { Card => "card", BankTransfer => "bank_transfer", Wallet => "wallet" }
+    Method { Card => "card" as "Card", BankTransfer => "bank_transfer" as "Bank transfer", Wallet => "wallet" as "Wallet" }
 );
 text_enum!(
     /// Where a payment stands.
     Status {
-        Processing => "processing",
-        AwaitingChallenge => "awaiting_challenge",
-        Authorized => "authorized",
-        Capturing => "capturing",
-        Cancelling => "cancelling",
-        Completed => "completed",
-        PartiallyRefunded => "partially_refunded",
-        Refunded => "refunded",
-        Reversed => "reversed",
-        Cancelled => "cancelled",
-        Declined => "declined",
-        Failed => "failed",
-        PaidOut => "paid_out",
-        ChargedBack => "charged_back",
+        Processing => "processing" as "Processing",
+        AwaitingChallenge => "awaiting_challenge" as "Awaiting 3-D Secure",
+        Authorized => "authorized" as "Held",
+        Capturing => "capturing" as "Capturing",
+        Cancelling => "cancelling" as "Releasing",
+        Completed => "completed" as "Completed",
+        PartiallyRefunded => "partially_refunded" as "Partially refunded",
+        Refunded => "refunded" as "Refunded",
+        Reversed => "reversed" as "Reversed",
+        Cancelled => "cancelled" as "Released",
+        Declined => "declined" as "Declined",
+        Failed => "failed" as "Failed",
+        PaidOut => "paid_out" as "Paid out",
+        ChargedBack => "charged_back" as "Charged back",
     }
 );
 text_enum!(
     /// An operation on a payment.
     OperationKind {
-        Sale => "sale",
-        Auth => "auth",
-        Capture => "capture",
-        Cancel => "cancel",
-        Refund => "refund",
-        Reversal => "reversal",
-        Payout => "payout",
-        Recurring => "recurring",
-        Chargeback => "chargeback",
+        Sale => "sale" as "Sale",
+        Auth => "auth" as "Hold",
+        Capture => "capture" as "Capture",
+        Cancel => "cancel" as "Release",
+        Refund => "refund" as "Refund",
+        Reversal => "reversal" as "Reversal",
+        Payout => "payout" as "Payout",
+        Recurring => "recurring" as "Recurring",
+        Chargeback => "chargeback" as "Chargeback",
     }
 );
 text_enum!(
     /// Where an operation stands.
-    OperationStatus { Pending => "pending", Success => "success", Declined => "declined", Failed => "failed" }
+    OperationStatus { Pending => "pending" as "Pending", Success => "success" as "Succeeded", Declined => "declined" as "Declined", Failed => "failed" as "Failed" }
 );
 
 /// The statuses from which an operation may start (the state machine's edges).

@@ -51,6 +51,7 @@ diesel::table! {
         completed_at -> Nullable<Timestamp>,
         idempotency_scope -> Nullable<Text>,
         idempotency_key -> Nullable<Text>,
+        entry -> Nullable<Text>,
     }
 }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::card::Card;
 use super::connector::{Outcome, order_reference};
-use super::idempotency::{Claim, ClaimedKey, Replay};
+use super::idempotency::{Claim, ClaimedKey, Entry, Replay};
 use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
 use super::recovery::within_timeout;
@@ -60,6 +60,13 @@ pub struct MaskedCard {
     pub brand: String,
     /// `MM/YY`.
     pub expiry: String,
+}
+
+impl MaskedCard {
+    /// As people read it: `card 4242…4242`.
+    pub fn shown(&self) -> String {
+        crate::payouts::payee_shown(&self.first6, &self.last4)
+    }
 }
 
 /// One operation of a payment.
@@ -565,6 +572,7 @@ async fn begin(
             now.into_sql::<Timestamp>(),
             claim.scope.as_str().into_sql::<Nullable<Text>>(),
             claim.key.as_str().into_sql::<Nullable<Text>>(),
+            claim.entry.map(Entry::as_str).into_sql::<Nullable<Text>>(),
         )))
         .into_columns((
             operations::payment_id,
@@ -576,6 +584,7 @@ async fn begin(
             operations::created_at,
             operations::idempotency_scope,
             operations::idempotency_key,
+            operations::entry,
         ));
     // The key is claimed together with the inserts; a key used before rolls them back.
     let (pays_out, code) = (start.operation == OperationKind::Payout, start.code);
@@ -991,6 +1000,153 @@ pub async fn reverse(
     on_payment(state, principal, public_id, OperationKind::Reversal, claim, |stored| amount_check(stored.left())).await
 }
 
+/// An operation on an existing payment that a person or an integrator asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum PaymentAction {
+    /// All that is left, or a part.
+    Refund,
+    /// All that is held, or a part.
+    Capture,
+    /// What is held goes back to the customer.
+    Release,
+    /// A completed sale undone in full.
+    Reversal,
+}
+
+impl PaymentAction {
+    pub const ALL: [PaymentAction; 4] =
+        [PaymentAction::Refund, PaymentAction::Capture, PaymentAction::Release, PaymentAction::Reversal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentAction::Refund => "refund",
+            PaymentAction::Capture => "capture",
+            PaymentAction::Release => "release",
+            PaymentAction::Reversal => "reversal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PaymentAction> {
+        PaymentAction::ALL.into_iter().find(|action| action.as_str() == text.trim().to_ascii_lowercase())
+    }
+
+    /// The verb people read on its button.
+    pub fn verb(self) -> &'static str {
+        match self {
+            PaymentAction::Refund => "Refund",
+            PaymentAction::Capture => "Capture",
+            PaymentAction::Release => "Release",
+            PaymentAction::Reversal => "Reverse",
+        }
+    }
+
+    /// Whether an amount may be given (else the action takes it all).
+    pub fn takes_amount(self) -> bool {
+        matches!(self, PaymentAction::Refund | PaymentAction::Capture)
+    }
+
+    /// The gateway API's operation for it: an idempotency key means the same request
+    /// from the API, a page's confirmation or a manual form.
+    fn route(self, public_id: &str) -> String {
+        match self {
+            PaymentAction::Refund => format!("POST /payments/{public_id}/refunds"),
+            PaymentAction::Capture => format!("POST /payments/{public_id}/captures"),
+            PaymentAction::Release => format!("POST /payments/{public_id}/cancellations"),
+            PaymentAction::Reversal => format!("POST /payments/{public_id}/reversals"),
+        }
+    }
+
+    /// The claim of idempotency key `key` for this action on payment `public_id`: the
+    /// same request, and so the same answer, from the API, a page or a manual form.
+    pub fn claim(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        key: &str,
+        public_id: &str,
+        amount: Option<i64>,
+    ) -> Result<Claim, AppError> {
+        let route = self.route(public_id);
+        if self.takes_amount() {
+            Claim::for_caller(state, principal, key, &route, &serde_json::json!({ "amount": amount }))
+        } else {
+            Claim::for_caller(state, principal, key, &route, &())
+        }
+    }
+
+    /// What it would move on `payment` now (`amount` where one is given).
+    pub fn amount_on(self, payment: &PaymentView, amount: Option<i64>) -> i64 {
+        match (self, amount) {
+            (PaymentAction::Release, _) => payment.authorized,
+            (PaymentAction::Reversal, _) => payment.refundable,
+            (_, Some(amount)) => amount,
+            (PaymentAction::Refund, None) => payment.refundable,
+            (PaymentAction::Capture, None) => payment.authorized,
+        }
+    }
+
+    /// Runs it on payment `public_id`, once per claim.
+    pub async fn run(
+        self,
+        state: &AppState,
+        principal: &Principal,
+        public_id: &str,
+        amount: Option<i64>,
+        claim: &Claim,
+    ) -> Result<Replay<PaymentView>, AppError> {
+        match self {
+            PaymentAction::Refund => refund(state, principal, public_id, amount, claim).await,
+            PaymentAction::Capture => capture(state, principal, public_id, amount, claim).await,
+            PaymentAction::Release => cancel(state, principal, public_id, claim).await,
+            PaymentAction::Reversal => reverse(state, principal, public_id, claim).await,
+        }
+    }
+}
+
+/// The payment a person means by `reference`: its id, or else its merchant order id
+/// (within `project_id` when given) when exactly one payment the principal may see has it.
+pub async fn find(
+    state: &AppState,
+    principal: &Principal,
+    reference: &str,
+    project_id: Option<i64>,
+) -> Result<PaymentView, AppError> {
+    let reference = reference.trim();
+    if reference.is_empty() {
+        return Err(AppError::BadRequest("Enter a payment id or a merchant order id.".to_owned()));
+    }
+    match view(state, principal, reference).await {
+        Err(AppError::NotFound) => {}
+        found => return found,
+    }
+    let (company_id, wanted) = (principal.company_id, reference.to_owned());
+    let matches: Vec<(String, i64)> = dashboard_core::db_run!(state.db, conn => {
+        let mut query = payments::table
+            .filter(payments::company_id.eq(company_id))
+            .filter(payments::merchant_order_id.eq(&wanted))
+            .select((payments::public_id, payments::project_id))
+            .order(payments::id.desc())
+            .limit(50)
+            .into_boxed();
+        if let Some(project_id) = project_id {
+            query = query.filter(payments::project_id.eq(project_id));
+        }
+        query.load(conn).await
+    })?;
+    let visible: Vec<String> =
+        matches.into_iter().filter(|(_, project)| principal.projects.allows(*project)).map(|(id, _)| id).collect();
+    match visible.as_slice() {
+        [] => Err(AppError::NotFound),
+        [only] => view(state, principal, only).await,
+        _ => Err(AppError::BadRequest(format!(
+            "{} payments have the merchant order id {reference:?}: enter the payment id instead.",
+            visible.len()
+        ))),
+    }
+}
+
 /// An operation of `kind` on payment `public_id` the principal may see, for the amount
 /// `amount_of` says, once per claim (a repeated claim answers as the first did, whatever
 /// the payment's state now). A refusal (the payment's state or the amount) is audited
@@ -1221,6 +1377,7 @@ async fn reserve(
                 operations::created_at.eq(now),
                 operations::idempotency_scope.eq(&claim.scope),
                 operations::idempotency_key.eq(&claim.key),
+                operations::entry.eq(claim.entry.map(Entry::as_str)),
             ))
             .returning(operations::id)
             .get_result(conn)

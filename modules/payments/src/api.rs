@@ -7,7 +7,7 @@ use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
-use dashboard_payments_domain::service::{self, PaymentView, PurchaseRequest};
+use dashboard_payments_domain::service::{self, PaymentAction, PaymentView, PurchaseRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -215,9 +215,9 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<AmountRequest>,
     ) -> ApiResult<Json<PaymentView>> {
-        let route = format!("POST /payments/{}/captures", id.0);
-        let claim = Claim::for_caller(&state, principal, &key, &route, &body.0)?;
-        let view = service::capture(&state, principal, &id, body.amount, &claim).await?.into_inner();
+        let action = PaymentAction::Capture;
+        let claim = action.claim(&state, principal, &key, &id, body.amount)?;
+        let view = action.run(&state, principal, &id, body.amount, &claim).await?.into_inner();
         Ok(Json(view))
     }
 
@@ -230,9 +230,9 @@ impl PaymentsApi {
         id: Path<String>,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
     ) -> ApiResult<Json<PaymentView>> {
-        let route = format!("POST /payments/{}/cancellations", id.0);
-        let claim = Claim::for_caller(&state, principal, &key, &route, &())?;
-        let view = service::cancel(&state, principal, &id, &claim).await?.into_inner();
+        let action = PaymentAction::Release;
+        let claim = action.claim(&state, principal, &key, &id, None)?;
+        let view = action.run(&state, principal, &id, None, &claim).await?.into_inner();
         Ok(Json(view))
     }
 
@@ -248,9 +248,9 @@ impl PaymentsApi {
         id: Path<String>,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
     ) -> ApiResult<Json<PaymentView>> {
-        let route = format!("POST /payments/{}/reversals", id.0);
-        let claim = Claim::for_caller(&state, principal, &key, &route, &())?;
-        let view = service::reverse(&state, principal, &id, &claim).await?.into_inner();
+        let action = PaymentAction::Reversal;
+        let claim = action.claim(&state, principal, &key, &id, None)?;
+        let view = action.run(&state, principal, &id, None, &claim).await?.into_inner();
         Ok(Json(view))
     }
 
@@ -267,9 +267,9 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<AmountRequest>,
     ) -> ApiResult<Json<PaymentView>> {
-        let route = format!("POST /payments/{}/refunds", id.0);
-        let claim = Claim::for_caller(&state, principal, &key, &route, &body.0)?;
-        let view = service::refund(&state, principal, &id, body.amount, &claim).await?.into_inner();
+        let action = PaymentAction::Refund;
+        let claim = action.claim(&state, principal, &key, &id, body.amount)?;
+        let view = action.run(&state, principal, &id, body.amount, &claim).await?.into_inner();
         Ok(Json(view))
     }
 

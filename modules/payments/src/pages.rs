@@ -6,10 +6,10 @@ use dashboard_core::directory;
 use dashboard_core::money::{format_minor, parse_amount};
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
-use dashboard_payments_domain::idempotency::{Claim, Replay};
+use dashboard_payments_domain::idempotency::Replay;
 use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::search::{self, PaymentFilter};
-use dashboard_payments_domain::service::{self, PaymentView};
+use dashboard_payments_domain::service::{self, PaymentAction, PaymentView};
 use poem::web::{Form, Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
@@ -202,9 +202,10 @@ pub async fn detail(
 ) -> Result<Response, AppError> {
     let payment = service::view(&page.state, page.principal()?, &id).await?;
     let notice = match notice.notice.as_deref() {
-        Some("refunded") => Some("The refund was made."),
-        Some("captured") => Some("The payment was captured."),
-        Some("released") => Some("The held funds were released."),
+        Some("refund") => Some("The refund was made."),
+        Some("capture") => Some("The payment was captured."),
+        Some("release") => Some("The held funds were released."),
+        Some("reversal") => Some("The payment was reversed: the customer gets everything back."),
         Some("paid_out") => Some("The payout was sent."),
         Some("resent") => Some("The callback will be sent again in a moment."),
         _ => None,
@@ -226,36 +227,9 @@ pub struct ActionForm {
     idempotency_key: String,
 }
 
-/// Which action a form asks for.
-#[derive(Debug, Clone, Copy)]
-enum Action {
-    Refund,
-    Capture,
-    Release,
-}
-
-impl Action {
-    fn path(self) -> &'static str {
-        match self {
-            Action::Refund => "refund",
-            Action::Capture => "capture",
-            Action::Release => "release",
-        }
-    }
-
-    /// The API operation this action is: its idempotency keys mean the same.
-    fn route(self, id: &str) -> String {
-        match self {
-            Action::Refund => format!("POST /payments/{id}/refunds"),
-            Action::Capture => format!("POST /payments/{id}/captures"),
-            Action::Release => format!("POST /payments/{id}/cancellations"),
-        }
-    }
-}
-
 /// First submit: the confirmation page; second submit: the action, through the same
 /// service function as the API.
-async fn act(page: PageContext, id: String, form: ActionForm, action: Action) -> Result<Response, AppError> {
+async fn act(page: PageContext, id: String, form: ActionForm, action: PaymentAction) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let payment = service::view(&page.state, principal, &id).await?;
     let currency = payment.amount.currency.clone();
@@ -270,52 +244,26 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: Action) ->
         },
     };
     if form.confirmed != "yes" {
-        let shown = match (action, amount) {
-            (Action::Release, _) => format_minor(payment.authorized, &currency),
-            (Action::Refund, None) => format_minor(payment.refundable, &currency),
-            (Action::Capture, None) => format_minor(payment.authorized, &currency),
-            (_, Some(amount)) => format_minor(amount, &currency),
-        };
-        let verb = match action {
-            Action::Refund => "Refund",
-            Action::Capture => "Capture",
-            Action::Release => "Release",
-        };
+        let verb = action.verb();
         let data = json!({
-            "p": payment, "csrf_token": page.csrf_token, "verb": verb, "shown": shown,
-            "action": action.path(), "amount": form.amount.trim(), "idempotency_key": random_token(),
+            "p": payment, "csrf_token": page.csrf_token, "verb": verb,
+            "shown": format_minor(action.amount_on(&payment, amount), &currency),
+            "action": action.as_str(), "amount": form.amount.trim(), "idempotency_key": random_token(),
         });
         return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());
     }
-    let Ok(claim) = Claim::for_caller(
-        &page.state,
-        principal,
-        &form.idempotency_key,
-        &action.route(&id),
-        &json!({ "amount": amount }),
-    ) else {
+    let Ok(claim) = action.claim(&page.state, principal, &form.idempotency_key, &id, amount) else {
         let message = "This confirmation is out of date: start again from the payment.";
         return render_detail(&page, &payment, None, Some(message)).await;
     };
-    let result = match action {
-        Action::Refund => service::refund(&page.state, principal, &id, amount, &claim).await,
-        Action::Capture => service::capture(&page.state, principal, &id, amount, &claim).await,
-        Action::Release => service::cancel(&page.state, principal, &id, &claim).await,
-    }
-    .map(Replay::into_inner);
-    match result {
+    match action.run(&page.state, principal, &id, amount, &claim).await.map(Replay::into_inner) {
         Ok(done) => {
-            let notice = match action {
-                Action::Refund => "refunded",
-                Action::Capture => "captured",
-                Action::Release => "released",
-            };
             let failed = done.operations.last().is_some_and(|op| op.status.as_str() != "success");
             if failed {
                 let reason = done.operations.last().and_then(|op| op.decline_reason.clone()).unwrap_or_default();
                 return render_detail(&page, &done, None, Some(&format!("The acquirer declined it. {reason}"))).await;
             }
-            Ok(see_other(&format!("/payments/{id}?notice={notice}")))
+            Ok(see_other(&format!("/payments/{id}?notice={}", action.as_str())))
         }
         Err(error @ (AppError::BadRequest(_) | AppError::Conflict(_))) => {
             let payment = service::view(&page.state, principal, &id).await?;
@@ -331,7 +279,7 @@ pub async fn refund(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, AppError> {
-    act(page, id, form, Action::Refund).await
+    act(page, id, form, PaymentAction::Refund).await
 }
 
 #[handler]
@@ -340,7 +288,7 @@ pub async fn capture(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, AppError> {
-    act(page, id, form, Action::Capture).await
+    act(page, id, form, PaymentAction::Capture).await
 }
 
 #[handler]
@@ -349,7 +297,7 @@ pub async fn release(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, AppError> {
-    act(page, id, form, Action::Release).await
+    act(page, id, form, PaymentAction::Release).await
 }
 
 #[handler]

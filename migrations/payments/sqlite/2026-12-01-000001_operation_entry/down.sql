@@ -1,0 +1,2 @@
+DROP INDEX operations_entered;
+ALTER TABLE operations DROP COLUMN entry;
