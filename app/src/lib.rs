@@ -6,6 +6,7 @@
 // crate nothing names is silently dropped). Add a line for each new crate.
 #[cfg(feature = "example")]
 use dashboard_example as _;
+use dashboard_finance as _;
 use dashboard_manual_payments as _;
 use dashboard_overview as _;
 use dashboard_payments as _;

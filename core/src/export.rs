@@ -62,11 +62,16 @@ where
 
 /// A CSV download named `filename`: `header`, then the `rows` as they come.
 pub fn csv_download(filename: &str, header: &'static [&'static str], rows: Rows) -> Response {
+    csv_response(filename, csv_body(header, rows))
+}
+
+/// A CSV download named `filename` of a body already made (e.g. by [`csv_body`]).
+pub fn csv_response(filename: &str, body: Body) -> Response {
     Response::builder()
         .content_type("text/csv; charset=utf-8")
         .header(header::CONTENT_DISPOSITION, attachment(filename))
         .header(header::CACHE_CONTROL, "no-store")
-        .body(csv_body(header, rows))
+        .body(body)
 }
 
 /// `Content-Disposition` of a download.

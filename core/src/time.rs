@@ -24,6 +24,13 @@ pub fn shown(value: &NaiveDateTime, time_zone: &str) -> String {
     }
 }
 
+/// A stored UTC time as two columns of a file people open: `2026-11-29 17:38:05` in their
+/// time zone (UTC when unknown), and that zone's name.
+pub fn file_columns(value: &NaiveDateTime, time_zone: &str) -> [String; 2] {
+    let zone = time_zone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::Tz::UTC);
+    [value.and_utc().with_timezone(&zone).format("%Y-%m-%d %H:%M:%S").to_string(), zone.name().to_owned()]
+}
+
 /// The instant (UTC) a day starts in `zone`: its first local minute that exists.
 pub fn day_start(zone: chrono_tz::Tz, day: chrono::NaiveDate) -> NaiveDateTime {
     use chrono::TimeZone;

@@ -103,6 +103,8 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
         ("/manual/purchase", "Take a card payment", "manual-purchase"),
         ("/manual/actions", "Refund, capture or release", "manual-actions"),
         ("/manual/operations", "Manual operations", "manual-operations"),
+        ("/finance", "Finance", "finance"),
+        ("/finance/statement", "Statement", "finance-statement"),
         ("/team/audit", "My team", "team-audit"),
     ] {
         browser.client.goto(&app.url(path)).await.unwrap();

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 
 use dashboard_core::auth::Principal;
-use dashboard_core::export::{attachment, csv_body, paged, safe_text};
+use dashboard_core::export::{csv_body, csv_response, paged, safe_text};
 use dashboard_core::money::format_grouped;
-use dashboard_core::time::shown;
+use dashboard_core::time::{file_columns, shown};
+use dashboard_core::web::query_string;
 use dashboard_core::{AppError, AppState, PageContext, directory};
 use dashboard_payments_domain::entered::{self, EnteredFilter, EnteredOperation};
 use dashboard_payments_domain::idempotency::Entry;
@@ -57,7 +58,7 @@ pub(crate) struct ListQuery {
 
 /// The filters as a query string, without the empty ones (the cursor left out).
 fn query_of(filter: &EnteredFilter) -> String {
-    let pairs: Vec<(&str, &str)> = [
+    query_string(&[
         ("from", &filter.from),
         ("to", &filter.to),
         ("kind", &filter.kind),
@@ -66,11 +67,7 @@ fn query_of(filter: &EnteredFilter) -> String {
         ("user_id", &filter.user_id),
         ("entry", &filter.entry),
         ("q", &filter.q),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| value.as_deref().map(str::trim).filter(|value| !value.is_empty()).map(|v| (name, v)))
-    .collect();
-    serde_urlencoded::to_string(pairs).unwrap_or_default()
+    ])
 }
 
 fn url(path: &str, query: &str, extra: Option<String>) -> String {
@@ -175,11 +172,7 @@ const COLUMNS: &[&str] = &[
 #[handler]
 pub(crate) async fn export_csv(page: PageContext, Query(query): Query<ListQuery>) -> Result<Response, AppError> {
     let body = export(page.state.clone(), page.principal()?, query.filter).await?;
-    Ok(Response::builder()
-        .content_type("text/csv; charset=utf-8")
-        .header(poem::http::header::CONTENT_DISPOSITION, attachment(EXPORT_FILE))
-        .header(poem::http::header::CACHE_CONTROL, "no-store")
-        .body(body))
+    Ok(csv_response(EXPORT_FILE, body))
 }
 
 pub(crate) const EXPORT_FILE: &str = "manual-operations.csv";
@@ -208,10 +201,10 @@ pub(crate) async fn export(
 }
 
 fn csv_row(operation: &EnteredOperation, names: &Names, time_zone: &str) -> Vec<String> {
-    let local = time_zone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::Tz::UTC);
+    let [time, zone] = file_columns(&operation.created_at.naive_utc(), time_zone);
     vec![
-        operation.created_at.with_timezone(&local).format("%Y-%m-%d %H:%M:%S").to_string(),
-        local.name().to_owned(),
+        time,
+        zone,
         operation.payment_id.clone(),
         safe_text(operation.merchant_order_id.clone().unwrap_or_default()),
         safe_text(names.project(operation.project_id)),

@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod card;
 pub mod connector;
 pub mod entered;
+pub mod finance;
 pub mod idempotency;
 pub mod ledger;
 pub mod model;

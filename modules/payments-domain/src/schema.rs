@@ -160,3 +160,11 @@ diesel::allow_columns_to_appear_in_same_group_by_clause!(
     payments::card_brand,
     operations::kind,
 );
+
+// The finance positions group postings by their operation's kind.
+diesel::allow_columns_to_appear_in_same_group_by_clause!(
+    ledger_postings::project_id,
+    ledger_postings::currency,
+    ledger_postings::account,
+    operations::kind,
+);

@@ -1,10 +1,9 @@
 //! My team's HTML pages: forms over the service functions.
 
 use dashboard_core::auth::urlencode;
-use dashboard_core::export::attachment;
+use dashboard_core::export::csv_response;
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext};
-use poem::http::header;
 use poem::web::{Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
@@ -132,14 +131,6 @@ pub async fn users_csv(page: PageContext, Query(mut filter): Query<MemberFilter>
     filter.after = None;
     let principal = page.principal()?.clone();
     Ok(csv_response("team-users.csv", crate::users_export(page.state, &principal, filter).await?))
-}
-
-fn csv_response(filename: &str, body: poem::Body) -> Response {
-    Response::builder()
-        .content_type("text/csv; charset=utf-8")
-        .header(header::CONTENT_DISPOSITION, attachment(filename))
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(body)
 }
 
 /// The user form, empty (`member` is `None`) or for an existing user.
