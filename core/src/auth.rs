@@ -330,7 +330,8 @@ pub fn session_csrf_token(state: &AppState, session_token: &str) -> String {
 /// OPTIONS and TRACE), made by the guard before the handler runs, so that no handler can
 /// forget it. A form sends the token of the page it came from in its `csrf_token` field
 /// (`application/x-www-form-urlencoded`); a script may send it in the `X-CSRF-Token`
-/// header instead. With a session, the token must be the session's
+/// header instead; a file upload form (`multipart/form-data`, which is not read here)
+/// sends it in its action's query. With a session, the token must be the session's
 /// ([`session_csrf_token`]); before one (the sign-in form), poem's CSRF middleware checks
 /// it against the browser's CSRF cookie.
 mod csrf {
@@ -363,6 +364,11 @@ mod csrf {
                 req.set_body(body);
                 token
             }
+            None if is_upload(req) => req
+                .uri()
+                .query()
+                .and_then(|query| serde_html_form::from_str::<TokenField>(query).ok())
+                .and_then(|field| field.csrf_token),
             None => None,
         };
         let session =
@@ -378,6 +384,13 @@ mod csrf {
     /// Compares in time independent of where they differ.
     fn same(a: &str, b: &str) -> bool {
         a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    fn is_upload(req: &Request) -> bool {
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("multipart/form-data"))
     }
 
     fn is_form(req: &Request) -> bool {

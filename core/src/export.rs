@@ -81,7 +81,12 @@ pub fn attachment(filename: &str) -> String {
 
 /// The streamed CSV body of [`csv_download`].
 pub fn csv_body(header: &'static [&'static str], rows: Rows) -> Body {
-    let first = csv_bytes(std::iter::once(header.iter().map(|h| (*h).to_owned()).collect()));
+    csv_body_named(header.iter().map(|h| (*h).to_owned()).collect(), rows)
+}
+
+/// [`csv_body`] with a header known only when the file is made (e.g. an uploaded file's).
+pub fn csv_body_named(header: Vec<String>, rows: Rows) -> Body {
+    let first = csv_bytes(std::iter::once(header));
     let batches = stream::unfold(Some(rows), |rows| async move {
         let mut rows = rows?;
         match rows.recv().await? {

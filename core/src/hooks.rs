@@ -32,6 +32,15 @@ pub struct Job {
 
 inventory::collect!(Job);
 
+/// A route that takes a file upload (a `POST` to exactly `path`), and the largest body it
+/// takes instead of the usual limits of [`crate::limits`].
+pub struct Upload {
+    pub path: &'static str,
+    pub limit: usize,
+}
+
+inventory::collect!(Upload);
+
 /// A job takes about one part in `JOB_PARTS` of the time at most: after a round that took
 /// `d`, the next one waits `(JOB_PARTS - 1) × d` (but no longer than ten of its periods),
 /// so that under load, when rounds grow long, a job leaves the machine to the requests

@@ -16,8 +16,8 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 pub const FORM_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Refuses bodies over the limit of their kind with 413 (a problem document under
-/// `/api/`, the error page elsewhere); a section that takes a file upload will declare
-/// its own larger, streamed limit.
+/// `/api/`, the error page elsewhere); a section's file upload route declares its own
+/// larger limit ([`crate::hooks::Upload`]).
 pub struct BodyLimit<E> {
     pub inner: E,
 }
@@ -27,7 +27,14 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let api = req.uri().path().starts_with("/api/");
-        let limit = if api { API_BODY_LIMIT } else { FORM_BODY_LIMIT };
+        let upload = (req.method() == poem::http::Method::POST)
+            .then(|| inventory::iter::<crate::hooks::Upload>.into_iter().find(|upload| upload.path == req.uri().path()))
+            .flatten();
+        let limit = match upload {
+            Some(upload) => upload.limit,
+            None if api => API_BODY_LIMIT,
+            None => FORM_BODY_LIMIT,
+        };
         if let Err(error) = read_within(&mut req, limit).await {
             return if api { Ok(problem_response(&error)) } else { Err(error.into()) };
         }

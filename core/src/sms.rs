@@ -306,8 +306,10 @@ pub enum Confirmation {
     /// `card 4242…4242`) and as bound (a key that changes with the payee, e.g. the card's
     /// fingerprint), and the project it is paid from.
     Payout { amount_minor: i64, currency: String, payee: String, payee_key: String, project_id: i64, project: String },
-    /// A batch: its total in minor units, currency and number of rows.
-    Batch { total_minor: i64, currency: String, rows: u32 },
+    /// A batch file: its id and name, the SHA-256 of its bytes, its number of rows, and
+    /// the totals it moves per kind and currency (kind, currency, minor units), in a
+    /// fixed order.
+    Batch { batch_id: i64, file_name: String, file_hash: String, rows: u32, totals: Vec<(String, String, i64)> },
 }
 
 impl Confirmation {
@@ -317,8 +319,12 @@ impl Confirmation {
             Confirmation::Payout { amount_minor, currency, payee_key, project_id, .. } => {
                 format!("payout|{project_id}|{amount_minor}|{}|{}", currency.to_uppercase(), payee_key.trim())
             }
-            Confirmation::Batch { total_minor, currency, rows } => {
-                format!("batch|{total_minor}|{}|{rows}", currency.to_uppercase())
+            Confirmation::Batch { batch_id, file_hash, rows, totals, .. } => {
+                let totals: Vec<String> = totals
+                    .iter()
+                    .map(|(kind, currency, minor)| format!("{kind}:{minor}:{}", currency.to_uppercase()))
+                    .collect();
+                format!("batch|{batch_id}|{file_hash}|{rows}|{}", totals.join(","))
             }
         }
     }
@@ -332,10 +338,17 @@ impl Confirmation {
                 payee.trim(),
                 project.trim()
             ),
-            Confirmation::Batch { total_minor, currency, rows } => format!(
-                "Code {code} confirms a batch of {rows} payouts totalling {}. Valid for 5 minutes. Never share it.",
-                crate::money::format_minor(*total_minor, currency)
-            ),
+            Confirmation::Batch { file_name, rows, totals, .. } => {
+                let totals: Vec<String> = totals
+                    .iter()
+                    .map(|(kind, currency, minor)| format!("{kind} {}", crate::money::format_grouped(*minor, currency)))
+                    .collect();
+                format!(
+                    "Batch {} of {rows} rows ({}): code {code}. Valid for 5 minutes. Never share it.",
+                    file_name.trim(),
+                    totals.join(", ")
+                )
+            }
         }
     }
 }
@@ -402,7 +415,18 @@ mod tests {
             "{}",
             payout.sms_text("123456")
         );
-        let batch = Confirmation::Batch { total_minor: 5_000, currency: "JPY".into(), rows: 3 };
-        assert!(batch.sms_text("1").contains("a batch of 3 payouts totalling 5000 JPY"));
+        let batch = Confirmation::Batch {
+            batch_id: 4,
+            file_name: "november.csv".into(),
+            file_hash: "ab12".into(),
+            rows: 3,
+            totals: vec![("payouts".into(), "JPY".into(), 5_000), ("refunds".into(), "EUR".into(), 125_000)],
+        };
+        assert_eq!(batch.canonical(), "batch|4|ab12|3|payouts:5000:JPY,refunds:125000:EUR");
+        assert!(
+            batch
+                .sms_text("1")
+                .starts_with("Batch november.csv of 3 rows (payouts 5,000 JPY, refunds 1,250.00 EUR): code 1.")
+        );
     }
 }

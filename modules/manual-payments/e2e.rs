@@ -269,3 +269,133 @@ async fn a_refund_by_order_id_is_made_once_and_listed_with_who_entered_it(app: T
     assert_eq!(support.get("/manual/operations").await.status(), StatusCode::OK);
     assert_eq!(support.get("/manual/actions").await.status(), StatusCode::FORBIDDEN);
 }
+
+/// Waits (at most 20 s) until the batch is no longer running; answers it.
+async fn finished(app: &TestApp, id: i64) -> Value {
+    for _ in 0..200 {
+        let batch: Value = app.get(&format!("/api/v1/manual/batches/{id}")).await.json().await.unwrap();
+        if batch["status"] != "processing" {
+            return batch;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("batch {id} still runs");
+}
+
+/// Uploads a batch file through the page's form; answers the batch's id.
+async fn upload_form(app: &TestApp, name: &str, csv: &str) -> i64 {
+    let csrf = app.csrf_token("/manual/batches").await;
+    let part = dashboard_tests::reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name(name.to_owned());
+    let form = dashboard_tests::reqwest::multipart::Form::new().text("kind", "").part("file", part);
+    let response = app.client.post(app.url(&format!("/manual/batches?csrf_token={csrf}"))).multipart(form);
+    let response = response.send().await.unwrap();
+    let to = location(response.headers());
+    to.strip_prefix("/manual/batches/").unwrap_or_else(|| panic!("not stored: {to}")).parse().unwrap()
+}
+
+story!(a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once);
+async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let mut made = Vec::new();
+    for (order, flow) in [("o-1", "one_step"), ("o-2", "one_step"), ("o-3", "one_step"), ("o-4", "two_step")] {
+        let sale = json!({
+            "project_id": projects[0], "flow": flow, "amount": { "amount": 5_000, "currency": "EUR" },
+            "merchant_order_id": order,
+            "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+        });
+        let response = seller.client.post(seller.url("/api/v1/payments")).header("Idempotency-Key", order).json(&sale);
+        let payment: Value = response.send().await.unwrap().json().await.unwrap();
+        made.push(payment["id"].as_str().unwrap().to_owned());
+    }
+    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+
+    // A file with problems: every one is said, with its row and column; nothing runs.
+    let bad = "type,payment,amount,currency\n\
+               refund,o-1,20.00,EUR\n\
+               refund,o-2,60.00,EUR\n\
+               refund,o-9,1.00,EUR\n\
+               refund,o-3,=1+1,EUR\n\
+               refund,o-1,20.00,EUR\n\
+               refund,o-3,1.001,EUR\n";
+    let id = upload_form(&app, "november.csv", bad).await;
+    let (_, page) = app.get_text(&format!("/manual/batches/{id}")).await;
+    assert!(page.contains("5 of 6 rows have problems"), "{page}");
+    let checked = app.get(&format!("/manual/batches/{id}/checked.csv")).await.text().await.unwrap();
+    let lines: Vec<&str> = checked.lines().collect();
+    assert_eq!(lines[0], "type,payment,amount,currency,problem");
+    assert!(lines[1].ends_with(','), "row 2 is fine: {checked}");
+    assert!(lines[2].contains("amount: 50.00 EUR is left to refund"), "{checked}");
+    assert!(lines[3].contains("payment: no payment you may see is \"\"o-9\"\""), "{checked}");
+    assert!(lines[4].contains("amount: starts with \"\"=\"\""), "{checked}");
+    assert!(lines[5].contains("the same as row 2"), "{checked}");
+    assert!(lines[6].contains("is not an amount in EUR"), "{checked}");
+    let confirm = app.client.post(app.url(&format!("/api/v1/manual/batches/{id}/confirm"))).json(&json!({}));
+    assert_eq!(confirm.send().await.unwrap().status(), StatusCode::CONFLICT, "an invalid batch never runs");
+
+    // The fixed file pays out too: its SMS code says the file, its rows and totals, and is
+    // bound to them.
+    let good = format!(
+        "type,payment,project_id,amount,currency,card_number,expiry_month,expiry_year,holder\n\
+         refund,o-1,,20.00,EUR,,,,\n\
+         refund,{},,,,,,,\n\
+         capture,o-4,,10.00,EUR,,,,\n\
+         payout,,{},30.00,EUR,5555 5555 5555 4444,1,2099,Ann Lee\n",
+        made[1], projects[0]
+    );
+    let id = upload_form(&app, "fixed.csv", &good).await;
+    let twin = upload_form(&app, "fixed.csv", &good).await;
+    let (_, page) = app.get_text(&format!("/manual/batches/{id}")).await;
+    assert!(page.contains("4 rows") && page.contains("70.00 EUR") && page.contains("Send the code"), "{page}");
+    let csrf = app.csrf_token(&format!("/manual/batches/{id}")).await;
+    let sent = app.post_form(&format!("/manual/batches/{id}/code"), &[("csrf_token", &csrf)]).await;
+    assert!(location(sent.headers()).starts_with(&format!("/manual/batches/{id}?sent_to=")));
+    let (_, sms) = app.sms_outbox().pop().unwrap();
+    assert!(
+        sms.starts_with("Batch fixed.csv of 4 rows (captures 10.00 EUR, payouts 30.00 EUR, refunds 70.00 EUR): code "),
+        "{sms}"
+    );
+    let code = dashboard_tests::first_code(&sms).unwrap();
+    let confirm = |batch: i64, code: &str| {
+        let request = app.client.post(app.url(&format!("/api/v1/manual/batches/{batch}/confirm")));
+        let request = request.json(&json!({ "code": code }));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(confirm(twin, &code).await, StatusCode::FORBIDDEN, "the same file uploaded again is another batch");
+    assert_eq!(confirm(id, "000000").await, StatusCode::FORBIDDEN);
+    let both = futures_util::future::join_all([confirm(id, &code), confirm(id, &code)]).await;
+    assert!(both.contains(&StatusCode::OK) && both.iter().filter(|s| **s == StatusCode::OK).count() == 1, "{both:?}");
+    let batch = finished(&app, id).await;
+    assert_eq!((batch["status"].as_str(), batch["succeeded"].as_i64()), (Some("done"), Some(4)), "{batch}");
+    assert_eq!(confirm(id, &code).await, StatusCode::CONFLICT, "and never again");
+
+    let app = &app;
+    let payment = |id: String| async move { app.get(&format!("/api/v1/payments/{id}")).await.json::<Value>().await.unwrap() };
+    assert_eq!(payment(made[0].clone()).await["refunded"], 2_000);
+    assert_eq!(payment(made[1].clone()).await["refunded"], 5_000);
+    assert_eq!(payment(made[3].clone()).await["captured"], 1_000);
+    let results = app.get(&format!("/manual/batches/{id}/results.csv")).await.text().await.unwrap();
+    assert_eq!(results.lines().filter(|line| line.contains(",succeeded,")).count(), 4, "{results}");
+    let entered: Value = app.get("/api/v1/manual/operations?entry=batch").await.json().await.unwrap();
+    let items = entered["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{entered}");
+    assert!(items.iter().all(|item| item["batch_id"] == id), "{entered}");
+
+    // A batch without payouts is confirmed without a code; one awaiting confirmation can
+    // be cancelled, and then never runs.
+    let rest = "type,payment\nrefund,o-3\n";
+    let upload = app.client.post(app.url("/api/v1/manual/batches?file_name=rest.csv")).header("Content-Type", "text/csv");
+    let created: Value = upload.body(rest).send().await.unwrap().json().await.unwrap();
+    let rest_id = created["id"].as_i64().unwrap();
+    assert_eq!((created["status"].as_str(), created["pays_out"].as_bool()), (Some("awaiting_confirmation"), Some(false)));
+    let cancelled = app.client.post(app.url(&format!("/api/v1/manual/batches/{rest_id}/cancel"))).send().await.unwrap();
+    assert_eq!(cancelled.json::<Value>().await.unwrap()["status"], "cancelled");
+    assert_eq!(confirm(rest_id, "").await, StatusCode::CONFLICT);
+    assert_eq!(payment(made[2].clone()).await["refunded"], 0);
+
+    let listed: Value = app.get("/api/v1/manual/batches?status=done").await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    let register = app.get("/manual/batches.csv").await.text().await.unwrap();
+    assert_eq!(register.lines().count(), 5, "four batches and the header: {register}");
+}

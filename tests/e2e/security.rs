@@ -346,7 +346,13 @@ async fn a_confirmation_code_confirms_exactly_what_it_was_sent_for(app: TestApp)
     let changed_amount = payout_of(250_001, "GB29NWBK60161331926819", 1);
     let changed_payee = payout_of(250_000, "GB29NWBK60161331926810", 1);
     let changed_project = payout_of(250_000, "GB29NWBK60161331926819", 2);
-    let batch = Confirmation::Batch { total_minor: 250_000, currency: "EUR".into(), rows: 1 };
+    let batch = Confirmation::Batch {
+        batch_id: 1,
+        file_name: "payouts.csv".into(),
+        file_hash: "ab".into(),
+        rows: 1,
+        totals: vec![("payouts".into(), "EUR".into(), 250_000)],
+    };
     for other in [&changed_amount, &changed_payee, &changed_project, &batch] {
         assert!(!sms::confirm(&app.state, user, other, &code).await.unwrap(), "{other:?}");
     }

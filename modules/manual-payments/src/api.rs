@@ -1,6 +1,7 @@
 //! The API twins of the Manual payments pages: the same service functions under the
 //! section's own permission.
 
+use crate::batch::{self, BatchFilter, BatchStatus, BatchView, Control, Kind};
 use dashboard_core::auth::Principal;
 use dashboard_core::export::attachment;
 use dashboard_core::{ApiResult, AppState};
@@ -10,7 +11,7 @@ use dashboard_payments_domain::moto;
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::service::{self, PaymentAction, PaymentView, PurchaseRequest};
 use poem::web::Data;
-use poem_openapi::param::{Header, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -216,4 +217,201 @@ fn filter_of(
 enum ManualTag {
     /// Operations entered by hand.
     ManualPayments,
+}
+
+/// A CSV batch file, as uploaded.
+#[derive(poem_openapi::ApiRequest)]
+enum BatchFile {
+    /// The file: a header row naming its columns, then one row per operation.
+    #[oai(content_type = "text/csv")]
+    Csv(Binary<Vec<u8>>),
+}
+
+/// A page of batches, newest first; pass `next` as `before` for the following page.
+#[derive(Object)]
+pub struct BatchPage {
+    pub items: Vec<BatchView>,
+    pub next: Option<i64>,
+}
+
+/// The confirmation of a batch: the SMS code sent for it when it pays out and a person
+/// confirms it.
+#[derive(Debug, Object)]
+pub struct BatchConfirmation {
+    #[oai(validator(max_length = 12))]
+    pub code: Option<String>,
+}
+
+/// Where the code went.
+#[derive(Debug, Object)]
+pub struct BatchCodeSent {
+    /// The phone's last digits.
+    pub sent_to: String,
+}
+
+#[derive(ApiResponse)]
+enum BatchCreated {
+    /// The file was read and stored with each row's problems: `invalid` when any row has
+    /// one (nothing will run), else `awaiting_confirmation`.
+    #[oai(status = 201)]
+    Created(Json<BatchView>),
+}
+
+#[derive(ApiResponse)]
+enum BatchCodeRequested {
+    #[oai(status = 202)]
+    Sent(Json<BatchCodeSent>),
+}
+
+#[derive(ApiResponse)]
+enum BatchCsv {
+    #[oai(status = 200, content_type = "text/csv")]
+    Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+}
+
+#[derive(Default)]
+pub struct BatchApi;
+
+#[OpenApi(tag = "ManualTag::ManualPayments")]
+impl BatchApi {
+    /// Upload a batch file
+    ///
+    /// A CSV file of refunds, captures, releases, reversals or payouts (a `type` column,
+    /// or `kind` for every row), checked row by row before anything runs.
+    #[oai(path = "/manual/batches", method = "post", operation_id = "manual_batches_upload")]
+    async fn upload(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        /// The file's name, as the register shows it.
+        #[oai(validator(max_length = 255))]
+        file_name: Query<Option<String>>,
+        kind: Query<Option<BatchKind>>,
+        body: BatchFile,
+    ) -> ApiResult<BatchCreated> {
+        let BatchFile::Csv(bytes) = body;
+        let name = file_name.0.unwrap_or_else(|| "batch.csv".to_owned());
+        let kind = kind.0.map(BatchKind::kind);
+        Ok(BatchCreated::Created(Json(batch::upload(&state, principal, &name, &bytes, kind).await?)))
+    }
+
+    /// List batch files
+    #[oai(path = "/manual/batches", method = "get", operation_id = "manual_batches_list")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        status: Query<Option<BatchStatus>>,
+        kind: Query<Option<BatchKind>>,
+        project_id: Query<Option<i64>>,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        before: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<BatchPage>> {
+        let filter = BatchFilter {
+            status: status.0.map(|status| status.as_str().to_owned()),
+            kind: kind.0.map(|kind| kind.kind().as_str().to_owned()),
+            project_id: project_id.0.map(|id| id.to_string()),
+            from: from.0,
+            to: to.0,
+            before: before.0,
+        };
+        let (items, next) = batch::list(&state, principal, &filter, limit.0.unwrap_or(50)).await?;
+        Ok(Json(BatchPage { items, next }))
+    }
+
+    /// A batch file's status and progress
+    #[oai(path = "/manual/batches/:id", method = "get", operation_id = "manual_batches_get")]
+    async fn get(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Json<BatchView>> {
+        Ok(Json(batch::view(&state, principal, id.0).await?))
+    }
+
+    /// Ask for the SMS code of a batch with payouts
+    ///
+    /// Bound to the file's hash, its rows and totals; the message says them.
+    #[oai(path = "/manual/batches/:id/confirmations", method = "post", operation_id = "manual_batches_request_code")]
+    async fn request_code(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<i64>,
+    ) -> ApiResult<BatchCodeRequested> {
+        let sent_to = batch::request_code(&state, principal, id.0).await?;
+        Ok(BatchCodeRequested::Sent(Json(BatchCodeSent { sent_to })))
+    }
+
+    /// Confirm a batch file: it runs
+    ///
+    /// Once; a batch with payouts confirmed by a person needs its SMS code.
+    #[oai(path = "/manual/batches/:id/confirm", method = "post", operation_id = "manual_batches_confirm")]
+    async fn confirm(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<i64>,
+        body: Json<BatchConfirmation>,
+    ) -> ApiResult<Json<BatchView>> {
+        Ok(Json(batch::confirm(&state, principal, id.0, body.0.code.as_deref()).await?))
+    }
+
+    /// Pause a running batch
+    #[oai(path = "/manual/batches/:id/pause", method = "post", operation_id = "manual_batches_pause")]
+    async fn pause(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Json<BatchView>> {
+        Ok(Json(batch::control(&state, principal, id.0, Control::Pause).await?))
+    }
+
+    /// Resume a paused batch
+    #[oai(path = "/manual/batches/:id/resume", method = "post", operation_id = "manual_batches_resume")]
+    async fn resume(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Json<BatchView>> {
+        Ok(Json(batch::control(&state, principal, id.0, Control::Resume).await?))
+    }
+
+    /// Cancel a batch: the rows not yet run will not run
+    #[oai(path = "/manual/batches/:id/cancel", method = "post", operation_id = "manual_batches_cancel")]
+    async fn cancel(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Json<BatchView>> {
+        Ok(Json(batch::control(&state, principal, id.0, Control::Cancel).await?))
+    }
+
+    /// A batch's results as CSV
+    ///
+    /// Every row with its status, the payment and what went wrong.
+    #[oai(path = "/manual/batches/:id/results", method = "get", operation_id = "manual_batches_results")]
+    async fn results(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<BatchCsv> {
+        let body = crate::batch::pages::results(state.0.clone(), principal, id.0).await?;
+        Ok(BatchCsv::Csv(Binary(body), attachment(&format!("batch-{}-results.csv", id.0))))
+    }
+
+    /// A batch's file with its problems as CSV
+    ///
+    /// The rows as uploaded (card numbers masked) and a last column with each row's problems.
+    #[oai(path = "/manual/batches/:id/checked", method = "get", operation_id = "manual_batches_checked")]
+    async fn checked(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<BatchCsv> {
+        let body = crate::batch::pages::annotated(state.0.clone(), principal, id.0).await?;
+        Ok(BatchCsv::Csv(Binary(body), attachment(&format!("batch-{}-checked.csv", id.0))))
+    }
+}
+
+/// What every row of a file without a `type` column is.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum BatchKind {
+    Refund,
+    Capture,
+    Release,
+    Reversal,
+    Payout,
+}
+
+impl BatchKind {
+    fn kind(self) -> Kind {
+        match self {
+            BatchKind::Refund => Kind::Action(PaymentAction::Refund),
+            BatchKind::Capture => Kind::Action(PaymentAction::Capture),
+            BatchKind::Release => Kind::Action(PaymentAction::Release),
+            BatchKind::Reversal => Kind::Action(PaymentAction::Reversal),
+            BatchKind::Payout => Kind::Payout,
+        }
+    }
 }

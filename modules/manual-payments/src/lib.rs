@@ -26,13 +26,21 @@ use serde_json::json;
 
 mod actions;
 pub mod api;
+pub mod batch;
 mod operations;
 mod purchase;
+mod schema;
+
+dashboard_core::register_migrations!(
+    sqlite: "../../migrations/manual/sqlite",
+    postgres: "../../migrations/manual/postgres",
+);
 
 const PAYOUT: &str = "manual.payout";
 const PURCHASE: &str = "manual.purchase";
 const ACT: &str = "manual.refund";
 const VIEW: &str = "manual.view";
+const BATCH: &str = "manual.batch";
 
 register_section!(Section {
     id: "manual",
@@ -64,6 +72,14 @@ register_section!(Section {
             default_roles: &[BuiltinRole::Finance, BuiltinRole::Operations],
         },
         Permission {
+            code: BATCH,
+            label: "Run batch files",
+            description: "Upload files of refunds, captures, releases and payouts, confirm and run them (each row also needs its own permission).",
+            // The issue and PSD2: batch uploads need the second factor.
+            second_factor_exempt: false,
+            default_roles: &[BuiltinRole::Finance, BuiltinRole::Operations],
+        },
+        Permission {
             code: VIEW,
             label: "View manual operations",
             description: "See and export who entered which operation by hand, when, and its result.",
@@ -72,7 +88,19 @@ register_section!(Section {
         },
     ],
     pages: &[
-        page!(GET "/manual" => index, Access::AnyOf(&[PAYOUT, PURCHASE, ACT, VIEW])),
+        page!(GET "/manual" => index, Access::AnyOf(&[PAYOUT, PURCHASE, ACT, VIEW, BATCH])),
+        page!(GET "/manual/batches" => batch::pages::register_page, Access::Permission(BATCH)),
+        page!(POST "/manual/batches" => batch::pages::upload, Access::Permission(BATCH)),
+        page!(GET "/manual/batches.csv" => batch::pages::register_csv, Access::Permission(BATCH)),
+        page!(GET "/manual/batches/template.csv" => batch::pages::template, Access::Permission(BATCH)),
+        page!(GET "/manual/batches/:id" => batch::pages::detail, Access::Permission(BATCH)),
+        page!(POST "/manual/batches/:id/code" => batch::pages::send_code, Access::Permission(BATCH)),
+        page!(POST "/manual/batches/:id/confirm" => batch::pages::confirm, Access::Permission(BATCH)),
+        page!(POST "/manual/batches/:id/pause" => batch::pages::pause, Access::Permission(BATCH)),
+        page!(POST "/manual/batches/:id/resume" => batch::pages::resume, Access::Permission(BATCH)),
+        page!(POST "/manual/batches/:id/cancel" => batch::pages::cancel, Access::Permission(BATCH)),
+        page!(GET "/manual/batches/:id/results.csv" => batch::pages::results_csv, Access::Permission(BATCH)),
+        page!(GET "/manual/batches/:id/checked.csv" => batch::pages::annotated_csv, Access::Permission(BATCH)),
         page!(GET "/manual/actions" => actions::new_action, Access::Permission(ACT)),
         page!(POST "/manual/actions" => actions::submit_action, Access::Permission(ACT)),
         page!(GET "/manual/operations" => operations::registry, Access::Permission(VIEW)),
@@ -81,13 +109,23 @@ register_section!(Section {
         page!(GET "/manual/purchase" => purchase::new_purchase, Access::Permission(PURCHASE)),
         page!(POST "/manual/purchase" => purchase::submit_purchase, Access::Permission(PURCHASE)),
     ],
-    api: Some(Api::of::<(api::ManualApi, api::ManualOperationsApi)>(&[
+    api: Some(Api::of::<(api::ManualApi, api::ManualOperationsApi, api::BatchApi)>(&[
         operation!(POST "/manual/payouts/confirmations", Access::Permission(PAYOUT)),
         operation!(POST "/manual/payouts", Access::Permission(PAYOUT)),
         operation!(POST "/manual/purchases", Access::Permission(PURCHASE)),
         operation!(POST "/manual/operations", Access::Permission(ACT)),
         operation!(GET "/manual/operations", Access::Permission(VIEW)),
         operation!(GET "/manual/operations/export", Access::Permission(VIEW)),
+        operation!(POST "/manual/batches", Access::Permission(BATCH)),
+        operation!(GET "/manual/batches", Access::Permission(BATCH)),
+        operation!(GET "/manual/batches/{id}", Access::Permission(BATCH)),
+        operation!(POST "/manual/batches/{id}/confirmations", Access::Permission(BATCH)),
+        operation!(POST "/manual/batches/{id}/confirm", Access::Permission(BATCH)),
+        operation!(POST "/manual/batches/{id}/pause", Access::Permission(BATCH)),
+        operation!(POST "/manual/batches/{id}/resume", Access::Permission(BATCH)),
+        operation!(POST "/manual/batches/{id}/cancel", Access::Permission(BATCH)),
+        operation!(GET "/manual/batches/{id}/results", Access::Permission(BATCH)),
+        operation!(GET "/manual/batches/{id}/checked", Access::Permission(BATCH)),
     ])),
     templates: &[
         Template { name: "manual/index", source: include_str!("../templates/index.hbs") },
@@ -97,6 +135,8 @@ register_section!(Section {
         Template { name: "manual/action", source: include_str!("../templates/action.hbs") },
         Template { name: "manual/action-review", source: include_str!("../templates/action-review.hbs") },
         Template { name: "manual/operations", source: include_str!("../templates/operations.hbs") },
+        Template { name: "manual/batches", source: include_str!("../templates/batches.hbs") },
+        Template { name: "manual/batch", source: include_str!("../templates/batch.hbs") },
     ],
 });
 
@@ -151,6 +191,7 @@ impl PayoutForm {
             description: text(&self.description),
             customer: Customer::default(),
             code: text(&self.code),
+            batch: None,
         })
     }
 }
@@ -203,6 +244,7 @@ async fn form_html(page: &PageContext, form: &PayoutForm, error: Option<&str>) -
         "can_purchase": principal.has_permission(PURCHASE),
         "can_act": principal.has_permission(ACT),
         "can_view": principal.has_permission(VIEW),
+        "can_batch": principal.has_permission(BATCH),
     });
     page.render("Manual payments", "manual/index", &data)
 }

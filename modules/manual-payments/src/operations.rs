@@ -38,11 +38,19 @@ impl Names {
         })
     }
 
-    fn person(&self, id: Option<i64>) -> String {
+    /// The projects to choose from, by name.
+    pub(crate) fn project_choices(&self) -> Vec<(String, String)> {
+        let mut projects: Vec<(String, String)> =
+            self.projects.iter().map(|(id, name)| (id.to_string(), name.clone())).collect();
+        projects.sort_by(|a, b| a.1.cmp(&b.1));
+        projects
+    }
+
+    pub(crate) fn person(&self, id: Option<i64>) -> String {
         id.and_then(|id| self.people.get(&id).cloned()).unwrap_or_else(|| "A former user".to_owned())
     }
 
-    fn project(&self, id: i64) -> String {
+    pub(crate) fn project(&self, id: i64) -> String {
         self.projects.get(&id).cloned().unwrap_or_else(|| format!("Project {id}"))
     }
 }
@@ -70,7 +78,8 @@ fn query_of(filter: &EnteredFilter) -> String {
     ])
 }
 
-fn url(path: &str, query: &str, extra: Option<String>) -> String {
+/// `path` with the query `query` and `extra` (either may be empty).
+pub(crate) fn url(path: &str, query: &str, extra: Option<String>) -> String {
     let parts: Vec<String> = [Some(query.to_owned()).filter(|q| !q.is_empty()), extra].into_iter().flatten().collect();
     if parts.is_empty() { path.to_owned() } else { format!("{path}?{}", parts.join("&")) }
 }
@@ -128,9 +137,7 @@ pub(crate) async fn registry(page: PageContext, Query(query): Query<ListQuery>) 
     let base = query_of(filter);
     let rows: Vec<Value> =
         operations.iter().map(|operation| row_json(operation, &names, &principal.time_zone)).collect();
-    let mut projects: Vec<(String, String)> =
-        names.projects.iter().map(|(id, name)| (id.to_string(), name.clone())).collect();
-    projects.sort_by(|a, b| a.1.cmp(&b.1));
+    let projects = names.project_choices();
     let data = json!({
         "rows": rows,
         "filter": filter,

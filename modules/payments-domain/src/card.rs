@@ -142,6 +142,14 @@ impl Card {
         Ok(Card { number, expiry_month, expiry_year, cvv: cvv.to_owned(), holder })
     }
 
+    /// A card money is sent to (a payout: an original credit needs no security code), as
+    /// a batch file lists it.
+    pub fn payee(number: &str, expiry_month: u32, expiry_year: u32, holder: Option<String>) -> Result<Card, AppError> {
+        let mut card = Card::parse(number, expiry_month, expiry_year, "000", holder)?;
+        card.cvv.clear();
+        Ok(card)
+    }
+
     /// `MM/YY`, as stored and shown.
     pub fn expiry(&self) -> String {
         format!("{:02}/{:02}", self.expiry_month, self.expiry_year % 100)

@@ -220,6 +220,7 @@ impl PayoutRequest {
             description: self.description,
             customer: self.customer.unwrap_or_default(),
             code: self.confirmation_code,
+            batch: None,
         })
     }
 }
@@ -268,7 +269,7 @@ pub(crate) async fn confirm(
     principal: &Principal,
     payout: &NewPayout,
 ) -> Result<Option<i64>, AppError> {
-    if principal.via_api_token {
+    if principal.via_api_token || payout.batch.is_some() {
         return Ok(None);
     }
     let Some(code) = payout.code.as_deref().map(str::trim).filter(|code| !code.is_empty()) else {

@@ -179,6 +179,9 @@ pub struct NewPayout {
     /// The SMS code sent for exactly this payout: a person in a session needs it, an
     /// API token does not ([`crate::payouts`]).
     pub code: Option<String>,
+    /// The batch file this payout is a row of: the SMS code that confirmed the file, bound
+    /// to its hash, rows and totals, confirmed this payout too.
+    pub batch: Option<i64>,
 }
 
 /// Reads a payment's row and its operations, by a filter on `payments`, with `$conn`
@@ -1145,6 +1148,67 @@ pub async fn find(
             visible.len()
         ))),
     }
+}
+
+/// What a batch file's validation needs to know of a payment.
+#[derive(Debug, Clone)]
+pub struct PaymentFacts {
+    pub id: String,
+    pub merchant_order_id: Option<String>,
+    pub project_id: i64,
+    pub currency: String,
+    pub status: Status,
+    /// Captured less refunded and charged back.
+    pub refundable: i64,
+    /// Held and not yet captured or released.
+    pub authorized: i64,
+    pub refunded: i64,
+}
+
+/// The payments the principal may see whose id or merchant order id is one of
+/// `references` (looked up many at a time, for a batch file).
+pub async fn facts_of(
+    state: &AppState,
+    principal: &Principal,
+    references: &[String],
+) -> Result<Vec<PaymentFacts>, AppError> {
+    type Row = (String, Option<String>, i64, String, String, i64, i64, i64, i64);
+    let company_id = principal.company_id;
+    let mut found = Vec::new();
+    for chunk in references.chunks(500) {
+        let chunk = chunk.to_vec();
+        let rows: Vec<Row> = dashboard_core::db_run!(state.db, conn => {
+            payments::table
+                .filter(payments::company_id.eq(company_id))
+                .filter(payments::public_id.eq_any(&chunk).or(payments::merchant_order_id.eq_any(&chunk)))
+                .select((
+                    payments::public_id,
+                    payments::merchant_order_id,
+                    payments::project_id,
+                    payments::currency,
+                    payments::status,
+                    payments::authorized_amount,
+                    payments::captured_amount,
+                    payments::refunded_amount,
+                    payments::charged_back_amount,
+                ))
+                .load(conn)
+                .await
+        })?;
+        found.extend(rows.into_iter().filter(|row| principal.projects.allows(row.2)).map(
+            |(id, merchant_order_id, project_id, currency, status, authorized, captured, refunded, charged_back)| {
+                let status = Status::parse(&status).unwrap_or(Status::Failed);
+                let refundable = if matches!(status, Status::Completed | Status::PartiallyRefunded) {
+                    captured - refunded - charged_back
+                } else {
+                    0
+                };
+                let authorized = if status == Status::Authorized { authorized } else { 0 };
+                PaymentFacts { id, merchant_order_id, project_id, currency, status, refundable, authorized, refunded }
+            },
+        ));
+    }
+    Ok(found)
 }
 
 /// An operation of `kind` on payment `public_id` the principal may see, for the amount

@@ -1,0 +1,2 @@
+DROP TABLE batch_rows;
+DROP TABLE batches;

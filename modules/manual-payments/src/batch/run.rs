@@ -1,0 +1,325 @@
+//! Processing confirmed batches in the background. A server takes a batch by leasing it
+//! (a lease it renews as it goes, so that after a crash another round, here or on another
+//! server, takes over within [`LEASE`]); it runs the rows in file order, a few at a time,
+//! each through the payments service with the idempotency key `batch:<id>` / `row:<n>`:
+//! a row run again after a crash answers as it did the first time, so every row moves
+//! money once. A row whose operation is still with the acquirer stays pending until the
+//! recovery settles it.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use futures_util::StreamExt;
+
+use super::{BatchStatus, Kind, card_context, card_of};
+use crate::schema::{batch_rows, batches};
+use dashboard_core::auth::Principal;
+use dashboard_core::db::prelude::*;
+use dashboard_core::hooks::Job;
+use dashboard_core::time::now;
+use dashboard_core::{AppError, AppState, register};
+use dashboard_payments_domain::idempotency::{Claim, Entry};
+use dashboard_payments_domain::model::{OperationStatus, Status};
+use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView};
+
+/// How long a server holds a batch without renewing its lease.
+const LEASE: TimeDelta = TimeDelta::seconds(5);
+/// Rows taken at a time (the lease is renewed after each such chunk).
+const CHUNK: i64 = 64;
+/// Rows run at once.
+const IN_FLIGHT: usize = 8;
+
+register!(Job {
+    name: "batch files",
+    every: Duration::from_secs(1),
+    run: |state| Box::pin(async move { round(&state).await }),
+});
+
+/// One round: every batch waiting for a server, each until it is done, paused,
+/// cancelled, or has only rows waiting for the acquirer.
+pub async fn round(state: &AppState) -> Result<(), AppError> {
+    let waiting: Vec<i64> = dashboard_core::db_run!(state.db, conn => {
+        batches::table
+            .filter(batches::status.eq(BatchStatus::Processing.as_str()))
+            .filter(batches::lease_until.is_null().or(batches::lease_until.lt(now())))
+            .order(batches::id.asc())
+            .select(batches::id)
+            .load(conn)
+            .await
+    })?;
+    for id in waiting {
+        if lease(state, id).await? {
+            let result = run_batch(state, id).await;
+            release(state, id).await?;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes (or renews) the lease of a batch still processing; false when another server
+/// holds it or it stopped.
+async fn lease(state: &AppState, id: i64) -> Result<bool, AppError> {
+    let at = now();
+    let taken = dashboard_core::db_write!(state.db, conn => {
+        diesel::update(
+            batches::table
+                .find(id)
+                .filter(batches::status.eq(BatchStatus::Processing.as_str()))
+                .filter(batches::lease_until.is_null().or(batches::lease_until.lt(at))),
+        )
+        .set(batches::lease_until.eq(at + LEASE))
+        .execute(conn)
+        .await
+    })?;
+    Ok(taken == 1)
+}
+
+async fn renew(state: &AppState, id: i64) -> Result<bool, AppError> {
+    let renewed = dashboard_core::db_write!(state.db, conn => {
+        diesel::update(batches::table.find(id).filter(batches::status.eq(BatchStatus::Processing.as_str())))
+            .set(batches::lease_until.eq(now() + LEASE))
+            .execute(conn)
+            .await
+    })?;
+    Ok(renewed == 1)
+}
+
+async fn release(state: &AppState, id: i64) -> Result<(), AppError> {
+    dashboard_core::db_write!(state.db, conn => {
+        diesel::update(batches::table.find(id)).set(batches::lease_until.eq(None::<NaiveDateTime>)).execute(conn).await
+    })?;
+    Ok(())
+}
+
+/// A row waiting to run.
+#[derive(Queryable)]
+struct Pending {
+    number: i32,
+    kind: String,
+    payment_id: Option<String>,
+    project_id: Option<i64>,
+    amount: Option<i64>,
+    currency: Option<String>,
+    card: Option<String>,
+    merchant_order_id: Option<String>,
+}
+
+/// What became of a row.
+enum Outcome {
+    /// `succeeded`, `declined` or `failed`, the payment, and why.
+    Done(&'static str, Option<String>, Option<String>),
+    /// Still with the acquirer (or the database was away): run it again later.
+    Later,
+}
+
+async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
+    let confirmed_by: Option<i64> = dashboard_core::db_run!(state.db, conn => {
+        batches::table.find(id).select(batches::confirmed_by).first(conn).await
+    })?;
+    // The person who confirmed it, as they are now (with the second factor the
+    // confirmation took); none once they are deactivated.
+    let principal = match confirmed_by {
+        Some(user) => dashboard_core::session::load_principal(state, user, true).await?,
+        None => None,
+    };
+    loop {
+        let rows: Vec<Pending> = dashboard_core::db_run!(state.db, conn => {
+            batch_rows::table
+                .filter(batch_rows::batch_id.eq(id))
+                .filter(batch_rows::status.eq("pending"))
+                .order(batch_rows::row_number.asc())
+                .limit(CHUNK)
+                .select((
+                    batch_rows::row_number,
+                    batch_rows::kind,
+                    batch_rows::payment_id,
+                    batch_rows::project_id,
+                    batch_rows::amount,
+                    batch_rows::currency,
+                    batch_rows::card,
+                    batch_rows::merchant_order_id,
+                ))
+                .load(conn)
+                .await
+        })?;
+        if rows.is_empty() {
+            return finish(state, id).await;
+        }
+        let outcomes: Vec<(i32, Outcome)> = futures_util::stream::iter(rows)
+            .map(|row| async {
+                let number = row.number;
+                (number, run_row(state, principal.as_ref(), id, row).await)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let settled = outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Done(..))).count();
+        record(state, id, outcomes).await?;
+        // Paused, cancelled or taken over meanwhile: stop here.
+        if !renew(state, id).await? {
+            return Ok(());
+        }
+        // Only rows waiting for the acquirer: a later round takes them up.
+        if settled == 0 {
+            return Ok(());
+        }
+    }
+}
+
+async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, row: Pending) -> Outcome {
+    let Some(principal) = principal else {
+        return failed("The person who confirmed this batch can no longer act.");
+    };
+    let Some(kind) = Kind::parse(&row.kind) else {
+        return failed("This row has no kind.");
+    };
+    let allowed = match kind {
+        Kind::Payout => principal.has_permission(crate::PAYOUT),
+        Kind::Action(_) => principal.has_permission(crate::ACT),
+    };
+    if !allowed {
+        return failed("The person who confirmed this batch may no longer do this.");
+    }
+    let request = format!(
+        "{}|{}|{}|{}|{}",
+        row.kind,
+        row.payment_id.as_deref().unwrap_or_default(),
+        row.project_id.unwrap_or_default(),
+        row.amount.unwrap_or_default(),
+        row.currency.as_deref().unwrap_or_default()
+    );
+    let claim = match Claim::new(state, &format!("batch:{batch}"), &format!("row:{}", row.number), &request) {
+        Ok(claim) => claim.entered(Entry::Batch),
+        Err(error) => return failed(&error.to_string()),
+    };
+    let result = match kind {
+        Kind::Action(action) => {
+            let payment = row.payment_id.as_deref().unwrap_or_default();
+            action.run(state, principal, payment, row.amount, &claim).await
+        }
+        Kind::Payout => match payout_of(state, batch, &row) {
+            Ok(payout) => service::create_payout(state, principal, payout, &claim).await,
+            Err(error) => Err(error),
+        },
+    };
+    match result {
+        Ok(done) => outcome_of(kind, &done.into_inner()),
+        Err(error) => match claim.answered_before(state).await {
+            // A run before the crash got there first: its answer.
+            Ok(Some(answer)) => match Claim::replay::<PaymentView>(&answer) {
+                Ok(done) => outcome_of(kind, &done.into_inner()),
+                Err(_) => Outcome::Later,
+            },
+            // That run's operation is still with the acquirer.
+            Err(AppError::Conflict(_)) => Outcome::Later,
+            _ => match error {
+                AppError::Db(_) | AppError::Internal(_) | AppError::Unavailable(_) => {
+                    tracing::warn!(batch, row = row.number, %error, "batch row will be tried again");
+                    Outcome::Later
+                }
+                refused => failed(&refused.to_string()),
+            },
+        },
+    }
+}
+
+fn failed(reason: &str) -> Outcome {
+    Outcome::Done("failed", None, Some(reason.to_owned()))
+}
+
+/// The payout a row makes, with its card opened.
+fn payout_of(state: &AppState, batch: i64, row: &Pending) -> Result<NewPayout, AppError> {
+    let sealed = row.card.as_deref().ok_or_else(|| AppError::Internal("the payout's card is gone".to_owned()))?;
+    let opened = state
+        .secrets
+        .open(&card_context(batch, row.number), sealed)
+        .map_err(|_| AppError::Internal("the payout's card cannot be opened".to_owned()))?;
+    Ok(NewPayout {
+        project_id: row.project_id.unwrap_or_default(),
+        amount: row.amount.unwrap_or_default(),
+        currency: row.currency.clone().unwrap_or_default(),
+        card: card_of(&opened)?,
+        merchant_order_id: row.merchant_order_id.clone(),
+        description: Some(format!("Batch {batch}, row {}", row.number)),
+        customer: Customer::default(),
+        code: None,
+        batch: Some(batch),
+    })
+}
+
+/// A row's result from the payment its operation left.
+fn outcome_of(kind: Kind, payment: &PaymentView) -> Outcome {
+    let id = Some(payment.id.clone());
+    let status = match kind {
+        Kind::Payout => match payment.status {
+            Status::PaidOut => OperationStatus::Success,
+            Status::Declined => OperationStatus::Declined,
+            Status::Processing => OperationStatus::Pending,
+            _ => OperationStatus::Failed,
+        },
+        Kind::Action(_) => payment.operations.last().map_or(OperationStatus::Failed, |op| op.status),
+    };
+    let reason = payment.operations.last().and_then(|op| op.decline_reason.clone()).or(payment.decline_reason.clone());
+    match status {
+        OperationStatus::Success => Outcome::Done("succeeded", id, None),
+        OperationStatus::Declined => Outcome::Done("declined", id, reason),
+        OperationStatus::Failed => Outcome::Done("failed", id, reason),
+        OperationStatus::Pending => Outcome::Later,
+    }
+}
+
+/// Writes the settled rows' results and the batch's counts in one write; a row already
+/// recorded (by another server) is not counted twice.
+async fn record(state: &AppState, id: i64, outcomes: Vec<(i32, Outcome)>) -> Result<(), AppError> {
+    let at = now();
+    dashboard_core::db_transaction!(state.db, conn => {
+        let (mut succeeded, mut declined, mut failed) = (0, 0, 0);
+        for (number, outcome) in &outcomes {
+            let Outcome::Done(status, payment, reason) = outcome else { continue };
+            let moved = diesel::update(
+                batch_rows::table
+                    .filter(batch_rows::batch_id.eq(id))
+                    .filter(batch_rows::row_number.eq(*number))
+                    .filter(batch_rows::status.eq("pending")),
+            )
+            .set((
+                batch_rows::status.eq(*status),
+                batch_rows::payment_id.eq(payment.clone()),
+                batch_rows::result.eq(reason.clone()),
+                // The card is needed no more: it goes.
+                batch_rows::card.eq(None::<String>),
+                batch_rows::done_at.eq(at),
+            ))
+            .execute(conn)
+            .await?;
+            match (moved, *status) {
+                (1, "succeeded") => succeeded += 1,
+                (1, "declined") => declined += 1,
+                (1, _) => failed += 1,
+                _ => {}
+            }
+        }
+        diesel::update(batches::table.find(id))
+            .set((
+                batches::succeeded.eq(batches::succeeded + succeeded),
+                batches::declined.eq(batches::declined + declined),
+                batches::failed.eq(batches::failed + failed),
+            ))
+            .execute(conn)
+            .await?;
+        Ok::<_, AppError>(())
+    })
+}
+
+/// Marks a batch with no pending row done.
+async fn finish(state: &AppState, id: i64) -> Result<(), AppError> {
+    let at = now();
+    dashboard_core::db_write!(state.db, conn => {
+        diesel::update(batches::table.find(id).filter(batches::status.eq(BatchStatus::Processing.as_str())))
+            .set((batches::status.eq(BatchStatus::Done.as_str()), batches::finished_at.eq(at)))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
