@@ -30,6 +30,11 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str, dir: &std::path::Path) -> Server {
+        Server::with_latency(database_url, dir, 150).await
+    }
+
+    /// The same with the sandbox acquirer taking `latency_ms`.
+    async fn with_latency(database_url: &str, dir: &std::path::Path, latency_ms: u32) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("http://127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
@@ -40,7 +45,7 @@ impl Server {
             .arg(dir.join("secret.key"))
             .arg("--sms-outbox")
             .arg(dir.join("sms-outbox.jsonl"))
-            .args(["--sandbox-latency-ms", "150", "--acquirer-timeout-seconds", "1"])
+            .args(["--sandbox-latency-ms", &latency_ms.to_string(), "--acquirer-timeout-seconds", "1"])
             .env_remove("DASHBOARD_CONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -308,4 +313,146 @@ async fn the_ledger_check_reports_an_operation_that_waits_for_good(app: TestApp)
     let problems = ledger::verify(&db).await.unwrap();
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert!(problems[0].contains("its capture has waited for the acquirer since"), "{problems:#?}");
+}
+
+/// Makes a sale of 10.00 EUR per order through the API, 16 at a time; answers their ids.
+async fn sales(app: &TestApp, project: i64, count: usize) -> Vec<String> {
+    futures_util::stream::iter(0..count)
+        .map(|i| {
+            let body = json!({
+                "project_id": project, "flow": "one_step", "amount": { "amount": 1_000, "currency": "EUR" },
+                "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+            });
+            let request = app.client.post(app.url("/api/v1/payments")).header("Idempotency-Key", format!("sale-{i}"));
+            async move {
+                request.json(&body).send().await.unwrap().json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+story!(a_batch_run_killed_ten_times_runs_every_row_once);
+async fn a_batch_run_killed_ten_times_runs_every_row_once(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let paid = sales(&seller, projects[0], 950).await;
+    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    // 2,000 rows: two partial refunds of each sale, and 100 payouts.
+    let mut file = String::from("type,payment,project_id,amount,currency,card_number,expiry_month,expiry_year\n");
+    for id in &paid {
+        file.push_str(&format!("refund,{id},,1.00,EUR,,,\nrefund,{id},,2.00,EUR,,,\n"));
+    }
+    for i in 0..100 {
+        file.push_str(&format!("payout,,{},1.{i:02},EUR,5555555555554444,1,2099\n", projects[0]));
+    }
+    let upload =
+        app.client.post(app.url("/api/v1/manual/batches?file_name=big.csv")).header("Content-Type", "text/csv");
+    let batch: Value = upload.body(file).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (batch["status"].as_str(), batch["rows"].as_i64()),
+        (Some("awaiting_confirmation"), Some(2_000)),
+        "{batch}"
+    );
+    let id = batch["id"].as_i64().unwrap();
+    let sent = app.client.post(app.url(&format!("/api/v1/manual/batches/{id}/confirmations"))).send().await.unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let code = dashboard_tests::first_code(&app.sms_outbox().pop().unwrap().1).unwrap();
+    let token: Value = app
+        .client
+        .post(app.url("/api/v1/profile/tokens"))
+        .json(&json!({ "name": "watch", "scopes": ["manual.batch", "payments.view"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let confirm =
+        app.client.post(app.url(&format!("/api/v1/manual/batches/{id}/confirm"))).json(&json!({ "code": code }));
+    assert_eq!(confirm.send().await.unwrap().status(), StatusCode::OK);
+    let (db, database_url, dir, _files) =
+        (app.state.db.clone(), app.database_url.clone(), app.dir.clone(), app.hold_files());
+    // Only the servers started here run the batch from now on.
+    drop(app);
+    drop(seller);
+
+    let client = Client::new();
+    let status = |address: String| {
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            let response = client.get(format!("{address}/api/v1/manual/batches/{id}")).bearer_auth(token).send().await;
+            response.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let seed: u64 = rand::random();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let seen = format!("seed {seed}");
+    let mut kills = 0;
+    while kills < 10 {
+        let server = Server::with_latency(&database_url, &dir, 10).await;
+        let before = status(server.address.clone()).await;
+        if before["status"] == "done" {
+            break;
+        }
+        // Killed at a random moment once it runs again.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status(server.address.clone()).await["pending"] == before["pending"] && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        drop(server);
+        kills += 1;
+    }
+    assert_eq!(kills, 10, "{seen}: the batch ran through fewer than ten kills");
+
+    let server = Server::with_latency(&database_url, &dir, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let batch = loop {
+        let batch = status(server.address.clone()).await;
+        if batch["status"] == "done" {
+            break batch;
+        }
+        assert!(Instant::now() < deadline, "{seen}: not done: {batch}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (batch["succeeded"].as_i64(), batch["declined"].as_i64(), batch["failed"].as_i64()),
+        (Some(2_000), Some(0), Some(0)),
+        "{seen}: {batch}"
+    );
+    until_settled(&db, 30).await;
+    consistent(&db).await;
+    // Every sale refunded 3.00 EUR in exactly two refunds; exactly 100 payouts.
+    let refunds: Vec<(i64, i64)> = async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            operations::table
+                .filter(operations::kind.eq("refund"))
+                .group_by(operations::payment_id)
+                .select((diesel::dsl::count_star(), dashboard_core::db::sum_i64("operations.amount")))
+                .load::<(i64, Option<i64>)>(conn)
+                .await
+        })?)
+    }
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(count, sum)| (count, sum.unwrap_or(0)))
+    .collect();
+    assert_eq!(refunds.len(), 950, "{seen}");
+    assert!(refunds.iter().all(|refund| *refund == (2, 300)), "{seen}: each row once");
+    let payouts: i64 = async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            payments::table.filter(payments::kind.eq("payout")).count().get_result::<i64>(conn).await
+        })?)
+    }
+    .await
+    .unwrap();
+    assert_eq!(payouts, 100, "{seen}: one payout per row");
 }

@@ -1150,6 +1150,27 @@ pub async fn find(
     }
 }
 
+/// The operation a claimed idempotency key made, as it stands: its payment, status and
+/// decline reason (`None`: the key made none, e.g. the request was refused).
+pub async fn operation_of(
+    state: &AppState,
+    claim: &Claim,
+) -> Result<Option<(String, OperationStatus, Option<String>)>, AppError> {
+    let row: Option<(String, String, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
+        operations::table
+            .inner_join(payments::table)
+            .filter(operations::idempotency_scope.eq(&claim.scope))
+            .filter(operations::idempotency_key.eq(&claim.key))
+            .select((payments::public_id, operations::status, operations::decline_reason))
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(row.map(|(payment, status, reason)| {
+        (payment, OperationStatus::parse(&status).unwrap_or(OperationStatus::Failed), reason)
+    }))
+}
+
 /// What a batch file's validation needs to know of a payment.
 #[derive(Debug, Clone)]
 pub struct PaymentFacts {

@@ -19,11 +19,11 @@ use dashboard_core::hooks::Job;
 use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState, register};
 use dashboard_payments_domain::idempotency::{Claim, Entry};
-use dashboard_payments_domain::model::{OperationStatus, Status};
-use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView};
+use dashboard_payments_domain::model::OperationStatus;
+use dashboard_payments_domain::service::{self, Customer, NewPayout};
 
 /// How long a server holds a batch without renewing its lease.
-const LEASE: TimeDelta = TimeDelta::seconds(5);
+const LEASE: TimeDelta = TimeDelta::seconds(3);
 /// Rows taken at a time (the lease is renewed after each such chunk).
 const CHUNK: i64 = 64;
 /// Rows run at once.
@@ -158,10 +158,12 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         record(state, id, outcomes).await?;
         // Paused, cancelled or taken over meanwhile: stop here.
         if !renew(state, id).await? {
+            tracing::info!(batch = id, "batch stopped (paused, cancelled or taken over)");
             return Ok(());
         }
         // Only rows waiting for the acquirer: a later round takes them up.
         if settled == 0 {
+            tracing::info!(batch = id, "batch rows wait for the acquirer");
             return Ok(());
         }
     }
@@ -203,24 +205,28 @@ async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, ro
             Err(error) => Err(error),
         },
     };
-    match result {
-        Ok(done) => outcome_of(kind, &done.into_inner()),
-        Err(error) => match claim.answered_before(state).await {
-            // A run before the crash got there first: its answer.
-            Ok(Some(answer)) => match Claim::replay::<PaymentView>(&answer) {
-                Ok(done) => outcome_of(kind, &done.into_inner()),
-                Err(_) => Outcome::Later,
-            },
-            // That run's operation is still with the acquirer.
-            Err(AppError::Conflict(_)) => Outcome::Later,
-            _ => match error {
-                AppError::Db(_) | AppError::Internal(_) | AppError::Unavailable(_) => {
-                    tracing::warn!(batch, row = row.number, %error, "batch row will be tried again");
-                    Outcome::Later
-                }
-                refused => failed(&refused.to_string()),
-            },
+    // What the row's own operation (found by its key) says, whatever else happened to
+    // the payment meanwhile; none when the request was refused before it began.
+    match service::operation_of(state, &claim).await {
+        Ok(Some((payment, status, reason))) => match status {
+            OperationStatus::Success => Outcome::Done("succeeded", Some(payment), None),
+            OperationStatus::Declined => Outcome::Done("declined", Some(payment), reason),
+            OperationStatus::Failed => Outcome::Done("failed", Some(payment), reason),
+            // With the acquirer (or left so by a crash, until the recovery settles it).
+            OperationStatus::Pending => Outcome::Later,
         },
+        Ok(None) => match result {
+            Err(error @ (AppError::Db(_) | AppError::Internal(_) | AppError::Unavailable(_))) => {
+                tracing::warn!(batch, row = row.number, %error, "batch row will be tried again");
+                Outcome::Later
+            }
+            Err(refused) => failed(&refused.to_string()),
+            Ok(_) => failed("The payment service answered without an operation."),
+        },
+        Err(error) => {
+            tracing::warn!(batch, row = row.number, %error, "batch row will be tried again");
+            Outcome::Later
+        }
     }
 }
 
@@ -246,27 +252,6 @@ fn payout_of(state: &AppState, batch: i64, row: &Pending) -> Result<NewPayout, A
         code: None,
         batch: Some(batch),
     })
-}
-
-/// A row's result from the payment its operation left.
-fn outcome_of(kind: Kind, payment: &PaymentView) -> Outcome {
-    let id = Some(payment.id.clone());
-    let status = match kind {
-        Kind::Payout => match payment.status {
-            Status::PaidOut => OperationStatus::Success,
-            Status::Declined => OperationStatus::Declined,
-            Status::Processing => OperationStatus::Pending,
-            _ => OperationStatus::Failed,
-        },
-        Kind::Action(_) => payment.operations.last().map_or(OperationStatus::Failed, |op| op.status),
-    };
-    let reason = payment.operations.last().and_then(|op| op.decline_reason.clone()).or(payment.decline_reason.clone());
-    match status {
-        OperationStatus::Success => Outcome::Done("succeeded", id, None),
-        OperationStatus::Declined => Outcome::Done("declined", id, reason),
-        OperationStatus::Failed => Outcome::Done("failed", id, reason),
-        OperationStatus::Pending => Outcome::Later,
-    }
 }
 
 /// Writes the settled rows' results and the batch's counts in one write; a row already
