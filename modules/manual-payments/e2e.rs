@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 story!(a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once);
 async fn a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once(app: TestApp) {
-    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let (company, projects) = app.company("Acme", &["Shop", "Outlet"]).await;
     let seller = app.another_browser();
     seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
     let sale = json!({
@@ -92,9 +92,24 @@ async fn a_payout_by_hand_is_confirmed_with_its_sms_code_and_made_once(app: Test
     assert!(sms.starts_with("Payout 8.00 EUR to card 5555…4444, project Shop"), "{sms}");
     let mut confirmed = body.clone();
     confirmed["confirmation_code"] = json!(dashboard_tests::first_code(&sms).unwrap());
-    let paid = app.client.post(app.url("/api/v1/manual/payouts")).header("Idempotency-Key", "api-1").json(&confirmed);
-    let paid = paid.send().await.unwrap();
+    let pay = |body: Value, key: &'static str| {
+        let request = app.client.post(app.url("/api/v1/manual/payouts")).header("Idempotency-Key", key).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    // The code is bound to this payout: a changed amount, payee or project voids it.
+    let mut changed = [confirmed.clone(), confirmed.clone(), confirmed.clone()];
+    changed[0]["amount"]["amount"] = json!(801);
+    changed[1]["card"]["number"] = json!("4242424242424242");
+    changed[2]["project_id"] = json!(projects[1]);
+    for (other, key) in changed.into_iter().zip(["changed-amount", "changed-payee", "changed-project"]) {
+        let refused = pay(other, key).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{key}");
+        assert!(refused.text().await.unwrap().contains("does not confirm this payout"), "{key}");
+    }
+    let paid = pay(confirmed.clone(), "api-1").await;
     assert_eq!(paid.status(), StatusCode::CREATED);
+    let replayed = pay(confirmed.clone(), "api-2").await;
+    assert_eq!(replayed.status(), StatusCode::FORBIDDEN, "a code confirms one payout: it cannot be replayed");
     let paid: Value = paid.json().await.unwrap();
     assert_eq!((paid["kind"].as_str(), paid["status"].as_str()), (Some("payout"), Some("paid_out")));
     let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
@@ -321,7 +336,7 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
                refund,o-3,1.001,EUR\n";
     let id = upload_form(&app, "november.csv", bad).await;
     let (_, page) = app.get_text(&format!("/manual/batches/{id}")).await;
-    assert!(page.contains("5 of 6 rows have problems"), "{page}");
+    assert!(page.contains("Problems in 5 of 6 rows"), "{page}");
     let checked = app.get(&format!("/manual/batches/{id}/checked.csv")).await.text().await.unwrap();
     let lines: Vec<&str> = checked.lines().collect();
     assert_eq!(lines[0], "type,payment,amount,currency,problem");
@@ -398,4 +413,103 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     let register = app.get("/manual/batches.csv").await.text().await.unwrap();
     assert_eq!(register.lines().count(), 5, "four batches and the header: {register}");
+}
+
+/// In a real browser: a payout confirmed with the code from the SMS outbox; a batch file
+/// with a bad row shows it, the fixed file runs with its progress moving, and its results
+/// download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payout_and_a_batch_file_in_a_real_browser() {
+    use crate::browser::{click, fill, text_of};
+    use dashboard_tests::browser::Browser;
+    use fantoccini::Locator;
+
+    let Some(browser) = Browser::start().await else { return };
+    let options = dashboard_tests::TestOptions::with_setting("sandbox_latency_ms", "150");
+    let app = TestApp::spawn_with(dashboard_tests::Backend::Sqlite, options).await.unwrap();
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let paid = crate::recovery::sales(&seller, projects[0], 48).await;
+    let phone = "+447700900321";
+    let user = app.user_with_phone(company, "felix", BuiltinRole::Finance, Some(phone)).await;
+    let authenticator = app.enable_second_factor(user, phone).await;
+
+    browser.client.goto(&app.url("/sign-in")).await.unwrap();
+    fill(&browser, "username", "felix").await;
+    fill(&browser, "password", dashboard_tests::PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    browser.wait_for_text("h1", "Two-factor authentication").await;
+    fill(&browser, "code", &authenticator.code()).await;
+    click(&browser, "button[type=submit]").await;
+
+    // A payout: the review sends the code; the code from the SMS confirms it.
+    browser.client.goto(&app.url("/manual")).await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "Manual payments").await, "Manual payments");
+    for (id, text) in [("amount", "12.00"), ("card_number", "5555 5555 5555 4444"), ("expiry_month", "1"), ("expiry_year", "2099"), ("cvv", "321"), ("holder", "Ann Lee")] {
+        fill(&browser, id, text).await;
+    }
+    click(&browser, "form[action='/manual/payouts'] button[type=submit]").await;
+    assert_eq!(browser.wait_for_text(".page-head h1", "Pay out 12.00 EUR?").await, "Pay out 12.00 EUR?");
+    let (_, sms) = app.sms_outbox().pop().unwrap();
+    fill(&browser, "code", &dashboard_tests::first_code(&sms).unwrap()).await;
+    browser.screenshot("manual-payout-review").await;
+    click(&browser, "form[action='/manual/payouts'] button[type=submit]").await;
+    let notice = browser.wait_for_text(".alert", "The payout was sent.").await;
+    assert_eq!(notice, "The payout was sent.");
+
+    // A batch file with a bad row: the row and its problem show; nothing runs.
+    let dir = app.dir.clone();
+    let bad = dir.join("refunds.csv");
+    let mut rows = String::from("type,payment,amount,currency\n");
+    for id in &paid {
+        rows.push_str(&format!("refund,{id},1.00,EUR\nrefund,{id},2.00,EUR\n"));
+    }
+    std::fs::write(&bad, format!("{rows}refund,{},99.00,EUR\n", paid[0])).unwrap();
+    browser.client.goto(&app.url("/manual/batches")).await.unwrap();
+    browser.client.find(Locator::Id("file")).await.unwrap().send_keys(bad.to_str().unwrap()).await.unwrap();
+    click(&browser, "form[enctype='multipart/form-data'] button[type=submit]").await;
+    let heading = browser.wait_for_text("section.card h2", "Problems in 1 of 97 rows").await;
+    assert_eq!(heading, "Problems in 1 of 97 rows");
+    let problems = text_of(&browser, "table").await;
+    assert!(problems.contains("98") && problems.contains("amount: 7.00 EUR is left to refund"), "{problems}");
+    browser.screenshot("manual-batch-invalid").await;
+
+    // The fixed file: confirmed, it runs, its progress moves, its results download.
+    let fixed = dir.join("refunds-fixed.csv");
+    std::fs::write(&fixed, &rows).unwrap();
+    browser.client.goto(&app.url("/manual/batches")).await.unwrap();
+    browser.client.find(Locator::Id("file")).await.unwrap().send_keys(fixed.to_str().unwrap()).await.unwrap();
+    click(&browser, "form[enctype='multipart/form-data'] button[type=submit]").await;
+    assert_eq!(browser.wait_for_text("section.card h2", "96 rows").await, "96 rows");
+    browser.screenshot("manual-batch-preview").await;
+    click(&browser, "form[action$='/confirm'] button[type=submit]").await;
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        if let Ok(bar) = browser.client.find(Locator::Id("progress")).await {
+            let value: i64 = bar.attr("value").await.unwrap().unwrap_or_default().parse().unwrap_or(0);
+            if seen.last() != Some(&value) {
+                seen.push(value);
+                if value > 0 && value < 96 {
+                    browser.screenshot("manual-batch-running").await;
+                }
+            }
+            if value == 96 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        browser.client.refresh().await.unwrap();
+    }
+    assert_eq!(seen.last(), Some(&96), "the batch finished: {seen:?}");
+    assert!(seen.iter().any(|value| *value > 0 && *value < 96), "the progress moved: {seen:?}");
+    browser.screenshot("manual-batch-done").await;
+    let link = browser.client.find(Locator::Css("a[href$='/results.csv']")).await.unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    let script = "const [url, done] = arguments; fetch(url).then(r => r.text()).then(done);";
+    let results = browser.client.execute_async(script, vec![json!(href)]).await.unwrap();
+    let results = results.as_str().unwrap();
+    assert_eq!(results.lines().count(), 97, "{results}");
+    assert_eq!(results.lines().filter(|line| line.contains(",succeeded,")).count(), 96, "{results}");
+    browser.close().await;
 }

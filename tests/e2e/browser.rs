@@ -7,15 +7,15 @@ use fantoccini::Locator;
 
 const WELCOME: &str = "Welcome, Alex Morgan";
 
-async fn fill(browser: &Browser, id: &str, text: &str) {
+pub(crate) async fn fill(browser: &Browser, id: &str, text: &str) {
     browser.client.find(Locator::Id(id)).await.unwrap().send_keys(text).await.unwrap();
 }
 
-async fn click(browser: &Browser, css: &str) {
+pub(crate) async fn click(browser: &Browser, css: &str) {
     browser.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
 }
 
-async fn text_of(browser: &Browser, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Browser, css: &str) -> String {
     browser.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
 

@@ -316,7 +316,7 @@ async fn the_ledger_check_reports_an_operation_that_waits_for_good(app: TestApp)
 }
 
 /// Makes a sale of 10.00 EUR per order through the API, 16 at a time; answers their ids.
-async fn sales(app: &TestApp, project: i64, count: usize) -> Vec<String> {
+pub(crate) async fn sales(app: &TestApp, project: i64, count: usize) -> Vec<String> {
     futures_util::stream::iter(0..count)
         .map(|i| {
             let body = json!({

@@ -1045,6 +1045,16 @@ impl PaymentAction {
         }
     }
 
+    /// The action as a noun people read: `Refund`, `Capture`, `Release`, `Reversal`.
+    pub fn verb_noun(self) -> &'static str {
+        match self {
+            PaymentAction::Refund => "Refund",
+            PaymentAction::Capture => "Capture",
+            PaymentAction::Release => "Release",
+            PaymentAction::Reversal => "Reversal",
+        }
+    }
+
     /// Whether an amount may be given (else the action takes it all).
     pub fn takes_amount(self) -> bool {
         matches!(self, PaymentAction::Refund | PaymentAction::Capture)

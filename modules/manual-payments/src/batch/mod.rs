@@ -55,6 +55,14 @@ impl Kind {
         Kind::ALL.into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(text.trim()))
     }
 
+    /// As people read it on a row.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Action(action) => action.verb_noun(),
+            Kind::Payout => "Payout",
+        }
+    }
+
     /// Plural, as totals read: `refunds 125.00 EUR`.
     pub fn plural(self) -> &'static str {
         match self {

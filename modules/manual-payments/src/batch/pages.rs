@@ -187,7 +187,10 @@ async fn batch_page(
     let (problems, _) = super::rows(&page.state, principal, id, true, None, 100).await?;
     let problems: Vec<Value> = problems
         .iter()
-        .map(|row| json!({ "row": row.row, "kind": row.kind, "problem": row.error.clone().or(row.result.clone()), "status": row.status }))
+        .map(|row| {
+            let kind = Kind::parse(&row.kind).map_or("Unreadable", Kind::label);
+            json!({ "row": row.row, "kind": kind, "problem": row.error.clone().or(row.result.clone()), "status": row.status })
+        })
         .collect();
     let running = matches!(batch.status, BatchStatus::Processing);
     let data = json!({

@@ -28,6 +28,8 @@ const LEASE: TimeDelta = TimeDelta::seconds(3);
 const CHUNK: i64 = 64;
 /// Rows run at once.
 const IN_FLIGHT: usize = 8;
+/// At most this many results are written together.
+const RECORDED_TOGETHER: usize = 16;
 
 register!(Job {
     name: "batch files",
@@ -146,16 +148,21 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         if rows.is_empty() {
             return finish(state, id).await;
         }
-        let outcomes: Vec<(i32, Outcome)> = futures_util::stream::iter(rows)
-            .map(|row| async {
-                let number = row.number;
-                (number, run_row(state, principal.as_ref(), id, row).await)
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        let settled = outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Done(..))).count();
-        record(state, id, outcomes).await?;
+        // Results are written as they come, a few rows at a time: the progress moves.
+        let mut results = std::pin::pin!(
+            futures_util::stream::iter(rows)
+                .map(|row| async {
+                    let number = row.number;
+                    (number, run_row(state, principal.as_ref(), id, row).await)
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .ready_chunks(RECORDED_TOGETHER)
+        );
+        let mut settled = 0;
+        while let Some(outcomes) = results.next().await {
+            settled += outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Done(..))).count();
+            record(state, id, outcomes).await?;
+        }
         // Paused, cancelled or taken over meanwhile: stop here.
         if !renew(state, id).await? {
             tracing::info!(batch = id, "batch stopped (paused, cancelled or taken over)");
