@@ -483,7 +483,10 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
     click(&browser, "form[enctype='multipart/form-data'] button[type=submit]").await;
     assert_eq!(browser.wait_for_text("section.card h2", "96 rows").await, "96 rows");
     browser.screenshot("manual-batch-preview").await;
+    let batch_page = browser.client.current_url().await.unwrap().to_string();
     click(&browser, "form[action$='/confirm'] button[type=submit]").await;
+    let confirmed = "Confirmed: the batch is running.";
+    assert_eq!(browser.wait_for_text(".alert", confirmed).await, confirmed);
     let mut seen = Vec::new();
     for _ in 0..300 {
         if let Ok(bar) = browser.client.find(Locator::Id("progress")).await {
@@ -499,7 +502,7 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        browser.client.refresh().await.unwrap();
+        browser.client.goto(&batch_page).await.unwrap();
     }
     assert_eq!(seen.last(), Some(&96), "the batch finished: {seen:?}");
     assert!(seen.iter().any(|value| *value > 0 && *value < 96), "the progress moved: {seen:?}");
