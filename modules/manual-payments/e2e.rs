@@ -409,10 +409,27 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
     assert_eq!(confirm(rest_id, "").await, StatusCode::CONFLICT);
     assert_eq!(payment(made[2].clone()).await["refunded"], 0);
 
+    // The same rows from a workbook.
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    for (column, name) in ["type", "payment", "amount", "currency"].into_iter().enumerate() {
+        sheet.write_string(0, u16::try_from(column).unwrap(), name).unwrap();
+    }
+    sheet.write_string(1, 0, "refund").unwrap();
+    sheet.write_string(1, 1, "o-3").unwrap();
+    sheet.write_number(1, 2, 1.5).unwrap();
+    sheet.write_string(1, 3, "EUR").unwrap();
+    let xlsx = workbook.save_to_buffer().unwrap();
+    let upload = app.client.post(app.url("/api/v1/manual/batches?file_name=rest.xlsx"));
+    let upload = upload.header("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    let created: Value = upload.body(xlsx).send().await.unwrap().json().await.unwrap();
+    assert_eq!(created["status"], "awaiting_confirmation", "{created}");
+    assert_eq!(created["totals"], json!([{ "kind": "refund", "currency": "EUR", "amount": 150, "rows": 1 }]));
+
     let listed: Value = app.get("/api/v1/manual/batches?status=done").await.json().await.unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     let register = app.get("/manual/batches.csv").await.text().await.unwrap();
-    assert_eq!(register.lines().count(), 5, "four batches and the header: {register}");
+    assert_eq!(register.lines().count(), 6, "five batches and the header: {register}");
 }
 
 /// In a real browser: a payout confirmed with the code from the SMS outbox; a batch file
@@ -442,6 +459,13 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
     browser.wait_for_text("h1", "Two-factor authentication").await;
     fill(&browser, "code", &authenticator.code()).await;
     click(&browser, "button[type=submit]").await;
+    // Signed in once the browser leaves the sign-in pages.
+    for _ in 0..100 {
+        if !browser.client.current_url().await.unwrap().path().starts_with("/sign-in") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // A payout: the review sends the code; the code from the SMS confirms it.
     browser.client.goto(&app.url("/manual")).await.unwrap();
@@ -483,14 +507,18 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
     click(&browser, "form[enctype='multipart/form-data'] button[type=submit]").await;
     assert_eq!(browser.wait_for_text("section.card h2", "96 rows").await, "96 rows");
     browser.screenshot("manual-batch-preview").await;
-    let batch_page = browser.client.current_url().await.unwrap().to_string();
     click(&browser, "form[action$='/confirm'] button[type=submit]").await;
     let confirmed = "Confirmed: the batch is running.";
     assert_eq!(browser.wait_for_text(".alert", confirmed).await, confirmed);
     let mut seen = Vec::new();
     for _ in 0..300 {
-        if let Ok(bar) = browser.client.find(Locator::Id("progress")).await {
-            let value: i64 = bar.attr("value").await.unwrap().unwrap_or_default().parse().unwrap_or(0);
+        // The page reloads itself once the batch is done: an element may go meanwhile.
+        let value = match browser.client.find(Locator::Id("progress")).await {
+            Ok(bar) => bar.attr("value").await.ok().flatten(),
+            Err(_) => None,
+        };
+        if let Some(value) = value {
+            let value: i64 = value.parse().unwrap_or(0);
             if seen.last() != Some(&value) {
                 seen.push(value);
                 if value > 0 && value < 96 {
@@ -501,10 +529,16 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
                 break;
             }
         }
+        // The page follows the batch by itself.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        browser.client.goto(&batch_page).await.unwrap();
     }
-    assert_eq!(seen.last(), Some(&96), "the batch finished: {seen:?}");
+    if seen.last() != Some(&96) {
+        let script = "const [done] = arguments; fetch('/api/v1/manual/batches?limit=1').then(r => r.text()).then(done);";
+        let batch = browser.client.execute_async(script, vec![]).await.unwrap();
+        let url = browser.client.current_url().await.unwrap();
+        let html = browser.client.source().await.unwrap();
+        panic!("the batch did not finish: {seen:?} at {url}: {batch}\n{html}");
+    }
     assert!(seen.iter().any(|value| *value > 0 && *value < 96), "the progress moved: {seen:?}");
     browser.screenshot("manual-batch-done").await;
     let link = browser.client.find(Locator::Css("a[href$='/results.csv']")).await.unwrap();

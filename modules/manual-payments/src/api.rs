@@ -219,12 +219,15 @@ enum ManualTag {
     ManualPayments,
 }
 
-/// A CSV batch file, as uploaded.
+/// A batch file, as uploaded: a header row naming its columns, then one row per
+/// operation.
 #[derive(poem_openapi::ApiRequest)]
 enum BatchFile {
-    /// The file: a header row naming its columns, then one row per operation.
     #[oai(content_type = "text/csv")]
     Csv(Binary<Vec<u8>>),
+    /// The workbook's first sheet.
+    #[oai(content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
+    Xlsx(Binary<Vec<u8>>),
 }
 
 /// A page of batches, newest first; pass `next` as `before` for the following page.
@@ -276,8 +279,8 @@ pub struct BatchApi;
 impl BatchApi {
     /// Upload a batch file
     ///
-    /// A CSV file of refunds, captures, releases, reversals or payouts (a `type` column,
-    /// or `kind` for every row), checked row by row before anything runs.
+    /// A CSV file or XLSX workbook of refunds, captures, releases, reversals or payouts (a
+    /// `type` column, or `kind` for every row), checked row by row before anything runs.
     #[oai(path = "/manual/batches", method = "post", operation_id = "manual_batches_upload")]
     async fn upload(
         &self,
@@ -289,7 +292,7 @@ impl BatchApi {
         kind: Query<Option<BatchKind>>,
         body: BatchFile,
     ) -> ApiResult<BatchCreated> {
-        let BatchFile::Csv(bytes) = body;
+        let (BatchFile::Csv(bytes) | BatchFile::Xlsx(bytes)) = body;
         let name = file_name.0.unwrap_or_else(|| "batch.csv".to_owned());
         let kind = kind.0.map(BatchKind::kind);
         Ok(BatchCreated::Created(Json(batch::upload(&state, principal, &name, &bytes, kind).await?)))

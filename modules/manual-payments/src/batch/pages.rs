@@ -210,12 +210,7 @@ async fn batch_page(
     });
     let html = page.render(&format!("Batch {}", batch.id), "manual/batch", &data)?;
     let status = if data["error"].is_null() { poem::http::StatusCode::OK } else { poem::http::StatusCode::BAD_REQUEST };
-    let mut response = (status, html).into_response();
-    if running {
-        // Without JavaScript the page refreshes itself while the batch runs.
-        response.headers_mut().insert("refresh", poem::http::HeaderValue::from_static("2"));
-    }
-    Ok(response)
+    Ok((status, html).into_response())
 }
 
 fn notice_text(notice: &str) -> &'static str {

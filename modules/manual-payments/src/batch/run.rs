@@ -148,18 +148,24 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         if rows.is_empty() {
             return finish(state, id).await;
         }
-        // Results are written as they come, a few rows at a time: the progress moves.
+        // Results are written as they come, a few rows at a time: the progress moves. Each
+        // row runs as a task of its own, so that one halfway through a write goes on while
+        // the results are written (a future left unpolled there would hold SQLite's writer).
         let mut results = std::pin::pin!(
             futures_util::stream::iter(rows)
-                .map(|row| async {
-                    let number = row.number;
-                    (number, run_row(state, principal.as_ref(), id, row).await)
+                .map(|row| {
+                    let (state, principal) = (state.clone(), principal.clone());
+                    tokio::spawn(async move { (row.number, run_row(&state, principal.as_ref(), id, row).await) })
                 })
                 .buffer_unordered(IN_FLIGHT)
                 .ready_chunks(RECORDED_TOGETHER)
         );
         let mut settled = 0;
-        while let Some(outcomes) = results.next().await {
+        while let Some(finished) = results.next().await {
+            let outcomes: Vec<(i32, Outcome)> = finished
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| AppError::Internal(format!("a batch row's task failed: {e}")))?;
             settled += outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Done(..))).count();
             record(state, id, outcomes).await?;
         }

@@ -54,8 +54,9 @@ pub struct CheckedFile {
     pub rows: Vec<CheckedRow>,
 }
 
-/// Reads `bytes` as CSV with a header row; `kind` is the kind of every row when the file
-/// has no `type` column. A file that cannot be read at all is refused as a whole.
+/// Reads `bytes` (CSV, or an XLSX workbook's first sheet) with a header row; `kind` is
+/// the kind of every row when the file has no `type` column. A file that cannot be read
+/// at all is refused as a whole.
 pub async fn check(
     state: &AppState,
     principal: &Principal,
@@ -68,26 +69,17 @@ pub async fn check(
             MAX_FILE_BYTES / 1_048_576
         )));
     }
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|_| AppError::BadRequest("The file is not a CSV file with a header row.".to_owned()))?
-        .iter()
-        .map(|name| name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
-        .collect();
+    let (header, raw) = if bytes.starts_with(b"PK\x03\x04") { xlsx_table(bytes)? } else { csv_table(bytes)? };
+    let header: Vec<String> =
+        header.iter().map(|name| name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
     if let Some(unknown) = header.iter().find(|name| !COLUMNS.contains(&name.as_str())) {
         return Err(AppError::BadRequest(format!("The column {unknown:?} is not one of {}.", COLUMNS.join(", "))));
     }
     if kind.is_none() && !header.iter().any(|name| name == "type") {
         return Err(AppError::BadRequest("The file needs a type column, or choose the kind of every row.".to_owned()));
     }
-    let mut raw = Vec::new();
-    for (index, record) in reader.records().enumerate() {
-        if index >= MAX_ROWS {
-            return Err(AppError::BadRequest(format!("A batch has at most {MAX_ROWS} rows: split the file.")));
-        }
-        let record = record.map_err(|e| AppError::BadRequest(format!("Row {} cannot be read: {e}", index + 2)))?;
-        raw.push(record.iter().map(str::to_owned).collect::<Vec<String>>());
+    if raw.len() > MAX_ROWS {
+        return Err(AppError::BadRequest(format!("A batch has at most {MAX_ROWS} rows: split the file.")));
     }
     if raw.is_empty() {
         return Err(AppError::BadRequest("The file has no rows under its header.".to_owned()));
@@ -103,6 +95,54 @@ pub async fn check(
         rows.push(checker.row(number, cells).await?);
     }
     Ok(CheckedFile { header, rows })
+}
+
+/// A table's header and rows of cells, as text.
+type Table = (Vec<String>, Vec<Vec<String>>);
+
+fn csv_table(bytes: &[u8]) -> Result<Table, AppError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|_| {
+            AppError::BadRequest("The file is neither a CSV file with a header row nor an XLSX workbook.".into())
+        })?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        if index > MAX_ROWS {
+            break;
+        }
+        let record = record.map_err(|e| AppError::BadRequest(format!("Row {} cannot be read: {e}", index + 2)))?;
+        rows.push(record.iter().map(str::to_owned).collect());
+    }
+    Ok((header, rows))
+}
+
+/// The first sheet of an XLSX workbook: numbers as they read (`12.5`, `3`), text as it is.
+fn xlsx_table(bytes: &[u8]) -> Result<Table, AppError> {
+    use calamine::{Data, Reader};
+    let unreadable = |e: calamine::XlsxError| AppError::BadRequest(format!("The workbook cannot be read: {e}"));
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes)).map_err(unreadable)?;
+    let sheet = workbook
+        .worksheet_range_at(0)
+        .ok_or_else(|| AppError::BadRequest("The workbook has no sheet.".to_owned()))?
+        .map_err(unreadable)?;
+    let text = |cell: &Data| match cell {
+        Data::Empty => String::new(),
+        Data::String(text) => text.trim().to_owned(),
+        Data::Int(number) => number.to_string(),
+        Data::Float(number) => number.to_string(),
+        Data::Bool(value) => value.to_string(),
+        other => other.to_string(),
+    };
+    let mut rows = sheet.rows().take(MAX_ROWS + 2).map(|row| row.iter().map(text).collect::<Vec<String>>());
+    let header = rows.next().ok_or_else(|| AppError::BadRequest("The sheet is empty.".to_owned()))?;
+    // Empty lines under the table are not rows.
+    let rows = rows.filter(|cells| cells.iter().any(|cell| !cell.is_empty())).collect();
+    Ok((header, rows))
 }
 
 /// The payments found, by id and by merchant order id.
