@@ -12,8 +12,9 @@
 //! overview page (KPIs and its charts) and each breakdown's page, against the direct
 //! aggregation of the same figures over the payments and operations. SQLite always;
 //! PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it
-//! asserts nothing. `--only analytics`, `--only api` or `--only sign-in` (the registry
-//! while 50 clients storm the sign-in, throttled and not) measures that part alone;
+//! asserts nothing. `--only analytics`, `--only api`, `--only sign-in` (the registry
+//! while 50 clients storm the sign-in, throttled and not) or `--only batch` (a batch file
+//! of 100,000 refunds: upload, run, memory, the registry meanwhile) measures that part alone;
 //! `--connections 8,16,32` and `--seconds 10` shape the API's load; `--backend sqlite`
 //! or `--backend postgres` measures one database.
 #![allow(clippy::unwrap_used)]
@@ -63,8 +64,12 @@ struct Browser {
 }
 
 async fn timed_gets(browser: &Browser, path: &str) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
+    timed_gets_n(browser, path, SAMPLES).await
+}
+
+async fn timed_gets_n(browser: &Browser, path: &str, times: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(times);
+    for _ in 0..times {
         let started = Instant::now();
         let response = browser.client.get(browser.server.url(path)).send().await.unwrap();
         assert!(response.status().is_success(), "{path}: {}", response.status());
@@ -263,9 +268,101 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     if part("analytics") {
         analytics(&browser, &db, &prepared.projects).await;
     }
+    if part("batch") {
+        batch(&browser, &db, prepared.company).await;
+    }
     drop(db);
     let browser = if part("sign-in") { sign_in_storm(browser, database_url, dir).await } else { browser };
     browser.server.stop();
+}
+
+/// The rows of the batch benchmark: refunds of this many completed payments.
+const BATCH_ROWS: i64 = 100_000;
+
+/// A batch file of 100,000 refunds: how long its upload takes (read, checked against the
+/// payments and stored), how long it runs with the sandbox answering at once, the
+/// server's resident memory meanwhile, and the registry page's p95 while it runs against
+/// idle.
+async fn batch(browser: &Browser, db: &DbPool, company: i64) {
+    use dashboard_payments_domain::schema::payments;
+    let ids: Vec<String> = async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            payments::table
+                .filter(payments::company_id.eq(company))
+                .filter(payments::status.eq("completed"))
+                .order(payments::id.asc())
+                .limit(BATCH_ROWS)
+                .select(payments::public_id)
+                .load::<String>(conn)
+                .await
+        })?)
+    }
+    .await
+    .unwrap();
+    if ids.len() < usize::try_from(BATCH_ROWS).unwrap_or(usize::MAX) {
+        println!("batch: only {} completed payments; run with --payments 150000 or more", ids.len());
+        return;
+    }
+    let mut file = String::from("type,payment\n");
+    for id in &ids {
+        file.push_str("refund,");
+        file.push_str(id);
+        file.push('\n');
+    }
+    let (_, idle_p95, _) = stats(timed_gets(browser, "/payments").await);
+    browser.server.reset_peak();
+    let started = Instant::now();
+    let upload = browser.client.post(browser.server.url("/api/v1/manual/batches?file_name=bench.csv"));
+    let created: serde_json::Value =
+        upload.header("Content-Type", "text/csv").body(file).send().await.unwrap().json().await.unwrap();
+    let checked = started.elapsed();
+    assert_eq!(created["status"], "awaiting_confirmation", "{created}");
+    println!(
+        "batch file of {} refunds   read, checked and stored in {:.2} s ({} KiB)",
+        ids.len(),
+        checked.as_secs_f64(),
+        created["rows"].as_i64().unwrap_or_default() * 30 / 1024
+    );
+    let id = created["id"].as_i64().unwrap();
+    let started = Instant::now();
+    let confirm = browser.client.post(browser.server.url(&format!("/api/v1/manual/batches/{id}/confirm")));
+    assert!(confirm.json(&json!({})).send().await.unwrap().status().is_success());
+    // The registry as people page it while the batch runs, and the server's memory.
+    let mut samples = Vec::new();
+    let mut rss_peak: f64 = 0.0;
+    let done = loop {
+        samples.extend(timed_gets_n(browser, "/payments", 5).await);
+        rss_peak = rss_peak.max(browser.server.memory_mib().0);
+        let batch: serde_json::Value = browser
+            .client
+            .get(browser.server.url(&format!("/api/v1/manual/batches/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if batch["status"] != "processing" {
+            break batch;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, busy_p95, _) = stats(samples);
+    println!(
+        "batch of {} refunds ran in {seconds:.1} s ({:.0} rows/s; {} succeeded, {} failed); server resident memory \
+         peak {rss_peak:.0} MiB (kernel high-water mark {:.0} MiB)",
+        ids.len(),
+        ids.len() as f64 / seconds,
+        done["succeeded"],
+        done["failed"],
+        browser.server.memory_mib().1
+    );
+    println!(
+        "registry page p95 idle {} / while the batch runs {} ({:.1}×)",
+        ms(idle_p95),
+        ms(busy_p95),
+        busy_p95.as_secs_f64() / idle_p95.as_secs_f64().max(f64::EPSILON)
+    );
 }
 
 async fn pages(browser: &Browser, prepared: &Prepared) {
