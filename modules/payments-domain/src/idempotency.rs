@@ -26,6 +26,12 @@ pub enum Replay<T> {
 }
 
 impl<T> Replay<T> {
+    pub fn value(&self) -> &T {
+        match self {
+            Replay::Fresh(value) | Replay::Repeated(value) => value,
+        }
+    }
+
     pub fn into_inner(self) -> T {
         match self {
             Replay::Fresh(value) | Replay::Repeated(value) => value,

@@ -1160,15 +1160,18 @@ pub async fn find(
     }
 }
 
-/// The operation a claimed idempotency key made, as it stands: its payment, status and
-/// decline reason (`None`: the key made none, e.g. the request was refused).
+/// The operation a claimed idempotency key made on payment `payment`, as it stands: its
+/// payment, status and decline reason (`None`: the key made none there, e.g. the request
+/// was refused). Looked up through the payment (operations keep no index by key).
 pub async fn operation_of(
     state: &AppState,
     claim: &Claim,
+    payment: &str,
 ) -> Result<Option<(String, OperationStatus, Option<String>)>, AppError> {
     let row: Option<(String, String, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
         operations::table
             .inner_join(payments::table)
+            .filter(payments::public_id.eq(payment))
             .filter(operations::idempotency_scope.eq(&claim.scope))
             .filter(operations::idempotency_key.eq(&claim.key))
             .select((payments::public_id, operations::status, operations::decline_reason))
@@ -1204,27 +1207,42 @@ pub async fn facts_of(
     references: &[String],
 ) -> Result<Vec<PaymentFacts>, AppError> {
     type Row = (String, Option<String>, i64, String, String, i64, i64, i64, i64);
+    let columns = (
+        payments::public_id,
+        payments::merchant_order_id,
+        payments::project_id,
+        payments::currency,
+        payments::status,
+        payments::authorized_amount,
+        payments::captured_amount,
+        payments::refunded_amount,
+        payments::charged_back_amount,
+    );
     let company_id = principal.company_id;
     let mut found = Vec::new();
     for chunk in references.chunks(500) {
         let chunk = chunk.to_vec();
+        // By id, then the rest by order id: two indexed lookups (one query with OR would
+        // read the whole table).
         let rows: Vec<Row> = dashboard_core::db_run!(state.db, conn => {
-            payments::table
+            let mut rows: Vec<Row> = payments::table
                 .filter(payments::company_id.eq(company_id))
-                .filter(payments::public_id.eq_any(&chunk).or(payments::merchant_order_id.eq_any(&chunk)))
-                .select((
-                    payments::public_id,
-                    payments::merchant_order_id,
-                    payments::project_id,
-                    payments::currency,
-                    payments::status,
-                    payments::authorized_amount,
-                    payments::captured_amount,
-                    payments::refunded_amount,
-                    payments::charged_back_amount,
-                ))
+                .filter(payments::public_id.eq_any(&chunk))
+                .select(columns)
                 .load(conn)
-                .await
+                .await?;
+            let ids: std::collections::HashSet<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+            let orders: Vec<&str> = chunk.iter().map(String::as_str).filter(|reference| !ids.contains(reference)).collect();
+            if !orders.is_empty() {
+                let by_order: Vec<Row> = payments::table
+                    .filter(payments::company_id.eq(company_id))
+                    .filter(payments::merchant_order_id.eq_any(orders))
+                    .select(columns)
+                    .load(conn)
+                    .await?;
+                rows.extend(by_order);
+            }
+            Ok::<_, diesel::result::Error>(rows)
         })?;
         found.extend(rows.into_iter().filter(|row| principal.projects.allows(row.2)).map(
             |(id, merchant_order_id, project_id, currency, status, authorized, captured, refunded, charged_back)| {

@@ -27,6 +27,8 @@ pub mod validate;
 pub const MAX_FILE_BYTES: usize = 20 * 1_048_576;
 /// The most rows in one file.
 pub const MAX_ROWS: usize = 100_000;
+/// The status of a batch whose rows are being stored.
+const STORING: &str = "storing";
 
 /// What a row does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +242,9 @@ pub async fn upload(
                 batches::created_by.eq(user_id),
                 batches::file_name.eq(&file_name),
                 batches::file_hash.eq(&file_hash),
-                batches::status.eq(status.as_str()),
+                // Until all its rows are stored: a batch cut short by a crash never runs (it
+                // reads as invalid).
+                batches::status.eq(STORING),
                 batches::row_count.eq(i32::try_from(checked.rows.len()).unwrap_or(i32::MAX)),
                 batches::error_count.eq(i32::try_from(errors).unwrap_or(i32::MAX)),
                 batches::totals.eq(serde_json::to_string(&totals).unwrap_or_default()),
@@ -259,6 +263,12 @@ pub async fn upload(
         Ok::<_, AppError>(id)
     })?;
     store_rows(state, batch_id, checked.rows).await?;
+    dashboard_core::db_write!(state.db, conn => {
+        diesel::update(batches::table.find(batch_id).filter(batches::status.eq(STORING)))
+            .set(batches::status.eq(status.as_str()))
+            .execute(conn)
+            .await
+    })?;
     view(state, principal, batch_id).await
 }
 

@@ -20,7 +20,7 @@ use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState, register};
 use dashboard_payments_domain::idempotency::{Claim, Entry};
 use dashboard_payments_domain::model::OperationStatus;
-use dashboard_payments_domain::service::{self, Customer, NewPayout};
+use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView};
 
 /// How long a server holds a batch without renewing its lease.
 const LEASE: TimeDelta = TimeDelta::seconds(3);
@@ -219,8 +219,23 @@ async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, ro
         },
     };
     // What the row's own operation (found by its key) says, whatever else happened to
-    // the payment meanwhile; none when the request was refused before it began.
-    match service::operation_of(state, &claim).await {
+    // the payment meanwhile; none when the request was refused before it began. A payout's
+    // payment is the one the service answered (or, after a crash, the replayed answer).
+    let payment = match (&result, kind) {
+        (Ok(done), Kind::Payout) => Some(done.value().id.clone()),
+        (Err(_), Kind::Payout) => match claim.answered_before(state).await {
+            Ok(Some(answer)) => Claim::replay::<PaymentView>(&answer).ok().map(|done| done.into_inner().id),
+            // The key's payout is still with the acquirer.
+            Err(AppError::Conflict(_)) => return Outcome::Later,
+            _ => None,
+        },
+        (_, Kind::Action(_)) => row.payment_id.clone(),
+    };
+    let outcome = match &payment {
+        Some(payment) => service::operation_of(state, &claim, payment).await,
+        None => Ok(None),
+    };
+    match outcome {
         Ok(Some((payment, status, reason))) => match status {
             OperationStatus::Success => Outcome::Done("succeeded", Some(payment), None),
             OperationStatus::Declined => Outcome::Done("declined", Some(payment), reason),

@@ -155,6 +155,10 @@ struct Payments {
 fn index_payments(found: Vec<PaymentFacts>) -> Payments {
     let mut payments = Payments::default();
     for facts in found {
+        // Found twice (a row names its id, another its order id): once is enough.
+        if payments.by_id.contains_key(&facts.id) {
+            continue;
+        }
         if let Some(order) = &facts.merchant_order_id {
             payments.by_order.entry(order.clone()).or_default().push(facts.id.clone());
         }
