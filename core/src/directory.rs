@@ -168,6 +168,14 @@ pub async fn visible_projects(db: &DbPool, principal: &Principal) -> Result<Vec<
     Ok(all.into_iter().filter(|project| principal.projects.allows(project.id)).collect())
 }
 
+/// The names of the projects the principal may see, by id.
+pub async fn visible_project_names(
+    db: &DbPool,
+    principal: &Principal,
+) -> Result<std::collections::HashMap<i64, String>, AppError> {
+    Ok(visible_projects(db, principal).await?.into_iter().map(|project| (project.id, project.name)).collect())
+}
+
 pub async fn company_projects(db: &DbPool, company_id: i64) -> Result<Vec<Project>, AppError> {
     Ok(crate::db_run!(db, conn => {
         projects::table

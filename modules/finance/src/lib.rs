@@ -52,11 +52,6 @@ register_section!(Section {
     ],
 });
 
-/// The names of the projects the principal may see, by id.
-async fn project_names(state: &AppState, principal: &Principal) -> Result<HashMap<i64, String>, AppError> {
-    Ok(directory::visible_projects(&state.db, principal).await?.into_iter().map(|p| (p.id, p.name)).collect())
-}
-
 fn name_of(names: &HashMap<i64, String>, id: i64) -> String {
     names.get(&id).cloned().unwrap_or_else(|| format!("Project {id}"))
 }
@@ -90,7 +85,7 @@ struct BalancesQuery {
 #[handler]
 async fn balances_page(page: PageContext, Query(query): Query<BalancesQuery>) -> Result<Response, AppError> {
     let principal = page.principal()?;
-    let names = project_names(&page.state, principal).await?;
+    let names = directory::visible_project_names(&page.state.db, principal).await?;
     let chosen = query.project_id.as_deref();
     let positions = finance::positions(&page.state, principal, project_filter(chosen)?).await?;
     let rows: Vec<Value> = positions
@@ -158,7 +153,7 @@ fn balance_row(position: &Position, names: &HashMap<i64, String>) -> Vec<String>
 #[handler]
 async fn balances_csv(page: PageContext, Query(query): Query<BalancesQuery>) -> Result<Response, AppError> {
     let principal = page.principal()?;
-    let names = project_names(&page.state, principal).await?;
+    let names = directory::visible_project_names(&page.state.db, principal).await?;
     let positions = finance::positions(&page.state, principal, project_filter(query.project_id.as_deref())?).await?;
     let (sender, rows) = dashboard_core::export::rows_channel();
     let _ = sender.send(Ok(positions.iter().map(|position| balance_row(position, &names)).collect())).await;
@@ -188,7 +183,7 @@ async fn statement_page(page: PageContext, Query(mut filter): Query<StatementFil
     if filter.currency.as_deref().is_none_or(|currency| currency.trim().is_empty()) {
         filter.currency = Some(first_currency(&page.state, principal).await?);
     }
-    let names = project_names(&page.state, principal).await?;
+    let names = directory::visible_project_names(&page.state.db, principal).await?;
     let (statement, error) = match finance::statement(&page.state, principal, &filter, PAGE_SIZE).await {
         Ok(statement) => (Some(statement), None),
         Err(error @ AppError::BadRequest(_)) => (None, Some(error.to_string())),
@@ -264,7 +259,7 @@ pub(crate) async fn statement_export(
     // Bad filters answer here, before the file starts.
     finance::statement(&state, principal, &filter, 1).await?;
     dashboard_core::audit::export(&state.db, principal, "finance.statement_export", &filter).await?;
-    let names = std::sync::Arc::new(project_names(&state, principal).await?);
+    let names = std::sync::Arc::new(directory::visible_project_names(&state.db, principal).await?);
     let principal = principal.clone();
     let rows = paged(move |cursor: Option<i64>| {
         let (state, principal, names, mut filter) = (state.clone(), principal.clone(), names.clone(), filter.clone());

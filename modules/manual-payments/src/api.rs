@@ -39,7 +39,7 @@ pub struct EnteredPage {
 
 #[derive(ApiResponse)]
 enum CsvFile {
-    /// Every matching operation as CSV (times in the caller's time zone), streamed.
+    /// A CSV file (times in the caller's time zone), streamed.
     #[oai(status = 200, content_type = "text/csv")]
     Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
 }
@@ -266,12 +266,6 @@ enum BatchCodeRequested {
     Sent(Json<BatchCodeSent>),
 }
 
-#[derive(ApiResponse)]
-enum BatchCsv {
-    #[oai(status = 200, content_type = "text/csv")]
-    Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
-}
-
 #[derive(Default)]
 pub struct BatchApi;
 
@@ -381,18 +375,18 @@ impl BatchApi {
     ///
     /// Every row with its status, the payment and what went wrong.
     #[oai(path = "/manual/batches/:id/results", method = "get", operation_id = "manual_batches_results")]
-    async fn results(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<BatchCsv> {
+    async fn results(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<CsvFile> {
         let body = crate::batch::pages::results(state.0.clone(), principal, id.0).await?;
-        Ok(BatchCsv::Csv(Binary(body), attachment(&format!("batch-{}-results.csv", id.0))))
+        Ok(CsvFile::Csv(Binary(body), attachment(&format!("batch-{}-results.csv", id.0))))
     }
 
     /// A batch's file with its problems as CSV
     ///
     /// The rows as uploaded (card numbers masked) and a last column with each row's problems.
     #[oai(path = "/manual/batches/:id/checked", method = "get", operation_id = "manual_batches_checked")]
-    async fn checked(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<BatchCsv> {
+    async fn checked(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<CsvFile> {
         let body = crate::batch::pages::annotated(state.0.clone(), principal, id.0).await?;
-        Ok(BatchCsv::Csv(Binary(body), attachment(&format!("batch-{}-checked.csv", id.0))))
+        Ok(CsvFile::Csv(Binary(body), attachment(&format!("batch-{}-checked.csv", id.0))))
     }
 }
 

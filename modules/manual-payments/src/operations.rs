@@ -30,11 +30,7 @@ impl Names {
     pub(crate) async fn of(state: &AppState, principal: &Principal) -> Result<Names, AppError> {
         Ok(Names {
             people: directory::company_people(&state.db, principal.company_id).await?.into_iter().collect(),
-            projects: directory::visible_projects(&state.db, principal)
-                .await?
-                .into_iter()
-                .map(|project| (project.id, project.name))
-                .collect(),
+            projects: directory::visible_project_names(&state.db, principal).await?,
         })
     }
 
@@ -105,7 +101,7 @@ fn row_json(operation: &EnteredOperation, names: &Names, time_zone: &str) -> Val
 }
 
 /// The choices of a select, the chosen one marked.
-fn options(choices: impl IntoIterator<Item = (String, String)>, chosen: &Option<String>) -> Vec<Value> {
+pub(crate) fn options(choices: impl IntoIterator<Item = (String, String)>, chosen: &Option<String>) -> Vec<Value> {
     let chosen = chosen.as_deref().unwrap_or_default();
     choices
         .into_iter()

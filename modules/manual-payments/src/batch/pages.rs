@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::validate::COLUMNS;
 use super::{BatchFilter, BatchStatus, BatchView, Control, Kind, MAX_FILE_BYTES};
-use crate::operations::{Names, url};
+use crate::operations::{Names, options, url};
 
 register!(Upload { path: "/manual/batches", limit: MAX_FILE_BYTES + 64 * 1024 });
 register!(Upload { path: "/api/v1/manual/batches", limit: MAX_FILE_BYTES + 64 * 1024 });
@@ -29,7 +29,7 @@ pub(crate) fn batch_json(batch: &BatchView, names: &Names, time_zone: &str) -> V
         .iter()
         .map(|total| {
             json!({
-                "kind": Kind::parse(&total.kind).map_or("Rows", |kind| kind_label(kind)),
+                "kind": Kind::parse(&total.kind).map_or_else(|| "Rows".to_owned(), kind_label),
                 "amount": format_grouped(total.amount, &total.currency),
                 "rows": total.rows,
             })
@@ -58,16 +58,10 @@ pub(crate) fn batch_json(batch: &BatchView, names: &Names, time_zone: &str) -> V
     })
 }
 
-fn kind_label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Payout => "Payouts",
-        Kind::Action(action) => match action {
-            dashboard_payments_domain::service::PaymentAction::Refund => "Refunds",
-            dashboard_payments_domain::service::PaymentAction::Capture => "Captures",
-            dashboard_payments_domain::service::PaymentAction::Release => "Releases",
-            dashboard_payments_domain::service::PaymentAction::Reversal => "Reversals",
-        },
-    }
+/// What the rows of a kind are called together: `Refunds`.
+fn kind_label(kind: Kind) -> String {
+    let plural = kind.plural();
+    plural[..1].to_uppercase() + &plural[1..]
 }
 
 fn filter_query(filter: &BatchFilter) -> String {
@@ -78,14 +72,6 @@ fn filter_query(filter: &BatchFilter) -> String {
         ("from", &filter.from),
         ("to", &filter.to),
     ])
-}
-
-fn options(choices: Vec<(String, String)>, chosen: &Option<String>) -> Vec<Value> {
-    let chosen = chosen.as_deref().unwrap_or_default();
-    choices
-        .into_iter()
-        .map(|(value, label)| json!({ "value": value, "label": label, "selected": value == chosen }))
-        .collect()
 }
 
 async fn register_html(
@@ -102,14 +88,13 @@ async fn register_html(
     };
     let names = Names::of(&page.state, principal).await?;
     let base = filter_query(filter);
-    let kinds: Vec<(String, String)> =
-        Kind::ALL.iter().map(|k| (k.as_str().to_owned(), kind_label(*k).to_owned())).collect();
+    let kinds: Vec<(String, String)> = Kind::ALL.iter().map(|k| (k.as_str().to_owned(), kind_label(*k))).collect();
     let data = json!({
         "csrf_token": page.csrf_token,
         "batches": batches.iter().map(|batch| batch_json(batch, &names, &principal.time_zone)).collect::<Vec<_>>(),
         "filter": filter,
         "filtered": !base.is_empty(),
-        "statuses": options(BatchStatus::ALL.iter().map(|s| (s.as_str().to_owned(), s.label().to_owned())).collect(), &filter.status),
+        "statuses": options(BatchStatus::ALL.iter().map(|s| (s.as_str().to_owned(), s.label().to_owned())), &filter.status),
         "kinds": options(kinds.clone(), &filter.kind),
         "upload_kinds": kinds,
         "projects": options(names.project_choices(), &filter.project_id),
