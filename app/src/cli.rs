@@ -190,6 +190,10 @@ pub fn main() -> ExitCode {
     main_from(std::env::args_os())
 }
 
+/// The threads for blocking work: the default pool's connections and a few more (for
+/// password hashing and files).
+const BLOCKING_THREADS: usize = crate::config::DEFAULT_POOL_SIZE + 8;
+
 /// Runs the command given by `args` (the first is the program's name), as [`main`] does
 /// with the process's own arguments: the benchmark starts the server this way.
 pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
@@ -197,7 +201,12 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         Ok(invocation) => invocation,
         Err(error) => error.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Few threads for blocking work (SQLite's queries run there, one per pooled
+    // connection): the allocator keeps memory per thread, so every extra thread costs
+    // resident memory; more threads than connections would only wait for one.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().max_blocking_threads(BLOCKING_THREADS).enable_all().build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -117,13 +117,12 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets requests in flight finish (10 s at most).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let jobs = hooks::spawn_jobs(&self.state);
+        // The jobs stop with this future, however it ends.
+        let _jobs = hooks::spawn_jobs(&self.state);
         let app = routes(self.state);
-        let served = Server::new_with_acceptor(self.acceptor)
+        Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
-            .await;
-        jobs.iter().for_each(|job| job.abort());
-        served
+            .await
     }
 }
 

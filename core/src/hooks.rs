@@ -47,13 +47,53 @@ inventory::collect!(Upload);
 /// instead of running back to back.
 const JOB_PARTS: u32 = 10;
 
-/// Starts every registered job; the handles stop them when aborted.
-pub fn spawn_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    inventory::iter::<Job>
+/// How much less the kernel favours the jobs' threads than the requests' (a nice value:
+/// at 10 a busy job thread gets about a tenth of a core a request thread wants).
+const JOBS_NICENESS: i32 = 10;
+
+/// Threads for the jobs' blocking work (their SQLite reads).
+const JOBS_BLOCKING_THREADS: usize = 4;
+
+/// The runtime the jobs run on: threads of their own, which the kernel schedules after
+/// the threads that answer requests, so that a long job (a batch file of 100,000 rows)
+/// takes the machine only when people leave it idle. What a job spawns runs there too,
+/// and so do the database reads it hands to blocking threads.
+fn jobs_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("dashboard-jobs")
+            // Few threads for the jobs' database reads: each thread costs memory.
+            .max_blocking_threads(JOBS_BLOCKING_THREADS)
+            .on_thread_start(|| {
+                let this_thread = Some(rustix::thread::gettid());
+                if let Err(error) = rustix::process::setpriority_process(this_thread, JOBS_NICENESS) {
+                    tracing::warn!(%error, "a job thread keeps the requests' priority");
+                }
+            })
+            .enable_all()
+            .build()
+            .unwrap_or_else(|error| panic!("the jobs' runtime cannot start: {error}"))
+    })
+}
+
+/// The running jobs: they stop when this is dropped (the jobs' runtime outlives any one
+/// server, e.g. the tests').
+pub struct Jobs(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+/// Starts every registered job on the jobs' runtime.
+pub fn spawn_jobs(state: &AppState) -> Jobs {
+    let jobs = inventory::iter::<Job>
         .into_iter()
         .map(|job| {
             let state = state.clone();
-            tokio::spawn(async move {
+            jobs_runtime().spawn(async move {
                 let mut pause = job.every;
                 loop {
                     tokio::time::sleep(pause).await;
@@ -65,7 +105,8 @@ pub fn spawn_jobs(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
                 }
             })
         })
-        .collect()
+        .collect();
+    Jobs(jobs)
 }
 
 /// Something a crate builds once at start-up from the settings and keeps in the

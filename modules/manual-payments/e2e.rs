@@ -392,6 +392,13 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
     assert_eq!(payment(made[3].clone()).await["captured"], 1_000);
     let results = app.get(&format!("/manual/batches/{id}/results.csv")).await.text().await.unwrap();
     assert_eq!(results.lines().filter(|line| line.contains(",succeeded,")).count(), 4, "{results}");
+    // The same results as a workbook, amounts as numbers.
+    let xlsx = app.get(&format!("/api/v1/manual/batches/{id}/results?format=xlsx")).await.bytes().await.unwrap();
+    let mut workbook: calamine::Xlsx<_> = calamine::Reader::new(std::io::Cursor::new(xlsx)).unwrap();
+    let sheet = calamine::Reader::worksheet_range_at(&mut workbook, 0).unwrap().unwrap();
+    let succeeded: Vec<&[calamine::Data]> = sheet.rows().filter(|row| row[5] == "succeeded").collect();
+    assert_eq!(succeeded.len(), 4, "{sheet:?}");
+    assert_eq!(succeeded[0][3], calamine::Data::Float(20.0), "the first refund's amount, a number: {sheet:?}");
     let entered: Value = app.get("/api/v1/manual/operations?entry=batch").await.json().await.unwrap();
     let items = entered["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "{entered}");

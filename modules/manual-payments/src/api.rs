@@ -44,6 +44,24 @@ enum CsvFile {
     Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
 }
 
+/// The format of a file to download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+enum FileFormat {
+    Csv,
+    Xlsx,
+}
+
+#[derive(ApiResponse)]
+enum ResultsFile {
+    /// A CSV file, streamed.
+    #[oai(status = 200, content_type = "text/csv")]
+    Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+    /// An XLSX workbook: the row and the amount are numbers.
+    #[oai(status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
+    Xlsx(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+}
+
 #[derive(ApiResponse)]
 enum PaidOut {
     /// The payment (a payout or a card payment), as the acquirer's answer left it. A
@@ -289,7 +307,7 @@ impl BatchApi {
         let (BatchFile::Csv(bytes) | BatchFile::Xlsx(bytes)) = body;
         let name = file_name.0.unwrap_or_else(|| "batch.csv".to_owned());
         let kind = kind.0.map(BatchKind::kind);
-        Ok(BatchCreated::Created(Json(batch::upload(&state, principal, &name, &bytes, kind).await?)))
+        Ok(BatchCreated::Created(Json(batch::upload(&state, principal, &name, bytes.0, kind).await?)))
     }
 
     /// List batch files
@@ -371,13 +389,26 @@ impl BatchApi {
         Ok(Json(batch::control(&state, principal, id.0, Control::Cancel).await?))
     }
 
-    /// A batch's results as CSV
+    /// A batch's results as CSV or XLSX
     ///
     /// Every row with its status, the payment and what went wrong.
     #[oai(path = "/manual/batches/:id/results", method = "get", operation_id = "manual_batches_results")]
-    async fn results(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<CsvFile> {
-        let body = crate::batch::pages::results(state.0.clone(), principal, id.0).await?;
-        Ok(CsvFile::Csv(Binary(body), attachment(&format!("batch-{}-results.csv", id.0))))
+    async fn results(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<i64>,
+        /// `csv` (the default) or `xlsx`.
+        format: Query<Option<FileFormat>>,
+    ) -> ApiResult<ResultsFile> {
+        let xlsx = format.0 == Some(FileFormat::Xlsx);
+        let file = crate::batch::pages::results(state.0.clone(), principal, id.0, xlsx).await?;
+        let (id, body) = (id.0, Binary(file.into_body()));
+        Ok(if xlsx {
+            ResultsFile::Xlsx(body, attachment(&format!("batch-{id}-results.xlsx")))
+        } else {
+            ResultsFile::Csv(body, attachment(&format!("batch-{id}-results.csv")))
+        })
     }
 
     /// A batch's file with its problems as CSV

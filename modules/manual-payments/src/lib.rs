@@ -100,6 +100,7 @@ register_section!(Section {
         page!(POST "/manual/batches/:id/resume" => batch::pages::resume, Access::Permission(BATCH)),
         page!(POST "/manual/batches/:id/cancel" => batch::pages::cancel, Access::Permission(BATCH)),
         page!(GET "/manual/batches/:id/results.csv" => batch::pages::results_csv, Access::Permission(BATCH)),
+        page!(GET "/manual/batches/:id/results.xlsx" => batch::pages::results_xlsx, Access::Permission(BATCH)),
         page!(GET "/manual/batches/:id/checked.csv" => batch::pages::annotated_csv, Access::Permission(BATCH)),
         page!(GET "/manual/actions" => actions::new_action, Access::Permission(ACT)),
         page!(POST "/manual/actions" => actions::submit_action, Access::Permission(ACT)),

@@ -202,17 +202,20 @@ macro_rules! claim_key {
     ($conn:ident, $claim:expr) => {{
         use $crate::schema::idempotency_keys as __keys;
         let __claim: &$crate::idempotency::Claim = $claim;
-        let __inserted = diesel::insert_into(__keys::table)
-            .values((
-                __keys::scope.eq(&__claim.scope),
-                __keys::idempotency_key.eq(&__claim.key),
-                __keys::request_hash.eq(&__claim.request_hash),
-                __keys::created_at.eq($crate::__private::core::time::now()),
-            ))
-            .on_conflict((__keys::scope, __keys::idempotency_key))
-            .do_nothing()
-            .execute($conn)
-            .await?;
+        // An upsert diesel would prepare anew each time.
+        let __inserted = $crate::__private::core::db::keep_prepared(
+            diesel::insert_into(__keys::table)
+                .values((
+                    __keys::scope.eq(&__claim.scope),
+                    __keys::idempotency_key.eq(&__claim.key),
+                    __keys::request_hash.eq(&__claim.request_hash),
+                    __keys::created_at.eq($crate::__private::core::time::now()),
+                ))
+                .on_conflict((__keys::scope, __keys::idempotency_key))
+                .do_nothing(),
+        )
+        .execute($conn)
+        .await?;
         if __inserted == 1 {
             None
         } else {

@@ -1206,8 +1206,9 @@ pub async fn facts_of(
     principal: &Principal,
     references: &[String],
 ) -> Result<Vec<PaymentFacts>, AppError> {
-    type Row = (String, Option<String>, i64, String, String, i64, i64, i64, i64);
+    type Row = (i64, String, Option<String>, i64, String, String, i64, i64, i64, i64);
     let columns = (
+        payments::company_id,
         payments::public_id,
         payments::merchant_order_id,
         payments::project_id,
@@ -1223,15 +1224,17 @@ pub async fn facts_of(
     for chunk in references.chunks(500) {
         let chunk = chunk.to_vec();
         // By id, then the rest by order id: two indexed lookups (one query with OR would
-        // read the whole table).
+        // read the whole table). The ids alone: with the company too, SQLite would walk
+        // the company's payments rather than look up hundreds of ids (the company is
+        // checked below).
         let rows: Vec<Row> = dashboard_core::db_run!(state.db, conn => {
             let mut rows: Vec<Row> = payments::table
-                .filter(payments::company_id.eq(company_id))
                 .filter(payments::public_id.eq_any(&chunk))
                 .select(columns)
                 .load(conn)
                 .await?;
-            let ids: std::collections::HashSet<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+            rows.retain(|row| row.0 == company_id);
+            let ids: std::collections::HashSet<&str> = rows.iter().map(|row| row.1.as_str()).collect();
             let orders: Vec<&str> = chunk.iter().map(String::as_str).filter(|reference| !ids.contains(reference)).collect();
             if !orders.is_empty() {
                 let by_order: Vec<Row> = payments::table
@@ -1244,8 +1247,8 @@ pub async fn facts_of(
             }
             Ok::<_, diesel::result::Error>(rows)
         })?;
-        found.extend(rows.into_iter().filter(|row| principal.projects.allows(row.2)).map(
-            |(id, merchant_order_id, project_id, currency, status, authorized, captured, refunded, charged_back)| {
+        found.extend(rows.into_iter().filter(|row| principal.projects.allows(row.3)).map(
+            |(_, id, merchant_order_id, project_id, currency, status, authorized, captured, refunded, charged_back)| {
                 let status = Status::parse(&status).unwrap_or(Status::Failed);
                 let refundable = if matches!(status, Status::Completed | Status::PartiallyRefunded) {
                     captured - refunded - charged_back
@@ -1460,18 +1463,18 @@ async fn reserve(
             return Ok(Reserved::Earlier(answer));
         }
         let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
-            diesel::update(
+            keep_prepared(diesel::update(
                 payments::table
                     .find(payment_id)
                     .filter(payments::status.eq_any(&allowed))
                     .filter((payments::captured_amount - payments::refunded_amount - payments::charged_back_amount).ge(amount)),
             )
-            .set((payments::refunded_amount.eq(payments::refunded_amount + amount), payments::updated_at.eq(now)))
+            .set((payments::refunded_amount.eq(payments::refunded_amount + amount), payments::updated_at.eq(now))))
             .execute(conn)
             .await?
         } else {
-            diesel::update(payments::table.find(payment_id).filter(payments::status.eq_any(&allowed)))
-                .set((payments::status.eq(into.as_str()), payments::updated_at.eq(now)))
+            keep_prepared(diesel::update(payments::table.find(payment_id).filter(payments::status.eq_any(&allowed)))
+                .set((payments::status.eq(into.as_str()), payments::updated_at.eq(now))))
                 .execute(conn)
                 .await?
         };
@@ -1571,13 +1574,13 @@ async fn settle(
     let now = now();
     dashboard_core::db_transaction!(state.db, conn => {
         let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
-        let settled = diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
+        let settled = keep_prepared(diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
             .set((
                 operations::status.eq(op_status.as_str()),
                 operations::decline_code.eq(&decline_code),
                 operations::decline_reason.eq(&decline_reason),
                 operations::completed_at.eq(Some(now)),
-            ))
+            )))
             .execute(conn)
             .await?;
         if settled != 1 {
@@ -1585,32 +1588,32 @@ async fn settle(
         }
         match (kind, success) {
             (OperationKind::Capture, true) => {
-                diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Completed.as_str()), payments::captured_amount.eq(amount), payments::updated_at.eq(now)))
+                keep_prepared(diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Completed.as_str()), payments::captured_amount.eq(amount), payments::updated_at.eq(now))))
                     .execute(conn)
                     .await?;
             }
             (OperationKind::Cancel, true) => {
-                diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Cancelled.as_str()), payments::updated_at.eq(now)))
+                keep_prepared(diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Cancelled.as_str()), payments::updated_at.eq(now))))
                     .execute(conn)
                     .await?;
             }
             (OperationKind::Capture | OperationKind::Cancel, false) => {
-                diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Authorized.as_str()), payments::updated_at.eq(now)))
+                keep_prepared(diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Authorized.as_str()), payments::updated_at.eq(now))))
                     .execute(conn)
                     .await?;
             }
             (_, false) => {
-                diesel::update(payments::table.find(payment_id))
-                    .set((payments::refunded_amount.eq(payments::refunded_amount - amount), payments::updated_at.eq(now)))
+                keep_prepared(diesel::update(payments::table.find(payment_id))
+                    .set((payments::refunded_amount.eq(payments::refunded_amount - amount), payments::updated_at.eq(now))))
                     .execute(conn)
                     .await?;
             }
             (OperationKind::Reversal, true) => {
-                diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Reversed.as_str()), payments::updated_at.eq(now)))
+                keep_prepared(diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(Status::Reversed.as_str()), payments::updated_at.eq(now))))
                     .execute(conn)
                     .await?;
             }
@@ -1618,8 +1621,8 @@ async fn settle(
                 let (captured, refunded): (i64, i64) =
                     payments::table.find(payment_id).select((payments::captured_amount, payments::refunded_amount)).first(conn).await?;
                 let status = if refunded >= captured { Status::Refunded } else { Status::PartiallyRefunded };
-                diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(status.as_str()), payments::updated_at.eq(now)))
+                keep_prepared(diesel::update(payments::table.find(payment_id))
+                    .set((payments::status.eq(status.as_str()), payments::updated_at.eq(now))))
                     .execute(conn)
                     .await?;
             }

@@ -323,6 +323,9 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
         checked.as_secs_f64(),
         created["rows"].as_i64().unwrap_or_default() * 30 / 1024
     );
+    let (now_mib, peak_mib) = browser.server.memory_mib();
+    println!("server resident memory after the upload {now_mib:.0} MiB (peak while uploading {peak_mib:.0} MiB)");
+    browser.server.reset_peak();
     let id = created["id"].as_i64().unwrap();
     let started = Instant::now();
     let confirm = browser.client.post(browser.server.url(&format!("/api/v1/manual/batches/{id}/confirm")));

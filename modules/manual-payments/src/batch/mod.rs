@@ -6,6 +6,8 @@
 //! and cancelled, and its results downloaded.
 
 use chrono::NaiveDateTime;
+use diesel::QueryResult;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -23,12 +25,12 @@ pub(crate) mod pages;
 pub mod run;
 pub mod validate;
 
-/// The largest file taken (the rows are checked in memory).
+/// The largest file taken (it is held in memory while its rows are checked).
 pub const MAX_FILE_BYTES: usize = 20 * 1_048_576;
 /// The most rows in one file.
 pub const MAX_ROWS: usize = 100_000;
-/// The status of a batch whose rows are being stored.
-const STORING: &str = "storing";
+/// Rows checked and stored at a time.
+const CHECKED_TOGETHER: usize = 1_000;
 
 /// What a row does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,8 @@ impl Kind {
 #[serde(rename_all = "snake_case")]
 #[oai(rename_all = "snake_case")]
 pub enum BatchStatus {
+    /// Its rows are being read, checked and stored.
+    Validating,
     /// Some rows have problems: nothing will run.
     Invalid,
     AwaitingConfirmation,
@@ -92,7 +96,8 @@ pub enum BatchStatus {
 }
 
 impl BatchStatus {
-    pub const ALL: [BatchStatus; 6] = [
+    pub const ALL: [BatchStatus; 7] = [
+        BatchStatus::Validating,
         BatchStatus::Invalid,
         BatchStatus::AwaitingConfirmation,
         BatchStatus::Processing,
@@ -103,6 +108,7 @@ impl BatchStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            BatchStatus::Validating => "validating",
             BatchStatus::Invalid => "invalid",
             BatchStatus::AwaitingConfirmation => "awaiting_confirmation",
             BatchStatus::Processing => "processing",
@@ -118,6 +124,7 @@ impl BatchStatus {
 
     pub fn label(self) -> &'static str {
         match self {
+            BatchStatus::Validating => "Being checked",
             BatchStatus::Invalid => "Has errors",
             BatchStatus::AwaitingConfirmation => "Awaiting confirmation",
             BatchStatus::Processing => "Processing",
@@ -200,7 +207,11 @@ impl BatchRow {
             succeeded: self.succeeded,
             declined: self.declined,
             failed: self.failed,
-            pending: if status == BatchStatus::Invalid { 0 } else { self.row_count - processed },
+            pending: if matches!(status, BatchStatus::Invalid | BatchStatus::Validating) {
+                0
+            } else {
+                self.row_count - processed
+            },
             pays_out: totals.iter().any(|total| total.kind == Kind::Payout.as_str()),
             totals,
             project_ids: self.project_ids.split(',').filter_map(|id| id.parse().ok()).collect(),
@@ -213,99 +224,245 @@ impl BatchRow {
 }
 
 /// Checks the file and stores it as a batch with its rows and their problems: invalid
-/// when any row has one, else awaiting confirmation. Audited.
+/// when any row has one, else awaiting confirmation. Audited. The rows are checked and
+/// stored a thousand at a time, in a task of its own: a request dropped halfway (the
+/// browser closed) leaves a whole batch, never part of one.
 pub async fn upload(
     state: &AppState,
     principal: &Principal,
     file_name: &str,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     kind: Option<Kind>,
 ) -> Result<BatchView, AppError> {
+    let (state_of_task, principal_of_task) = (state.clone(), principal.clone());
     let file_name = clean_name(file_name);
-    let checked = validate::check(state, principal, bytes, kind).await?;
-    let file_hash = hex(&Sha256::digest(bytes));
-    let errors = checked.rows.iter().filter(|row| !row.errors.is_empty()).count();
-    let totals = totals_of(&checked.rows);
-    let mut projects: Vec<i64> = checked.rows.iter().filter_map(|row| row.project_id).collect();
-    projects.sort_unstable();
-    projects.dedup();
-    let mut kinds: Vec<&str> = checked.rows.iter().filter_map(|row| row.kind.map(Kind::as_str)).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    let status = if errors > 0 { BatchStatus::Invalid } else { BatchStatus::AwaitingConfirmation };
+    let stored = tokio::spawn(async move {
+        let (state, principal) = (&state_of_task, &principal_of_task);
+        let started = std::time::Instant::now();
+        let mut sheet = validate::Sheet::read(&bytes, kind)?;
+        let file_hash = hex(&Sha256::digest(&bytes));
+        let id = begin(state, principal, &file_name, &file_hash, &sheet).await?;
+        match check_and_store(state, principal, id, &mut sheet, kind).await {
+            Ok(summary) => {
+                let rows = sheet.rows;
+                finish_upload(state, principal, id, &file_name, rows, summary).await?;
+                tracing::info!(batch = id, rows, ms = started.elapsed().as_millis(), "batch file checked and stored");
+                Ok(id)
+            }
+            Err(error) => {
+                forget(state, id).await?;
+                Err(error)
+            }
+        }
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("the batch file's check stopped: {e}")))?;
+    view(state, principal, stored?).await
+}
+
+/// The batch, being checked.
+async fn begin(
+    state: &AppState,
+    principal: &Principal,
+    file_name: &str,
+    file_hash: &str,
+    sheet: &validate::Sheet<'_>,
+) -> Result<i64, AppError> {
     let (company_id, user_id, created_at) = (principal.company_id, principal.user_id, now());
-    let header = checked.header.clone();
-    let batch_id: i64 = dashboard_core::db_transaction!(state.db, conn => {
-        let id: i64 = diesel::insert_into(batches::table)
+    let header = serde_json::to_string(&sheet.header).unwrap_or_default();
+    let rows = i32::try_from(sheet.rows).unwrap_or(i32::MAX);
+    dashboard_core::db_write!(state.db, conn => {
+        diesel::insert_into(batches::table)
             .values((
                 batches::company_id.eq(company_id),
                 batches::created_by.eq(user_id),
-                batches::file_name.eq(&file_name),
-                batches::file_hash.eq(&file_hash),
-                // Until all its rows are stored: a batch cut short by a crash never runs (it
-                // reads as invalid).
-                batches::status.eq(STORING),
-                batches::row_count.eq(i32::try_from(checked.rows.len()).unwrap_or(i32::MAX)),
-                batches::error_count.eq(i32::try_from(errors).unwrap_or(i32::MAX)),
-                batches::totals.eq(serde_json::to_string(&totals).unwrap_or_default()),
-                batches::kinds.eq(format!(",{},", kinds.join(","))),
-                batches::project_ids.eq(format!(",{},", projects.iter().map(i64::to_string).collect::<Vec<_>>().join(","))),
-                batches::header.eq(serde_json::to_string(&header).unwrap_or_default()),
+                batches::file_name.eq(file_name),
+                batches::file_hash.eq(file_hash),
+                batches::status.eq(BatchStatus::Validating.as_str()),
+                batches::row_count.eq(rows),
+                batches::error_count.eq(0),
+                batches::totals.eq("[]"),
+                batches::kinds.eq(",,"),
+                batches::project_ids.eq(",,"),
+                batches::header.eq(&header),
                 batches::created_at.eq(created_at),
             ))
             .returning(batches::id)
             .get_result(conn)
-            .await?;
-        let event = AuditEvent::by_user(company_id, user_id, "batch.upload", "success")
-            .target(format!("batch {id}"))
-            .details(serde_json::json!({ "file": file_name, "rows": checked.rows.len(), "errors": errors }));
-        record_audit!(conn, event)?;
-        Ok::<_, AppError>(id)
-    })?;
-    store_rows(state, batch_id, checked.rows).await?;
-    dashboard_core::db_write!(state.db, conn => {
-        diesel::update(batches::table.find(batch_id).filter(batches::status.eq(STORING)))
-            .set(batches::status.eq(status.as_str()))
-            .execute(conn)
             .await
-    })?;
-    view(state, principal, batch_id).await
+    })
+    .map_err(AppError::from)
 }
 
-/// Writes the rows in turns of a thousand (a long write would hold SQLite's writer up).
-async fn store_rows(state: &AppState, batch_id: i64, rows: Vec<validate::CheckedRow>) -> Result<(), AppError> {
-    for chunk in rows.chunks(1000) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|row| {
-                let sealed = row
-                    .card
-                    .as_ref()
-                    .map(|card| state.secrets.seal(&card_context(batch_id, row.number), &card_text(card)));
-                (
-                    batch_rows::batch_id.eq(batch_id),
-                    batch_rows::row_number.eq(row.number),
-                    batch_rows::kind.eq(row.kind.map(Kind::as_str).unwrap_or_default()),
-                    batch_rows::cells.eq(serde_json::to_string(&row.cells).unwrap_or_default()),
-                    batch_rows::error.eq((!row.errors.is_empty()).then(|| row.errors.join("; "))),
-                    batch_rows::payment_id.eq(row.payment_id.clone()),
-                    batch_rows::project_id.eq(row.project_id),
-                    batch_rows::amount.eq(row.amount),
-                    batch_rows::currency.eq(row.currency.clone()),
-                    batch_rows::card.eq(sealed),
-                    batch_rows::merchant_order_id.eq(row.merchant_order_id.clone()),
-                    batch_rows::status.eq(if row.errors.is_empty() { "pending" } else { "invalid" }),
-                )
-            })
-            .collect();
-        dashboard_core::db_transaction!(state.db, conn => {
-            for value in &values {
-                diesel::insert_into(batch_rows::table).values(value.clone()).execute(conn).await?;
-            }
-            Ok::<_, AppError>(())
-        })?;
+/// What the rows checked so far add up to.
+#[derive(Default)]
+struct Summary {
+    errors: usize,
+    /// Per kind and currency: the amount and the rows.
+    totals: std::collections::BTreeMap<(&'static str, String), (i64, i64)>,
+    projects: std::collections::BTreeSet<i64>,
+    kinds: std::collections::BTreeSet<&'static str>,
+}
+
+impl Summary {
+    fn add(&mut self, row: &validate::CheckedRow) {
+        self.projects.extend(row.project_id);
+        self.kinds.extend(row.kind.map(Kind::as_str));
+        if !row.errors.is_empty() {
+            self.errors += 1;
+            return;
+        }
+        if let (Some(kind), Some(currency), Some(amount)) = (row.kind, &row.currency, row.amount) {
+            let total = self.totals.entry((kind.as_str(), currency.clone())).or_default();
+            *total = (total.0 + amount, total.1 + 1);
+        }
     }
+
+    fn totals(&self) -> Vec<Total> {
+        let totals = self.totals.iter();
+        totals
+            .map(|((kind, currency), &(amount, rows))| Total {
+                kind: (*kind).to_owned(),
+                currency: currency.clone(),
+                amount,
+                rows,
+            })
+            .collect()
+    }
+}
+
+/// Checks the sheet's rows and stores them with their problems, a thousand at a time.
+async fn check_and_store(
+    state: &AppState,
+    principal: &Principal,
+    batch_id: i64,
+    sheet: &mut validate::Sheet<'_>,
+    kind: Option<Kind>,
+) -> Result<Summary, AppError> {
+    let mut checker = validate::Checker::new(state, principal, &sheet.header, kind);
+    let mut summary = Summary::default();
+    loop {
+        let rows = sheet.next_rows(CHECKED_TOGETHER)?;
+        if rows.is_empty() {
+            return Ok(summary);
+        }
+        let checked = checker.check(rows).await?;
+        checked.iter().for_each(|row| summary.add(row));
+        store_rows(state, batch_id, &checked).await?;
+    }
+}
+
+/// The batch checked: invalid or awaiting confirmation, with what it adds up to, and the
+/// upload's audit entry in the same write.
+async fn finish_upload(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    file_name: &str,
+    rows: usize,
+    summary: Summary,
+) -> Result<(), AppError> {
+    let status = if summary.errors > 0 { BatchStatus::Invalid } else { BatchStatus::AwaitingConfirmation };
+    let listed = |items: Vec<String>| format!(",{},", items.join(","));
+    let kinds = listed(summary.kinds.iter().map(|kind| (*kind).to_owned()).collect());
+    let projects = listed(summary.projects.iter().map(i64::to_string).collect());
+    let totals = serde_json::to_string(&summary.totals()).unwrap_or_default();
+    let event = AuditEvent::by_user(principal.company_id, principal.user_id, "batch.upload", "success")
+        .target(format!("batch {id}"))
+        .details(serde_json::json!({ "file": file_name, "rows": rows, "errors": summary.errors }));
+    dashboard_core::db_transaction!(state.db, conn => {
+        diesel::update(batches::table.find(id))
+            .set((
+                batches::status.eq(status.as_str()),
+                batches::error_count.eq(i32::try_from(summary.errors).unwrap_or(i32::MAX)),
+                batches::totals.eq(&totals),
+                batches::kinds.eq(&kinds),
+                batches::project_ids.eq(&projects),
+            ))
+            .execute(conn)
+            .await?;
+        record_audit!(conn, event)?;
+        Ok::<_, AppError>(())
+    })
+}
+
+/// A batch whose check failed as a whole (the database went away): removed, rows first.
+pub(crate) async fn forget(state: &AppState, id: i64) -> Result<(), AppError> {
+    dashboard_core::db_transaction!(state.db, conn => {
+        diesel::delete(batch_rows::table.filter(batch_rows::batch_id.eq(id))).execute(conn).await?;
+        diesel::delete(batches::table.find(id)).execute(conn).await?;
+        Ok::<_, AppError>(())
+    })
+}
+
+/// A checked row as stored.
+#[derive(Insertable)]
+#[diesel(table_name = batch_rows, treat_none_as_default_value = false)]
+struct NewRow<'r> {
+    batch_id: i64,
+    row_number: i32,
+    kind: &'r str,
+    cells: String,
+    error: Option<String>,
+    payment_id: Option<&'r str>,
+    project_id: Option<i64>,
+    amount: Option<i64>,
+    currency: Option<&'r str>,
+    /// The payout's card, sealed.
+    card: Option<String>,
+    merchant_order_id: Option<&'r str>,
+    status: &'static str,
+}
+
+/// Writes checked rows in one statement.
+async fn store_rows(state: &AppState, batch_id: i64, rows: &[validate::CheckedRow]) -> Result<(), AppError> {
+    let rows: Vec<NewRow> = rows
+        .iter()
+        .map(|row| NewRow {
+            batch_id,
+            row_number: row.number,
+            kind: row.kind.map(Kind::as_str).unwrap_or_default(),
+            cells: serde_json::to_string(&row.cells).unwrap_or_default(),
+            error: (!row.errors.is_empty()).then(|| row.errors.join("; ")),
+            payment_id: row.payment_id.as_deref(),
+            project_id: row.project_id,
+            amount: row.amount,
+            currency: row.currency.as_deref(),
+            card: row
+                .card
+                .as_ref()
+                .map(|card| state.secrets.seal(&card_context(batch_id, row.number), &card_text(card))),
+            merchant_order_id: row.merchant_order_id.as_deref(),
+            status: if row.errors.is_empty() { "pending" } else { "invalid" },
+        })
+        .collect();
+    dashboard_core::db_write!(state.db, conn => conn.store_rows(&rows).await)?;
     Ok(())
+}
+
+/// Writes rows with the caller's connection.
+trait StoreRows {
+    fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>>;
+}
+
+/// One statement for them all: on PostgreSQL each statement is a round trip.
+impl StoreRows for dashboard_core::db::PgConn {
+    fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(async move { diesel::insert_into(batch_rows::table).values(rows).execute(self).await.map(drop) })
+    }
+}
+
+/// One statement each: diesel-async offers no multi-row insert on SQLite, where a
+/// statement costs no round trip anyway.
+impl StoreRows for dashboard_core::db::SqliteWriteConn {
+    fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(async move {
+            for row in rows {
+                diesel::insert_into(batch_rows::table).values(row).execute(self).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// What a sealed card is bound to: its batch and row.
@@ -334,17 +491,6 @@ pub(crate) fn card_of(text: &[u8]) -> Result<Card, AppError> {
         whole("year"),
         value["holder"].as_str().map(str::to_owned),
     )
-}
-
-fn totals_of(rows: &[validate::CheckedRow]) -> Vec<Total> {
-    let mut totals: std::collections::BTreeMap<(String, String), (i64, i64)> = std::collections::BTreeMap::new();
-    for row in rows.iter().filter(|row| row.errors.is_empty()) {
-        if let (Some(kind), Some(currency), Some(amount)) = (row.kind, &row.currency, row.amount) {
-            let total = totals.entry((kind.as_str().to_owned(), currency.clone())).or_default();
-            *total = (total.0 + amount, total.1 + 1);
-        }
-    }
-    totals.into_iter().map(|((kind, currency), (amount, rows))| Total { kind, currency, amount, rows }).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

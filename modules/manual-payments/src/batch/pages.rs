@@ -2,7 +2,7 @@
 //! preview and confirmation, the progress, the results), and the files to download.
 
 use dashboard_core::auth::Principal;
-use dashboard_core::export::{csv_body, csv_response, paged, safe_text};
+use dashboard_core::export::{Rows, csv_body, csv_response, paged, safe_text, xlsx_download};
 use dashboard_core::hooks::Upload;
 use dashboard_core::money::format_grouped;
 use dashboard_core::time::shown;
@@ -140,7 +140,7 @@ pub(crate) async fn upload(page: PageContext, mut form: Multipart) -> Result<Res
         return refused(&page, "Choose a CSV file to upload.".to_owned()).await;
     };
     let kind = kind.as_deref().map(str::trim).filter(|kind| !kind.is_empty()).and_then(Kind::parse);
-    match super::upload(&page.state, page.principal()?, &name, &bytes, kind).await {
+    match super::upload(&page.state, page.principal()?, &name, bytes, kind).await {
         Ok(batch) => Ok(see_other(&format!("/manual/batches/{}", batch.id))),
         Err(error @ AppError::BadRequest(_)) => refused(&page, error.to_string()).await,
         Err(error) => Err(error),
@@ -280,8 +280,20 @@ pub(crate) async fn cancel(page: PageContext, Path(id): Path<i64>) -> Result<Res
 
 const RESULT_COLUMNS: &[&str] = &["Row", "Type", "Payment id", "Amount", "Currency", "Status", "Problem"];
 
-/// Every row of a batch with its result, as CSV, streamed.
-pub(crate) async fn results(state: AppState, principal: &Principal, id: i64) -> Result<Body, AppError> {
+/// The columns of the results written as numbers in XLSX: the row and the amount.
+const RESULT_NUMBERS: &[usize] = &[0, 3];
+
+/// Every row of a batch with its result, as CSV (streamed) or XLSX.
+pub(crate) async fn results(state: AppState, principal: &Principal, id: i64, xlsx: bool) -> Result<Response, AppError> {
+    let rows = result_rows(state, principal, id).await?;
+    if xlsx {
+        xlsx_download(&format!("batch-{id}-results.xlsx"), RESULT_COLUMNS, RESULT_NUMBERS, rows).await
+    } else {
+        Ok(csv_response(&format!("batch-{id}-results.csv"), csv_body(RESULT_COLUMNS, rows)))
+    }
+}
+
+async fn result_rows(state: AppState, principal: &Principal, id: i64) -> Result<Rows, AppError> {
     super::view(&state, principal, id).await?;
     let principal = principal.clone();
     let rows = paged(move |after: Option<i32>| {
@@ -308,13 +320,17 @@ pub(crate) async fn results(state: AppState, principal: &Principal, id: i64) -> 
             Ok((rows, next))
         }
     });
-    Ok(csv_body(RESULT_COLUMNS, rows))
+    Ok(rows)
 }
 
 #[handler]
 pub(crate) async fn results_csv(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
-    let body = results(page.state.clone(), page.principal()?, id).await?;
-    Ok(csv_response(&format!("batch-{id}-results.csv"), body))
+    results(page.state.clone(), page.principal()?, id, false).await
+}
+
+#[handler]
+pub(crate) async fn results_xlsx(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    results(page.state.clone(), page.principal()?, id, true).await
 }
 
 /// The file as uploaded (card numbers masked) with a last column saying what is wrong

@@ -27,7 +27,7 @@ const LEASE: TimeDelta = TimeDelta::seconds(3);
 /// Rows taken at a time (the lease is renewed after each such chunk).
 const CHUNK: i64 = 64;
 /// Rows run at once.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 16;
 /// At most this many results are written together.
 const RECORDED_TOGETHER: usize = 16;
 
@@ -37,9 +37,14 @@ register!(Job {
     run: |state| Box::pin(async move { round(&state).await }),
 });
 
+/// How long a file's check may have been running before its batch counts as left halfway
+/// by a server that stopped (the largest file is checked in seconds).
+const ABANDONED_AFTER: TimeDelta = TimeDelta::minutes(10);
+
 /// One round: every batch waiting for a server, each until it is done, paused,
 /// cancelled, or has only rows waiting for the acquirer.
 pub async fn round(state: &AppState) -> Result<(), AppError> {
+    forget_abandoned(state).await?;
     let waiting: Vec<i64> = dashboard_core::db_run!(state.db, conn => {
         batches::table
             .filter(batches::status.eq(BatchStatus::Processing.as_str()))
@@ -55,6 +60,25 @@ pub async fn round(state: &AppState) -> Result<(), AppError> {
             release(state, id).await?;
             result?;
         }
+    }
+    Ok(())
+}
+
+/// Removes the batches whose check a stopped server left halfway: their upload was never
+/// answered, and the person uploads the file again.
+async fn forget_abandoned(state: &AppState) -> Result<(), AppError> {
+    let started_before = now() - ABANDONED_AFTER;
+    let abandoned: Vec<i64> = dashboard_core::db_run!(state.db, conn => {
+        batches::table
+            .filter(batches::status.eq(BatchStatus::Validating.as_str()))
+            .filter(batches::created_at.lt(started_before))
+            .select(batches::id)
+            .load(conn)
+            .await
+    })?;
+    for id in abandoned {
+        tracing::warn!(batch = id, "a batch file's check was cut short by a stop; the batch is removed");
+        super::forget(state, id).await?;
     }
     Ok(())
 }

@@ -47,62 +47,99 @@ pub struct CheckedRow {
     pub merchant_order_id: Option<String>,
 }
 
-/// A checked file.
-#[derive(Debug)]
-pub struct CheckedFile {
+/// A file read for checking: its header, how many rows it has, and its rows, read a
+/// chunk at a time (a file of 100,000 rows is never held as rows all at once).
+pub struct Sheet<'b> {
     pub header: Vec<String>,
-    pub rows: Vec<CheckedRow>,
+    pub rows: usize,
+    source: Source<'b>,
+    /// Rows handed out so far.
+    read: usize,
 }
 
-/// Reads `bytes` (CSV, or an XLSX workbook's first sheet) with a header row; `kind` is
-/// the kind of every row when the file has no `type` column. A file that cannot be read
-/// at all is refused as a whole.
-pub async fn check(
-    state: &AppState,
-    principal: &Principal,
-    bytes: &[u8],
-    kind: Option<Kind>,
-) -> Result<CheckedFile, AppError> {
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(AppError::BadRequest(format!(
-            "The file is larger than {} MB: split it into several batches.",
-            MAX_FILE_BYTES / 1_048_576
-        )));
-    }
-    let (header, raw) = if bytes.starts_with(b"PK\x03\x04") { xlsx_table(bytes)? } else { csv_table(bytes)? };
-    let header: Vec<String> =
-        header.iter().map(|name| name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
-    if let Some(unknown) = header.iter().find(|name| !COLUMNS.contains(&name.as_str())) {
-        return Err(AppError::BadRequest(format!("The column {unknown:?} is not one of {}.", COLUMNS.join(", "))));
-    }
-    if kind.is_none() && !header.iter().any(|name| name == "type") {
-        return Err(AppError::BadRequest("The file needs a type column, or choose the kind of every row.".to_owned()));
-    }
-    if raw.len() > MAX_ROWS {
-        return Err(AppError::BadRequest(format!("A batch has at most {MAX_ROWS} rows: split the file.")));
-    }
-    if raw.is_empty() {
-        return Err(AppError::BadRequest("The file has no rows under its header.".to_owned()));
-    }
-    let mut checker = Checker::new(state, principal, &header, kind);
-    let references: Vec<String> =
-        raw.iter().filter_map(|cells| checker.cell(cells, "payment")).map(str::to_owned).collect();
-    checker.payments = index_payments(service::facts_of(state, principal, &references).await?);
-    let mut rows = Vec::with_capacity(raw.len());
-    for (index, cells) in raw.into_iter().enumerate() {
-        // Row 1 is the header: the first row of data is row 2, as a spreadsheet shows it.
-        let number = i32::try_from(index + 2).unwrap_or(i32::MAX);
-        rows.push(checker.row(number, cells).await?);
-    }
-    Ok(CheckedFile { header, rows })
+enum Source<'b> {
+    Csv(csv::Reader<&'b [u8]>),
+    /// An XLSX workbook's first sheet (calamine reads a sheet whole), from its second line.
+    Xlsx {
+        sheet: calamine::Range<calamine::Data>,
+        next: usize,
+    },
 }
 
-/// A table's header and rows of cells, as text.
-type Table = (Vec<String>, Vec<Vec<String>>);
+impl<'b> Sheet<'b> {
+    /// Reads `bytes` (CSV, or an XLSX workbook's first sheet) with a header row; `kind` is
+    /// the kind of every row when the file has no `type` column. A file that cannot be
+    /// read at all, or has no rows or too many, is refused as a whole, before anything is
+    /// stored.
+    pub fn read(bytes: &'b [u8], kind: Option<Kind>) -> Result<Sheet<'b>, AppError> {
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(AppError::BadRequest(format!(
+                "The file is larger than {} MB: split it into several batches.",
+                MAX_FILE_BYTES / 1_048_576
+            )));
+        }
+        let (header, rows, source) = if bytes.starts_with(b"PK\x03\x04") { xlsx(bytes)? } else { csv(bytes)? };
+        let header: Vec<String> =
+            header.iter().map(|name| name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+        if let Some(unknown) = header.iter().find(|name| !COLUMNS.contains(&name.as_str())) {
+            return Err(AppError::BadRequest(format!("The column {unknown:?} is not one of {}.", COLUMNS.join(", "))));
+        }
+        if kind.is_none() && !header.iter().any(|name| name == "type") {
+            return Err(AppError::BadRequest(
+                "The file needs a type column, or choose the kind of every row.".to_owned(),
+            ));
+        }
+        if rows > MAX_ROWS {
+            return Err(AppError::BadRequest(format!("A batch has at most {MAX_ROWS} rows: split the file.")));
+        }
+        if rows == 0 {
+            return Err(AppError::BadRequest("The file has no rows under its header.".to_owned()));
+        }
+        Ok(Sheet { header, rows, source, read: 0 })
+    }
 
-fn csv_table(bytes: &[u8]) -> Result<Table, AppError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
-    let header: Vec<String> = reader
+    /// The next rows of cells, at most `at_most`, each with its number as a spreadsheet
+    /// shows it (row 1 is the header); none at the end.
+    pub fn next_rows(&mut self, at_most: usize) -> Result<Vec<(i32, Vec<String>)>, AppError> {
+        let mut rows = Vec::with_capacity(at_most.min(self.rows - self.read));
+        while rows.len() < at_most && self.read < self.rows {
+            let cells = match &mut self.source {
+                Source::Csv(reader) => {
+                    let mut record = csv::StringRecord::new();
+                    // Read once already, when counted.
+                    if !reader.read_record(&mut record).map_err(|e| unreadable_row(self.read, &e))? {
+                        break;
+                    }
+                    record.iter().map(str::to_owned).collect()
+                }
+                Source::Xlsx { sheet, next } => {
+                    let mut found = None;
+                    for line in sheet.rows().skip(*next) {
+                        *next += 1;
+                        if !is_empty_line(line) {
+                            found = Some(line);
+                            break;
+                        }
+                    }
+                    let Some(line) = found else { break };
+                    line.iter().map(cell_text).collect()
+                }
+            };
+            self.read += 1;
+            rows.push((i32::try_from(self.read + 1).unwrap_or(i32::MAX), cells));
+        }
+        Ok(rows)
+    }
+}
+
+type Opened<'b> = (Vec<String>, usize, Source<'b>);
+
+/// A CSV file's header and rows counted (each read once, so that a row that cannot be
+/// read refuses the file before anything is stored).
+fn csv(bytes: &[u8]) -> Result<Opened<'_>, AppError> {
+    let reader = || csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
+    let mut counting = reader();
+    let header: Vec<String> = counting
         .headers()
         .map_err(|_| {
             AppError::BadRequest("The file is neither a CSV file with a header row nor an XLSX workbook.".into())
@@ -110,39 +147,56 @@ fn csv_table(bytes: &[u8]) -> Result<Table, AppError> {
         .iter()
         .map(str::to_owned)
         .collect();
-    let mut rows = Vec::new();
-    for (index, record) in reader.records().enumerate() {
-        if index > MAX_ROWS {
-            break;
-        }
-        let record = record.map_err(|e| AppError::BadRequest(format!("Row {} cannot be read: {e}", index + 2)))?;
-        rows.push(record.iter().map(str::to_owned).collect());
+    let (mut rows, mut record) = (0, csv::StringRecord::new());
+    while rows <= MAX_ROWS && counting.read_record(&mut record).map_err(|e| unreadable_row(rows, &e))? {
+        rows += 1;
     }
-    Ok((header, rows))
+    let mut reading = reader();
+    reading.headers().map_err(|e| unreadable_row(0, &e))?;
+    Ok((header, rows, Source::Csv(reading)))
 }
 
-/// The first sheet of an XLSX workbook: numbers as they read (`12.5`, `3`), text as it is.
-fn xlsx_table(bytes: &[u8]) -> Result<Table, AppError> {
-    use calamine::{Data, Reader};
+fn unreadable_row(index: usize, error: &csv::Error) -> AppError {
+    AppError::BadRequest(format!("Row {} cannot be read: {error}", index + 2))
+}
+
+/// The first sheet of an XLSX workbook; its rows are the lines under the header that are
+/// not empty.
+fn xlsx(bytes: &[u8]) -> Result<Opened<'_>, AppError> {
+    use calamine::Reader;
     let unreadable = |e: calamine::XlsxError| AppError::BadRequest(format!("The workbook cannot be read: {e}"));
     let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(bytes)).map_err(unreadable)?;
     let sheet = workbook
         .worksheet_range_at(0)
         .ok_or_else(|| AppError::BadRequest("The workbook has no sheet.".to_owned()))?
         .map_err(unreadable)?;
-    let text = |cell: &Data| match cell {
+    let header: Vec<String> = sheet
+        .rows()
+        .next()
+        .ok_or_else(|| AppError::BadRequest("The sheet is empty.".to_owned()))?
+        .iter()
+        .map(cell_text)
+        .collect();
+    let rows = sheet.rows().skip(1).filter(|line| !is_empty_line(line)).count();
+    Ok((header, rows, Source::Xlsx { sheet, next: 1 }))
+}
+
+/// A cell as text: numbers as they read (`12.5`, `3`), text as it is.
+fn cell_text(cell: &calamine::Data) -> String {
+    use calamine::Data;
+    match cell {
         Data::Empty => String::new(),
         Data::String(text) => text.trim().to_owned(),
         Data::Int(number) => number.to_string(),
         Data::Float(number) => number.to_string(),
         Data::Bool(value) => value.to_string(),
         other => other.to_string(),
-    };
-    let mut rows = sheet.rows().take(MAX_ROWS + 2).map(|row| row.iter().map(text).collect::<Vec<String>>());
-    let header = rows.next().ok_or_else(|| AppError::BadRequest("The sheet is empty.".to_owned()))?;
-    // Empty lines under the table are not rows.
-    let rows = rows.filter(|cells| cells.iter().any(|cell| !cell.is_empty())).collect();
-    Ok((header, rows))
+    }
+}
+
+/// Empty lines under the table are not rows.
+fn is_empty_line(line: &[calamine::Data]) -> bool {
+    line.iter().all(|cell| matches!(cell, calamine::Data::Empty) || cell_text(cell).is_empty())
 }
 
 /// The payments found, by id and by merchant order id.
@@ -168,7 +222,7 @@ fn index_payments(found: Vec<PaymentFacts>) -> Payments {
 }
 
 /// The state of the checks as they go down the file.
-struct Checker<'a> {
+pub struct Checker<'a> {
     state: &'a AppState,
     principal: &'a Principal,
     columns: HashMap<String, usize>,
@@ -183,7 +237,7 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn new(state: &'a AppState, principal: &'a Principal, header: &[String], kind: Option<Kind>) -> Checker<'a> {
+    pub fn new(state: &'a AppState, principal: &'a Principal, header: &[String], kind: Option<Kind>) -> Checker<'a> {
         Checker {
             state,
             principal,
@@ -194,6 +248,19 @@ impl<'a> Checker<'a> {
             funds: HashMap::new(),
             seen: HashMap::new(),
         }
+    }
+
+    /// Checks the next rows of the file, in order (the payments they name are looked up
+    /// together first).
+    pub async fn check(&mut self, rows: Vec<(i32, Vec<String>)>) -> Result<Vec<CheckedRow>, AppError> {
+        let references: Vec<String> =
+            rows.iter().filter_map(|(_, cells)| self.cell(cells, "payment")).map(str::to_owned).collect();
+        self.payments = index_payments(service::facts_of(self.state, self.principal, &references).await?);
+        let mut checked = Vec::with_capacity(rows.len());
+        for (number, cells) in rows {
+            checked.push(self.row(number, cells).await?);
+        }
+        Ok(checked)
     }
 
     /// The non-empty cell of `column` in `cells`.
