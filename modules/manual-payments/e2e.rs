@@ -437,6 +437,30 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     let register = app.get("/manual/batches.csv").await.text().await.unwrap();
     assert_eq!(register.lines().count(), 6, "five batches and the header: {register}");
+
+    // A batch a stopped server left being checked (its upload never answered) is removed
+    // by the batch job, rows and all, once it is clearly abandoned.
+    let halfway = created["id"].as_i64().unwrap();
+    let long_ago = dashboard_core::time::now() - chrono::TimeDelta::minutes(11);
+    let left_halfway = async {
+        dashboard_core::db_write!(app.state.db, conn => {
+            let sql = "UPDATE batches SET status = 'validating', created_at = $1 WHERE id = $2";
+            let query = diesel::sql_query(sql).bind::<diesel::sql_types::Timestamp, _>(long_ago);
+            Ok::<_, dashboard_core::AppError>(query.bind::<diesel::sql_types::BigInt, _>(halfway).execute(conn).await?)
+        })
+    };
+    assert_eq!(left_halfway.await.unwrap(), 1);
+    let mut answered = StatusCode::OK;
+    for _ in 0..100 {
+        answered = app.get(&format!("/api/v1/manual/batches/{halfway}")).await.status();
+        if answered == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(answered, StatusCode::NOT_FOUND, "the abandoned batch is gone");
+    let register = app.get("/manual/batches.csv").await.text().await.unwrap();
+    assert_eq!(register.lines().count(), 5, "the others stay: {register}");
 }
 
 /// In a real browser: a payout confirmed with the code from the SMS outbox; a batch file
