@@ -1458,50 +1458,59 @@ async fn reserve(
     };
     let (payment_id, user_id, currency) = (stored.id, principal.user_id, stored.currency.clone());
     let now = now();
+    let new_operation = diesel::insert_into(operations::table)
+        .values((
+            operations::payment_id.eq(payment_id),
+            operations::kind.eq(kind.as_str()),
+            operations::status.eq(OperationStatus::Pending.as_str()),
+            operations::amount.eq(amount),
+            operations::currency.eq(currency),
+            operations::actor_user_id.eq(user_id),
+            operations::created_at.eq(now),
+            operations::idempotency_scope.eq(&claim.scope),
+            operations::idempotency_key.eq(&claim.key),
+            operations::entry.eq(claim.entry.map(Entry::as_str)),
+        ))
+        .returning(operations::id);
+    let allowed = &allowed;
+    // The key is claimed together with the payment's update and the operation's insert; a
+    // key used before, or a payment that did not allow it, rolls them back (nothing is
+    // kept, the claim included: the request may be repeated).
     let reserved = dashboard_core::db_transaction!(state.db, conn => {
-        if let Some(answer) = crate::claim_key!(conn, claim) {
-            return Ok(Reserved::Earlier(answer));
+        let shared = conn.together();
+        let (earlier, moved, operation) = futures_util::try_join!(
+            shared.with(|mut turn| async move {
+                let conn = turn.conn();
+                Ok::<_, NotReserved>(crate::claim_key!(conn, claim))
+            }),
+            shared.with(|mut turn| async move {
+                let conn = turn.conn();
+                let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
+                    let left = payments::captured_amount - payments::refunded_amount - payments::charged_back_amount;
+                    let payment = payments::table.find(payment_id).filter(payments::status.eq_any(allowed));
+                    let reserved = payments::refunded_amount.eq(payments::refunded_amount + amount);
+                    let update = diesel::update(payment.filter(left.ge(amount)));
+                    keep_prepared(update.set((reserved, payments::updated_at.eq(now)))).execute(conn).await?
+                } else {
+                    let payment = payments::table.find(payment_id).filter(payments::status.eq_any(allowed));
+                    let moved_on = (payments::status.eq(into.as_str()), payments::updated_at.eq(now));
+                    keep_prepared(diesel::update(payment).set(moved_on)).execute(conn).await?
+                };
+                Ok(moved)
+            }),
+            shared.with(|mut turn| async move { Ok(new_operation.get_result::<i64>(turn.conn()).await?) }),
+        )?;
+        if let Some(answer) = earlier {
+            return Err(NotReserved::Earlier(answer));
         }
-        let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
-            keep_prepared(diesel::update(
-                payments::table
-                    .find(payment_id)
-                    .filter(payments::status.eq_any(&allowed))
-                    .filter((payments::captured_amount - payments::refunded_amount - payments::charged_back_amount).ge(amount)),
-            )
-            .set((payments::refunded_amount.eq(payments::refunded_amount + amount), payments::updated_at.eq(now))))
-            .execute(conn)
-            .await?
-        } else {
-            keep_prepared(diesel::update(payments::table.find(payment_id).filter(payments::status.eq_any(&allowed)))
-                .set((payments::status.eq(into.as_str()), payments::updated_at.eq(now))))
-                .execute(conn)
-                .await?
-        };
         if moved != 1 {
-            // Nothing is kept, the claim included: the request may be repeated.
             return Err(NotReserved::Moved);
         }
-        let operation: i64 = diesel::insert_into(operations::table)
-            .values((
-                operations::payment_id.eq(payment_id),
-                operations::kind.eq(kind.as_str()),
-                operations::status.eq(OperationStatus::Pending.as_str()),
-                operations::amount.eq(amount),
-                operations::currency.eq(&currency),
-                operations::actor_user_id.eq(user_id),
-                operations::created_at.eq(now),
-                operations::idempotency_scope.eq(&claim.scope),
-                operations::idempotency_key.eq(&claim.key),
-                operations::entry.eq(claim.entry.map(Entry::as_str)),
-            ))
-            .returning(operations::id)
-            .get_result(conn)
-            .await?;
-        Ok::<_, NotReserved>(Reserved::Operation(operation))
+        Ok::<_, NotReserved>(operation)
     });
     match reserved {
-        Ok(reserved) => Ok(reserved),
+        Ok(operation) => Ok(Reserved::Operation(operation)),
+        Err(NotReserved::Earlier(answer)) => Ok(Reserved::Earlier(answer)),
         Err(NotReserved::Failed(error)) => Err(error),
         Err(NotReserved::Moved) => {
             // Say why, from the payment as it is now.
@@ -1517,9 +1526,11 @@ async fn reserve(
         }
     }
 }
-/// Why an operation was not reserved.
+/// Why an operation was not reserved (its write rolled back).
 enum NotReserved {
-    /// The payment's state or what is left did not allow it (rolled back).
+    /// The idempotency key was answered before: that answer.
+    Earlier(String),
+    /// The payment's state or what is left did not allow it.
     Moved,
     Failed(AppError),
 }
@@ -1541,6 +1552,54 @@ struct Pending<'a> {
     actor: Option<i64>,
     /// Where its answer goes.
     key: Option<&'a ClaimedKey>,
+}
+
+/// Moves a payment on as an operation on it settled: the new status, or the
+/// reservation given back (one statement; a refund's status is decided by the amounts
+/// in it, which other refunds may have changed meanwhile).
+macro_rules! settle_payment {
+    ($conn:expr, $payment_id:expr, $kind:expr, $success:expr, $amount:expr, $now:expr) => {{
+        let (payment_id, amount, now) = ($payment_id, $amount, $now);
+        let payment = payments::table.find(payment_id);
+        let status_now = |status: Status| (payments::status.eq(status.as_str()), payments::updated_at.eq(now));
+        match ($kind, $success) {
+            (OperationKind::Capture, true) => {
+                let (status, updated_at) = status_now(Status::Completed);
+                keep_prepared(diesel::update(payment).set((status, payments::captured_amount.eq(amount), updated_at)))
+                    .execute($conn)
+                    .await
+            }
+            (OperationKind::Cancel, true) => {
+                keep_prepared(diesel::update(payment).set(status_now(Status::Cancelled))).execute($conn).await
+            }
+            (OperationKind::Capture | OperationKind::Cancel, false) => {
+                keep_prepared(diesel::update(payment).set(status_now(Status::Authorized))).execute($conn).await
+            }
+            (OperationKind::Reversal, true) => {
+                keep_prepared(diesel::update(payment).set(status_now(Status::Reversed))).execute($conn).await
+            }
+            (_, false) => {
+                keep_prepared(diesel::update(payment).set((
+                    payments::refunded_amount.eq(payments::refunded_amount - amount),
+                    payments::updated_at.eq(now),
+                )))
+                .execute($conn)
+                .await
+            }
+            (_, true) => {
+                let refunded = diesel::dsl::case_when(
+                    payments::refunded_amount.ge(payments::captured_amount),
+                    Status::Refunded.as_str().into_sql::<Text>(),
+                )
+                .otherwise(Status::PartiallyRefunded.as_str().into_sql::<Text>());
+                keep_prepared(
+                    diesel::update(payment).set((payments::status.eq(refunded), payments::updated_at.eq(now))),
+                )
+                .execute($conn)
+                .await
+            }
+        }
+    }};
 }
 
 /// Step 3: the acquirer's answer. Success posts to the ledger and moves the payment on;
@@ -1572,74 +1631,80 @@ async fn settle(
         details: serde_json::json!({ "amount": amount, "currency": stored.currency, "recovered": recovered }),
     };
     let now = now();
+    let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
+    let update_operation = keep_prepared(
+        diesel::update(
+            operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())),
+        )
+        .set((
+            operations::status.eq(op_status.as_str()),
+            operations::decline_code.eq(decline_code),
+            operations::decline_reason.eq(decline_reason),
+            operations::completed_at.eq(Some(now)),
+        )),
+    );
+    let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
+    let key = pending.key;
+    // Two trips, each sending together what does not wait for an answer (on SQLite, one
+    // statement after the other): the settling writes with the payment and its operations
+    // read back after them; then what the view of it decides: callbacks, the key's
+    // answer, the audit entry.
     dashboard_core::db_transaction!(state.db, conn => {
-        let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
-        let settled = keep_prepared(diesel::update(operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())))
-            .set((
-                operations::status.eq(op_status.as_str()),
-                operations::decline_code.eq(&decline_code),
-                operations::decline_reason.eq(&decline_reason),
-                operations::completed_at.eq(Some(now)),
-            )))
-            .execute(conn)
-            .await?;
+        let (settled, _, (), row, ops) = {
+            let shared = conn.together();
+            futures_util::try_join!(
+                shared.with(|mut turn| async move { update_operation.execute(turn.conn()).await }),
+                shared.with(|mut turn| async move { settle_payment!(turn.conn(), payment_id, kind, success, amount, now) }),
+                shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), &postings).await }),
+                shared.with(|mut turn| async move {
+                    payments::table.find(payment_id).select(PaymentRow::as_select()).first::<PaymentRow>(turn.conn()).await
+                }),
+                shared.with(|mut turn| async move {
+                    operations::table
+                        .filter(operations::payment_id.eq(payment_id))
+                        .order(operations::id.asc())
+                        .select(OperationRow::as_select())
+                        .load::<OperationRow>(turn.conn())
+                        .await
+                }),
+            )?
+        };
         if settled != 1 {
             return Err(AppError::Conflict("This operation was settled already.".to_owned()));
         }
-        match (kind, success) {
-            (OperationKind::Capture, true) => {
-                keep_prepared(diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Completed.as_str()), payments::captured_amount.eq(amount), payments::updated_at.eq(now))))
-                    .execute(conn)
-                    .await?;
-            }
-            (OperationKind::Cancel, true) => {
-                keep_prepared(diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Cancelled.as_str()), payments::updated_at.eq(now))))
-                    .execute(conn)
-                    .await?;
-            }
-            (OperationKind::Capture | OperationKind::Cancel, false) => {
-                keep_prepared(diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Authorized.as_str()), payments::updated_at.eq(now))))
-                    .execute(conn)
-                    .await?;
-            }
-            (_, false) => {
-                keep_prepared(diesel::update(payments::table.find(payment_id))
-                    .set((payments::refunded_amount.eq(payments::refunded_amount - amount), payments::updated_at.eq(now))))
-                    .execute(conn)
-                    .await?;
-            }
-            (OperationKind::Reversal, true) => {
-                keep_prepared(diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(Status::Reversed.as_str()), payments::updated_at.eq(now))))
-                    .execute(conn)
-                    .await?;
-            }
-            (_, true) => {
-                let (captured, refunded): (i64, i64) =
-                    payments::table.find(payment_id).select((payments::captured_amount, payments::refunded_amount)).first(conn).await?;
-                let status = if refunded >= captured { Status::Refunded } else { Status::PartiallyRefunded };
-                keep_prepared(diesel::update(payments::table.find(payment_id))
-                    .set((payments::status.eq(status.as_str()), payments::updated_at.eq(now))))
-                    .execute(conn)
-                    .await?;
-            }
-        }
-        let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
-        ledger::WritePostings::write_postings(conn, &postings).await?;
-        if success {
-            crate::enqueue_callbacks!(conn, payment_id, now);
-        }
-        let (row, ops) = read_payment_rows!(conn, payments::id.eq(payment_id))
-            .ok_or_else(|| AppError::Internal(format!("payment {payment_id} vanished")))?;
+        let callback_state = (
+            row.public_id.clone(),
+            row.project_id,
+            row.status.clone(),
+            row.currency.clone(),
+            row.amount,
+            row.captured_amount,
+            row.refunded_amount,
+        );
         let view = view_of(state, row, ops);
-        if let Some(key) = pending.key {
-            let answer = Claim::answer_of(&view)?;
-            crate::save_answer!(conn, &key.scope, &key.key, &answer);
-        }
-        dashboard_core::record_audit!(conn, event)?;
+        let answer = key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
+        let shared = conn.together();
+        futures_util::try_join!(
+            shared.with(|mut turn| async move {
+                if success {
+                    let conn = turn.conn();
+                    crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
+                }
+                Ok::<_, DieselError>(())
+            }),
+            shared.with(|mut turn| async move {
+                if let Some((key, answer)) = answer {
+                    let conn = turn.conn();
+                    crate::save_answer!(conn, &key.scope, &key.key, &answer);
+                }
+                Ok(())
+            }),
+            shared.with(|mut turn| async move {
+                let conn = turn.conn();
+                dashboard_core::record_audit!(conn, event)?;
+                Ok(())
+            }),
+        )?;
         Ok::<_, AppError>(view)
     })
 }
