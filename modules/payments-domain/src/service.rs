@@ -1735,9 +1735,25 @@ struct StoredRow {
     company_id: i64,
 }
 
-async fn stored_of(db: &DbPool, row: StoredRow) -> Result<Stored, AppError> {
+/// What [`Stored`] is read from: the payment's columns and its acquirer reference (its
+/// first operation's), in one query.
+macro_rules! stored_columns {
+    () => {
+        (
+            StoredRow::as_select(),
+            operations::table
+                .filter(operations::payment_id.eq(payments::id))
+                .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
+                .select(operations::connector_reference)
+                .limit(1)
+                .single_value(),
+        )
+    };
+}
+
+fn stored_of((row, reference): (StoredRow, Option<String>)) -> Result<Stored, AppError> {
     Ok(Stored {
-        reference: acquirer_reference(db, row.id).await?,
+        reference,
         id: row.id,
         public_id: row.public_id,
         status: Status::parse(&row.status)
@@ -1768,27 +1784,27 @@ pub(crate) async fn acquirer_reference(db: &DbPool, payment_id: i64) -> Result<O
 
 /// Any payment by its internal id.
 async fn load_by_id(db: &DbPool, payment_id: i64) -> Result<Stored, AppError> {
-    let row: Option<StoredRow> = dashboard_core::db_run!(db, conn => {
-        payments::table.find(payment_id).select(StoredRow::as_select()).first(conn).await.optional()
+    let row: Option<(StoredRow, Option<String>)> = dashboard_core::db_run!(db, conn => {
+        payments::table.find(payment_id).select(stored_columns!()).first(conn).await.optional()
     })?;
-    stored_of(db, row.ok_or(AppError::NotFound)?).await
+    stored_of(row.ok_or(AppError::NotFound)?)
 }
 
 /// A payment the principal may see: their company's, in a project they may use; else 404.
 async fn load(state: &AppState, principal: &Principal, public_id: &str) -> Result<Stored, AppError> {
     let company_id = principal.company_id;
     let public_id = public_id.to_owned();
-    let row: Option<StoredRow> = dashboard_core::db_run!(state.db, conn => {
+    let row: Option<(StoredRow, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
         payments::table
             .filter(payments::public_id.eq(&public_id))
             .filter(payments::company_id.eq(company_id))
-            .select(StoredRow::as_select())
+            .select(stored_columns!())
             .first(conn)
             .await
             .optional()
     })?;
-    let row = row.filter(|row| principal.projects.allows(row.project_id)).ok_or(AppError::NotFound)?;
-    stored_of(&state.db, row).await
+    let row = row.filter(|(row, _)| principal.projects.allows(row.project_id)).ok_or(AppError::NotFound)?;
+    stored_of(row)
 }
 
 /// The currency of any payment (the operator's commands read amounts in it).
@@ -1799,15 +1815,15 @@ pub async fn currency_of(db: &DbPool, public_id: &str) -> Result<String, AppErro
 /// Any payment by id (the customer-facing 3-D Secure page has no principal).
 async fn load_any(db: &DbPool, public_id: &str) -> Result<Stored, AppError> {
     let public_id = public_id.to_owned();
-    let row: Option<StoredRow> = dashboard_core::db_run!(db, conn => {
+    let row: Option<(StoredRow, Option<String>)> = dashboard_core::db_run!(db, conn => {
         payments::table
             .filter(payments::public_id.eq(&public_id))
-            .select(StoredRow::as_select())
+            .select(stored_columns!())
             .first(conn)
             .await
             .optional()
     })?;
-    stored_of(db, row.ok_or(AppError::NotFound)?).await
+    stored_of(row.ok_or(AppError::NotFound)?)
 }
 
 /// The internal id of a payment the principal may see; else 404.

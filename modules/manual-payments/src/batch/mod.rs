@@ -331,7 +331,8 @@ impl Summary {
     }
 }
 
-/// Checks the sheet's rows and stores them with their problems, a thousand at a time.
+/// Checks the sheet's rows and stores them with their problems, a thousand at a time:
+/// each thousand is stored while the next is checked.
 async fn check_and_store(
     state: &AppState,
     principal: &Principal,
@@ -341,14 +342,15 @@ async fn check_and_store(
 ) -> Result<Summary, AppError> {
     let mut checker = validate::Checker::new(state, principal, &sheet.header, kind);
     let mut summary = Summary::default();
+    let mut checked_before = Vec::new();
     loop {
         let rows = sheet.next_rows(CHECKED_TOGETHER)?;
-        if rows.is_empty() {
+        let (checked, ()) = futures_util::try_join!(checker.check(rows), store_rows(state, batch_id, &checked_before))?;
+        if checked.is_empty() {
             return Ok(summary);
         }
-        let checked = checker.check(rows).await?;
         checked.iter().for_each(|row| summary.add(row));
-        store_rows(state, batch_id, &checked).await?;
+        checked_before = checked;
     }
 }
 
@@ -414,8 +416,11 @@ struct NewRow<'r> {
     status: &'static str,
 }
 
-/// Writes checked rows in one statement.
+/// Writes checked rows.
 async fn store_rows(state: &AppState, batch_id: i64, rows: &[validate::CheckedRow]) -> Result<(), AppError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let rows: Vec<NewRow> = rows
         .iter()
         .map(|row| NewRow {

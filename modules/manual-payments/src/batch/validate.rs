@@ -253,6 +253,9 @@ impl<'a> Checker<'a> {
     /// Checks the next rows of the file, in order (the payments they name are looked up
     /// together first).
     pub async fn check(&mut self, rows: Vec<(i32, Vec<String>)>) -> Result<Vec<CheckedRow>, AppError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let references: Vec<String> =
             rows.iter().filter_map(|(_, cells)| self.cell(cells, "payment")).map(str::to_owned).collect();
         self.payments = index_payments(service::facts_of(self.state, self.principal, &references).await?);
