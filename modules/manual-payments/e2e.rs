@@ -166,7 +166,8 @@ async fn a_card_payment_taken_by_phone_is_charged_once(app: TestApp) {
     let sent = futures_util::future::join_all((0..3).map(|_| post(confirm.clone()))).await;
     let taken = location(sent[0].headers());
     assert!(taken.starts_with("/payments/pay_"), "{taken}");
-    assert!(sent.iter().all(|response| location(response.headers()) == taken), "charged once, shown to each");
+    let shown: Vec<_> = sent.iter().map(|response| (response.status(), response.headers().get("location").cloned())).collect();
+    assert!(sent.iter().all(|response| location(response.headers()) == taken), "charged once, shown to each: {shown:?}");
     let id = taken.trim_start_matches("/payments/");
     let payment: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
     assert_eq!((payment["status"].as_str(), payment["captured"].as_i64()), (Some("completed"), Some(1_250)));
@@ -473,7 +474,9 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
     use fantoccini::Locator;
 
     let Some(browser) = Browser::start().await else { return };
-    let options = dashboard_tests::TestOptions::with_setting("sandbox_latency_ms", "150");
+    // The acquirer slow enough that the 96 rows (16 at a time) take a few seconds, so that
+    // the page, which asks every second, sees the progress move.
+    let options = dashboard_tests::TestOptions::with_setting("sandbox_latency_ms", "500");
     let app = TestApp::spawn_with(dashboard_tests::Backend::Sqlite, options).await.unwrap();
     let (company, projects) = app.company("Acme", &["Shop"]).await;
     let seller = app.another_browser();

@@ -519,6 +519,11 @@ async fn exports_hold_everything_the_filter_matches(app: TestApp) {
     assert!(lines[1].contains(",30.50,EUR,"), "decimal amounts: {}", lines[1]);
     let api = app.get("/api/v1/payments/export?currency=EUR").await.text().await.unwrap();
     assert_eq!(api, csv, "the API exports the same file");
+    // The API's export takes every filter of the list.
+    let large = app.get("/api/v1/payments/export?currency=EUR&amount_min=20.00").await.text().await.unwrap();
+    assert_eq!(large.lines().count(), 3, "the header and the two payments of 20.00 EUR or more: {large}");
+    let payouts = app.get("/api/v1/payments/export?kind=payout").await.text().await.unwrap();
+    assert_eq!(payouts.lines().count(), 1, "no payout: the header alone: {payouts}");
 
     let response = app.get("/payments/export.xlsx").await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -252,8 +252,9 @@ impl Turn<'_> {
         }
         let lane = self.lane;
         drop(self);
-        // A failed body changed nothing, whatever becomes of the group.
-        let value = result?;
+        // A failed body changed nothing, but it waits for its group all the same: what made
+        // it fail may be an earlier writer's change in the group (a key claimed a moment
+        // before), which its caller must find committed when it looks again.
         loop {
             // Owned, so that no borrow of the channel is held across the flush below.
             let done: Option<Outcome> = match tokio::time::timeout(COMMIT_WAIT, outcome.wait_for(Option::is_some)).await
@@ -263,7 +264,7 @@ impl Turn<'_> {
                 Err(_) => None,
             };
             match done {
-                Some(Some(Ok(()))) => return Ok(value),
+                Some(Some(Ok(()))) => return result,
                 Some(Some(Err(reason))) => return Err(E::from(lane_error(reason))),
                 Some(None) | None => lane.flush(id).await,
             }

@@ -160,12 +160,23 @@ impl PaymentsApi {
         principal: &Principal,
         /// `csv` (default) or `xlsx`.
         format: Query<Option<String>>,
+        /// First day, `YYYY-MM-DD` (UTC).
         from: Query<Option<String>>,
+        /// Last day, inclusive.
         to: Query<Option<String>>,
         project_id: Query<Option<i64>>,
         status: Query<Option<String>>,
+        kind: Query<Option<String>>,
+        method: Query<Option<String>>,
         currency: Query<Option<String>>,
+        /// Decimal amount in `currency` (two decimals without one).
+        amount_min: Query<Option<String>>,
+        amount_max: Query<Option<String>>,
+        country: Query<Option<String>>,
+        /// Payment id, merchant order id, customer e-mail, card first 6 or last 4 digits.
         q: Query<Option<String>>,
+        /// `date_desc`, `date_asc`, `amount_desc` or `amount_asc`.
+        sort: Query<Option<String>>,
     ) -> ApiResult<ExportFile> {
         let xlsx = match format.0.as_deref() {
             None | Some("csv") => false,
@@ -177,8 +188,14 @@ impl PaymentsApi {
             to: to.0,
             project_id: project_id.0.map(|id| id.to_string()),
             status: status.0,
+            kind: kind.0,
+            method: method.0,
             currency: currency.0,
+            amount_min: amount_min.0,
+            amount_max: amount_max.0,
+            country: country.0,
             q: q.0,
+            sort: sort.0,
             ..PaymentFilter::default()
         };
         let response = crate::export(state.0.clone(), principal.clone(), filter, xlsx).await?;
