@@ -79,6 +79,18 @@ pub fn attachment(filename: &str) -> String {
     format!("attachment; filename=\"{filename}\"")
 }
 
+/// A download made for a page, as an API twin answers it: its body and its
+/// `Content-Disposition` (the API's response types declare the header themselves).
+pub fn body_and_disposition(download: Response) -> (Body, String) {
+    let disposition = download
+        .headers()
+        .get(header::CONTENT_DISPOSITION)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (download.into_body(), disposition)
+}
+
 /// The streamed CSV body of [`csv_download`].
 pub fn csv_body(header: &'static [&'static str], rows: Rows) -> Body {
     csv_body_named(header.iter().map(|h| (*h).to_owned()).collect(), rows)

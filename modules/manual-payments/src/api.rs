@@ -403,11 +403,11 @@ impl BatchApi {
     ) -> ApiResult<ResultsFile> {
         let xlsx = format.0 == Some(FileFormat::Xlsx);
         let file = crate::batch::pages::results(state.0.clone(), principal, id.0, xlsx).await?;
-        let (id, body) = (id.0, Binary(file.into_body()));
+        let (body, disposition) = dashboard_core::export::body_and_disposition(file);
         Ok(if xlsx {
-            ResultsFile::Xlsx(body, attachment(&format!("batch-{id}-results.xlsx")))
+            ResultsFile::Xlsx(Binary(body), disposition)
         } else {
-            ResultsFile::Csv(body, attachment(&format!("batch-{id}-results.csv")))
+            ResultsFile::Csv(Binary(body), disposition)
         })
     }
 

@@ -1735,6 +1735,10 @@ struct StoredRow {
     company_id: i64,
 }
 
+/// The kinds of operation that start a payment; a payment's acquirer reference is that
+/// operation's.
+const STARTING_KINDS: [&str; 4] = ["sale", "auth", "payout", "recurring"];
+
 /// What [`Stored`] is read from: the payment's columns and its acquirer reference (its
 /// first operation's), in one query.
 macro_rules! stored_columns {
@@ -1743,7 +1747,7 @@ macro_rules! stored_columns {
             StoredRow::as_select(),
             operations::table
                 .filter(operations::payment_id.eq(payments::id))
-                .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
+                .filter(operations::kind.eq_any(STARTING_KINDS))
                 .select(operations::connector_reference)
                 .limit(1)
                 .single_value(),
@@ -1773,7 +1777,7 @@ pub(crate) async fn acquirer_reference(db: &DbPool, payment_id: i64) -> Result<O
     let reference: Option<Option<String>> = dashboard_core::db_run!(db, conn => {
         operations::table
             .filter(operations::payment_id.eq(payment_id))
-            .filter(operations::kind.eq_any(["sale", "auth", "payout", "recurring"]))
+            .filter(operations::kind.eq_any(STARTING_KINDS))
             .select(operations::connector_reference)
             .first::<Option<String>>(conn)
             .await

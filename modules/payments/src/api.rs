@@ -199,13 +199,7 @@ impl PaymentsApi {
             ..PaymentFilter::default()
         };
         let response = crate::export(state.0.clone(), principal.clone(), filter, xlsx).await?;
-        let disposition = response
-            .headers()
-            .get(poem::http::header::CONTENT_DISPOSITION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = response.into_body();
+        let (body, disposition) = dashboard_core::export::body_and_disposition(response);
         Ok(if xlsx { ExportFile::Xlsx(Binary(body), disposition) } else { ExportFile::Csv(Binary(body), disposition) })
     }
 

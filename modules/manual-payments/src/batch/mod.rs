@@ -319,8 +319,8 @@ impl Summary {
     }
 
     fn totals(&self) -> Vec<Total> {
-        let totals = self.totals.iter();
-        totals
+        self.totals
+            .iter()
             .map(|((kind, currency), &(amount, rows))| Total {
                 kind: (*kind).to_owned(),
                 currency: currency.clone(),
