@@ -13,6 +13,7 @@ use dashboard_payments as _;
 use dashboard_payments_domain as _;
 use dashboard_profile as _;
 use dashboard_projects as _;
+use dashboard_reports as _;
 use dashboard_sandbox as _;
 use dashboard_session as _;
 use dashboard_team as _;

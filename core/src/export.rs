@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 
 use crate::error::AppError;
 
-/// One page of rows and the cursor of the next page (`None`: this was the last).
-pub type Page<C> = (Vec<Vec<String>>, Option<C>);
+/// One page of items (an export's rows) and the cursor of the next page (`None`: this
+/// was the last).
+pub type Page<T, C> = (Vec<T>, Option<C>);
 
 /// The rows of an export, arriving in batches: whatever produces them (a page loop, or a
 /// single pass over the database) runs ahead of the file being written by at most
@@ -31,15 +32,17 @@ pub fn rows_channel() -> (mpsc::Sender<RowBatch>, Rows) {
     mpsc::channel(BATCHES_AHEAD)
 }
 
-/// Rows fetched page by page: `fetch(cursor)` answers a page and the next cursor,
-/// starting from `None`. The pages are fetched by a task of their own.
-pub fn paged<C, F, Fut>(mut fetch: F) -> Rows
+/// Items (an export's rows) fetched page by page: `fetch(cursor)` answers a page and the
+/// next cursor, starting from `None`. The pages are fetched by a task of their own, at
+/// most [`BATCHES_AHEAD`] ahead of the reader.
+pub fn paged<T, C, F, Fut>(mut fetch: F) -> mpsc::Receiver<Result<Vec<T>, AppError>>
 where
+    T: Send + 'static,
     C: Send + 'static,
     F: FnMut(Option<C>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Page<C>, AppError>> + Send + 'static,
+    Fut: Future<Output = Result<Page<T, C>, AppError>> + Send + 'static,
 {
-    let (sender, rows) = rows_channel();
+    let (sender, rows) = mpsc::channel(BATCHES_AHEAD);
     tokio::spawn(async move {
         let mut cursor = None;
         loop {

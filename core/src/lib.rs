@@ -17,6 +17,7 @@ pub mod money;
 pub mod origin;
 pub mod preferences;
 pub mod registry;
+pub mod reports;
 pub mod schema;
 pub mod second_factor;
 pub mod security_headers;

@@ -218,10 +218,13 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         session_lifetime_hours: 12,
         pool_size: 8,
         log_format: LogFormat::Text,
-        crate_settings: [("callbacks_to_private_addresses", (!options.public_callbacks_only).to_string())]
-            .into_iter()
-            .chain(options.settings.iter().cloned())
-            .collect(),
+        crate_settings: [
+            ("callbacks_to_private_addresses", (!options.public_callbacks_only).to_string()),
+            ("reports_dir", dir.join("reports").display().to_string()),
+        ]
+        .into_iter()
+        .chain(options.settings.iter().cloned())
+        .collect(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! costs hundreds of milliseconds on a million payments); they ask for one row more than
 //! they show to know whether a next page exists.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
 use super::model::Status;
@@ -16,14 +16,14 @@ use crate::schema::payments;
 use dashboard_core::auth::{Principal, ProjectScope};
 use dashboard_core::db::{DbConn, DbPool};
 use dashboard_core::error::AppError;
-use dashboard_core::export::{Rows, rows_channel};
+use dashboard_core::export::Rows;
 use dashboard_core::state::AppState;
-use dashboard_core::time::{StoredTime, rfc3339};
+use dashboard_core::time::{StoredTime, local_days, rfc3339};
 
 /// The registry's filters; every field is optional and they live in the URL.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PaymentFilter {
-    /// First day, `YYYY-MM-DD` (UTC).
+    /// First day, `YYYY-MM-DD`, in the time zone of the person asking.
     pub from: Option<String>,
     /// Last day, inclusive.
     pub to: Option<String>,
@@ -97,15 +97,6 @@ fn text(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-fn day(value: &Option<String>, what: &str) -> Result<Option<NaiveDate>, AppError> {
-    text(value)
-        .map(|v| {
-            NaiveDate::parse_from_str(&v, "%Y-%m-%d")
-                .map_err(|_| AppError::BadRequest(format!("The {what} date must look like 2026-11-27.")))
-        })
-        .transpose()
-}
-
 fn amount(value: &Option<String>, currency: Option<&str>, what: &str) -> Result<Option<i64>, AppError> {
     text(value)
         .map(|v| {
@@ -152,22 +143,22 @@ macro_rules! keyset {
 /// quickly on SQLite (an export reads a million of them).
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = payments, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
-struct RegistryRow {
-    id: i64,
-    public_id: String,
-    project_id: i64,
-    kind: String,
-    method: String,
-    status: String,
-    currency: String,
-    amount: i64,
-    merchant_order_id: Option<String>,
-    customer_email: Option<String>,
-    customer_country: Option<String>,
-    card_brand: Option<String>,
-    card_last4: Option<String>,
-    decline_reason: Option<String>,
-    created_at: StoredTime,
+pub struct PaymentRecord {
+    pub id: i64,
+    pub public_id: String,
+    pub project_id: i64,
+    pub kind: String,
+    pub method: String,
+    pub status: String,
+    pub currency: String,
+    pub amount: i64,
+    pub merchant_order_id: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_country: Option<String>,
+    pub card_brand: Option<String>,
+    pub card_last4: Option<String>,
+    pub decline_reason: Option<String>,
+    pub created_at: StoredTime,
 }
 
 /// The registry's query for a [`Checked`] filter, newest first (or as sorted), without a
@@ -178,7 +169,7 @@ macro_rules! registry_query {
         use dashboard_core::db::prelude::*;
         let mut query = payments::table
             .filter(payments::company_id.eq($q.company_id))
-            .select(RegistryRow::as_select())
+            .select(PaymentRecord::as_select())
             .into_boxed();
         if let Some(ids) = &$q.allowed {
             query = query.filter(payments::project_id.eq_any(ids.clone()));
@@ -281,8 +272,9 @@ struct Checked {
 fn check(principal: &Principal, filter: &PaymentFilter) -> Result<Option<Checked>, AppError> {
     let sort = Sort::parse(filter.sort.as_deref())?;
     let currency = text(&filter.currency).map(|c| c.to_ascii_uppercase());
-    let from = day(&filter.from, "from")?.and_then(|d| d.and_hms_opt(0, 0, 0));
-    let to = day(&filter.to, "to")?.and_then(|d| d.succ_opt()).and_then(|d| d.and_hms_opt(0, 0, 0));
+    // Whole days where the person is: the same day lists the same payments here, in
+    // the analytics and in a report.
+    let (from, to) = local_days(filter.from.as_deref(), filter.to.as_deref(), &principal.time_zone)?;
     let amount_min = amount(&filter.amount_min, currency.as_deref(), "minimum")?;
     let amount_max = amount(&filter.amount_max, currency.as_deref(), "maximum")?;
     let status = text(&filter.status);
@@ -332,6 +324,11 @@ fn check(principal: &Principal, filter: &PaymentFilter) -> Result<Option<Checked
     }))
 }
 
+/// Checks `filter` for the principal: a clear error for a bad one.
+pub fn check_filter(principal: &Principal, filter: &PaymentFilter) -> Result<(), AppError> {
+    check(principal, filter).map(|_| ())
+}
+
 /// One page of payments matching `filter`, and the cursor of the next page.
 pub async fn search(
     state: &AppState,
@@ -339,9 +336,20 @@ pub async fn search(
     filter: &PaymentFilter,
     limit: i64,
 ) -> Result<(Vec<PaymentSummary>, Option<String>), AppError> {
+    let (records, next) = records(state, principal, filter, limit).await?;
+    Ok((records.into_iter().map(summary).collect(), next))
+}
+
+/// [`search`] as the payments are read.
+async fn records(
+    state: &AppState,
+    principal: &Principal,
+    filter: &PaymentFilter,
+    limit: i64,
+) -> Result<(Vec<PaymentRecord>, Option<String>), AppError> {
     let Some(checked) = check(principal, filter)? else { return Ok((Vec::new(), None)) };
     let sort = checked.sort;
-    let rows: Vec<RegistryRow> = dashboard_core::db_run!(state.db, conn => {
+    let mut rows: Vec<PaymentRecord> = dashboard_core::db_run!(state.db, conn => {
         registry_query!(checked).limit(limit + 1).load(conn).await
     })?;
     let limit = usize::try_from(limit).unwrap_or(50);
@@ -352,11 +360,11 @@ pub async fn search(
         };
         encode_cursor(key, row.id)
     });
-    let items = rows.into_iter().take(limit).map(summary).collect();
-    Ok((items, next))
+    rows.truncate(limit);
+    Ok((rows, next))
 }
 
-fn summary(row: RegistryRow) -> PaymentSummary {
+fn summary(row: PaymentRecord) -> PaymentSummary {
     PaymentSummary {
         id: row.public_id,
         project_id: row.project_id,
@@ -378,45 +386,62 @@ fn summary(row: RegistryRow) -> PaymentSummary {
 const EXPORT_BATCH: usize = 5_000;
 
 /// Every payment matching `filter` (from its start: `after` is ignored), each made into
-/// an export row by `row`. On SQLite one query reads them all in one pass on a blocking
-/// thread, which is several times faster than page by page (each page seeks the index
-/// again, and its rows cross between threads twice); on PostgreSQL page by page. A bad
-/// filter is refused before anything is sent.
+/// an export row by `row`; the export is audited. A bad filter is refused before
+/// anything is sent.
 pub async fn export_rows(
     state: &AppState,
     principal: &Principal,
     filter: &PaymentFilter,
     row: fn(PaymentSummary) -> Vec<String>,
 ) -> Result<Rows, AppError> {
-    let mut filter = PaymentFilter { after: None, ..filter.clone() };
-    let checked = check(principal, &filter)?;
+    check(principal, filter)?;
     // Who took which payments out of the dashboard, from the page or the API alike.
-    dashboard_core::audit::export(&state.db, principal, "payments.export", &filter).await?;
-    let Some(checked) = checked else { return Ok(rows_channel().1) };
+    dashboard_core::audit::export(&state.db, principal, "payments.export", filter).await?;
+    stream(state, principal, filter, move |found| row(summary(found))).await
+}
+
+/// Every payment matching `filter` in its order (from its start: `after` is ignored), in
+/// batches, each payment made into an item by `make`. On SQLite one query reads them all
+/// in one pass on a blocking thread, which is several times faster than page by page
+/// (each page seeks the index again, and its rows cross between threads twice); on
+/// PostgreSQL page by page. A bad filter is refused before anything is sent; a dropped
+/// receiver stops the reading.
+pub async fn stream<T, F>(
+    state: &AppState,
+    principal: &Principal,
+    filter: &PaymentFilter,
+    make: F,
+) -> Result<mpsc::Receiver<Result<Vec<T>, AppError>>, AppError>
+where
+    T: Send + 'static,
+    F: Fn(PaymentRecord) -> T + Send + Sync + 'static,
+{
+    let mut filter = PaymentFilter { after: None, ..filter.clone() };
+    let Some(checked) = check(principal, &filter)? else { return Ok(mpsc::channel(1).1) };
     if let DbPool::Postgres(_) = state.db {
-        let (state, principal) = (state.clone(), principal.clone());
+        let (state, principal, make) = (state.clone(), principal.clone(), std::sync::Arc::new(make));
         return Ok(dashboard_core::export::paged(move |cursor| {
             filter.after = cursor;
-            let (state, principal, filter) = (state.clone(), principal.clone(), filter.clone());
+            let (state, principal, filter, make) = (state.clone(), principal.clone(), filter.clone(), make.clone());
             async move {
-                let (found, next) = search(&state, &principal, &filter, EXPORT_BATCH as i64).await?;
-                Ok((found.into_iter().map(row).collect(), next))
+                let (found, next) = records(&state, &principal, &filter, EXPORT_BATCH as i64).await?;
+                Ok((found.into_iter().map(|found| make(found)).collect(), next))
             }
         }));
     }
     let DbConn::Sqlite(mut conn) = state.db.get().await? else {
         return Err(AppError::Internal("a SQLite pool gave another connection".to_owned()));
     };
-    // Three stages, so that the database read, the making of rows and the writing of
-    // the file each have a thread: the read on a blocking thread, the rest as tasks.
-    let (found_sender, mut found) = mpsc::channel::<Vec<RegistryRow>>(dashboard_core::export::BATCHES_AHEAD);
-    let (sender, rows) = rows_channel();
+    // Three stages, so that the database read, the making of items and their reader each
+    // have a thread: the read on a blocking thread, the rest as tasks.
+    let (found_sender, mut found) = mpsc::channel::<Vec<PaymentRecord>>(dashboard_core::export::BATCHES_AHEAD);
+    let (sender, items) = mpsc::channel(dashboard_core::export::BATCHES_AHEAD);
     let read = conn.spawn_blocking(move |conn| {
         let query = registry_query!(checked);
         let mut batch = Vec::with_capacity(EXPORT_BATCH);
-        for item in diesel::RunQueryDsl::load_iter::<RegistryRow, DefaultLoadingMode>(query, conn)? {
+        for item in diesel::RunQueryDsl::load_iter::<PaymentRecord, DefaultLoadingMode>(query, conn)? {
             batch.push(item?);
-            // A closed channel: the download was abandoned, stop reading.
+            // A closed channel: the reader is gone, stop reading.
             if batch.len() == EXPORT_BATCH && found_sender.blocking_send(std::mem::take(&mut batch)).is_err() {
                 return Ok(());
             }
@@ -435,11 +460,11 @@ pub async fn export_rows(
     });
     tokio::spawn(async move {
         while let Some(batch) = found.recv().await {
-            let made = batch.into_iter().map(|found| row(summary(found))).collect();
+            let made = batch.into_iter().map(&make).collect();
             if sender.send(Ok(made)).await.is_err() {
                 return;
             }
         }
     });
-    Ok(rows)
+    Ok(items)
 }

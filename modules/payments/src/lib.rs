@@ -5,6 +5,7 @@
 mod api;
 mod columns;
 mod pages;
+mod reports;
 
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
 use dashboard_core::{operation, page, register_section};

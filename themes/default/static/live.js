@@ -1,6 +1,6 @@
 // Live progress where JavaScript runs: a <progress data-progress-url="..."> asks that URL
-// (a batch as the API answers it) every second, shows the rows done, and reloads the page
-// once the batch stops running. Without JavaScript the page refreshes itself instead.
+// every second — a batch or a report as the API answers it — shows how far it got, and
+// reloads the page once it stops running. Without JavaScript the page refreshes itself.
 (function () {
   "use strict";
   var bar = document.querySelector("progress[data-progress-url]");
@@ -9,25 +9,42 @@
   }
   var label = document.querySelector("[data-progress-label]");
   var counts = document.querySelector("[data-progress-counts]");
+
+  // A batch: rows done of its rows, and their results.
+  function showBatch(batch) {
+    var done = batch.rows - batch.pending;
+    bar.max = batch.rows;
+    bar.value = done;
+    bar.textContent = Math.floor((done * 100) / Math.max(batch.rows, 1)) + " %";
+    if (label) {
+      label.textContent = done + " of " + batch.rows + " rows done";
+    }
+    if (counts) {
+      counts.textContent = batch.succeeded + " succeeded · " + batch.declined + " declined · " + batch.failed + " failed";
+    }
+    return batch.status === "processing";
+  }
+
+  // A report: rows written, and how far into its period they reached.
+  function showReport(report) {
+    bar.max = 1000;
+    bar.value = Math.round(report.progress * 1000);
+    bar.textContent = Math.floor(report.progress * 100) + " %";
+    if (label) {
+      label.textContent = report.rows_done.toLocaleString() + " rows written";
+    }
+    return report.status === "queued" || report.status === "running";
+  }
+
   function poll() {
     fetch(bar.getAttribute("data-progress-url"), { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
         return response.ok ? response.json() : null;
       })
-      .then(function (batch) {
-        if (batch) {
-          var done = batch.rows - batch.pending;
-          bar.max = batch.rows;
-          bar.value = done;
-          bar.textContent = Math.floor((done * 100) / Math.max(batch.rows, 1)) + " %";
-          if (label) {
-            label.textContent = done + " of " + batch.rows + " rows done";
-          }
-          if (counts) {
-            counts.textContent =
-              batch.succeeded + " succeeded · " + batch.declined + " declined · " + batch.failed + " failed";
-          }
-          if (batch.status !== "processing") {
+      .then(function (shown) {
+        if (shown) {
+          var running = "rows_done" in shown ? showReport(shown) : showBatch(shown);
+          if (!running) {
             window.location.reload();
             return;
           }
