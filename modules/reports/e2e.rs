@@ -338,3 +338,53 @@ async fn a_report_is_asked_for_cancelled_and_deleted_from_the_pages(app: TestApp
     });
     assert_eq!(audit, ["report.created", "report.downloaded", "report.cancelled", "report.deleted"]);
 }
+
+/// The CSV of a report asked for through the API, once built.
+async fn csv_of(app: &TestApp, body: Value) -> String {
+    let (status, queued) = ask(app, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let report = built(app, queued["id"].as_i64().unwrap()).await;
+    assert_eq!(report["status"], "ready", "{report}");
+    app.get(&format!("/api/v1/reports/{}/file", report["id"])).await.text().await.unwrap()
+}
+
+story!(operations_refunds_a_daily_summary_and_a_balance_statement_add_up);
+async fn operations_refunds_a_daily_summary_and_a_balance_statement_add_up(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let first = sale(&seller, projects[0], 1_250, "EUR", "first").await;
+    sale(&seller, projects[0], 4_000, "EUR", "second").await;
+    let refund = seller.client.post(seller.url(&format!("/api/v1/payments/{first}/refunds")));
+    let refund = refund.header("Idempotency-Key", "refund-1").json(&json!({ "amount": 500 })).send().await.unwrap();
+    assert!(refund.status().is_success(), "{}", refund.text().await.unwrap());
+    // Balances need the second factor (payments need none).
+    app.sign_in_with_second_factor(company, "felix", BuiltinRole::Finance).await;
+    let day = today();
+    let period = |report_type: &str, filters: Value| {
+        json!({ "report_type": report_type, "first_day": day, "last_day": day, "filters": filters, "format": "csv" })
+    };
+
+    let operations = csv_of(&app, period("operations", json!({}))).await;
+    let kinds: Vec<&str> = operations.lines().skip(1).map(|line| line.split(',').nth(4).unwrap()).collect();
+    assert_eq!(kinds, ["Sale", "Sale", "Refund"], "{operations}");
+    let refunds = csv_of(&app, period("refunds", json!({ "status": "success" }))).await;
+    assert_eq!(refunds.lines().count(), 2, "{refunds}");
+    assert!(refunds.contains(&format!(",{first},Refund,Succeeded,5.00,EUR,first,")), "{refunds}");
+
+    let summary = csv_of(&app, period("daily_summary", json!({}))).await;
+    assert_eq!(
+        summary,
+        format!(
+            "Day,Project,Currency,Approved payments,Declined payments,Turnover,Refunded,Charged back,Paid out,Net\n\
+             {day},Shop,EUR,2,0,52.50,5.00,0.00,0.00,47.50\n"
+        )
+    );
+
+    let statement = csv_of(&app, period("balance_statement", json!({ "currency": "EUR" }))).await;
+    let balances: Vec<&str> = statement.lines().skip(1).map(|line| line.split(',').nth(6).unwrap()).collect();
+    assert_eq!(balances, ["0.00", "12.50", "52.50", "47.50"], "{statement}");
+    let (status, problem) = ask(&app, period("balance_statement", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"].as_str().unwrap().contains("choose it"), "{problem}");
+}

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub mod api;
+mod reports;
 
 const VIEW: &str = "finance.view";
 const PAGE_SIZE: i64 = 100;

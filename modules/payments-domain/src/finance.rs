@@ -194,6 +194,61 @@ struct MovementRow {
     amount: i64,
 }
 
+/// The statement's movements of `$projects` in `$currency` within `[$since, $until)`
+/// after `$cursor` (a time and id), oldest first, at most `$limit` (a macro: the query is
+/// built for each database backend).
+macro_rules! movements_after {
+    ($projects:expr, $currency:expr, $since:expr, $until:expr, $cursor:expr, $limit:expr) => {{
+        let mut page = ledger_postings::table
+            .inner_join(operations::table.inner_join(payments::table))
+            .filter(ledger_postings::project_id.eq_any($projects))
+            .filter(ledger_postings::currency.eq($currency))
+            .filter(ledger_postings::account.eq(MERCHANT))
+            .select((
+                ledger_postings::id,
+                ledger_postings::created_at,
+                ledger_postings::project_id,
+                payments::public_id,
+                payments::merchant_order_id,
+                operations::kind,
+                ledger_postings::amount,
+            ))
+            .order((ledger_postings::created_at.asc(), ledger_postings::id.asc()))
+            .limit($limit)
+            .into_boxed();
+        if let Some(since) = $since {
+            page = page.filter(ledger_postings::created_at.ge(since));
+        }
+        if let Some(until) = $until {
+            page = page.filter(ledger_postings::created_at.lt(until));
+        }
+        if let Some((at, id)) = $cursor {
+            page = page.filter(
+                ledger_postings::created_at
+                    .gt(at)
+                    .or(ledger_postings::created_at.eq(at).and(ledger_postings::id.gt(id))),
+            );
+        }
+        page
+    }};
+}
+
+/// A posting to the merchant account as a movement, moving `balance` on. The account is
+/// credit-normal: money in is a credit (a negative posting).
+fn movement(row: MovementRow, balance: &mut i64) -> Movement {
+    *balance -= row.amount;
+    Movement {
+        id: row.id,
+        at: row.at.and_utc(),
+        project_id: row.project_id,
+        payment_id: row.payment_id,
+        merchant_order_id: row.merchant_order_id,
+        kind: OperationKind::parse(&row.kind).unwrap_or(OperationKind::Sale),
+        amount: -row.amount,
+        balance_after: *balance,
+    }
+}
+
 /// One page of the statement `filter` asks for, oldest movement first.
 pub async fn statement(
     state: &AppState,
@@ -252,35 +307,8 @@ pub async fn statement(
                 .await?,
             None => None,
         };
-        let mut page = ledger_postings::table
-            .inner_join(operations::table.inner_join(payments::table))
-            .filter(ledger_postings::project_id.eq_any(projects.clone()))
-            .filter(ledger_postings::currency.eq(currency.clone()))
-            .filter(ledger_postings::account.eq(MERCHANT))
-            .select((
-                ledger_postings::id,
-                ledger_postings::created_at,
-                ledger_postings::project_id,
-                payments::public_id,
-                payments::merchant_order_id,
-                operations::kind,
-                ledger_postings::amount,
-            ))
-            .order((ledger_postings::created_at.asc(), ledger_postings::id.asc()))
-            .limit(limit + 1)
-            .into_boxed();
-        if let Some(since) = since {
-            page = page.filter(ledger_postings::created_at.ge(since));
-        }
-        if let Some(until) = until {
-            page = page.filter(ledger_postings::created_at.lt(until));
-        }
-        if let Some((at, id)) = cursor {
-            page = page.filter(
-                ledger_postings::created_at.gt(at).or(ledger_postings::created_at.eq(at).and(ledger_postings::id.gt(id))),
-            );
-        }
-        let rows: Vec<MovementRow> = page.load(conn).await?;
+        let rows: Vec<MovementRow> =
+            movements_after!(projects.clone(), currency.clone(), since, until, cursor, limit + 1).load(conn).await?;
         Ok::<_, AppError>((before_period, in_period, before_page, rows))
     })?;
     // The merchant account is credit-normal: money in is a credit (a negative posting).
@@ -288,23 +316,56 @@ pub async fn statement(
     let mut balance = opening - before_page.unwrap_or(0);
     let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = rows.len() > wanted;
-    let movements: Vec<Movement> = rows
-        .into_iter()
-        .take(wanted)
-        .map(|row| {
-            balance -= row.amount;
-            Movement {
-                id: row.id,
-                at: row.at.and_utc(),
-                project_id: row.project_id,
-                payment_id: row.payment_id,
-                merchant_order_id: row.merchant_order_id,
-                kind: OperationKind::parse(&row.kind).unwrap_or(OperationKind::Sale),
-                amount: -row.amount,
-                balance_after: balance,
-            }
-        })
-        .collect();
+    let movements: Vec<Movement> = rows.into_iter().take(wanted).map(|row| movement(row, &mut balance)).collect();
     let next = if more { movements.last().map(|movement| movement.id) } else { None };
     Ok(Statement { currency, opening, closing: opening - in_period.unwrap_or(0), movements, next })
+}
+
+/// Movements read at a time by [`all_movements`].
+const MOVEMENTS_PAGE: i64 = 5_000;
+
+/// The statement `filter` asks for in full, for a file: its opening balance, then every
+/// movement of the period oldest first, in pages, each with the balance after it (the
+/// pages keep the running balance, so nothing is summed twice).
+pub async fn all_movements(
+    state: &AppState,
+    principal: &Principal,
+    filter: &StatementFilter,
+) -> Result<(i64, tokio::sync::mpsc::Receiver<Result<Vec<Movement>, AppError>>), AppError> {
+    let Period { currency, projects, since, until } = period(state, principal, filter).await?;
+    let before_period: Option<i64> = match since {
+        Some(since) => {
+            let (projects, currency) = (projects.clone(), currency.clone());
+            dashboard_core::db_run!(state.db, conn => {
+                ledger_postings::table
+                    .filter(ledger_postings::project_id.eq_any(projects))
+                    .filter(ledger_postings::currency.eq(currency))
+                    .filter(ledger_postings::account.eq(MERCHANT))
+                    .filter(ledger_postings::created_at.lt(since))
+                    .select(sum_i64("ledger_postings.amount"))
+                    .first(conn)
+                    .await
+            })?
+        }
+        None => None,
+    };
+    // The merchant account is credit-normal: money in is a credit (a negative posting).
+    let opening = -before_period.unwrap_or(0);
+    let state = state.clone();
+    // The cursor: the last movement's time and id, and the balance after it.
+    let pages = dashboard_core::export::paged(move |cursor: Option<(NaiveDateTime, i64, i64)>| {
+        let (state, projects, currency) = (state.clone(), projects.clone(), currency.clone());
+        async move {
+            let after = cursor.map(|(at, id, _)| (at, id));
+            let rows: Vec<MovementRow> = dashboard_core::db_run!(state.db, conn => {
+                movements_after!(projects, currency, since, until, after, MOVEMENTS_PAGE).load(conn).await
+            })?;
+            let mut balance = cursor.map_or(opening, |(_, _, balance)| balance);
+            let full = rows.len() as i64 == MOVEMENTS_PAGE;
+            let movements: Vec<Movement> = rows.into_iter().map(|row| movement(row, &mut balance)).collect();
+            let next = movements.last().filter(|_| full).map(|last| (last.at.naive_utc(), last.id, balance));
+            Ok((movements, next))
+        }
+    });
+    Ok((opening, pages))
 }

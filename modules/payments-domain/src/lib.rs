@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod model;
 pub mod moto;
 pub mod payouts;
+pub mod records;
 pub mod recovery;
 pub mod schema;
 pub mod search;
