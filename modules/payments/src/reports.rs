@@ -191,26 +191,21 @@ const PAYOUTS: &[OperationKind] = &[OperationKind::Payout];
 /// The operations a report asks for: its period, and `kinds` (or the kind it filters).
 fn operation_query(request: &ReportRequest, kinds: &[OperationKind]) -> Result<OperationQuery, AppError> {
     let (since, until) = request.period();
-    let chosen = |id: &str, what: &str| -> Result<Option<&str>, AppError> {
-        Ok(request.filter(id)).and_then(|value| match value {
-            Some(value) if value.is_empty() => Err(AppError::BadRequest(format!("Choose a {what}."))),
-            other => Ok(other),
-        })
-    };
-    let kinds = match chosen("kind", "type")? {
+    let kinds = match request.filter("kind") {
         Some(kind) => vec![
             OperationKind::parse(kind)
                 .ok_or_else(|| AppError::BadRequest(format!("There is no operation type {kind:?}.")))?,
         ],
         None => kinds.to_vec(),
     };
-    let status = chosen("status", "status")?
+    let status = request
+        .filter("status")
         .map(|status| {
             OperationStatus::parse(status)
                 .ok_or_else(|| AppError::BadRequest(format!("There is no operation status {status:?}.")))
         })
         .transpose()?;
-    let currency = chosen("currency", "currency")?.map(model::currency).transpose()?;
+    let currency = request.filter("currency").map(model::currency).transpose()?;
     Ok(OperationQuery { since, until, kinds, status, currency })
 }
 
