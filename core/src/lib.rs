@@ -13,6 +13,7 @@ pub mod export;
 pub mod hooks;
 pub mod limits;
 pub mod links;
+pub mod mail;
 pub mod money;
 pub mod origin;
 pub mod preferences;

@@ -388,3 +388,119 @@ async fn operations_refunds_a_daily_summary_and_a_balance_statement_add_up(app: 
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(problem["detail"].as_str().unwrap().contains("choose it"), "{problem}");
 }
+
+story!(a_schedule_queues_its_report_once_per_run_and_emails_a_link);
+async fn a_schedule_queues_its_report_once_per_run_and_emails_a_link(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let seller = app.another_browser();
+    seller.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    sale(&seller, projects[0], 1_000, "EUR", "one").await;
+    sale(&seller, projects[0], 2_000, "EUR", "two").await;
+    sale(&seller, projects[0], 300, "GBP", "three").await;
+    app.user(company, "felix", BuiltinRole::Finance).await;
+    app.sign_in("felix", dashboard_tests::PASSWORD).await;
+
+    // Runs every day at 06:00 (UTC), for the day before its run; its last run was due at
+    // the latest 06:00 that has passed.
+    let now = chrono::Utc::now().naive_utc();
+    let six = chrono::NaiveTime::from_hms_opt(6, 0, 0).unwrap();
+    let run = if now.time() >= six { now.date().and_time(six) } else { now.date().pred_opt().unwrap().and_time(six) };
+    let reported_day = run.date().pred_opt().unwrap();
+    let schedule = |recipients: Value, run_at: &str| {
+        json!({ "report_type": "payments", "filters": { "currency": "EUR" }, "format": "csv", "frequency": "daily",
+                "run_at": run_at, "recipients": recipients })
+    };
+    let post = |body: Value| {
+        let request = app.client.post(app.url("/api/v1/reports/schedules")).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let run_at = "06:00".to_owned();
+    let (status, problem) = post(schedule(json!(["ann@example.com", "not an address"]), &run_at)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"].as_str().unwrap().contains("is not an e-mail address"), "{problem}");
+    let (status, problem) = post(schedule(json!([]), "25:00")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (status, created) = post(schedule(json!(["ann@example.com"]), &run_at)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!((created["time_zone"].as_str(), created["active"].as_bool()), (Some("UTC"), Some(true)));
+
+    // The payments were made the day the run reports on; the run is due now.
+    let noon = reported_day.and_hms_opt(12, 0, 0).unwrap();
+    let backdated = async {
+        dashboard_core::db_write!(app.state.db, conn => {
+            let at = |sql: &'static str| diesel::sql_query(sql).bind::<diesel::sql_types::Timestamp, _>(noon);
+            at("UPDATE payments SET created_at = $1").execute(conn).await?;
+            at("UPDATE operations SET created_at = $1").execute(conn).await?;
+            let due = diesel::sql_query("UPDATE report_schedules SET next_run_at = $1 WHERE id = $2")
+                .bind::<diesel::sql_types::Timestamp, _>(run)
+                .bind::<diesel::sql_types::BigInt, _>(id);
+            Ok::<_, dashboard_core::AppError>(due.execute(conn).await?)
+        })
+    };
+    assert_eq!(backdated.await.unwrap(), 1);
+    let mut made = Vec::new();
+    for _ in 0..150 {
+        let listed: Value = app.get("/api/v1/reports").await.json().await.unwrap();
+        made = listed["items"].as_array().unwrap().clone();
+        if made.iter().any(|report| report["status"] == "ready") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(made.len(), 1, "one report per run: {made:?}");
+    let report = &made[0];
+    assert_eq!(report["schedule_id"], id);
+    assert_eq!((report["first_day"].as_str(), report["last_day"].as_str()), (Some(&*reported_day.to_string()), Some(&*reported_day.to_string())));
+    assert_eq!(report["rows_done"], 2, "{report}");
+    let moved: Value = app.get(&format!("/api/v1/reports/schedules/{id}")).await.json().await.unwrap();
+    let next: chrono::DateTime<chrono::Utc> = moved["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert!(next > chrono::Utc::now(), "the next run is ahead: {moved}");
+
+    // Ann is told, with a link and not the file.
+    let mut mail = String::new();
+    for _ in 0..50 {
+        if let Ok(entries) = std::fs::read_dir(app.dir.join("mail-outbox")) {
+            mail = entries.flatten().map(|entry| std::fs::read_to_string(entry.path()).unwrap()).collect();
+        }
+        if !mail.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(mail.contains("To: ann@example.com"), "{mail}");
+    assert!(mail.contains("Subject: Report ready: Payments"), "{mail}");
+    assert!(mail.contains(&format!("/reports/{}", report["id"])), "{mail}");
+    assert!(!mail.contains("Payment,Created"), "no file in it");
+
+    // Paused, then deleted: the report it made stays.
+    let paused: Value = app.client.post(app.url(&format!("/api/v1/reports/schedules/{id}/pause"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(paused["active"], false);
+    let form = app.get_text("/reports/schedules").await.1;
+    assert!(form.contains("Every day, for the day before") && form.contains("Paused"), "{form}");
+    let delete = app.client.delete(app.url(&format!("/api/v1/reports/schedules/{id}"))).send().await.unwrap();
+    assert_eq!(delete.status(), StatusCode::NO_CONTENT);
+    let kept: Value = app.get(&format!("/api/v1/reports/{}", report["id"])).await.json().await.unwrap();
+    assert_eq!((kept["status"].as_str(), kept["schedule_id"].is_null()), (Some("ready"), true));
+
+    // From the form: a weekly schedule.
+    let (_, form) = app.get_text("/reports/new").await;
+    let csrf = dashboard_tests::form_value(&form, "csrf_token").unwrap();
+    let day = today();
+    let created = app
+        .post_form(
+            "/reports",
+            &[("csrf_token", csrf.as_str()), ("report_type", "payments"), ("first_day", day.as_str()), ("last_day", day.as_str()),
+              ("format", "xlsx"), ("repeat", "weekly"), ("run_at", "07:30"), ("recipients", "ann@example.com, ben@example.com")],
+        )
+        .await;
+    assert_eq!(dashboard_tests::location(created.headers()), "/reports/schedules");
+    let listed: Value = app.get("/api/v1/reports/schedules").await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["frequency"], "weekly", "{listed}");
+    assert_eq!(listed["items"][0]["recipients"], json!(["ann@example.com", "ben@example.com"]));
+    let next: chrono::DateTime<chrono::Utc> = listed["items"][0]["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(chrono::Datelike::weekday(&next), chrono::Weekday::Mon);
+}

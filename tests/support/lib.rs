@@ -221,6 +221,7 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
         crate_settings: [
             ("callbacks_to_private_addresses", (!options.public_callbacks_only).to_string()),
             ("reports_dir", dir.join("reports").display().to_string()),
+            ("mail_outbox", dir.join("mail-outbox").display().to_string()),
         ]
         .into_iter()
         .chain(options.settings.iter().cloned())

@@ -11,6 +11,7 @@ use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use crate::file::Format;
+use crate::schedule::{self, NewSchedule, ScheduleView};
 use crate::service::{self, NewReport, ReportFilter, ReportStatus, ReportView};
 
 /// A report type, with what can be chosen for it.
@@ -75,7 +76,7 @@ enum Queued {
 
 #[derive(ApiResponse)]
 enum Deleted {
-    /// The report and its file are gone.
+    /// It is gone (a report with its file).
     #[oai(status = 204)]
     Gone,
 }
@@ -88,6 +89,21 @@ enum ReportFile {
     /// The report's XLSX workbook, streamed.
     #[oai(status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
     Xlsx(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
+}
+
+/// One page of schedules, newest first.
+#[derive(Debug, Object)]
+pub struct SchedulePage {
+    pub items: Vec<ScheduleView>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next: Option<i64>,
+}
+
+#[derive(ApiResponse)]
+enum ScheduleCreated {
+    /// Created: it runs at `next_run_at`, each run a report in the list.
+    #[oai(status = 201)]
+    Created(Json<ScheduleView>),
 }
 
 #[derive(poem_openapi::Tags)]
@@ -179,6 +195,81 @@ impl ReportsApi {
     #[oai(path = "/reports/:id", method = "delete", operation_id = "reports_delete")]
     async fn delete(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Deleted> {
         service::delete(&state, principal, id.0).await?;
+        Ok(Deleted::Gone)
+    }
+}
+
+#[derive(Default)]
+pub struct SchedulesApi;
+
+#[OpenApi(tag = "ReportsTag::Reports")]
+impl SchedulesApi {
+    /// Schedule a report
+    ///
+    /// Daily (for the day before), weekly on Mondays (for the week before) or monthly on
+    /// the 1st (for the month before), at `run_at` in the caller's time zone; each run is
+    /// a report in the list, and the recipients get an e-mail with a link when it ends.
+    #[oai(path = "/reports/schedules", method = "post", operation_id = "report_schedules_create")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        body: Json<NewSchedule>,
+    ) -> ApiResult<ScheduleCreated> {
+        Ok(ScheduleCreated::Created(Json(schedule::create(&state, principal, &body.0).await?)))
+    }
+
+    /// List schedules
+    #[oai(path = "/reports/schedules", method = "get", operation_id = "report_schedules_list")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        report_type: Query<Option<String>>,
+        after: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<SchedulePage>> {
+        let size = limit.0.unwrap_or(50) as usize;
+        let (rows, next) = schedule::list(&state, principal, report_type.0.as_deref(), after.0, size).await?;
+        Ok(Json(SchedulePage { items: rows.iter().map(ScheduleView::from).collect(), next }))
+    }
+
+    /// A schedule
+    #[oai(path = "/reports/schedules/:id", method = "get", operation_id = "report_schedules_get")]
+    async fn get(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Json<ScheduleView>> {
+        Ok(Json(ScheduleView::from(&schedule::find(&state, principal, id.0).await?)))
+    }
+
+    /// Pause a schedule
+    #[oai(path = "/reports/schedules/:id/pause", method = "post", operation_id = "report_schedules_pause")]
+    async fn pause(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<i64>,
+    ) -> ApiResult<Json<ScheduleView>> {
+        Ok(Json(schedule::set_active(&state, principal, id.0, false).await?))
+    }
+
+    /// Resume a schedule
+    ///
+    /// It runs next at its next time from now; runs missed while paused are not made up.
+    #[oai(path = "/reports/schedules/:id/resume", method = "post", operation_id = "report_schedules_resume")]
+    async fn resume(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: Path<i64>,
+    ) -> ApiResult<Json<ScheduleView>> {
+        Ok(Json(schedule::set_active(&state, principal, id.0, true).await?))
+    }
+
+    /// Delete a schedule
+    ///
+    /// The reports it made stay.
+    #[oai(path = "/reports/schedules/:id", method = "delete", operation_id = "report_schedules_delete")]
+    async fn delete(&self, state: Data<&AppState>, principal: &Principal, id: Path<i64>) -> ApiResult<Deleted> {
+        schedule::delete(&state, principal, id.0).await?;
         Ok(Deleted::Gone)
     }
 }

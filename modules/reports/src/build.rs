@@ -1,4 +1,5 @@
-//! Building reports in the background, one at a time per server. A server takes a queued
+//! Building reports in the background, one at a time per server (the same job queues
+//! the scheduled ones and tells their recipients). A server takes a queued
 //! report by leasing it (a random token and a time it renews every half second with the
 //! progress); the rows its type sends are written on a thread of their own into
 //! `report-<id>.<token>.partial`, renamed to `report-<id>.<format>` once complete. A
@@ -50,10 +51,11 @@ register!(Job {
 /// One round: files past their retention are removed, then every waiting report is built.
 async fn round(state: &AppState) -> Result<(), AppError> {
     expire(state).await?;
+    crate::schedule::run_due(state).await?;
     while let Some((report, token)) = take(state).await? {
         build(state, report, &token).await?;
     }
-    Ok(())
+    crate::schedule::notify(state).await
 }
 
 fn folder(state: &AppState) -> PathBuf {

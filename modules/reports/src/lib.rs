@@ -9,6 +9,7 @@ pub mod api;
 mod build;
 mod file;
 mod pages;
+pub mod schedule;
 mod schema;
 pub mod service;
 
@@ -40,12 +41,17 @@ register_section!(Section {
         page!(POST "/reports" => pages::create, Access::Permission(MANAGE)),
         page!(GET "/reports.csv" => pages::list_csv, Access::Permission(MANAGE)),
         page!(GET "/reports/new" => pages::new_report, Access::Permission(MANAGE)),
+        page!(GET "/reports/schedules" => pages::schedules, Access::Permission(MANAGE)),
+        page!(GET "/reports/schedules.csv" => pages::schedules_csv, Access::Permission(MANAGE)),
+        page!(POST "/reports/schedules/:id/pause" => pages::pause, Access::Permission(MANAGE)),
+        page!(POST "/reports/schedules/:id/resume" => pages::resume, Access::Permission(MANAGE)),
+        page!(POST "/reports/schedules/:id/delete" => pages::delete_schedule, Access::Permission(MANAGE)),
         page!(GET "/reports/:id" => pages::detail, Access::Permission(MANAGE)),
         page!(GET "/reports/:id/file" => pages::download, Access::Permission(MANAGE)),
         page!(POST "/reports/:id/cancel" => pages::cancel, Access::Permission(MANAGE)),
         page!(POST "/reports/:id/delete" => pages::delete, Access::Permission(MANAGE)),
     ],
-    api: Some(Api::of::<api::ReportsApi>(&[
+    api: Some(Api::of::<(api::ReportsApi, api::SchedulesApi)>(&[
         operation!(GET "/reports/types", Access::Permission(MANAGE)),
         operation!(POST "/reports", Access::Permission(MANAGE)),
         operation!(GET "/reports", Access::Permission(MANAGE)),
@@ -53,10 +59,17 @@ register_section!(Section {
         operation!(GET "/reports/{id}/file", Access::Permission(MANAGE)),
         operation!(POST "/reports/{id}/cancel", Access::Permission(MANAGE)),
         operation!(DELETE "/reports/{id}", Access::Permission(MANAGE)),
+        operation!(POST "/reports/schedules", Access::Permission(MANAGE)),
+        operation!(GET "/reports/schedules", Access::Permission(MANAGE)),
+        operation!(GET "/reports/schedules/{id}", Access::Permission(MANAGE)),
+        operation!(POST "/reports/schedules/{id}/pause", Access::Permission(MANAGE)),
+        operation!(POST "/reports/schedules/{id}/resume", Access::Permission(MANAGE)),
+        operation!(DELETE "/reports/schedules/{id}", Access::Permission(MANAGE)),
     ])),
     templates: &[
         Template { name: "reports/list", source: include_str!("../templates/list.hbs") },
         Template { name: "reports/new", source: include_str!("../templates/new.hbs") },
         Template { name: "reports/detail", source: include_str!("../templates/detail.hbs") },
+        Template { name: "reports/schedules", source: include_str!("../templates/schedules.hbs") },
     ],
 });

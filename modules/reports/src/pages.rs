@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::file::Format;
+use crate::schedule::{self, Frequency, NewSchedule, ScheduleRow};
 use crate::service::{self, NewReport, ReportFilter, ReportRow, ReportStatus};
 
 const PAGE_SIZE: usize = 50;
@@ -38,8 +39,9 @@ impl Names {
         })
     }
 
-    fn projects_of(&self, row: &ReportRow) -> String {
-        match row.projects() {
+    /// The names of `projects` (none: every project).
+    fn projects_of(&self, projects: Option<Vec<i64>>) -> String {
+        match projects {
             None => "All projects".to_owned(),
             Some(ids) => ids
                 .iter()
@@ -86,7 +88,7 @@ fn report_json(row: &ReportRow, names: &Names, time_zone: &str) -> Value {
         "type": type_label(&row.report_type),
         "period": format!("{} – {}", day(row.first_day), day(row.last_day)),
         "time_zone": row.time_zone,
-        "projects": names.projects_of(row),
+        "projects": names.projects_of(row.projects()),
         "format": row.format().label(),
         "status": status.label(),
         "badge": badge,
@@ -185,7 +187,7 @@ pub async fn list_csv(page: PageContext, Query(mut filter): Query<ReportFilter>)
                         type_label(&row.report_type),
                         format!("{} – {}", row.first_day, row.last_day),
                         row.time_zone.clone(),
-                        safe_text(names.projects_of(row)),
+                        safe_text(names.projects_of(row.projects())),
                         row.format().label().to_owned(),
                         row.status().label().to_owned(),
                         row.rows_done.to_string(),
@@ -216,6 +218,10 @@ struct FormValues {
     filters: BTreeMap<String, String>,
     columns: Vec<String>,
     format: String,
+    /// `once`, or a schedule's frequency.
+    repeat: String,
+    run_at: String,
+    recipients: String,
 }
 
 impl FormValues {
@@ -227,6 +233,9 @@ impl FormValues {
                 "first_day" => values.first_day = value,
                 "last_day" => values.last_day = value,
                 "format" => values.format = value,
+                "repeat" => values.repeat = value,
+                "run_at" => values.run_at = value,
+                "recipients" => values.recipients = value,
                 "project_ids" => values.projects.extend(value.parse::<i64>().ok()),
                 "columns" => values.columns.push(value),
                 other => {
@@ -237,6 +246,25 @@ impl FormValues {
             }
         }
         values
+    }
+
+    fn format(&self) -> Result<Format, AppError> {
+        Format::parse(&self.format).ok_or_else(|| AppError::BadRequest("Choose CSV or Excel (XLSX).".to_owned()))
+    }
+
+    /// The schedule asked for, if any.
+    fn schedule(&self) -> Result<Option<NewSchedule>, AppError> {
+        let Some(frequency) = Frequency::parse(&self.repeat) else { return Ok(None) };
+        Ok(Some(NewSchedule {
+            report_type: self.report_type.clone(),
+            project_ids: self.projects.clone(),
+            filters: self.filters.clone(),
+            columns: self.columns.clone(),
+            format: self.format()?,
+            frequency,
+            run_at: self.run_at.clone(),
+            recipients: self.recipients.split([',', ';', ' ']).filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+        }))
     }
 
     fn checked(&self) -> Result<NewReport, AppError> {
@@ -251,8 +279,7 @@ impl FormValues {
             project_ids: self.projects.clone(),
             filters: self.filters.clone(),
             columns: self.columns.clone(),
-            format: Format::parse(&self.format)
-                .ok_or_else(|| AppError::BadRequest("Choose CSV or Excel (XLSX).".to_owned()))?,
+            format: self.format()?,
         })
     }
 }
@@ -308,6 +335,11 @@ async fn form_html(
         "filters": filters,
         "columns": columns,
         "xlsx": values.format == "xlsx",
+        "repeats": std::iter::once(json!({ "value": "once", "label": "Once, for the days above", "checked": Frequency::parse(&values.repeat).is_none() }))
+            .chain(Frequency::ALL.iter().map(|f| json!({ "value": f.as_str(), "label": f.label(), "checked": values.repeat == f.as_str() })))
+            .collect::<Vec<_>>(),
+        "run_at": if values.run_at.is_empty() { "07:00" } else { values.run_at.as_str() },
+        "recipients": values.recipients,
         "error": error,
         "csrf_token": page.csrf_token,
     });
@@ -349,12 +381,20 @@ pub async fn create(page: PageContext, HtmlForm(pairs): HtmlForm<Vec<(String, St
     let principal = page.principal()?;
     let values = FormValues::of(pairs);
     let kind = type_for(principal, Some(&values.report_type))?;
-    let created = match values.checked() {
-        Ok(new) => service::create(&page.state, principal, &new).await,
+    let created = match values.schedule() {
+        Ok(Some(schedule)) => {
+            schedule::create(&page.state, principal, &schedule).await.map(|_| "/reports/schedules".to_owned())
+        }
+        Ok(None) => match values.checked() {
+            Ok(new) => {
+                service::create(&page.state, principal, &new).await.map(|report| format!("/reports/{}", report.id))
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     match created {
-        Ok(report) => Ok(see_other(&format!("/reports/{}", report.id))),
+        Ok(next) => Ok(see_other(&next)),
         Err(error @ (AppError::BadRequest(_) | AppError::Refused(_))) => {
             let html = form_html(&page, kind, &values, Some(error.to_string())).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
@@ -422,4 +462,117 @@ pub async fn cancel(page: PageContext, Path(id): Path<i64>) -> Result<Response, 
 pub async fn delete(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     service::delete(&page.state, page.principal()?, id).await?;
     Ok(see_other("/reports"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SchedulesQuery {
+    report_type: Option<String>,
+    after: Option<i64>,
+}
+
+/// A schedule for a page.
+fn schedule_json(row: &ScheduleRow, names: &Names, time_zone: &str) -> Value {
+    json!({
+        "id": row.id,
+        "type": type_label(&row.report_type),
+        "projects": names.projects_of(row.projects()),
+        "frequency": row.frequency().label(),
+        "run_at": row.run_at,
+        "time_zone": row.time_zone,
+        "recipients": row.recipients().join(", "),
+        "active": row.active,
+        "next": shown(&row.next_run_at, time_zone),
+        "created_by": names.person(row.created_by),
+        "format": Format::parse(&row.format).unwrap_or(Format::Csv).label(),
+    })
+}
+
+#[handler]
+pub async fn schedules(page: PageContext, Query(query): Query<SchedulesQuery>) -> Result<Response, AppError> {
+    let principal = page.principal()?;
+    let report_type = query.report_type.as_deref().filter(|t| !t.is_empty());
+    let (rows, next) = schedule::list(&page.state, principal, report_type, query.after, PAGE_SIZE).await?;
+    let names = Names::of(&page.state, principal).await?;
+    let types = ReportType::all().iter().map(|kind| (kind.id.to_owned(), kind.label.to_owned())).collect();
+    let base = report_type.map(|t| format!("report_type={t}")).unwrap_or_default();
+    let data = json!({
+        "schedules": rows.iter().map(|row| schedule_json(row, &names, &principal.time_zone)).collect::<Vec<_>>(),
+        "types": options(types, report_type),
+        "filtered": report_type.is_some(),
+        "export_url": format!("/reports/schedules.csv?{base}"),
+        "next_url": next.map(|next| format!("/reports/schedules?{base}&after={next}")),
+        "first_url": query.after.map(|_| format!("/reports/schedules?{base}")),
+        "csrf_token": page.csrf_token,
+    });
+    let html: Html<String> = page.render("Scheduled reports", "reports/schedules", &data)?;
+    Ok(html.into_response())
+}
+
+const SCHEDULE_COLUMNS: &[&str] = &[
+    "Schedule",
+    "Type",
+    "Projects",
+    "Runs",
+    "At",
+    "Time zone",
+    "Format",
+    "Recipients",
+    "Active",
+    "Next run",
+    "Created by",
+];
+
+#[handler]
+pub async fn schedules_csv(page: PageContext, Query(query): Query<SchedulesQuery>) -> Result<Response, AppError> {
+    let principal = page.principal()?.clone();
+    let state = page.state.clone();
+    let names = std::sync::Arc::new(Names::of(&state, &principal).await?);
+    let report_type = query.report_type.filter(|t| !t.is_empty());
+    let rows = paged(move |after: Option<i64>| {
+        let (state, principal, names, report_type) =
+            (state.clone(), principal.clone(), names.clone(), report_type.clone());
+        async move {
+            let (rows, next) = schedule::list(&state, &principal, report_type.as_deref(), after, 500).await?;
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    let shown = schedule_json(row, &names, &principal.time_zone);
+                    let text = |name: &str| safe_text(shown[name].as_str().unwrap_or_default().to_owned());
+                    vec![
+                        row.id.to_string(),
+                        text("type"),
+                        text("projects"),
+                        text("frequency"),
+                        row.run_at.clone(),
+                        row.time_zone.clone(),
+                        text("format"),
+                        text("recipients"),
+                        if row.active { "yes" } else { "no" }.to_owned(),
+                        dashboard_core::time::file_columns(&row.next_run_at, &principal.time_zone).join(" "),
+                        text("created_by"),
+                    ]
+                })
+                .collect();
+            Ok((rows, next))
+        }
+    });
+    Ok(csv_response("report-schedules.csv", csv_body(SCHEDULE_COLUMNS, rows)))
+}
+
+#[handler]
+pub async fn pause(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    schedule::set_active(&page.state, page.principal()?, id, false).await?;
+    Ok(see_other("/reports/schedules"))
+}
+
+#[handler]
+pub async fn resume(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    schedule::set_active(&page.state, page.principal()?, id, true).await?;
+    Ok(see_other("/reports/schedules"))
+}
+
+#[handler]
+pub async fn delete_schedule(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    schedule::delete(&page.state, page.principal()?, id).await?;
+    Ok(see_other("/reports/schedules"))
 }

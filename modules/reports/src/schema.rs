@@ -25,6 +25,7 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
+        mailed_at -> Nullable<Timestamp>,
     }
 }
 

@@ -16,6 +16,7 @@ use dashboard_core::db::prelude::*;
 use dashboard_core::reports::{ReportRequest, ReportType};
 use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState, record_audit};
+use diesel::prelude::Insertable;
 use serde::{Deserialize, Serialize};
 
 use crate::file::Format;
@@ -333,8 +334,85 @@ pub async fn create(state: &AppState, principal: &Principal, new: &NewReport) ->
     let parameters =
         Parameters::check(state, principal, &new.report_type, &new.project_ids, &new.filters, &new.columns, new.format)
             .await?;
-    queue(state, principal, &parameters, new.first_day, new.last_day, &principal.time_zone.clone(), None).await
+    queue(state, principal, &parameters, (new.first_day, new.last_day), &principal.time_zone.clone()).await
 }
+
+/// A report to queue.
+#[derive(Insertable)]
+#[diesel(table_name = reports)]
+pub struct Queued {
+    company_id: i64,
+    created_by: i64,
+    schedule_id: Option<i64>,
+    report_type: &'static str,
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+    time_zone: String,
+    project_ids: Option<String>,
+    filters: String,
+    column_ids: String,
+    format: &'static str,
+    status: &'static str,
+    created_at: NaiveDateTime,
+}
+
+impl Queued {
+    /// A report of checked parameters over the days given in `zone`, checked against the
+    /// type's filters once more for `principal` (its creator as they are now).
+    pub fn new(
+        principal: &Principal,
+        parameters: &Parameters,
+        (first_day, last_day): (NaiveDate, NaiveDate),
+        zone: &str,
+        schedule_id: Option<i64>,
+    ) -> Result<Queued, AppError> {
+        check_period(first_day, last_day)?;
+        (parameters.kind.check)(&parameters.request(principal, first_day, last_day, zone))?;
+        let (project_ids, filters, column_ids) = parameters.stored()?;
+        Ok(Queued {
+            company_id: principal.company_id,
+            created_by: principal.user_id,
+            schedule_id,
+            report_type: parameters.kind.id,
+            first_day,
+            last_day,
+            time_zone: zone.to_owned(),
+            project_ids,
+            filters,
+            column_ids,
+            format: parameters.format.as_str(),
+            status: ReportStatus::Queued.as_str(),
+            created_at: now(),
+        })
+    }
+
+    /// What the audit entry says of it.
+    pub fn audit(&self, id: i64) -> AuditEvent {
+        AuditEvent::by_user(self.company_id, self.created_by, "report.created", "success")
+            .target(format!("report {id}"))
+            .details(serde_json::json!({
+                "type": self.report_type, "first_day": self.first_day, "last_day": self.last_day,
+                "time_zone": self.time_zone, "projects": self.project_ids, "filters": self.filters,
+                "format": self.format, "schedule": self.schedule_id,
+            }))
+    }
+}
+
+/// Inserts a [`Queued`] report with its audit entry in the transaction of `$conn` (a
+/// macro: the body is built for each database backend); the stored row.
+macro_rules! insert_queued {
+    ($conn:ident, $queued:expr) => {{
+        let queued: &Queued = $queued;
+        let row: ReportRow = diesel::insert_into(crate::schema::reports::table)
+            .values(queued)
+            .returning(ReportRow::as_returning())
+            .get_result($conn)
+            .await?;
+        dashboard_core::record_audit!($conn, queued.audit(row.id))?;
+        row
+    }};
+}
+pub(crate) use insert_queued;
 
 /// Queues a report of checked parameters over the days given in `zone`, audited in the
 /// same transaction.
@@ -342,57 +420,37 @@ pub async fn queue(
     state: &AppState,
     principal: &Principal,
     parameters: &Parameters,
-    first_day: NaiveDate,
-    last_day: NaiveDate,
+    days: (NaiveDate, NaiveDate),
     zone: &str,
-    schedule: Option<i64>,
 ) -> Result<ReportView, AppError> {
-    check_period(first_day, last_day)?;
-    (parameters.kind.check)(&parameters.request(principal, first_day, last_day, zone))?;
-    let (projects, filters, columns) = parameters.stored()?;
-    let at = now();
-    let new = (
-        reports::company_id.eq(principal.company_id),
-        reports::created_by.eq(principal.user_id),
-        reports::schedule_id.eq(schedule),
-        reports::report_type.eq(parameters.kind.id),
-        reports::first_day.eq(first_day),
-        reports::last_day.eq(last_day),
-        reports::time_zone.eq(zone.to_owned()),
-        reports::project_ids.eq(projects),
-        reports::filters.eq(filters),
-        reports::column_ids.eq(columns),
-        reports::format.eq(parameters.format.as_str()),
-        reports::status.eq(ReportStatus::Queued.as_str()),
-        reports::created_at.eq(at),
-    );
-    let details = serde_json::json!({
-        "type": parameters.kind.id, "first_day": first_day, "last_day": last_day, "time_zone": zone,
-        "projects": parameters.projects, "filters": parameters.filters, "format": parameters.format.as_str(),
-        "schedule": schedule,
-    });
-    let (company, user) = (principal.company_id, principal.user_id);
+    let queued = Queued::new(principal, parameters, days, zone, None)?;
     let row: ReportRow = dashboard_core::db_transaction!(state.db, conn => {
-        let row: ReportRow =
-            diesel::insert_into(reports::table).values(new).returning(ReportRow::as_returning()).get_result(conn).await?;
-        let event = AuditEvent::by_user(company, user, "report.created", "success")
-            .target(format!("report {}", row.id))
-            .details(details);
-        record_audit!(conn, event)?;
-        Ok::<_, AppError>(row)
+        Ok::<_, AppError>(insert_queued!(conn, &queued))
     })?;
     Ok(ReportView::from(&row))
 }
 
-/// Whether `principal` may see (and manage) the report.
-pub fn may_see(principal: &Principal, row: &ReportRow) -> bool {
-    let data = ReportType::find(&row.report_type).is_some_and(|kind| principal.has_permission(kind.permission));
-    let projects = match (row.projects(), &principal.projects) {
+/// Whether `principal` may see (and manage) what `created_by` made of `report_type` over
+/// `projects` (none: every project): its creator may, and whoever may see the type's data
+/// and every one of its projects.
+pub fn may_see_made(
+    principal: &Principal,
+    (company_id, created_by): (i64, i64),
+    report_type: &str,
+    projects: Option<Vec<i64>>,
+) -> bool {
+    let data = ReportType::find(report_type).is_some_and(|kind| principal.has_permission(kind.permission));
+    let all_projects = match (projects, &principal.projects) {
         (_, ProjectScope::All) => true,
         (None, ProjectScope::Only(_)) => false,
         (Some(ids), scope) => ids.iter().all(|id| scope.allows(*id)),
     };
-    row.company_id == principal.company_id && data && (row.created_by == principal.user_id || projects)
+    company_id == principal.company_id && data && (created_by == principal.user_id || all_projects)
+}
+
+/// Whether `principal` may see (and manage) the report.
+pub fn may_see(principal: &Principal, row: &ReportRow) -> bool {
+    may_see_made(principal, (row.company_id, row.created_by), &row.report_type, row.projects())
 }
 
 /// The report `id` if `principal` may see it (not found otherwise, as if it did not exist).

@@ -54,7 +54,9 @@ CREATE TABLE reports (
     started_at TIMESTAMP,
     finished_at TIMESTAMP,
     -- When its file is removed (ready reports only).
-    expires_at TIMESTAMP
+    expires_at TIMESTAMP,
+    -- When its schedule's recipients were told it ended (scheduled reports only).
+    mailed_at TIMESTAMP
 );
 CREATE INDEX reports_company ON reports (company_id, id);
 CREATE INDEX reports_status ON reports (status);
