@@ -504,3 +504,135 @@ async fn a_schedule_queues_its_report_once_per_run_and_emails_a_link(app: TestAp
     let next: chrono::DateTime<chrono::Utc> = listed["items"][0]["next_run_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(chrono::Datelike::weekday(&next), chrono::Weekday::Mon);
 }
+
+/// In a real browser: a payments report of many payments asked for in XLSX, its progress
+/// bar moving while it is built, then downloaded; its rows and sums are the registry's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_in_a_real_browser() {
+    use crate::browser::{click, fill};
+    use dashboard_tests::browser::Browser;
+    use fantoccini::Locator;
+
+    let Some(browser) = Browser::start().await else { return };
+    let app = TestApp::spawn(dashboard_tests::Backend::Sqlite).await.unwrap();
+    let (company, projects) = app.company("Acme", &["Shop", "Outlet"]).await;
+    // Enough payments that building the file takes a few of the page's one-second looks.
+    let written = dashboard_sandbox::history::generate_history(&app.state.db, company, &projects, 60_000, 20, 7)
+        .await
+        .unwrap();
+    let phone = "+447700900321";
+    let user = app.user_with_phone(company, "felix", BuiltinRole::Finance, Some(phone)).await;
+    let authenticator = app.enable_second_factor(user, phone).await;
+    browser.client.goto(&app.url("/sign-in")).await.unwrap();
+    fill(&browser, "username", "felix").await;
+    fill(&browser, "password", dashboard_tests::PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    browser.wait_for_text("h1", "Two-factor authentication").await;
+    fill(&browser, "code", &authenticator.code()).await;
+    click(&browser, "button[type=submit]").await;
+    for _ in 0..100 {
+        if !browser.client.current_url().await.unwrap().path().starts_with("/sign-in") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    browser.client.goto(&app.url("/reports")).await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "Reports").await, "Reports");
+    browser.screenshot("reports-empty").await;
+    click(&browser, "a[href='/reports/new']").await;
+    assert_eq!(browser.wait_for_text(".page-head h1", "New report").await, "New report");
+    browser.client.find(Locator::Css("#type-choice option[value='payments']")).await.unwrap().click().await.unwrap();
+    click(&browser, "form[action='/reports/new'] button[type=submit]").await;
+    assert_eq!(browser.wait_for_text("section.card h2", "Payments report").await, "Payments report");
+    let (first, last) = (from_today(-25), today());
+    for (id, day) in [("first_day", &first), ("last_day", &last)] {
+        let field = browser.client.find(Locator::Id(id)).await.unwrap();
+        field.clear().await.unwrap();
+        // A date field takes the day as typed in the browser's locale (en-US).
+        let (y, m, d) = (&day[0..4], &day[5..7], &day[8..10]);
+        field.send_keys(&format!("{m}{d}{y}")).await.unwrap();
+    }
+    click(&browser, "input[name='format'][value='xlsx']").await;
+    browser.screenshot("reports-new").await;
+    click(&browser, "form[action='/reports'] button[type=submit]").await;
+    assert_eq!(browser.wait_for_text(".page-head h1", "Payments report").await, "Payments report");
+
+    let mut seen = Vec::new();
+    for _ in 0..1200 {
+        let value = match browser.client.find(Locator::Id("progress")).await {
+            Ok(bar) => bar.attr("value").await.ok().flatten(),
+            Err(_) => None,
+        };
+        match value {
+            Some(value) => {
+                let value: i64 = value.parse().unwrap_or(0);
+                if seen.last() != Some(&value) {
+                    seen.push(value);
+                    if value > 0 && value < 1000 {
+                        browser.screenshot("reports-running").await;
+                    }
+                }
+            }
+            // No bar: the page reloaded itself once the report was ready.
+            None if !seen.is_empty() => break,
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.iter().filter(|value| **value > 0 && **value < 1000).count() >= 1, "the bar moved: {seen:?}");
+    let ready = browser.wait_for_text("[data-progress-status]", "Ready").await;
+    assert_eq!(ready, "Ready", "{seen:?}");
+    browser.screenshot("reports-ready").await;
+    let href = browser.client.find(Locator::Css(".page-head a[download]")).await.unwrap().attr("href").await.unwrap().unwrap();
+    browser.client.goto(&app.url("/reports")).await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "Reports").await, "Reports");
+    browser.screenshot("reports").await;
+    // On a phone the list and the form still fit.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.screenshot("reports-phone").await;
+    browser.client.goto(&app.url("/reports/new?report_type=payments")).await.unwrap();
+    browser.screenshot("reports-new-phone").await;
+    let overflow = browser.client.execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![]).await;
+    assert_eq!(overflow.unwrap(), json!(false), "no sideways scrolling at 390 px");
+    browser.client.set_window_size(1440, 900).await.unwrap();
+
+    // The file as the browser downloads it, read with a spreadsheet reader.
+    let script = "const [url, done] = arguments; fetch(url).then(r => r.arrayBuffer()).then(b => { \
+                  let s = ''; const a = new Uint8Array(b); for (let i = 0; i < a.length; i++) s += String.fromCharCode(a[i]); done(btoa(s)); });";
+    let encoded = browser.client.execute_async(script, vec![json!(href)]).await.unwrap();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.as_str().unwrap()).unwrap();
+    let mut workbook: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    let sheet = calamine::Reader::worksheet_range(&mut workbook, "Payments").unwrap();
+    let header: Vec<String> = sheet.rows().next().unwrap().iter().map(|cell| cell.to_string()).collect();
+    let (amount, currency) = (
+        header.iter().position(|h| h == "Amount").unwrap(),
+        header.iter().position(|h| h == "Currency").unwrap(),
+    );
+    let mut sums: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut rows = 0;
+    for row in sheet.rows().skip(1) {
+        rows += 1;
+        let calamine::Data::Float(value) = row[amount] else { panic!("an amount is a number: {:?}", row[amount]) };
+        let code = row[currency].to_string();
+        let exponent = dashboard_core::money::exponent(&code) as i32;
+        *sums.entry(code).or_default() += (value * 10f64.powi(exponent)).round() as i64;
+    }
+
+    // The registry's export of the same days, read through the API.
+    app.sign_in_with_second_factor(company, "nina", BuiltinRole::Finance).await;
+    let export = app.get(&format!("/api/v1/payments/export?from={first}&to={last}")).await.text().await.unwrap();
+    let mut registry: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut listed = 0;
+    for line in export.lines().skip(1) {
+        listed += 1;
+        let cells: Vec<&str> = line.split(',').collect();
+        let minor = dashboard_core::money::parse_amount(cells[6], cells[7]).unwrap();
+        *registry.entry(cells[7].to_owned()).or_default() += minor;
+    }
+    assert!(listed > 40_000 && listed <= written, "{listed} of {written}");
+    assert_eq!(rows, listed, "the report's rows are the registry's");
+    assert_eq!(sums, registry, "and so are the sums per currency");
+    browser.close().await;
+}

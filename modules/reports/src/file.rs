@@ -45,6 +45,14 @@ impl Format {
         }
     }
 
+    /// Its short name: `CSV`, `XLSX`.
+    pub fn short(self) -> &'static str {
+        match self {
+            Format::Csv => "CSV",
+            Format::Xlsx => "XLSX",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Csv => "text/csv; charset=utf-8",

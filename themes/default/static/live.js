@@ -9,6 +9,9 @@
   }
   var label = document.querySelector("[data-progress-label]");
   var counts = document.querySelector("[data-progress-counts]");
+  var status = document.querySelector("[data-progress-status]");
+  // A report's status as its page words it.
+  var reportStatus = { queued: "Waiting", running: "Being built" };
 
   // A batch: rows done of its rows, and their results.
   function showBatch(batch) {
@@ -31,7 +34,10 @@
     bar.value = Math.round(report.progress * 1000);
     bar.textContent = Math.floor(report.progress * 100) + " %";
     if (label) {
-      label.textContent = report.rows_done.toLocaleString() + " rows written";
+      label.textContent = report.rows_done.toLocaleString("en-GB") + " rows written";
+    }
+    if (status && reportStatus[report.status]) {
+      status.textContent = reportStatus[report.status];
     }
     return report.status === "queued" || report.status === "running";
   }
