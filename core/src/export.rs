@@ -25,7 +25,7 @@ pub type Rows = mpsc::Receiver<RowBatch>;
 pub type RowBatch = Result<Vec<Vec<String>>, AppError>;
 
 /// How many batches a producer may run ahead of the writer.
-pub const BATCHES_AHEAD: usize = 4;
+pub const BATCHES_AHEAD: usize = 2;
 
 /// A channel for a producer of [`Rows`].
 pub fn rows_channel() -> (mpsc::Sender<RowBatch>, Rows) {
@@ -136,7 +136,7 @@ pub async fn xlsx_download(
 ) -> Result<Response, AppError> {
     let internal = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("XLSX export failed: {e}"));
     let mut workbook = rust_xlsxwriter::Workbook::new();
-    let sheet = workbook.add_worksheet_with_constant_memory();
+    let sheet = workbook.add_worksheet_with_constant_memory().map_err(internal)?;
     let bold = rust_xlsxwriter::Format::new().set_bold();
     for (column, title) in header.iter().enumerate() {
         sheet.write_string_with_format(0, column as u16, *title, &bold).map_err(internal)?;

@@ -90,6 +90,8 @@ pub fn free_text() -> Vec<(&'static str, &'static str)> {
 pub enum Cell {
     Empty,
     Text(String),
+    /// Text known when the program was built (a status's label): nothing to allocate.
+    Label(&'static str),
     Integer(i64),
     /// An amount in minor units and its currency's exponent (2 for EUR, 0 for JPY).
     Money(i64, u32),
@@ -154,7 +156,7 @@ pub struct RowBatch {
 pub type ReportRows = mpsc::Receiver<Result<RowBatch, AppError>>;
 
 /// How many batches a type may send ahead of the file being written.
-pub const BATCHES_AHEAD: usize = 4;
+pub const BATCHES_AHEAD: usize = 2;
 
 /// A channel for a type's rows.
 pub fn rows_channel() -> (mpsc::Sender<Result<RowBatch, AppError>>, ReportRows) {

@@ -383,7 +383,7 @@ fn summary(row: PaymentRecord) -> PaymentSummary {
 }
 
 /// Rows of an export sent in one batch.
-const EXPORT_BATCH: usize = 5_000;
+const EXPORT_BATCH: usize = 1_000;
 
 /// Every payment matching `filter` (from its start: `after` is ignored), each made into
 /// an export row by `row`; the export is audited. A bad filter is refused before
@@ -397,37 +397,43 @@ pub async fn export_rows(
     check(principal, filter)?;
     // Who took which payments out of the dashboard, from the page or the API alike.
     dashboard_core::audit::export(&state.db, principal, "payments.export", filter).await?;
-    stream(state, principal, filter, move |found| row(summary(found))).await
+    stream(state, principal, filter, move |found| found.into_iter().map(|found| row(summary(found))).collect()).await
 }
 
 /// Every payment matching `filter` in its order (from its start: `after` is ignored), in
-/// batches, each payment made into an item by `make`. On SQLite one query reads them all
+/// batches, each batch made into what the reader takes by `make`. On SQLite one query reads them all
 /// in one pass on a blocking thread, which is several times faster than page by page
 /// (each page seeks the index again, and its rows cross between threads twice); on
 /// PostgreSQL page by page. A bad filter is refused before anything is sent; a dropped
 /// receiver stops the reading.
-pub async fn stream<T, F>(
+pub async fn stream<B, F>(
     state: &AppState,
     principal: &Principal,
     filter: &PaymentFilter,
     make: F,
-) -> Result<mpsc::Receiver<Result<Vec<T>, AppError>>, AppError>
+) -> Result<mpsc::Receiver<Result<B, AppError>>, AppError>
 where
-    T: Send + 'static,
-    F: Fn(PaymentRecord) -> T + Send + Sync + 'static,
+    B: Send + 'static,
+    F: Fn(Vec<PaymentRecord>) -> B + Send + Sync + 'static,
 {
     let mut filter = PaymentFilter { after: None, ..filter.clone() };
     let Some(checked) = check(principal, &filter)? else { return Ok(mpsc::channel(1).1) };
     if let DbPool::Postgres(_) = state.db {
         let (state, principal, make) = (state.clone(), principal.clone(), std::sync::Arc::new(make));
-        return Ok(dashboard_core::export::paged(move |cursor| {
+        let mut pages = dashboard_core::export::paged(move |cursor| {
             filter.after = cursor;
-            let (state, principal, filter, make) = (state.clone(), principal.clone(), filter.clone(), make.clone());
-            async move {
-                let (found, next) = records(&state, &principal, &filter, EXPORT_BATCH as i64).await?;
-                Ok((found.into_iter().map(|found| make(found)).collect(), next))
+            let (state, principal, filter) = (state.clone(), principal.clone(), filter.clone());
+            async move { records(&state, &principal, &filter, EXPORT_BATCH as i64).await }
+        });
+        let (sender, made) = mpsc::channel(dashboard_core::export::BATCHES_AHEAD);
+        tokio::spawn(async move {
+            while let Some(page) = pages.recv().await {
+                if sender.send(page.map(|found| make(found))).await.is_err() {
+                    return;
+                }
             }
-        }));
+        });
+        return Ok(made);
     }
     let DbConn::Sqlite(mut conn) = state.db.get().await? else {
         return Err(AppError::Internal("a SQLite pool gave another connection".to_owned()));
@@ -460,8 +466,7 @@ where
     });
     tokio::spawn(async move {
         while let Some(batch) = found.recv().await {
-            let made = batch.into_iter().map(&make).collect();
-            if sender.send(Ok(made)).await.is_err() {
+            if sender.send(Ok(make(batch))).await.is_err() {
                 return;
             }
         }

@@ -78,36 +78,23 @@ fn filter_of(request: &ReportRequest) -> PaymentFilter {
 
 async fn rows(state: AppState, request: ReportRequest) -> Result<ReportRows, AppError> {
     let projects = Arc::new(directory::visible_project_names(&state.db, &request.principal).await?);
-    let mut found =
-        search::stream(&state, &request.principal, &filter_of(&request), move |payment| row(&projects, payment))
-            .await?;
-    let (sender, rows) = dashboard_core::reports::rows_channel();
-    tokio::spawn(async move {
-        while let Some(batch) = found.recv().await {
-            let batch = batch.map(|rows: Vec<(Vec<Cell>, chrono::NaiveDateTime)>| RowBatch {
-                reached: rows.last().map(|(_, created)| *created),
-                rows: rows.into_iter().map(|(cells, _)| cells).collect(),
-            });
-            if sender.send(batch).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(rows)
+    search::stream(&state, &request.principal, &filter_of(&request), move |payments: Vec<PaymentRecord>| RowBatch {
+        reached: payments.last().map(|payment| payment.created_at.0),
+        rows: payments.into_iter().map(|payment| row(&projects, payment)).collect(),
+    })
+    .await
 }
 
-/// A payment's cells, in the order of the columns, and when it was created.
-fn row(projects: &HashMap<i64, String>, p: PaymentRecord) -> (Vec<Cell>, chrono::NaiveDateTime) {
-    let label = |text: &str, of: fn(&str) -> Option<&'static str>| Cell::Text(of(text).unwrap_or(text).to_owned());
-    let created = p.created_at.0;
-    let cells = vec![
+/// A payment's cells, in the order of the columns.
+fn row(projects: &HashMap<i64, String>, p: PaymentRecord) -> Vec<Cell> {
+    vec![
         Cell::Text(p.public_id),
-        Cell::Time(created),
+        Cell::Time(p.created_at.0),
         Cell::text(projects.get(&p.project_id).cloned()),
         Cell::Integer(p.project_id),
-        label(&p.kind, |k| Kind::parse(k).map(Kind::label)),
-        label(&p.method, |m| Method::parse(m).map(Method::label)),
-        label(&p.status, |s| Status::parse(s).map(Status::label)),
+        label(p.kind, |k| Kind::parse(k).map(Kind::label)),
+        label(p.method, |m| Method::parse(m).map(Method::label)),
+        label(p.status, |s| Status::parse(s).map(Status::label)),
         Cell::money(p.amount, &p.currency),
         Cell::Text(p.currency),
         Cell::text(p.merchant_order_id),
@@ -116,8 +103,15 @@ fn row(projects: &HashMap<i64, String>, p: PaymentRecord) -> (Vec<Cell>, chrono:
         Cell::text(p.card_brand),
         Cell::text(p.card_last4),
         Cell::text(p.decline_reason),
-    ];
-    (cells, created)
+    ]
+}
+
+/// A stored value as people read it (its label), or as it is when it has none.
+fn label(stored: String, of: fn(&str) -> Option<&'static str>) -> Cell {
+    match of(&stored) {
+        Some(label) => Cell::Label(label),
+        None => Cell::Text(stored),
+    }
 }
 
 /// The filters of the operation reports.
@@ -234,19 +228,18 @@ async fn operation_rows(
 }
 
 fn operation_row(projects: &HashMap<i64, String>, op: OperationRecord) -> Vec<Cell> {
-    let label = |text: &str, of: fn(&str) -> Option<&'static str>| Cell::Text(of(text).unwrap_or(text).to_owned());
     vec![
         Cell::Integer(op.id),
         Cell::Time(op.created_at),
         op.completed_at.map_or(Cell::Empty, Cell::Time),
         Cell::text(projects.get(&op.project_id).cloned()),
         Cell::Text(op.payment_id),
-        label(&op.kind, |k| OperationKind::parse(k).map(OperationKind::label)),
-        label(&op.status, |s| OperationStatus::parse(s).map(OperationStatus::label)),
+        label(op.kind, |k| OperationKind::parse(k).map(OperationKind::label)),
+        label(op.status, |s| OperationStatus::parse(s).map(OperationStatus::label)),
         Cell::money(op.amount, &op.currency),
         Cell::Text(op.currency),
         Cell::text(op.merchant_order_id),
-        label(&op.method, |m| Method::parse(m).map(Method::label)),
+        label(op.method, |m| Method::parse(m).map(Method::label)),
         Cell::text(op.card_brand),
         Cell::text(op.card_last4),
         Cell::text(op.decline_reason),

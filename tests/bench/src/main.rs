@@ -251,12 +251,18 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     // A million payments take gigabytes: the files go when the benchmark is done.
     let (prepared, files) = prepare(app, payments, 2_000).await;
     let (database_url, dir) = (&files.database_url, &files.dir);
-    let server = Server::start(database_url, dir).await;
+    let only = only();
+    let report_rows = arg("--report-rows", 10_000_000);
+    if only.as_deref() == Some("report") {
+        let db = DbPool::connect(database_url, 2).await.unwrap();
+        bulk_payments(&db, backend, prepared.company, &prepared.projects, report_rows).await;
+    }
+    let reports_dir = dir.join("reports");
+    let server = Server::start_with(database_url, dir, &["--reports-dir", reports_dir.to_str().unwrap()]).await;
     let (rss, _) = server.memory_mib();
     println!("server started as its own process: resident memory {rss:.0} MiB");
     let browser = Browser { client: prepared.client.clone(), server };
     let db = DbPool::connect(database_url, 2).await.unwrap();
-    let only = only();
     let part = |name: &str| only.as_deref().is_none_or(|only| only == name);
     if only.is_none() {
         pages(&browser, &prepared).await;
@@ -271,9 +277,175 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     if part("batch") {
         batch(&browser, &db, prepared.company).await;
     }
+    if only.as_deref() == Some("report") {
+        report(&browser).await;
+    }
     drop(db);
     let browser = if part("sign-in") { sign_in_storm(browser, database_url, dir).await } else { browser };
     browser.server.stop();
+}
+
+/// Writes `rows` payments of the company over the last 100 days in bulk, in time order,
+/// for the report benchmark: with the table's indexes and triggers set aside meanwhile and
+/// built again after (as a bulk load is done), then the database settled.
+async fn bulk_payments(db: &DbPool, backend: Backend, company: i64, projects: &[i64], rows: usize) {
+    use dashboard_core::db::prelude::*;
+    let started = Instant::now();
+    let step = 100.0 * 86_400.0 / rows as f64;
+    let first = (dashboard_core::time::now() - chrono::TimeDelta::days(100)).and_utc().timestamp();
+    let (p0, p1, p2) = (projects[0], projects[1], projects[2]);
+    let values = |series: &str, at: &str| {
+        format!(
+            "INSERT INTO payments (public_id, company_id, project_id, kind, flow, method, status, currency, amount, \
+             authorized_amount, captured_amount, merchant_order_id, customer_email, customer_country, card_first6, \
+             card_last4, card_brand, created_at, updated_at) \
+             SELECT 'pay_bulk' || i, {company}, CASE i % 3 WHEN 0 THEN {p0} WHEN 1 THEN {p1} ELSE {p2} END, 'purchase', \
+             'one_step', 'card', CASE WHEN i % 10 = 0 THEN 'declined' ELSE 'completed' END, \
+             CASE WHEN i % 4 = 0 THEN 'USD' ELSE 'EUR' END, 100 + (i * 7919) % 100000, 100 + (i * 7919) % 100000, \
+             CASE WHEN i % 10 = 0 THEN 0 ELSE 100 + (i * 7919) % 100000 END, 'order-' || i, \
+             'customer' || (i % 50000) || '@example.com', \
+             CASE i % 5 WHEN 0 THEN 'DE' WHEN 1 THEN 'GB' WHEN 2 THEN 'FR' WHEN 3 THEN 'US' ELSE 'NL' END, \
+             '424242', '4242', 'visa', {at}, {at} FROM {series}"
+        )
+    };
+    let mut conn = db.get().await.unwrap();
+    match &mut conn {
+        DbConn::Sqlite(conn) => {
+            let kept: Vec<String> = {
+                #[derive(diesel::QueryableByName)]
+                struct Definition {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    sql: String,
+                }
+                let sql = "SELECT sql FROM sqlite_master WHERE tbl_name = 'payments' AND type IN ('index', 'trigger') \
+                           AND sql IS NOT NULL";
+                let found: Vec<Definition> = diesel::sql_query(sql).load(conn).await.unwrap();
+                found.into_iter().map(|definition| definition.sql).collect()
+            };
+            for definition in &kept {
+                let (kind, name) = sqlite_object(definition);
+                conn.batch_execute(&format!("DROP {kind} {name}")).await.unwrap();
+            }
+            let series = format!(
+                "(WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {}) SELECT i FROM n)",
+                rows - 1
+            );
+            let at = format!("strftime('%Y-%m-%d %H:%M:%S', {first} + i * {step}, 'unixepoch')");
+            conn.batch_execute(&values(&series, &at)).await.unwrap();
+            for definition in &kept {
+                conn.batch_execute(definition).await.unwrap();
+            }
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").await.unwrap();
+        }
+        DbConn::Postgres(conn) => {
+            conn.batch_execute("SET session_replication_role = replica").await.unwrap();
+            #[derive(diesel::QueryableByName)]
+            struct Index {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                indexname: String,
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                indexdef: String,
+            }
+            let sql = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'payments' AND indexname NOT IN \
+                       (SELECT conname FROM pg_constraint)";
+            let kept: Vec<Index> = diesel::sql_query(sql).load(conn).await.unwrap();
+            for index in &kept {
+                conn.batch_execute(&format!("DROP INDEX {}", index.indexname)).await.unwrap();
+            }
+            let series = format!("generate_series(0, {}) AS i", rows - 1);
+            let at = format!("to_timestamp({first} + i * {step}) AT TIME ZONE 'UTC'");
+            conn.batch_execute(&values(&series, &at)).await.unwrap();
+            for index in &kept {
+                conn.batch_execute(&index.indexdef).await.unwrap();
+            }
+            // One statement each: VACUUM cannot run in the transaction a list of statements makes.
+            for settle in ["SET session_replication_role = DEFAULT", "VACUUM ANALYZE payments", "CHECKPOINT"] {
+                conn.batch_execute(settle).await.unwrap();
+            }
+        }
+    }
+    println!("{backend:?}: {rows} more payments written in bulk in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `CREATE [UNIQUE] INDEX name ...` or `CREATE TRIGGER name ...`: what and which.
+fn sqlite_object(definition: &str) -> (&'static str, String) {
+    let words: Vec<&str> = definition.split_whitespace().collect();
+    let kind = if words.iter().any(|word| word.eq_ignore_ascii_case("TRIGGER")) { "TRIGGER" } else { "INDEX" };
+    let at = words.iter().position(|word| word.eq_ignore_ascii_case(kind)).unwrap_or(0) + 1;
+    let name = words[at..].iter().find(|word| !["IF", "NOT", "EXISTS"].contains(&word.to_ascii_uppercase().as_str()));
+    (kind, name.unwrap_or(&"").trim_matches('"').to_owned())
+}
+
+/// While what `path` answers is `running`: the registry's page times (people paging it
+/// meanwhile) and the server's peak resident memory; then what `path` answered last.
+async fn while_running(
+    browser: &Browser,
+    path: &str,
+    running: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, Vec<Duration>, f64) {
+    let mut samples = Vec::new();
+    let mut rss_peak: f64 = 0.0;
+    loop {
+        samples.extend(timed_gets_n(browser, "/payments", 5).await);
+        rss_peak = rss_peak.max(browser.server.memory_mib().0);
+        let answer: serde_json::Value =
+            browser.client.get(browser.server.url(path)).send().await.unwrap().json().await.unwrap();
+        if !running(&answer) {
+            return (answer, samples, rss_peak);
+        }
+    }
+}
+
+/// A payments report of every payment, in CSV then in XLSX: how fast it is built (rows per
+/// second, from the server's start and end times), how much the server's resident memory
+/// grows meanwhile, and the registry page's p95 while it is built against idle.
+async fn report(browser: &Browser) {
+    let (_, idle_p95, _) = stats(timed_gets(browser, "/payments").await);
+    let today = chrono::Utc::now().date_naive();
+    for format in ["csv", "xlsx"] {
+        let (before_mib, _) = browser.server.memory_mib();
+        browser.server.reset_peak();
+        let asked = json!({ "report_type": "payments", "first_day": today - chrono::TimeDelta::days(120),
+                            "last_day": today, "format": format });
+        let created: serde_json::Value = browser
+            .client
+            .post(browser.server.url("/api/v1/reports"))
+            .json(&asked)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_i64().unwrap_or_else(|| panic!("{created}"));
+        let running = |report: &serde_json::Value| report["status"] == "queued" || report["status"] == "running";
+        let (done, samples, peak) = while_running(browser, &format!("/api/v1/reports/{id}"), running).await;
+        let rss_peak = peak.max(before_mib);
+        let at = |field: &str| done[field].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let seconds = match (at("started_at"), at("finished_at")) {
+            (Some(started), Some(finished)) => (finished - started).as_seconds_f64(),
+            _ => f64::NAN,
+        };
+        let rows = done["rows_done"].as_i64().unwrap_or_default();
+        let (_, busy_p95, _) = stats(samples);
+        println!(
+            "payments report, {format:<4} {rows} rows in {seconds:.1} s ({:.0} rows/s, {:.0} MB, {}); server resident \
+             memory {before_mib:.0} MiB before, peak {rss_peak:.0} MiB (+{:.0} MiB; kernel high-water mark {:.0} MiB)",
+            rows as f64 / seconds,
+            done["size_bytes"].as_f64().unwrap_or_default() / 1e6,
+            done["status"],
+            rss_peak - before_mib,
+            browser.server.memory_mib().1
+        );
+        println!(
+            "registry page p95 idle {} / while the report is built {} ({:.1}×)",
+            ms(idle_p95),
+            ms(busy_p95),
+            busy_p95.as_secs_f64() / idle_p95.as_secs_f64().max(f64::EPSILON)
+        );
+        let deleted = browser.client.delete(browser.server.url(&format!("/api/v1/reports/{id}"))).send().await.unwrap();
+        assert!(deleted.status().is_success());
+    }
 }
 
 /// The rows of the batch benchmark: refunds of this many completed payments.
@@ -331,24 +503,8 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
     let confirm = browser.client.post(browser.server.url(&format!("/api/v1/manual/batches/{id}/confirm")));
     assert!(confirm.json(&json!({})).send().await.unwrap().status().is_success());
     // The registry as people page it while the batch runs, and the server's memory.
-    let mut samples = Vec::new();
-    let mut rss_peak: f64 = 0.0;
-    let done = loop {
-        samples.extend(timed_gets_n(browser, "/payments", 5).await);
-        rss_peak = rss_peak.max(browser.server.memory_mib().0);
-        let batch: serde_json::Value = browser
-            .client
-            .get(browser.server.url(&format!("/api/v1/manual/batches/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if batch["status"] != "processing" {
-            break batch;
-        }
-    };
+    let processing = |batch: &serde_json::Value| batch["status"] == "processing";
+    let (done, samples, rss_peak) = while_running(browser, &format!("/api/v1/manual/batches/{id}"), processing).await;
     let seconds = started.elapsed().as_secs_f64();
     let (_, busy_p95, _) = stats(samples);
     println!(

@@ -13,12 +13,8 @@ pub struct Server {
 
 impl Server {
     /// Starts the server on `database_url` with the files of the test application in
-    /// `dir` (its secret key), and waits until it answers `/readyz`.
-    pub async fn start(database_url: &str, dir: &Path) -> Server {
-        Server::start_with(database_url, dir, &[]).await
-    }
-
-    /// [`Server::start`] with more flags of `dashboard serve`.
+    /// `dir` (its secret key) and more flags of `dashboard serve`, and waits until it
+    /// answers `/readyz`.
     pub async fn start_with(database_url: &str, dir: &Path, flags: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("http://127.0.0.1:{port}");
