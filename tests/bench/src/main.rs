@@ -352,7 +352,7 @@ async fn bulk_payments(db: &DbPool, backend: Backend, company: i64, projects: &[
             for index in &kept {
                 conn.batch_execute(&format!("DROP INDEX {}", index.indexname)).await.unwrap();
             }
-            let series = format!("generate_series(0, {}) AS i", rows - 1);
+            let series = format!("generate_series(0::bigint, {}) AS i", rows - 1);
             let at = format!("to_timestamp({first} + i * {step}) AT TIME ZONE 'UTC'");
             conn.batch_execute(&values(&series, &at)).await.unwrap();
             for index in &kept {
