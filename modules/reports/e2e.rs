@@ -636,3 +636,4 @@ async fn a_report_in_a_real_browser() {
     assert_eq!(sums, registry, "and so are the sums per currency");
     browser.close().await;
 }
+
