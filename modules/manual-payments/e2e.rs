@@ -486,20 +486,7 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
     let user = app.user_with_phone(company, "felix", BuiltinRole::Finance, Some(phone)).await;
     let authenticator = app.enable_second_factor(user, phone).await;
 
-    browser.client.goto(&app.url("/sign-in")).await.unwrap();
-    fill(&browser, "username", "felix").await;
-    fill(&browser, "password", dashboard_tests::PASSWORD).await;
-    click(&browser, "button[type=submit]").await;
-    browser.wait_for_text("h1", "Two-factor authentication").await;
-    fill(&browser, "code", &authenticator.code()).await;
-    click(&browser, "button[type=submit]").await;
-    // Signed in once the browser leaves the sign-in pages.
-    for _ in 0..100 {
-        if !browser.client.current_url().await.unwrap().path().starts_with("/sign-in") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    crate::browser::sign_in_with_code(&browser, &app, "felix", &authenticator).await;
 
     // A payout: the review sends the code; the code from the SMS confirms it.
     browser.client.goto(&app.url("/manual")).await.unwrap();

@@ -509,7 +509,7 @@ async fn a_schedule_queues_its_report_once_per_run_and_emails_a_link(app: TestAp
 /// bar moving while it is built, then downloaded; its rows and sums are the registry's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_in_a_real_browser() {
-    use crate::browser::{click, fill};
+    use crate::browser::click;
     use dashboard_tests::browser::Browser;
     use fantoccini::Locator;
 
@@ -523,19 +523,7 @@ async fn a_report_in_a_real_browser() {
     let phone = "+447700900321";
     let user = app.user_with_phone(company, "felix", BuiltinRole::Finance, Some(phone)).await;
     let authenticator = app.enable_second_factor(user, phone).await;
-    browser.client.goto(&app.url("/sign-in")).await.unwrap();
-    fill(&browser, "username", "felix").await;
-    fill(&browser, "password", dashboard_tests::PASSWORD).await;
-    click(&browser, "button[type=submit]").await;
-    browser.wait_for_text("h1", "Two-factor authentication").await;
-    fill(&browser, "code", &authenticator.code()).await;
-    click(&browser, "button[type=submit]").await;
-    for _ in 0..100 {
-        if !browser.client.current_url().await.unwrap().path().starts_with("/sign-in") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::browser::sign_in_with_code(&browser, &app, "felix", &authenticator).await;
 
     browser.client.goto(&app.url("/reports")).await.unwrap();
     assert_eq!(browser.wait_for_text(".page-head h1", "Reports").await, "Reports");

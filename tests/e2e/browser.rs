@@ -19,6 +19,24 @@ pub(crate) async fn text_of(browser: &Browser, css: &str) -> String {
     browser.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
 
+/// Signs `username` in through the pages with the test password and a code of their
+/// authenticator, and waits until the browser has left the sign-in pages.
+pub(crate) async fn sign_in_with_code(browser: &Browser, app: &TestApp, username: &str, authenticator: &Authenticator) {
+    browser.client.goto(&app.url("/sign-in")).await.unwrap();
+    fill(browser, "username", username).await;
+    fill(browser, "password", dashboard_tests::PASSWORD).await;
+    click(browser, "button[type=submit]").await;
+    browser.wait_for_text("h1", "Two-factor authentication").await;
+    fill(browser, "code", &authenticator.code()).await;
+    click(browser, "button[type=submit]").await;
+    for _ in 0..100 {
+        if !browser.client.current_url().await.unwrap().path().starts_with("/sign-in") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Opens the dashboard signed out and signs in as the demo admin with the password.
 async fn sign_in_as_demo_admin(app: &TestApp, browser: &Browser, screenshot: Option<&str>) {
     browser.client.goto(&app.url("/")).await.unwrap();

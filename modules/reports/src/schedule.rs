@@ -130,12 +130,17 @@ impl ScheduleRow {
     }
 
     pub fn recipients(&self) -> Vec<String> {
-        self.recipients.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect()
+        recipients_of(&self.recipients)
     }
 
     pub fn frequency(&self) -> Frequency {
         Frequency::parse(&self.frequency).unwrap_or(Frequency::Daily)
     }
+}
+
+/// The addresses of a schedule's stored recipients (comma-separated).
+fn recipients_of(stored: &str) -> Vec<String> {
+    stored.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect()
 }
 
 /// A schedule as the API answers it.
@@ -233,15 +238,14 @@ pub async fn create(state: &AppState, principal: &Principal, new: &NewSchedule) 
     let (next_run_at, day) = new.frequency.next_run(at, zone, now());
     // Its first run must make a report its creator may ask for now.
     Queued::new(principal, &parameters, new.frequency.period(day), zone.name(), None)?;
-    let json = |value: serde_json::Result<String>| value.map_err(|e| AppError::Internal(e.to_string()));
-    let projects = parameters.projects.as_ref().map(|ids| json(serde_json::to_string(ids))).transpose()?;
+    let (projects, filters, columns) = parameters.stored()?;
     let values = (
         report_schedules::company_id.eq(principal.company_id),
         report_schedules::created_by.eq(principal.user_id),
         report_schedules::report_type.eq(parameters.kind.id),
         report_schedules::project_ids.eq(projects),
-        report_schedules::filters.eq(json(serde_json::to_string(&parameters.filters))?),
-        report_schedules::column_ids.eq(json(serde_json::to_string(&parameters.columns))?),
+        report_schedules::filters.eq(filters),
+        report_schedules::column_ids.eq(columns),
         report_schedules::format.eq(parameters.format.as_str()),
         report_schedules::frequency.eq(new.frequency.as_str()),
         report_schedules::run_at.eq(at.format("%H:%M").to_string()),
@@ -435,8 +439,7 @@ pub(crate) async fn notify(state: &AppState) -> Result<(), AppError> {
             .await
     })?;
     for (report, recipients) in waiting {
-        let recipients: Vec<String> =
-            recipients.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect();
+        let recipients = recipients_of(&recipients);
         if !recipients.is_empty() {
             let (subject, text) = message(state, &report);
             dashboard_core::mail::send(state, &recipients, &subject, &text).await?;

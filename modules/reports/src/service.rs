@@ -310,7 +310,7 @@ impl Parameters {
     }
 
     /// As stored: the project ids, filters and columns in JSON.
-    fn stored(&self) -> Result<(Option<String>, String, String), AppError> {
+    pub(crate) fn stored(&self) -> Result<(Option<String>, String, String), AppError> {
         let json = |value: serde_json::Result<String>| value.map_err(|e| AppError::Internal(e.to_string()));
         let projects = self.projects.as_ref().map(|ids| json(serde_json::to_string(ids))).transpose()?;
         Ok((projects, json(serde_json::to_string(&self.filters))?, json(serde_json::to_string(&self.columns))?))

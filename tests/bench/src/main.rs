@@ -376,6 +376,12 @@ fn sqlite_object(definition: &str) -> (&'static str, String) {
     (kind, name.unwrap_or(&"").trim_matches('"').to_owned())
 }
 
+/// The registry page's p95 `while` something ran against its idle p95.
+fn print_registry_ratio(while_: &str, idle_p95: Duration, busy_p95: Duration) {
+    let ratio = busy_p95.as_secs_f64() / idle_p95.as_secs_f64().max(f64::EPSILON);
+    println!("registry page p95 idle {} / {while_} {} ({ratio:.1}×)", ms(idle_p95), ms(busy_p95));
+}
+
 /// While what `path` answers is `running`: the registry's page times (people paging it
 /// meanwhile) and the server's peak resident memory; then what `path` answered last.
 async fn while_running(
@@ -437,12 +443,7 @@ async fn report(browser: &Browser) {
             rss_peak - before_mib,
             browser.server.memory_mib().1
         );
-        println!(
-            "registry page p95 idle {} / while the report is built {} ({:.1}×)",
-            ms(idle_p95),
-            ms(busy_p95),
-            busy_p95.as_secs_f64() / idle_p95.as_secs_f64().max(f64::EPSILON)
-        );
+        print_registry_ratio("while the report is built", idle_p95, busy_p95);
         let deleted = browser.client.delete(browser.server.url(&format!("/api/v1/reports/{id}"))).send().await.unwrap();
         assert!(deleted.status().is_success());
     }
@@ -516,12 +517,7 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
         done["failed"],
         browser.server.memory_mib().1
     );
-    println!(
-        "registry page p95 idle {} / while the batch runs {} ({:.1}×)",
-        ms(idle_p95),
-        ms(busy_p95),
-        busy_p95.as_secs_f64() / idle_p95.as_secs_f64().max(f64::EPSILON)
-    );
+    print_registry_ratio("while the batch runs", idle_p95, busy_p95);
 }
 
 async fn pages(browser: &Browser, prepared: &Prepared) {
