@@ -53,7 +53,7 @@ async fn sign_in_as_demo_admin(app: &TestApp, browser: &Browser, screenshot: Opt
 
 /// Demo company on an application with the default, secure cookies: browsers accept
 /// `Secure` cookies on http://127.0.0.1, as the README's first command relies on.
-async fn demo_app(theme: &str) -> TestApp {
+pub(crate) async fn demo_app(theme: &str) -> TestApp {
     let options = TestOptions { plain_http: false, theme: theme.to_owned(), ..TestOptions::default() };
     let app = TestApp::spawn_with(Backend::Sqlite, options).await.unwrap();
     dashboard::demo::ensure(&app.state.db, 300).await.unwrap();

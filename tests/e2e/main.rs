@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod accessibility;
 mod analytics;
 mod browser;
 mod callbacks;

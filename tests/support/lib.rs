@@ -7,6 +7,7 @@
 //! required, so that a CI run cannot silently skip PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
+pub mod axe;
 pub mod browser;
 pub mod logs;
 
