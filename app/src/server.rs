@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use dashboard_core::AppState;
 use dashboard_core::api::SectionApis;
-use dashboard_core::auth::PageGuard;
+use dashboard_core::auth::{HashingTurns, PageGuard};
 use dashboard_core::crypto::{CryptoError, SecretBox};
 use dashboard_core::db::{DbError, DbPool};
 use dashboard_core::hooks;
@@ -80,6 +80,7 @@ impl Application {
             crate_settings: config.crate_settings.clone(),
         };
         let extensions = hooks::start_services(&settings).map_err(StartError::Service)?;
+        let hashing = HashingTurns::from_settings(&settings).map_err(StartError::Service)?;
         let secrets = SecretBox::from_key_file(&config.secret_key_file)?;
         let sms: Arc<dyn SmsSender> = match &config.sms_http_url {
             Some(url) => Arc::new(HttpSms::new(url.clone(), config.sms_http_token.clone())?),
@@ -94,7 +95,7 @@ impl Application {
             secrets,
             extensions: Arc::new(extensions),
             token_principals: Arc::default(),
-            hashing: Arc::default(),
+            hashing: Arc::new(hashing),
         };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };

@@ -150,25 +150,49 @@ pub async fn hash_password_blocking(password: String) -> Result<String, AppError
         .map_err(|e| AppError::Internal(e.to_string()))?
 }
 
-/// How many password checks may wait for a turn; more are refused at once.
-pub const HASHING_QUEUE: usize = 32;
+const HASHING_AT_ONCE: &str = "password_hashing_at_once";
+const HASHING_QUEUE: &str = "password_hashing_queue";
+
+crate::register!(crate::hooks::Setting {
+    name: HASHING_AT_ONCE,
+    help: "Password checks (argon2, about 20 MB and a core each) running at once (0: one less than the machine's \
+           cores, one at least)",
+    default: "0",
+    check: |value| crate::hooks::check_number_up_to(value, 1024),
+});
+
+crate::register!(crate::hooks::Setting {
+    name: HASHING_QUEUE,
+    help: "Password checks that may wait for a turn; more sign-ins are refused at once with 503 and Retry-After",
+    default: "32",
+    check: |value| match value.parse::<u32>() {
+        Ok(1..=100_000) => Ok(()),
+        _ => Err(format!("{value:?} is not a whole number from 1 to 100000")),
+    },
+});
 
 /// Turns to hash or verify passwords. A storm of sign-ins (each costs an argon2 run)
-/// must not take every core: at most one less than the machine's cores hash at once
-/// (one at least), at most [`HASHING_QUEUE`] wait, and the rest are refused with 503
-/// (and `Retry-After`) before any work, so pages and payments keep their share.
+/// must not take every core: at most `password_hashing_at_once` hash at once, at most
+/// `password_hashing_queue` wait, and the rest are refused with 503 (and `Retry-After`)
+/// before any work, so pages and payments keep their share.
 pub struct HashingTurns {
     running: Arc<tokio::sync::Semaphore>,
     waiting: Arc<AtomicUsize>,
+    queue: usize,
 }
 
-impl Default for HashingTurns {
-    fn default() -> Self {
+impl HashingTurns {
+    /// `at_once` 0: one less than the machine's cores, one at least.
+    pub fn new(at_once: usize, queue: usize) -> HashingTurns {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        HashingTurns {
-            running: Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))),
-            waiting: Arc::default(),
-        }
+        let at_once = if at_once == 0 { cores.saturating_sub(1).max(1) } else { at_once };
+        HashingTurns { running: Arc::new(tokio::sync::Semaphore::new(at_once)), waiting: Arc::default(), queue }
+    }
+
+    /// The turns the settings ask for.
+    pub fn from_settings(settings: &crate::state::Settings) -> Result<HashingTurns, String> {
+        let number = |name: &str| settings.setting(name).parse::<usize>().map_err(|e| format!("{name}: {e}"));
+        Ok(HashingTurns::new(number(HASHING_AT_ONCE)?, number(HASHING_QUEUE)?))
     }
 }
 
@@ -189,7 +213,7 @@ impl Drop for Waiting {
 impl HashingTurns {
     /// Waits for a turn, or refuses at once when the queue is full.
     pub async fn turn(&self) -> Result<HashingTurn, AppError> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= HASHING_QUEUE {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(AppError::Unavailable("too many sign-ins at once; try again in a moment".to_owned()));
         }

@@ -3,6 +3,7 @@
 
 use chrono::TimeDelta;
 
+use crate::audit::AuditEvent;
 use crate::auth::{random_token, sha256_hex};
 use crate::error::AppError;
 use crate::schema::one_time_links;
@@ -34,7 +35,13 @@ impl LinkPurpose {
 }
 
 /// Issues a new token for `user_id` and `purpose`; previous unused ones stop working.
-pub async fn issue(state: &AppState, user_id: i64, purpose: LinkPurpose) -> Result<String, AppError> {
+/// `event`, when given, is recorded in the same write (who asked for the link).
+pub async fn issue(
+    state: &AppState,
+    user_id: i64,
+    purpose: LinkPurpose,
+    event: Option<AuditEvent>,
+) -> Result<String, AppError> {
     let token = random_token();
     let hash = sha256_hex(&token);
     let now = now();
@@ -59,6 +66,9 @@ pub async fn issue(state: &AppState, user_id: i64, purpose: LinkPurpose) -> Resu
             ))
             .execute(conn)
             .await?;
+        if let Some(event) = event {
+            crate::record_audit!(conn, event)?;
+        }
         Ok::<_, diesel::result::Error>(())
     })?;
     Ok(token)
@@ -82,18 +92,25 @@ pub async fn peek(state: &AppState, token: &str, purpose: LinkPurpose) -> Result
     })?)
 }
 
-/// Uses a live token up (once, also under concurrent requests); returns its user.
+/// Uses a live token up (once, also under concurrent requests); returns its user (the
+/// support bot's integration redeems its codes so).
 pub async fn redeem(state: &AppState, token: &str, purpose: LinkPurpose) -> Result<Option<i64>, AppError> {
     let Some(user_id) = peek(state, token, purpose).await? else { return Ok(None) };
-    let hash = sha256_hex(token.trim());
-    let now = now();
-    let used = crate::db_write!(state.db, conn => {
-        diesel::update(
-            one_time_links::table.filter(one_time_links::token_hash.eq(&hash)).filter(one_time_links::used_at.is_null()),
-        )
-        .set(one_time_links::used_at.eq(Some(now)))
-        .execute(conn)
-        .await
-    })?;
+    let used = crate::db_write!(state.db, conn => crate::use_link!(conn, token))?;
     Ok((used == 1).then_some(user_id))
+}
+
+/// Uses the link `$token` up with `$conn`, inside the caller's write (the change it
+/// allows); evaluates to 1, or 0 when it was used meanwhile. [`peek`] tells first whether
+/// it is live and whose it is.
+#[macro_export]
+macro_rules! use_link {
+    ($conn:ident, $token:expr) => {{
+        use $crate::schema::one_time_links as __links;
+        let __hash = $crate::auth::sha256_hex($token.trim());
+        diesel::update(__links::table.filter(__links::token_hash.eq(__hash)).filter(__links::used_at.is_null()))
+            .set(__links::used_at.eq(Some($crate::time::now())))
+            .execute($conn)
+            .await
+    }};
 }

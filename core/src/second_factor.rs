@@ -191,8 +191,13 @@ pub async fn enrolment(state: &AppState, user_id: i64) -> Result<Option<Enrolmen
 }
 
 /// Step 3: the first code from the app enables the second factor; returns the recovery
-/// codes, shown once.
-pub async fn enable(state: &AppState, user_id: i64, code: &str) -> Result<Vec<String>, AppError> {
+/// codes, shown once. `event` is recorded in the same write.
+pub async fn enable(
+    state: &AppState,
+    user_id: i64,
+    code: &str,
+    event: Option<crate::audit::AuditEvent>,
+) -> Result<Vec<String>, AppError> {
     let Some(FactorRow { totp_secret_encrypted: Some(sealed), enabled_at: None }) = factor_row(state, user_id).await?
     else {
         return Err(AppError::BadRequest("Start the set-up first: request the SMS code.".to_owned()));
@@ -221,6 +226,9 @@ pub async fn enable(state: &AppState, user_id: i64, code: &str) -> Result<Vec<St
                     .values((recovery_codes::user_id.eq(user_id), recovery_codes::code_hash.eq(hash)))
                     .execute(conn)
                     .await?;
+            }
+            if let Some(event) = event {
+                crate::record_audit!(conn, event)?;
             }
         }
         Ok::<_, DieselError>(enabled)
@@ -276,11 +284,21 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
 /// reset); the user sets it up again from the start.
 pub async fn remove(state: &AppState, user_id: i64) -> Result<(), AppError> {
     crate::db_transaction!(state.db, conn => {
-        diesel::delete(second_factors::table.find(user_id)).execute(conn).await?;
-        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn).await?;
+        crate::remove_second_factor!(conn, user_id);
         Ok::<_, DieselError>(())
     })?;
     Ok(())
+}
+
+/// Removes the second factor of `$user_id` (its secret and recovery codes) with `$conn`,
+/// inside the caller's transaction; `?` on a database error.
+#[macro_export]
+macro_rules! remove_second_factor {
+    ($conn:ident, $user_id:expr) => {{
+        use $crate::schema::{recovery_codes as __codes, second_factors as __factors};
+        diesel::delete(__factors::table.find($user_id)).execute($conn).await?;
+        diesel::delete(__codes::table.filter(__codes::user_id.eq($user_id))).execute($conn).await?;
+    }};
 }
 
 /// What a user's sealed TOTP secret is bound to.

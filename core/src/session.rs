@@ -383,9 +383,17 @@ pub async fn delete_session(state: &AppState, token: &str) -> Result<(), AppErro
 
 /// Ends every session of a user (deactivation, second-factor reset).
 pub async fn delete_user_sessions(state: &AppState, user_id: i64) -> Result<usize, AppError> {
-    Ok(crate::db_write!(state.db, conn => {
-        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn).await
-    })?)
+    Ok(crate::db_write!(state.db, conn => crate::end_user_sessions!(conn, user_id))?)
+}
+
+/// Ends every session of `$user_id` with `$conn`, inside the caller's write (a change of
+/// their credentials or access and its audit entry); evaluates to the number ended.
+#[macro_export]
+macro_rules! end_user_sessions {
+    ($conn:ident, $user_id:expr) => {{
+        use $crate::schema::sessions as __sessions;
+        diesel::delete(__sessions::table.filter(__sessions::user_id.eq($user_id))).execute($conn).await
+    }};
 }
 
 /// Deletes sessions past their absolute lifetime or idle for longer than any idle

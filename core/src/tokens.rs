@@ -248,14 +248,23 @@ pub async fn revoke(state: &AppState, principal: &Principal, token_id: i64) -> R
 
 /// Revokes every token of a user (deactivation); returns how many.
 pub async fn revoke_all(state: &AppState, user_id: i64) -> Result<usize, AppError> {
-    let revoked = crate::db_write!(state.db, conn => {
-        diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked_at.is_null()))
-            .set(api_tokens::revoked_at.eq(Some(now())))
-            .execute(conn)
-            .await
-    })?;
+    let revoked = crate::db_write!(state.db, conn => crate::revoke_user_tokens!(conn, user_id))?;
     state.token_principals.forget_all();
     Ok(revoked)
+}
+
+/// Revokes every live token of `$user_id` with `$conn`, inside the caller's write;
+/// evaluates to the number revoked. The caller then calls
+/// `state.token_principals.forget_all()`, once the write is committed.
+#[macro_export]
+macro_rules! revoke_user_tokens {
+    ($conn:ident, $user_id:expr) => {{
+        use $crate::schema::api_tokens as __tokens;
+        diesel::update(__tokens::table.filter(__tokens::user_id.eq($user_id)).filter(__tokens::revoked_at.is_null()))
+            .set(__tokens::revoked_at.eq(Some($crate::time::now())))
+            .execute($conn)
+            .await
+    }};
 }
 
 /// A token that works, as a request using it needs it.

@@ -8,7 +8,7 @@ use dashboard_core::BuiltinRole;
 use dashboard_core::schema::users;
 use dashboard_tests::reqwest::header::AUTHORIZATION;
 use dashboard_tests::reqwest::{Body, Method, StatusCode};
-use dashboard_tests::{PASSWORD, TestApp, location, query, story};
+use dashboard_tests::{PASSWORD, TestApp, form_value, location, query, story};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -207,6 +207,22 @@ async fn the_team_cannot_be_taken_over_or_escalated(app: TestApp) {
     let phone: Option<String> =
         query!(app, conn => users::table.find(victim).select(users::phone).get_result(conn).await);
     assert_eq!(phone.as_deref(), Some(old_phone), "nothing changed");
+    // Each refused step is evidence: recorded as denied, with the reason.
+    let denied: Vec<String> = audit_events(&app, company)
+        .await
+        .into_iter()
+        .filter(|(_, result, details)| result == "denied" && details["reason"].is_string())
+        .map(|(action, ..)| action)
+        .collect();
+    let expected = [
+        "user.updated",
+        "user.updated",
+        "second_factor.reset",
+        "user.password_link",
+        "second_factor.reset",
+        "role.created",
+    ];
+    assert_eq!(denied, expected, "the refusals in the audit log");
 
     // A user who may only manage the team cannot make anyone, themselves included,
     // merchant admin.
@@ -272,6 +288,96 @@ async fn the_team_cannot_be_taken_over_or_escalated(app: TestApp) {
     );
 }
 
+/// The audit log's (action, result, details) of the company, oldest first.
+async fn audit_events(app: &TestApp, company: i64) -> Vec<(String, String, Value)> {
+    use dashboard_core::schema::audit_events;
+    let rows: Vec<(String, String, String)> = query!(app, conn => {
+        audit_events::table
+            .filter(audit_events::company_id.eq(company))
+            .order(audit_events::id.asc())
+            .select((audit_events::action, audit_events::result, audit_events::details))
+            .load(conn)
+            .await
+    });
+    rows.into_iter()
+        .map(|(action, result, details)| (action, result, serde_json::from_str(&details).unwrap()))
+        .collect()
+}
+
+/// A token of the user's, who sets up a second factor afresh (an authenticator gives a
+/// test two codes a half-minute) and signs in with it in a browser of their own.
+async fn token_of(app: &TestApp, user_id: i64, phone: &str, username: &str, password: &str) -> String {
+    dashboard_core::second_factor::remove(&app.state, user_id).await.unwrap();
+    let authenticator = app.enable_second_factor(user_id, phone).await;
+    let browser = app.another_browser();
+    browser.sign_in(username, password).await;
+    assert_eq!(browser.submit_code(&authenticator.code()).await.status(), StatusCode::SEE_OTHER);
+    let body = json!({ "name": "books", "scopes": ["payments.view"] });
+    let (status, created) =
+        send_json(&browser.client, Method::POST, app.url("/api/v1/profile/tokens"), None, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["token"].as_str().unwrap().to_owned()
+}
+
+async fn token_works(app: &TestApp, token: &str) -> bool {
+    let (status, _) =
+        send_json(&app.another_client(), Method::GET, app.url("/api/v1/payments"), Some(token), json!({})).await;
+    assert!(matches!(status, StatusCode::OK | StatusCode::UNAUTHORIZED), "{status}");
+    status == StatusCode::OK
+}
+
+// A new password (through the set-password link), a reset second factor and a replaced
+// phone each end the tokens the user had: they were issued to whoever held the old
+// credential. Each change, and what it ended, is one audit event.
+story!(a_new_password_second_factor_or_phone_ends_the_users_tokens);
+async fn a_new_password_second_factor_or_phone_ends_the_users_tokens(app: TestApp) {
+    let (company, _) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    let phone = "+447700900123";
+    let vic = app.user_with_phone(company, "vic", BuiltinRole::Finance, Some(phone)).await;
+    let user_url = |tail: &str| app.url(&format!("/api/v1/team/users/{vic}{tail}"));
+
+    // A new password through the link the admin fetched.
+    let token = token_of(&app, vic, phone, "vic", PASSWORD).await;
+    assert!(token_works(&app, &token).await);
+    let (status, link) = send_json(&app.client, Method::POST, user_url("/password-link"), None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let url = link["url"].as_str().unwrap();
+    let vic_browser = app.another_browser();
+    let html = vic_browser.get_text(&url[url.find("/set-password").unwrap()..]).await.1;
+    let (csrf, link_token) = (form_value(&html, "csrf_token").unwrap(), form_value(&html, "token").unwrap());
+    let new_password = "a much newer passphrase";
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("token", link_token.as_str()),
+        ("password", new_password),
+        ("password_again", new_password),
+    ];
+    assert_eq!(location(vic_browser.post_form("/set-password", &form).await.headers()), "/sign-in?notice=password-set");
+    assert!(!token_works(&app, &token).await, "the token outlived the password");
+    let events = audit_events(&app, company).await;
+    let (_, _, details) = events.iter().rev().find(|(action, ..)| action == "user.password_set").unwrap();
+    assert_eq!(details["tokens_revoked"], 1, "{details}");
+
+    // A second factor reset by the admin.
+    let token = token_of(&app, vic, phone, "vic", new_password).await;
+    assert!(token_works(&app, &token).await);
+    let (status, problem) =
+        send_json(&app.client, Method::POST, user_url("/second-factor-reset"), None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{problem}");
+    assert!(!token_works(&app, &token).await, "the token outlived the second factor");
+    let events = audit_events(&app, company).await;
+    let (_, result, details) = events.iter().rev().find(|(action, ..)| action == "second_factor.reset").unwrap();
+    assert_eq!((result.as_str(), &details["tokens_revoked"]), ("success", &json!(1)), "{details}");
+
+    // A phone the admin replaces.
+    let token = token_of(&app, vic, phone, "vic", new_password).await;
+    let new_phone = member_input(&app, vic, json!({ "phone": "+447700900124" })).await;
+    let (status, problem) = send_json(&app.client, Method::PUT, user_url(""), None, new_phone).await;
+    assert_eq!(status, StatusCode::OK, "{problem}");
+    assert!(!token_works(&app, &token).await, "the token outlived the phone");
+}
+
 // The database, its WAL and the SMS outbox (sign-in codes) are readable by the
 // dashboard's user only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,10 +426,13 @@ async fn api_writes_with_a_session_cookie_come_from_the_dashboard_only(app: Test
 // A storm of sign-ins cannot queue without bound behind password hashing: beyond the
 // turns and the queue, a sign-in is refused at once with 503 and Retry-After, before
 // anything is read or counted. (The storm comes from many addresses, as in a distributed
-// attack: the throttle per address is off.)
+// attack: the throttle per address is off.) The queue is a setting, here 4 long.
 story!(
     a_sign_in_storm_is_turned_away_instead_of_queued,
-    dashboard_tests::TestOptions::with_setting("sign_in_attempts_per_address", "0")
+    dashboard_tests::TestOptions {
+        settings: vec![("sign_in_attempts_per_address", "0".to_owned()), ("password_hashing_queue", "4".to_owned())],
+        ..dashboard_tests::TestOptions::default()
+    }
 );
 async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
     let mut storm = tokio::task::JoinSet::new();
@@ -348,6 +457,8 @@ async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
     }
     assert!(busy > 0, "{refused} checked, none turned away");
     assert!(refused > 0, "the turns still check passwords");
+    // 80 at once: a few hash or wait their turn, far from the default queue of 32.
+    assert!(refused < 20, "{refused} checked, {busy} turned away: the queue of 4 did not hold");
 }
 
 // Sign-ins beyond 10 a minute for one username, or 30 a minute from one address, are

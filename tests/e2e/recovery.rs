@@ -315,6 +315,54 @@ async fn the_ledger_check_reports_an_operation_that_waits_for_good(app: TestApp)
     assert!(problems[0].contains("its capture has waited for the acquirer since"), "{problems:#?}");
 }
 
+// A refund the acquirer never received (the sandbox loses the refunds of card
+// 4000 0000 0000 0127) gets no answer and keeps its amount reserved; the recovery asks the
+// acquirer, hears it never arrived, fails it and gives the amount back: refundable again,
+// and the refund's key answers with that outcome.
+story!(
+    a_refund_the_acquirer_never_received_is_failed_and_given_back,
+    dashboard_tests::TestOptions::with_setting("acquirer_timeout_seconds", "1")
+);
+async fn a_refund_the_acquirer_never_received_is_failed_and_given_back(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let post = |path: String, key: &'static str, body: Value| {
+        let request = app.client.post(app.url(&path)).header("Idempotency-Key", key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let sale = json!({
+        "project_id": projects[0], "flow": "one_step", "amount": { "amount": 5_000, "currency": "EUR" },
+        "card": { "number": "4000000000000127", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    });
+    let (status, payment) = post("/api/v1/payments".to_owned(), "sale", sale).await;
+    assert_eq!((status, payment["status"].as_str()), (StatusCode::CREATED, Some("completed")), "{payment}");
+    let id = payment["id"].as_str().unwrap().to_owned();
+    let refunds = format!("/api/v1/payments/{id}/refunds");
+
+    let (status, problem) = post(refunds.clone(), "lost refund", json!({ "amount": 1_000 })).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no answer from the acquirer: {problem}");
+    let waiting: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!(waiting["refundable"], 4_000, "the refund's amount is reserved while it waits: {waiting}");
+    let (status, _) = post(refunds.clone(), "lost refund", json!({ "amount": 1_000 })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the key is still waiting for its answer");
+
+    until_settled(&app.state.db, 20).await;
+    let settled: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
+    assert_eq!((settled["refundable"].as_i64(), settled["refunded"].as_i64()), (Some(5_000), Some(0)), "{settled}");
+    let refund = settled["operations"].as_array().unwrap().iter().find(|op| op["kind"] == "refund").unwrap().clone();
+    assert_eq!(
+        (refund["status"].as_str(), refund["decline_reason"].as_str()),
+        (Some("declined"), Some("The sandbox never received it."))
+    );
+    let (status, answer) = post(refunds, "lost refund", json!({ "amount": 1_000 })).await;
+    assert_ne!(status, StatusCode::CONFLICT, "the key answers the outcome now: {answer}");
+    assert_ne!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    consistent(&app.state.db).await;
+}
+
 /// Makes a sale of 10.00 EUR per order through the API, 16 at a time; answers their ids.
 pub(crate) async fn sales(app: &TestApp, project: i64, count: usize) -> Vec<String> {
     futures_util::stream::iter(0..count)

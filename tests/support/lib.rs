@@ -385,7 +385,7 @@ impl TestApp {
         let enrolment = second_factor::activate(&self.state, user_id, &self.last_sms_code(phone)).await.unwrap();
         let mut authenticator = Authenticator::new(&enrolment.secret);
         authenticator.recovery_codes =
-            second_factor::enable(&self.state, user_id, &authenticator.code()).await.unwrap();
+            second_factor::enable(&self.state, user_id, &authenticator.code(), None).await.unwrap();
         authenticator
     }
 

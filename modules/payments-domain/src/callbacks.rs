@@ -16,6 +16,7 @@ use sha2::Sha256;
 
 use crate::callback_targets;
 use crate::schema::{callback_deliveries, callback_endpoints, project_secrets};
+use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::Principal;
 use dashboard_core::error::AppError;
 use dashboard_core::state::AppState;
@@ -189,14 +190,24 @@ pub struct Endpoint {
 }
 
 /// Sets where an event of a project goes (and whether it is on).
-pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint) -> Result<Endpoint, AppError> {
+/// Sets where a project's `endpoint.event` callbacks go, and records who did (`changed_by`)
+/// in the same write: where payment data is sent is evidence.
+pub async fn set_endpoint(
+    state: &AppState,
+    changed_by: &Principal,
+    project_id: i64,
+    endpoint: &Endpoint,
+) -> Result<Endpoint, AppError> {
     if !events().contains(&endpoint.event) {
         return Err(AppError::BadRequest(format!("Unknown event {:?}.", endpoint.event)));
     }
     let url = endpoint.url.trim().to_owned();
     callback_targets::check(&url, callback_targets::private_allowed(state)).await?;
     let (event, enabled, now) = (endpoint.event.clone(), endpoint.enabled, now());
-    dashboard_core::db_write!(state.db, conn => {
+    let audit = AuditEvent::success(changed_by, "project.callback_changed")
+        .target(format!("project {project_id}"))
+        .details(serde_json::json!({ "event": event, "url": url, "enabled": enabled }));
+    dashboard_core::db_transaction!(state.db, conn => {
         diesel::insert_into(callback_endpoints::table)
             .values((
                 callback_endpoints::project_id.eq(project_id),
@@ -209,7 +220,8 @@ pub async fn set_endpoint(state: &AppState, project_id: i64, endpoint: &Endpoint
             .do_update()
             .set((callback_endpoints::url.eq(&url), callback_endpoints::enabled.eq(enabled), callback_endpoints::updated_at.eq(now)))
             .execute(conn)
-            .await
+            .await?;
+        dashboard_core::record_audit!(conn, audit)
     })?;
     Ok(Endpoint { event, url, enabled })
 }

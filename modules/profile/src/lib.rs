@@ -293,10 +293,9 @@ async fn enable(
     code: &str,
 ) -> Result<Vec<String>, AppError> {
     principal.require_session()?;
-    let codes = second_factor::enable(state, principal.user_id, code).await?;
     let client = ClientInfo::from_request(req);
-    let event = dashboard_core::audit::AuditEvent::success(principal, "second_factor.enabled");
-    dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await?;
+    let event = dashboard_core::audit::AuditEvent::success(principal, "second_factor.enabled").ip(client.ip.clone());
+    let codes = second_factor::enable(state, principal.user_id, code, Some(event)).await?;
     if let Some(token) = session::session_token(state, cookies) {
         let renewed = session::elevate(state, principal, &token, &client).await?;
         cookies.add(session::session_cookie(state, &renewed));

@@ -1,23 +1,14 @@
 //! My profile's service functions that pages and API share beyond core's.
 
-use dashboard_core::audit::{self, AuditEvent};
+use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, valid_phone};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::session::{self, ClientInfo, needs_second_factor};
 use dashboard_core::sms::{self, CodePurpose};
 use dashboard_core::web::PRODUCT_NAME;
-use dashboard_core::{AppError, AppState, second_factor};
-
-async fn record(
-    state: &AppState,
-    principal: &Principal,
-    action: &'static str,
-    details: serde_json::Value,
-) -> Result<(), AppError> {
-    let event = AuditEvent::success(principal, action).details(details);
-    audit::record(&state.db, event).await
-}
+use dashboard_core::{AppError, AppState, db_transaction};
+use serde_json::json;
 
 /// Whether the user may set their own phone in this session. The phone anchors the
 /// second factor's set-up, so a password alone must not move it: users whose roles need
@@ -53,7 +44,9 @@ pub async fn request_phone_code(state: &AppState, principal: &Principal, phone: 
     Ok(phone)
 }
 
-/// Stores the phone once the code sent to it comes back.
+/// Stores the phone once the code sent to it comes back. One write uses the code, stores
+/// the phone, revokes the user's API tokens when it replaces a number (they were issued
+/// to whoever the old phone confirmed) and records it.
 pub async fn confirm_phone(
     state: &AppState,
     principal: &Principal,
@@ -62,12 +55,32 @@ pub async fn confirm_phone(
 ) -> Result<String, AppError> {
     may_set_phone(state, principal).await?;
     let phone = valid_phone(phone)?;
-    if !sms::verify_code(state, principal.user_id, CodePurpose::PhoneConfirmation, &phone, code).await? {
-        return Err(AppError::BadRequest("The code is wrong or has expired. Request a new one.".to_owned()));
+    let wrong_code = || AppError::BadRequest("The code is wrong or has expired. Request a new one.".to_owned());
+    let code_id = sms::matching_code(state, principal.user_id, CodePurpose::PhoneConfirmation, &phone, code)
+        .await?
+        .ok_or_else(wrong_code)?;
+    let previous = directory::profile_phone(&state.db, principal.user_id).await?.filter(|previous| *previous != phone);
+    let user_id = principal.user_id;
+    let replaces = previous.is_some();
+    let saved = db_transaction!(state.db, conn => {
+        use dashboard_core::schema::users;
+        if dashboard_core::use_code!(conn, code_id) == 0 {
+            return Ok(false);
+        }
+        diesel::update(users::table.find(user_id))
+            .set((users::phone.eq(&phone), users::updated_at.eq(dashboard_core::time::now())))
+            .execute(conn)
+            .await?;
+        let tokens = if replaces { dashboard_core::revoke_user_tokens!(conn, user_id)? } else { 0 };
+        let event = AuditEvent::success(principal, "profile.phone_changed").details(json!({ "tokens_revoked": tokens }));
+        dashboard_core::record_audit!(conn, event)?;
+        Ok::<_, diesel::result::Error>(true)
+    })?;
+    if !saved {
+        return Err(wrong_code());
     }
-    let previous = directory::profile_phone(&state.db, principal.user_id).await?;
-    directory::set_phone(&state.db, principal.user_id, Some(&phone)).await?;
-    if let Some(previous) = previous.filter(|previous| *previous != phone) {
+    state.token_principals.forget_all();
+    if let Some(previous) = previous {
         // Tell the old number, so that a takeover does not go unnoticed.
         let text = format!(
             "The phone number of your {PRODUCT_NAME} account was changed. If this was not you, contact your merchant admin."
@@ -77,7 +90,6 @@ pub async fn confirm_phone(
             tracing::warn!(%error, "the notice to the previous phone could not be sent");
         }
     }
-    record(state, principal, "profile.phone_changed", serde_json::json!({})).await?;
     Ok(phone)
 }
 
@@ -96,14 +108,19 @@ pub async fn disable_second_factor(
     if !session::check_code(state, principal.user_id, principal.company_id, code, client).await? {
         return Err(AppError::BadRequest("The code from the app is wrong.".to_owned()));
     }
-    second_factor::remove(state, principal.user_id).await?;
-    record(state, principal, "second_factor.disabled", serde_json::json!({})).await
+    let user_id = principal.user_id;
+    db_transaction!(state.db, conn => {
+        dashboard_core::remove_second_factor!(conn, user_id);
+        dashboard_core::record_audit!(conn, AuditEvent::success(principal, "second_factor.disabled"))?;
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
 }
 
 /// A one-time code for the support bot integration to link a chat to this user.
 pub async fn support_bot_code(state: &AppState, principal: &Principal) -> Result<(String, String), AppError> {
-    let code = links::issue(state, principal.user_id, LinkPurpose::SupportBot).await?;
+    let event = AuditEvent::success(principal, "support_bot.link_issued");
+    let code = links::issue(state, principal.user_id, LinkPurpose::SupportBot, Some(event)).await?;
     let expires_at = dashboard_core::time::rfc3339(&(dashboard_core::time::now() + LinkPurpose::SupportBot.lifetime()));
-    record(state, principal, "support_bot.link_issued", serde_json::json!({})).await?;
     Ok((code, expires_at))
 }

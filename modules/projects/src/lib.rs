@@ -73,12 +73,7 @@ async fn set_callback(
     endpoint: &Endpoint,
 ) -> Result<Endpoint, AppError> {
     project(state, principal, id).await?;
-    let saved = callbacks::set_endpoint(state, id, endpoint).await?;
-    let event = dashboard_core::audit::AuditEvent::success(principal, "project.callback_changed")
-        .target(format!("project {id}"))
-        .details(json!({ "event": saved.event, "url": saved.url, "enabled": saved.enabled }));
-    dashboard_core::audit::record(&state.db, event).await?;
-    Ok(saved)
+    callbacks::set_endpoint(state, principal, id, endpoint).await
 }
 
 #[derive(Debug, Deserialize)]

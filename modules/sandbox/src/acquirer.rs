@@ -11,9 +11,15 @@ use dashboard_payments_domain::model::OperationKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestCardBehaviour {
     Approve,
-    Decline { code: &'static str, reason: &'static str },
+    Decline {
+        code: &'static str,
+        reason: &'static str,
+    },
     ThreeDSecure,
     Timeout,
+    /// Approved; its refunds never reach the acquirer: they get no answer, and asked
+    /// about later the sandbox says it never received them (the refund is given back).
+    RefundsLost,
 }
 
 /// The sandbox's documented test cards (all pass the Luhn check). Any other valid card
@@ -29,6 +35,7 @@ pub const TEST_CARDS: &[(&str, TestCardBehaviour)] = &[
     ("4000000000000069", TestCardBehaviour::Decline { code: "54", reason: "Expired card" }),
     ("4000000000003220", TestCardBehaviour::ThreeDSecure),
     ("4000000000000119", TestCardBehaviour::Timeout),
+    ("4000000000000127", TestCardBehaviour::RefundsLost),
 ];
 
 pub fn behaviour_of(number: &str) -> TestCardBehaviour {
@@ -59,6 +66,15 @@ impl SandboxAcquirer {
         format!("sbx_{order}")
     }
 
+    /// The reference of a payment whose refunds get lost, so that a refund knows it.
+    fn refunds_lost_reference(order: &str) -> String {
+        format!("sbx_lost_{order}")
+    }
+
+    fn loses_refunds_of(reference: &str) -> bool {
+        reference.starts_with("sbx_lost_")
+    }
+
     async fn answer(&self, order: &str, behaviour: TestCardBehaviour) -> Outcome {
         // At no latency, at once: a timer would wait for its next tick (a millisecond).
         if !self.latency.is_zero() {
@@ -73,14 +89,15 @@ impl SandboxAcquirer {
             TestCardBehaviour::Decline { code, reason } => Outcome::Declined { code, reason },
             TestCardBehaviour::ThreeDSecure => Outcome::ChallengeRequired { reference: Self::reference(order) },
             TestCardBehaviour::Timeout => Outcome::Failed { reason: "The acquirer did not answer in time.".to_owned() },
+            TestCardBehaviour::RefundsLost => Outcome::Approved { reference: Self::refunds_lost_reference(order) },
         }
     }
 }
 
-/// Payouts have no customer challenge.
+/// Payouts have no customer challenge, and no refunds.
 fn for_payout(behaviour: TestCardBehaviour) -> TestCardBehaviour {
     match behaviour {
-        TestCardBehaviour::ThreeDSecure => TestCardBehaviour::Approve,
+        TestCardBehaviour::ThreeDSecure | TestCardBehaviour::RefundsLost => TestCardBehaviour::Approve,
         other => other,
     }
 }
@@ -105,7 +122,10 @@ impl Connector for SandboxAcquirer {
         Box::pin(self.answer(order, TestCardBehaviour::Approve))
     }
 
-    fn refund<'a>(&'a self, order: &'a str, _reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {
+    fn refund<'a>(&'a self, order: &'a str, reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {
+        if Self::loses_refunds_of(reference) {
+            return Box::pin(std::future::pending());
+        }
         Box::pin(self.answer(order, TestCardBehaviour::Approve))
     }
 
@@ -130,6 +150,9 @@ impl Connector for SandboxAcquirer {
         let behaviour = match (inquiry.kind, card) {
             (OperationKind::Sale | OperationKind::Auth, Some(card)) => card,
             (OperationKind::Payout, Some(card)) => for_payout(card),
+            (OperationKind::Refund, _) if inquiry.reference.as_deref().is_some_and(Self::loses_refunds_of) => {
+                return Box::pin(async { Outcome::Failed { reason: "The sandbox never received it.".to_owned() } });
+            }
             (OperationKind::Capture | OperationKind::Cancel | OperationKind::Refund | OperationKind::Reversal, _) => {
                 TestCardBehaviour::Approve
             }

@@ -3,6 +3,7 @@
 //! it enabled. A failure never says whether the username, the password or the account
 //! state was the reason.
 
+use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::{Principal, local_path};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::{Access, Api, Section, Template};
@@ -280,7 +281,9 @@ async fn set_password_submit(
 }
 
 /// Sets the password of the link's user and uses the link up. The password is checked
-/// before the link is spent, so a too-short password leaves the link usable.
+/// before the link is spent, so a too-short password leaves the link usable. One write
+/// uses the link, stores the password, ends the user's sessions, revokes their API tokens
+/// (issued to whoever knew the old password) and records it all.
 async fn redeem_password_link(
     state: &AppState,
     token: &str,
@@ -290,16 +293,30 @@ async fn redeem_password_link(
     if let Some(problem) = dashboard_core::auth::password_problem(password) {
         return Err(AppError::BadRequest(problem.to_owned()));
     }
+    let refused = || AppError::BadRequest(LINK_REFUSED.to_owned());
     // Before the link is used up: a busy refusal leaves it usable.
     let _turn = state.hashing.turn().await?;
-    let user_id = links::redeem(state, token, LinkPurpose::SetPassword)
-        .await?
-        .ok_or_else(|| AppError::BadRequest(LINK_REFUSED.to_owned()))?;
-    dashboard_core::directory::set_password(&state.db, user_id, password).await?;
-    session::delete_user_sessions(state, user_id).await?;
+    let user_id = links::peek(state, token, LinkPurpose::SetPassword).await?.ok_or_else(refused)?;
+    let hash = dashboard_core::auth::hash_password_blocking(password.to_owned()).await?;
     let company_id = dashboard_core::directory::company_of_user(&state.db, user_id).await?;
-    let event = dashboard_core::audit::AuditEvent::by_user(company_id, user_id, "user.password_set", "success");
-    dashboard_core::audit::record(&state.db, event.ip(client.ip.clone())).await
+    let event = AuditEvent::by_user(company_id, user_id, "user.password_set", "success").ip(client.ip.clone());
+    let set = dashboard_core::db_transaction!(state.db, conn => {
+        use dashboard_core::schema::users;
+        if dashboard_core::use_link!(conn, token)? == 0 {
+            return Ok(false);
+        }
+        diesel::update(users::table.find(user_id))
+            .set((users::password_hash.eq(&hash), users::updated_at.eq(dashboard_core::time::now())))
+            .execute(conn)
+            .await?;
+        let sessions = dashboard_core::end_user_sessions!(conn, user_id)?;
+        let tokens = dashboard_core::revoke_user_tokens!(conn, user_id)?;
+        let details = json!({ "sessions_ended": sessions, "tokens_revoked": tokens });
+        dashboard_core::record_audit!(conn, event.details(details))?;
+        Ok::<_, diesel::result::Error>(true)
+    })?;
+    state.token_principals.forget_all();
+    if set { Ok(()) } else { Err(refused()) }
 }
 
 /// Ends the browser's current session, if any (a new sign-in always gets a new session).

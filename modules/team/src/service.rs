@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
-use dashboard_core::audit::{self, AuditEvent};
+use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::{Principal, ProjectScope, hash_password_blocking, password_problem, random_token};
 use dashboard_core::directory::{self, valid_phone, valid_username};
 use dashboard_core::links::{self, LinkPurpose};
@@ -16,7 +16,7 @@ use dashboard_core::session::{self, needs_second_factor};
 use dashboard_core::sms;
 use dashboard_core::time::{now, rfc3339};
 use dashboard_core::web::PRODUCT_NAME;
-use dashboard_core::{AppError, AppState, db_run, db_transaction, db_write, second_factor, tokens};
+use dashboard_core::{AppError, AppState, db_run, db_transaction};
 use diesel::prelude::{NullableExpressionMethods, Queryable, Selectable};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use poem_openapi::Object;
@@ -141,20 +141,34 @@ fn unique_violation(message: String) -> impl FnOnce(DieselError) -> AppError {
     }
 }
 
+/// A change an admin asks for, so that its refusal is recorded (`denied`, with the
+/// reason): an attempt to take an account over or to widen access is evidence too.
+struct Attempt<'a> {
+    state: &'a AppState,
+    admin: &'a Principal,
+    action: &'static str,
+    target: String,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(state: &'a AppState, admin: &'a Principal, action: &'static str, target: String) -> Attempt<'a> {
+        Attempt { state, admin, action, target }
+    }
+
+    /// Passes `check` on; a refusal is recorded first.
+    async fn allow(&self, check: Result<(), AppError>) -> Result<(), AppError> {
+        let Err(refusal) = check else { return Ok(()) };
+        let event = AuditEvent::by_user(self.admin.company_id, self.admin.user_id, self.action, "denied")
+            .target(self.target.clone())
+            .details(serde_json::json!({ "reason": refusal.to_string() }));
+        dashboard_core::audit::record(&self.state.db, event).await?;
+        Err(refusal)
+    }
+}
+
 /// The audit entry of a change an admin made.
 fn change(admin: &Principal, action: &'static str, target: String, details: serde_json::Value) -> AuditEvent {
     AuditEvent::success(admin, action).target(target).details(details)
-}
-
-/// Records a change made by the core's own writes (sessions, tokens, links), after them.
-async fn record(
-    state: &AppState,
-    admin: &Principal,
-    action: &'static str,
-    target: String,
-    details: serde_json::Value,
-) -> Result<(), AppError> {
-    audit::record(&state.db, change(admin, action, target, details)).await
 }
 
 /// One page of the company's users, by username, and the cursor of the next page.
@@ -323,11 +337,12 @@ async fn company_role_ids(state: &AppState, company_id: i64) -> Result<BTreeSet<
 
 /// Creates a user of the admin's company with roles and project access.
 pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember) -> Result<CreatedMember, AppError> {
-    admin.require_step_up()?;
+    let attempt = Attempt::new(state, admin, "user.created", format!("user {}", new.username.trim()));
+    attempt.allow(admin.require_step_up()).await?;
     let username = valid_username(&new.username)?;
     let input = check_input(state, admin.company_id, &new.details).await?;
-    refuse_more_than_held(admin, &granted_by(state, admin.company_id, &input.role_ids).await?)?;
-    refuse_projects_beyond(admin, input.project_ids.as_deref())?;
+    attempt.allow(refuse_more_than_held(admin, &granted_by(state, admin.company_id, &input.role_ids).await?)).await?;
+    attempt.allow(refuse_projects_beyond(admin, input.project_ids.as_deref())).await?;
     let password = match &new.password {
         Some(password) => {
             if let Some(problem) = password_problem(password) {
@@ -368,7 +383,7 @@ pub async fn create_member(state: &AppState, admin: &Principal, new: &NewMember)
     .map_err(unique_violation(format!("The username {username:?} is taken.")))?;
     let set_password_url = match new.password {
         Some(_) => None,
-        None => Some(password_link(state, user_id).await?),
+        None => Some(password_link(state, user_id, None).await?),
     };
     Ok(CreatedMember { member: member(state, company_id, user_id).await?, set_password_url })
 }
@@ -391,19 +406,21 @@ pub async fn update_member(
     let projects_change = projects_before != projects_after;
     let access_changes = !added_roles.is_empty() || input.role_ids.len() != roles_before.len() || projects_change;
     let phone_changes = before.phone != input.phone;
+    let attempt = Attempt::new(state, admin, "user.updated", format!("user {user_id}"));
     if access_changes || phone_changes {
-        admin.require_step_up()?;
+        attempt.allow(admin.require_step_up()).await?;
         if user_id == admin.user_id {
-            return Err(AppError::Refused(
+            let refusal = AppError::Refused(
                 "You cannot change your own roles, projects or phone here: another admin can, and your phone is \
                  changed in My profile."
                     .to_owned(),
-            ));
+            );
+            attempt.allow(Err(refusal)).await?;
         }
     }
-    refuse_more_than_held(admin, &granted_by(state, admin.company_id, &added_roles).await?)?;
+    attempt.allow(refuse_more_than_held(admin, &granted_by(state, admin.company_id, &added_roles).await?)).await?;
     if projects_change {
-        refuse_projects_beyond(admin, input.project_ids.as_deref())?;
+        attempt.allow(refuse_projects_beyond(admin, input.project_ids.as_deref())).await?;
     }
     let updated = now();
     let details = serde_json::json!({
@@ -424,20 +441,20 @@ pub async fn update_member(
             .execute(conn)
             .await?;
         write_access!(conn, user_id, input);
+        if user_id != admin.user_id {
+            dashboard_core::end_user_sessions!(conn, user_id)?;
+        }
+        if phone_changes {
+            // Whoever changed it may not be the user: their tokens stop (they were issued
+            // to the person the old phone confirmed).
+            dashboard_core::revoke_user_tokens!(conn, user_id)?;
+        }
         dashboard_core::record_audit!(conn, event)?;
         Ok::<_, DieselError>(())
     })?;
     state.token_principals.forget_all();
-    if user_id != admin.user_id {
-        session::delete_user_sessions(state, user_id).await?;
-    }
-    if phone_changes {
-        // Whoever changed it may not be the user: the old number hears of it, and the
-        // user's tokens stop (they were issued to the person the old phone confirmed).
-        tokens::revoke_all(state, user_id).await?;
-        if let Some(old) = &before.phone {
-            tell_old_phone(state, admin, old).await;
-        }
+    if phone_changes && let Some(old) = &before.phone {
+        tell_old_phone(state, admin, old).await;
     }
     member(state, admin.company_id, user_id).await
 }
@@ -502,47 +519,59 @@ pub async fn set_active(state: &AppState, admin: &Principal, user_id: i64, activ
     if user_id == admin.user_id && !active {
         return Err(AppError::BadRequest("You cannot deactivate yourself.".to_owned()));
     }
-    db_write!(state.db, conn => {
+    let action = if active { "user.reactivated" } else { "user.deactivated" };
+    db_transaction!(state.db, conn => {
         diesel::update(users::table.find(user_id))
             .set((users::active.eq(active), users::updated_at.eq(now())))
             .execute(conn)
-            .await
+            .await?;
+        let details = if active {
+            serde_json::json!({})
+        } else {
+            let sessions = dashboard_core::end_user_sessions!(conn, user_id)?;
+            let tokens = dashboard_core::revoke_user_tokens!(conn, user_id)?;
+            serde_json::json!({ "sessions_ended": sessions, "tokens_revoked": tokens })
+        };
+        dashboard_core::record_audit!(conn, change(admin, action, format!("user {user_id}"), details))?;
+        Ok::<_, DieselError>(())
     })?;
     state.token_principals.forget_all();
-    let (action, details) = if active {
-        ("user.reactivated", serde_json::json!({}))
-    } else {
-        let sessions = session::delete_user_sessions(state, user_id).await?;
-        let tokens = tokens::revoke_all(state, user_id).await?;
-        ("user.deactivated", serde_json::json!({ "sessions_ended": sessions, "tokens_revoked": tokens }))
-    };
-    record(state, admin, action, format!("user {user_id}"), details).await?;
     member(state, admin.company_id, user_id).await
 }
 
 /// Removes a user's second factor (lost phone): they set it up again at next sign-in.
-/// Their API tokens are revoked too: they were issued behind the factor just removed.
+/// Their sessions end and their API tokens are revoked, in the same write: the tokens
+/// were issued behind the factor just removed.
 pub async fn reset_second_factor(state: &AppState, admin: &Principal, user_id: i64) -> Result<Member, AppError> {
-    refuse_credential_change(admin, user_id)?;
+    Attempt::new(state, admin, "second_factor.reset", format!("user {user_id}"))
+        .allow(refuse_credential_change(admin, user_id))
+        .await?;
     member(state, admin.company_id, user_id).await?;
-    second_factor::remove(state, user_id).await?;
-    session::delete_user_sessions(state, user_id).await?;
-    tokens::revoke_all(state, user_id).await?;
-    record(state, admin, "second_factor.reset", format!("user {user_id}"), serde_json::json!({})).await?;
+    db_transaction!(state.db, conn => {
+        dashboard_core::remove_second_factor!(conn, user_id);
+        let sessions = dashboard_core::end_user_sessions!(conn, user_id)?;
+        let tokens = dashboard_core::revoke_user_tokens!(conn, user_id)?;
+        let details = serde_json::json!({ "sessions_ended": sessions, "tokens_revoked": tokens });
+        dashboard_core::record_audit!(conn, change(admin, "second_factor.reset", format!("user {user_id}"), details))?;
+        Ok::<_, DieselError>(())
+    })?;
+    state.token_principals.forget_all();
     member(state, admin.company_id, user_id).await
 }
 
 /// A one-time link for the user to set a password (72 hours); earlier links stop working.
 pub async fn issue_password_link(state: &AppState, admin: &Principal, user_id: i64) -> Result<String, AppError> {
-    refuse_credential_change(admin, user_id)?;
+    Attempt::new(state, admin, "user.password_link", format!("user {user_id}"))
+        .allow(refuse_credential_change(admin, user_id))
+        .await?;
     member(state, admin.company_id, user_id).await?;
-    let url = password_link(state, user_id).await?;
-    record(state, admin, "user.password_link", format!("user {user_id}"), serde_json::json!({})).await?;
-    Ok(url)
+    let event = change(admin, "user.password_link", format!("user {user_id}"), serde_json::json!({}));
+    password_link(state, user_id, Some(event)).await
 }
 
-async fn password_link(state: &AppState, user_id: i64) -> Result<String, AppError> {
-    let token = links::issue(state, user_id, LinkPurpose::SetPassword).await?;
+/// The link's URL; `event` is recorded with it (a new user's link is part of their creation).
+async fn password_link(state: &AppState, user_id: i64, event: Option<AuditEvent>) -> Result<String, AppError> {
+    let token = links::issue(state, user_id, LinkPurpose::SetPassword, event).await?;
     Ok(format!("{}/set-password?token={token}", state.settings.public_url))
 }
 
@@ -653,9 +682,10 @@ fn check_role(state: &AppState, input: &RoleInput) -> Result<(String, String, Ve
 
 /// Creates a custom role from any registered permissions.
 pub async fn create_role(state: &AppState, admin: &Principal, input: &RoleInput) -> Result<RoleInfo, AppError> {
-    admin.require_step_up()?;
+    let attempt = Attempt::new(state, admin, "role.created", format!("role {}", input.name.trim()));
+    attempt.allow(admin.require_step_up()).await?;
     let (name, description, permissions) = check_role(state, input)?;
-    refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
+    attempt.allow(refuse_more_than_held(admin, &permissions.iter().cloned().collect())).await?;
     let company_id = admin.company_id;
     let role_id: i64 = db_transaction!(state.db, conn => {
         let role_id: i64 = diesel::insert_into(roles::table)
@@ -702,10 +732,11 @@ pub async fn update_role(
     role_id: i64,
     input: &RoleInput,
 ) -> Result<RoleInfo, AppError> {
-    admin.require_step_up()?;
+    let attempt = Attempt::new(state, admin, "role.updated", format!("role {role_id}"));
+    attempt.allow(admin.require_step_up()).await?;
     custom_role(state, admin.company_id, role_id).await?;
     let (name, description, permissions) = check_role(state, input)?;
-    refuse_more_than_held(admin, &permissions.iter().cloned().collect())?;
+    attempt.allow(refuse_more_than_held(admin, &permissions.iter().cloned().collect())).await?;
     let details = serde_json::json!({ "name": name, "permissions": permissions });
     let event = change(admin, "role.updated", format!("role {role_id}"), details);
     db_transaction!(state.db, conn => {
@@ -732,7 +763,7 @@ pub async fn update_role(
 /// Deletes a custom role no user holds (deleting one in use would leave its users with
 /// less, or with no role at all, without anyone deciding it for them).
 pub async fn delete_role(state: &AppState, admin: &Principal, role_id: i64) -> Result<(), AppError> {
-    admin.require_step_up()?;
+    Attempt::new(state, admin, "role.deleted", format!("role {role_id}")).allow(admin.require_step_up()).await?;
     let role = custom_role(state, admin.company_id, role_id).await?;
     let holders: Vec<String> = db_run!(state.db, conn => {
         user_roles::table
