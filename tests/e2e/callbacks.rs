@@ -33,11 +33,43 @@ fn receive(req: &Request, body: String, receiver: Data<&Receiver>) -> poem::Resu
     Ok("ok")
 }
 
+/// Sends the callback on to `/hook`, keeping its method and body (307).
+#[handler]
+fn moved() -> poem::web::Redirect {
+    poem::web::Redirect::temporary("/hook")
+}
+
+/// Starts a receiver; returns its `/hook` URL (a `/moved` URL redirects there).
 async fn start_receiver(receiver: Receiver) -> String {
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
     let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(Route::new().at("/hook", post(receive)).data(receiver)));
+    let routes = Route::new().at("/hook", post(receive)).at("/moved", post(moved));
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(routes.data(receiver)));
     format!("http://127.0.0.1:{port}/hook")
+}
+
+// A receiver that answers with a redirect is not followed (a public host could point
+// the delivery inside the network): the attempt fails with the redirect's status, and the
+// address it points to hears nothing.
+story!(a_callback_is_never_redirected);
+async fn a_callback_is_never_redirected(app: TestApp) {
+    let receiver = Receiver::default();
+    let hook = start_receiver(receiver.clone()).await;
+    let project = admin(&app, &hook.replace("/hook", "/moved")).await;
+    purchase(&app, project).await;
+    let mut answers: Vec<Option<i32>> = Vec::new();
+    for _ in 0..100 {
+        answers = query!(app, conn => {
+            callback_deliveries::table.select(callback_deliveries::last_status_code).load(conn).await
+        });
+        if answers.iter().any(Option::is_some) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answers, vec![Some(307)], "the redirect is the answer");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received.lock().unwrap().is_empty(), "the redirect's target heard nothing");
 }
 
 /// A merchant admin with the second factor; returns the first project's id.

@@ -39,7 +39,7 @@ async fn a_sign_in_never_redirects_to_another_site(app: TestApp) {
 
 /// A body of `megabytes` MB sent in chunks without a declared length, counting the bytes
 /// the server actually took.
-fn endless_body(megabytes: usize, taken: Arc<AtomicUsize>) -> Body {
+pub(crate) fn endless_body(megabytes: usize, taken: Arc<AtomicUsize>) -> Body {
     const CHUNK: usize = 64 * 1024;
     let chunks = megabytes * 1024 * 1024 / CHUNK;
     let stream = futures_util::stream::iter(0..chunks).map(move |_| {
@@ -378,6 +378,49 @@ async fn a_new_password_second_factor_or_phone_ends_the_users_tokens(app: TestAp
     assert!(!token_works(&app, &token).await, "the token outlived the phone");
 }
 
+// Every free-text field has a length limit: one character over it is refused with the
+// field named, and nothing is stored.
+story!(overlong_fields_are_refused_and_nothing_is_stored);
+async fn overlong_fields_are_refused_and_nothing_is_stored(app: TestApp) {
+    use dashboard_payments_domain::schema::payments;
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    let purchase = |field: &str, value: String| {
+        let mut body = json!({
+            "project_id": projects[0], "flow": "one_step", "amount": { "amount": 1_000, "currency": "EUR" },
+            "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+        });
+        match field {
+            "customer e-mail" => body["customer"] = json!({ "email": value }),
+            "customer id" => body["customer"] = json!({ "id": value }),
+            "merchant order id" => body["merchant_order_id"] = json!(value),
+            _ => body["description"] = json!(value),
+        }
+        body
+    };
+    for (field, longest) in
+        [("merchant order id", 100), ("description", 500), ("customer id", 100), ("customer e-mail", 254)]
+    {
+        let over = format!("{}@example.com", "a".repeat(longest - 11));
+        let request = app.client.post(app.url("/api/v1/payments")).header("Idempotency-Key", field);
+        let response = request.json(&purchase(field, over)).send().await.unwrap();
+        let (status, problem) = (response.status(), response.text().await.unwrap());
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {problem}");
+        assert!(problem.contains(&format!("{field} is longer than {longest}")), "{problem}");
+    }
+    let (status, problem) = send_json(
+        &app.client,
+        Method::POST,
+        app.url("/api/v1/profile/tokens"),
+        None,
+        json!({ "name": "t".repeat(101), "scopes": ["payments.view"] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let stored: i64 = query!(app, conn => payments::table.count().get_result(conn).await);
+    assert_eq!(stored, 0, "nothing was stored");
+}
+
 // The database, its WAL and the SMS outbox (sign-in codes) are readable by the
 // dashboard's user only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,6 +673,9 @@ async fn over_https_the_cookies_are_host_only(app: TestApp) {
     let (company, _) = app.company("Acme", &[]).await;
     app.user(company, "ann", BuiltinRole::Support).await;
     let page = app.another_client().get(app.url("/sign-in")).send().await.unwrap();
+    // Served for https, the browser is told to use nothing else for a year.
+    let hsts = page.headers()["strict-transport-security"].to_str().unwrap();
+    assert!(hsts.starts_with("max-age=31536000"), "{hsts}");
     let all: Vec<String> =
         page.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
     let csrf = all.iter().find(|c| c.starts_with("__Host-dashboard_csrf=")).unwrap_or_else(|| panic!("{all:?}"));

@@ -642,6 +642,22 @@ async fn card_numbers_are_refused_in_free_text_fields(app: TestApp) {
     assert_eq!(status, StatusCode::CREATED, "{created}");
 }
 
+// A short card number keeps at least six digits hidden (PCI): a 12-digit Maestro number
+// is stored, shown and exported as its first 2 and last 4 digits only.
+story!(a_short_card_number_keeps_six_digits_hidden);
+async fn a_short_card_number_keeps_six_digits_hidden(app: TestApp) {
+    let project = operator(&app).await;
+    let (status, payment) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 1_000, "EUR", "500000000009", "one_step")).await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!((payment["card"]["first6"].as_str(), payment["card"]["last4"].as_str()), (Some("50"), Some("0009")));
+    let stored: Vec<Option<String>> =
+        query!(app, conn => payments::table.select(payments::card_first6).load(conn).await);
+    assert_eq!(stored, vec![Some("50".to_owned())]);
+    let export = app.get("/api/v1/payments/export?format=csv").await.text().await.unwrap();
+    assert!(!export.contains("500000") && export.contains("0009"), "{export}");
+}
+
 // A 3-D Secure challenge nobody answers does not leave the payment waiting for ever:
 // after 15 minutes the expiry job declines it, and the challenge page no longer takes
 // an answer; a younger one keeps waiting.
@@ -683,8 +699,12 @@ async fn an_unanswered_three_d_secure_challenge_expires(app: TestApp) {
 story!(every_export_of_payments_is_audited);
 async fn every_export_of_payments_is_audited(app: TestApp) {
     operator(&app).await;
-    assert_eq!(app.get("/api/v1/payments/export?currency=EUR").await.status(), StatusCode::OK);
-    assert_eq!(app.get("/payments/export.csv?status=completed").await.status(), StatusCode::OK);
+    for path in ["/api/v1/payments/export?currency=EUR", "/payments/export.csv?status=completed"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        // Payment data is never kept by a browser's or a proxy's cache.
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
     let details: Vec<String> = query!(app, conn => {
         audit_events::table
             .filter(audit_events::action.eq("payments.export"))

@@ -70,6 +70,42 @@ impl Drop for Server {
     }
 }
 
+/// The server process's peak resident memory so far, in MiB (Linux: `VmHWM`).
+fn peak_memory_mib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+// The server as its own process: four parallel anonymous bodies of 200 MB each are
+// refused unread, and its memory never grows to hold them (peak under 200 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_bodies_of_200_mb_leave_the_server_under_200_mb() {
+    let app = TestApp::spawn(dashboard_tests::Backend::Sqlite).await.unwrap();
+    let (database_url, dir, _files) = (app.database_url.clone(), app.dir.clone(), app.hold_files());
+    drop(app);
+    let server = Server::start(&database_url, &dir).await;
+    let before = peak_memory_mib(&server);
+    let taken = Arc::new(AtomicUsize::new(0));
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let request = Client::new()
+            .post(format!("{}/api/v1/session", server.address))
+            .header("content-type", "application/json")
+            .body(crate::hardening::endless_body(200, taken.clone()));
+        sends.spawn(async move { request.send().await.map(|response| response.status()) });
+    }
+    while let Some(sent) = sends.join_next().await {
+        // The server may close the connection before the client has finished sending.
+        if let Ok(status) = sent.unwrap() {
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        }
+    }
+    let peak = peak_memory_mib(&server);
+    eprintln!("the server's peak memory: {before} MiB at start, {peak} MiB after 4 x 200 MB bodies");
+    assert!(peak < 200, "the server's memory peaked at {peak} MiB");
+}
+
 /// Posts with the token and key; `None` when the connection broke (the server died).
 async fn post(client: &Client, url: String, token: &str, key: &str, body: &Value) -> Option<(StatusCode, Value)> {
     let response = client
@@ -361,6 +397,46 @@ async fn a_refund_the_acquirer_never_received_is_failed_and_given_back(app: Test
     assert_ne!(status, StatusCode::CONFLICT, "the key answers the outcome now: {answer}");
     assert_ne!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     consistent(&app.state.db).await;
+}
+
+// Money paid out beyond what a project has is found by the ledger check even when every
+// operation balances (payouts are checked against the balance; this one went around it).
+story!(the_ledger_check_reports_a_negative_available_balance);
+async fn the_ledger_check_reports_a_negative_available_balance(app: TestApp) {
+    use dashboard_payments_domain::schema::ledger_postings;
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let response =
+        app.client.post(app.url("/api/v1/payments")).header("Idempotency-Key", "sale").json(&purchase(projects[0], 0));
+    assert_eq!(response.send().await.unwrap().status(), StatusCode::CREATED);
+    consistent(&app.state.db).await;
+    let db = app.state.db.clone();
+    async {
+        Ok::<_, dashboard_core::AppError>(dashboard_core::db_run!(db, conn => {
+            let (operation, payment): (i64, i64) =
+                operations::table.select((operations::id, operations::payment_id)).first(conn).await?;
+            for (account, amount) in [(ledger::MERCHANT, 1_000_000), (ledger::PAYOUTS, -1_000_000)] {
+                diesel::insert_into(ledger_postings::table)
+                    .values((
+                        ledger_postings::operation_id.eq(operation),
+                        ledger_postings::payment_id.eq(payment),
+                        ledger_postings::project_id.eq(projects[0]),
+                        ledger_postings::account.eq(account),
+                        ledger_postings::currency.eq("EUR"),
+                        ledger_postings::amount.eq(amount),
+                        ledger_postings::created_at.eq(dashboard_core::time::now()),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?)
+    }
+    .await
+    .unwrap();
+    let problems = ledger::verify(&db).await.unwrap();
+    let expected = format!("project {}: its available balance in EUR is negative", projects[0]);
+    assert!(problems.iter().any(|problem| problem.starts_with(&expected)), "{problems:#?}");
 }
 
 /// Makes a sale of 10.00 EUR per order through the API, 16 at a time; answers their ids.
