@@ -11,6 +11,7 @@ pub mod directory;
 pub mod error;
 pub mod export;
 pub mod hooks;
+pub mod labels;
 pub mod limits;
 pub mod links;
 pub mod mail;

@@ -139,6 +139,7 @@ impl Theme {
         );
         handlebars.register_helper("icon", Box::new(icon_helper));
         handlebars.register_helper("datetime", Box::new(datetime_helper));
+        handlebars.register_helper("label", Box::new(label_helper));
         Ok(Theme { name: name.to_owned(), handlebars, assets })
     }
 
@@ -241,7 +242,20 @@ fn icon_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, o
     Ok(())
 }
 
-/// `{{datetime value}}`: an RFC 3339 timestamp for people, `27 Nov 2026, 14:05 UTC`.
+/// `{{label "set" value}}`: the value as people read it ([`crate::labels`]).
+fn label_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let set = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+    let value = h.param(1).map(|p| p.value()).map_or(String::new(), |value| match value.as_str() {
+        Some(text) => text.to_owned(),
+        None if value.is_null() => String::new(),
+        None => value.to_string(),
+    });
+    out.write(&handlebars::html_escape(&crate::labels::label(set, &value)))?;
+    Ok(())
+}
+
+/// `{{datetime value}}`: an RFC 3339 timestamp for people, in the time zone of whoever the
+/// page is rendered for ([`ShownZone`]), the zone named: `27 Nov 2026, 09:05 EST`.
 /// Anything else is written as it is.
 fn datetime_helper(
     h: &Helper,
@@ -252,8 +266,36 @@ fn datetime_helper(
 ) -> HelperResult {
     let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
     match chrono::DateTime::parse_from_rfc3339(value) {
-        Ok(time) => out.write(&time.with_timezone(&chrono::Utc).format("%-d %b %Y, %H:%M UTC").to_string())?,
+        Ok(time) => out.write(&time.with_timezone(&ShownZone::current()).format("%-d %b %Y, %H:%M %Z").to_string())?,
         Err(_) => out.write(value)?,
     }
     Ok(())
+}
+
+thread_local! {
+    static SHOWN_ZONE: std::cell::Cell<chrono_tz::Tz> = const { std::cell::Cell::new(chrono_tz::Tz::UTC) };
+}
+
+/// The time zone `{{datetime}}` shows times in while a page is rendered: the person's, set
+/// around the (synchronous) render on its thread, UTC otherwise.
+pub struct ShownZone {
+    before: chrono_tz::Tz,
+}
+
+impl ShownZone {
+    /// Shows times in `time_zone` (an IANA name; UTC when unknown) until dropped.
+    pub fn set(time_zone: &str) -> ShownZone {
+        let zone = time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
+        ShownZone { before: SHOWN_ZONE.with(|shown| shown.replace(zone)) }
+    }
+
+    pub fn current() -> chrono_tz::Tz {
+        SHOWN_ZONE.with(std::cell::Cell::get)
+    }
+}
+
+impl Drop for ShownZone {
+    fn drop(&mut self) {
+        SHOWN_ZONE.with(|shown| shown.set(self.before));
+    }
 }

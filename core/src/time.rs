@@ -69,6 +69,26 @@ pub fn local_days(
     Ok((first.map(|day| day_start(zone, day)), after_last.map(|day| day_start(zone, day))))
 }
 
+/// The time zones a person picks from: UTC and the time zone database's places
+/// (`Europe/London`), sorted, each with its label (`America/New York`) and whether it is
+/// `chosen`.
+pub fn zone_choices(chosen: &str) -> Vec<serde_json::Value> {
+    let mut names: Vec<&'static str> = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|zone| zone.name())
+        .filter(|name| {
+            name.contains('/')
+                && !name.starts_with("Etc/")
+                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        })
+        .collect();
+    names.sort_unstable();
+    std::iter::once("UTC")
+        .chain(names)
+        .map(|name| serde_json::json!({ "value": name, "label": name.replace('_', " "), "selected": name == chosen }))
+        .collect()
+}
+
 /// Serde adapter writing a UTC `NaiveDateTime` with [`rfc3339`].
 pub mod serde_rfc3339 {
     use serde::Serializer;

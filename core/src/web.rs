@@ -59,8 +59,14 @@ impl PageContext {
 
     /// Renders `template` with `data` inside the layout titled `title`.
     pub fn render<T: Serialize>(&self, title: &str, template: &str, data: &T) -> Result<Html<String>, AppError> {
-        let content = self.state.theme.render(template, data).map_err(|e| AppError::Internal(e.to_string()))?;
+        let content = self.render_part(template, data)?;
         self.render_layout(title, &content).map(Html)
+    }
+
+    /// Renders `template` with `data` alone (a part of a page), times in the person's zone.
+    pub fn render_part<T: Serialize>(&self, template: &str, data: &T) -> Result<String, AppError> {
+        let _zone = crate::theme::ShownZone::set(self.principal.as_ref().map_or("UTC", |p| p.time_zone.as_str()));
+        self.state.theme.render(template, data).map_err(|e| AppError::Internal(e.to_string()))
     }
 
     /// Wraps already rendered `content` in the layout.

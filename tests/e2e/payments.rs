@@ -658,6 +658,29 @@ async fn a_short_card_number_keeps_six_digits_hidden(app: TestApp) {
     assert!(!export.contains("500000") && export.contains("0009"), "{export}");
 }
 
+// With the profile in New York, a payment's page and the registry show its time as a New
+// Yorker reads it, the zone named, and statuses and kinds as words.
+story!(times_and_values_are_shown_for_the_person);
+async fn times_and_values_are_shown_for_the_person(app: TestApp) {
+    let project = operator(&app).await;
+    let (_, payment) =
+        post(&app, "/api/v1/payments", &key(), purchase(project, 1_000, "EUR", APPROVE, "two_step")).await;
+    let details = json!({ "display_name": "Olivia", "email": null, "time_zone": "America/New_York" });
+    let response = app.client.put(app.url("/api/v1/profile")).json(&details).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let created = chrono::DateTime::parse_from_rfc3339(payment["created_at"].as_str().unwrap()).unwrap();
+    let new_york = created.with_timezone(&chrono_tz::America::New_York).format("%-d %b %Y, %H:%M %Z").to_string();
+    assert!(new_york.ends_with("EST") || new_york.ends_with("EDT"), "{new_york}");
+    let id = payment["id"].as_str().unwrap();
+    for path in [format!("/payments/{id}"), "/payments".to_owned()] {
+        let (_, html) = app.get_text(&path).await;
+        assert!(html.contains(&new_york), "{path} shows {new_york}");
+        assert!(html.contains("Held") && !html.contains(">authorized<"), "{path}: the status as a word");
+    }
+    let (_, detail) = app.get_text(&format!("/payments/{id}")).await;
+    assert!(detail.contains("Two steps (hold, then capture)") && !detail.contains("two_step"), "the flow as words");
+}
+
 // A 3-D Secure challenge nobody answers does not leave the payment waiting for ever:
 // after 15 minutes the expiry job declines it, and the challenge page no longer takes
 // an answer; a younger one keeps waiting.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use dashboard_core::auth::Principal;
-use dashboard_core::{AppError, AppState, directory};
+use dashboard_core::{AppError, AppState, directory, labels};
 
 use crate::measures::Dimension;
 
@@ -27,13 +27,8 @@ pub fn label(dimension: Dimension, value: &str, projects: &HashMap<String, Strin
     match dimension {
         Dimension::Project => projects.get(value).cloned().unwrap_or_else(|| format!("Project {value}")),
         Dimension::Country | Dimension::Currency | Dimension::Decline => value.to_owned(),
-        Dimension::Brand if value == "amex" => "American Express".to_owned(),
-        Dimension::Brand if value == "jcb" => "JCB".to_owned(),
-        Dimension::Brand if value == "unionpay" => "UnionPay".to_owned(),
-        Dimension::Method | Dimension::Brand | Dimension::Status => {
-            let text = value.replace('_', " ");
-            let mut chars = text.chars();
-            chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
-        }
+        Dimension::Brand => labels::label("card_brand", value),
+        Dimension::Method => labels::label("payment_method", value),
+        Dimension::Status => labels::label("payment_status", value),
     }
 }

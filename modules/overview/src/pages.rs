@@ -113,7 +113,7 @@ async fn page_data(
         PERIODS.iter().map(|(value, label)| option(value, label, scope.period == *value)).collect();
     let methods: Vec<Value> = Method::ALL
         .iter()
-        .map(|m| option(m.as_str(), &m.as_str().replace('_', " "), scope.method.as_deref() == Some(m.as_str())))
+        .map(|m| option(m.as_str(), m.label(), scope.method.as_deref() == Some(m.as_str())))
         .collect();
     let currencies: Vec<Value> =
         ["EUR", "USD", "GBP", "JPY"].iter().map(|c| option(c, c, scope.currency.as_deref() == Some(*c))).collect();

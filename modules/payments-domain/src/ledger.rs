@@ -23,6 +23,19 @@ pub const HELD: &str = "held_funds";
 /// Money sent out by payouts.
 pub const PAYOUTS: &str = "payouts_outgoing";
 
+dashboard_core::register!(dashboard_core::labels::LabelSet {
+    name: "ledger_account",
+    labels: || {
+        vec![
+            (ACQUIRER, "Due from the acquirer"),
+            (MERCHANT, "Merchant balance"),
+            (AUTHORIZATIONS, "Authorisations"),
+            (HELD, "Held on cards"),
+            (PAYOUTS, "Paid out"),
+        ]
+    },
+});
+
 /// The postings of an operation: (account, signed amount). `held` is the authorised
 /// amount a capture or cancel releases.
 pub fn postings(kind: OperationKind, amount: i64, held: i64) -> Vec<(&'static str, i64)> {

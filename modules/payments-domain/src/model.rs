@@ -5,7 +5,7 @@ use serde::Serialize;
 use dashboard_core::error::AppError;
 
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal as $label:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident as $set:literal { $($variant:ident => $text:literal as $label:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, poem_openapi::Enum)]
         #[serde(rename_all = "snake_case")]
@@ -29,24 +29,30 @@ macro_rules! text_enum {
                 match self { $($name::$variant => $label),+ }
             }
         }
+
+        // Pages say `{{label "<set>" value}}`.
+        dashboard_core::register!(dashboard_core::labels::LabelSet {
+            name: $set,
+            labels: || vec![$(($text, $label)),+],
+        });
     };
 }
 
 text_enum!(
     /// What kind of payment.
-    Kind { Purchase => "purchase" as "Purchase", Payout => "payout" as "Payout", Recurring => "recurring" as "Recurring", PaymentLink => "payment_link" as "Payment link" }
+    Kind as "payment_kind" { Purchase => "purchase" as "Purchase", Payout => "payout" as "Payout", Recurring => "recurring" as "Recurring", PaymentLink => "payment_link" as "Payment link" }
 );
 text_enum!(
     /// One-step (sale) or two-step (authorise, then capture or cancel).
-    Flow { OneStep => "one_step" as "One step (sale)", TwoStep => "two_step" as "Two steps (hold, then capture)" }
+    Flow as "payment_flow" { OneStep => "one_step" as "One step (sale)", TwoStep => "two_step" as "Two steps (hold, then capture)" }
 );
 text_enum!(
     /// How the customer pays.
-    Method { Card => "card" as "Card", BankTransfer => "bank_transfer" as "Bank transfer", Wallet => "wallet" as "Wallet" }
+    Method as "payment_method" { Card => "card" as "Card", BankTransfer => "bank_transfer" as "Bank transfer", Wallet => "wallet" as "Wallet" }
 );
 text_enum!(
     /// Where a payment stands.
-    Status {
+    Status as "payment_status" {
         Processing => "processing" as "Processing",
         AwaitingChallenge => "awaiting_challenge" as "Awaiting 3-D Secure",
         Authorized => "authorized" as "Held",
@@ -65,7 +71,7 @@ text_enum!(
 );
 text_enum!(
     /// An operation on a payment.
-    OperationKind {
+    OperationKind as "operation_kind" {
         Sale => "sale" as "Sale",
         Auth => "auth" as "Hold",
         Capture => "capture" as "Capture",
@@ -79,7 +85,7 @@ text_enum!(
 );
 text_enum!(
     /// Where an operation stands.
-    OperationStatus { Pending => "pending" as "Pending", Success => "success" as "Succeeded", Declined => "declined" as "Declined", Failed => "failed" as "Failed" }
+    OperationStatus as "operation_status" { Pending => "pending" as "Pending", Success => "success" as "Succeeded", Declined => "declined" as "Declined", Failed => "failed" as "Failed" }
 );
 
 /// The statuses from which an operation may start (the state machine's edges).
@@ -114,5 +120,40 @@ pub fn currency(code: &str) -> Result<String, AppError> {
         Ok(code)
     } else {
         Err(AppError::BadRequest(format!("{code:?} is not a supported ISO 4217 currency.")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dashboard_core::labels;
+
+    /// Every value of `all` is labelled in `set` as its enum says, for people (not as stored).
+    fn labelled<T: Copy>(set: &str, all: &[T], text: fn(T) -> &'static str, label: fn(T) -> &'static str) {
+        for value in all {
+            let (text, label) = (text(*value), label(*value));
+            assert_eq!(labels::find(set, text), Some(label), "{set}: {text}");
+            assert!(!label.contains('_') && label.starts_with(char::is_uppercase), "{set}: {label:?}");
+        }
+    }
+
+    #[test]
+    fn every_value_people_see_has_a_label() {
+        labelled("payment_kind", Kind::ALL, Kind::as_str, Kind::label);
+        labelled("payment_flow", Flow::ALL, Flow::as_str, Flow::label);
+        labelled("payment_method", Method::ALL, Method::as_str, Method::label);
+        labelled("payment_status", Status::ALL, Status::as_str, Status::label);
+        labelled("operation_kind", OperationKind::ALL, OperationKind::as_str, OperationKind::label);
+        labelled("operation_status", OperationStatus::ALL, OperationStatus::as_str, OperationStatus::label);
+        use crate::ledger::{ACQUIRER, AUTHORIZATIONS, HELD, MERCHANT, PAYOUTS};
+        for account in [ACQUIRER, MERCHANT, AUTHORIZATIONS, HELD, PAYOUTS] {
+            assert!(labels::find("ledger_account", account).is_some(), "{account}");
+        }
+        for number in
+            ["4242424242424242", "5555555555554444", "378282246310005", "6011000000000004", "3530111333300000"]
+        {
+            let brand = crate::card::CardNumber::parse(number).expect("a valid number").brand();
+            assert!(labels::find("card_brand", brand).is_some(), "{brand}");
+        }
     }
 }

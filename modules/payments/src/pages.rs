@@ -2,10 +2,10 @@
 //! the sandbox's simulated 3-D Secure challenge.
 
 use dashboard_core::auth::{random_token, urlencode};
-use dashboard_core::directory;
 use dashboard_core::money::{format_minor, parse_amount};
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
+use dashboard_core::{directory, labels};
 use dashboard_payments_domain::idempotency::Replay;
 use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::search::{self, PaymentFilter};
@@ -37,10 +37,11 @@ fn filter_query(filter: &PaymentFilter) -> String {
     query_string(&pairs)
 }
 
-fn options(values: &[&str], selected: &Option<String>) -> Vec<Value> {
+/// The choices of a filter whose values are labelled in `set`.
+fn options(set: &str, values: &[&str], selected: &Option<String>) -> Vec<Value> {
     values
         .iter()
-        .map(|v| json!({ "value": v, "label": v.replace('_', " "), "selected": selected.as_deref() == Some(*v) }))
+        .map(|v| json!({ "value": v, "label": labels::label(set, v), "selected": selected.as_deref() == Some(*v) }))
         .collect()
 }
 
@@ -82,10 +83,10 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         "rows": rows,
         "error": error,
         "projects": project_options,
-        "statuses": options(&statuses, &filter.status),
-        "kinds": options(&kinds, &filter.kind),
-        "methods": options(&methods, &filter.method),
-        "currencies": options(&["EUR", "USD", "GBP", "JPY"], &filter.currency),
+        "statuses": options("payment_status", &statuses, &filter.status),
+        "kinds": options("payment_kind", &kinds, &filter.kind),
+        "methods": options("payment_method", &methods, &filter.method),
+        "currencies": options("currency", &["EUR", "USD", "GBP", "JPY"], &filter.currency),
         "sorts": [
             { "value": "date_desc", "label": "Newest first", "selected": filter.sort.as_deref().unwrap_or("date_desc") == "date_desc" },
             { "value": "date_asc", "label": "Oldest first", "selected": filter.sort.as_deref() == Some("date_asc") },

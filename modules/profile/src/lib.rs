@@ -182,6 +182,7 @@ async fn render_profile_with(page: &PageContext, extras: Extras<'_>) -> Result<H
     let details = directory::profile_details(&page.state.db, principal.user_id).await?;
     let data = json!({
         "csrf_token": page.csrf_token,
+        "zones": dashboard_core::time::zone_choices(&details.time_zone),
         "details": details,
         "can_edit": principal.has_permission(EDIT),
         "display_name": principal.display_name,
@@ -195,7 +196,11 @@ async fn render_profile_with(page: &PageContext, extras: Extras<'_>) -> Result<H
             .iter()
             .chain(&principal.awaiting_second_factor)
             .any(|code| session::needs_second_factor(&page.state, code)),
-        "awaiting": principal.awaiting_second_factor,
+        "awaiting": principal
+            .awaiting_second_factor
+            .iter()
+            .map(|code| page.state.registry.permission(code).map_or(code.as_str(), |p| p.label))
+            .collect::<Vec<_>>(),
         "notice": extras.notice,
         "error": extras.error,
         "can_manage_tokens": can_manage_tokens,

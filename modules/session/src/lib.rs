@@ -95,7 +95,7 @@ fn with_next(path: &str, next: &str) -> String {
 }
 
 fn render(page: &PageContext, template: &str, title: &str, data: serde_json::Value) -> Result<String, AppError> {
-    let content = page.state.theme.render(template, &data).map_err(|e| AppError::Internal(e.to_string()))?;
+    let content = page.render_part(template, &data)?;
     page.render_layout(title, &content)
 }
 

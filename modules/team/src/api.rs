@@ -236,7 +236,8 @@ impl TeamApi {
             result: result.0,
             before: before.0,
         };
-        let (items, next) = service::audit_log(&state, admin.company_id, &filter, self::limit(limit.0)).await?;
+        let (items, next) =
+            service::audit_log(&state, admin.company_id, &admin.time_zone, &filter, self::limit(limit.0)).await?;
         Ok(Json(AuditPage { items, next }))
     }
 

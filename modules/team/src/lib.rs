@@ -148,14 +148,14 @@ async fn audit_export(
     principal: &dashboard_core::Principal,
     filter: service::AuditFilter,
 ) -> Result<poem::Body, dashboard_core::AppError> {
-    let company_id = principal.company_id;
-    service::audit_log(&state, company_id, &filter, 1).await?;
+    let (company_id, time_zone) = (principal.company_id, principal.time_zone.clone());
+    service::audit_log(&state, company_id, &time_zone, &filter, 1).await?;
     dashboard_core::audit::export(&state.db, principal, "team.audit_export", &filter).await?;
     let rows = dashboard_core::export::paged(move |cursor: Option<i64>| {
-        let (state, mut filter) = (state.clone(), filter.clone());
+        let (state, mut filter, time_zone) = (state.clone(), filter.clone(), time_zone.clone());
         async move {
             filter.before = cursor;
-            let (entries, next) = service::audit_log(&state, company_id, &filter, 1000).await?;
+            let (entries, next) = service::audit_log(&state, company_id, &time_zone, &filter, 1000).await?;
             Ok((entries.iter().map(audit_row).collect(), next))
         }
     });

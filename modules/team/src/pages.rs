@@ -407,12 +407,13 @@ pub async fn delete_role(page: PageContext, Path(id): Path<i64>) -> Result<Respo
 
 #[handler]
 pub async fn audit_page(page: PageContext, Query(filter): Query<AuditFilter>) -> Result<Response, AppError> {
-    let company_id = page.principal()?.company_id;
-    let (entries, next, error) = match service::audit_log(&page.state, company_id, &filter, PAGE_SIZE).await {
-        Ok((entries, next)) => (entries, next, None),
-        Err(error) if is_form_error(&error) => (Vec::new(), None, Some(error.to_string())),
-        Err(error) => return Err(error),
-    };
+    let principal = page.principal()?;
+    let (entries, next, error) =
+        match service::audit_log(&page.state, principal.company_id, &principal.time_zone, &filter, PAGE_SIZE).await {
+            Ok((entries, next)) => (entries, next, None),
+            Err(error) if is_form_error(&error) => (Vec::new(), None, Some(error.to_string())),
+            Err(error) => return Err(error),
+        };
     let query = audit_query(&filter);
     let data = json!({
         "tab": "audit",

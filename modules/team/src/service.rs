@@ -858,7 +858,7 @@ pub struct AuditEntry {
     pub details: String,
 }
 
-/// Audit log filters; dates are inclusive, in UTC.
+/// Audit log filters; dates are inclusive days of the viewer's time zone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuditFilter {
     pub from: Option<String>,
@@ -870,15 +870,6 @@ pub struct AuditFilter {
     pub result: Option<String>,
     /// Keyset cursor: events older than this id.
     pub before: Option<i64>,
-}
-
-fn parse_day(text: Option<&str>, what: &str) -> Result<Option<chrono::NaiveDate>, AppError> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|_| AppError::BadRequest(format!("The {what} date must look like 2026-11-27."))),
-    }
 }
 
 /// An audit event with its actor's username (a left join: `None` for the platform
@@ -897,15 +888,16 @@ struct AuditRow {
     details: String,
 }
 
-/// One page of the company's audit log, newest first, and the cursor of the next page.
+/// One page of the company's audit log, newest first, and the cursor of the next page;
+/// the filter's days are those of `time_zone`.
 pub async fn audit_log(
     state: &AppState,
     company_id: i64,
+    time_zone: &str,
     filter: &AuditFilter,
     limit: i64,
 ) -> Result<(Vec<AuditEntry>, Option<i64>), AppError> {
-    let from = parse_day(filter.from.as_deref(), "from")?.and_then(|d| d.and_hms_opt(0, 0, 0));
-    let to = parse_day(filter.to.as_deref(), "to")?.and_then(|d| d.succ_opt()).and_then(|d| d.and_hms_opt(0, 0, 0));
+    let (from, to) = dashboard_core::time::local_days(filter.from.as_deref(), filter.to.as_deref(), time_zone)?;
     let action = filter.action.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(|a| format!("{a}%"));
     let actor = filter.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_lowercase);
     let result = filter.result.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
