@@ -2,7 +2,7 @@
 //! `acquirer_receivable`, `second_factor.reset`) into what a person reads ("Partly
 //! refunded", "Acquirer receivable", "Second factor reset"). The crate that owns a set of
 //! values registers its labels (`register!(LabelSet { .. })`); pages use
-//! `{{label "set" value}}`, exports and forms [`label`].
+//! `{{human "set" value}}`, exports and forms [`label`].
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -139,7 +139,8 @@ impl Theme {
         );
         handlebars.register_helper("icon", Box::new(icon_helper));
         handlebars.register_helper("datetime", Box::new(datetime_helper));
-        handlebars.register_helper("label", Box::new(label_helper));
+        handlebars.register_helper("time", Box::new(time_helper));
+        handlebars.register_helper("human", Box::new(human_helper));
         Ok(Theme { name: name.to_owned(), handlebars, assets })
     }
 
@@ -242,8 +243,8 @@ fn icon_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, o
     Ok(())
 }
 
-/// `{{label "set" value}}`: the value as people read it ([`crate::labels`]).
-fn label_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+/// `{{human "set" value}}`: the value as people read it ([`crate::labels`]).
+fn human_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
     let set = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
     let value = h.param(1).map(|p| p.value()).map_or(String::new(), |value| match value.as_str() {
         Some(text) => text.to_owned(),
@@ -264,9 +265,18 @@ fn datetime_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
+    write_time(h, out, "%-d %b %Y, %H:%M %Z")
+}
+
+/// `{{time value}}`: the same without the zone, for a column whose heading names it.
+fn time_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    write_time(h, out, "%-d %b %Y, %H:%M")
+}
+
+fn write_time(h: &Helper, out: &mut dyn Output, format: &str) -> HelperResult {
     let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
     match chrono::DateTime::parse_from_rfc3339(value) {
-        Ok(time) => out.write(&time.with_timezone(&ShownZone::current()).format("%-d %b %Y, %H:%M %Z").to_string())?,
+        Ok(time) => out.write(&time.with_timezone(&ShownZone::current()).format(format).to_string())?,
         Err(_) => out.write(value)?,
     }
     Ok(())

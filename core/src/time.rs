@@ -69,6 +69,13 @@ pub fn local_days(
     Ok((first.map(|day| day_start(zone, day)), after_last.map(|day| day_start(zone, day))))
 }
 
+/// What the zone `time_zone` is called now (`EST`, `CET`, `UTC`; an offset such as `+03`
+/// where it has no abbreviation), for a heading above times shown in it.
+pub fn zone_abbreviation(time_zone: &str) -> String {
+    let zone = time_zone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::Tz::UTC);
+    Utc::now().with_timezone(&zone).format("%Z").to_string()
+}
+
 /// The time zones a person picks from: UTC and the time zone database's places
 /// (`Europe/London`), sorted, each with its label (`America/New York`) and whether it is
 /// `chosen`.

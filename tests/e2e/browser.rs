@@ -130,14 +130,14 @@ async fn the_demo_admin_sets_up_the_second_factor_in_a_real_browser() {
         browser.screenshot(name).await;
     }
     let audit = text_of(&browser, "table").await;
-    assert!(audit.contains("second_factor.enabled"), "{audit}");
+    assert!(audit.contains("Second factor enabled"), "{audit}");
 
     // Payments: the registry of the demo history, a filter, and a payment's detail.
     browser.client.goto(&app.url("/payments?currency=EUR&status=completed")).await.unwrap();
     assert_eq!(browser.wait_for_text(".page-head h1", "Payments").await, "Payments");
     let rows = browser.client.find_all(Locator::Css("tbody tr")).await.unwrap();
     assert!(!rows.is_empty(), "the demo history has completed EUR payments");
-    assert!(text_of(&browser, "tbody").await.contains("completed"));
+    assert!(text_of(&browser, "tbody").await.contains("Completed"));
     browser.screenshot("payments").await;
     click(&browser, "tbody tr a").await;
     browser.wait_for_text("section.card h2", "Refund").await;
@@ -214,5 +214,53 @@ async fn the_registry_columns_are_chosen_in_a_real_browser() {
     assert!(!headings.to_lowercase().contains("customer"), "{headings}");
     assert!(browser.client.current_url().await.unwrap().as_str().ends_with("/payments?currency=EUR"));
     browser.screenshot("payments-registry").await;
+    browser.close().await;
+}
+
+/// The window's frame around the page: [width, height] in pixels.
+const FRAME: &str = "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]";
+
+/// How many rows of the table show whole in the window.
+const ROWS_IN_VIEW: &str = "return [...document.querySelectorAll('table.registry tbody tr')]\
+    .filter((row) => row.getBoundingClientRect().bottom <= window.innerHeight).length";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_shows_fifteen_payments_above_the_fold() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = demo_app("default").await;
+    sign_in_as_demo_admin(&app, &browser, None).await;
+    assert_eq!(browser.wait_for_text(".page-head h1", WELCOME).await, WELCOME);
+    // A 1440 x 900 page: the window's frame comes on top.
+    let frame = browser.client.execute(FRAME, vec![]).await.unwrap();
+    let (width, height) = (frame[0].as_u64().unwrap() as u32, frame[1].as_u64().unwrap() as u32);
+    browser.client.set_window_size(1440 + width, 900 + height).await.unwrap();
+    browser.client.goto(&app.url("/payments")).await.unwrap();
+    assert_eq!(browser.wait_for_text(".page-head h1", "Payments").await, "Payments");
+    let rows = browser.client.execute(ROWS_IN_VIEW, vec![]).await.unwrap().as_i64().unwrap();
+    browser.screenshot("payments-registry-desktop").await;
+    assert!(rows >= 15, "{rows} payments above the fold at 1440 x 900");
+    let sideways = "return document.querySelector('table.registry').getBoundingClientRect().right \
+        <= document.querySelector('.registry-scroll').getBoundingClientRect().right + 0.5";
+    assert_eq!(browser.client.execute(sideways, vec![]).await.unwrap(), true, "the columns fit 1440 px");
+
+    // A filter in use shows as a chip that removes it.
+    browser.client.goto(&app.url("/payments?status=declined&currency=EUR")).await.unwrap();
+    let chips = text_of(&browser, ".chips").await;
+    assert!(chips.contains("Status: Declined") && chips.contains("Currency: EUR"), "{chips}");
+    browser.screenshot("payments-registry-filtered").await;
+    click(&browser, ".filter-chip").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert_eq!(url.query(), Some("currency=EUR"), "the chip took its filter away");
+
+    // On a phone, payments are cards: no column headings, nothing wider than the screen.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.client.goto(&app.url("/payments")).await.unwrap();
+    let headings = browser
+        .client
+        .execute("return getComputedStyle(document.querySelector('table.registry thead')).display", vec![])
+        .await
+        .unwrap();
+    assert_eq!(headings, "none");
+    browser.screenshot("payments-registry-phone").await;
     browser.close().await;
 }

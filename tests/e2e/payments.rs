@@ -669,14 +669,20 @@ async fn times_and_values_are_shown_for_the_person(app: TestApp) {
     let response = app.client.put(app.url("/api/v1/profile")).json(&details).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let created = chrono::DateTime::parse_from_rfc3339(payment["created_at"].as_str().unwrap()).unwrap();
-    let new_york = created.with_timezone(&chrono_tz::America::New_York).format("%-d %b %Y, %H:%M %Z").to_string();
-    assert!(new_york.ends_with("EST") || new_york.ends_with("EDT"), "{new_york}");
+    let local = created.with_timezone(&chrono_tz::America::New_York);
+    let (time, zone) = (local.format("%-d %b %Y, %H:%M").to_string(), local.format("%Z").to_string());
+    assert!(zone == "EST" || zone == "EDT", "{zone}");
     let id = payment["id"].as_str().unwrap();
-    for path in [format!("/payments/{id}"), "/payments".to_owned()] {
+    // The payment's page names the zone with the time, the registry in the column's heading.
+    for (path, shown) in
+        [(format!("/payments/{id}"), format!("{time} {zone}")), ("/payments".to_owned(), format!("{time}</td>"))]
+    {
         let (_, html) = app.get_text(&path).await;
-        assert!(html.contains(&new_york), "{path} shows {new_york}");
+        assert!(html.contains(&shown), "{path} shows {shown}");
         assert!(html.contains("Held") && !html.contains(">authorized<"), "{path}: the status as a word");
     }
+    let (_, registry) = app.get_text("/payments").await;
+    assert!(registry.contains(&format!("<span class=\"zone\">{zone}</span>")), "the registry names the zone");
     let (_, detail) = app.get_text(&format!("/payments/{id}")).await;
     assert!(detail.contains("Two steps (hold, then capture)") && !detail.contains("two_step"), "the flow as words");
 }

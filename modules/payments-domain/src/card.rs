@@ -73,6 +73,22 @@ dashboard_core::register!(dashboard_core::labels::LabelSet {
     },
 });
 
+// Where a column is narrow (the registry).
+dashboard_core::register!(dashboard_core::labels::LabelSet {
+    name: "card_brand_short",
+    labels: || {
+        vec![
+            ("visa", "Visa"),
+            ("mastercard", "Mastercard"),
+            ("amex", "Amex"),
+            ("discover", "Discover"),
+            ("jcb", "JCB"),
+            ("unionpay", "UnionPay"),
+            ("card", "Card"),
+        ]
+    },
+});
+
 /// Whether free text holds a card number: 13 to 19 digits (single spaces or dashes
 /// between them allowed) with a scheme's leading digits and a valid check digit. Such
 /// text would store and export a card number in the clear.

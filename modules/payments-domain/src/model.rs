@@ -30,7 +30,7 @@ macro_rules! text_enum {
             }
         }
 
-        // Pages say `{{label "<set>" value}}`.
+        // Pages say `{{human "<set>" value}}`.
         dashboard_core::register!(dashboard_core::labels::LabelSet {
             name: $set,
             labels: || vec![$(($text, $label)),+],
@@ -154,6 +154,7 @@ mod tests {
         {
             let brand = crate::card::CardNumber::parse(number).expect("a valid number").brand();
             assert!(labels::find("card_brand", brand).is_some(), "{brand}");
+            assert!(labels::find("card_brand_short", brand).is_some(), "{brand}");
         }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 /// The columns a user may show: (key, heading), in the table's order.
 pub const COLUMNS: &[(&str, &str)] = &[
     ("created", "Created"),
+    ("order", "Order id"),
     ("project", "Project"),
     ("type", "Type"),
     ("method", "Method"),
@@ -18,7 +19,7 @@ pub const COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// What a user sees until they choose.
-const DEFAULT: &[&str] = &["created", "project", "type", "amount", "status", "customer", "card"];
+const DEFAULT: &[&str] = &["created", "order", "project", "amount", "status", "customer", "card"];
 
 const PREFERENCE: &str = "payments.columns";
 

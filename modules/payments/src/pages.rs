@@ -2,7 +2,7 @@
 //! the sandbox's simulated 3-D Secure challenge.
 
 use dashboard_core::auth::{random_token, urlencode};
-use dashboard_core::money::{format_minor, parse_amount};
+use dashboard_core::money::{format_grouped, parse_amount};
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
 use dashboard_core::{directory, labels};
@@ -17,24 +17,76 @@ use serde_json::{Value, json};
 
 use crate::{CAPTURE, REFUND, columns};
 
-/// The filter as a query string, without the cursor.
-fn filter_query(filter: &PaymentFilter) -> String {
-    let pairs = [
-        ("from", &filter.from),
-        ("to", &filter.to),
-        ("project_id", &filter.project_id),
-        ("status", &filter.status),
-        ("kind", &filter.kind),
-        ("method", &filter.method),
-        ("currency", &filter.currency),
-        ("amount_min", &filter.amount_min),
-        ("amount_max", &filter.amount_max),
-        ("country", &filter.country),
-        ("q", &filter.q),
-        ("sort", &filter.sort),
-        ("size", &filter.size),
-    ];
+/// The filter's parts: (query key, what people call it, value).
+fn filter_parts(filter: &PaymentFilter) -> [(&'static str, &'static str, &Option<String>); 13] {
+    [
+        ("q", "Search", &filter.q),
+        ("from", "From", &filter.from),
+        ("to", "To", &filter.to),
+        ("status", "Status", &filter.status),
+        ("project_id", "Project", &filter.project_id),
+        ("kind", "Type", &filter.kind),
+        ("method", "Method", &filter.method),
+        ("currency", "Currency", &filter.currency),
+        ("amount_min", "Amount from", &filter.amount_min),
+        ("amount_max", "Amount to", &filter.amount_max),
+        ("country", "Country", &filter.country),
+        ("sort", "Sort", &filter.sort),
+        ("size", "Rows", &filter.size),
+    ]
+}
+
+/// The parts behind "More filters" (the bar shows search, days and status).
+const MORE_FILTERS: [&str; 9] =
+    ["project_id", "kind", "method", "currency", "amount_min", "amount_max", "country", "sort", "size"];
+
+/// The filter as a query string, without the cursor; `without` leaves one part out.
+fn filter_query_without(filter: &PaymentFilter, without: Option<&str>) -> String {
+    let pairs: Vec<(&str, &Option<String>)> = filter_parts(filter)
+        .into_iter()
+        .filter(|(key, ..)| Some(*key) != without)
+        .map(|(key, _, value)| (key, value))
+        .collect();
     query_string(&pairs)
+}
+
+fn filter_query(filter: &PaymentFilter) -> String {
+    filter_query_without(filter, None)
+}
+
+/// The registry's address for a query string.
+fn registry_url(query: &str) -> String {
+    if query.is_empty() { "/payments".to_owned() } else { format!("/payments?{query}") }
+}
+
+/// The filters in use, each as a chip saying what it keeps, with the registry without it.
+fn chips(filter: &PaymentFilter, project_names: &std::collections::HashMap<i64, &str>) -> Vec<Value> {
+    filter_parts(filter)
+        .into_iter()
+        .filter_map(|(key, name, value)| Some((key, name, value.as_deref().map(str::trim).filter(|v| !v.is_empty())?)))
+        .map(|(key, name, value)| {
+            let shown = match key {
+                "status" => labels::label("payment_status", value),
+                "kind" => labels::label("payment_kind", value),
+                "method" => labels::label("payment_method", value),
+                "project_id" => value.parse().ok().and_then(|id| project_names.get(&id)).map_or(value.to_owned(), |n| (*n).to_owned()),
+                "sort" => sort_label(value).to_owned(),
+                _ => value.to_owned(),
+            };
+            json!({ "label": format!("{name}: {shown}"), "remove_url": registry_url(&filter_query_without(filter, Some(key))) })
+        })
+        .collect()
+}
+
+const SORTS: [(&str, &str); 4] = [
+    ("date_desc", "Newest first"),
+    ("date_asc", "Oldest first"),
+    ("amount_desc", "Largest amount"),
+    ("amount_asc", "Smallest amount"),
+];
+
+fn sort_label(value: &str) -> &str {
+    SORTS.iter().find(|(key, _)| *key == value).map_or(value, |(_, label)| label)
 }
 
 /// The choices of a filter whose values are labelled in `set`.
@@ -61,7 +113,7 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         .map(|row| {
             json!({
                 "row": row,
-                "amount": format_minor(row.amount.amount, &row.amount.currency),
+                "amount": format_grouped(row.amount.amount, &row.amount.currency),
                 "project": project_names.get(&row.project_id).copied().unwrap_or(""),
                 "status_class": status_class(&row.status),
             })
@@ -87,12 +139,16 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         "kinds": options("payment_kind", &kinds, &filter.kind),
         "methods": options("payment_method", &methods, &filter.method),
         "currencies": options("currency", &["EUR", "USD", "GBP", "JPY"], &filter.currency),
-        "sorts": [
-            { "value": "date_desc", "label": "Newest first", "selected": filter.sort.as_deref().unwrap_or("date_desc") == "date_desc" },
-            { "value": "date_asc", "label": "Oldest first", "selected": filter.sort.as_deref() == Some("date_asc") },
-            { "value": "amount_desc", "label": "Largest amount", "selected": filter.sort.as_deref() == Some("amount_desc") },
-            { "value": "amount_asc", "label": "Smallest amount", "selected": filter.sort.as_deref() == Some("amount_asc") },
-        ],
+        "sorts": SORTS
+            .iter()
+            .map(|(value, label)| json!({ "value": value, "label": label, "selected": filter.sort.as_deref().unwrap_or("date_desc") == *value }))
+            .collect::<Vec<_>>(),
+        "chips": chips(&filter, &project_names),
+        "zone": dashboard_core::time::zone_abbreviation(&principal.time_zone),
+        "more_active": filter_parts(&filter)
+            .iter()
+            .filter(|(key, _, value)| MORE_FILTERS.contains(key) && value.as_deref().is_some_and(|v| !v.trim().is_empty()))
+            .count(),
         "sizes": sizes,
         "columns": shown,
         "column_choices": column_choices,
@@ -156,14 +212,14 @@ async fn render_detail(
     let operations: Vec<Value> = payment
         .operations
         .iter()
-        .map(|op| json!({ "op": op, "amount": format_minor(op.amount.amount, &op.amount.currency) }))
+        .map(|op| json!({ "op": op, "amount": format_grouped(op.amount.amount, &op.amount.currency) }))
         .collect();
     let postings = service::postings(&page.state, principal, &payment.id).await?;
     let postings: Vec<Value> = postings
         .iter()
         .map(|(operation, account, amount, at)| {
             json!({
-                "operation": operation, "account": account, "amount": format_minor(*amount, currency),
+                "operation": operation, "account": account, "amount": format_grouped(*amount, currency),
                 "debit": *amount > 0, "at": at,
             })
         })
@@ -173,11 +229,11 @@ async fn render_detail(
         "p": payment,
         "deliveries": deliveries,
         "csrf_token": page.csrf_token,
-        "amount": format_minor(payment.amount.amount, currency),
-        "captured": format_minor(payment.captured, currency),
-        "refunded": format_minor(payment.refunded, currency),
-        "refundable": format_minor(payment.refundable, currency),
-        "authorized": format_minor(payment.authorized, currency),
+        "amount": format_grouped(payment.amount.amount, currency),
+        "captured": format_grouped(payment.captured, currency),
+        "refunded": format_grouped(payment.refunded, currency),
+        "refundable": format_grouped(payment.refundable, currency),
+        "authorized": format_grouped(payment.authorized, currency),
         "status_class": status_class(payment.status.as_str()),
         "operations": operations,
         "postings": postings,
@@ -248,7 +304,7 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: PaymentAct
         let verb = action.verb();
         let data = json!({
             "p": payment, "csrf_token": page.csrf_token, "verb": verb,
-            "shown": format_minor(action.amount_on(&payment, amount), &currency),
+            "shown": format_grouped(action.amount_on(&payment, amount), &currency),
             "action": action.as_str(), "amount": form.amount.trim(), "idempotency_key": random_token(),
         });
         return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());
