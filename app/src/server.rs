@@ -20,6 +20,7 @@ use dashboard_core::session::SessionLoader;
 use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
 use dashboard_core::state::Settings;
 use dashboard_core::theme::{Theme, ThemeError};
+use dashboard_core::throttle::SignInLane;
 use dashboard_core::web::{HtmlErrors, static_file};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -142,6 +143,7 @@ fn check_api_document() -> Result<(), StartError> {
 
 /// Every route of the application with its middleware.
 pub fn routes(state: AppState) -> impl Endpoint {
+    let settings = state.settings.clone();
     let api = OpenApiService::new(SectionApis, "Merchant Dashboard API", env!("CARGO_PKG_VERSION"))
         .description(
             "The HTTP API of the merchant dashboard: every action of the web UI, for integrators. \
@@ -174,6 +176,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         .with(telemetry::RequestLog)
         .with(CatchPanic::new());
+    // Anonymous credential requests take turns before anything else reads them.
+    let app = SignInLane::new(app, &settings);
     SecurityHeaders { inner: app, https }
 }
 

@@ -88,6 +88,73 @@ crate::register!(Service {
     },
 });
 
+const SIGN_INS_AT_ONCE: &str = "sign_in_requests_at_once";
+
+crate::register!(Setting {
+    name: SIGN_INS_AT_ONCE,
+    help: "Anonymous credential requests (sign-in, its code, set-password) handled at once; the others wait \
+           their turn, so that a storm of them leaves the rest of the dashboard its share",
+    default: "2",
+    check: |value| match value.parse::<u32>() {
+        Ok(1..=1024) => Ok(()),
+        _ => Err(format!("{value:?} is not a whole number from 1 to 1024")),
+    },
+});
+
+/// The requests anyone can send without a session that check a credential: sign-in with
+/// a password or a code, and setting a password through a link (pages and API).
+const CREDENTIAL_CHECKS: [&str; 6] = [
+    "/sign-in",
+    "/sign-in/second-factor",
+    "/set-password",
+    "/api/v1/session",
+    "/api/v1/session/second-factor",
+    "/api/v1/password-links/redemption",
+];
+
+/// At most this many wait for their turn; more are refused at once (503, Retry-After).
+const LANE_QUEUE: usize = 512;
+
+/// A lane for anonymous credential requests, outside everything else: however many
+/// clients storm sign-in, at most `sign_in_requests_at_once` of their requests are read,
+/// logged, throttled or hashed at a time; the others wait (costing nothing) or, beyond
+/// [`LANE_QUEUE`], are refused. The rest of the dashboard keeps its share of the
+/// cores: a storm's requests are few among the runnable ones.
+pub struct SignInLane<E> {
+    inner: E,
+    turns: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl<E> SignInLane<E> {
+    /// The lane of the settings (checked at start: a number from 1).
+    pub fn new(inner: E, settings: &crate::state::Settings) -> SignInLane<E> {
+        let at_once = settings.setting(SIGN_INS_AT_ONCE).parse::<usize>().unwrap_or(2).max(1);
+        SignInLane { inner, turns: Arc::new(tokio::sync::Semaphore::new(at_once)), waiting: Default::default() }
+    }
+}
+
+impl<E: poem::Endpoint> poem::Endpoint for SignInLane<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<Self::Output> {
+        use std::sync::atomic::Ordering;
+        let checks_credential =
+            req.method() == poem::http::Method::POST && CREDENTIAL_CHECKS.contains(&req.uri().path());
+        if !checks_credential {
+            return self.inner.call(req).await;
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= LANE_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(AppError::Unavailable("too many sign-ins at once; try again in a moment".to_owned()).into());
+        }
+        let turn = self.turns.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _turn = turn.map_err(|e| AppError::Internal(e.to_string()))?;
+        self.inner.call(req).await
+    }
+}
+
 crate::register!(Job {
     name: "sign-in throttle clean-up",
     every: std::time::Duration::from_secs(60),

@@ -469,11 +469,16 @@ async fn api_writes_with_a_session_cookie_come_from_the_dashboard_only(app: Test
 // A storm of sign-ins cannot queue without bound behind password hashing: beyond the
 // turns and the queue, a sign-in is refused at once with 503 and Retry-After, before
 // anything is read or counted. (The storm comes from many addresses, as in a distributed
-// attack: the throttle per address is off.) The queue is a setting, here 4 long.
+// attack: the throttle per address is off, and the sign-in lane is wide.) The queue is a
+// setting, here 4 long.
 story!(
     a_sign_in_storm_is_turned_away_instead_of_queued,
     dashboard_tests::TestOptions {
-        settings: vec![("sign_in_attempts_per_address", "0".to_owned()), ("password_hashing_queue", "4".to_owned())],
+        settings: vec![
+            ("sign_in_attempts_per_address", "0".to_owned()),
+            ("password_hashing_queue", "4".to_owned()),
+            ("sign_in_requests_at_once", "100".to_owned()),
+        ],
         ..dashboard_tests::TestOptions::default()
     }
 );
@@ -502,6 +507,27 @@ async fn a_sign_in_storm_is_turned_away_instead_of_queued(app: TestApp) {
     assert!(refused > 0, "the turns still check passwords");
     // 80 at once: a few hash or wait their turn, far from the default queue of 32.
     assert!(refused < 20, "{refused} checked, {busy} turned away: the queue of 4 did not hold");
+}
+
+// By default anonymous sign-ins take turns two at a time before anything reads them: a
+// burst of 80 waits its turn (every one answered, none turned away as busy) instead of
+// crowding the hashing queue.
+story!(
+    a_burst_of_sign_ins_takes_turns,
+    dashboard_tests::TestOptions::with_setting("sign_in_attempts_per_address", "0")
+);
+async fn a_burst_of_sign_ins_takes_turns(app: TestApp) {
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..80 {
+        let request = app
+            .another_client()
+            .post(app.url("/api/v1/session"))
+            .json(&json!({ "username": format!("nobody{i}"), "password": "wrong password" }));
+        burst.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = burst.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::UNAUTHORIZED, "each waited for its turn and was checked");
+    }
 }
 
 // Sign-ins beyond 10 a minute for one username, or 30 a minute from one address, are
