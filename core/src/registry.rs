@@ -306,6 +306,36 @@ impl Registry {
         }
     }
 
+    /// The methods the API answers on `path` (under `/api/v1`, e.g. `/payments/pay_1`),
+    /// for a 405's `Allow`; empty when no operation has that path.
+    pub fn api_methods(&self, path: &str) -> Vec<&'static str> {
+        let matches = |template: &str| {
+            let (mut wanted, mut given) = (template.split('/'), path.split('/'));
+            loop {
+                match (wanted.next(), given.next()) {
+                    (None, None) => return true,
+                    (Some(part), Some(value)) if part.starts_with('{') || part == value => {
+                        if value.is_empty() && part.starts_with('{') {
+                            return false;
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+        };
+        let mut methods: Vec<&'static str> = self
+            .sections()
+            .iter()
+            .filter_map(|section| section.api.as_ref())
+            .flat_map(|api| api.operations.iter())
+            .filter(|operation| matches(operation.path))
+            .map(|operation| operation.method.as_str())
+            .collect();
+        methods.sort_unstable();
+        methods.dedup();
+        methods
+    }
+
     pub fn sections(&self) -> &[&'static Section] {
         &self.sections
     }

@@ -164,10 +164,13 @@ impl<E: Endpoint> Endpoint for HtmlErrors<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        // The API answers its own errors as problem documents.
-        let Some(state) = req.data::<AppState>().cloned().filter(|_| !req.uri().path().starts_with("/api/")) else {
+        let Some(state) = req.data::<AppState>().cloned() else {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         };
+        if req.uri().path().starts_with("/api/") {
+            let path = req.uri().path().to_owned();
+            return Ok(api_problems(&state, &path, self.inner.call(req).await).await);
+        }
         let context = PageContext::new(state, &req);
         let back = referring_page(&req);
         match self.inner.call(req).await {
@@ -197,6 +200,67 @@ impl<E: Endpoint> Endpoint for HtmlErrors<E> {
                 Ok(context.error_page(&app_error))
             }
         }
+    }
+}
+
+/// Every error the API answers is a problem document (RFC 9457), those of the framework
+/// too (a body or parameter it cannot read, an unknown route, a method or content type
+/// it does not take): their text becomes the `detail`. A 405 says which methods the path
+/// takes (`Allow`), a 401 how to authenticate (`WWW-Authenticate`).
+async fn api_problems(state: &AppState, path: &str, answer: poem::Result<impl IntoResponse>) -> Response {
+    let mut response = match answer {
+        Ok(output) => output.into_response(),
+        Err(error) => error.into_response(),
+    };
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    let is_problem = response.content_type().is_some_and(|kind| kind.starts_with("application/problem+json"));
+    if !is_problem {
+        let text = response.take_body().into_string().await.unwrap_or_default();
+        let detail: String = text.trim().chars().take(500).collect();
+        let problem = crate::error::Problem {
+            kind: format!("https://dashboard.invalid/problems/{}", problem_kind(status)),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: (!detail.is_empty()).then_some(detail),
+        };
+        let headers = response.headers().clone();
+        response = Response::builder()
+            .status(status)
+            .content_type("application/problem+json")
+            .body(serde_json::to_string(&problem).unwrap_or_default());
+        for (name, value) in &headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        let methods = state.registry.api_methods(path.trim_start_matches("/api/v1"));
+        if let Ok(allow) = methods.join(", ").parse() {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    if status == StatusCode::UNAUTHORIZED && !response.headers().contains_key(header::WWW_AUTHENTICATE) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"dashboard\""));
+    }
+    response
+}
+
+/// The problem `type` of an answer the framework gave.
+fn problem_kind(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        status if status.is_server_error() => "internal",
+        _ => "bad-request",
     }
 }
 

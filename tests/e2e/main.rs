@@ -11,6 +11,7 @@ mod database;
 mod hardening;
 mod payments;
 mod payouts;
+mod problems;
 mod profile;
 mod recovery;
 mod registry;

@@ -173,6 +173,16 @@ async fn an_idempotency_key_has_its_effect_once(app: TestApp) {
     assert_eq!(first, again, "the first answer again");
     let balances: Value = app.get("/api/v1/balances").await.json().await.unwrap();
     assert_eq!(balances[0]["available"], 2_500, "charged once");
+    // The repeated answer says it is one.
+    let replayed = |key: &str, path: String, body: Value| {
+        let request = app.client.post(app.url(&path)).header("Idempotency-Key", key).json(&body);
+        async move { request.send().await.unwrap().headers().get("idempotent-replayed").cloned() }
+    };
+    assert_eq!(replayed(&key, "/api/v1/payments".to_owned(), body.clone()).await.unwrap(), "true");
+    let refunds = format!("/api/v1/payments/{}/refunds", first["id"].as_str().unwrap());
+    let refund_key = uuid::Uuid::new_v4().to_string();
+    assert_eq!(replayed(&refund_key, refunds.clone(), json!({ "amount": 100 })).await, None, "a first answer");
+    assert_eq!(replayed(&refund_key, refunds, json!({ "amount": 100 })).await.unwrap(), "true");
 
     let mut changed = body.clone();
     changed["amount"]["amount"] = json!(2_600);

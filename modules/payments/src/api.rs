@@ -3,7 +3,7 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use dashboard_payments_domain::callbacks::{self, Delivery};
-use dashboard_payments_domain::idempotency::Claim;
+use dashboard_payments_domain::idempotency::{Claim, Replay};
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
@@ -69,9 +69,26 @@ enum Resent {
 #[derive(ApiResponse)]
 enum Created {
     /// The payment, in whatever state the acquirer's answer left it (`declined` is a
-    /// result, not an error). A repeated Idempotency-Key answers the first result again.
+    /// result, not an error). A repeated Idempotency-Key answers the first result again,
+    /// with `Idempotent-Replayed: true`.
     #[oai(status = 201)]
-    Created(Json<PaymentView>),
+    Created(Json<PaymentView>, #[oai(header = "Idempotent-Replayed")] Option<bool>),
+}
+
+#[derive(ApiResponse)]
+enum Done {
+    /// The payment after the operation. A repeated Idempotency-Key answers the first
+    /// result again, with `Idempotent-Replayed: true`.
+    #[oai(status = 200)]
+    Done(Json<PaymentView>, #[oai(header = "Idempotent-Replayed")] Option<bool>),
+}
+
+/// The payment and whether it is the answer of an earlier request with the same key.
+fn answered(replay: Replay<PaymentView>) -> (Json<PaymentView>, Option<bool>) {
+    match replay {
+        Replay::Fresh(view) => (Json(view), None),
+        Replay::Repeated(view) => (Json(view), Some(true)),
+    }
 }
 
 #[derive(Default)]
@@ -92,8 +109,8 @@ impl PaymentsApi {
         body: Json<PurchaseRequest>,
     ) -> ApiResult<Created> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /payments", &body.0)?;
-        let view = service::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.into_inner();
-        Ok(Created::Created(Json(view)))
+        let (view, replayed) = answered(service::create_purchase(&state, principal, body.0.purchase()?, &claim).await?);
+        Ok(Created::Created(view, replayed))
     }
 
     /// List payments
@@ -125,6 +142,8 @@ impl PaymentsApi {
         sort: Query<Option<String>>,
         after: Query<Option<String>>,
         /// 1 to 500, default 50.
+        /// Items a page, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<PaymentPage>> {
         let filter = PaymentFilter {
@@ -143,7 +162,7 @@ impl PaymentsApi {
             after: after.0,
             size: None,
         };
-        let limit = limit.0.unwrap_or(50).clamp(1, 500);
+        let limit = limit.0.unwrap_or(50);
         let (items, next) = search::search(&state, principal, &filter, limit).await?;
         Ok(Json(PaymentPage { items, next }))
     }
@@ -225,11 +244,11 @@ impl PaymentsApi {
         id: Path<String>,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<AmountRequest>,
-    ) -> ApiResult<Json<PaymentView>> {
+    ) -> ApiResult<Done> {
         let action = PaymentAction::Capture;
         let claim = action.claim(&state, principal, &key, &id, body.amount)?;
-        let view = action.run(&state, principal, &id, body.amount, &claim).await?.into_inner();
-        Ok(Json(view))
+        let (view, replayed) = answered(action.run(&state, principal, &id, body.amount, &claim).await?);
+        Ok(Done::Done(view, replayed))
     }
 
     /// Release a held payment
@@ -240,11 +259,11 @@ impl PaymentsApi {
         principal: &Principal,
         id: Path<String>,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
-    ) -> ApiResult<Json<PaymentView>> {
+    ) -> ApiResult<Done> {
         let action = PaymentAction::Release;
         let claim = action.claim(&state, principal, &key, &id, None)?;
-        let view = action.run(&state, principal, &id, None, &claim).await?.into_inner();
-        Ok(Json(view))
+        let (view, replayed) = answered(action.run(&state, principal, &id, None, &claim).await?);
+        Ok(Done::Done(view, replayed))
     }
 
     /// Reverse a completed sale
@@ -258,11 +277,11 @@ impl PaymentsApi {
         principal: &Principal,
         id: Path<String>,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
-    ) -> ApiResult<Json<PaymentView>> {
+    ) -> ApiResult<Done> {
         let action = PaymentAction::Reversal;
         let claim = action.claim(&state, principal, &key, &id, None)?;
-        let view = action.run(&state, principal, &id, None, &claim).await?.into_inner();
-        Ok(Json(view))
+        let (view, replayed) = answered(action.run(&state, principal, &id, None, &claim).await?);
+        Ok(Done::Done(view, replayed))
     }
 
     /// Refund a payment
@@ -277,11 +296,11 @@ impl PaymentsApi {
         id: Path<String>,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<AmountRequest>,
-    ) -> ApiResult<Json<PaymentView>> {
+    ) -> ApiResult<Done> {
         let action = PaymentAction::Refund;
         let claim = action.claim(&state, principal, &key, &id, body.amount)?;
-        let view = action.run(&state, principal, &id, body.amount, &claim).await?.into_inner();
-        Ok(Json(view))
+        let (view, replayed) = answered(action.run(&state, principal, &id, body.amount, &claim).await?);
+        Ok(Done::Done(view, replayed))
     }
 
     /// Send money to a card
@@ -299,8 +318,8 @@ impl PaymentsApi {
         body: Json<PayoutRequest>,
     ) -> ApiResult<Created> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /payouts", &body.0)?;
-        let view = service::create_payout(&state, principal, body.0.payout()?, &claim).await?.into_inner();
-        Ok(Created::Created(Json(view)))
+        let (view, replayed) = answered(service::create_payout(&state, principal, body.0.payout()?, &claim).await?);
+        Ok(Created::Created(view, replayed))
     }
 
     /// Ask for the SMS code of a payout

@@ -59,8 +59,9 @@ enum CsvFile {
     Csv(Binary<poem::Body>, #[oai(header = "Content-Disposition")] String),
 }
 
+/// The page size asked for (the parameter's validator keeps it within 1 to 500).
 fn limit(value: Option<i64>) -> i64 {
-    value.unwrap_or(service::PAGE_SIZE).clamp(1, 500)
+    value.unwrap_or(service::PAGE_SIZE)
 }
 
 #[derive(Default)]
@@ -82,6 +83,8 @@ impl TeamApi {
         status: Query<Option<String>>,
         /// The `next` of the previous page.
         after: Query<Option<String>>,
+        /// Items a page, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<MemberPage>> {
         let filter = MemberFilter { q: q.0, role_id: role_id.0, status: status.0, after: after.0 };
@@ -226,6 +229,8 @@ impl TeamApi {
         /// `success`, `failure` or `denied`.
         result: Query<Option<String>>,
         before: Query<Option<i64>>,
+        /// Items a page, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<AuditPage>> {
         let filter = AuditFilter {

@@ -1,0 +1,70 @@
+//! The API as integrators' tools see it: every error is a problem document, the
+//! framework's own included.
+
+use dashboard_core::BuiltinRole;
+use dashboard_tests::reqwest::{Method, StatusCode};
+use dashboard_tests::{TestApp, story};
+use serde_json::{Value, json};
+
+/// Sends `body` (JSON, or the raw text `raw` with its content type) and returns the status,
+/// the answer's headers and its problem document, checking that it is one.
+async fn problem(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    raw: Option<(&str, &str)>,
+) -> (StatusCode, dashboard_tests::reqwest::header::HeaderMap, Value) {
+    let mut request = app.client.request(method, app.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    if let Some((content_type, text)) = raw {
+        request = request.header("content-type", content_type).body(text.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    assert_eq!(headers["content-type"], "application/problem+json", "{path}: {status}");
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["status"], status.as_u16(), "{path}: {document}");
+    assert!(document["type"].is_string() && document["title"].is_string(), "{path}: {document}");
+    (status, headers, document)
+}
+
+// Errors the framework raises before any handler runs are problem documents like the
+// handlers' own: a header, a parameter or a body it cannot read, an unknown route, a
+// method or a content type the route does not take; a 405 says which methods it does
+// take, a 401 how to authenticate.
+story!(every_api_error_is_a_problem_document);
+async fn every_api_error_is_a_problem_document(app: TestApp) {
+    let (status, headers, _) = problem(&app, Method::GET, "/api/v1/payments", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "{headers:?}");
+
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    let purchase = json!({
+        "project_id": projects[0], "flow": "one_step", "amount": { "amount": 1_000, "currency": "EUR" },
+        "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    });
+    let (status, _, document) = problem(&app, Method::POST, "/api/v1/payments", Some(purchase), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no Idempotency-Key: {document}");
+    assert!(document["detail"].as_str().unwrap().contains("Idempotency-Key"), "{document}");
+
+    let path = "/api/v1/team/roles/9223372036854775808";
+    let (status, _, _) = problem(&app, Method::DELETE, path, None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an id out of range");
+    let (status, _, _) = problem(&app, Method::POST, "/api/v1/team/roles", Some(json!({ "name": "X" })), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a body without a required field");
+    let (status, _, _) = problem(&app, Method::POST, "/api/v1/team/roles", None, Some(("text/plain", "hello"))).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _, _) = problem(&app, Method::GET, "/api/v1/no-such-thing", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for path in ["/api/v1/payments?limit=501", "/api/v1/payments?limit=0", "/api/v1/team/users?limit=1000"] {
+        let (status, _, document) = problem(&app, Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: a page size out of range is refused, not cut: {document}");
+    }
+    let (status, headers, _) = problem(&app, Method::PATCH, "/api/v1/payments", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, POST");
+}
