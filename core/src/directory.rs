@@ -306,6 +306,7 @@ pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(
 
 /// What a user may change about themselves.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProfileDetails {
     /// 1 to 100 characters.
     pub display_name: String,

@@ -123,6 +123,7 @@ fn log_if_internal(error: &AppError) {
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Problem {
     /// A URI naming the kind of problem, stable across releases.
     #[serde(rename = "type")]

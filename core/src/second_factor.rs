@@ -28,6 +28,7 @@ pub const RECOVERY_CODES: usize = 10;
 
 /// Where a user stands with the second factor.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SecondFactorStatus {
     /// TOTP is enabled and asked at every sign-in.
     pub enabled: bool,
@@ -41,6 +42,7 @@ pub struct SecondFactorStatus {
 
 /// What the user scans into the authenticator app.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Enrolment {
     /// `otpauth://totp/…` URI.
     pub otpauth_uri: String,

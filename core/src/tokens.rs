@@ -101,6 +101,7 @@ pub struct NewToken {
 
 /// A token as its owner sees it in the list (never the token itself).
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,

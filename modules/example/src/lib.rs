@@ -82,6 +82,7 @@ dashboard_core::register_migrations!(
 
 /// What the page shows and the API returns.
 #[derive(Debug, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Greeting {
     /// A greeting for the signed-in user.
     pub message: String,
@@ -135,6 +136,7 @@ pub struct ExampleApi;
 
 /// A new note.
 #[derive(Debug, Deserialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewNote {
     /// 1 to 500 characters.
     #[oai(validator(min_length = 1, max_length = 500))]

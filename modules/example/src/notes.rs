@@ -28,6 +28,7 @@ struct NoteRow {
 
 /// A note as the page and the API show it.
 #[derive(Debug, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Note {
     pub id: i64,
     pub text: String,

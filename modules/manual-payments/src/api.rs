@@ -17,6 +17,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 /// A refund, capture, release or reversal entered by hand.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActionRequest {
     pub action: PaymentAction,
     /// The payment's id, or the merchant's order id when exactly one payment has it.
@@ -32,6 +33,7 @@ pub struct ActionRequest {
 /// A page of manual operations, newest first; pass `next` as `before` for the following
 /// page.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EnteredPage {
     pub items: Vec<EnteredOperation>,
     pub next: Option<i64>,
@@ -250,6 +252,7 @@ enum BatchFile {
 
 /// A page of batches, newest first; pass `next` as `before` for the following page.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchPage {
     pub items: Vec<BatchView>,
     pub next: Option<i64>,
@@ -258,6 +261,7 @@ pub struct BatchPage {
 /// The confirmation of a batch: the SMS code sent for it when it pays out and a person
 /// confirms it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchConfirmation {
     #[oai(validator(max_length = 12))]
     pub code: Option<String>,
@@ -265,6 +269,7 @@ pub struct BatchConfirmation {
 
 /// Where the code went.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchCodeSent {
     /// The phone's last digits.
     pub sent_to: String,

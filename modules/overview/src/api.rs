@@ -16,6 +16,7 @@ use crate::{labels, service};
 
 /// The days a result covers.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AnalyticsPeriod {
     /// The time zone the days are of: the caller's, or UTC while the caller's is still
     /// being prepared (`zone_pending`).
@@ -48,6 +49,7 @@ impl AnalyticsPeriod {
 
 /// One bucket of a time series.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SeriesPoint {
     /// The bucket's first day.
     pub start: NaiveDate,
@@ -56,6 +58,7 @@ pub struct SeriesPoint {
 
 /// KPIs of a period against the previous one, and their time series.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AnalyticsOverview {
     pub period: AnalyticsPeriod,
     pub current: Figures,
@@ -65,6 +68,7 @@ pub struct AnalyticsOverview {
 
 /// One value of a breakdown.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BreakdownRow {
     /// As stored (a project id, a method, a country code…; empty when unknown).
     pub value: String,
@@ -74,6 +78,7 @@ pub struct BreakdownRow {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Breakdown {
     pub period: AnalyticsPeriod,
     pub dimension: Dimension,

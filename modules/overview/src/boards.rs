@@ -16,6 +16,7 @@ use crate::scope::Filters;
 const MAX_BOARDS: i64 = 50;
 
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Board {
     pub id: i64,
     pub name: String,
@@ -27,6 +28,7 @@ pub struct Board {
 }
 
 #[derive(Debug, Clone, Deserialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewBoard {
     pub name: String,
     /// The filters, as the analytics page's query string (`period=7d&currency=EUR`).

@@ -11,6 +11,7 @@ use crate::service::{ByCurrency, total};
 
 /// CurrencyFigures figures of one currency (minor units).
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CurrencyFigures {
     pub currency: String,
     /// Captured minus refunded.
@@ -27,6 +28,7 @@ pub struct CurrencyFigures {
 
 /// The figures of a period (or of one value of a breakdown, or one bucket of a series).
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Figures {
     /// Payments created (payouts not included).
     pub payments: i64,

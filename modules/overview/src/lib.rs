@@ -126,6 +126,7 @@ register!(Command {
 
 /// A project as the overview lists it.
 #[derive(Debug, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OverviewProject {
     pub id: i64,
     pub name: String,
@@ -135,6 +136,7 @@ pub struct OverviewProject {
 
 /// A section the user can open.
 #[derive(Debug, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SectionItem {
     pub id: String,
     pub label: String,
@@ -145,6 +147,7 @@ pub struct SectionItem {
 
 /// The signed-in user's starting point.
 #[derive(Debug, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Overview {
     pub company: String,
     pub user: String,

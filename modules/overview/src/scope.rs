@@ -16,6 +16,7 @@ const MAX_DAYS: u64 = 3 * 366;
 
 /// The filters as they come in the URL. Every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Filters {
     /// `today`, `7d`, `30d` (the default), `this_month`, `previous_month` or `custom`
     /// (with `from` and `to`).

@@ -183,6 +183,7 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
 
 /// One endpoint setting of a project.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Endpoint {
     pub event: String,
     pub url: String,
@@ -240,6 +241,7 @@ pub async fn endpoints(state: &AppState, project_id: i64) -> Result<Vec<Endpoint
 
 /// One delivery, for the payment's delivery log.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Delivery {
     pub id: i64,
     pub event: String,

@@ -200,6 +200,7 @@ impl Card {
 /// Card details as a request carries them: used for this call only, never stored (only
 /// the first and last digits, brand and expiry are kept).
 #[derive(poem_openapi::Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CardInput {
     pub number: String,
     pub expiry_month: u32,

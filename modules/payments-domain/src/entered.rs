@@ -48,6 +48,7 @@ pub struct EnteredFilter {
 
 /// One operation entered by hand.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EnteredOperation {
     /// The operation's id (also the list's cursor).
     pub id: i64,

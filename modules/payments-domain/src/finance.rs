@@ -18,6 +18,7 @@ use dashboard_core::time::local_days;
 
 /// A project's money in one currency, in minor units.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Position {
     pub project_id: i64,
     pub currency: String,
@@ -136,6 +137,7 @@ pub struct StatementFilter {
 
 /// One movement of the merchant account.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Movement {
     /// The posting's id (also the statement's cursor).
     pub id: i64,
@@ -152,6 +154,7 @@ pub struct Movement {
 
 /// A page of a statement.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Statement {
     pub currency: String,
     /// The balance when the period starts.

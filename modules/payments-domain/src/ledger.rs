@@ -130,6 +130,7 @@ impl WritePostings for SqliteWriteConn {
 
 /// A project's balances in one currency.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Balance {
     pub project_id: i64,
     pub currency: String,

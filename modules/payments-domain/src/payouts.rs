@@ -22,6 +22,7 @@ pub const DAY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// A project's payout limits in one currency, in its minor units (none: no limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PayoutLimit {
     /// ISO 4217.
     pub currency: String,
@@ -192,6 +193,7 @@ async fn confirmation(state: &AppState, principal: &Principal, payout: &NewPayou
 /// A payout as the API takes it (the gateway's `POST /payouts` and the Manual payments
 /// section's).
 #[derive(poem_openapi::Object, Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PayoutRequest {
     pub project_id: i64,
     pub amount: crate::service::Money,
@@ -235,6 +237,7 @@ pub enum CodeRequested {
 
 /// Where a code was sent.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CodeSent {
     /// The phone number's last digits.
     pub sent_to: String,

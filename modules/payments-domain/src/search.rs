@@ -57,6 +57,7 @@ impl PaymentFilter {
 
 /// One row of the registry.
 #[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PaymentSummary {
     pub id: String,
     pub project_id: i64,

@@ -33,6 +33,7 @@ use dashboard_core::time::{now, rfc3339};
 
 /// An amount of money: minor units of an ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Money {
     /// Minor units (cents): 1050 is 10.50 EUR, 500 is 500 JPY.
     pub amount: i64,
@@ -41,6 +42,7 @@ pub struct Money {
 
 /// The customer of a payment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Customer {
     pub email: Option<String>,
     /// The merchant's id of the customer.
@@ -52,6 +54,7 @@ pub struct Customer {
 
 /// The stored, masked card.
 #[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MaskedCard {
     /// The first six digits (the BIN); fewer for a number of under 16 digits, so that at
     /// least six always stay hidden.
@@ -71,6 +74,7 @@ impl MaskedCard {
 
 /// One operation of a payment.
 #[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OperationView {
     pub id: i64,
     pub kind: OperationKind,
@@ -84,6 +88,7 @@ pub struct OperationView {
 
 /// A payment with its operations.
 #[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PaymentView {
     /// The payment's id, e.g. `pay_…`.
     pub id: String,
@@ -132,6 +137,7 @@ pub struct NewPurchase {
 /// A purchase as the API takes it (the gateway's `POST /payments`, and the Manual
 /// payments section's MO/TO twin).
 #[derive(poem_openapi::Object, Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PurchaseRequest {
     pub project_id: i64,
     /// `one_step` (sale, the default) or `two_step` (authorise now, capture or release

@@ -18,6 +18,7 @@ use crate::columns;
 
 /// The registry's columns of a user.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Columns {
     /// Shown, in the table's order.
     pub columns: Vec<String>,
@@ -33,12 +34,14 @@ impl Columns {
 
 /// The columns to show.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ColumnChoice {
     pub columns: Vec<String>,
 }
 
 /// A capture or refund: omit `amount` for all that is left.
 #[derive(Object, Serialize, Default)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AmountRequest {
     /// Minor units of the payment's currency.
     pub amount: Option<i64>,
@@ -46,6 +49,7 @@ pub struct AmountRequest {
 
 /// A page of payments; pass `next` as `after` for the following page.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PaymentPage {
     pub items: Vec<PaymentSummary>,
     pub next: Option<String>,

@@ -392,6 +392,7 @@ async fn support_bot_submit(page: PageContext) -> Result<Response, AppError> {
 
 /// A phone number to confirm.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneRequest {
     /// International format, e.g. `+447700900123`.
     pub phone: String,
@@ -399,6 +400,7 @@ pub struct PhoneRequest {
 
 /// The phone and the code that was sent to it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneConfirmation {
     pub phone: String,
     pub code: String,
@@ -406,6 +408,7 @@ pub struct PhoneConfirmation {
 
 /// A one-time code for the support bot.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SupportBotCode {
     pub code: String,
     pub expires_at: String,
@@ -419,6 +422,7 @@ enum Done {
 
 /// What `POST /profile/tokens` takes.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenRequest {
     pub name: String,
     /// Permission codes, each one the caller holds.
@@ -431,6 +435,7 @@ pub struct TokenRequest {
 
 /// A new token: `token` is shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedToken {
     pub token: String,
     pub info: TokenInfo,
@@ -451,12 +456,14 @@ enum Revoked {
 
 /// The code from the SMS or the app.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Code {
     pub code: String,
 }
 
 /// Single-use recovery codes, shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }

@@ -173,6 +173,7 @@ async fn payout_limits_submit(
 
 /// A project as the API shows it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectItem {
     pub id: i64,
     pub name: String,
@@ -181,6 +182,7 @@ pub struct ProjectItem {
 
 /// A project's callback settings.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Callbacks {
     /// Every event a project can subscribe to.
     pub events: Vec<String>,
@@ -189,12 +191,14 @@ pub struct Callbacks {
 
 /// Whether a project takes card payments by hand (MO/TO, without 3-D Secure).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MotoSetting {
     pub enabled: bool,
 }
 
 /// The key that signs the project's callbacks.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SecretKey {
     /// Hex; verify `Dashboard-Signature` as HMAC-SHA256 of `"<t>.<body>"` with it.
     pub secret_key: String,

@@ -16,6 +16,7 @@ use crate::service::{self, NewReport, ReportFilter, ReportStatus, ReportView};
 
 /// A report type, with what can be chosen for it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReportTypeView {
     pub id: String,
     pub label: String,
@@ -25,6 +26,7 @@ pub struct ReportTypeView {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ColumnView {
     pub id: String,
     pub label: String,
@@ -46,6 +48,7 @@ pub enum CellKind {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FilterView {
     pub id: String,
     pub label: String,
@@ -54,6 +57,7 @@ pub struct FilterView {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Choice {
     pub value: String,
     pub label: String,
@@ -61,6 +65,7 @@ pub struct Choice {
 
 /// One page of reports, newest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReportPage {
     pub items: Vec<ReportView>,
     /// Pass as `after` for the next page; null on the last.
@@ -93,6 +98,7 @@ enum ReportFile {
 
 /// One page of schedules, newest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SchedulePage {
     pub items: Vec<ScheduleView>,
     /// Pass as `after` for the next page; null on the last.

@@ -145,6 +145,7 @@ fn recipients_of(stored: &str) -> Vec<String> {
 
 /// A schedule as the API answers it.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ScheduleView {
     pub id: i64,
     pub report_type: String,
@@ -189,6 +190,7 @@ impl From<&ScheduleRow> for ScheduleView {
 
 /// What a person asks to be run on a schedule.
 #[derive(Debug, Clone, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewSchedule {
     pub report_type: String,
     #[oai(default)]

@@ -134,6 +134,7 @@ impl ReportRow {
 
 /// A report as the API answers it.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReportView {
     pub id: i64,
     /// The report type's id (`GET /reports/types` lists them).
@@ -201,6 +202,7 @@ impl From<&ReportRow> for ReportView {
 /// every project they may see), the type's filters and columns (none: its usual ones),
 /// a format.
 #[derive(Debug, Clone, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewReport {
     pub report_type: String,
     pub first_day: NaiveDate,

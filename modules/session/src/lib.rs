@@ -355,12 +355,14 @@ pub enum SessionStatus {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SecondFactorCode {
     /// The 6-digit code of the authenticator app, or a recovery code.
     pub code: String,
@@ -368,6 +370,7 @@ pub struct SecondFactorCode {
 
 /// The signed-in user as the session sees it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionInfo {
     pub status: SessionStatus,
     pub username: Option<String>,
@@ -409,6 +412,7 @@ impl SessionInfo {
 
 /// A one-time set-password link's token and the new password.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PasswordLinkRedemption {
     pub token: String,
     /// At least 10 characters.

@@ -15,6 +15,7 @@ use crate::service::{
 
 /// A page of users; pass `next` as `after` for the following page.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberPage {
     pub items: Vec<Member>,
     pub next: Option<String>,
@@ -22,6 +23,7 @@ pub struct MemberPage {
 
 /// A page of audit events, newest first; pass `next` as `before` for older ones.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
     pub next: Option<i64>,
@@ -29,12 +31,14 @@ pub struct AuditPage {
 
 /// The roles and which of them grant each permission.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PermissionMatrix {
     pub roles: Vec<RoleInfo>,
     pub permissions: Vec<PermissionRow>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PasswordLink {
     /// One-time link for the user to set a password; valid 72 hours.
     pub url: String,

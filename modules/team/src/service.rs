@@ -50,6 +50,7 @@ pub const PAGE_SIZE: i64 = 50;
 
 /// A role as a member shows it.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RoleRef {
     pub id: i64,
     pub name: String,
@@ -57,6 +58,7 @@ pub struct RoleRef {
 
 /// A user of the company.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Member {
     pub id: i64,
     pub username: String,
@@ -76,6 +78,7 @@ pub struct Member {
 
 /// What the merchant admin enters for a user.
 #[derive(Debug, Clone, Deserialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberInput {
     pub display_name: String,
     pub email: Option<String>,
@@ -90,6 +93,7 @@ pub struct MemberInput {
 /// A new user: the details, a username, and either an initial password or none (then a
 /// one-time set-password link is made).
 #[derive(Debug, Clone, Deserialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewMember {
     pub username: String,
     #[oai(flatten)]
@@ -101,6 +105,7 @@ pub struct NewMember {
 
 /// The result of creating a user.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedMember {
     pub member: Member,
     /// The one-time link to hand to the user when no password was given (72 hours).
@@ -580,6 +585,7 @@ async fn password_link(state: &AppState, user_id: i64, event: Option<AuditEvent>
 
 /// A role and what it grants.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RoleInfo {
     pub id: i64,
     pub name: String,
@@ -591,6 +597,7 @@ pub struct RoleInfo {
 }
 
 #[derive(Debug, Clone, Deserialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RoleInput {
     pub name: String,
     #[serde(default)]
@@ -803,6 +810,7 @@ async fn end_role_sessions(state: &AppState, admin: &Principal, role_id: i64) ->
 
 /// One row of the role × permission matrix.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PermissionRow {
     pub code: String,
     pub label: String,
@@ -844,6 +852,7 @@ pub async fn permission_matrix(
 
 /// One audit event.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,

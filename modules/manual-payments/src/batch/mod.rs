@@ -137,6 +137,7 @@ impl BatchStatus {
 
 /// What the rows of a batch move, per kind and currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Total {
     /// `refund`, `capture`, `release`, `reversal` or `payout`.
     pub kind: String,
@@ -148,6 +149,7 @@ pub struct Total {
 
 /// A batch as its pages and the API show it.
 #[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchView {
     pub id: i64,
     pub file_name: String,
@@ -799,6 +801,7 @@ impl Control {
 
 /// A row of a batch as its results show it.
 #[derive(Debug, Clone, Serialize, Queryable, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RowResult {
     pub row: i32,
     pub kind: String,
