@@ -28,6 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod query_parameters;
 pub mod server;
 pub mod shell;
 pub mod telemetry;

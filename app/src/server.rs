@@ -21,6 +21,8 @@ use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
 use dashboard_core::state::Settings;
 use dashboard_core::theme::{Theme, ThemeError};
 use dashboard_core::throttle::SignInLane;
+
+use crate::query_parameters::KnownQueryParameters;
 use dashboard_core::web::{HtmlErrors, static_file};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -152,6 +154,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .server("/api/v1");
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let document = api.spec();
+    let api = KnownQueryParameters::new(poem::IntoEndpoint::into_endpoint(api), &document);
 
     let mut route = Route::new()
         .at("/healthz", get(shell::healthz))

@@ -64,6 +64,15 @@ async fn every_api_error_is_a_problem_document(app: TestApp) {
         let (status, _, document) = problem(&app, Method::GET, path, None, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: a page size out of range is refused, not cut: {document}");
     }
+    // A misspelt filter is refused, not ignored (it would answer every payment).
+    let (status, _, document) = problem(&app, Method::GET, "/api/v1/payments?satus=declined", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(document["detail"].as_str().unwrap().contains("satus"), "{document}");
+    let (status, _, _) = problem(&app, Method::GET, "/api/v1/payments/export?country=DE&colour=red", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for path in ["/api/v1/payments?status=declined&limit=5", "/api/v1/payments/export?country=DE&kind=payout"] {
+        assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}: declared parameters pass");
+    }
     let (status, headers, _) = problem(&app, Method::PATCH, "/api/v1/payments", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "GET, POST");

@@ -1,0 +1,92 @@
+//! Query parameters the API does not know are refused (400), not ignored: a misspelt
+//! filter (`?satus=declined`) would otherwise answer every payment, and an export would
+//! send them all. What each operation knows comes from the OpenAPI document itself.
+
+use std::collections::{BTreeSet, HashMap};
+
+use dashboard_core::AppError;
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+/// The query parameters of each operation: (method, path template such as
+/// `/payments/{id}`) → names.
+type Known = HashMap<(String, String), BTreeSet<String>>;
+
+/// Refuses a request to `inner` (the API under `/api/v1`) that carries a query parameter
+/// its operation does not declare.
+pub struct KnownQueryParameters<E> {
+    inner: E,
+    known: Known,
+}
+
+impl<E> KnownQueryParameters<E> {
+    /// `document`: the API's OpenAPI document (JSON).
+    pub fn new(inner: E, document: &str) -> KnownQueryParameters<E> {
+        KnownQueryParameters { inner, known: known(document) }
+    }
+}
+
+fn known(document: &str) -> Known {
+    let document: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+    let mut known = Known::new();
+    for (path, operations) in document["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in operations.as_object().into_iter().flatten() {
+            let names = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|parameter| parameter["in"] == "query")
+                .filter_map(|parameter| parameter["name"].as_str().map(str::to_owned))
+                .collect();
+            known.insert((method.to_ascii_uppercase(), path.clone()), names);
+        }
+    }
+    known
+}
+
+/// Whether `path` (`/payments/pay_1`) is an instance of `template` (`/payments/{id}`).
+fn fits(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template.iter().zip(&path).all(|(part, value)| part == value || (part.starts_with('{') && !value.is_empty()))
+}
+
+impl<E: Endpoint> KnownQueryParameters<E> {
+    /// The first query parameter of `req` its operation does not declare, if the
+    /// operation is known at all (an unknown route is answered 404 as it is).
+    fn unknown_parameter(&self, req: &Request) -> Option<String> {
+        let query = req.uri().query().filter(|query| !query.is_empty())?;
+        let path = req.uri().path().trim_start_matches("/api/v1");
+        let method = req.method().as_str();
+        // An exact path wins over a template (`/payments/export` over `/payments/{id}`).
+        let names = self.known.get(&(method.to_owned(), path.to_owned())).or_else(|| {
+            self.known.iter().find(|((m, template), _)| m == method && fits(template, path)).map(|(_, names)| names)
+        })?;
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| name.into_owned())
+            .find(|name| !names.contains(name))
+    }
+}
+
+impl<E: Endpoint> Endpoint for KnownQueryParameters<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        if let Some(name) = self.unknown_parameter(&req) {
+            return Err(AppError::BadRequest(format!("There is no query parameter {name:?} here.")).into());
+        }
+        self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+
+    #[test]
+    fn a_path_fits_its_template() {
+        assert!(fits("/payments/{id}", "/payments/pay_1"));
+        assert!(fits("/payments/export", "/payments/export"));
+        assert!(!fits("/payments/{id}", "/payments/"));
+        assert!(!fits("/payments/{id}", "/payments/pay_1/refunds"));
+    }
+}
