@@ -25,6 +25,7 @@ use dashboard_team as _;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod api_document;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -16,12 +16,13 @@ use dashboard_core::limits::BodyLimit;
 use dashboard_core::origin::SameOriginApiWrites;
 use dashboard_core::registry::{Registry, RegistryError};
 use dashboard_core::security_headers::SecurityHeaders;
-use dashboard_core::session::SessionLoader;
+use dashboard_core::session::{self, SessionLoader};
 use dashboard_core::sms::{FileOutbox, HttpSms, SmsError, SmsSender};
 use dashboard_core::state::Settings;
 use dashboard_core::theme::{Theme, ThemeError};
 use dashboard_core::throttle::SignInLane;
 
+use crate::api_document;
 use crate::query_parameters::KnownQueryParameters;
 use dashboard_core::web::{HtmlErrors, static_file};
 use poem::endpoint::BoxEndpoint;
@@ -152,9 +153,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
              Each operation names the permission it requires. Errors are application/problem+json.",
         )
         .server("/api/v1");
-    let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let document = api.spec();
+    let served = api_document::with_security(&document, state.registry, session::session_cookie_name(&state));
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder().content_type("application/json; charset=utf-8").body(served.clone())
+    });
     let api = KnownQueryParameters::new(poem::IntoEndpoint::into_endpoint(api), &document);
 
     let mut route = Route::new()
