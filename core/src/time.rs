@@ -181,3 +181,68 @@ mod tests {
         }
     }
 }
+
+/// A UTC instant as the API writes it, RFC 3339 (`2026-11-27T10:15:00Z`), declared a
+/// `date-time` string in the OpenAPI document; templates read it as the string it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub String);
+
+impl From<String> for Timestamp {
+    fn from(text: String) -> Timestamp {
+        Timestamp(text)
+    }
+}
+
+impl From<&NaiveDateTime> for Timestamp {
+    fn from(value: &NaiveDateTime) -> Timestamp {
+        Timestamp(rfc3339(value))
+    }
+}
+
+mod timestamp_schema {
+    use std::borrow::Cow;
+
+    use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+    use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+    use serde_json::Value;
+
+    use super::Timestamp;
+
+    impl Type for Timestamp {
+        const IS_REQUIRED: bool = true;
+        type RawValueType = Self;
+        type RawElementValueType = Self;
+
+        fn name() -> Cow<'static, str> {
+            "string_date-time".into()
+        }
+
+        fn schema_ref() -> MetaSchemaRef {
+            MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
+        }
+
+        fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+            Some(self)
+        }
+
+        fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+            Box::new(self.as_raw_value().into_iter())
+        }
+    }
+
+    impl ToJSON for Timestamp {
+        fn to_json(&self) -> Option<Value> {
+            Some(Value::String(self.0.clone()))
+        }
+    }
+
+    impl ParseFromJSON for Timestamp {
+        fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+            match value {
+                Some(Value::String(text)) if chrono::DateTime::parse_from_rfc3339(&text).is_ok() => Ok(Timestamp(text)),
+                _ => Err(ParseError::custom("expected an RFC 3339 date-time")),
+            }
+        }
+    }
+}

@@ -108,9 +108,9 @@ pub struct TokenInfo {
     pub scopes: Vec<String>,
     /// `null`: every project the owner may see.
     pub project_ids: Option<Vec<i64>>,
-    pub created_at: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
+    pub created_at: crate::time::Timestamp,
+    pub expires_at: Option<crate::time::Timestamp>,
+    pub last_used_at: Option<crate::time::Timestamp>,
     pub revoked: bool,
 }
 
@@ -136,9 +136,9 @@ fn info(row: TokenRow) -> TokenInfo {
         name: row.name,
         scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
         project_ids: row.project_ids.map(|list| parse_ids(&list)),
-        created_at: crate::time::rfc3339(&row.created_at),
-        expires_at: row.expires_at.as_ref().map(crate::time::rfc3339),
-        last_used_at: row.last_used_at.as_ref().map(crate::time::rfc3339),
+        created_at: crate::time::Timestamp::from(&row.created_at),
+        expires_at: row.expires_at.as_ref().map(crate::time::Timestamp::from),
+        last_used_at: row.last_used_at.as_ref().map(crate::time::Timestamp::from),
         revoked: row.revoked_at.is_some(),
     }
 }

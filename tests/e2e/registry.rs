@@ -111,6 +111,9 @@ async fn one_openapi_document_holds_every_sections_operations() {
     validate_openapi(&file);
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(document["servers"][0]["url"], "/api/v1");
+    // Times are declared as such, for generated clients to parse them.
+    let payment = &document["components"]["schemas"]["PaymentView"]["properties"];
+    assert_eq!(payment["created_at"]["format"], "date-time", "{payment}");
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(
         (schemes["apiToken"]["scheme"].as_str(), schemes["session"]["in"].as_str()),

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 use dashboard_core::auth::Principal;
-use dashboard_core::time::{now, rfc3339, shown};
+use dashboard_core::time::{now, shown};
 use dashboard_core::{AppError, AppState, db_run, db_write};
 use diesel::prelude::{Queryable, Selectable};
 use poem_openapi::Object;
@@ -35,7 +35,7 @@ pub struct Note {
     /// Whether the caller wrote it.
     pub mine: bool,
     /// When it was written (RFC 3339, UTC).
-    pub created_at: String,
+    pub created_at: dashboard_core::time::Timestamp,
     /// The same time in the caller's time zone, for people.
     #[oai(skip)]
     pub shown_at: String,
@@ -47,7 +47,7 @@ impl Note {
             id: row.id,
             text: row.text,
             mine: row.author_user_id == principal.user_id,
-            created_at: rfc3339(&row.created_at),
+            created_at: dashboard_core::time::Timestamp::from(&row.created_at),
             shown_at: shown(&row.created_at, &principal.time_zone),
         }
     }

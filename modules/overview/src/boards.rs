@@ -3,7 +3,7 @@
 use crate::schema::analytics_boards;
 use chrono::NaiveDateTime;
 use dashboard_core::auth::Principal;
-use dashboard_core::time::{now, rfc3339};
+use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState};
 use diesel::prelude::{Queryable, Selectable};
 use poem_openapi::Object;
@@ -24,7 +24,7 @@ pub struct Board {
     pub query: String,
     /// The charts shown, in order.
     pub charts: Vec<String>,
-    pub updated_at: String,
+    pub updated_at: dashboard_core::time::Timestamp,
 }
 
 #[derive(Debug, Clone, Deserialize, Object)]
@@ -77,7 +77,7 @@ fn board_of(row: BoardRow) -> Board {
         name: row.name,
         query: row.query,
         charts: serde_json::from_str(&row.charts).unwrap_or_default(),
-        updated_at: rfc3339(&row.updated_at),
+        updated_at: dashboard_core::time::Timestamp::from(&row.updated_at),
     }
 }
 

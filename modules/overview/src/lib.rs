@@ -131,7 +131,7 @@ pub struct OverviewProject {
     pub id: i64,
     pub name: String,
     /// When the platform operator created it (RFC 3339, UTC).
-    pub created_at: String,
+    pub created_at: dashboard_core::time::Timestamp,
 }
 
 /// A section the user can open.
@@ -163,7 +163,7 @@ pub async fn overview(state: &AppState, principal: &Principal) -> Result<Overvie
         .map(|project| OverviewProject {
             id: project.id,
             name: project.name,
-            created_at: dashboard_core::time::rfc3339(&project.created_at),
+            created_at: dashboard_core::time::Timestamp::from(&project.created_at),
         })
         .collect();
     let sections = state

@@ -251,9 +251,9 @@ pub struct Delivery {
     pub attempts: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
-    pub next_attempt_at: Option<String>,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
+    pub next_attempt_at: Option<dashboard_core::time::Timestamp>,
+    pub created_at: dashboard_core::time::Timestamp,
+    pub delivered_at: Option<dashboard_core::time::Timestamp>,
 }
 
 /// A delivery as its log shows it.
@@ -286,7 +286,8 @@ pub async fn deliveries(state: &AppState, principal: &Principal, public_id: &str
     Ok(rows
         .into_iter()
         .map(|row| Delivery {
-            next_attempt_at: (row.status == "pending").then(|| rfc3339(&row.next_attempt_at)),
+            next_attempt_at: (row.status == "pending")
+                .then(|| dashboard_core::time::Timestamp::from(&row.next_attempt_at)),
             id: row.id,
             event: row.event,
             url: row.url,
@@ -294,8 +295,8 @@ pub async fn deliveries(state: &AppState, principal: &Principal, public_id: &str
             attempts: row.attempts,
             last_status_code: row.last_status_code,
             last_error: row.last_error,
-            created_at: rfc3339(&row.created_at),
-            delivered_at: row.delivered_at.as_ref().map(rfc3339),
+            created_at: dashboard_core::time::Timestamp::from(&row.created_at),
+            delivered_at: row.delivered_at.as_ref().map(dashboard_core::time::Timestamp::from),
         })
         .collect())
 }

@@ -18,7 +18,7 @@ use dashboard_core::db::DbConn;
 use dashboard_core::error::AppError;
 use dashboard_core::export::Rows;
 use dashboard_core::state::AppState;
-use dashboard_core::time::{StoredTime, local_days, rfc3339};
+use dashboard_core::time::{StoredTime, local_days};
 
 /// The registry's filters; every field is optional and they live in the URL.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ pub struct PaymentSummary {
     pub card_brand: Option<String>,
     pub card_last4: Option<String>,
     pub decline_reason: Option<String>,
-    pub created_at: String,
+    pub created_at: dashboard_core::time::Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,7 +379,7 @@ fn summary(row: PaymentRecord) -> PaymentSummary {
         card_brand: row.card_brand,
         card_last4: row.card_last4,
         decline_reason: row.decline_reason,
-        created_at: rfc3339(&row.created_at.0),
+        created_at: dashboard_core::time::Timestamp::from(&row.created_at.0),
     }
 }
 

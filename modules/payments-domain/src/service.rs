@@ -82,8 +82,8 @@ pub struct OperationView {
     pub amount: Money,
     pub decline_code: Option<String>,
     pub decline_reason: Option<String>,
-    pub created_at: String,
-    pub completed_at: Option<String>,
+    pub created_at: dashboard_core::time::Timestamp,
+    pub completed_at: Option<dashboard_core::time::Timestamp>,
 }
 
 /// A payment with its operations.
@@ -112,8 +112,8 @@ pub struct PaymentView {
     pub decline_reason: Option<String>,
     /// Where the customer passes 3-D Secure, while `status` is `awaiting_challenge`.
     pub challenge_url: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: dashboard_core::time::Timestamp,
+    pub updated_at: dashboard_core::time::Timestamp,
     /// Where the customer goes after the 3-D Secure challenge.
     pub return_url: Option<String>,
     pub operations: Vec<OperationView>,
@@ -1865,8 +1865,8 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
             amount: Money { amount: op.amount, currency: op.currency },
             decline_code: op.decline_code,
             decline_reason: op.decline_reason,
-            created_at: rfc3339(&op.created_at),
-            completed_at: op.completed_at.as_ref().map(rfc3339),
+            created_at: dashboard_core::time::Timestamp::from(&op.created_at),
+            completed_at: op.completed_at.as_ref().map(dashboard_core::time::Timestamp::from),
         })
         .collect();
     let card = match (row.card_first6, row.card_last4, row.card_brand, row.card_expiry) {
@@ -1904,8 +1904,8 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
         card,
         decline_code: row.decline_code,
         decline_reason: row.decline_reason,
-        created_at: rfc3339(&row.created_at),
-        updated_at: rfc3339(&row.updated_at),
+        created_at: dashboard_core::time::Timestamp::from(&row.created_at),
+        updated_at: dashboard_core::time::Timestamp::from(&row.updated_at),
         return_url: row.return_url,
         operations,
     }

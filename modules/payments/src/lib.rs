@@ -123,7 +123,7 @@ fn export_row(p: dashboard_payments_domain::search::PaymentSummary) -> Vec<Strin
     let text = |v: Option<String>| v.map(safe_text).unwrap_or_default();
     vec![
         p.id,
-        p.created_at,
+        p.created_at.0,
         p.project_id.to_string(),
         p.kind,
         p.method,

@@ -411,7 +411,7 @@ pub struct PhoneConfirmation {
 #[oai(skip_serializing_if_is_none)]
 pub struct SupportBotCode {
     pub code: String,
-    pub expires_at: String,
+    pub expires_at: dashboard_core::time::Timestamp,
 }
 
 #[derive(ApiResponse)]
@@ -550,7 +550,7 @@ impl ProfileApi {
     #[oai(path = "/profile/support-bot-code", method = "post", operation_id = "profile_support_bot_code")]
     async fn support_bot_code(&self, state: Data<&AppState>, principal: &Principal) -> ApiResult<Json<SupportBotCode>> {
         let (code, expires_at) = service::support_bot_code(&state, principal).await?;
-        Ok(Json(SupportBotCode { code, expires_at }))
+        Ok(Json(SupportBotCode { code, expires_at: expires_at.into() }))
     }
 
     /// The caller's API tokens

@@ -177,7 +177,7 @@ async fn payout_limits_submit(
 pub struct ProjectItem {
     pub id: i64,
     pub name: String,
-    pub created_at: String,
+    pub created_at: dashboard_core::time::Timestamp,
 }
 
 /// A project's callback settings.
@@ -219,7 +219,7 @@ impl ProjectsApi {
                 .map(|p| ProjectItem {
                     id: p.id,
                     name: p.name,
-                    created_at: dashboard_core::time::rfc3339(&p.created_at),
+                    created_at: dashboard_core::time::Timestamp::from(&p.created_at),
                 })
                 .collect(),
         ))

@@ -104,7 +104,7 @@ fn user_row(member: &service::Member) -> Vec<String> {
         },
         if member.second_factor_enabled { "on" } else { "off" }.to_owned(),
         if member.active { "active" } else { "deactivated" }.to_owned(),
-        member.created_at.clone(),
+        member.created_at.0.clone(),
     ]
 }
 

@@ -73,7 +73,7 @@ pub struct Member {
     pub roles: Vec<RoleRef>,
     pub second_factor_enabled: bool,
     pub locked: bool,
-    pub created_at: String,
+    pub created_at: dashboard_core::time::Timestamp,
 }
 
 /// What the merchant admin enters for a user.
@@ -270,7 +270,7 @@ async fn members_of(state: &AppState, rows: Vec<UserRow>) -> Result<Vec<Member>,
             roles: roles_of.remove(&row.id).unwrap_or_default(),
             second_factor_enabled: enabled.contains(&row.id),
             locked: row.locked_until.is_some_and(|until| until > now),
-            created_at: rfc3339(&row.created_at),
+            created_at: dashboard_core::time::Timestamp::from(&row.created_at),
         })
         .collect())
 }
