@@ -248,10 +248,12 @@ async fn a_refund_by_order_id_is_made_once_and_listed_with_who_entered_it(app: T
 
     // The API twin finds the payment by its order id too; a repeated key answers again.
     let capture = json!({ "action": "capture", "payment": "order-2", "amount": 1_000 });
-    for _ in 0..2 {
+    for replayed in [None, Some("true")] {
         let request = app.client.post(app.url("/api/v1/manual/operations")).header("Idempotency-Key", "cap-1");
         let response = request.json(&capture).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        let header = response.headers().get("idempotent-replayed").map(|value| value.to_str().unwrap().to_owned());
+        assert_eq!(header.as_deref(), replayed, "the second answer says it repeats the first");
         let captured: Value = response.json().await.unwrap();
         assert_eq!((captured["id"].as_str(), captured["captured"].as_i64()), (Some(made[1].as_str()), Some(1_000)));
     }

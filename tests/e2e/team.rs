@@ -105,7 +105,7 @@ async fn deactivation_ends_sessions_and_tokens_at_once(app: TestApp) {
     let (_, me) = get_json(&app, "/api/v1/team/users?q=admin").await;
     let admin_id = me["items"][0]["id"].as_i64().unwrap();
     let (status, _) = post_json(&app, &format!("/api/v1/team/users/{admin_id}/deactivation"), json!({})).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "no self-deactivation ({admin})");
+    assert_eq!(status, StatusCode::CONFLICT, "no self-deactivation ({admin})");
 }
 
 story!(roles_and_project_access_change_and_apply_at_once);

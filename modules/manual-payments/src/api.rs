@@ -67,9 +67,18 @@ enum ResultsFile {
 #[derive(ApiResponse)]
 enum PaidOut {
     /// The payment (a payout or a card payment), as the acquirer's answer left it. A
-    /// repeated Idempotency-Key answers the first result again.
+    /// repeated Idempotency-Key answers the first result again, with
+    /// `Idempotent-Replayed: true`.
     #[oai(status = 201)]
-    Created(Json<PaymentView>),
+    Created(Json<PaymentView>, #[oai(header = "Idempotent-Replayed")] Option<bool>),
+}
+
+#[derive(ApiResponse)]
+enum Done {
+    /// The payment after the operation. A repeated Idempotency-Key answers the first
+    /// result again, with `Idempotent-Replayed: true`.
+    #[oai(status = 200)]
+    Done(Json<PaymentView>, #[oai(header = "Idempotent-Replayed")] Option<bool>),
 }
 
 #[derive(Default)]
@@ -105,8 +114,9 @@ impl ManualApi {
         body: Json<PayoutRequest>,
     ) -> ApiResult<PaidOut> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /manual/payouts", &body.0)?.entered(Entry::Manual);
-        let view = service::create_payout(&state, principal, body.0.payout()?, &claim).await?.into_inner();
-        Ok(PaidOut::Created(Json(view)))
+        let (view, replayed) =
+            service::create_payout(&state, principal, body.0.payout()?, &claim).await?.with_replayed();
+        Ok(PaidOut::Created(Json(view), replayed))
     }
 
     /// Take a card payment by hand (MO/TO)
@@ -123,8 +133,9 @@ impl ManualApi {
     ) -> ApiResult<PaidOut> {
         let claim =
             Claim::for_caller(&state, principal, &key, "POST /manual/purchases", &body.0)?.entered(Entry::Manual);
-        let view = moto::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.into_inner();
-        Ok(PaidOut::Created(Json(view)))
+        let (view, replayed) =
+            moto::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.with_replayed();
+        Ok(PaidOut::Created(Json(view), replayed))
     }
 }
 
@@ -142,7 +153,7 @@ impl ManualOperationsApi {
         principal: &Principal,
         #[oai(name = "Idempotency-Key")] key: Header<String>,
         body: Json<ActionRequest>,
-    ) -> ApiResult<Json<PaymentView>> {
+    ) -> ApiResult<Done> {
         let request = body.0;
         if request.amount.is_some() && !request.action.takes_amount() {
             let message = format!("A {} takes the whole amount: omit the amount.", request.action.as_str());
@@ -150,7 +161,9 @@ impl ManualOperationsApi {
         }
         let payment = service::find(&state, principal, &request.payment, request.project_id).await?;
         let claim = request.action.claim(&state, principal, &key, &payment.id, request.amount)?.entered(Entry::Manual);
-        Ok(Json(request.action.run(&state, principal, &payment.id, request.amount, &claim).await?.into_inner()))
+        let (view, replayed) =
+            request.action.run(&state, principal, &payment.id, request.amount, &claim).await?.with_replayed();
+        Ok(Done::Done(Json(view), replayed))
     }
 
     /// List manual operations

@@ -37,6 +37,15 @@ impl<T> Replay<T> {
             Replay::Fresh(value) | Replay::Repeated(value) => value,
         }
     }
+
+    /// The value, and the `Idempotent-Replayed` header's value: `Some(true)` for an answer
+    /// given before, none for a first one.
+    pub fn with_replayed(self) -> (T, Option<bool>) {
+        match self {
+            Replay::Fresh(value) => (value, None),
+            Replay::Repeated(value) => (value, Some(true)),
+        }
+    }
 }
 
 /// A key about to be claimed, with the hash of the request it comes with.

@@ -3,7 +3,7 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::{ApiResult, AppError, AppState, directory};
 use dashboard_payments_domain::callbacks::{self, Delivery};
-use dashboard_payments_domain::idempotency::{Claim, Replay};
+use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
@@ -87,14 +87,6 @@ enum Done {
     Done(Json<PaymentView>, #[oai(header = "Idempotent-Replayed")] Option<bool>),
 }
 
-/// The payment and whether it is the answer of an earlier request with the same key.
-fn answered(replay: Replay<PaymentView>) -> (Json<PaymentView>, Option<bool>) {
-    match replay {
-        Replay::Fresh(view) => (Json(view), None),
-        Replay::Repeated(view) => (Json(view), Some(true)),
-    }
-}
-
 #[derive(Default)]
 pub struct PaymentsApi;
 
@@ -113,8 +105,9 @@ impl PaymentsApi {
         body: Json<PurchaseRequest>,
     ) -> ApiResult<Created> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /payments", &body.0)?;
-        let (view, replayed) = answered(service::create_purchase(&state, principal, body.0.purchase()?, &claim).await?);
-        Ok(Created::Created(view, replayed))
+        let (view, replayed) =
+            service::create_purchase(&state, principal, body.0.purchase()?, &claim).await?.with_replayed();
+        Ok(Created::Created(Json(view), replayed))
     }
 
     /// List payments
@@ -251,8 +244,8 @@ impl PaymentsApi {
     ) -> ApiResult<Done> {
         let action = PaymentAction::Capture;
         let claim = action.claim(&state, principal, &key, &id, body.amount)?;
-        let (view, replayed) = answered(action.run(&state, principal, &id, body.amount, &claim).await?);
-        Ok(Done::Done(view, replayed))
+        let (view, replayed) = action.run(&state, principal, &id, body.amount, &claim).await?.with_replayed();
+        Ok(Done::Done(Json(view), replayed))
     }
 
     /// Release a held payment
@@ -266,8 +259,8 @@ impl PaymentsApi {
     ) -> ApiResult<Done> {
         let action = PaymentAction::Release;
         let claim = action.claim(&state, principal, &key, &id, None)?;
-        let (view, replayed) = answered(action.run(&state, principal, &id, None, &claim).await?);
-        Ok(Done::Done(view, replayed))
+        let (view, replayed) = action.run(&state, principal, &id, None, &claim).await?.with_replayed();
+        Ok(Done::Done(Json(view), replayed))
     }
 
     /// Reverse a completed sale
@@ -284,8 +277,8 @@ impl PaymentsApi {
     ) -> ApiResult<Done> {
         let action = PaymentAction::Reversal;
         let claim = action.claim(&state, principal, &key, &id, None)?;
-        let (view, replayed) = answered(action.run(&state, principal, &id, None, &claim).await?);
-        Ok(Done::Done(view, replayed))
+        let (view, replayed) = action.run(&state, principal, &id, None, &claim).await?.with_replayed();
+        Ok(Done::Done(Json(view), replayed))
     }
 
     /// Refund a payment
@@ -303,8 +296,8 @@ impl PaymentsApi {
     ) -> ApiResult<Done> {
         let action = PaymentAction::Refund;
         let claim = action.claim(&state, principal, &key, &id, body.amount)?;
-        let (view, replayed) = answered(action.run(&state, principal, &id, body.amount, &claim).await?);
-        Ok(Done::Done(view, replayed))
+        let (view, replayed) = action.run(&state, principal, &id, body.amount, &claim).await?.with_replayed();
+        Ok(Done::Done(Json(view), replayed))
     }
 
     /// Send money to a card
@@ -322,8 +315,9 @@ impl PaymentsApi {
         body: Json<PayoutRequest>,
     ) -> ApiResult<Created> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /payouts", &body.0)?;
-        let (view, replayed) = answered(service::create_payout(&state, principal, body.0.payout()?, &claim).await?);
-        Ok(Created::Created(view, replayed))
+        let (view, replayed) =
+            service::create_payout(&state, principal, body.0.payout()?, &claim).await?.with_replayed();
+        Ok(Created::Created(Json(view), replayed))
     }
 
     /// Ask for the SMS code of a payout

@@ -522,7 +522,7 @@ fn refuse_credential_change(admin: &Principal, user_id: i64) -> Result<(), AppEr
 pub async fn set_active(state: &AppState, admin: &Principal, user_id: i64, active: bool) -> Result<Member, AppError> {
     member(state, admin.company_id, user_id).await?;
     if user_id == admin.user_id && !active {
-        return Err(AppError::BadRequest("You cannot deactivate yourself.".to_owned()));
+        return Err(AppError::Conflict("You cannot deactivate yourself.".to_owned()));
     }
     let action = if active { "user.reactivated" } else { "user.deactivated" };
     db_transaction!(state.db, conn => {
