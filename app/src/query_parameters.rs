@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use dashboard_core::AppError;
+use dashboard_core::registry::path_fits;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 /// The query parameters of each operation: (method, path template such as
@@ -43,13 +44,6 @@ fn known(document: &str) -> Known {
     known
 }
 
-/// Whether `path` (`/payments/pay_1`) is an instance of `template` (`/payments/{id}`).
-fn fits(template: &str, path: &str) -> bool {
-    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
-    template.len() == path.len()
-        && template.iter().zip(&path).all(|(part, value)| part == value || (part.starts_with('{') && !value.is_empty()))
-}
-
 impl<E: Endpoint> KnownQueryParameters<E> {
     /// The first query parameter of `req` its operation does not declare, if the
     /// operation is known at all (an unknown route is answered 404 as it is).
@@ -59,7 +53,10 @@ impl<E: Endpoint> KnownQueryParameters<E> {
         let method = req.method().as_str();
         // An exact path wins over a template (`/payments/export` over `/payments/{id}`).
         let names = self.known.get(&(method.to_owned(), path.to_owned())).or_else(|| {
-            self.known.iter().find(|((m, template), _)| m == method && fits(template, path)).map(|(_, names)| names)
+            self.known
+                .iter()
+                .find(|((m, template), _)| m == method && path_fits(template, path))
+                .map(|(_, names)| names)
         })?;
         url::form_urlencoded::parse(query.as_bytes())
             .map(|(name, _)| name.into_owned())
@@ -75,18 +72,5 @@ impl<E: Endpoint> Endpoint for KnownQueryParameters<E> {
             return Err(AppError::BadRequest(format!("There is no query parameter {name:?} here.")).into());
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fits;
-
-    #[test]
-    fn a_path_fits_its_template() {
-        assert!(fits("/payments/{id}", "/payments/pay_1"));
-        assert!(fits("/payments/export", "/payments/export"));
-        assert!(!fits("/payments/{id}", "/payments/"));
-        assert!(!fits("/payments/{id}", "/payments/pay_1/refunds"));
     }
 }

@@ -30,11 +30,6 @@ fn table() -> &'static Table {
     })
 }
 
-/// Every registered set's name and labels (for tests and documentation).
-pub fn sets() -> impl Iterator<Item = (&'static str, &'static HashMap<&'static str, &'static str>)> {
-    table().iter().map(|(name, labels)| (*name, labels))
-}
-
 /// The label of `value` in `set`, or `None` when the set does not know it.
 pub fn find(set: &str, value: &str) -> Option<&'static str> {
     table().get(set)?.get(value).copied()

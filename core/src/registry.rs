@@ -177,6 +177,14 @@ impl SectionSource {
     }
 }
 
+/// Whether `path` (`/payments/pay_1`) is an instance of the API path `template`
+/// (`/payments/{id}`): the same segments, a placeholder standing for any non-empty one.
+pub fn path_fits(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template.iter().zip(&path).all(|(part, value)| part == value || (part.starts_with('{') && !value.is_empty()))
+}
+
 /// Declares a section. Call it once in the section crate, at the top level.
 ///
 /// See `modules/example` for a complete, commented use.
@@ -309,26 +317,12 @@ impl Registry {
     /// The methods the API answers on `path` (under `/api/v1`, e.g. `/payments/pay_1`),
     /// for a 405's `Allow`; empty when no operation has that path.
     pub fn api_methods(&self, path: &str) -> Vec<&'static str> {
-        let matches = |template: &str| {
-            let (mut wanted, mut given) = (template.split('/'), path.split('/'));
-            loop {
-                match (wanted.next(), given.next()) {
-                    (None, None) => return true,
-                    (Some(part), Some(value)) if part.starts_with('{') || part == value => {
-                        if value.is_empty() && part.starts_with('{') {
-                            return false;
-                        }
-                    }
-                    _ => return false,
-                }
-            }
-        };
         let mut methods: Vec<&'static str> = self
             .sections()
             .iter()
             .filter_map(|section| section.api.as_ref())
             .flat_map(|api| api.operations.iter())
-            .filter(|operation| matches(operation.path))
+            .filter(|operation| path_fits(operation.path, path))
             .map(|operation| operation.method.as_str())
             .collect();
         methods.sort_unstable();
@@ -561,6 +555,14 @@ mod tests {
     use poem_openapi::payload::PlainText;
 
     use super::*;
+
+    #[test]
+    fn a_path_fits_its_template() {
+        assert!(path_fits("/payments/{id}", "/payments/pay_1"));
+        assert!(path_fits("/payments/export", "/payments/export"));
+        assert!(!path_fits("/payments/{id}", "/payments/"));
+        assert!(!path_fits("/payments/{id}", "/payments/pay_1/refunds"));
+    }
 
     #[handler]
     fn page_handler() -> &'static str {

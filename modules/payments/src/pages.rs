@@ -89,11 +89,11 @@ fn sort_label(value: &str) -> &str {
     SORTS.iter().find(|(key, _)| *key == value).map_or(value, |(_, label)| label)
 }
 
-/// The choices of a filter whose values are labelled in `set`.
-fn options(set: &str, values: &[&str], selected: &Option<String>) -> Vec<Value> {
+/// The choices of a filter, each shown as `label` says.
+fn options(values: &[&str], selected: &Option<String>, label: impl Fn(&str) -> String) -> Vec<Value> {
     values
         .iter()
-        .map(|v| json!({ "value": v, "label": labels::label(set, v), "selected": selected.as_deref() == Some(*v) }))
+        .map(|v| json!({ "value": v, "label": label(v), "selected": selected.as_deref() == Some(*v) }))
         .collect()
 }
 
@@ -135,10 +135,10 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         "rows": rows,
         "error": error,
         "projects": project_options,
-        "statuses": options("payment_status", &statuses, &filter.status),
-        "kinds": options("payment_kind", &kinds, &filter.kind),
-        "methods": options("payment_method", &methods, &filter.method),
-        "currencies": options("currency", &["EUR", "USD", "GBP", "JPY"], &filter.currency),
+        "statuses": options(&statuses, &filter.status, |v| labels::label("payment_status", v)),
+        "kinds": options(&kinds, &filter.kind, |v| labels::label("payment_kind", v)),
+        "methods": options(&methods, &filter.method, |v| labels::label("payment_method", v)),
+        "currencies": options(&["EUR", "USD", "GBP", "JPY"], &filter.currency, str::to_owned),
         "sorts": SORTS
             .iter()
             .map(|(value, label)| json!({ "value": value, "label": label, "selected": filter.sort.as_deref().unwrap_or("date_desc") == *value }))
@@ -155,7 +155,7 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         "csrf_token": page.csrf_token,
         "back": query,
         "next_url": next.map(|after| format!("/payments?{}{}after={}", query, if query.is_empty() { "" } else { "&" }, urlencode(&after))),
-        "first_url": filter.after.as_ref().filter(|a| !a.is_empty()).map(|_| format!("/payments?{query}")),
+        "first_url": filter.after.as_ref().filter(|a| !a.is_empty()).map(|_| registry_url(&query)),
         "export_csv": format!("/payments/export.csv?{query}"),
         "export_xlsx": format!("/payments/export.xlsx?{query}"),
     });
@@ -177,7 +177,7 @@ pub async fn save_columns(page: PageContext, HtmlForm(form): HtmlForm<ColumnsFor
     columns::choose(&page.state, page.principal()?, &form.columns).await?;
     // Only a query string of the registry goes back: never another address.
     let back: String = form.back.chars().filter(|c| c.is_ascii_graphic() && *c != '#').collect();
-    Ok(see_other(&if back.is_empty() { "/payments".to_owned() } else { format!("/payments?{back}") }))
+    Ok(see_other(&registry_url(&back)))
 }
 
 #[handler]
