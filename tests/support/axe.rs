@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
@@ -33,7 +34,13 @@ impl Violation {
 }
 
 /// The axe-core source, fetched once per checkout; `None` (outside CI) when npm is missing.
+/// Tests running side by side share one fetch: the first caller unpacks, the others wait.
 pub fn script() -> Option<String> {
+    static SCRIPT: OnceLock<Option<String>> = OnceLock::new();
+    SCRIPT.get_or_init(fetch).clone()
+}
+
+fn fetch() -> Option<String> {
     let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/axe-core").join(VERSION);
     let file = folder.join("package/axe.min.js");
     if !file.is_file()
@@ -46,29 +53,38 @@ pub fn script() -> Option<String> {
     Some(std::fs::read_to_string(&file).expect("axe.min.js is readable"))
 }
 
-/// `npm pack` writes the package's tarball into `folder`; `tar` unpacks it there.
+/// `npm pack` writes the package's tarball into a folder of this process's own, `tar` unpacks
+/// it there, and a rename puts the whole package in place at once: another test binary
+/// unpacking at the same time can never read a half-written package.
 fn unpack(folder: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let scratch = folder.with_file_name(format!("{VERSION}.unpacking-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let packed = Command::new("npm")
         .args(["pack", &format!("axe-core@{VERSION}"), "--silent", "--pack-destination"])
-        .arg(folder)
+        .arg(&scratch)
         .output()
         .map_err(|e| format!("npm is needed to fetch axe-core ({e}); apt-get install npm"))?;
     if !packed.status.success() {
         return Err(format!("npm pack axe-core failed: {}", String::from_utf8_lossy(&packed.stderr)));
     }
-    let tarball = folder.join(format!("axe-core-{VERSION}.tgz"));
+    let tarball = scratch.join(format!("axe-core-{VERSION}.tgz"));
     let status = Command::new("tar")
         .arg("xzf")
         .arg(&tarball)
         .arg("-C")
-        .arg(folder)
+        .arg(&scratch)
         .status()
         .map_err(|e| format!("tar is needed to unpack axe-core: {e}"))?;
     if !status.success() {
         return Err(format!("cannot unpack {}", tarball.display()));
     }
-    Ok(())
+    let moved = std::fs::rename(&scratch, folder);
+    if folder.join("package/axe.min.js").is_file() {
+        // Either this rename or another process's won; both packages are the same.
+        let _ = std::fs::remove_dir_all(&scratch);
+        return Ok(());
+    }
+    moved.map_err(|e| format!("cannot move axe-core into {}: {e}", folder.display()))
 }
 
 /// Runs axe-core on the page the browser shows and returns every violation. WebDriver's
