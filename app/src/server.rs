@@ -100,6 +100,7 @@ impl Application {
             extensions: Arc::new(extensions),
             token_principals: Arc::default(),
             hashing: Arc::new(hashing),
+            requests: Arc::default(),
         };
         let listen_error =
             |e: std::io::Error| StartError::Listen { address: config.listen.to_string(), reason: e.to_string() };
@@ -179,10 +180,11 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let app = Arc::new(SessionLoader {
         inner: HtmlErrors { inner: SameOriginApiWrites { inner: BodyLimit { inner: route } } },
     });
+    let requests = state.requests.clone();
     // Sessions are cookies for both (poem's CSRF middleware brings its own cookie jar).
     let app = CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
         .data(state)
-        .with(telemetry::RequestLog)
+        .with(telemetry::RequestLog { requests })
         .with(CatchPanic::new());
     // Anonymous credential requests take turns before anything else reads them.
     let app = SignInLane::new(app, &settings);

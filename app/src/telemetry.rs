@@ -1,8 +1,10 @@
 //! Structured logs: one line per request with a request id, also sent back as
 //! `X-Request-Id` so a user's report can be matched with the log.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use dashboard_core::pacing::Requests;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
@@ -32,19 +34,23 @@ where
     };
 }
 
-/// Middleware: request id, span, and a log line with status and duration.
-pub struct RequestLog;
+/// Middleware: request id, span, and a log line with status and duration; the request is
+/// counted as in flight meanwhile (long jobs give way to it).
+pub struct RequestLog {
+    pub requests: Arc<Requests>,
+}
 
 impl<E: Endpoint> Middleware<E> for RequestLog {
     type Output = RequestLogEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        RequestLogEndpoint { inner }
+        RequestLogEndpoint { inner, requests: self.requests.clone() }
     }
 }
 
 pub struct RequestLogEndpoint<E> {
     inner: E,
+    requests: Arc<Requests>,
 }
 
 /// A client's id is kept when it is short and plain; otherwise a new one is made.
@@ -63,6 +69,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let id = request_id(&req);
         let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+        let _answering = self.requests.begin();
         async move {
             let started = Instant::now();
             let mut response = match self.inner.call(req).await {

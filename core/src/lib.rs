@@ -17,6 +17,7 @@ pub mod links;
 pub mod mail;
 pub mod money;
 pub mod origin;
+pub mod pacing;
 pub mod preferences;
 pub mod registry;
 pub mod reports;

@@ -64,6 +64,8 @@ pub struct AppState {
     pub token_principals: Arc<crate::tokens::TokenPrincipals>,
     /// Turns for password hashing (sign-in storms wait here, or are turned away).
     pub hashing: Arc<crate::auth::HashingTurns>,
+    /// The requests being answered, which long jobs give way to.
+    pub requests: Arc<crate::pacing::Requests>,
 }
 
 impl AppState {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, TimeDelta};
 use dashboard_core::db::prelude::*;
 use dashboard_core::hooks::{Job, Setting, check_number_up_to};
+use dashboard_core::pacing::GiveWay;
 use dashboard_core::reports::{ReportRows, ReportType};
 use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState, register};
@@ -238,7 +239,8 @@ async fn write(state: &AppState, report: &ReportRow, token: &str, partial: PathB
     let format = report.format();
     let mut writing = tokio::task::spawn_blocking({
         let progress = progress.clone();
-        move || write_rows(&partial, format, layout, rows, &progress)
+        let give_way = state.requests.give_way();
+        move || write_rows(&partial, format, layout, rows, &progress, give_way)
     });
     let span = (to - from).num_microseconds().unwrap_or(1).max(1);
     let from = from.and_utc().timestamp_micros();
@@ -281,13 +283,15 @@ async fn renew(state: &AppState, id: i64, token: &str, rows: u64, permille: i32)
     Ok(renewed == 1)
 }
 
-/// The writing thread: the rows as they come into the file.
+/// The writing thread: the rows as they come into the file, pausing while requests are
+/// answered (the rows' reader then waits too, its channel full).
 fn write_rows(
     partial: &std::path::Path,
     format: Format,
     layout: Layout,
     mut rows: ReportRows,
     progress: &Progress,
+    give_way: GiveWay,
 ) -> Result<Built, AppError> {
     let mut file = ReportFile::create(partial, format, layout)?;
     let mut written = 0u64;
@@ -297,6 +301,7 @@ fn write_rows(
         }
         let batch = batch?;
         for row in &batch.rows {
+            give_way.blocking();
             file.write(row)?;
         }
         written += batch.rows.len() as u64;

@@ -6,6 +6,7 @@
 //! money once. A row whose operation is still with the acquirer stays pending until the
 //! recovery settles it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
@@ -149,6 +150,7 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         Some(user) => dashboard_core::session::load_principal(state, user, true).await?,
         None => None,
     };
+    let give_way = Arc::new(state.requests.give_way());
     loop {
         let rows: Vec<Pending> = dashboard_core::db_run!(state.db, conn => {
             batch_rows::table
@@ -175,11 +177,15 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         // Results are written as they come, a few rows at a time: the progress moves. Each
         // row runs as a task of its own, so that one halfway through a write goes on while
         // the results are written (a future left unpolled there would hold SQLite's writer).
+        // A row waits to start while people's requests are answered.
         let mut results = std::pin::pin!(
             futures_util::stream::iter(rows)
                 .map(|row| {
-                    let (state, principal) = (state.clone(), principal.clone());
-                    tokio::spawn(async move { (row.number, run_row(&state, principal.as_ref(), id, row).await) })
+                    let (state, principal, give_way) = (state.clone(), principal.clone(), give_way.clone());
+                    tokio::spawn(async move {
+                        give_way.pause().await;
+                        (row.number, run_row(&state, principal.as_ref(), id, row).await)
+                    })
                 })
                 .buffer_unordered(IN_FLIGHT)
                 .ready_chunks(RECORDED_TOGETHER)
