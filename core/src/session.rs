@@ -142,6 +142,34 @@ pub async fn sign_in(
     Ok(SignIn::Active { token, principal: Box::new(principal) })
 }
 
+/// Asks a signed-in person for their password again before something sensitive is shown
+/// (a project's secret key). A wrong password counts towards the lockout as a sign-in's
+/// does, so a session left open cannot be used to guess it; a locked account is refused.
+pub async fn confirm_password(
+    state: &AppState,
+    principal: &Principal,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let refused = || AppError::Refused("The password is not right.".to_owned());
+    let _turn = state.hashing.turn().await?;
+    let hash: String = crate::db_run!(state.db, conn => {
+        users::table.find(principal.user_id).select(users::password_hash).first(conn).await
+    })?;
+    let Some(attempt) = begin_attempt(state, principal.user_id).await? else {
+        return Err(refused());
+    };
+    if !verify_password(password.to_owned(), Some(hash)).await {
+        attempt_failed(state, attempt, principal.company_id, client).await?;
+        let event =
+            AuditEvent::by_user(principal.company_id, principal.user_id, "session.password_confirmed", "failure");
+        record(state, event, client).await?;
+        return Err(refused());
+    }
+    attempt_succeeded(state, principal.user_id).await?;
+    Ok(())
+}
+
 /// The second step: a TOTP or recovery code for the session `pending_token`. On success
 /// the pending session is replaced by a new one (a new id) that carries all the user's
 /// permissions; a wrong code counts towards the lockout.

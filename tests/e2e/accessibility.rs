@@ -35,6 +35,8 @@ async fn pages_pass_axe_core(theme: &str) {
         if !serious.is_empty() {
             failures.insert(page.to_owned(), serious);
         }
+        // For people to look at: target/screenshots/<theme>-<page>.png.
+        browser.screenshot(&format!("{theme}{}", screenshot_name(page))).await;
     })
     .await;
     browser.close().await;
@@ -53,17 +55,17 @@ async fn no_page_is_wider_than_a_phone() {
             too_wide.push(format!("{page}: {culprits}"));
         }
         // For people to look at: target/screenshots/phone-<page>.png.
-        let name: String = shape(page)
-            .trim_end_matches('/')
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        browser.screenshot(&format!("phone{name}")).await;
+        browser.screenshot(&format!("phone{}", screenshot_name(page))).await;
     })
     .await;
     browser.close().await;
     assert!(visited.len() >= 25, "the crawl reached only {visited:?}");
     assert!(too_wide.is_empty(), "pages wider than a 390 px phone: {too_wide:#?}");
+}
+
+/// A page's screenshot file name: its shape, with dashes for what is not a letter or digit.
+fn screenshot_name(page: &str) -> String {
+    shape(page).trim_end_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
 }
 
 /// `null` when the document fits the window's width; otherwise the widths and the elements
@@ -94,6 +96,7 @@ async fn visit_every_page(browser: &Browser, theme: &str, mut check: impl AsyncF
     let phone = "+447700900099";
     let admin = app.user_with_phone(company.id, "auditor", BuiltinRole::MerchantAdmin, Some(phone)).await;
     let authenticator = app.enable_second_factor(admin, phone).await;
+    logged_callback(&app, company.id).await;
 
     browser.client.goto(&app.url("/sign-in")).await.unwrap();
     check("/sign-in").await;
@@ -109,6 +112,39 @@ async fn visit_every_page(browser: &Browser, theme: &str, mut check: impl AsyncF
     let mut visited = vec!["/sign-in".to_owned(), "/sign-in/second-factor".to_owned()];
     visited.extend(crawl(browser, &app, check).await);
     visited
+}
+
+/// A callback on the demo company's first project with a failed attempt in its log, so that
+/// the Projects page shows a callback's actions and log as a merchant sees them.
+async fn logged_callback(app: &TestApp, company: i64) {
+    use dashboard_payments_domain::schema::{callback_attempts, callback_endpoints};
+    use dashboard_tests::query;
+    let project = directory::company_projects(&app.state.db, company).await.unwrap()[0].id;
+    let now = dashboard_core::time::now();
+    let url = "https://shop.example.com/callbacks";
+    let endpoint: i64 = query!(app, conn => diesel::insert_into(callback_endpoints::table)
+        .values((
+            callback_endpoints::project_id.eq(project),
+            callback_endpoints::event.eq("payment.completed"),
+            callback_endpoints::url.eq(url),
+            callback_endpoints::enabled.eq(false),
+            callback_endpoints::updated_at.eq(now),
+        ))
+        .returning(callback_endpoints::id)
+        .get_result(conn)
+        .await);
+    query!(app, conn => diesel::insert_into(callback_attempts::table)
+        .values((
+            callback_attempts::endpoint_id.eq(endpoint),
+            callback_attempts::attempted_at.eq(now),
+            callback_attempts::url.eq(url),
+            callback_attempts::status_code.eq(Some(503)),
+            callback_attempts::latency_ms.eq(212),
+            callback_attempts::error.eq(Some("The receiver answered 503 Service Unavailable.")),
+            callback_attempts::response_excerpt.eq(Some("upstream connect error")),
+        ))
+        .execute(conn)
+        .await);
 }
 
 /// Visits the overview and then every page linked from a page visited, one page per shape

@@ -85,6 +85,8 @@ diesel::table! {
         project_id -> BigInt,
         secret_encrypted -> Text,
         created_at -> Timestamp,
+        previous_encrypted -> Nullable<Text>,
+        previous_until -> Nullable<Timestamp>,
     }
 }
 
@@ -114,6 +116,22 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         delivered_at -> Nullable<Timestamp>,
+        endpoint_id -> Nullable<BigInt>,
+        resent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    callback_attempts (id) {
+        id -> BigInt,
+        endpoint_id -> BigInt,
+        delivery_id -> Nullable<BigInt>,
+        attempted_at -> Timestamp,
+        url -> Text,
+        status_code -> Nullable<Integer>,
+        latency_ms -> Integer,
+        error -> Nullable<Text>,
+        response_excerpt -> Nullable<Text>,
     }
 }
 
@@ -138,6 +156,8 @@ diesel::table! {
 
 diesel::joinable!(operations -> payments (payment_id));
 diesel::joinable!(ledger_postings -> operations (operation_id));
+diesel::joinable!(callback_deliveries -> callback_endpoints (endpoint_id));
+diesel::joinable!(callback_attempts -> callback_endpoints (endpoint_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     payments,
@@ -147,6 +167,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     project_secrets,
     callback_endpoints,
     callback_deliveries,
+    callback_attempts,
     payout_limits,
     moto_projects,
 );

@@ -246,6 +246,27 @@ struct PaymentRow {
     return_url: Option<String>,
 }
 
+/// What a callback says of a payment and the operation that changed it.
+fn change_of(payment: &PaymentRow, operation: Option<&OperationRow>) -> crate::callbacks::Change {
+    crate::callbacks::Change {
+        payment_id: payment.public_id.clone(),
+        project_id: payment.project_id,
+        merchant_order_id: payment.merchant_order_id.clone(),
+        status: payment.status.clone(),
+        currency: payment.currency.clone(),
+        amount: payment.amount,
+        captured: payment.captured_amount,
+        refunded: payment.refunded_amount,
+        decline_reason: payment.decline_reason.clone(),
+        operation: operation.map(|operation| crate::callbacks::ChangeOperation {
+            id: operation.id,
+            kind: operation.kind.clone(),
+            status: operation.status.clone(),
+            amount: operation.amount,
+        }),
+    }
+}
+
 /// One operation of a payment, as its view shows it.
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = operations, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
@@ -798,15 +819,7 @@ async fn finish(
     );
     let postings = if success { ledger::postings(kind, amount, 0) } else { Vec::new() };
     let postings = ledger::rows(&postings, operation_id, payment_id, project_id, &payment.currency, now);
-    let callback_state = (
-        settled_payment.public_id.clone(),
-        project_id,
-        settled_payment.status.clone(),
-        settled_payment.currency.clone(),
-        settled_payment.amount,
-        settled_payment.captured_amount,
-        settled_payment.refunded_amount,
-    );
+    let change = change_of(&settled_payment, Some(&settled_operation));
     let audit = (kind == OperationKind::Payout).then(|| payout_event(payment, operation, status, success));
     let view = view_of(state, settled_payment, vec![settled_operation]);
     let answer = key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
@@ -824,7 +837,7 @@ async fn finish(
             shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), &postings).await }),
             shared.with(|mut turn| async move {
                 let conn = turn.conn();
-                crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
+                crate::enqueue_callbacks!(conn, payment_id, now, change: change);
                 Ok(())
             }),
             shared.with(|mut turn| async move {
@@ -1425,7 +1438,7 @@ pub async fn record_chargeback(
             .await?;
         let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
         ledger::WritePostings::write_postings(conn, &postings).await?;
-        crate::enqueue_callbacks!(conn, payment_id, now);
+        crate::enqueue_callbacks!(conn, payment_id, operation, now);
         Ok::<_, AppError>(())
     })?;
     Ok(Status::ChargedBack)
@@ -1678,15 +1691,7 @@ async fn settle(
         if settled != 1 {
             return Err(AppError::Conflict("This operation was settled already.".to_owned()));
         }
-        let callback_state = (
-            row.public_id.clone(),
-            row.project_id,
-            row.status.clone(),
-            row.currency.clone(),
-            row.amount,
-            row.captured_amount,
-            row.refunded_amount,
-        );
+        let change = change_of(&row, ops.iter().find(|settled| settled.id == operation));
         let view = view_of(state, row, ops);
         let answer = key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
         let shared = conn.together();
@@ -1694,7 +1699,7 @@ async fn settle(
             shared.with(|mut turn| async move {
                 if success {
                     let conn = turn.conn();
-                    crate::enqueue_callbacks!(conn, payment_id, now, callback_state);
+                    crate::enqueue_callbacks!(conn, payment_id, now, change: change);
                 }
                 Ok::<_, DieselError>(())
             }),

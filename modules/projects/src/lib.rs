@@ -1,17 +1,21 @@
 //! Projects: the company's projects (created by the platform operator) and their
 //! settings: callbacks (which payment events go to which URL, signed with the project's
-//! secret key) and payout limits.
+//! secret key, each attempt logged, a test event on demand), the secret key (shown after
+//! the password is typed again, every read audited; rotated with an overlap) and payout
+//! limits.
 
+use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, Project};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
+use dashboard_core::session::{self, ClientInfo};
 use dashboard_core::web::see_other;
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
-use dashboard_payments_domain::callbacks::{self, Endpoint};
+use dashboard_payments_domain::callbacks::{self, Attempt, Endpoint};
 use dashboard_payments_domain::moto;
 use dashboard_payments_domain::payouts::{self, PayoutLimit};
-use poem::web::{Data, Form, Html, Path};
-use poem::{Response, handler};
+use poem::web::{Data, Form, Html, Path, Query};
+use poem::{Request, Response, handler};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
@@ -19,6 +23,8 @@ use serde_json::json;
 
 const VIEW: &str = "projects.view";
 const MANAGE: &str = "projects.manage";
+/// Attempts of each callback the page lists.
+const LOG_ON_PAGE: i64 = 10;
 
 register_section!(Section {
     id: "projects",
@@ -44,6 +50,9 @@ register_section!(Section {
     pages: &[
         page!(GET "/projects" => projects_page, Access::Permission(VIEW)),
         page!(POST "/projects/:id/callbacks" => callback_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/callbacks/test" => callback_test_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/secret-key" => secret_key_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/secret-key/rotation" => rotation_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/payout-limits" => payout_limits_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/moto" => moto_submit, Access::Permission(MANAGE)),
     ],
@@ -51,7 +60,10 @@ register_section!(Section {
         operation!(GET "/projects", Access::Permission(VIEW)),
         operation!(GET "/projects/{id}/callbacks", Access::Permission(VIEW)),
         operation!(PUT "/projects/{id}/callbacks", Access::Permission(MANAGE)),
+        operation!(POST "/projects/{id}/callbacks/test", Access::Permission(MANAGE)),
+        operation!(GET "/projects/{id}/callbacks/attempts", Access::Permission(VIEW)),
         operation!(GET "/projects/{id}/secret-key", Access::Permission(MANAGE)),
+        operation!(POST "/projects/{id}/secret-key/rotation", Access::Permission(MANAGE)),
         operation!(GET "/projects/{id}/payout-limits", Access::Permission(VIEW)),
         operation!(PUT "/projects/{id}/payout-limits", Access::Permission(MANAGE)),
         operation!(GET "/projects/{id}/moto", Access::Permission(VIEW)),
@@ -76,6 +88,34 @@ async fn set_callback(
     callbacks::set_endpoint(state, principal, id, endpoint).await
 }
 
+/// The service behind the page and `POST /projects/{id}/callbacks/test`.
+async fn test_callback(state: &AppState, principal: &Principal, id: i64, event: &str) -> Result<Attempt, AppError> {
+    project(state, principal, id).await?;
+    callbacks::send_test_event(state, principal, id, event).await
+}
+
+/// The service behind the page and `GET /projects/{id}/secret-key`: the project's keys,
+/// the read audited (who saw a key that signs the project's callbacks is evidence when one
+/// leaks).
+async fn read_keys(state: &AppState, principal: &Principal, id: i64) -> Result<SecretKey, AppError> {
+    project(state, principal, id).await?;
+    let keys = callbacks::signing_keys(state, id).await?;
+    let event = AuditEvent::success(principal, "project.secret_key_read").target(format!("project {id}"));
+    dashboard_core::audit::record(&state.db, event).await?;
+    Ok(SecretKey::from(keys))
+}
+
+/// The service behind the page and `POST /projects/{id}/secret-key/rotation`.
+async fn rotate_key(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    overlap_hours: i64,
+) -> Result<SecretKey, AppError> {
+    project(state, principal, id).await?;
+    Ok(SecretKey::from(callbacks::rotate_key(state, principal, id, overlap_hours).await?))
+}
+
 #[derive(Debug, Deserialize)]
 struct CallbackForm {
     event: String,
@@ -84,12 +124,38 @@ struct CallbackForm {
     enabled: Option<String>,
 }
 
+/// What the projects page shows besides the projects: a notice, and a key just revealed.
+#[derive(Default)]
+struct Shown {
+    notice: Option<&'static str>,
+    revealed: Option<(i64, SecretKey)>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
 #[handler]
-async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
+async fn projects_page(page: PageContext, Query(query): Query<NoticeQuery>) -> Result<Html<String>, AppError> {
+    let notice = match query.notice.as_deref() {
+        Some("tested") => Some("Test event sent: its result is the newest line of the callback's log."),
+        Some("saved") => Some("Callback saved. Deliveries still waiting go to its address from their next attempt."),
+        _ => None,
+    };
+    render_projects(&page, Shown { notice, ..Shown::default() }).await
+}
+
+async fn render_projects(page: &PageContext, shown: Shown) -> Result<Html<String>, AppError> {
     let principal = page.principal()?;
     let mut projects = Vec::new();
     for p in directory::visible_projects(&page.state.db, principal).await? {
-        let endpoints = callbacks::endpoints(&page.state, p.id).await?;
+        let mut endpoints = Vec::new();
+        for endpoint in callbacks::endpoints(&page.state, p.id).await? {
+            let log = callbacks::endpoint_log(&page.state, p.id, &endpoint.event, LOG_ON_PAGE).await?;
+            endpoints.push(json!({ "endpoint": endpoint, "log": log }));
+        }
+        let revealed = shown.revealed.as_ref().filter(|(id, _)| *id == p.id).map(|(_, key)| key);
         let limits: Vec<_> = payouts::limits(&page.state, principal, p.id)
             .await?
             .into_iter()
@@ -101,7 +167,9 @@ async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
             })
             .collect();
         let moto = moto::enabled(&page.state, p.id).await?;
-        projects.push(json!({ "project": p, "endpoints": endpoints, "limits": limits, "moto": moto }));
+        projects.push(json!({
+            "project": p, "endpoints": endpoints, "limits": limits, "moto": moto, "revealed": revealed,
+        }));
     }
     let data = json!({
         "projects": projects,
@@ -109,6 +177,7 @@ async fn projects_page(page: PageContext) -> Result<Html<String>, AppError> {
         "currencies": dashboard_core::money::CURRENCIES,
         "can_manage": principal.has_permission(MANAGE),
         "csrf_token": page.csrf_token,
+        "notice": shown.notice,
     });
     page.render("Projects", "projects/list", &data)
 }
@@ -121,7 +190,61 @@ async fn callback_submit(
 ) -> Result<Response, AppError> {
     let endpoint = Endpoint { event: form.event, url: form.url, enabled: form.enabled.is_some() };
     set_callback(&page.state, page.principal()?, id, &endpoint).await?;
-    Ok(see_other("/projects"))
+    Ok(see_other(&format!("/projects?notice=saved#project-{id}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct TestForm {
+    event: String,
+}
+
+#[handler]
+async fn callback_test_submit(
+    page: PageContext,
+    Path(id): Path<i64>,
+    Form(form): Form<TestForm>,
+) -> Result<Response, AppError> {
+    test_callback(&page.state, page.principal()?, id, &form.event).await?;
+    Ok(see_other(&format!("/projects?notice=tested#project-{id}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    password: String,
+    /// For a rotation: how long the old key goes on signing.
+    #[serde(default)]
+    overlap_hours: Option<i64>,
+}
+
+/// The key is shown on the answer to a password typed again, never kept in a page that
+/// can be reloaded or found in the history.
+#[handler]
+async fn secret_key_submit(
+    page: PageContext,
+    req: &Request,
+    Path(id): Path<i64>,
+    Form(form): Form<PasswordForm>,
+) -> Result<Html<String>, AppError> {
+    let principal = page.principal()?;
+    session::confirm_password(&page.state, principal, &form.password, &ClientInfo::from_request(req)).await?;
+    let key = read_keys(&page.state, principal, id).await?;
+    render_projects(&page, Shown { revealed: Some((id, key)), ..Shown::default() }).await
+}
+
+#[handler]
+async fn rotation_submit(
+    page: PageContext,
+    req: &Request,
+    Path(id): Path<i64>,
+    Form(form): Form<PasswordForm>,
+) -> Result<Html<String>, AppError> {
+    let principal = page.principal()?;
+    session::confirm_password(&page.state, principal, &form.password, &ClientInfo::from_request(req)).await?;
+    let overlap = form.overlap_hours.unwrap_or(callbacks::DEFAULT_OVERLAP_HOURS);
+    let key = rotate_key(&page.state, principal, id, overlap).await?;
+    let notice = Some("New key made. Until the old one stops signing, callbacks carry a signature for each.");
+    render_projects(&page, Shown { notice, revealed: Some((id, key)) }).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,12 +319,50 @@ pub struct MotoSetting {
     pub enabled: bool,
 }
 
-/// The key that signs the project's callbacks.
-#[derive(Debug, Object)]
+/// The key that signs the project's callbacks, and after a rotation the one it replaced
+/// while that one still signs.
+///
+/// Verify a callback: take `t` and every `v1` from its `Dashboard-Signature` header; compute
+/// HMAC-SHA256 of `"<t>.<raw body>"` keyed with the secret key exactly as given here (its 64
+/// characters, as text); accept when it equals one of the `v1` values (in constant time)
+/// and `t` is recent.
+#[derive(Debug, Object, serde::Serialize)]
 #[oai(skip_serializing_if_is_none)]
 pub struct SecretKey {
-    /// Hex; verify `Dashboard-Signature` as HMAC-SHA256 of `"<t>.<body>"` with it.
     pub secret_key: String,
+    /// The key a rotation replaced; callbacks carry its signature too until `previous_valid_until`.
+    pub previous_secret_key: Option<String>,
+    pub previous_valid_until: Option<dashboard_core::time::Timestamp>,
+}
+
+impl From<callbacks::SigningKeys> for SecretKey {
+    fn from(keys: callbacks::SigningKeys) -> Self {
+        let (previous_secret_key, until) = keys.previous.unzip();
+        SecretKey {
+            secret_key: keys.current,
+            previous_secret_key,
+            previous_valid_until: until.as_ref().map(dashboard_core::time::Timestamp::from),
+        }
+    }
+}
+
+/// A key rotation: how long the replaced key goes on signing.
+#[derive(Debug, Object)]
+pub struct Rotation {
+    /// Hours, 0 to 168 (default 24); 0 stops the old key at once.
+    #[oai(default = "default_overlap_hours", validator(minimum(value = "0"), maximum(value = "168")))]
+    pub overlap_hours: i64,
+}
+
+fn default_overlap_hours() -> i64 {
+    callbacks::DEFAULT_OVERLAP_HOURS
+}
+
+/// Which event a test is sent for.
+#[derive(Debug, Object)]
+pub struct TestEvent {
+    /// One of the project's callback events, e.g. `payment.completed`.
+    pub event: String,
 }
 
 #[derive(Default)]
@@ -302,7 +463,7 @@ impl ProjectsApi {
         Ok(Json(MotoSetting { enabled: body.enabled }))
     }
 
-    /// The project's secret key for verifying callbacks
+    /// The project's secret key for verifying callbacks (every read is audited)
     #[oai(path = "/projects/:id/secret-key", method = "get", operation_id = "projects_secret_key")]
     async fn secret_key(
         &self,
@@ -310,14 +471,59 @@ impl ProjectsApi {
         principal: &Principal,
         id: poem_openapi::param::Path<i64>,
     ) -> ApiResult<Json<SecretKey>> {
-        project(&state, principal, id.0).await?;
-        let secret = callbacks::project_secret(&state, id.0).await?;
-        // Who saw a key that signs the project's callbacks is evidence when one leaks.
-        let event = dashboard_core::audit::AuditEvent::success(principal, "project.secret_key_read")
-            .target(format!("project {}", id.0));
-        dashboard_core::audit::record(&state.db, event).await?;
-        Ok(Json(SecretKey { secret_key: secret.iter().map(|b| format!("{b:02x}")).collect() }))
+        Ok(Json(read_keys(&state, principal, id.0).await?))
     }
+
+    /// Replace the project's secret key
+    ///
+    /// The old key goes on signing for `overlap_hours`: each callback then carries one
+    /// `v1` signature per key, so receivers can switch without losing any.
+    #[oai(path = "/projects/:id/secret-key/rotation", method = "post", operation_id = "projects_secret_key_rotate")]
+    async fn rotate_secret_key(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<Rotation>,
+    ) -> ApiResult<Json<SecretKey>> {
+        Ok(Json(rotate_key(&state, principal, id.0, body.overlap_hours).await?))
+    }
+
+    /// Send a test event to one of the project's callbacks now
+    ///
+    /// The body says `"test": true` and describes no real payment; the answer is the
+    /// attempt (the receiver's status, latency and the start of its answer), also logged.
+    #[oai(path = "/projects/:id/callbacks/test", method = "post", operation_id = "projects_callbacks_test")]
+    async fn test_event(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<TestEvent>,
+    ) -> ApiResult<Json<Attempt>> {
+        Ok(Json(test_callback(&state, principal, id.0, &body.event).await?))
+    }
+
+    /// The latest attempts of one of the project's callbacks, newest first
+    #[oai(path = "/projects/:id/callbacks/attempts", method = "get", operation_id = "projects_callbacks_attempts")]
+    async fn attempts(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        /// The callback's event, e.g. `payment.completed`.
+        event: poem_openapi::param::Query<String>,
+        /// At most this many (1 to 500, default 50).
+        #[oai(default = "default_attempts", validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: poem_openapi::param::Query<i64>,
+    ) -> ApiResult<Json<Vec<Attempt>>> {
+        project(&state, principal, id.0).await?;
+        Ok(Json(callbacks::endpoint_log(&state, id.0, &event.0, limit.0).await?))
+    }
+}
+
+fn default_attempts() -> i64 {
+    50
 }
 
 #[derive(poem_openapi::Tags)]
