@@ -4,6 +4,7 @@
 
 // Every section and domain crate, named here so the linker keeps its registrations (a
 // crate nothing names is silently dropped). Add a line for each new crate.
+use dashboard_chargebacks as _;
 #[cfg(feature = "example")]
 use dashboard_example as _;
 use dashboard_finance as _;

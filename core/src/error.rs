@@ -168,6 +168,8 @@ pub enum ApiError {
     NotFound(poem_openapi::payload::Json<Problem>),
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(poem_openapi::payload::Json<Problem>),
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(poem_openapi::payload::Json<Problem>),
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(poem_openapi::payload::Json<Problem>),
     #[oai(status = 429, content_type = "application/problem+json")]
@@ -188,6 +190,7 @@ impl From<AppError> for ApiError {
             StatusCode::FORBIDDEN => ApiError::Forbidden(problem),
             StatusCode::NOT_FOUND => ApiError::NotFound(problem),
             StatusCode::CONFLICT => ApiError::Conflict(problem),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(problem),
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(problem),
             StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(problem),
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(problem),

@@ -32,8 +32,8 @@ pub struct Job {
 
 inventory::collect!(Job);
 
-/// A route that takes a file upload (a `POST` to exactly `path`), and the largest body it
-/// takes instead of the usual limits of [`crate::limits`].
+/// A route that takes a file upload (a `POST` to `path`, where `{name}` stands for any one
+/// segment), and the largest body it takes instead of the usual limits of [`crate::limits`].
 pub struct Upload {
     pub path: &'static str,
     pub limit: usize,

@@ -28,7 +28,11 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let api = req.uri().path().starts_with("/api/");
         let upload = (req.method() == poem::http::Method::POST)
-            .then(|| inventory::iter::<crate::hooks::Upload>.into_iter().find(|upload| upload.path == req.uri().path()))
+            .then(|| {
+                inventory::iter::<crate::hooks::Upload>
+                    .into_iter()
+                    .find(|upload| crate::registry::path_fits(upload.path, req.uri().path()))
+            })
             .flatten();
         let limit = match upload {
             Some(upload) => upload.limit,

@@ -97,6 +97,7 @@ async fn visit_every_page(browser: &Browser, theme: &str, mut check: impl AsyncF
     let admin = app.user_with_phone(company.id, "auditor", BuiltinRole::MerchantAdmin, Some(phone)).await;
     let authenticator = app.enable_second_factor(admin, phone).await;
     logged_callback(&app, company.id).await;
+    open_chargeback(&app, company.id).await;
 
     browser.client.goto(&app.url("/sign-in")).await.unwrap();
     check("/sign-in").await;
@@ -145,6 +146,28 @@ async fn logged_callback(app: &TestApp, company: i64) {
         ))
         .execute(conn)
         .await);
+}
+
+/// A chargeback that needs an answer, so that the crawl reaches a case's page with its
+/// forms (the demo history's own may all be closed).
+async fn open_chargeback(app: &TestApp, company: i64) {
+    use dashboard_payments_domain::schema::payments;
+    use dashboard_tests::query;
+    let payment: String = query!(app, conn => payments::table
+        .filter(payments::company_id.eq(company))
+        .filter(payments::status.eq("completed"))
+        .select(payments::public_id)
+        .first(conn)
+        .await);
+    dashboard_payments_domain::service::record_chargeback(
+        &app.state.db,
+        &payment,
+        None,
+        "13.1",
+        "Merchandise not received",
+    )
+    .await
+    .unwrap();
 }
 
 /// Visits the overview and then every page linked from a page visited, one page per shape

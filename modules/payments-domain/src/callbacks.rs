@@ -47,9 +47,10 @@ pub const DEFAULT_OVERLAP_HOURS: i64 = 24;
 /// The longest overlap a rotation may ask for, in hours (a week).
 pub const LONGEST_OVERLAP_HOURS: i64 = 168;
 
-/// The events a project can subscribe to: one per payment status.
+/// The events a project can subscribe to: one per payment status, and one per step of a
+/// chargeback case.
 pub fn events() -> Vec<String> {
-    super::model::Status::ALL
+    let payments = super::model::Status::ALL
         .iter()
         .filter(|s| {
             !matches!(
@@ -57,8 +58,10 @@ pub fn events() -> Vec<String> {
                 super::model::Status::Processing | super::model::Status::Capturing | super::model::Status::Cancelling
             )
         })
-        .map(|s| format!("payment.{}", s.as_str()))
-        .collect()
+        .map(|s| format!("payment.{}", s.as_str()));
+    let chargebacks =
+        ["received", "accepted", "disputed", "won", "lost"].iter().map(|step| format!("chargeback.{step}"));
+    payments.chain(chargebacks).collect()
 }
 
 /// What a callback reports: the payment as the change left it, and the operation that
@@ -76,6 +79,28 @@ pub struct Change {
     /// Why the payment was declined (for the merchant; never shown to the customer).
     pub decline_reason: Option<String>,
     pub operation: Option<ChangeOperation>,
+    /// The chargeback case the change is about: the event is then `chargeback.<step>`.
+    pub chargeback: Option<ChangeChargeback>,
+}
+
+/// A chargeback case as a callback reports it.
+#[derive(Debug, Clone)]
+pub struct ChangeChargeback {
+    pub id: String,
+    pub status: crate::model::ChargebackStatus,
+    pub reason_code: String,
+    pub amount: i64,
+    pub respond_by: NaiveDateTime,
+}
+
+impl ChangeChargeback {
+    /// The event's name for the case's status: a new case was `received`.
+    fn step(&self) -> &'static str {
+        match self.status {
+            crate::model::ChargebackStatus::New => "received",
+            other => other.as_str(),
+        }
+    }
 }
 
 /// The operation behind a change.
@@ -88,9 +113,13 @@ pub struct ChangeOperation {
 }
 
 impl Change {
-    /// The event this change is: `payment.<status>`.
+    /// The event this change is: `chargeback.<step>` for a chargeback case, else
+    /// `payment.<status>`.
     pub fn event(&self) -> String {
-        format!("payment.{}", self.status)
+        match &self.chargeback {
+            Some(chargeback) => format!("chargeback.{}", chargeback.step()),
+            None => format!("payment.{}", self.status),
+        }
     }
 
     /// The JSON body of its callback; `id` names the event (the same in every attempt and
@@ -118,6 +147,15 @@ impl Change {
                 "amount": money(operation.amount),
             })),
         });
+        if let Some(chargeback) = &self.chargeback {
+            body["chargeback"] = serde_json::json!({
+                "id": chargeback.id,
+                "status": chargeback.status.as_str(),
+                "reason_code": chargeback.reason_code,
+                "amount": money(chargeback.amount),
+                "respond_by": rfc3339(&chargeback.respond_by),
+            });
+        }
         if test {
             body["test"] = serde_json::Value::Bool(true);
         }
@@ -138,6 +176,7 @@ impl Change {
             captured: 0,
             refunded: 0,
             operation: None,
+            chargeback: None,
         }
     }
 }
@@ -156,7 +195,8 @@ fn hex(bytes: &[u8]) -> String {
 /// Writes the deliveries of a change, inside the caller's transaction (a macro because
 /// that body is compiled once per database backend): `enqueue_callbacks!(conn, payment_id,
 /// now, change)` with the [`Change`] the caller has at hand, or `enqueue_callbacks!(conn,
-/// payment_id, operation_id, now)` to read it.
+/// payment_id, operation_id, now)` to read it (`…, now, chargeback: case)` for an event
+/// of a chargeback case).
 #[macro_export]
 macro_rules! enqueue_callbacks {
     ($conn:ident, $payment_id:expr, $now:expr, change: $change:expr) => {{
@@ -199,7 +239,7 @@ macro_rules! enqueue_callbacks {
             .execute($conn)
             .await?;
     }};
-    ($conn:ident, $payment_id:expr, $operation_id:expr, $now:expr) => {{
+    ($conn:ident, $payment_id:expr, $operation_id:expr, $now:expr $(, chargeback: $chargeback:expr)?) => {{
         use $crate::schema::{operations, payments};
         let (payment_id, project_id, merchant_order_id, status, currency, amount, captured, refunded, decline_reason): (
             String,
@@ -247,6 +287,7 @@ macro_rules! enqueue_callbacks {
                 status: operation_status,
                 amount: operation_amount,
             }),
+            chargeback: None $(.or(Some($chargeback)))?,
         };
         $crate::enqueue_callbacks!($conn, $payment_id, $now, change: change)
     }};

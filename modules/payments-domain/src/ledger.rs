@@ -40,7 +40,10 @@ dashboard_core::register!(dashboard_core::labels::LabelSet {
 /// amount a capture or cancel releases.
 pub fn postings(kind: OperationKind, amount: i64, held: i64) -> Vec<(&'static str, i64)> {
     match kind {
-        OperationKind::Sale | OperationKind::Recurring => vec![(ACQUIRER, amount), (MERCHANT, -amount)],
+        // A won dispute brings the charged back money back as a sale does.
+        OperationKind::Sale | OperationKind::Recurring | OperationKind::ChargebackReversal => {
+            vec![(ACQUIRER, amount), (MERCHANT, -amount)]
+        }
         OperationKind::Auth => vec![(AUTHORIZATIONS, amount), (HELD, -amount)],
         OperationKind::Capture => {
             vec![(HELD, held), (AUTHORIZATIONS, -held), (ACQUIRER, amount), (MERCHANT, -amount)]
@@ -252,7 +255,9 @@ pub async fn verify(db: &DbPool) -> Result<Vec<String>, AppError> {
     for (id, public_id, amount, authorized, captured, refunded, charged_back) in totals {
         let (sold, _) = sum_of(id, &["sale", "capture", "recurring"], &done);
         let (refunds, _) = sum_of(id, &["refund", "reversal"], &["success", "pending"]);
-        let (chargebacks, _) = sum_of(id, &["chargeback"], &done);
+        let (charged, _) = sum_of(id, &["chargeback"], &done);
+        let (won_back, _) = sum_of(id, &["chargeback_reversal"], &done);
+        let chargebacks = charged - won_back;
         let (_, finals) = sum_of(id, &["capture", "cancel"], &done);
         if sold != captured {
             problems.push(format!("payment {public_id}: captured {captured} but operations say {sold}"));

@@ -6,6 +6,7 @@
 pub mod callback_targets;
 pub mod callbacks;
 pub mod card;
+pub mod chargebacks;
 pub mod connector;
 pub mod entered;
 pub mod finance;

@@ -81,6 +81,18 @@ text_enum!(
         Payout => "payout" as "Payout",
         Recurring => "recurring" as "Recurring",
         Chargeback => "chargeback" as "Chargeback",
+        ChargebackReversal => "chargeback_reversal" as "Chargeback won back",
+    }
+);
+text_enum!(
+    /// Where a chargeback case stands: the merchant answers a new one by accepting it or
+    /// disputing it; the acquirer decides a dispute.
+    ChargebackStatus as "chargeback_status" {
+        New => "new" as "Needs an answer",
+        Accepted => "accepted" as "Accepted",
+        Disputed => "disputed" as "Disputed",
+        Won => "won" as "Won",
+        Lost => "lost" as "Lost",
     }
 );
 text_enum!(
@@ -95,6 +107,7 @@ pub fn allowed_from(kind: OperationKind) -> &'static [Status] {
         OperationKind::Refund => &[Status::Completed, Status::PartiallyRefunded],
         OperationKind::Reversal => &[Status::Completed],
         OperationKind::Chargeback => &[Status::Completed, Status::PartiallyRefunded],
+        OperationKind::ChargebackReversal => &[Status::ChargedBack],
         // These start a payment.
         OperationKind::Sale | OperationKind::Auth | OperationKind::Payout | OperationKind::Recurring => &[],
     }

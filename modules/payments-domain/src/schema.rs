@@ -122,6 +122,43 @@ diesel::table! {
 }
 
 diesel::table! {
+    chargebacks (id) {
+        id -> BigInt,
+        public_id -> Text,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        payment_id -> BigInt,
+        operation_id -> BigInt,
+        amount -> BigInt,
+        currency -> Text,
+        reason_code -> Text,
+        reason -> Text,
+        status -> Text,
+        received_at -> Timestamp,
+        respond_by -> Timestamp,
+        responded_at -> Nullable<Timestamp>,
+        responded_by -> Nullable<BigInt>,
+        evidence_text -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+        reversal_operation_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    chargeback_evidence (id) {
+        id -> BigInt,
+        chargeback_id -> BigInt,
+        file_name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        stored_name -> Text,
+        sha256 -> Text,
+        uploaded_by -> BigInt,
+        uploaded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     callback_attempts (id) {
         id -> BigInt,
         endpoint_id -> BigInt,
@@ -158,6 +195,8 @@ diesel::joinable!(operations -> payments (payment_id));
 diesel::joinable!(ledger_postings -> operations (operation_id));
 diesel::joinable!(callback_deliveries -> callback_endpoints (endpoint_id));
 diesel::joinable!(callback_attempts -> callback_endpoints (endpoint_id));
+diesel::joinable!(chargebacks -> payments (payment_id));
+diesel::joinable!(chargeback_evidence -> chargebacks (chargeback_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     payments,
@@ -168,6 +207,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     callback_endpoints,
     callback_deliveries,
     callback_attempts,
+    chargebacks,
+    chargeback_evidence,
     payout_limits,
     moto_projects,
 );

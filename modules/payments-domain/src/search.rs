@@ -108,11 +108,11 @@ fn amount(value: &Option<String>, currency: Option<&str>, what: &str) -> Result<
 }
 
 /// The keyset cursor: the sort key and id of the last row shown.
-fn encode_cursor(key: i64, id: i64) -> String {
+pub(crate) fn encode_cursor(key: i64, id: i64) -> String {
     format!("{key}.{id}")
 }
 
-fn decode_cursor(cursor: &str) -> Result<(i64, i64), AppError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, i64), AppError> {
     cursor
         .split_once('.')
         .and_then(|(key, id)| Some((key.parse().ok()?, id.parse().ok()?)))
@@ -123,7 +123,7 @@ fn micros(value: &NaiveDateTime) -> i64 {
     value.and_utc().timestamp_micros()
 }
 
-fn from_micros(value: i64) -> Result<NaiveDateTime, AppError> {
+pub(crate) fn from_micros(value: i64) -> Result<NaiveDateTime, AppError> {
     chrono::DateTime::from_timestamp_micros(value)
         .map(|t| t.naive_utc())
         .ok_or_else(|| AppError::BadRequest("The page cursor is not valid.".to_owned()))

@@ -264,6 +264,7 @@ fn change_of(payment: &PaymentRow, operation: Option<&OperationRow>) -> crate::c
             status: operation.status.clone(),
             amount: operation.amount,
         }),
+        chargeback: None,
     }
 }
 
@@ -1439,6 +1440,7 @@ pub async fn record_chargeback(
         let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
         ledger::WritePostings::write_postings(conn, &postings).await?;
         crate::enqueue_callbacks!(conn, payment_id, operation, now);
+        crate::open_case!(conn, payment_id, operation, now);
         Ok::<_, AppError>(())
     })?;
     Ok(Status::ChargedBack)

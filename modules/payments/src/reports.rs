@@ -302,6 +302,8 @@ impl DaySums {
             OperationKind::Sale | OperationKind::Capture | OperationKind::Recurring => self.turnover += op.amount,
             OperationKind::Refund | OperationKind::Reversal => self.refunded += op.amount,
             OperationKind::Chargeback => self.charged_back += op.amount,
+            // A won dispute: charged back no more.
+            OperationKind::ChargebackReversal => self.charged_back -= op.amount,
             OperationKind::Payout => self.paid_out += op.amount,
             OperationKind::Auth | OperationKind::Cancel => {}
         }

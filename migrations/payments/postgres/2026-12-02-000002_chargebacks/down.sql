@@ -1,0 +1,2 @@
+DROP TABLE chargeback_evidence;
+DROP TABLE chargebacks;
