@@ -1,6 +1,8 @@
 //! The OpenAPI document as served: poem-openapi's, with how to authenticate added from the
 //! sections' declared access (a bearer API token, or the dashboard's session cookie), so
-//! that generated clients send credentials and viewers offer to enter a token.
+//! that generated clients send credentials and viewers offer to enter a token, and with the
+//! answers the framework gives before any handler runs (415 for a body of a type the
+//! operation does not take).
 
 use dashboard_core::registry::{Access, Registry};
 use serde_json::{Value, json};
@@ -30,10 +32,32 @@ pub fn with_security(document: &str, registry: &Registry, session_cookie: &str) 
             for (method, operation) in operations.as_object_mut().into_iter().flatten() {
                 let open = public.iter().any(|(m, p)| m.eq_ignore_ascii_case(method) && p == path);
                 operation["security"] = if open { json!([]) } else { json!([{ "apiToken": [] }, { "session": [] }]) };
+                if operation.get("requestBody").is_some() {
+                    operation["responses"]["415"] = json!({
+                        "description": "The body is not of a type the operation takes (or has no `Content-Type`).",
+                        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } },
+                    });
+                }
             }
         }
     }
+    standard_formats(&mut document);
     document.to_string()
+}
+
+/// poem-openapi names a day's format `naive-date`, which no tool knows (so a fuzzer sends
+/// any text, and a client generator a plain string): the standard name is `date`.
+fn standard_formats(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if object.get("format").and_then(Value::as_str) == Some("naive-date") {
+                object.insert("format".to_owned(), json!("date"));
+            }
+            object.values_mut().for_each(standard_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(standard_formats),
+        _ => {}
+    }
 }
 
 /// (method, path) of the operations anyone may call.

@@ -1,6 +1,8 @@
 //! Query parameters the API does not know are refused (400), not ignored: a misspelt
 //! filter (`?satus=declined`) would otherwise answer every payment, and an export would
-//! send them all. What each operation knows comes from the OpenAPI document itself.
+//! send them all. What each operation knows comes from the OpenAPI document itself. A
+//! parameter given with no value (`?from=&to=2026-11-30`, as forms and many clients send
+//! unused fields) counts as not given.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -67,10 +69,28 @@ impl<E: Endpoint> KnownQueryParameters<E> {
 impl<E: Endpoint> Endpoint for KnownQueryParameters<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
         if let Some(name) = self.unknown_parameter(&req) {
             return Err(AppError::BadRequest(format!("There is no query parameter {name:?} here.")).into());
         }
+        without_empty_parameters(&mut req);
         self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+/// Drops the query parameters of `req` that have no value.
+fn without_empty_parameters(req: &mut Request) {
+    let Some(query) = req.uri().query() else { return };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if pairs.iter().all(|(_, value)| !value.is_empty()) {
+        return;
+    }
+    let kept = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().filter(|(_, value)| !value.is_empty()))
+        .finish();
+    let path = req.uri().path();
+    let target = if kept.is_empty() { path.to_owned() } else { format!("{path}?{kept}") };
+    if let Ok(uri) = target.parse() {
+        *req.uri_mut() = uri;
     }
 }

@@ -308,7 +308,8 @@ pub async fn set_password(db: &DbPool, user_id: i64, password: &str) -> Result<(
 #[derive(Debug, Clone, Serialize, serde::Deserialize, poem_openapi::Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ProfileDetails {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 100, pattern = r"\S"))]
     pub display_name: String,
     /// Optional contact address.
     pub email: Option<String>,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod crypto;
+pub mod cursor;
 pub mod db;
 pub mod directory;
 pub mod error;

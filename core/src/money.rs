@@ -18,6 +18,11 @@ pub const CURRENCIES: &[&str] = &[
     "SEK", "SGD", "THB", "TND", "TRY", "UAH", "USD", "VND", "ZAR",
 ];
 
+/// The pattern the API's documents give a currency field: exactly the supported codes.
+pub fn currency_pattern() -> String {
+    format!("^({})$", CURRENCIES.join("|"))
+}
+
 pub fn known(currency: &str) -> bool {
     CURRENCIES.contains(&currency)
 }

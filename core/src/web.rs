@@ -219,7 +219,7 @@ async fn api_problems(state: &AppState, path: &str, answer: poem::Result<impl In
     let is_problem = response.content_type().is_some_and(|kind| kind.starts_with("application/problem+json"));
     if !is_problem {
         let text = response.take_body().into_string().await.unwrap_or_default();
-        let detail: String = text.trim().chars().take(500).collect();
+        let detail: String = readable(text.trim()).chars().take(500).collect();
         let problem = crate::error::Problem {
             kind: format!("https://dashboard.invalid/problems/{}", problem_kind(status)),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -249,6 +249,20 @@ async fn api_problems(state: &AppState, path: &str, answer: poem::Result<impl In
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"dashboard\""));
     }
     response
+}
+
+/// The framework's words for a parameter whose value is not one of a closed set (its
+/// pattern `^(a|b|c)$`), as people read it: "The parameter `grain` must be one of day,
+/// week, month." Any other text is kept.
+fn readable(text: &str) -> String {
+    let parameter = text.strip_prefix("failed to parse parameter `").and_then(|rest| rest.split_once('`'));
+    let choices = text.split_once("pattern(\"^(").and_then(|(_, rest)| rest.split_once(")$\")"));
+    match (parameter, choices) {
+        (Some((name, _)), Some((choices, _))) if !choices.contains(['[', '\\', '(', '*', '+', '{']) => {
+            format!("The parameter `{name}` must be one of {}.", choices.split('|').collect::<Vec<_>>().join(", "))
+        }
+        _ => text.to_owned(),
+    }
 }
 
 /// The problem `type` of an answer the framework gave.

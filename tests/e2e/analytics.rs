@@ -201,16 +201,20 @@ async fn the_analytics_follow_payments_through_the_api_and_the_pages(app: TestAp
 
     // Bad filters are refused with the reason, and change nothing.
     for (query, reason) in [
-        ("period=yesterday", "The period must be"),
+        (
+            "period=yesterday",
+            "The parameter `period` must be one of today, 7d, 30d, this_month, previous_month, custom.",
+        ),
         ("period=custom&from=2026-11-10", "needs its last day"),
         ("period=custom&from=2026-11-10&to=2026-11-01", "comes after"),
         ("projects=999999", "no project 999999"),
-        ("method=cash", "The method must be"),
-        ("grain=hour", "The grain must be"),
+        ("method=cash", "The parameter `method` must be one of card, bank_transfer, wallet."),
+        ("grain=hour", "The parameter `grain` must be one of day, week, month."),
     ] {
         let response = app.get(&format!("/api/v1/analytics/overview?{query}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
-        assert!(response.text().await.unwrap().contains(reason), "{query}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(reason), "{query}: {text}");
     }
 
     // The home page is the analytics: KPI cards, charts drawn as SVG, data tables.

@@ -230,7 +230,7 @@ async fn a_test_event_is_signed_and_a_rotated_key_signs_alongside_the_new_one(ap
         .unwrap();
     assert_eq!(log.as_array().unwrap().len(), 1, "the test is in the callback's log: {log}");
     let unknown = app.client.post(app.url(&test)).json(&json!({ "event": "payment.refunded" })).send().await.unwrap();
-    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST, "no callback for that event");
+    assert_eq!(unknown.status(), StatusCode::CONFLICT, "no callback for that event");
 
     let rotation = format!("/api/v1/projects/{project}/secret-key/rotation");
     let rotated: Value = app

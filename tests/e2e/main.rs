@@ -8,6 +8,7 @@ mod analytics;
 mod browser;
 mod callbacks;
 mod database;
+mod fuzz;
 mod hardening;
 mod payments;
 mod payouts;

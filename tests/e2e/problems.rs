@@ -117,3 +117,61 @@ async fn answers_leave_out_what_has_no_value(app: TestApp) {
     }
     assert!(found.is_empty(), "properties answered as null: {found:#?}");
 }
+
+/// A sale of `amount` cents in `project` (the signed-in person's session).
+async fn sale(app: &TestApp, project: i64, amount: i64, key: &str) -> Value {
+    let body = json!({
+        "project_id": project, "amount": { "amount": amount, "currency": "EUR" },
+        "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+    });
+    let request = app.client.post(app.url("/api/v1/payments")).header("Idempotency-Key", key).json(&body);
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+// The list's filters are typed as the document says: amounts in minor units like every
+// other amount, closed sets as enums (an unknown value is refused, not ignored), and the
+// page cursor is a token the client passes back, not a value it could build.
+story!(list_filters_are_typed_and_cursors_are_opaque);
+async fn list_filters_are_typed_and_cursors_are_opaque(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    for (amount, key) in [(900, "a"), (1_000, "b"), (2_500, "c")] {
+        sale(&app, projects[0], amount, key).await;
+    }
+    let ids = |page: &Value| -> Vec<i64> {
+        page["items"].as_array().unwrap().iter().map(|item| item["amount"]["amount"].as_i64().unwrap()).collect()
+    };
+    let page: Value = app.get("/api/v1/payments?amount_min=1000&sort=amount_asc").await.json().await.unwrap();
+    assert_eq!(ids(&page), [1_000, 2_500], "minor units: {page}");
+    for bad in ["status=paid", "sort=cheapest", "amount_min=10.00", "kind=gift", "currency=euro"] {
+        let (status, _, document) = problem(&app, Method::GET, &format!("/api/v1/payments?{bad}"), None, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {document}");
+    }
+    let first: Value = app.get("/api/v1/payments?limit=1&sort=amount_asc").await.json().await.unwrap();
+    let cursor = first["next"].as_str().unwrap();
+    assert!(!cursor.contains('.') && !cursor.contains("900"), "opaque: {cursor}");
+    let second: Value =
+        app.get(&format!("/api/v1/payments?limit=1&sort=amount_asc&after={cursor}")).await.json().await.unwrap();
+    assert_eq!(ids(&second), [1_000]);
+    let (status, _, _) = problem(&app, Method::GET, "/api/v1/payments?after=900.1", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a made-up cursor");
+}
+
+// An idempotency key is kept 24 hours: within them a repeat answers the first result;
+// after them the key is forgotten, and the same key makes a new payment.
+story!(an_idempotency_key_is_forgotten_after_a_day);
+async fn an_idempotency_key_is_forgotten_after_a_day(app: TestApp) {
+    use dashboard_payments_domain::schema::idempotency_keys;
+    use dashboard_tests::query;
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    let first = sale(&app, projects[0], 1_200, "order-1").await;
+    assert_eq!(dashboard_payments_domain::idempotency::expire_keys(&app.state).await.unwrap(), 0, "a fresh key stays");
+    assert_eq!(sale(&app, projects[0], 1_200, "order-1").await["id"], first["id"], "a repeat answers the first");
+    let day_ago = dashboard_core::time::now() - chrono::TimeDelta::hours(25);
+    query!(app, conn => diesel::update(idempotency_keys::table).set(idempotency_keys::created_at.eq(day_ago)).execute(conn).await);
+    assert_eq!(dashboard_payments_domain::idempotency::expire_keys(&app.state).await.unwrap(), 1);
+    assert_ne!(sale(&app, projects[0], 1_200, "order-1").await["id"], first["id"], "after a day, a new payment");
+}

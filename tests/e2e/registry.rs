@@ -114,6 +114,11 @@ async fn one_openapi_document_holds_every_sections_operations() {
     // Times are declared as such, for generated clients to parse them.
     let payment = &document["components"]["schemas"]["PaymentView"]["properties"];
     assert_eq!(payment["created_at"]["format"], "date-time", "{payment}");
+    // Every currency the document constrains is constrained to exactly the supported ones.
+    let money = &document["components"]["schemas"]["Money"]["properties"]["currency"];
+    assert_eq!(money["pattern"], dashboard_core::money::currency_pattern(), "{money}");
+    // A body of another type is a documented answer.
+    assert!(document["paths"]["/payments"]["post"]["responses"]["415"].is_object());
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(
         (schemes["apiToken"]["scheme"].as_str(), schemes["session"]["in"].as_str()),

@@ -37,7 +37,7 @@ fn filter_of(
     status: Query<Option<ChargebackStatus>>,
     reason_code: Query<Option<String>>,
     project_id: Query<Option<i64>>,
-    due_by: Query<Option<String>>,
+    due_by: Query<Option<chrono::NaiveDate>>,
     (amount_min, amount_max): (Query<Option<i64>>, Query<Option<i64>>),
     q: Query<Option<String>>,
     after: Option<String>,
@@ -46,7 +46,7 @@ fn filter_of(
         status: status.0.map(|s| s.as_str().to_owned()),
         reason_code: reason_code.0,
         project_id: project_id.0.map(|p| p.to_string()),
-        due_by: due_by.0,
+        due_by: due_by.0.map(|day| day.to_string()),
         amount_min: amount_min.0.map(|a| a.to_string()),
         amount_max: amount_max.0.map(|a| a.to_string()),
         q: q.0,
@@ -76,7 +76,7 @@ impl ChargebacksApi {
         reason_code: Query<Option<String>>,
         project_id: Query<Option<i64>>,
         /// Only cases due on or before this day (`YYYY-MM-DD`, in the token owner's time zone).
-        due_by: Query<Option<String>>,
+        due_by: Query<Option<chrono::NaiveDate>>,
         /// Minor units.
         amount_min: Query<Option<i64>>,
         /// Minor units.
@@ -104,7 +104,7 @@ impl ChargebacksApi {
         status: Query<Option<ChargebackStatus>>,
         reason_code: Query<Option<String>>,
         project_id: Query<Option<i64>>,
-        due_by: Query<Option<String>>,
+        due_by: Query<Option<chrono::NaiveDate>>,
         amount_min: Query<Option<i64>>,
         amount_max: Query<Option<i64>>,
         q: Query<Option<String>>,

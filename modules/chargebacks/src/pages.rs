@@ -149,7 +149,7 @@ fn csv_row(case: &ChargebackSummary, projects: &[directory::Project]) -> Vec<Str
         case.payment_id.clone(),
         safe_text(case.merchant_order_id.clone().unwrap_or_default()),
         safe_text(project),
-        dashboard_core::money::format_minor(case.amount.amount, &case.amount.currency),
+        dashboard_core::money::format_decimal(case.amount.amount, &case.amount.currency),
         case.amount.currency.clone(),
         safe_text(case.reason_code.clone()),
         safe_text(case.reason.clone()),

@@ -48,14 +48,22 @@ impl FinanceApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
+        /// ISO 4217, e.g. `EUR`.
+        #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
         currency: Query<String>,
         project_id: Query<Option<i64>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
         after: Query<Option<i64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<Statement>> {
-        let filter = filter_of(currency.0, project_id.0, from.0, to.0, after.0);
+        let filter = filter_of(
+            currency.0,
+            project_id.0,
+            from.0.map(|day| day.to_string()),
+            to.0.map(|day| day.to_string()),
+            after.0,
+        );
         Ok(Json(finance::statement(&state, principal, &filter, limit.0.unwrap_or(100)).await?))
     }
 
@@ -65,12 +73,20 @@ impl FinanceApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
+        /// ISO 4217, e.g. `EUR`.
+        #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
         currency: Query<String>,
         project_id: Query<Option<i64>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
     ) -> ApiResult<CsvFile> {
-        let filter = filter_of(currency.0, project_id.0, from.0, to.0, None);
+        let filter = filter_of(
+            currency.0,
+            project_id.0,
+            from.0.map(|day| day.to_string()),
+            to.0.map(|day| day.to_string()),
+            None,
+        );
         let body = crate::statement_export(state.0.clone(), principal, filter).await?;
         Ok(CsvFile::Csv(Binary(body), attachment(crate::STATEMENT_FILE)))
     }

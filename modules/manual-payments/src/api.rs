@@ -110,7 +110,7 @@ impl ManualApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<PayoutRequest>,
     ) -> ApiResult<PaidOut> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /manual/payouts", &body.0)?.entered(Entry::Manual);
@@ -128,7 +128,7 @@ impl ManualApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<PurchaseRequest>,
     ) -> ApiResult<PaidOut> {
         let claim =
@@ -151,7 +151,7 @@ impl ManualOperationsApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<ActionRequest>,
     ) -> ApiResult<Done> {
         let request = body.0;
@@ -176,8 +176,8 @@ impl ManualOperationsApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
         kind: Query<Option<dashboard_payments_domain::model::OperationKind>>,
         status: Query<Option<dashboard_payments_domain::model::OperationStatus>>,
         project_id: Query<Option<i64>>,
@@ -188,7 +188,17 @@ impl ManualOperationsApi {
         before: Query<Option<i64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<EnteredPage>> {
-        let filter = filter_of(from.0, to.0, kind.0, status.0, project_id.0, user_id.0, entry.0, q.0, before.0);
+        let filter = filter_of(
+            from.0.map(|day| day.to_string()),
+            to.0.map(|day| day.to_string()),
+            kind.0,
+            status.0,
+            project_id.0,
+            user_id.0,
+            entry.0,
+            q.0,
+            before.0,
+        );
         let (items, next) = entered::list(&state, principal, &filter, limit.0.unwrap_or(50)).await?;
         Ok(Json(EnteredPage { items, next }))
     }
@@ -202,8 +212,8 @@ impl ManualOperationsApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
         kind: Query<Option<dashboard_payments_domain::model::OperationKind>>,
         status: Query<Option<dashboard_payments_domain::model::OperationStatus>>,
         project_id: Query<Option<i64>>,
@@ -211,7 +221,17 @@ impl ManualOperationsApi {
         entry: Query<Option<Entry>>,
         q: Query<Option<String>>,
     ) -> ApiResult<CsvFile> {
-        let filter = filter_of(from.0, to.0, kind.0, status.0, project_id.0, user_id.0, entry.0, q.0, None);
+        let filter = filter_of(
+            from.0.map(|day| day.to_string()),
+            to.0.map(|day| day.to_string()),
+            kind.0,
+            status.0,
+            project_id.0,
+            user_id.0,
+            entry.0,
+            q.0,
+            None,
+        );
         let body = crate::operations::export(state.0.clone(), principal, filter).await?;
         Ok(CsvFile::Csv(Binary(body), attachment(crate::operations::EXPORT_FILE)))
     }
@@ -338,8 +358,8 @@ impl BatchApi {
         status: Query<Option<BatchStatus>>,
         kind: Query<Option<BatchKind>>,
         project_id: Query<Option<i64>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
         before: Query<Option<i64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<BatchPage>> {
@@ -347,8 +367,8 @@ impl BatchApi {
             status: status.0.map(|status| status.as_str().to_owned()),
             kind: kind.0.map(|kind| kind.kind().as_str().to_owned()),
             project_id: project_id.0.map(|id| id.to_string()),
-            from: from.0,
-            to: to.0,
+            from: from.0.map(|day| day.to_string()),
+            to: to.0.map(|day| day.to_string()),
             before: before.0,
         };
         let (items, next) = batch::list(&state, principal, &filter, limit.0.unwrap_or(50)).await?;

@@ -90,8 +90,8 @@ pub struct Breakdown {
 #[allow(clippy::too_many_arguments)]
 fn filters(
     period: Query<Option<String>>,
-    from: Query<Option<String>>,
-    to: Query<Option<String>>,
+    from: Query<Option<chrono::NaiveDate>>,
+    to: Query<Option<chrono::NaiveDate>>,
     projects: Query<Option<String>>,
     method: Query<Option<String>>,
     currency: Query<Option<String>>,
@@ -100,8 +100,8 @@ fn filters(
 ) -> Filters {
     Filters {
         period: period.0,
-        from: from.0,
-        to: to.0,
+        from: from.0.map(|day| day.to_string()),
+        to: to.0.map(|day| day.to_string()),
         projects: projects.0,
         method: method.0,
         currency: currency.0,
@@ -171,14 +171,23 @@ impl AnalyticsApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
+        /// `today`, `7d`, `30d` (the default), `this_month`, `previous_month`, or `custom` with
+        /// `from` and `to`.
+        #[oai(validator(pattern = "^(today|7d|30d|this_month|previous_month|custom)$"))]
         period: Query<Option<String>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
+        /// Project ids, comma-separated: `1,2`.
+        #[oai(validator(pattern = "^[0-9]{1,18}(,[0-9]{1,18})*$"))]
         projects: Query<Option<String>>,
-        method: Query<Option<String>>,
+        #[oai(validator(pattern = "^(card|bank_transfer|wallet)$"))] method: Query<Option<String>>,
+        /// ISO 4217, e.g. `EUR`.
+        #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
+        /// The customer's country, ISO 3166 alpha-2.
+        #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
         country: Query<Option<String>>,
-        grain: Query<Option<String>>,
+        #[oai(validator(pattern = "^(day|week|month)$"))] grain: Query<Option<String>>,
     ) -> ApiResult<Json<AnalyticsOverview>> {
         let filters = filters(period, from, to, projects, method, currency, country, grain);
         Ok(Json(overview(&state, principal, &filters).await?))
@@ -195,14 +204,23 @@ impl AnalyticsApi {
         state: Data<&AppState>,
         principal: &Principal,
         dimension: Path<Dimension>,
+        /// `today`, `7d`, `30d` (the default), `this_month`, `previous_month`, or `custom` with
+        /// `from` and `to`.
+        #[oai(validator(pattern = "^(today|7d|30d|this_month|previous_month|custom)$"))]
         period: Query<Option<String>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
+        /// Project ids, comma-separated: `1,2`.
+        #[oai(validator(pattern = "^[0-9]{1,18}(,[0-9]{1,18})*$"))]
         projects: Query<Option<String>>,
-        method: Query<Option<String>>,
+        #[oai(validator(pattern = "^(card|bank_transfer|wallet)$"))] method: Query<Option<String>>,
+        /// ISO 4217, e.g. `EUR`.
+        #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
+        /// The customer's country, ISO 3166 alpha-2.
+        #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
         country: Query<Option<String>>,
-        grain: Query<Option<String>>,
+        #[oai(validator(pattern = "^(day|week|month)$"))] grain: Query<Option<String>>,
     ) -> ApiResult<Json<Breakdown>> {
         let filters = filters(period, from, to, projects, method, currency, country, grain);
         Ok(Json(breakdown(&state, principal, &filters, dimension.0).await?))

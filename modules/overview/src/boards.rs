@@ -30,6 +30,8 @@ pub struct Board {
 #[derive(Debug, Clone, Deserialize, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct NewBoard {
+    /// 1 to 80 characters, not only spaces.
+    #[oai(validator(min_length = 1, max_length = 80, pattern = r"\S"))]
     pub name: String,
     /// The filters, as the analytics page's query string (`period=7d&currency=EUR`).
     pub query: String,

@@ -769,7 +769,7 @@ pub async fn send_test_event(
             .optional()
     })?;
     let (endpoint_id, url) = endpoint
-        .ok_or_else(|| AppError::BadRequest(format!("The project has no callback for {event:?}; add one first.")))?;
+        .ok_or_else(|| AppError::Conflict(format!("The project has no callback for {event:?}; add one first.")))?;
     let keys = signing_keys(state, project_id).await?;
     let private_allowed = callback_targets::private_allowed(state);
     let payload = Change::sample(project_id, &event).payload(&new_event_id(), &now(), true);

@@ -254,3 +254,37 @@ macro_rules! save_answer {
         .await?;
     }};
 }
+
+/// How long a key and its answer are kept: a request repeated later than this is a new
+/// request (as with the card networks' and most gateways' keys).
+pub const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Forgets answered keys older than [`KEY_LIFETIME`], a few thousand at a time. A key whose
+/// operation has no answer yet is kept (the recovery settles it first), and so are a batch
+/// file's keys, which stand for its rows as long as the batch exists. Returns how many went.
+pub async fn expire_keys(state: &AppState) -> Result<usize, AppError> {
+    let before = dashboard_core::time::now() - KEY_LIFETIME;
+    let old: Vec<i64> = dashboard_core::db_run!(state.db, conn => {
+        idempotency_keys::table
+            .filter(idempotency_keys::created_at.lt(before))
+            .filter(idempotency_keys::response_body.is_not_null())
+            .filter(idempotency_keys::scope.not_like("batch:%"))
+            .select(idempotency_keys::id)
+            .limit(5_000)
+            .load(conn)
+            .await
+    })?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let expired = dashboard_core::db_write!(state.db, conn => {
+        diesel::delete(idempotency_keys::table.filter(idempotency_keys::id.eq_any(&old))).execute(conn).await
+    })?;
+    Ok(expired)
+}
+
+dashboard_core::register!(dashboard_core::hooks::Job {
+    name: "idempotency key expiry",
+    every: std::time::Duration::from_secs(60),
+    run: |state| Box::pin(async move { expire_keys(&state).await.map(|_| ()) }),
+});

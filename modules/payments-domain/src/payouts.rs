@@ -24,7 +24,10 @@ pub const DAY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct PayoutLimit {
-    /// ISO 4217.
+    /// ISO 4217, one the platform supports.
+    #[oai(validator(
+        pattern = "^(AED|AUD|BGN|BHD|BRL|CAD|CHF|CLP|CNY|CZK|DKK|EUR|GBP|HKD|HUF|IDR|ILS|INR|ISK|JOD|JPY|KRW|KWD|MXN|MYR|NOK|NZD|OMR|PHP|PLN|RON|SAR|SEK|SGD|THB|TND|TRY|UAH|USD|VND|ZAR)$"
+    ))]
     pub currency: String,
     /// The most one payout may send.
     pub per_payout: Option<i64>,

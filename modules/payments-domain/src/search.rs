@@ -74,6 +74,28 @@ pub struct PaymentSummary {
     pub created_at: dashboard_core::time::Timestamp,
 }
 
+/// The registry's orders, as the API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SortOrder {
+    DateDesc,
+    DateAsc,
+    AmountDesc,
+    AmountAsc,
+}
+
+impl SortOrder {
+    /// The filter's text for this order.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::DateDesc => "date_desc",
+            SortOrder::DateAsc => "date_asc",
+            SortOrder::AmountDesc => "amount_desc",
+            SortOrder::AmountAsc => "amount_asc",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sort {
     DateDesc,
@@ -107,16 +129,13 @@ fn amount(value: &Option<String>, currency: Option<&str>, what: &str) -> Result<
         .transpose()
 }
 
-/// The keyset cursor: the sort key and id of the last row shown.
+/// The keyset cursor: the sort key and id of the last row shown, opaque.
 pub(crate) fn encode_cursor(key: i64, id: i64) -> String {
-    format!("{key}.{id}")
+    dashboard_core::cursor::encode(&[key, id])
 }
 
 pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, i64), AppError> {
-    cursor
-        .split_once('.')
-        .and_then(|(key, id)| Some((key.parse().ok()?, id.parse().ok()?)))
-        .ok_or_else(|| AppError::BadRequest("The page cursor is not valid.".to_owned()))
+    dashboard_core::cursor::decode::<2>(cursor).map(|[key, id]| (key, id))
 }
 
 fn micros(value: &NaiveDateTime) -> i64 {

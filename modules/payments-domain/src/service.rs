@@ -37,6 +37,10 @@ use dashboard_core::time::{now, rfc3339};
 pub struct Money {
     /// Minor units (cents): 1050 is 10.50 EUR, 500 is 500 JPY.
     pub amount: i64,
+    /// ISO 4217, one the platform supports, e.g. `EUR`.
+    #[oai(validator(
+        pattern = "^(AED|AUD|BGN|BHD|BRL|CAD|CHF|CLP|CNY|CZK|DKK|EUR|GBP|HKD|HUF|IDR|ILS|INR|ISK|JOD|JPY|KRW|KWD|MXN|MYR|NOK|NZD|OMR|PHP|PLN|RON|SAR|SEK|SGD|THB|TND|TRY|UAH|USD|VND|ZAR)$"
+    ))]
     pub currency: String,
 }
 

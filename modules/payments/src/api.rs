@@ -5,8 +5,9 @@ use dashboard_core::{ApiResult, AppError, AppState, directory};
 use dashboard_payments_domain::callbacks::{self, Delivery};
 use dashboard_payments_domain::idempotency::Claim;
 use dashboard_payments_domain::ledger::{self, Balance};
+use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
-use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary};
+use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary, SortOrder};
 use dashboard_payments_domain::service::{self, PaymentAction, PaymentView, PurchaseRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -87,6 +88,13 @@ enum Done {
     Done(Json<PaymentView>, #[oai(header = "Idempotent-Replayed")] Option<bool>),
 }
 
+/// An amount filter in minor units as the registry's filter takes it (in the currency's
+/// units; the default currency's when none is chosen, as the filter reads it).
+fn in_currency(minor: Option<i64>, currency: Option<&str>) -> Option<String> {
+    let currency = currency.map_or_else(|| "EUR".to_owned(), str::to_ascii_uppercase);
+    minor.map(|minor| dashboard_core::money::format_decimal(minor, &currency))
+}
+
 #[derive(Default)]
 pub struct PaymentsApi;
 
@@ -101,7 +109,7 @@ impl PaymentsApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<PurchaseRequest>,
     ) -> ApiResult<Created> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /payments", &body.0)?;
@@ -121,22 +129,28 @@ impl PaymentsApi {
         state: Data<&AppState>,
         principal: &Principal,
         /// First day, `YYYY-MM-DD` (UTC).
-        from: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
         /// Last day, inclusive.
-        to: Query<Option<String>>,
+        to: Query<Option<chrono::NaiveDate>>,
         project_id: Query<Option<i64>>,
-        status: Query<Option<String>>,
-        kind: Query<Option<String>>,
-        method: Query<Option<String>>,
+        status: Query<Option<Status>>,
+        kind: Query<Option<Kind>>,
+        method: Query<Option<Method>>,
+        /// ISO 4217, e.g. `EUR`.
+        #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
-        /// Decimal amount in `currency` (two decimals without one).
-        amount_min: Query<Option<String>>,
-        amount_max: Query<Option<String>>,
+        /// Minor units (1050 is 10.50 EUR), as every amount of the API.
+        #[oai(validator(minimum(value = "0")))]
+        amount_min: Query<Option<i64>>,
+        /// Minor units.
+        #[oai(validator(minimum(value = "0")))]
+        amount_max: Query<Option<i64>>,
+        /// The customer's country, ISO 3166 alpha-2, e.g. `DE`.
+        #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
         country: Query<Option<String>>,
         /// Payment id, merchant order id, customer e-mail, card first 6 or last 4 digits.
         q: Query<Option<String>>,
-        /// `date_desc`, `date_asc`, `amount_desc` or `amount_asc`.
-        sort: Query<Option<String>>,
+        sort: Query<Option<SortOrder>>,
         after: Query<Option<String>>,
         /// 1 to 500, default 50.
         /// Items a page, 1 to 500 (default 50).
@@ -144,18 +158,18 @@ impl PaymentsApi {
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<PaymentPage>> {
         let filter = PaymentFilter {
-            from: from.0,
-            to: to.0,
+            from: from.0.map(|day| day.to_string()),
+            to: to.0.map(|day| day.to_string()),
             project_id: project_id.0.map(|id| id.to_string()),
-            status: status.0,
-            kind: kind.0,
-            method: method.0,
+            status: status.0.map(|status| status.as_str().to_owned()),
+            kind: kind.0.map(|kind| kind.as_str().to_owned()),
+            method: method.0.map(|method| method.as_str().to_owned()),
+            amount_min: in_currency(amount_min.0, currency.0.as_deref()),
+            amount_max: in_currency(amount_max.0, currency.0.as_deref()),
             currency: currency.0,
-            amount_min: amount_min.0,
-            amount_max: amount_max.0,
             country: country.0,
             q: q.0,
-            sort: sort.0,
+            sort: sort.0.map(|sort| sort.as_str().to_owned()),
             after: after.0,
             size: None,
         };
@@ -175,24 +189,31 @@ impl PaymentsApi {
         state: Data<&AppState>,
         principal: &Principal,
         /// `csv` (default) or `xlsx`.
+        #[oai(validator(pattern = "^(csv|xlsx)$"))]
         format: Query<Option<String>>,
         /// First day, `YYYY-MM-DD` (UTC).
-        from: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
         /// Last day, inclusive.
-        to: Query<Option<String>>,
+        to: Query<Option<chrono::NaiveDate>>,
         project_id: Query<Option<i64>>,
-        status: Query<Option<String>>,
-        kind: Query<Option<String>>,
-        method: Query<Option<String>>,
+        status: Query<Option<Status>>,
+        kind: Query<Option<Kind>>,
+        method: Query<Option<Method>>,
+        /// ISO 4217, e.g. `EUR`.
+        #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
-        /// Decimal amount in `currency` (two decimals without one).
-        amount_min: Query<Option<String>>,
-        amount_max: Query<Option<String>>,
+        /// Minor units (1050 is 10.50 EUR), as every amount of the API.
+        #[oai(validator(minimum(value = "0")))]
+        amount_min: Query<Option<i64>>,
+        /// Minor units.
+        #[oai(validator(minimum(value = "0")))]
+        amount_max: Query<Option<i64>>,
+        /// The customer's country, ISO 3166 alpha-2, e.g. `DE`.
+        #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
         country: Query<Option<String>>,
         /// Payment id, merchant order id, customer e-mail, card first 6 or last 4 digits.
         q: Query<Option<String>>,
-        /// `date_desc`, `date_asc`, `amount_desc` or `amount_asc`.
-        sort: Query<Option<String>>,
+        sort: Query<Option<SortOrder>>,
     ) -> ApiResult<ExportFile> {
         let xlsx = match format.0.as_deref() {
             None | Some("csv") => false,
@@ -200,18 +221,18 @@ impl PaymentsApi {
             Some(other) => return Err(AppError::BadRequest(format!("Unknown export format {other:?}.")).into()),
         };
         let filter = PaymentFilter {
-            from: from.0,
-            to: to.0,
+            from: from.0.map(|day| day.to_string()),
+            to: to.0.map(|day| day.to_string()),
             project_id: project_id.0.map(|id| id.to_string()),
-            status: status.0,
-            kind: kind.0,
-            method: method.0,
+            status: status.0.map(|status| status.as_str().to_owned()),
+            kind: kind.0.map(|kind| kind.as_str().to_owned()),
+            method: method.0.map(|method| method.as_str().to_owned()),
+            amount_min: in_currency(amount_min.0, currency.0.as_deref()),
+            amount_max: in_currency(amount_max.0, currency.0.as_deref()),
             currency: currency.0,
-            amount_min: amount_min.0,
-            amount_max: amount_max.0,
             country: country.0,
             q: q.0,
-            sort: sort.0,
+            sort: sort.0.map(|sort| sort.as_str().to_owned()),
             ..PaymentFilter::default()
         };
         let response = crate::export(state.0.clone(), principal.clone(), filter, xlsx).await?;
@@ -239,7 +260,7 @@ impl PaymentsApi {
         state: Data<&AppState>,
         principal: &Principal,
         id: Path<String>,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<AmountRequest>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Capture;
@@ -255,7 +276,7 @@ impl PaymentsApi {
         state: Data<&AppState>,
         principal: &Principal,
         id: Path<String>,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Release;
         let claim = action.claim(&state, principal, &key, &id, None)?;
@@ -273,7 +294,7 @@ impl PaymentsApi {
         state: Data<&AppState>,
         principal: &Principal,
         id: Path<String>,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Reversal;
         let claim = action.claim(&state, principal, &key, &id, None)?;
@@ -291,7 +312,7 @@ impl PaymentsApi {
         state: Data<&AppState>,
         principal: &Principal,
         id: Path<String>,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<AmountRequest>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Refund;
@@ -311,7 +332,7 @@ impl PaymentsApi {
         &self,
         state: Data<&AppState>,
         principal: &Principal,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
         body: Json<PayoutRequest>,
     ) -> ApiResult<Created> {
         let claim = Claim::for_caller(&state, principal, &key, "POST /payouts", &body.0)?;

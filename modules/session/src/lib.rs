@@ -415,7 +415,8 @@ impl SessionInfo {
 #[oai(skip_serializing_if_is_none)]
 pub struct PasswordLinkRedemption {
     pub token: String,
-    /// At least 10 characters.
+    /// At least 10 characters, not a common or easily guessed one.
+    #[oai(validator(min_length = 10, max_length = 1024))]
     pub password: String,
 }
 

@@ -223,9 +223,9 @@ impl TeamApi {
         state: Data<&AppState>,
         admin: &Principal,
         /// First day, `YYYY-MM-DD` (UTC).
-        from: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
         /// Last day, inclusive.
-        to: Query<Option<String>>,
+        to: Query<Option<chrono::NaiveDate>>,
         /// An action or its start, e.g. `session`.
         action: Query<Option<String>>,
         /// Username of the actor.
@@ -238,8 +238,8 @@ impl TeamApi {
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<AuditPage>> {
         let filter = AuditFilter {
-            from: from.0,
-            to: to.0,
+            from: from.0.map(|day| day.to_string()),
+            to: to.0.map(|day| day.to_string()),
             action: action.0,
             actor: actor.0,
             result: result.0,
@@ -259,14 +259,20 @@ impl TeamApi {
         &self,
         state: Data<&AppState>,
         admin: &Principal,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        from: Query<Option<chrono::NaiveDate>>,
+        to: Query<Option<chrono::NaiveDate>>,
         action: Query<Option<String>>,
         actor: Query<Option<String>>,
         result: Query<Option<String>>,
     ) -> ApiResult<CsvFile> {
-        let filter =
-            AuditFilter { from: from.0, to: to.0, action: action.0, actor: actor.0, result: result.0, before: None };
+        let filter = AuditFilter {
+            from: from.0.map(|day| day.to_string()),
+            to: to.0.map(|day| day.to_string()),
+            action: action.0,
+            actor: actor.0,
+            result: result.0,
+            before: None,
+        };
         let body = crate::audit_export(state.0.clone(), admin, filter).await?;
         Ok(CsvFile::Csv(Binary(body), attachment("audit-log.csv")))
     }
