@@ -14,6 +14,7 @@ use dashboard_core::db::{DbError, DbPool};
 use dashboard_core::hooks;
 use dashboard_core::limits::BodyLimit;
 use dashboard_core::origin::SameOriginApiWrites;
+use dashboard_core::rate_limit::ApiRateLimit;
 use dashboard_core::registry::{Registry, RegistryError};
 use dashboard_core::security_headers::SecurityHeaders;
 use dashboard_core::session::{self, SessionLoader};
@@ -161,6 +162,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         poem::Response::builder().content_type("application/json; charset=utf-8").body(served.clone())
     });
     let api = KnownQueryParameters::new(poem::IntoEndpoint::into_endpoint(api), &document);
+    // Over budget is answered before anything reads the request.
+    let api = ApiRateLimit::new(api, &state);
 
     let mut route = Route::new()
         .at("/healthz", get(shell::healthz))

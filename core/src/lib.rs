@@ -20,6 +20,7 @@ pub mod money;
 pub mod origin;
 pub mod pacing;
 pub mod preferences;
+pub mod rate_limit;
 pub mod registry;
 pub mod reports;
 pub mod schema;

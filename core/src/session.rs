@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::time::now;
 
 /// Name of the session cookie.
-const SESSION_COOKIE: &str = "dashboard_session";
+pub(crate) const SESSION_COOKIE: &str = "dashboard_session";
 
 /// The session cookie's name: over https with the `__Host-` prefix, which browsers
 /// accept only from this very host, over https, for every path, so that no other site or

@@ -175,3 +175,35 @@ async fn an_idempotency_key_is_forgotten_after_a_day(app: TestApp) {
     assert_eq!(dashboard_payments_domain::idempotency::expire_keys(&app.state).await.unwrap(), 1);
     assert_ne!(sale(&app, projects[0], 1_200, "order-1").await["id"], first["id"], "after a day, a new payment");
 }
+
+// Each credential (and each address) has a budget of requests: every answer says how much
+// is left, and beyond it the API answers 429 with Retry-After until the budget refills; one
+// caller's burst leaves another's budget alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_caller_has_a_budget_of_requests() {
+    for backend in [dashboard_tests::Backend::Sqlite, dashboard_tests::Backend::Postgres] {
+        let options = dashboard_tests::TestOptions::with_setting("api_requests_per_second", "2");
+        let Some(app) = TestApp::spawn_with(backend, options).await else { continue };
+        let (company, _) = app.company("Acme", &["Shop"]).await;
+        app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+        let mut remaining = Vec::new();
+        for _ in 0..20 {
+            let response = app.get("/api/v1/projects").await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["ratelimit-limit"], "20", "bursts of ten seconds' worth");
+            remaining.push(response.headers()["ratelimit-remaining"].to_str().unwrap().parse::<u32>().unwrap());
+        }
+        assert!(remaining.windows(2).all(|pair| pair[1] <= pair[0]), "{remaining:?}");
+        let (status, headers, document) = problem(&app, Method::GET, "/api/v1/projects", None, None).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{document}");
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&wait), "{wait}");
+        assert_eq!(headers["ratelimit-remaining"], "0");
+
+        let colleague = app.another_browser();
+        colleague.sign_in_with_second_factor(company, "bea", BuiltinRole::MerchantAdmin).await;
+        assert_eq!(colleague.get("/api/v1/projects").await.status(), StatusCode::OK, "a budget of its own");
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        assert_eq!(app.get("/api/v1/projects").await.status(), StatusCode::OK, "refilled");
+    }
+}

@@ -46,6 +46,8 @@ impl Server {
             .arg("--sms-outbox")
             .arg(dir.join("sms-outbox.jsonl"))
             .args(["--sandbox-latency-ms", &latency_ms.to_string(), "--acquirer-timeout-seconds", "1"])
+            // The rounds send requests faster than people do.
+            .args(["--api-requests-per-second", "0", "--api-requests-per-second-per-address", "0"])
             .env_remove("DASHBOARD_CONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
