@@ -63,7 +63,7 @@ fn schemathesis(app: &TestApp, token: &str) -> Option<std::process::Output> {
         .args(["run", &app.url("/api/openapi.json"), "--url", &app.url("/api/v1")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1", "--no-color"])
-        .args(["--generation-deterministic", "--request-timeout", "30"])
+        .args(["--generation-deterministic", "--request-timeout", "30", "--suppress-health-check", "all"])
         .arg("--report-dir")
         .arg(&report)
         .arg("--baseline")
