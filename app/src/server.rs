@@ -168,6 +168,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let mut route = Route::new()
         .at("/healthz", get(shell::healthz))
         .at("/readyz", get(shell::readyz))
+        .at("/metrics", get(dashboard_core::metrics::scrape))
         .at("/static/*path", get(static_file))
         .at("/api/openapi.json", spec)
         .nest("/api/docs", docs)
@@ -183,11 +184,11 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let app = Arc::new(SessionLoader {
         inner: HtmlErrors { inner: SameOriginApiWrites { inner: BodyLimit { inner: route } } },
     });
-    let requests = state.requests.clone();
+    let (requests, registry) = (state.requests.clone(), state.registry);
     // Sessions are cookies for both (poem's CSRF middleware brings its own cookie jar).
     let app = CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
         .data(state)
-        .with(telemetry::RequestLog { requests })
+        .with(telemetry::RequestLog { requests, registry })
         .with(CatchPanic::new());
     // Anonymous credential requests take turns before anything else reads them.
     let app = SignInLane::new(app, &settings);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dashboard_core::pacing::Requests;
+use dashboard_core::registry::Registry;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
@@ -38,19 +39,22 @@ where
 /// counted as in flight meanwhile (long jobs give way to it).
 pub struct RequestLog {
     pub requests: Arc<Requests>,
+    /// For the route templates the metrics count by.
+    pub registry: &'static Registry,
 }
 
 impl<E: Endpoint> Middleware<E> for RequestLog {
     type Output = RequestLogEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        RequestLogEndpoint { inner, requests: self.requests.clone() }
+        RequestLogEndpoint { inner, requests: self.requests.clone(), registry: self.registry }
     }
 }
 
 pub struct RequestLogEndpoint<E> {
     inner: E,
     requests: Arc<Requests>,
+    registry: &'static Registry,
 }
 
 /// A client's id is kept when it is short and plain; otherwise a new one is made.
@@ -70,6 +74,8 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let id = request_id(&req);
         let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
         let _answering = self.requests.begin();
+        let (method, route) =
+            (req.method().to_string(), self.registry.route_template(req.method().as_str(), req.uri().path()));
         async move {
             let started = Instant::now();
             let mut response = match self.inner.call(req).await {
@@ -77,7 +83,9 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                 Err(error) => error.into_response(),
             };
             let status = response.status().as_u16();
-            let millis = started.elapsed().as_secs_f64() * 1000.0;
+            let seconds = started.elapsed().as_secs_f64();
+            dashboard_core::metrics::metrics().request(&method, &route, status, seconds);
+            let millis = seconds * 1000.0;
             if status >= 500 {
                 tracing::error!(status, millis, "request failed");
             } else {

@@ -86,6 +86,23 @@ pub enum DbPool {
     Postgres(Pool<PgConn>),
 }
 
+/// How a pool's connections stand now (for the metrics).
+pub struct PoolStatus {
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+impl DbPool {
+    pub fn status(&self) -> PoolStatus {
+        let status = match self {
+            DbPool::Sqlite(pool, _) => pool.status(),
+            DbPool::Postgres(pool) => pool.status(),
+        };
+        PoolStatus { size: status.size, available: status.available, waiting: status.waiting }
+    }
+}
+
 /// One pooled connection; use it through [`db_run!`](crate::db_run).
 // Short-lived and on the stack for one query; boxing would cost an allocation per query.
 #[allow(clippy::large_enum_variant)]

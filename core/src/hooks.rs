@@ -98,9 +98,11 @@ pub fn spawn_jobs(state: &AppState) -> Jobs {
                 loop {
                     tokio::time::sleep(pause).await;
                     let started = std::time::Instant::now();
-                    if let Err(error) = (job.run)(state.clone()).await {
+                    let round = (job.run)(state.clone()).await;
+                    if let Err(error) = &round {
                         tracing::warn!(job = job.name, %error, "background job round failed");
                     }
+                    crate::metrics::metrics().job_round(job.name, round.is_ok(), started.elapsed().as_secs_f64());
                     pause = (started.elapsed() * (JOB_PARTS - 1)).clamp(job.every, job.every * 10);
                 }
             })

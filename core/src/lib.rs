@@ -16,6 +16,7 @@ pub mod labels;
 pub mod limits;
 pub mod links;
 pub mod mail;
+pub mod metrics;
 pub mod money;
 pub mod origin;
 pub mod pacing;

@@ -22,7 +22,12 @@ impl Requests {
     }
 
     fn in_flight(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
+        self.in_flight_count() > 0
+    }
+
+    /// How many are being answered now.
+    pub fn in_flight_count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
     }
 
     /// A job's courtesy towards these requests.

@@ -182,7 +182,9 @@ impl SectionSource {
 pub fn path_fits(template: &str, path: &str) -> bool {
     let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
     template.len() == path.len()
-        && template.iter().zip(&path).all(|(part, value)| part == value || (part.starts_with('{') && !value.is_empty()))
+        && template.iter().zip(&path).all(|(part, value)| {
+            part == value || ((part.starts_with('{') || part.starts_with(':')) && !value.is_empty())
+        })
 }
 
 /// Declares a section. Call it once in the section crate, at the top level.
@@ -334,6 +336,28 @@ impl Registry {
         methods.sort_unstable();
         methods.dedup();
         methods
+    }
+
+    /// The template of the route that answers `path` (`/payments/:id`, `/api/v1/payments/{id}`),
+    /// for metrics that must not make a series per id; `other` for none (a 404).
+    pub fn route_template(&self, method: &str, path: &str) -> String {
+        if path.starts_with("/static/") {
+            return "/static".to_owned();
+        }
+        if let Some(api_path) = path.strip_prefix("/api/v1") {
+            let operations =
+                || self.sections.iter().filter_map(|s| s.api.as_ref()).flat_map(|api| api.operations.iter());
+            let exact = operations().find(|o| o.method.as_str() == method && o.path == api_path);
+            let found =
+                exact.or_else(|| operations().find(|o| o.method.as_str() == method && path_fits(o.path, api_path)));
+            return found.map_or_else(|| "other".to_owned(), |o| format!("/api/v1{}", o.path));
+        }
+        let pages = || self.sections.iter().flat_map(|section| section.pages.iter());
+        let exact = pages().find(|p| p.method.as_str() == method && p.path == path);
+        exact.or_else(|| pages().find(|p| p.method.as_str() == method && path_fits(p.path, path))).map_or_else(
+            || if path.starts_with("/api/") { path.to_owned() } else { "other".to_owned() },
+            |p| p.path.to_owned(),
+        )
     }
 
     pub fn sections(&self) -> &[&'static Section] {

@@ -142,3 +142,41 @@ async fn cookies_are_secure_unless_plain_http_is_configured() {
     assert!(!cookies.is_empty());
     assert!(cookies.iter().all(|cookie| cookie.contains("Secure")), "{cookies:?}");
 }
+
+// `/metrics` is for the operator's scraper: without its token it does not exist; with it,
+// requests are counted by route template (an id does not make a series of its own), with
+// the background jobs' rounds and the database pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_count_routes_for_the_operator_only() {
+    let token = "scraper-token-for-the-tests";
+    let options = TestOptions::with_setting("metrics_token", token);
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else { return };
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    assert_eq!(app.get("/api/v1/projects").await.status(), StatusCode::OK);
+    let callbacks = format!("/api/v1/projects/{}/callbacks", projects[0]);
+    assert_eq!(app.get(&callbacks).await.status(), StatusCode::OK);
+    let scraper = app.another_client();
+    for credential in [None, Some("Bearer wrong-token-of-the-same-size")] {
+        let mut request = scraper.get(app.url("/metrics"));
+        if let Some(credential) = credential {
+            request = request.header("Authorization", credential);
+        }
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::NOT_FOUND, "{credential:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let scraped =
+        scraper.get(app.url("/metrics")).header("Authorization", format!("Bearer {token}")).send().await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    for series in [
+        r#"http_requests_total{method="GET",route="/api/v1/projects",status="200"}"#,
+        r#"route="/api/v1/projects/{id}/callbacks""#,
+        "http_request_duration_seconds_bucket{",
+        r#"db_pool_connections{state="idle"}"#,
+        r#"job_rounds_total{job="#,
+    ] {
+        assert!(text.contains(series), "{series} in:\n{text}");
+    }
+    assert!(!text.contains(&format!("/projects/{}/", projects[0])), "ids make no series");
+}
