@@ -36,7 +36,7 @@ mod tests {
     fn a_cursor_round_trips_and_a_made_up_one_is_refused() {
         let token = encode(&[1_764_512_345_678_901, 42]);
         assert!(!token.contains('.') && !token.contains("42"), "opaque: {token}");
-        assert_eq!(decode::<2>(&token).unwrap(), [1_764_512_345_678_901, 42]);
+        assert_eq!(decode::<2>(&token).ok(), Some([1_764_512_345_678_901, 42]));
         for made_up in ["1764512345678901.42", "", "AAAA", &encode(&[1])] {
             assert!(decode::<2>(made_up).is_err(), "{made_up}");
         }

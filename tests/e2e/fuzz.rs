@@ -74,6 +74,8 @@ fn schemathesis(app: &TestApp, token: &str) -> Option<std::process::Output> {
             &[][..]
         })
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache in the test's own folder: every run starts from nothing, as on CI.
+        .current_dir(&app.dir)
         .output();
     match ran {
         Ok(ran) => Some(ran),

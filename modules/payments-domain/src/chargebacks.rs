@@ -922,7 +922,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").expect("a test time")
     }
 
     #[test]
