@@ -398,16 +398,13 @@ mod csrf {
         let session =
             req.data::<AppState>().and_then(|state| Some((state, crate::session::session_token(state, req.cookie())?)));
         let valid = match (token, session, req.extensions().get::<CsrfVerifier>()) {
-            (Some(token), Some((state, session)), _) => same(&token, &super::session_csrf_token(state, &session)),
+            (Some(token), Some((state, session)), _) => {
+                crate::crypto::same_secret(token.as_bytes(), super::session_csrf_token(state, &session).as_bytes())
+            }
             (Some(token), None, Some(verifier)) => verifier.is_valid(&token),
             _ => false,
         };
         if valid { Ok(()) } else { Err(AppError::FormExpired) }
-    }
-
-    /// Compares in time independent of where they differ.
-    fn same(a: &str, b: &str) -> bool {
-        a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
     fn is_upload(req: &Request) -> bool {

@@ -144,16 +144,12 @@ pub fn scrape(req: &Request, state: Data<&AppState>) -> Response {
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = !expected.is_empty() && given.is_some_and(|given| same(given.as_bytes(), expected.as_bytes()));
+    let allowed = !expected.is_empty()
+        && given.is_some_and(|given| crate::crypto::same_secret(given.as_bytes(), expected.as_bytes()));
     if !allowed {
         return Response::builder().status(StatusCode::NOT_FOUND).finish();
     }
     Response::builder()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(metrics().render(&state))
-}
-
-/// Compares in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -542,7 +542,7 @@ async fn answer(
     }
     let action = if to == ChargebackStatus::Accepted { "chargeback.accepted" } else { "chargeback.disputed" };
     let audit = AuditEvent::success(principal, action).target(format!("chargeback {}", row.public_id));
-    let case = change_of(&row, to);
+    let case = case_change(&row, to);
     let (id, payment, operation, user) = (row.id, row.payment_id, row.operation_id, principal.user_id);
     dashboard_core::db_transaction!(state.db, conn => {
         let moved = diesel::update(
@@ -566,7 +566,7 @@ async fn answer(
     view(state, principal, public_id).await
 }
 
-fn change_of(row: &CaseRow, status: ChargebackStatus) -> crate::callbacks::ChangeChargeback {
+fn case_change(row: &CaseRow, status: ChargebackStatus) -> crate::callbacks::ChangeChargeback {
     crate::callbacks::ChangeChargeback {
         id: row.public_id.clone(),
         status,
@@ -716,7 +716,7 @@ pub async fn decide(db: &DbPool, public_id: &str, won: bool) -> Result<Chargebac
     }
     let to = if won { ChargebackStatus::Won } else { ChargebackStatus::Lost };
     let now = now();
-    let case = change_of(&row, to);
+    let case = case_change(&row, to);
     let audit = AuditEvent::anonymous(
         if won { "chargeback.won" } else { "chargeback.lost" },
         format!("chargeback {}", row.public_id),
@@ -799,7 +799,7 @@ async fn close_overdue(state: &AppState) -> Result<(), AppError> {
             .await
     })?;
     for row in overdue {
-        let case = change_of(&row, ChargebackStatus::Accepted);
+        let case = case_change(&row, ChargebackStatus::Accepted);
         let (id, payment, operation) = (row.id, row.payment_id, row.operation_id);
         dashboard_core::db_transaction!(state.db, conn => {
             let moved = diesel::update(
