@@ -42,7 +42,28 @@ pub fn with_security(document: &str, registry: &Registry, session_cookie: &str) 
         }
     }
     standard_formats(&mut document);
+    optional_means_nullable(&mut document);
     document.to_string()
+}
+
+/// A property an object may leave out may also be `null`: the API reads both as "none"
+/// (and never writes a `null`, it leaves the property out), so the document says so for
+/// every optional property of a plain type. References keep their schema untouched (a
+/// `nullable` beside a `$ref` means nothing in OpenAPI 3.0).
+fn optional_means_nullable(document: &mut Value) {
+    let Some(schemas) = document["components"]["schemas"].as_object_mut() else { return };
+    for schema in schemas.values_mut() {
+        let required: Vec<String> = schema["required"]
+            .as_array()
+            .map(|names| names.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { continue };
+        for (name, property) in properties.iter_mut() {
+            if !required.contains(name) && property.get("type").is_some() {
+                property["nullable"] = json!(true);
+            }
+        }
+    }
 }
 
 /// poem-openapi names a day's format `naive-date`, which no tool knows (so a fuzzer sends

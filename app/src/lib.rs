@@ -10,6 +10,8 @@ use dashboard_example as _;
 use dashboard_finance as _;
 use dashboard_manual_payments as _;
 use dashboard_overview as _;
+use dashboard_payment_links as _;
+use dashboard_payment_page as _;
 use dashboard_payments as _;
 use dashboard_payments_domain as _;
 use dashboard_profile as _;

@@ -68,6 +68,31 @@ pub struct Principal {
 pub const STEP_UP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 impl Principal {
+    /// The customer paying on the hosted Payment Page: no person of the company, only the
+    /// project whose page it is, and no permission. Its `user_id` is 0, which no user has
+    /// (ids start at 1); [`Principal::person`] says none.
+    pub fn customer(company_id: i64, company_name: String, project_id: i64) -> Principal {
+        Principal {
+            user_id: 0,
+            company_id,
+            company_name,
+            username: String::new(),
+            display_name: "Customer".to_owned(),
+            time_zone: "UTC".to_owned(),
+            permissions: BTreeSet::new(),
+            awaiting_second_factor: BTreeSet::new(),
+            second_factor_verified: false,
+            second_factor_at: None,
+            projects: ProjectScope::Only(BTreeSet::from([project_id])),
+            via_api_token: false,
+        }
+    }
+
+    /// The user acting, if a person of the company acts (not a customer on the hosted page).
+    pub fn person(&self) -> Option<i64> {
+        (self.user_id > 0).then_some(self.user_id)
+    }
+
     /// Refuses API-token callers: managing tokens, the second factor or the phone needs
     /// the person, in a session (a token could otherwise outlive or widen itself).
     pub fn require_session(&self) -> Result<(), AppError> {

@@ -168,6 +168,16 @@ pub async fn visible_projects(db: &DbPool, principal: &Principal) -> Result<Vec<
     Ok(all.into_iter().filter(|project| principal.projects.allows(project.id)).collect())
 }
 
+/// Project `project_id`, if the principal may see it; else 404 (whether it exists in
+/// another company is not said).
+pub async fn visible_project(db: &DbPool, principal: &Principal, project_id: i64) -> Result<Project, AppError> {
+    visible_projects(db, principal)
+        .await?
+        .into_iter()
+        .find(|project| project.id == project_id)
+        .ok_or(AppError::NotFound)
+}
+
 /// The names of the projects the principal may see, by id.
 pub async fn visible_project_names(
     db: &DbPool,

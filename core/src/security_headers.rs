@@ -32,9 +32,15 @@ impl<E: Endpoint> Endpoint for SecurityHeaders<E> {
             Err(error) => error.into_response(),
         };
         let headers = response.headers_mut();
+        // A page with a policy of its own keeps it (the hosted Payment Page lets its form
+        // lead to the shop; the designer's preview is framed by the designer).
         let policy = if viewer { API_VIEWER_POLICY } else { PAGE_POLICY };
-        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
-        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
+        }
+        if !headers.contains_key(header::X_FRAME_OPTIONS) {
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        }
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));

@@ -232,6 +232,7 @@ pub const ICONS: &[(&str, &str)] = &[
     ("link", "M10 14a5 5 0 0 0 7 0l3-3a5 5 0 0 0-7-7l-1 1M14 10a5 5 0 0 0-7 0l-3 3a5 5 0 0 0 7 7l1-1"),
     ("alert", "M12 3l10 18H2zM12 10v5M12 18v.5"),
     ("wallet", "M3 7h16v13H3zM3 7l12-4v4M15 13h4"),
+    ("brush", "M20 3l-9 9M11 12c-3 0-5 2-5 4.5 0 1.5-1 2.5-3 3.5 4 1 9 0 9.5-4.5zM14 9l1 1"),
 ];
 
 fn icon_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {

@@ -29,20 +29,40 @@ crate::register!(Setting {
     check: |value| check_number_up_to(value, 1_000_000),
 });
 
-/// The two limits, each with its own budget per key.
-pub struct SignInThrottle {
-    by_address: Option<DefaultKeyedRateLimiter<String>>,
-    by_username: Option<DefaultKeyedRateLimiter<String>>,
+/// A budget of attempts per minute for each key (an address, a username, a payment
+/// link); 0 attempts: no limit.
+pub struct PerMinute(Option<DefaultKeyedRateLimiter<String>>);
+
+impl PerMinute {
+    pub fn new(attempts: u32) -> PerMinute {
+        PerMinute(NonZeroU32::new(attempts).map(|n| RateLimiter::keyed(Quota::per_minute(n))))
+    }
+
+    /// Counts an attempt for `key`; false when its budget is spent.
+    pub fn allows(&self, key: &str) -> bool {
+        self.0.as_ref().is_none_or(|limiter| limiter.check_key(&key.to_owned()).is_ok())
+    }
+
+    /// Drops the keys whose budget is full again (memory stays bounded by a minute's
+    /// worth of keys).
+    pub fn forget_recovered(&self) {
+        if let Some(limiter) = &self.0 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
 }
 
-fn per_minute(attempts: u32) -> Option<DefaultKeyedRateLimiter<String>> {
-    NonZeroU32::new(attempts).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+/// The two limits, each with its own budget per key.
+pub struct SignInThrottle {
+    by_address: PerMinute,
+    by_username: PerMinute,
 }
 
 impl SignInThrottle {
     /// Limits per minute; 0 turns one off.
     pub fn new(per_address: u32, per_username: u32) -> SignInThrottle {
-        SignInThrottle { by_address: per_minute(per_address), by_username: per_minute(per_username) }
+        SignInThrottle { by_address: PerMinute::new(per_address), by_username: PerMinute::new(per_username) }
     }
 
     /// The application's throttle.
@@ -56,26 +76,18 @@ impl SignInThrottle {
     pub fn check(&self, address: Option<&str>, username: &str) -> Result<(), AppError> {
         let refused =
             || AppError::TooManyRequests("Too many sign-in attempts. Wait a minute, then try again.".to_owned());
-        if let (Some(limiter), Some(address)) = (&self.by_address, address)
-            && limiter.check_key(&address.to_owned()).is_err()
-        {
+        if address.is_some_and(|address| !self.by_address.allows(address)) {
             return Err(refused());
         }
-        if let Some(limiter) = &self.by_username
-            && limiter.check_key(&username.trim().to_lowercase()).is_err()
-        {
+        if !self.by_username.allows(&username.trim().to_lowercase()) {
             return Err(refused());
         }
         Ok(())
     }
 
-    /// Drops the keys whose budget is full again (memory stays bounded by a minute's
-    /// worth of addresses and usernames).
     fn forget_recovered(&self) {
-        for limiter in [&self.by_address, &self.by_username].into_iter().flatten() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
+        self.by_address.forget_recovered();
+        self.by_username.forget_recovered();
     }
 }
 

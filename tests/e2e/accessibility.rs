@@ -98,6 +98,7 @@ async fn visit_every_page(browser: &Browser, theme: &str, mut check: impl AsyncF
     let authenticator = app.enable_second_factor(admin, phone).await;
     logged_callback(&app, company.id).await;
     open_chargeback(&app, company.id).await;
+    styled_link(&app, company.id).await;
 
     browser.client.goto(&app.url("/sign-in")).await.unwrap();
     check("/sign-in").await;
@@ -168,6 +169,28 @@ async fn open_chargeback(app: &TestApp, company: i64) {
     )
     .await
     .unwrap();
+}
+
+/// A published Payment Page style with a logo, and a payment link, so that the crawl
+/// reaches the designer's editor, a link's page and the hosted page customers pay on.
+async fn styled_link(app: &TestApp, company: i64) {
+    let designer = app.another_browser();
+    designer.sign_in_with_second_factor(company, "designer", BuiltinRole::MerchantAdmin).await;
+    let project = directory::company_projects(&app.state.db, company).await.unwrap()[0].id;
+    let post = |path: &str, body: serde_json::Value| designer.client.post(designer.url(path)).json(&body).send();
+    let style: serde_json::Value =
+        post("/api/v1/payment-page/styles", serde_json::json!({ "project_id": project, "name": "Autumn" }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let published = post(&format!("/api/v1/payment-page/styles/{}/publication", style["id"]), serde_json::json!({}));
+    assert!(published.await.unwrap().status().is_success());
+    let link = serde_json::json!({
+        "project_id": project, "currency": "EUR", "amount": 4_990, "description": "Two concert tickets",
+    });
+    assert!(post("/api/v1/payment-links", link).await.unwrap().status().is_success());
 }
 
 /// Visits the overview and then every page linked from a page visited, one page per shape

@@ -227,6 +227,8 @@ pub fn test_config(database_url: String, dir: &std::path::Path, options: &TestOp
             // Stories send requests faster than people: the limits have a story of their own.
             ("api_requests_per_second", "0".to_owned()),
             ("api_requests_per_second_per_address", "0".to_owned()),
+            ("pay_attempts_per_minute_per_address", "0".to_owned()),
+            ("pay_attempts_per_minute_per_link", "0".to_owned()),
         ]
         .into_iter()
         .chain(options.settings.iter().cloned())

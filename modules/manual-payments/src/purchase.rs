@@ -70,6 +70,7 @@ impl PurchaseForm {
             description: Some("Taken by hand (MO/TO)".to_owned()),
             customer: Customer { email: text(&self.customer_email), ..Customer::default() },
             return_url: None,
+            link_id: None,
         })
     }
 }

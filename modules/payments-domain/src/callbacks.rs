@@ -301,7 +301,7 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
-    fn all(&self) -> Vec<&str> {
+    pub fn all(&self) -> Vec<&str> {
         std::iter::once(self.current.as_str()).chain(self.previous.as_ref().map(|(key, _)| key.as_str())).collect()
     }
 }

@@ -96,6 +96,15 @@ text_enum!(
     }
 );
 text_enum!(
+    /// Where a payment link stands: customers pay only an active one.
+    LinkStatus as "link_status" {
+        Active => "active" as "Active",
+        Exhausted => "exhausted" as "Fully paid",
+        Expired => "expired" as "Expired",
+        Deactivated => "deactivated" as "Deactivated",
+    }
+);
+text_enum!(
     /// Where an operation stands.
     OperationStatus as "operation_status" { Pending => "pending" as "Pending", Success => "success" as "Succeeded", Declined => "declined" as "Declined", Failed => "failed" as "Failed" }
 );

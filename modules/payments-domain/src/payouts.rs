@@ -385,6 +385,5 @@ pub async fn set_limit(
 
 /// Refuses a project the principal may not use (404).
 async fn visible(state: &AppState, principal: &Principal, project_id: i64) -> Result<(), AppError> {
-    let projects = dashboard_core::directory::visible_projects(&state.db, principal).await?;
-    if projects.iter().any(|project| project.id == project_id) { Ok(()) } else { Err(AppError::NotFound) }
+    dashboard_core::directory::visible_project(&state.db, principal, project_id).await.map(|_| ())
 }

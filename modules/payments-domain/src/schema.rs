@@ -32,6 +32,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         return_url -> Nullable<Text>,
+        link_id -> Nullable<BigInt>,
     }
 }
 
@@ -211,6 +212,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     chargeback_evidence,
     payout_limits,
     moto_projects,
+    payment_links,
+    page_styles,
+    page_assets,
+    page_style_versions,
+    project_checkout,
+    project_methods,
 );
 
 // The analytics group operations by the dimensions of their payment.
@@ -230,3 +237,98 @@ diesel::allow_columns_to_appear_in_same_group_by_clause!(
     ledger_postings::account,
     operations::kind,
 );
+
+diesel::table! {
+    page_assets (id) {
+        id -> BigInt,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        content_type -> Text,
+        bytes -> Binary,
+        sha256 -> Text,
+        width -> Integer,
+        height -> Integer,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    page_styles (id) {
+        id -> BigInt,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        name -> Text,
+        design -> Text,
+        logo_asset_id -> Nullable<BigInt>,
+        background_asset_id -> Nullable<BigInt>,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_by -> Nullable<BigInt>,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    page_style_versions (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        style_id -> BigInt,
+        style_name -> Text,
+        version -> Integer,
+        design -> Text,
+        logo_asset_id -> Nullable<BigInt>,
+        background_asset_id -> Nullable<BigInt>,
+        reverted_from -> Nullable<Integer>,
+        published_by -> Nullable<BigInt>,
+        published_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    project_checkout (project_id) {
+        project_id -> BigInt,
+        success_url -> Nullable<Text>,
+        failure_url -> Nullable<Text>,
+        return_url -> Nullable<Text>,
+        published_version_id -> Nullable<BigInt>,
+        updated_by -> Nullable<BigInt>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    project_methods (project_id, method, currency) {
+        project_id -> BigInt,
+        method -> Text,
+        currency -> Text,
+        min_amount -> Nullable<BigInt>,
+        max_amount -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    payment_links (id) {
+        id -> BigInt,
+        public_id -> Text,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        currency -> Text,
+        amount -> Nullable<BigInt>,
+        min_amount -> Nullable<BigInt>,
+        max_amount -> Nullable<BigInt>,
+        description -> Text,
+        merchant_order_id -> Nullable<Text>,
+        expires_at -> Nullable<Timestamp>,
+        max_payments -> Nullable<Integer>,
+        style_id -> Nullable<BigInt>,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        deactivated_by -> Nullable<BigInt>,
+        deactivated_at -> Nullable<Timestamp>,
+        last_paid_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(payments -> payment_links (link_id));

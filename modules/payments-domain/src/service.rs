@@ -136,6 +136,8 @@ pub struct NewPurchase {
     pub customer: Customer,
     /// Where the customer goes after a 3-D Secure challenge (https).
     pub return_url: Option<String>,
+    /// The payment link the customer pays through on the hosted page.
+    pub link_id: Option<i64>,
 }
 
 /// A purchase as the API takes it (the gateway's `POST /payments`, and the Manual
@@ -172,6 +174,7 @@ impl PurchaseRequest {
             description: self.description,
             customer: self.customer.unwrap_or_default(),
             return_url: self.return_url,
+            link_id: None,
         })
     }
 }
@@ -364,19 +367,25 @@ fn return_url_check(state: &AppState, text: &str) -> Result<String, AppError> {
     if url.len() > 2_000 { Err(refused()) } else { Ok(url) }
 }
 
-/// Where the customer of `public_id` goes after the challenge, with the payment's id and
-/// status added, if the purchase gave a return URL.
+/// Where the customer of `public_id` goes after the challenge: back to the hosted page of
+/// the link it pays (on this site), else to the purchase's return URL with the payment's
+/// id and status added, if it gave one.
 pub async fn return_to(db: &DbPool, public_id: &str) -> Result<Option<String>, AppError> {
+    use crate::schema::payment_links;
     let wanted = public_id.to_owned();
-    let row: Option<(Option<String>, String)> = dashboard_core::db_run!(db, conn => {
+    let row: Option<(Option<String>, String, Option<String>)> = dashboard_core::db_run!(db, conn => {
         payments::table
+            .left_join(payment_links::table)
             .filter(payments::public_id.eq(&wanted))
-            .select((payments::return_url, payments::status))
+            .select((payments::return_url, payments::status, payment_links::public_id.nullable()))
             .first(conn)
             .await
             .optional()
     })?;
-    Ok(row.and_then(|(url, status)| {
+    Ok(row.and_then(|(url, status, link)| {
+        if let Some(link) = link {
+            return Some(format!("/pay/{link}/done?payment_id={public_id}"));
+        }
         let mut url = url::Url::parse(&url?).ok()?;
         url.query_pairs_mut().append_pair("payment_id", public_id).append_pair("status", &status);
         Some(url.to_string())
@@ -401,7 +410,7 @@ pub async fn create_purchase(
 ) -> Result<Replay<PaymentView>, AppError> {
     let operation = if new.flow == Flow::OneStep { OperationKind::Sale } else { OperationKind::Auth };
     let start = Start {
-        kind: Kind::Purchase,
+        kind: if new.link_id.is_some() { Kind::PaymentLink } else { Kind::Purchase },
         flow: new.flow,
         operation,
         project_id: new.project_id,
@@ -412,6 +421,7 @@ pub async fn create_purchase(
         customer: new.customer,
         return_url: new.return_url,
         code: None,
+        link_id: new.link_id,
     };
     let started = match begin(state, principal, &start, &new.card, claim).await? {
         Begun::Started(started) => started,
@@ -466,6 +476,7 @@ pub async fn create_payout(
         customer: new.customer.clone(),
         return_url: None,
         code,
+        link_id: None,
     };
     let started = match begin(state, principal, &start, &new.card, claim).await {
         Ok(Begun::Started(started)) => started,
@@ -541,6 +552,8 @@ struct Start {
     return_url: Option<String>,
     /// The SMS code that confirms it, used up in the write that stores it.
     code: Option<i64>,
+    /// The payment link it pays, whose use is checked in the write that stores it.
+    link_id: Option<i64>,
 }
 
 /// Checks the request and stores the payment and its first operation as pending.
@@ -561,10 +574,13 @@ async fn begin(
     let description = optional_text(start.description.clone(), "description", 500)?;
     let customer = check_customer(start.customer.clone())?;
     let return_url = start.return_url.as_deref().map(|url| return_url_check(state, url)).transpose()?;
+    if start.kind != Kind::Payout {
+        crate::checkout::require_accepted(&state.db, start.project_id, Method::Card, &currency, amount).await?;
+    }
     let public_id = new_public_id();
     let now = now();
     let fingerprint = card.fingerprint(&state.secrets);
-    let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.user_id);
+    let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.person());
     let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
     if !ProjectOwners::of(state)?.owns(&state.db, company_id, project_id).await? {
         return Err(no_such_project(project_id));
@@ -593,6 +609,7 @@ async fn begin(
         payments::created_at.eq(now),
         payments::updated_at.eq(now),
         payments::return_url.eq(&return_url),
+        payments::link_id.eq(start.link_id),
     ));
     // The operation finds its payment by the public id, so that it can be sent with the
     // payment's insert rather than after its answer.
@@ -622,7 +639,7 @@ async fn begin(
             operations::entry,
         ));
     // The key is claimed together with the inserts; a key used before rolls them back.
-    let (pays_out, code) = (start.operation == OperationKind::Payout, start.code);
+    let (pays_out, code, link_id) = (start.operation == OperationKind::Payout, start.code, start.link_id);
     let written = async {
         dashboard_core::db_transaction!(state.db, conn => {
             if pays_out {
@@ -630,6 +647,11 @@ async fn begin(
                 // counts those before it.
                 crate::lock_payouts!(conn, project_id, &currency);
                 crate::read_funds!(conn, project_id, &currency, now).allow(amount, &currency)?;
+            }
+            if let Some(link_id) = link_id {
+                // Parallel payments of one link wait here for each other, so each counts
+                // those before it.
+                crate::use_link!(conn, link_id, now)?;
             }
             let shared = conn.together();
             let (earlier, payment, operation) = futures_util::try_join!(

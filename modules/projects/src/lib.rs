@@ -12,6 +12,8 @@ use dashboard_core::session::{self, ClientInfo};
 use dashboard_core::web::see_other;
 use dashboard_core::{ApiResult, AppError, AppState, PageContext, operation, page, register_section};
 use dashboard_payments_domain::callbacks::{self, Attempt, Endpoint};
+use dashboard_payments_domain::checkout::{self, AcceptedMethod, Checkout, Redirects};
+use dashboard_payments_domain::model::Method;
 use dashboard_payments_domain::moto;
 use dashboard_payments_domain::payouts::{self, PayoutLimit};
 use poem::web::{Data, Form, Html, Path, Query};
@@ -55,6 +57,8 @@ register_section!(Section {
         page!(POST "/projects/:id/secret-key/rotation" => rotation_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/payout-limits" => payout_limits_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/moto" => moto_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/redirects" => redirects_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/methods" => methods_submit, Access::Permission(MANAGE)),
     ],
     api: Some(Api::of::<ProjectsApi>(&[
         operation!(GET "/projects", Access::Permission(VIEW)),
@@ -68,6 +72,9 @@ register_section!(Section {
         operation!(PUT "/projects/{id}/payout-limits", Access::Permission(MANAGE)),
         operation!(GET "/projects/{id}/moto", Access::Permission(VIEW)),
         operation!(PUT "/projects/{id}/moto", Access::Permission(MANAGE)),
+        operation!(GET "/projects/{id}/checkout", Access::Permission(VIEW)),
+        operation!(PUT "/projects/{id}/redirects", Access::Permission(MANAGE)),
+        operation!(PUT "/projects/{id}/methods", Access::Permission(MANAGE)),
     ])),
     templates: &[Template { name: "projects/list", source: include_str!("../templates/list.hbs") }],
 });
@@ -141,6 +148,7 @@ async fn projects_page(page: PageContext, Query(query): Query<NoticeQuery>) -> R
     let notice = match query.notice.as_deref() {
         Some("tested") => Some("Test event sent: its result is the newest line of the callback's log."),
         Some("saved") => Some("Callback saved. Deliveries still waiting go to its address from their next attempt."),
+        Some("checkout") => Some("Checkout settings saved: every way of paying follows them from now on."),
         _ => None,
     };
     render_projects(&page, Shown { notice, ..Shown::default() }).await
@@ -167,8 +175,11 @@ async fn render_projects(page: &PageContext, shown: Shown) -> Result<Html<String
             })
             .collect();
         let moto = moto::enabled(&page.state, p.id).await?;
+        let checkout = checkout::settings(&page.state, principal, p.id).await?;
+        let methods = method_rows(&checkout.methods);
         projects.push(json!({
             "project": p, "endpoints": endpoints, "limits": limits, "moto": moto, "revealed": revealed,
+            "checkout": checkout, "methods": methods,
         }));
     }
     let data = json!({
@@ -292,6 +303,98 @@ async fn payout_limits_submit(
     };
     payouts::set_limit(&page.state, page.principal()?, id, limit).await?;
     Ok(see_other("/projects"))
+}
+
+/// The accepted methods as the form lists them: each one set, then two empty rows to add
+/// more.
+fn method_rows(methods: &[AcceptedMethod]) -> Vec<serde_json::Value> {
+    let shown = |amount: Option<i64>, currency: &str| {
+        amount.map_or(String::new(), |a| dashboard_core::money::format_decimal(a, currency))
+    };
+    let set = methods.iter().map(|m| {
+        json!({
+            "method": m.method.as_str(), "label": m.method.label(), "currency": m.currency,
+            "min": shown(m.min_amount, &m.currency), "max": shown(m.max_amount, &m.currency), "set": true,
+        })
+    });
+    let empty = std::iter::repeat_n(json!({ "method": "", "currency": "", "min": "", "max": "" }), 2);
+    set.chain(empty)
+        .enumerate()
+        .map(|(row, mut value)| {
+            let choices: Vec<_> = Method::ALL
+                .iter()
+                .map(|m| json!({ "value": m.as_str(), "label": m.label(), "selected": value["method"] == m.as_str() }))
+                .collect();
+            value["row"] = json!(row);
+            value["choices"] = json!(choices);
+            value
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct RedirectsForm {
+    #[serde(default)]
+    success_url: String,
+    #[serde(default)]
+    failure_url: String,
+    #[serde(default)]
+    return_url: String,
+}
+
+#[handler]
+async fn redirects_submit(
+    page: PageContext,
+    Path(id): Path<i64>,
+    Form(form): Form<RedirectsForm>,
+) -> Result<Response, AppError> {
+    let redirects = Redirects {
+        success_url: Some(form.success_url),
+        failure_url: Some(form.failure_url),
+        return_url: Some(form.return_url),
+    };
+    checkout::set_redirects(&page.state, page.principal()?, id, redirects).await?;
+    Ok(see_other(&format!("/projects?notice=checkout#project-{id}")))
+}
+
+/// The methods form: one row per method and currency; a row without a currency is
+/// left out.
+#[derive(Debug, Deserialize)]
+struct MethodsForm {
+    #[serde(default)]
+    method: Vec<String>,
+    #[serde(default)]
+    currency: Vec<String>,
+    #[serde(default)]
+    min: Vec<String>,
+    #[serde(default)]
+    max: Vec<String>,
+}
+
+#[handler]
+async fn methods_submit(
+    page: PageContext,
+    Path(id): Path<i64>,
+    dashboard_core::web::HtmlForm(form): dashboard_core::web::HtmlForm<MethodsForm>,
+) -> Result<Response, AppError> {
+    let mut methods = Vec::new();
+    for (row, currency) in form.currency.iter().enumerate() {
+        let currency = currency.trim().to_ascii_uppercase();
+        if currency.is_empty() {
+            continue;
+        }
+        let cell = |cells: &[String]| cells.get(row).cloned().unwrap_or_default();
+        let method = Method::parse(&cell(&form.method))
+            .ok_or_else(|| AppError::BadRequest("Choose a method for each currency.".to_owned()))?;
+        methods.push(AcceptedMethod {
+            method,
+            min_amount: typed_amount(&cell(&form.min), &currency, "smallest amount")?,
+            max_amount: typed_amount(&cell(&form.max), &currency, "largest amount")?,
+            currency,
+        });
+    }
+    checkout::set_methods(&page.state, page.principal()?, id, methods).await?;
+    Ok(see_other(&format!("/projects?notice=checkout#project-{id}")))
 }
 
 /// A project as the API shows it.
@@ -461,6 +564,48 @@ impl ProjectsApi {
     ) -> ApiResult<Json<MotoSetting>> {
         moto::set_enabled(&state, principal, id.0, body.enabled).await?;
         Ok(Json(MotoSetting { enabled: body.enabled }))
+    }
+
+    /// The project's checkout: redirect URLs of the hosted Payment Page, and the methods
+    /// and currencies it accepts with their limits
+    #[oai(path = "/projects/:id/checkout", method = "get", operation_id = "projects_checkout_get")]
+    async fn checkout(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+    ) -> ApiResult<Json<Checkout>> {
+        Ok(Json(checkout::settings(&state, principal, id.0).await?))
+    }
+
+    /// Set where the hosted Payment Page sends customers after paying
+    ///
+    /// Each an `https://` URL; leave one out (or empty) for none. The shop receives the
+    /// payment's id, status, amount and a `signature` made with the project's secret key.
+    #[oai(path = "/projects/:id/redirects", method = "put", operation_id = "projects_redirects_set")]
+    async fn set_redirects(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<Redirects>,
+    ) -> ApiResult<Json<Redirects>> {
+        Ok(Json(checkout::set_redirects(&state, principal, id.0, body.0).await?))
+    }
+
+    /// Set the methods and currencies the project accepts, with their limits
+    ///
+    /// Replaces the list. An empty list accepts every method and currency without limits.
+    /// Every way of paying (this API, the virtual terminal, the hosted page) keeps to it.
+    #[oai(path = "/projects/:id/methods", method = "put", operation_id = "projects_methods_set")]
+    async fn set_methods(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        body: Json<Vec<AcceptedMethod>>,
+    ) -> ApiResult<Json<Vec<AcceptedMethod>>> {
+        Ok(Json(checkout::set_methods(&state, principal, id.0, body.0).await?))
     }
 
     /// The project's secret key for verifying callbacks (every read is audited)
