@@ -62,7 +62,10 @@ story!(a_single_use_link_is_paid_once_on_the_hosted_page_and_the_shop_gets_a_sig
 async fn a_single_use_link_is_paid_once_on_the_hosted_page_and_the_shop_gets_a_signed_redirect(app: TestApp) {
     let (company, projects) = app.company("Acme", &["Shop"]).await;
     app.sign_in_with_second_factor(company, "rita", BuiltinRole::MerchantAdmin).await;
-    let redirects = json!({ "success_url": "https://shop.example/paid", "failure_url": "https://shop.example/not-paid" });
+    let redirects = json!({
+        "success_url": "https://shop.example/paid", "failure_url": "https://shop.example/not-paid",
+        "return_url": "https://shop.example/cart",
+    });
     let path = format!("/api/v1/projects/{}/redirects", projects[0]);
     assert_eq!(app.client.put(app.url(&path)).json(&redirects).send().await.unwrap().status(), StatusCode::OK);
     let link = create_link(
@@ -83,6 +86,8 @@ async fn a_single_use_link_is_paid_once_on_the_hosted_page_and_the_shop_gets_a_s
     assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("unsafe-inline"), "{policy}");
     let (html, csrf, key) = open_page(&customer, &id).await;
     assert!(html.contains("Two concert tickets") && html.contains("49.90"), "{html}");
+    let back = html.replace("&#x2F;", "/").replace("&#x3D;", "=");
+    assert!(back.contains("href=\"https://shop.example/cart\" class=\"pp-link\">Back to the shop"), "{html}");
 
     // A mistyped card: told, the number never written back (only its last four digits).
     let response = pay(&customer, &id, &card_form(&csrf, &key, "4242 4242 4242 4241")).await;
@@ -90,6 +95,8 @@ async fn a_single_use_link_is_paid_once_on_the_hosted_page_and_the_shop_gets_a_s
     let html = response.text().await.unwrap();
     assert!(!html.contains("4242 4242 4242 4241") && !html.contains("4242424242424241"), "the card is not echoed");
     assert!(html.contains("4241"), "the last four digits say which card to type again: {html}");
+    let logs = dashboard_tests::logs::text();
+    assert!(!logs.contains("4242424242424241") && !logs.contains("4242 4242 4242 4241"), "no card number in the logs");
 
     // A declined card: the shop's failure page, signed; the link stays open.
     let (_, csrf, key) = open_page(&customer, &id).await;
@@ -136,6 +143,9 @@ async fn a_single_use_link_is_paid_once_on_the_hosted_page_and_the_shop_gets_a_s
     assert_eq!(statuses, ["completed", "declined"], "{payments}");
     let payment: Value = app.get(&format!("/api/v1/payments/{}", query["payment_id"])).await.json().await.unwrap();
     assert_eq!((payment["kind"].as_str(), payment["customer"]["email"].as_str()), (Some("payment_link"), Some("ann@example.com")));
+    assert_eq!(payment["payment_link"], id.as_str(), "the payment names its link");
+    let (_, detail) = app.get_text(&format!("/payments/{}", query["payment_id"])).await;
+    assert!(detail.contains(&format!("Payment link {id}")), "the payment's page names the link");
     let (status, detail) = app.get_text(&format!("/payment-links/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(detail.contains(query["payment_id"].as_str()) && detail.contains("<svg"), "payments and the QR code");

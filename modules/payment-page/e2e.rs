@@ -229,3 +229,162 @@ async fn the_designer_previews_the_real_page_and_keeps_styles_to_their_company(a
     let listed: Value = outsider.get("/api/v1/payment-page/styles").await.json().await.unwrap();
     assert_eq!(listed, json!([]));
 }
+
+/// A shop: its success page, and its callback receiver (the bodies it got).
+#[derive(Clone, Default)]
+struct Shop {
+    callbacks: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[poem::handler]
+fn shop_paid() -> poem::web::Html<&'static str> {
+    poem::web::Html("<!doctype html><html lang=en><title>Thank you</title><h1>Thank you for your order</h1></html>")
+}
+
+#[poem::handler]
+fn shop_hook(body: String, shop: poem::web::Data<&Shop>) -> &'static str {
+    shop.callbacks.lock().unwrap().push(body);
+    "ok"
+}
+
+/// Starts the shop; its address.
+async fn start_shop(shop: Shop) -> String {
+    use poem::EndpointExt;
+    use poem::listener::{Acceptor, Listener};
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    let routes = poem::Route::new().at("/paid", poem::get(shop_paid)).at("/hook", poem::post(shop_hook));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes.data(shop)));
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Sets an input's value as a person would (for colour pickers, which take no typing),
+/// with the events a script listens to.
+async fn set_value(browser: &dashboard_tests::browser::Browser, id: &str, value: &str) {
+    let script = "const e = document.getElementById(arguments[0]); e.value = arguments[1]; \
+                  e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true }));";
+    browser.client.execute(script, vec![json!(id), json!(value)]).await.unwrap();
+}
+
+async fn serious_violations(browser: &dashboard_tests::browser::Browser, script: &str, page: &str) {
+    let serious: Vec<_> = dashboard_tests::axe::audit(browser, script)
+        .await
+        .into_iter()
+        .filter(dashboard_tests::axe::Violation::is_serious)
+        .collect();
+    assert!(serious.is_empty(), "serious or critical axe-core violations on {page}: {serious:#?}");
+}
+
+async fn wait_for_path(browser: &dashboard_tests::browser::Browser, wanted: impl Fn(&url::Url) -> bool) -> url::Url {
+    let mut last = browser.client.current_url().await.unwrap();
+    for _ in 0..100 {
+        last = browser.client.current_url().await.unwrap();
+        if wanted(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_designs_the_page_and_a_customer_pays_a_link_on_a_phone_with_3_d_secure() {
+    use crate::browser::{click, fill, sign_in_with_code};
+    use dashboard_tests::browser::Browser;
+    use fantoccini::Locator;
+    let Some(browser) = Browser::start().await else { return };
+    let Some(axe) = dashboard_tests::axe::script() else { return };
+    let options = dashboard_tests::TestOptions { plain_http: false, ..dashboard_tests::TestOptions::default() };
+    let app = TestApp::spawn_with(dashboard_tests::Backend::Sqlite, options).await.unwrap();
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    let project = projects[0];
+    let shop = Shop::default();
+    let shop_url = start_shop(shop.clone()).await;
+
+    // The shop's addresses, set by a colleague through the API.
+    app.sign_in_with_second_factor(company, "ops", BuiltinRole::MerchantAdmin).await;
+    let redirects = json!({ "success_url": format!("{shop_url}/paid"), "failure_url": format!("{shop_url}/sorry") });
+    let put = |path: String, body: Value| app.client.put(app.url(&path)).json(&body).send();
+    assert!(put(format!("/api/v1/projects/{project}/redirects"), redirects).await.unwrap().status().is_success());
+    let hook = json!({ "event": "payment.completed", "url": format!("{shop_url}/hook"), "enabled": true });
+    assert!(put(format!("/api/v1/projects/{project}/callbacks"), hook).await.unwrap().status().is_success());
+
+    // The merchant designs a style in the designer and publishes it.
+    let phone = "+447700900123";
+    let merchant = app.user_with_phone(company, "maya", BuiltinRole::MerchantAdmin, Some(phone)).await;
+    let authenticator = app.enable_second_factor(merchant, phone).await;
+    sign_in_with_code(&browser, &app, "maya", &authenticator).await;
+    browser.client.goto(&app.url("/payment-page")).await.unwrap();
+    fill(&browser, &format!("name-{project}"), "Autumn").await;
+    click(&browser, "form[action='/payment-page/styles'] button").await;
+    assert_eq!(browser.wait_for_text(".page-head h1", "Autumn").await, "Autumn");
+    set_value(&browser, "primary", "#7a1f5c").await;
+    set_value(&browser, "background", "#fdf6e3").await;
+    set_value(&browser, "font", "georgia").await;
+    let title = browser.client.find(Locator::Id("en_title")).await.unwrap();
+    title.clear().await.unwrap();
+    title.send_keys("Pay Acme").await.unwrap();
+    click(&browser, "#design-form button.button-primary").await;
+    browser.wait_for_text(".alert-info", "The draft is saved. Customers see it once you publish it.").await;
+    let logo = std::env::temp_dir().join(format!("logo-{}.png", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&logo, png(480, 120)).unwrap();
+    browser.client.find(Locator::Id("logo_file")).await.unwrap().send_keys(&logo.display().to_string()).await.unwrap();
+    click(&browser, "form input[value=logo] ~ button").await;
+    browser.wait_for_text(".alert-info", "The image is saved in the draft.").await;
+    serious_violations(&browser, &axe, "the designer").await;
+    browser.screenshot("payment-page-designer").await;
+    click(&browser, "form[action$='/publication'] button").await;
+    let published = "Published: customers now pay on this style.";
+    assert_eq!(browser.wait_for_text(".alert-info", published).await, published);
+
+    // A link, made on the Payment links page.
+    browser.client.goto(&app.url("/payment-links")).await.unwrap();
+    click(&browser, "details.card > summary").await;
+    fill(&browser, "description", "Two concert tickets").await;
+    fill(&browser, "amount", "49.90").await;
+    click(&browser, "form[action='/payment-links'] button[type=submit]").await;
+    let detail = wait_for_path(&browser, |url| url.path().starts_with("/payment-links/lnk_")).await;
+    let link_id = detail.path().rsplit('/').next().unwrap().to_owned();
+    browser.screenshot("payment-link").await;
+
+    // The customer, on a phone, pays with a card that asks for 3-D Secure.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.client.goto(&app.url(&format!("/pay/{link_id}"))).await.unwrap();
+    assert_eq!(browser.wait_for_text("h1", "Pay Acme").await, "Pay Acme");
+    serious_violations(&browser, &axe, "the hosted page").await;
+    browser.screenshot("hosted-page-phone").await;
+    fill(&browser, "card_number", "4000000000003220").await;
+    let typed = browser.client.find(Locator::Id("card_number")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(typed.as_deref(), Some("4000 0000 0000 3220"), "the page's script groups the digits");
+    fill(&browser, "expiry", "1239").await;
+    fill(&browser, "cvv", "123").await;
+    fill(&browser, "email", "ann@example.com").await;
+    click(&browser, "button.pp-pay").await;
+    wait_for_path(&browser, |url| url.path().starts_with("/sandbox/3ds/")).await;
+    click(&browser, "button[value=pass]").await;
+    let landed = wait_for_path(&browser, |url| url.as_str().starts_with(&shop_url)).await;
+    assert_eq!(landed.path(), "/paid", "{landed}");
+    browser.wait_for_text("h1", "Thank you for your order").await;
+    browser.screenshot("hosted-page-back-at-the-shop").await;
+    let query: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
+    let payment_id = query["payment_id"].clone();
+    assert_eq!((query["status"].as_str(), query["amount"].as_str()), ("completed", "4990"));
+    assert!(query["signature"].starts_with("t="), "{landed}");
+
+    // In the registry, delivered to the shop, listed on the link's page.
+    let payment: Value = app.get(&format!("/api/v1/payments/{payment_id}")).await.json().await.unwrap();
+    assert_eq!((payment["status"].as_str(), payment["kind"].as_str()), (Some("completed"), Some("payment_link")));
+    for _ in 0..100 {
+        if shop.callbacks.lock().unwrap().iter().any(|body| body.contains(&payment_id)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shop.callbacks.lock().unwrap().iter().any(|body| body.contains(&payment_id)), "the callback arrived");
+    browser.client.set_window_size(1440, 900).await.unwrap();
+    browser.client.goto(&app.url(&format!("/payment-links/{link_id}"))).await.unwrap();
+    let payments = browser.client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    assert!(payments.contains(&payment_id) && payments.contains("Completed"), "{payments}");
+    browser.close().await;
+    let _ = std::fs::remove_file(logo);
+}

@@ -302,6 +302,7 @@ async fn preview(
     let look = Look { design, logo_url: style.logo_url.clone(), background_url: style.background_url.clone(), css_url };
     let subject = Subject {
         link_id: "preview",
+        return_url: None,
         merchant: &project.name,
         description: "Order 1042: two tickets",
         price: Some(dashboard_core::money::format_grouped(4990, "EUR")),

@@ -132,6 +132,8 @@ pub(crate) enum Shown<'a> {
 /// What the page is about.
 pub(crate) struct Subject<'a> {
     pub link_id: &'a str,
+    /// Where "back to the shop" leads, if the project has such an address.
+    pub return_url: Option<String>,
     pub merchant: &'a str,
     pub description: &'a str,
     /// The price shown; none when the customer enters it.
@@ -161,6 +163,7 @@ pub(crate) fn render(
         "price": subject.price,
         "currency": subject.currency,
         "link_id": subject.link_id,
+        "return_url": subject.return_url,
         "csrf_token": csrf_token,
         // Every part's fields, empty unless the part below fills them (templates are strict).
         "form": false, "preview": false, "error": null, "last4": null, "entered_amount": "", "email": "",
@@ -221,6 +224,7 @@ async fn show(
     let merchant = merchant_name(state, link).await?;
     let subject = Subject {
         link_id: &link.public_id,
+        return_url: checkout::redirects_of(&state.db, link.project_id).await?.return_url,
         merchant: &merchant,
         description: &link.description,
         price: link.amount.map(|amount| format_grouped(amount, &link.currency)),
@@ -245,7 +249,7 @@ async fn not_found(page: &PageContext) -> Result<Response, AppError> {
         background_url: None,
         css_url: "/pay/looks/default.css".to_owned(),
     };
-    let subject = Subject { link_id: "", merchant: "", description: "", price: None, currency: "" };
+    let subject = Subject { link_id: "", return_url: None, merchant: "", description: "", price: None, currency: "" };
     let shown = Shown::Closed("This payment link does not exist. Check the address you were given.");
     let html = render(&page.state, &look, &look.css_url, None, &subject, shown, &page.csrf_token)?;
     Ok(respond(StatusCode::NOT_FOUND, html))

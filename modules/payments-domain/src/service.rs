@@ -120,6 +120,8 @@ pub struct PaymentView {
     pub updated_at: dashboard_core::time::Timestamp,
     /// Where the customer goes after the 3-D Secure challenge.
     pub return_url: Option<String>,
+    /// The payment link the customer paid through (`lnk_…`), for a payment-link payment.
+    pub payment_link: Option<String>,
     pub operations: Vec<OperationView>,
 }
 
@@ -251,6 +253,7 @@ struct PaymentRow {
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     return_url: Option<String>,
+    link_id: Option<i64>,
 }
 
 /// What a callback says of a payment and the operation that changed it.
@@ -1884,7 +1887,18 @@ pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> R
         ))
     })?;
     let (row, ops) = rows.filter(|(row, _)| principal.projects.allows(row.project_id)).ok_or(AppError::NotFound)?;
-    Ok(view_of(state, row, ops))
+    let link = match row.link_id {
+        None => None,
+        Some(link) => dashboard_core::db_run!(state.db, conn => {
+            crate::schema::payment_links::table
+                .find(link)
+                .select(crate::schema::payment_links::public_id)
+                .first::<String>(conn)
+                .await
+                .optional()
+        })?,
+    };
+    Ok(PaymentView { payment_link: link, ..view_of(state, row, ops) })
 }
 
 fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> PaymentView {
@@ -1940,6 +1954,7 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
         created_at: dashboard_core::time::Timestamp::from(&row.created_at),
         updated_at: dashboard_core::time::Timestamp::from(&row.updated_at),
         return_url: row.return_url,
+        payment_link: None,
         operations,
     }
 }

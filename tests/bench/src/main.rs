@@ -14,7 +14,8 @@
 //! PostgreSQL too when `DASHBOARD_TEST_POSTGRES` names a server. It prints figures; it
 //! asserts nothing. `--only analytics`, `--only api`, `--only sign-in` (the registry
 //! while 50 clients storm the sign-in, throttled and not) or `--only batch` (a batch file
-//! of 100,000 refunds: upload, run, memory, the registry meanwhile) measures that part alone;
+//! of 100,000 refunds: upload, run, memory, the registry meanwhile) or `--only hosted` (the
+//! hosted Payment Page's time and weight) measures that part alone;
 //! `--connections 8,16,32` and `--seconds 10` shape the API's load; `--backend sqlite`
 //! or `--backend postgres` measures one database.
 #![allow(clippy::unwrap_used)]
@@ -277,6 +278,9 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     if part("batch") {
         batch(&browser, &db, prepared.company).await;
     }
+    if part("hosted") {
+        hosted_page(&browser, &prepared).await;
+    }
     if only.as_deref() == Some("report") {
         report(&browser).await;
     }
@@ -538,6 +542,72 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
         browser.server.memory_mib().1
     );
     print_registry_ratio("while the batch runs", idle_p95, busy_p95);
+}
+
+/// The hosted Payment Page a customer opens: complete HTML over HTTP with a published
+/// style and logo, and what the page weighs with its style sheets and script (the logo
+/// aside, as the merchant chooses its size).
+async fn hosted_page(browser: &Browser, prepared: &Prepared) {
+    let api = |path: &str| browser.server.url(&format!("/api/v1{path}"));
+    let style: serde_json::Value = browser
+        .client
+        .post(api("/payment-page/styles"))
+        .json(&json!({ "project_id": prepared.projects[0], "name": "Bench" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut logo = std::io::Cursor::new(Vec::new());
+    image::RgbaImage::from_pixel(400, 100, image::Rgba([30, 60, 200, 255]))
+        .write_to(&mut logo, image::ImageFormat::Png)
+        .unwrap();
+    let logo_path = format!("/payment-page/styles/{}/logo", style["id"]);
+    let put = browser.client.put(api(&logo_path)).header("Content-Type", "application/octet-stream");
+    assert!(put.body(logo.into_inner()).send().await.unwrap().status().is_success());
+    let publish = browser.client.post(api(&format!("/payment-page/styles/{}/publication", style["id"])));
+    assert!(publish.send().await.unwrap().status().is_success());
+    let link: serde_json::Value = browser
+        .client
+        .post(api("/payment-links"))
+        .json(&json!({ "project_id": prepared.projects[0], "currency": "EUR", "amount": 4_990,
+                       "description": "Two concert tickets", "reusable": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/pay/{}", link["id"].as_str().unwrap());
+    // A customer: no session, no cookie of the dashboard.
+    let customer = reqwest::Client::new();
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        let response = customer.get(browser.server.url(&path)).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.bytes().await.unwrap();
+        samples.push(started.elapsed());
+    }
+    let (median, p95, p99) = stats(samples);
+    println!("hosted page (HTML)         median {:>9}  p95 {:>9}  p99 {:>9}", ms(median), ms(p95), ms(p99));
+    let html = customer.get(browser.server.url(&path)).send().await.unwrap().text().await.unwrap();
+    let mut weight = html.len();
+    let mut parts = vec![format!("HTML {} B", html.len())];
+    for marker in ["href=\"", "src=\""] {
+        for found in html.match_indices(marker) {
+            let start = found.0 + marker.len();
+            let asset = &html[start..start + html[start..].find('"').unwrap()];
+            if asset.starts_with("/pay/images/") {
+                continue; // the logo
+            }
+            let bytes = customer.get(browser.server.url(asset)).send().await.unwrap().bytes().await.unwrap();
+            weight += bytes.len();
+            parts.push(format!("{asset} {} B", bytes.len()));
+        }
+    }
+    println!("hosted page weight         {:.1} KB without the logo ({})", weight as f64 / 1024.0, parts.join(", "));
 }
 
 async fn pages(browser: &Browser, prepared: &Prepared) {
