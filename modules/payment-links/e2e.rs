@@ -197,13 +197,19 @@ async fn links_close_by_expiry_by_hand_and_by_their_limits_and_amounts_keep_to_t
         json!({ "project_id": project, "amount": { "amount": amount, "currency": currency },
                 "card": { "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" } })
     };
-    for (key, body, expected) in [
-        ("usd", purchase("USD", 1_000), StatusCode::UNPROCESSABLE_ENTITY),
-        ("small", purchase("EUR", 100), StatusCode::UNPROCESSABLE_ENTITY),
-        ("fine", purchase("EUR", 1_000), StatusCode::CREATED),
-    ] {
-        let response = app.client.post(app.url("/api/v1/payments")).header("Idempotency-Key", key).json(&body);
-        assert_eq!(response.send().await.unwrap().status(), expected, "{key}");
+    let moto = app.client.put(app.url(&format!("/api/v1/projects/{project}/moto"))).json(&json!({ "enabled": true }));
+    assert_eq!(moto.send().await.unwrap().status(), StatusCode::OK);
+    // The gateway API, and the virtual terminal's API twin (card payments by hand).
+    for route in ["/api/v1/payments", "/api/v1/manual/purchases"] {
+        for (key, body, expected) in [
+            ("usd", purchase("USD", 1_000), StatusCode::UNPROCESSABLE_ENTITY),
+            ("small", purchase("EUR", 100), StatusCode::UNPROCESSABLE_ENTITY),
+            ("fine", purchase("EUR", 1_000), StatusCode::CREATED),
+        ] {
+            let key = format!("{route}-{key}");
+            let response = app.client.post(app.url(route)).header("Idempotency-Key", &key).json(&body);
+            assert_eq!(response.send().await.unwrap().status(), expected, "{route} {key}");
+        }
     }
     assert_eq!(app.client.put(app.url(&path)).json(&json!([])).send().await.unwrap().status(), StatusCode::OK);
 

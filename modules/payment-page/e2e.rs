@@ -215,6 +215,20 @@ async fn the_designer_previews_the_real_page_and_keeps_styles_to_their_company(a
     assert!(css.contains("--pp-surface:#fee715") && css.contains("Verdana"), "{css}");
     let saved = app.get(&format!("{editor_path}/preview")).await.text().await.unwrap();
     assert!(saved.contains(">Pay"), "the saved draft is still the default: {saved}");
+    // Saved with text hard to read: publishing asks first, then publishes.
+    let pale: Vec<(&str, &str)> =
+        fields.iter().map(|&(name, value)| if name == "text" { (name, "#d0d0d0") } else { (name, value) }).collect();
+    assert_eq!(app.post_form(&editor_path, &pale).await.status(), StatusCode::SEE_OTHER);
+    let publication = format!("{editor_path}/publication");
+    let asked = app.post_form(&publication, &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(asked.status(), StatusCode::OK);
+    let asked = asked.text().await.unwrap();
+    assert!(asked.contains("Publish anyway") && asked.contains("below the 4.5:1 WCAG AA"), "{asked}");
+    let versions = format!("/api/v1/payment-page/versions?project_id={}", projects[0]);
+    assert_eq!(app.get(&versions).await.json::<Value>().await.unwrap(), json!([]), "nothing published yet");
+    let confirmed = app.post_form(&publication, &[("csrf_token", csrf.as_str()), ("confirmed", "1")]).await;
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.get(&versions).await.json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
     let bad = [("csrf_token", csrf.as_str()), ("name", "x"), ("background", "red"), ("font", "verdana")];
     let refused = app.post_form(&format!("{editor_path}/preview"), &bad).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);

@@ -28,6 +28,7 @@ impl Column {
             "timestamp" | "timestamp without time zone" => "timestamp",
             "boolean" | "bool" => "boolean",
             "date" => "date",
+            "blob" | "bytea" => "bytes",
             other => panic!("{}.{} has the unexpected type {other}", self.table_name, self.column_name),
         }
     }

@@ -257,9 +257,17 @@ async fn not_found(page: &PageContext) -> Result<Response, AppError> {
 
 #[handler]
 pub async fn link_page(req: &Request, page: PageContext, Path(link): Path<String>) -> Result<Response, AppError> {
-    match links::open(&page.state.db, &link).await {
+    match opened(&page, &link).await? {
         Ok(link) => show(&page, req, &link, None, StatusCode::OK).await,
-        Err(AppError::NotFound) => not_found(&page).await,
+        Err(missing) => Ok(missing),
+    }
+}
+
+/// The link `public_id`, or the page saying there is no such link.
+async fn opened(page: &PageContext, public_id: &str) -> Result<Result<OpenLink, Response>, AppError> {
+    match links::open(&page.state.db, public_id).await {
+        Ok(link) => Ok(Ok(link)),
+        Err(AppError::NotFound) => not_found(page).await.map(Err),
         Err(error) => Err(error),
     }
 }
@@ -322,10 +330,9 @@ pub async fn pay(
     Form(form): Form<PayForm>,
 ) -> Result<Response, AppError> {
     let state = &page.state;
-    let link = match links::open(&state.db, &link).await {
+    let link = match opened(&page, &link).await? {
         Ok(link) => link,
-        Err(AppError::NotFound) => return not_found(&page).await,
-        Err(error) => return Err(error),
+        Err(missing) => return Ok(missing),
     };
     let client = ClientInfo::from_request(req);
     let paid = async {
@@ -425,10 +432,9 @@ pub async fn done(
     Query(done): Query<Done>,
 ) -> Result<Response, AppError> {
     let state = &page.state;
-    let link = match links::open(&state.db, &link).await {
+    let link = match opened(&page, &link).await? {
         Ok(link) => link,
-        Err(AppError::NotFound) => return not_found(&page).await,
-        Err(error) => return Err(error),
+        Err(missing) => return Ok(missing),
     };
     let (status, amount) = links::payment_of_link(&state.db, link.id, &done.payment_id).await?;
     let redirects = checkout::redirects_of(&state.db, link.project_id).await?;

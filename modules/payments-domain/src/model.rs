@@ -4,6 +4,8 @@ use serde::Serialize;
 
 use dashboard_core::error::AppError;
 
+/// An enum stored as text, with the label people read (also as `{{human "<set>" value}}`
+/// in pages).
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident as $set:literal { $($variant:ident => $text:literal as $label:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -37,6 +39,7 @@ macro_rules! text_enum {
         });
     };
 }
+pub(crate) use text_enum;
 
 text_enum!(
     /// What kind of payment.

@@ -26,36 +26,9 @@ pub const MAX_IMAGE_BYTES: usize = 1024 * 1024;
 /// The most styles a project keeps.
 const MOST_STYLES: i64 = 50;
 
-macro_rules! choice {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal as $label:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
-        #[serde(rename_all = "snake_case")]
-        #[oai(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|value| value.as_str() == text)
-            }
-
-            /// As people read it.
-            pub fn label(self) -> &'static str {
-                match self { $($name::$variant => $label),+ }
-            }
-        }
-    };
-}
-
-choice!(
+crate::model::text_enum!(
     /// A font every device has, so the page loads no font file.
-    Font {
+    Font as "page_font" {
         System => "system" as "System (the device's own)",
         Humanist => "humanist" as "Humanist sans (Segoe, Helvetica)",
         Verdana => "verdana" as "Verdana",
@@ -79,15 +52,15 @@ impl Font {
     }
 }
 
-choice!(
+crate::model::text_enum!(
     /// Where the logo sits above the form.
-    Placement { Left => "left" as "Left", Center => "center" as "Centre", Right => "right" as "Right" }
+    Placement as "logo_placement" { Left => "left" as "Left", Center => "center" as "Centre", Right => "right" as "Right" }
 );
 
-choice!(
+crate::model::text_enum!(
     /// A language a style's texts are translated into, besides English; the customer's
     /// browser chooses.
-    Language {
+    Language as "page_language" {
         De => "de" as "German",
         Fr => "fr" as "French",
         Es => "es" as "Spanish",
@@ -379,9 +352,10 @@ pub fn reencode(bytes: &[u8], slot: ImageSlot) -> Result<(StoredImage, u32, u32)
         _ => return Err(refused("The image must be a PNG, JPEG or WebP file (SVG is not accepted).")),
     }
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(8_000);
-    limits.max_image_height = Some(8_000);
-    limits.max_alloc = Some(256 * 1024 * 1024);
+    // A small file can hold a huge picture: what decoding may take is bounded.
+    limits.max_image_width = Some(5_000);
+    limits.max_image_height = Some(5_000);
+    limits.max_alloc = Some(128 * 1024 * 1024);
     let mut reader = reader;
     reader.limits(limits);
     let decoded = reader.decode().map_err(|_| refused("The image could not be decoded: is it a damaged file?"))?;
