@@ -42,8 +42,34 @@ pub fn with_security(document: &str, registry: &Registry, session_cookie: &str) 
         }
     }
     standard_formats(&mut document);
+    plain_references(&mut document);
     optional_means_nullable(&mut document);
     document.to_string()
+}
+
+/// poem-openapi writes a property of an enum or object type with a description of its own
+/// as `allOf: [{$ref}, {description}]`; client generators take `allOf` for merging objects
+/// and drop the whole schema when the reference is an enum. The reference alone says the
+/// same to a machine (the referenced schema has its own description).
+fn plain_references(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let lone_reference = object.get("allOf").and_then(Value::as_array).and_then(|parts| {
+                let references: Vec<&Value> = parts.iter().filter(|part| part.get("$ref").is_some()).collect();
+                let only_words = parts.iter().filter(|part| part.get("$ref").is_none()).all(|part| {
+                    part.as_object().is_some_and(|words| words.keys().all(|key| key == "description" || key == "title"))
+                });
+                (references.len() == 1 && only_words).then(|| references[0]["$ref"].clone())
+            });
+            if let Some(reference) = lone_reference {
+                *value = json!({ "$ref": reference });
+                return;
+            }
+            object.values_mut().for_each(plain_references);
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_references),
+        _ => {}
+    }
 }
 
 /// A property an object may leave out may also be `null`: the API reads both as "none"
@@ -59,7 +85,10 @@ fn optional_means_nullable(document: &mut Value) {
             .unwrap_or_default();
         let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { continue };
         for (name, property) in properties.iter_mut() {
-            if !required.contains(name) && property.get("type").is_some() {
+            // A map with a default of its own stays a map: a generator cannot make `{}` the
+            // default of something that may also be null.
+            let map_default = property.get("default").is_some_and(Value::is_object);
+            if !required.contains(name) && property.get("type").is_some() && !map_default {
                 property["nullable"] = json!(true);
             }
         }

@@ -7,6 +7,7 @@ mod accessibility;
 mod analytics;
 mod browser;
 mod callbacks;
+mod client;
 mod database;
 mod fuzz;
 mod hardening;

@@ -281,6 +281,9 @@ enum BatchFile {
     /// The workbook's first sheet.
     #[oai(content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
     Xlsx(Binary<Vec<u8>>),
+    /// Either, told by its content (for clients that send files only as bytes).
+    #[oai(content_type = "application/octet-stream")]
+    Bytes(Binary<Vec<u8>>),
 }
 
 /// A page of batches, newest first; pass `next` as `before` for the following page.
@@ -342,7 +345,7 @@ impl BatchApi {
         kind: Query<Option<BatchKind>>,
         body: BatchFile,
     ) -> ApiResult<BatchCreated> {
-        let (BatchFile::Csv(bytes) | BatchFile::Xlsx(bytes)) = body;
+        let (BatchFile::Csv(bytes) | BatchFile::Xlsx(bytes) | BatchFile::Bytes(bytes)) = body;
         let name = file_name.0.unwrap_or_else(|| "batch.csv".to_owned());
         let kind = kind.0.map(BatchKind::kind);
         Ok(BatchCreated::Created(Json(batch::upload(&state, principal, &name, bytes.0, kind).await?)))
