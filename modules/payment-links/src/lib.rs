@@ -9,8 +9,9 @@ mod api;
 mod pages;
 mod qr;
 
+use dashboard_core::hooks::DemoData;
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
-use dashboard_core::{operation, page, register_section};
+use dashboard_core::{operation, page, register, register_section};
 
 const VIEW: &str = "payment_links.view";
 const MANAGE: &str = "payment_links.manage";
@@ -56,4 +57,16 @@ register_section!(Section {
         Template { name: "payment_links/list", source: include_str!("../templates/list.hbs") },
         Template { name: "payment_links/detail", source: include_str!("../templates/detail.hbs") },
     ],
+});
+
+// The demo company has links to open, pay and look at.
+register!(DemoData {
+    name: "payment links",
+    order: 60,
+    add: |db, demo| {
+        Box::pin(async move {
+            let Some(&project) = demo.project_ids.first() else { return Ok(0) };
+            dashboard_payments_domain::links::add_demo(&db, demo.company_id, project).await
+        })
+    },
 });

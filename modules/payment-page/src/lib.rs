@@ -13,7 +13,7 @@ mod api;
 mod designer;
 mod hosted;
 
-use dashboard_core::hooks::{Job, Service, Setting, Upload, check_number_up_to};
+use dashboard_core::hooks::{DemoData, Job, Service, Setting, Upload, check_number_up_to};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
 use dashboard_core::{operation, page, register, register_section};
 use dashboard_payments_domain::page_styles::MAX_IMAGE_BYTES;
@@ -123,6 +123,18 @@ register!(Job {
         Box::pin(async move {
             state.extension::<std::sync::Arc<hosted::PayThrottle>>()?.forget_recovered();
             Ok(())
+        })
+    },
+});
+
+// The demo company's first project pays on a published style of its own.
+register!(DemoData {
+    name: "payment page style",
+    order: 50,
+    add: |db, demo| {
+        Box::pin(async move {
+            let Some(&project) = demo.project_ids.first() else { return Ok(0) };
+            dashboard_payments_domain::page_styles::add_demo(&db, demo.company_id, project).await
         })
     },
 });

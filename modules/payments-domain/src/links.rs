@@ -300,25 +300,34 @@ fn check(request: &LinkRequest, at: NaiveDateTime) -> Result<Checked, AppError> 
 pub async fn create(state: &AppState, principal: &Principal, request: LinkRequest) -> Result<LinkView, AppError> {
     let at = now();
     let checked = check(&request, at)?;
-    if !principal.projects.allows(request.project_id) {
-        return Err(AppError::BadRequest(format!("There is no project {} you may use.", request.project_id)));
-    }
     dashboard_core::directory::visible_project(&state.db, principal, request.project_id)
         .await
         .map_err(|_| AppError::BadRequest(format!("There is no project {} you may use.", request.project_id)))?;
     if let Some(style_id) = request.style_id {
         crate::page_styles::require_style_of(&state.db, request.project_id, style_id).await?;
     }
+    let event = AuditEvent::success(principal, "payment_link.create").details(serde_json::json!({
+        "project_id": request.project_id, "currency": checked.currency, "amount": checked.amount,
+        "description": checked.description, "max_payments": checked.max_payments,
+    }));
+    let by = (principal.company_id, principal.person(), Some(event));
+    let row = insert(&state.db, by, request.project_id, &checked, request.style_id, at).await?;
+    Ok(view_of(state, row, 0, at))
+}
+
+/// Stores a link of company `by.0`, made by person `by.1` (none for the demo's), with its
+/// audit event (named for the link's new id) in the same write.
+async fn insert(
+    db: &DbPool,
+    (company_id, user_id, event): (i64, Option<i64>, Option<AuditEvent>),
+    project_id: i64,
+    checked: &Checked,
+    style_id: Option<i64>,
+    at: NaiveDateTime,
+) -> Result<LinkRow, AppError> {
     let public_id = format!("lnk_{}", &dashboard_core::auth::random_token()[..20]);
-    let event = AuditEvent::success(principal, "payment_link.create")
-        .target(format!("payment link {public_id}"))
-        .details(serde_json::json!({
-            "project_id": request.project_id, "currency": checked.currency, "amount": checked.amount,
-            "description": checked.description, "max_payments": checked.max_payments,
-        }));
-    let (company_id, user_id, project_id, style_id) =
-        (principal.company_id, principal.person(), request.project_id, request.style_id);
-    let row: LinkRow = dashboard_core::db_transaction!(state.db, conn => {
+    let event = event.map(|event| event.target(format!("payment link {public_id}")));
+    dashboard_core::db_transaction!(db, conn => {
         let row = diesel::insert_into(payment_links::table)
             .values((
                 payment_links::public_id.eq(&public_id),
@@ -339,10 +348,50 @@ pub async fn create(state: &AppState, principal: &Principal, request: LinkReques
             .returning(LinkRow::as_returning())
             .get_result(conn)
             .await?;
-        dashboard_core::record_audit!(conn, event)?;
+        if let Some(event) = event {
+            dashboard_core::record_audit!(conn, event)?;
+        }
         Ok::<_, AppError>(row)
+    })
+}
+
+/// The demo company's links, unless it has some: a single-use one, a reusable one the
+/// customer prices, and one that was deactivated.
+pub async fn add_demo(db: &DbPool, company_id: i64, project_id: i64) -> Result<usize, AppError> {
+    let existing: i64 = dashboard_core::db_run!(db, conn => {
+        payment_links::table.filter(payment_links::company_id.eq(company_id)).count().get_result(conn).await
     })?;
-    Ok(view_of(state, row, 0, at))
+    if existing > 0 {
+        return Ok(0);
+    }
+    let at = now();
+    let link = |description: &str, amount: Option<i64>, range: Option<(i64, i64)>, max_payments: Option<i32>| Checked {
+        currency: "EUR".to_owned(),
+        amount,
+        min_amount: range.map(|(min, _)| min),
+        max_amount: range.map(|(_, max)| max),
+        description: description.to_owned(),
+        merchant_order_id: None,
+        expires_at: Some(at + chrono::TimeDelta::days(30)),
+        max_payments,
+    };
+    let links = [
+        link("Two concert tickets, 14 March", Some(4_990), None, Some(1)),
+        link("Donation to the spring appeal", None, Some((500, 50_000)), None),
+        link("Workshop seat (withdrawn)", Some(12_000), None, Some(20)),
+    ];
+    for (index, checked) in links.iter().enumerate() {
+        let row = insert(db, (company_id, None, None), project_id, checked, None, at).await?;
+        if index == 2 {
+            dashboard_core::db_write!(db, conn => {
+                diesel::update(payment_links::table.find(row.id))
+                    .set(payment_links::deactivated_at.eq(Some(at)))
+                    .execute(conn)
+                    .await
+            })?;
+        }
+    }
+    Ok(links.len())
 }
 
 /// How many payments each of `links` has taken.

@@ -620,12 +620,34 @@ async fn insert(
     design: &Design,
     images: (Option<i64>, Option<i64>),
 ) -> Result<StyleView, AppError> {
-    let stored = design_text(design)?;
     let event = AuditEvent::success(principal, "payment_page.style_create")
         .target(format!("project {project_id}"))
         .details(serde_json::json!({ "name": name }));
-    let (company_id, user_id, at) = (principal.company_id, principal.person(), now());
-    let id: i64 = dashboard_core::db_transaction!(state.db, conn => {
+    let by = Author { company_id: principal.company_id, user_id: principal.person(), event: Some(event) };
+    let id = insert_row(&state.db, by, project_id, &name, design, images).await?;
+    view(state, principal, id).await
+}
+
+/// Who writes: the company, the person (none for the demo's data) and the audit event
+/// written with it.
+struct Author {
+    company_id: i64,
+    user_id: Option<i64>,
+    event: Option<AuditEvent>,
+}
+
+/// Stores a style; its id.
+async fn insert_row(
+    db: &DbPool,
+    by: Author,
+    project_id: i64,
+    name: &str,
+    design: &Design,
+    images: (Option<i64>, Option<i64>),
+) -> Result<i64, AppError> {
+    let stored = design_text(design)?;
+    let (Author { company_id, user_id, event }, at) = (by, now());
+    dashboard_core::db_transaction!(db, conn => {
         let count: i64 = page_styles::table
             .filter(page_styles::project_id.eq(project_id))
             .filter(page_styles::deleted_at.is_null())
@@ -639,7 +661,7 @@ async fn insert(
             .values((
                 page_styles::company_id.eq(company_id),
                 page_styles::project_id.eq(project_id),
-                page_styles::name.eq(&name),
+                page_styles::name.eq(name),
                 page_styles::design.eq(&stored),
                 page_styles::logo_asset_id.eq(images.0),
                 page_styles::background_asset_id.eq(images.1),
@@ -651,10 +673,11 @@ async fn insert(
             .returning(page_styles::id)
             .get_result(conn)
             .await?;
-        dashboard_core::record_audit!(conn, event)?;
+        if let Some(event) = event {
+            dashboard_core::record_audit!(conn, event)?;
+        }
         Ok::<_, AppError>(id)
-    })?;
-    view(state, principal, id).await
+    })
 }
 
 /// Saves a style's draft: its name and design; audited in the same write.
@@ -782,8 +805,8 @@ pub async fn delete(state: &AppState, principal: &Principal, id: i64) -> Result<
 /// Stores a new version of a project from `design` and publishes it, in one write.
 #[allow(clippy::too_many_arguments)]
 async fn publish_version(
-    state: &AppState,
-    principal: &Principal,
+    db: &DbPool,
+    by: Author,
     project_id: i64,
     style_id: i64,
     style_name: &str,
@@ -791,11 +814,8 @@ async fn publish_version(
     images: (Option<i64>, Option<i64>),
     reverted_from: Option<i32>,
 ) -> Result<i64, AppError> {
-    let event = AuditEvent::success(principal, "payment_page.publish")
-        .target(format!("project {project_id}"))
-        .details(serde_json::json!({ "style_id": style_id, "style": style_name, "reverted_from": reverted_from }));
-    let (user_id, at, name, design) = (principal.person(), now(), style_name.to_owned(), design.to_owned());
-    dashboard_core::db_transaction!(state.db, conn => {
+    let (user_id, event, at, name, design) = (by.user_id, by.event, now(), style_name.to_owned(), design.to_owned());
+    dashboard_core::db_transaction!(db, conn => {
         let last: Option<i32> = page_style_versions::table
             .filter(page_style_versions::project_id.eq(project_id))
             .select(diesel::dsl::max(page_style_versions::version))
@@ -833,16 +853,66 @@ async fn publish_version(
             ))
             .execute(conn)
             .await?;
-        dashboard_core::record_audit!(conn, event)?;
+        if let Some(event) = event {
+            dashboard_core::record_audit!(conn, event)?;
+        }
         Ok::<_, AppError>(version_id)
     })
+}
+
+/// A person publishing, with the audit event of it.
+fn publisher(principal: &Principal, project_id: i64, style_id: i64, style: &str, reverted_from: Option<i32>) -> Author {
+    let event = AuditEvent::success(principal, "payment_page.publish")
+        .target(format!("project {project_id}"))
+        .details(serde_json::json!({ "style_id": style_id, "style": style, "reverted_from": reverted_from }));
+    Author { company_id: principal.company_id, user_id: principal.person(), event: Some(event) }
+}
+
+/// The demo company's first style, published, unless the project has one: a warm design
+/// with texts in English and German.
+pub async fn add_demo(db: &DbPool, company_id: i64, project_id: i64) -> Result<usize, AppError> {
+    let styles: i64 = dashboard_core::db_run!(db, conn => {
+        page_styles::table.filter(page_styles::project_id.eq(project_id)).count().get_result(conn).await
+    })?;
+    if styles > 0 {
+        return Ok(0);
+    }
+    let design = Design {
+        colors: Colors {
+            background: "#f6f1ea".to_owned(),
+            surface: "#ffffff".to_owned(),
+            text: "#2b2118".to_owned(),
+            primary: "#8a3b12".to_owned(),
+            link: "#7a3410".to_owned(),
+            error: "#a4161a".to_owned(),
+        },
+        font: Font::Humanist,
+        corner_radius: 12,
+        logo_placement: Placement::Center,
+        texts: PageTexts {
+            title: "Checkout".to_owned(),
+            button: "Pay securely".to_owned(),
+            footer: "Questions? support@demo-merchant.example".to_owned(),
+        },
+        translation: Some(Translation {
+            language: Language::De,
+            title: "Kasse".to_owned(),
+            button: "Sicher bezahlen".to_owned(),
+            footer: "Fragen? support@demo-merchant.example".to_owned(),
+        }),
+    };
+    let author = || Author { company_id, user_id: None, event: None };
+    let id = insert_row(db, author(), project_id, "Warm", &design, (None, None)).await?;
+    publish_version(db, author(), project_id, id, "Warm", &design_text(&design)?, (None, None), None).await?;
+    Ok(1)
 }
 
 /// Publishes a style's draft as its project's new version; audited in the same write.
 pub async fn publish(state: &AppState, principal: &Principal, id: i64) -> Result<VersionView, AppError> {
     let row = visible_row(state, principal, id).await?;
     let images = (row.logo_asset_id, row.background_asset_id);
-    let version = publish_version(state, principal, row.project_id, id, &row.name, &row.design, images, None).await?;
+    let by = publisher(principal, row.project_id, id, &row.name, None);
+    let version = publish_version(&state.db, by, row.project_id, id, &row.name, &row.design, images, None).await?;
     version_view(state, principal, version).await
 }
 
@@ -851,9 +921,10 @@ pub async fn publish(state: &AppState, principal: &Principal, id: i64) -> Result
 pub async fn revert(state: &AppState, principal: &Principal, version_id: i64) -> Result<VersionView, AppError> {
     let old = visible_version(state, principal, version_id).await?;
     let images = (old.logo_asset_id, old.background_asset_id);
+    let by = publisher(principal, old.project_id, old.style_id, &old.style_name, Some(old.version));
     let version = publish_version(
-        state,
-        principal,
+        &state.db,
+        by,
         old.project_id,
         old.style_id,
         &old.style_name,
