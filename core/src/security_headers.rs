@@ -32,8 +32,8 @@ impl<E: Endpoint> Endpoint for SecurityHeaders<E> {
             Err(error) => error.into_response(),
         };
         let headers = response.headers_mut();
-        // A page with a policy of its own keeps it (the hosted Payment Page lets its form
-        // lead to the shop; the designer's preview is framed by the designer).
+        // A page with a policy of its own keeps it (the hosted Payment Page allows nothing
+        // but its own files; the designer's preview may be framed by the designer).
         let policy = if viewer { API_VIEWER_POLICY } else { PAGE_POLICY };
         if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
             headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));

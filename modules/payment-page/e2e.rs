@@ -229,6 +229,20 @@ async fn the_designer_previews_the_real_page_and_keeps_styles_to_their_company(a
     let confirmed = app.post_form(&publication, &[("csrf_token", csrf.as_str()), ("confirmed", "1")]).await;
     assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.get(&versions).await.json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
+    let (status, index) = app.get_text(&dashboard_tests::location(confirmed.headers())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(index.contains("Colours below WCAG AA") && index.contains("Published: customers now pay on this style."));
+    // A mistake is told, and what was typed stays in the form.
+    let typo: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|&(name, value)| match name {
+            "background" => (name, "red"),
+            "en_title" => (name, "Kept title"),
+            _ => (name, value),
+        })
+        .collect();
+    let kept = app.post_form(&editor_path, &typo).await.text().await.unwrap();
+    assert!(kept.contains("must be written #rrggbb") && kept.contains("value=\"Kept title\""), "{kept}");
     let bad = [("csrf_token", csrf.as_str()), ("name", "x"), ("background", "red"), ("font", "verdana")];
     let refused = app.post_form(&format!("{editor_path}/preview"), &bad).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);

@@ -166,6 +166,38 @@ impl DesignForm {
     }
 }
 
+impl DesignForm {
+    /// What the form holds, as far as it reads, over `saved`: shown again with an error,
+    /// so that nothing typed is lost.
+    fn typed(&self, saved: &Design) -> Design {
+        let translation = Language::parse(&self.second_language).map(|language| Translation {
+            language,
+            title: self.second_title.clone(),
+            button: self.second_button.clone(),
+            footer: self.second_footer.clone(),
+        });
+        Design {
+            colors: Colors {
+                background: self.background.clone(),
+                surface: self.surface.clone(),
+                text: self.text.clone(),
+                primary: self.primary.clone(),
+                link: self.link.clone(),
+                error: self.error.clone(),
+            },
+            font: Font::parse(&self.font).unwrap_or(saved.font),
+            corner_radius: self.corner_radius.trim().parse().unwrap_or(saved.corner_radius),
+            logo_placement: Placement::parse(&self.logo_placement).unwrap_or(saved.logo_placement),
+            texts: PageTexts {
+                title: self.en_title.clone(),
+                button: self.en_button.clone(),
+                footer: self.en_footer.clone(),
+            },
+            translation,
+        }
+    }
+}
+
 fn choices<T: Copy + PartialEq>(
     all: &[T],
     chosen: T,
@@ -240,7 +272,8 @@ pub async fn save(page: PageContext, Path(id): Path<i64>, Form(form): Form<Desig
         Ok(_) => Ok(see_other(&format!("/payment-page/styles/{id}?notice=saved"))),
         Err(error @ AppError::BadRequest(_)) => {
             let style = page_styles::view(&page.state, principal, id).await?;
-            editor_page(&page, &style, &style.design, Some(error.to_string()), None, false).await
+            let typed = form.typed(&style.design);
+            editor_page(&page, &style, &typed, Some(error.to_string()), None, false).await
         }
         Err(error) => Err(error),
     }

@@ -11,7 +11,7 @@ use dashboard_core::web::see_other;
 use dashboard_core::{AppError, AppState, PageContext};
 use dashboard_payments_domain::card::Card;
 use dashboard_payments_domain::checkout;
-use dashboard_payments_domain::links::{self, CardEntry, OpenLink};
+use dashboard_payments_domain::links::{self, CardEntry, LinkPaymentResult, OpenLink};
 use dashboard_payments_domain::model::Status;
 use dashboard_payments_domain::page_styles::{self, Design, Language, Look};
 use poem::http::{StatusCode, header};
@@ -35,16 +35,39 @@ impl PayThrottle {
         PayThrottle { by_address: PerMinute::new(per_address), by_link: PerMinute::new(per_link) }
     }
 
-    fn check(&self, address: Option<&str>, link: &str) -> Result<(), AppError> {
-        if address.is_some_and(|address| !self.by_address.allows(address)) || !self.by_link.allows(link) {
-            return Err(AppError::TooManyRequests("Too many attempts. Wait a minute, then try again.".to_owned()));
+    fn refused() -> AppError {
+        AppError::TooManyRequests("Too many attempts. Wait a minute, then try again.".to_owned())
+    }
+
+    /// Counts an attempt from `address` (before anything is read).
+    fn count_address(&self, address: Option<&str>) -> Result<(), AppError> {
+        match address.map(address_key) {
+            Some(key) if !self.by_address.allows(&key) => Err(PayThrottle::refused()),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Counts a payment attempt through `link` (once the form is read: a form that
+    /// cannot pay does not spend the link's budget for its customers).
+    fn count_link(&self, link: &str) -> Result<(), AppError> {
+        if self.by_link.allows(link) { Ok(()) } else { Err(PayThrottle::refused()) }
     }
 
     pub fn forget_recovered(&self) {
         self.by_address.forget_recovered();
         self.by_link.forget_recovered();
+    }
+}
+
+/// Whose budget an address spends: an IPv4 address, or an IPv6 address's /64 (what one
+/// customer's line is given).
+fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        _ => address.to_owned(),
     }
 }
 
@@ -119,6 +142,7 @@ pub(crate) enum Shown<'a> {
         email: String,
     },
     Result {
+        outcome: Outcome,
         status: Status,
         amount: String,
         refresh: Option<String>,
@@ -168,7 +192,7 @@ pub(crate) fn render(
         // Every part's fields, empty unless the part below fills them (templates are strict).
         "form": false, "preview": false, "error": null, "last4": null, "entered_amount": "", "email": "",
         "form_key": "", "result": false, "paid": false, "pending": false, "status": "", "paid_amount": "",
-        "refresh": null, "retry": false, "closed": null,
+        "refresh": null, "recheck": false, "retry": false, "closed": null,
     });
     let extra = match shown {
         Shown::Form { error, last4, amount, email } => json!({
@@ -176,13 +200,15 @@ pub(crate) fn render(
             "form_key": &dashboard_core::auth::random_token()[..32],
         }),
         Shown::Preview => json!({ "form": true, "preview": true }),
-        Shown::Result { status, amount, refresh, retry } => json!({
+        Shown::Result { outcome, status, amount, refresh, retry } => json!({
             "result": true,
-            "paid": matches!(status, Status::Completed | Status::Authorized),
-            "pending": matches!(status, Status::Processing | Status::AwaitingChallenge),
+            "paid": outcome == Outcome::Paid,
+            "pending": outcome == Outcome::UnderWay,
             "status": status.label(),
             "paid_amount": amount,
+            // A payment under way: the page asks again in a few seconds (no script needed).
             "refresh": refresh,
+            "recheck": outcome == Outcome::UnderWay,
             "retry": retry,
         }),
         Shown::Closed(reason) => json!({ "closed": reason }),
@@ -336,7 +362,8 @@ pub async fn pay(
     };
     let client = ClientInfo::from_request(req);
     let paid = async {
-        state.extension::<std::sync::Arc<PayThrottle>>()?.check(client.ip.as_deref(), &link.public_id)?;
+        let throttle = state.extension::<std::sync::Arc<PayThrottle>>()?;
+        throttle.count_address(client.ip.as_deref())?;
         let amount = match form.amount.trim() {
             "" => None,
             text => Some(parse_amount(text, &link.currency).ok_or_else(|| {
@@ -344,6 +371,7 @@ pub async fn pay(
             })?),
         };
         let entry = CardEntry { amount, card: form.card()?, email: form.email()?, ip: client.ip.clone() };
+        throttle.count_link(&link.public_id)?;
         link.pay(state, entry, &form.form_key).await
     };
     match paid.await {
@@ -384,46 +412,42 @@ pub struct Done {
     payment_id: String,
 }
 
-/// `url` with the payment's id, status, amount and order id added, and a signature of
-/// them made with the project's callback key (`t=<time>,v1=<HMAC-SHA256 hex of
-/// "<time>.<the query before signature>">`, as callbacks are signed).
+/// `url` with the payment's id, status, amount and order id added to its own query, and
+/// a signature of that whole query made with the project's callback key:
+/// `signature=t=<time>,v1=<HMAC-SHA256 hex of "<time>.<the query before &signature=>">`,
+/// as callbacks are signed. The time is when the payment settled, so an old result cannot
+/// be passed off as a fresh one.
 async fn signed_redirect(
     state: &AppState,
     url: &str,
     link: &OpenLink,
     payment_id: &str,
-    status: Status,
-    amount: &dashboard_payments_domain::service::Money,
+    result: &LinkPaymentResult,
 ) -> Result<String, AppError> {
     let mut url = url::Url::parse(url).map_err(|e| AppError::Internal(e.to_string()))?;
-    let query = {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
+    {
+        let mut query = url.query_pairs_mut();
         query
             .append_pair("payment_id", payment_id)
-            .append_pair("status", status.as_str())
-            .append_pair("amount", &amount.amount.to_string())
-            .append_pair("currency", &amount.currency)
+            .append_pair("status", result.status.as_str())
+            .append_pair("amount", &result.amount.amount.to_string())
+            .append_pair("currency", &result.amount.currency)
             .append_pair("link_id", &link.public_id);
         if let Some(order) = &link.merchant_order_id {
             query.append_pair("merchant_order_id", order);
         }
-        query.finish()
-    };
+    }
+    let signed = url.query().unwrap_or_default().to_owned();
     let keys = dashboard_payments_domain::callbacks::signing_keys(state, link.project_id).await?;
-    let signature =
-        dashboard_payments_domain::callbacks::signature(&keys.all(), chrono::Utc::now().timestamp(), &query);
-    let joined = match url.query() {
-        Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
-        _ => query,
-    };
-    url.set_query(Some(&joined));
+    let at = result.changed_at.and_utc().timestamp();
+    let signature = dashboard_payments_domain::callbacks::signature(&keys.all(), at, &signed);
     url.query_pairs_mut().append_pair("signature", &signature);
     Ok(url.to_string())
 }
 
 /// Where a payment through a link ended: the shop's success or failure page when the
-/// project has one (by a page that moves on at once: a form may not lead off the site),
-/// else the result here.
+/// project has one (by a page that moves on at once: a form's redirects may not leave the
+/// site), else the result here; a payment still under way, this page again in a moment.
 #[handler]
 pub async fn done(
     req: &Request,
@@ -436,28 +460,46 @@ pub async fn done(
         Ok(link) => link,
         Err(missing) => return Ok(missing),
     };
-    let (status, amount) = links::payment_of_link(&state.db, link.id, &done.payment_id).await?;
+    let result = links::payment_of_link(&state.db, link.id, &done.payment_id).await?;
     let redirects = checkout::redirects_of(&state.db, link.project_id).await?;
-    let settled_ok = matches!(status, Status::Completed | Status::Authorized);
-    let settled_failed = matches!(status, Status::Declined | Status::Failed);
-    let target = if settled_ok {
-        redirects.success_url
-    } else if settled_failed {
-        redirects.failure_url
-    } else {
-        None
+    let outcome = Outcome::of(result.status);
+    let target = match outcome {
+        Outcome::Paid => redirects.success_url,
+        Outcome::NotPaid => redirects.failure_url,
+        Outcome::UnderWay => None,
     };
     let refresh = match target {
-        Some(url) => Some(signed_redirect(state, &url, &link, &done.payment_id, status, &amount).await?),
+        Some(url) => Some(signed_redirect(state, &url, &link, &done.payment_id, &result).await?),
         None => None,
     };
     let shown = Shown::Result {
-        status,
-        amount: format_grouped(amount.amount, &amount.currency),
+        outcome,
+        status: result.status,
+        amount: format_grouped(result.amount.amount, &result.amount.currency),
         refresh,
-        retry: settled_failed && links::refusal(link.status).is_none(),
+        retry: outcome == Outcome::NotPaid && links::refusal(link.status).is_none(),
     };
     show(&page, req, &link, Some(shown), StatusCode::OK).await
+}
+
+/// How a payment through a link ended, for its customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The money was taken (whatever happened to it later: a refund is not a decline).
+    Paid,
+    NotPaid,
+    /// Waiting for the acquirer or for 3-D Secure.
+    UnderWay,
+}
+
+impl Outcome {
+    fn of(status: Status) -> Outcome {
+        match status {
+            Status::Declined | Status::Failed | Status::Cancelled => Outcome::NotPaid,
+            Status::Processing | Status::AwaitingChallenge => Outcome::UnderWay,
+            _ => Outcome::Paid,
+        }
+    }
 }
 
 /// The page's own style sheet and script.
@@ -491,4 +533,16 @@ pub async fn image(page: PageContext, Path(address): Path<String>) -> Result<Res
         .content_type(image.content_type)
         .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
         .body(image.bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_key;
+
+    #[test]
+    fn an_ipv6_customer_spends_one_budget_for_its_whole_network() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), address_key("2001:db8:1:2:ffff::9"));
+        assert_ne!(address_key("2001:db8:1:2::1"), address_key("2001:db8:1:3::1"));
+        assert_eq!(address_key("203.0.113.7"), "203.0.113.7");
+    }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::Card;
 use crate::idempotency::{Claim, Replay};
-use crate::model::{Flow, LinkStatus, Status};
+use crate::model::{Flow, LinkStatus, Method, Status};
 use crate::schema::{payment_links, payments};
 use crate::service::{Customer, Money, NewPurchase, PaymentView};
 use dashboard_core::audit::AuditEvent;
@@ -20,8 +20,12 @@ use dashboard_core::db::prelude::*;
 use dashboard_core::time::{Timestamp, now};
 use dashboard_core::{AppError, AppState};
 
-/// The statuses of a payment that do not use up its link (it may be paid again).
+/// The statuses of a payment that do not hold its link: no other payment waits for them.
 pub const NOT_USING: [&str; 2] = ["declined", "failed"];
+
+/// The statuses of a payment that has not paid its link (yet, or at all): the link is not
+/// used up by them, though one still under way holds it.
+pub const NOT_PAID: [&str; 4] = ["declined", "failed", "processing", "awaiting_challenge"];
 
 /// The most payments a reusable link may take.
 pub const MOST_PAYMENTS: i32 = 1_000_000;
@@ -173,14 +177,21 @@ pub fn refusal(status: LinkStatus) -> Option<&'static str> {
 #[doc(hidden)]
 pub fn may_pay(
     found: Option<(Option<i32>, Option<NaiveDateTime>, Option<NaiveDateTime>)>,
-    made: i64,
+    (paid, taken): (i64, i64),
     at: NaiveDateTime,
 ) -> Result<(), AppError> {
     let Some((max_payments, expires, deactivated)) = found else { return Err(AppError::NotFound) };
-    match refusal(status_of(deactivated, expires, max_payments, made, at)) {
-        None => Ok(()),
-        Some(reason) => Err(AppError::Conflict(reason.to_owned())),
+    if let Some(reason) = refusal(status_of(deactivated, expires, max_payments, paid, at)) {
+        return Err(AppError::Conflict(reason.to_owned()));
     }
+    if max_payments.is_some_and(|most| taken >= i64::from(most)) {
+        return Err(AppError::Conflict(
+            "A payment through this link is under way. If it does not go through, the link takes \
+             another in a few minutes."
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Holds payment link `$link_id` for the rest of the write with `$conn` and checks that it
@@ -198,13 +209,15 @@ macro_rules! use_link {
                 .get_result($conn)
                 .await
                 .optional()?;
-        let __made: i64 = __payments::table
+        let __statuses: Vec<String> = __payments::table
             .filter(__payments::link_id.eq(__link))
             .filter(__payments::status.ne_all($crate::links::NOT_USING))
-            .count()
-            .get_result($conn)
+            .select(__payments::status)
+            .load($conn)
             .await?;
-        $crate::links::may_pay(__found, __made, __now)
+        let __paid = __statuses.iter().filter(|status| !$crate::links::NOT_PAID.contains(&status.as_str())).count();
+        let __counts = (i64::try_from(__paid).unwrap_or(i64::MAX), i64::try_from(__statuses.len()).unwrap_or(i64::MAX));
+        $crate::links::may_pay(__found, __counts, __now)
     }};
 }
 
@@ -306,6 +319,11 @@ pub async fn create(state: &AppState, principal: &Principal, request: LinkReques
     if let Some(style_id) = request.style_id {
         crate::page_styles::require_style_of(&state.db, request.project_id, style_id).await?;
     }
+    // A link its project could never take is refused now, not on the customer's page.
+    for amount in [checked.amount, checked.min_amount, checked.max_amount].into_iter().flatten() {
+        crate::checkout::require_accepted(&state.db, request.project_id, Method::Card, &checked.currency, amount)
+            .await?;
+    }
     let event = AuditEvent::success(principal, "payment_link.create").details(serde_json::json!({
         "project_id": request.project_id, "currency": checked.currency, "amount": checked.amount,
         "description": checked.description, "max_payments": checked.max_payments,
@@ -402,7 +420,7 @@ async fn payments_made(db: &DbPool, links: Vec<i64>) -> Result<std::collections:
     let counts: Vec<(Option<i64>, i64)> = dashboard_core::db_run!(db, conn => {
         payments::table
             .filter(payments::link_id.eq_any(links))
-            .filter(payments::status.ne_all(NOT_USING))
+            .filter(payments::status.ne_all(NOT_PAID))
             .group_by(payments::link_id)
             .select((payments::link_id, diesel::dsl::count_star()))
             .load(conn)
@@ -411,10 +429,16 @@ async fn payments_made(db: &DbPool, links: Vec<i64>) -> Result<std::collections:
     Ok(counts.into_iter().filter_map(|(link, count)| Some((link?, count))).collect())
 }
 
-/// Links are listed newest first; this SQL says whether a link has taken all its payments.
-const EXHAUSTED: &str = "(payment_links.max_payments IS NOT NULL AND payment_links.max_payments <= \
-     (SELECT COUNT(*) FROM payments WHERE payments.link_id = payment_links.id \
-      AND payments.status NOT IN ('declined', 'failed')))";
+/// The SQL that says whether a link has taken all its payments.
+fn exhausted() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    let not_paid: Vec<String> = NOT_PAID.iter().map(|status| format!("'{status}'")).collect();
+    diesel::dsl::sql(&format!(
+        "(payment_links.max_payments IS NOT NULL AND payment_links.max_payments <= \
+         (SELECT COUNT(*) FROM payments WHERE payments.link_id = payment_links.id \
+          AND payments.status NOT IN ({})))",
+        not_paid.join(", ")
+    ))
+}
 
 /// One page of the links the principal may see that match `filter`, newest first, and
 /// the cursor of the next page.
@@ -457,7 +481,7 @@ pub async fn list(
             query = query.filter(payment_links::id.lt(before));
         }
         if let Some(q) = &q {
-            // Description words, with LIKE's wildcards taken literally.
+            // Words of the description (LIKE's wildcards removed from what was typed).
             let pattern = format!("%{}%", q.replace(['%', '_', '\\'], ""));
             query = query.filter(
                 payment_links::public_id
@@ -474,9 +498,9 @@ pub async fn list(
             Some(LinkStatus::Expired) => query
                 .filter(payment_links::deactivated_at.is_null())
                 .filter(payment_links::expires_at.le(at)),
-            Some(LinkStatus::Exhausted) => query.filter(open).filter(diesel::dsl::sql::<diesel::sql_types::Bool>(EXHAUSTED)),
+            Some(LinkStatus::Exhausted) => query.filter(open).filter(exhausted()),
             Some(LinkStatus::Active) => {
-                query.filter(open).filter(diesel::dsl::not(diesel::dsl::sql::<diesel::sql_types::Bool>(EXHAUSTED)))
+                query.filter(open).filter(diesel::dsl::not(exhausted()))
             }
         };
         query.load(conn).await
@@ -661,9 +685,8 @@ impl OpenLink {
         entry: CardEntry,
         form_key: &str,
     ) -> Result<Replay<PaymentView>, AppError> {
-        if let Some(reason) = refusal(self.status) {
-            return Err(AppError::Conflict(reason.to_owned()));
-        }
+        // Whether the link still takes a payment is asked in the write that would start it,
+        // after the key: a form sent again gets its first answer, not "already paid".
         let amount = self.amount_to_pay(entry.amount)?;
         let company =
             dashboard_core::directory::find_company(&state.db, self.company_id).await?.ok_or(AppError::NotFound)?;
@@ -692,21 +715,34 @@ impl OpenLink {
     }
 }
 
+/// Where a payment made through a link stands, for the customer's result page.
+#[derive(Debug, Clone)]
+pub struct LinkPaymentResult {
+    pub status: Status,
+    pub amount: Money,
+    /// When it last changed (settled, for a finished one).
+    pub changed_at: NaiveDateTime,
+}
+
 /// The payment `payment_id` if it was made through link `link_id` (for the hosted page's
 /// result, which a customer reaches without signing in).
-pub async fn payment_of_link(db: &DbPool, link_id: i64, payment_id: &str) -> Result<(Status, Money), AppError> {
+pub async fn payment_of_link(db: &DbPool, link_id: i64, payment_id: &str) -> Result<LinkPaymentResult, AppError> {
     let wanted = payment_id.to_owned();
-    let row: Option<(String, i64, String)> = dashboard_core::db_run!(db, conn => {
+    let row: Option<(String, i64, String, NaiveDateTime)> = dashboard_core::db_run!(db, conn => {
         payments::table
             .filter(payments::public_id.eq(&wanted))
             .filter(payments::link_id.eq(link_id))
-            .select((payments::status, payments::amount, payments::currency))
+            .select((payments::status, payments::amount, payments::currency, payments::updated_at))
             .first(conn)
             .await
             .optional()
     })?;
-    let (status, amount, currency) = row.ok_or(AppError::NotFound)?;
-    Ok((Status::parse(&status).unwrap_or(Status::Failed), Money { amount, currency }))
+    let (status, amount, currency, changed_at) = row.ok_or(AppError::NotFound)?;
+    Ok(LinkPaymentResult {
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        amount: Money { amount, currency },
+        changed_at,
+    })
 }
 
 #[cfg(test)]

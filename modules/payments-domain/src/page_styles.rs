@@ -363,8 +363,10 @@ pub fn reencode(bytes: &[u8], slot: ImageSlot) -> Result<(StoredImage, u32, u32)
         ImageSlot::Logo => (800, 400),
         ImageSlot::Background => (1600, 1600),
     };
+    // `thumbnail` scales in the image's own pixels (a filtered resize would allocate
+    // floating-point copies of the whole picture).
     let fitted = if decoded.width() > fit_width || decoded.height() > fit_height {
-        decoded.resize(fit_width, fit_height, image::imageops::FilterType::Triangle)
+        decoded.thumbnail(fit_width, fit_height)
     } else {
         decoded
     };
@@ -711,6 +713,9 @@ pub async fn update(
     view(state, principal, id).await
 }
 
+/// Images decoded at once, across the server.
+static DECODING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Sets (or, with no bytes, removes) a style's logo or background image: checked by
 /// decoding, encoded again and stored; audited in the same write.
 pub async fn set_image(
@@ -725,7 +730,9 @@ pub async fn set_image(
         None => None,
         Some(bytes) => {
             let bytes = bytes.to_vec();
-            // Decoding is CPU work: off the request threads.
+            // Decoding is CPU work and memory (up to the limits of `reencode`): off the
+            // request threads, one image at a time.
+            let _turn = DECODING.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
             Some(
                 tokio::task::spawn_blocking(move || reencode(&bytes, slot))
                     .await
@@ -816,6 +823,15 @@ async fn publish_version(
 ) -> Result<i64, AppError> {
     let (user_id, event, at, name, design) = (by.user_id, by.event, now(), style_name.to_owned(), design.to_owned());
     dashboard_core::db_transaction!(db, conn => {
+        // Two publications of a project at once take turns here (the project's checkout
+        // row is held), so each numbers its version after the other's.
+        diesel::insert_into(project_checkout::table)
+            .values((project_checkout::project_id.eq(project_id), project_checkout::updated_at.eq(at)))
+            .on_conflict(project_checkout::project_id)
+            .do_update()
+            .set(project_checkout::updated_at.eq(at))
+            .execute(conn)
+            .await?;
         let last: Option<i32> = page_style_versions::table
             .filter(page_style_versions::project_id.eq(project_id))
             .select(diesel::dsl::max(page_style_versions::version))

@@ -411,6 +411,11 @@ pub async fn create_purchase(
     new: NewPurchase,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
+    // A repeated request answers as the first did, whatever changed since (the project's
+    // limits, a link paid meanwhile).
+    if let Some(answer) = claim.answered_before(state).await? {
+        return Claim::replay(&answer);
+    }
     let operation = if new.flow == Flow::OneStep { OperationKind::Sale } else { OperationKind::Auth };
     let start = Start {
         kind: if new.link_id.is_some() { Kind::PaymentLink } else { Kind::Purchase },
@@ -577,9 +582,6 @@ async fn begin(
     let description = optional_text(start.description.clone(), "description", 500)?;
     let customer = check_customer(start.customer.clone())?;
     let return_url = start.return_url.as_deref().map(|url| return_url_check(state, url)).transpose()?;
-    if start.kind != Kind::Payout {
-        crate::checkout::require_accepted(&state.db, start.project_id, Method::Card, &currency, amount).await?;
-    }
     let public_id = new_public_id();
     let now = now();
     let fingerprint = card.fingerprint(&state.secrets);
@@ -587,6 +589,10 @@ async fn begin(
     let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
     if !ProjectOwners::of(state)?.owns(&state.db, company_id, project_id).await? {
         return Err(no_such_project(project_id));
+    }
+    // Only once the project is known to be the caller's: its limits are its own business.
+    if start.kind != Kind::Payout {
+        crate::checkout::require_accepted(&state.db, project_id, Method::Card, &currency, amount).await?;
     }
     let new_payment = diesel::insert_into(payments::table).values((
         payments::public_id.eq(&public_id),
