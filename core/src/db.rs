@@ -36,8 +36,13 @@ pub mod prelude {
     pub use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
     pub use super::keep_prepared;
+    pub use super::lower;
     pub use super::together::Together;
 }
+
+// SQL's `lower()`, the same on both databases: a search that ignores case compares
+// `lower(column)` with a lower-case pattern.
+diesel::define_sql_function!(fn lower(value: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 /// `CAST(SUM(column) AS BIGINT)` for a qualified column name: PostgreSQL sums `bigint`
 /// into `numeric`, so both databases are asked for a `bigint` explicitly.

@@ -259,7 +259,7 @@ async fn links_close_by_expiry_by_hand_and_by_their_limits_and_amounts_keep_to_t
         let ids: Vec<&str> = page["items"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
         assert_eq!(ids, [expected.as_str()], "{status}");
     }
-    let export = app.get("/payment-links/export?q=Donation").await.text().await.unwrap();
+    let export = app.get("/payment-links/export?q=donation").await.text().await.unwrap();
     assert_eq!(export.lines().count(), 2, "{export}");
     assert!(export.contains(&open_id) && export.contains("No limit"), "{export}");
     let (status, list) = app.get_text("/payment-links").await;

@@ -481,13 +481,14 @@ pub async fn list(
             query = query.filter(payment_links::id.lt(before));
         }
         if let Some(q) = &q {
-            // Words of the description (LIKE's wildcards removed from what was typed).
-            let pattern = format!("%{}%", q.replace(['%', '_', '\\'], ""));
+            // Words of the description, in any case (LIKE's wildcards removed from what
+            // was typed).
+            let pattern = format!("%{}%", q.replace(['%', '_', '\\'], "").to_lowercase());
             query = query.filter(
                 payment_links::public_id
                     .eq(q.clone())
                     .or(payment_links::merchant_order_id.eq(q.clone()))
-                    .or(payment_links::description.like(pattern)),
+                    .or(lower(payment_links::description).like(pattern)),
             );
         }
         let open = payment_links::deactivated_at.is_null()

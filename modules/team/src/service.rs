@@ -22,8 +22,6 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 
-diesel::define_sql_function!(fn lower(value: diesel::sql_types::Text) -> diesel::sql_types::Text);
-
 /// Replaces a user's roles and project grants. A macro, because it runs inside a
 /// transaction body that [`db_transaction!`] compiles once per database backend.
 macro_rules! write_access {
