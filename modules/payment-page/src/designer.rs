@@ -128,45 +128,20 @@ pub struct DesignForm {
 }
 
 impl DesignForm {
+    /// The design the form asks for, checked: each choice one of the list's.
     fn design(&self) -> Result<Design, AppError> {
         let bad = |message: &str| AppError::BadRequest(message.to_owned());
-        let translation = match self.second_language.as_str() {
-            "" => None,
-            language => Some(Translation {
-                language: Language::parse(language).ok_or_else(|| bad("Choose a language from the list."))?,
-                title: self.second_title.clone(),
-                button: self.second_button.clone(),
-                footer: self.second_footer.clone(),
-            }),
-        };
-        Design {
-            colors: Colors {
-                background: self.background.clone(),
-                surface: self.surface.clone(),
-                text: self.text.clone(),
-                primary: self.primary.clone(),
-                link: self.link.clone(),
-                error: self.error.clone(),
-            },
-            font: Font::parse(&self.font).ok_or_else(|| bad("Choose a font from the list."))?,
-            corner_radius: self
-                .corner_radius
-                .trim()
-                .parse()
-                .map_err(|_| bad("The corner radius is 0 to 24 pixels."))?,
-            logo_placement: Placement::parse(&self.logo_placement).ok_or_else(|| bad("Choose where the logo goes."))?,
-            texts: PageTexts {
-                title: self.en_title.clone(),
-                button: self.en_button.clone(),
-                footer: self.en_footer.clone(),
-            },
-            translation,
+        if !self.second_language.is_empty() && Language::parse(&self.second_language).is_none() {
+            return Err(bad("Choose a language from the list."));
         }
-        .checked()
+        let font = Font::parse(&self.font).ok_or_else(|| bad("Choose a font from the list."))?;
+        let corner_radius =
+            self.corner_radius.trim().parse().map_err(|_| bad("The corner radius is 0 to 24 pixels."))?;
+        let logo_placement =
+            Placement::parse(&self.logo_placement).ok_or_else(|| bad("Choose where the logo goes."))?;
+        Design { font, corner_radius, logo_placement, ..self.typed(&Design::default()) }.checked()
     }
-}
 
-impl DesignForm {
     /// What the form holds, as far as it reads, over `saved`: shown again with an error,
     /// so that nothing typed is lost.
     fn typed(&self, saved: &Design) -> Design {
