@@ -8,6 +8,7 @@ use dashboard_chargebacks as _;
 #[cfg(feature = "example")]
 use dashboard_example as _;
 use dashboard_finance as _;
+use dashboard_fraud as _;
 use dashboard_manual_payments as _;
 use dashboard_overview as _;
 use dashboard_payment_links as _;

@@ -88,6 +88,13 @@ impl Principal {
         }
     }
 
+    /// The dashboard itself acting for company `company_id` in project `project_id`, as a
+    /// background job does (releasing a held payment at its deadline): no person and no
+    /// permission, like [`Principal::customer`].
+    pub fn automatic(company_id: i64, project_id: i64) -> Principal {
+        Principal { display_name: "Automatic".to_owned(), ..Principal::customer(company_id, String::new(), project_id) }
+    }
+
     /// The user acting, if a person of the company acts (not a customer on the hosted page).
     pub fn person(&self) -> Option<i64> {
         (self.user_id > 0).then_some(self.user_id)

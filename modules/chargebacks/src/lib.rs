@@ -26,17 +26,15 @@ register_section!(Section {
             label: "View chargebacks",
             description: "See chargeback cases, their deadlines, timelines and evidence.",
             second_factor_exempt: false,
-            // Finance needs the second factor already (payouts); Risks does not yet, and a
-            // permission that needs it would make every Risks user set it up: the fraud
-            // section, which Risks needs anyway, is where that is decided.
-            default_roles: &[BuiltinRole::Finance],
+            // Both roles use the second factor already (payouts, fraud rules).
+            default_roles: &[BuiltinRole::Finance, BuiltinRole::Risks],
         },
         Permission {
             code: MANAGE,
             label: "Answer chargebacks",
             description: "Accept chargebacks, or dispute them with evidence files and an explanation.",
             second_factor_exempt: false,
-            default_roles: &[BuiltinRole::Finance],
+            default_roles: &[BuiltinRole::Finance, BuiltinRole::Risks],
         },
     ],
     pages: &[

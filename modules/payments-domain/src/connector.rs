@@ -36,7 +36,9 @@ pub type ConnectorFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>
 /// `order`, the operation's own reference ([`order_reference`]): the acquirer keeps it,
 /// and [`Connector::inquire`] asks by it when an answer was lost.
 pub trait Connector: Send + Sync {
-    /// Charges a card: `capture` true is a sale, false an authorisation (hold).
+    /// Charges a card: `capture` true is a sale, false an authorisation (hold);
+    /// `strong_authentication` asks for 3-D Secure whatever the issuer would decide (a
+    /// fraud rule wants it).
     fn charge<'a>(
         &'a self,
         order: &'a str,
@@ -44,6 +46,7 @@ pub trait Connector: Send + Sync {
         amount_minor: i64,
         currency: &'a str,
         capture: bool,
+        strong_authentication: bool,
     ) -> ConnectorFuture<'a>;
     /// Captures (part of) an authorisation.
     fn capture<'a>(&'a self, order: &'a str, reference: &'a str, amount_minor: i64) -> ConnectorFuture<'a>;

@@ -11,7 +11,7 @@ pub mod checkout;
 pub mod connector;
 pub mod entered;
 pub mod finance;
-pub mod fraud_rules;
+pub mod fraud;
 pub mod idempotency;
 pub mod ledger;
 pub mod links;

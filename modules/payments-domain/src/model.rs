@@ -1,7 +1,5 @@
 //! The payment and operation model and its state machine.
 
-use serde::Serialize;
-
 use dashboard_core::error::AppError;
 
 /// An enum stored as text, with the label people read (also as `{{human "<set>" value}}`
@@ -9,7 +7,7 @@ use dashboard_core::error::AppError;
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident as $set:literal { $($variant:ident => $text:literal as $label:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, poem_openapi::Enum)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, poem_openapi::Enum)]
         #[serde(rename_all = "snake_case")]
         #[oai(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }

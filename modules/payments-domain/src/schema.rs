@@ -218,6 +218,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     page_style_versions,
     project_checkout,
     project_methods,
+    fraud_list_entries,
+    fraud_rules,
+    fraud_checks,
+    fraud_reviews,
+    fraud_backtests,
+    fraud_velocity_locks,
 );
 
 // The analytics group operations by the dimensions of their payment.
@@ -332,3 +338,93 @@ diesel::table! {
 }
 
 diesel::joinable!(payments -> payment_links (link_id));
+
+diesel::table! {
+    fraud_list_entries (id) {
+        id -> BigInt,
+        company_id -> BigInt,
+        list -> Text,
+        kind -> Text,
+        value -> Text,
+        range_start -> Nullable<Text>,
+        range_end -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    fraud_rules (id) {
+        id -> BigInt,
+        company_id -> BigInt,
+        name -> Text,
+        condition -> Text,
+        action -> Text,
+        priority -> Integer,
+        status -> Text,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_by -> Nullable<BigInt>,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    fraud_checks (payment_id) {
+        payment_id -> BigInt,
+        decision -> Text,
+        rule_id -> Nullable<BigInt>,
+        matched -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    fraud_reviews (id) {
+        id -> BigInt,
+        payment_id -> BigInt,
+        company_id -> BigInt,
+        project_id -> BigInt,
+        status -> Text,
+        reasons -> Text,
+        created_at -> Timestamp,
+        due_at -> Timestamp,
+        decided_by -> Nullable<BigInt>,
+        decided_at -> Nullable<Timestamp>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    fraud_backtests (id) {
+        id -> BigInt,
+        company_id -> BigInt,
+        created_by -> Nullable<BigInt>,
+        name -> Text,
+        condition -> Text,
+        action -> Text,
+        project_ids -> Nullable<Text>,
+        period_from -> Timestamp,
+        period_to -> Timestamp,
+        status -> Text,
+        scanned -> BigInt,
+        total -> BigInt,
+        result -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    fraud_velocity_locks (bucket) {
+        bucket -> BigInt,
+    }
+}
+
+diesel::joinable!(fraud_checks -> payments (payment_id));
+diesel::joinable!(fraud_reviews -> payments (payment_id));

@@ -22,6 +22,7 @@ use super::idempotency::{Claim, ClaimedKey, Entry, Replay};
 use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
 use super::recovery::within_timeout;
+use crate::fraud::screening::Verdict;
 use crate::schema::{ledger_postings, operations, payments};
 use dashboard_core::audit::{self, AuditEvent};
 use dashboard_core::auth::Principal;
@@ -122,6 +123,8 @@ pub struct PaymentView {
     pub return_url: Option<String>,
     /// The payment link the customer paid through (`lnk_…`), for a payment-link payment.
     pub payment_link: Option<String>,
+    /// What the fraud rules decided, where a rule matched (filled by [`view`] only).
+    pub fraud: Option<crate::fraud::FraudCheck>,
     pub operations: Vec<OperationView>,
 }
 
@@ -435,16 +438,48 @@ pub async fn create_purchase(
         Begun::Started(started) => started,
         Begun::Earlier(answer) => return Claim::replay(&answer),
     };
+    if let Some(declined) = declined_by_rules(state, principal, &started, claim).await {
+        return declined.map(Replay::Fresh);
+    }
     let order = order_reference(started.operation.id);
     let charge = super::connector::of(state)?.charge(
         &order,
         &new.card,
         start.amount,
         &start.currency,
-        operation == OperationKind::Sale,
+        started.kind == OperationKind::Sale,
+        started.verdict.as_ref().is_some_and(Verdict::challenges),
     );
     let outcome = within_timeout(state, charge).await?;
     settle_own_start(state, principal, &started, outcome, claim).await.map(Replay::Fresh)
+}
+
+/// Settles a payment a fraud rule declined, without asking the acquirer: declined with
+/// [`fraud::DECLINE_CODE`](crate::fraud::DECLINE_CODE) and the rule's name. None when no
+/// rule declined it.
+async fn declined_by_rules(
+    state: &AppState,
+    principal: &Principal,
+    started: &Starting,
+    claim: &Claim,
+) -> Option<Result<PaymentView, AppError>> {
+    let verdict = started.verdict.as_ref().filter(|verdict| verdict.declines())?;
+    let rule = verdict.decided_by().map_or("", |rule| rule.name.as_str());
+    let decline = (crate::fraud::DECLINE_CODE.to_owned(), crate::fraud::decline_reason(rule));
+    let settled = finish(
+        state,
+        started,
+        Status::Declined,
+        OperationStatus::Declined,
+        None,
+        Some(decline),
+        Some(&claim.claimed()),
+    )
+    .await;
+    Some(match settled {
+        Err(AppError::Conflict(_)) => view(state, principal, &started.payment.public_id).await,
+        settled => settled,
+    })
 }
 
 /// Sends money to a card, once per idempotency claim, within the project's balance and
@@ -495,6 +530,9 @@ pub async fn create_payout(
         }
         Err(error) => return Err(error),
     };
+    if let Some(declined) = declined_by_rules(state, principal, &started, claim).await {
+        return declined.map(Replay::Fresh);
+    }
     let order = order_reference(started.operation.id);
     let payout = super::connector::of(state)?.payout(&order, &new.card, start.amount, &start.currency);
     let outcome = within_timeout(state, payout).await?;
@@ -544,6 +582,8 @@ struct Starting {
     payment: PaymentRow,
     operation: OperationRow,
     kind: OperationKind,
+    /// What the fraud rules decided, where the company has rules.
+    verdict: Option<Verdict>,
 }
 
 /// What starts a payment.
@@ -586,7 +626,7 @@ async fn begin(
     let now = now();
     let fingerprint = card.fingerprint(&state.secrets);
     let (company_id, project_id, user_id) = (principal.company_id, start.project_id, principal.person());
-    let (kind, flow, operation) = (start.kind.as_str(), start.flow.as_str(), start.operation.as_str());
+    let (kind, flow) = (start.kind.as_str(), start.flow.as_str());
     if !ProjectOwners::of(state)?.owns(&state.db, company_id, project_id).await? {
         return Err(no_such_project(project_id));
     }
@@ -594,6 +634,25 @@ async fn begin(
     if start.kind != Kind::Payout {
         crate::checkout::require_accepted(&state.db, project_id, Method::Card, &currency, amount).await?;
     }
+    let screening = crate::fraud::screening::prepare(
+        state,
+        &crate::fraud::screening::Payment {
+            company_id,
+            project_id,
+            kind,
+            amount,
+            currency: &currency,
+            card_brand: card.number.brand(),
+            card_first_digits: card.number.first_digits(),
+            card_fingerprint: &fingerprint,
+            email: customer.email.as_deref(),
+            country: customer.country.as_deref(),
+            ip: customer.ip.as_deref(),
+            payout: start.operation == OperationKind::Payout,
+        },
+    )
+    .await?;
+    let review_due = crate::fraud::reviews::due(state, now);
     let new_payment = diesel::insert_into(payments::table).values((
         payments::public_id.eq(&public_id),
         payments::company_id.eq(company_id),
@@ -621,36 +680,50 @@ async fn begin(
         payments::link_id.eq(start.link_id),
     ));
     // The operation finds its payment by the public id, so that it can be sent with the
-    // payment's insert rather than after its answer.
-    let new_operation = diesel::insert_into(operations::table)
-        .values(payments::table.filter(payments::public_id.eq(&public_id)).select((
-            payments::id,
-            operation.into_sql::<Text>(),
-            OperationStatus::Pending.as_str().into_sql::<Text>(),
-            amount.into_sql::<BigInt>(),
-            currency.as_str().into_sql::<Text>(),
-            user_id.into_sql::<Nullable<BigInt>>(),
-            now.into_sql::<Timestamp>(),
-            claim.scope.as_str().into_sql::<Nullable<Text>>(),
-            claim.key.as_str().into_sql::<Nullable<Text>>(),
-            claim.entry.map(Entry::as_str).into_sql::<Nullable<Text>>(),
-        )))
-        .into_columns((
-            operations::payment_id,
-            operations::kind,
-            operations::status,
-            operations::amount,
-            operations::currency,
-            operations::actor_user_id,
-            operations::created_at,
-            operations::idempotency_scope,
-            operations::idempotency_key,
-            operations::entry,
-        ));
+    // payment's insert rather than after its answer. A payment a rule holds for review
+    // starts as a hold, whatever was asked.
+    let new_operation = |operation: OperationKind| {
+        diesel::insert_into(operations::table)
+            .values(payments::table.filter(payments::public_id.eq(&public_id)).select((
+                payments::id,
+                operation.as_str().into_sql::<Text>(),
+                OperationStatus::Pending.as_str().into_sql::<Text>(),
+                amount.into_sql::<BigInt>(),
+                currency.as_str().into_sql::<Text>(),
+                user_id.into_sql::<Nullable<BigInt>>(),
+                now.into_sql::<Timestamp>(),
+                claim.scope.as_str().into_sql::<Nullable<Text>>(),
+                claim.key.as_str().into_sql::<Nullable<Text>>(),
+                claim.entry.map(Entry::as_str).into_sql::<Nullable<Text>>(),
+            )))
+            .into_columns((
+                operations::payment_id,
+                operations::kind,
+                operations::status,
+                operations::amount,
+                operations::currency,
+                operations::actor_user_id,
+                operations::created_at,
+                operations::idempotency_scope,
+                operations::idempotency_key,
+                operations::entry,
+            ))
+    };
     // The key is claimed together with the inserts; a key used before rolls them back.
     let (pays_out, code, link_id) = (start.operation == OperationKind::Payout, start.code, start.link_id);
     let written = async {
         dashboard_core::db_transaction!(state.db, conn => {
+            // First: payments of the same card (e-mail, address) wait here for each other,
+            // so the velocities count every one before.
+            let verdict = match &screening {
+                Some(screening) => Some(crate::screen!(conn, screening, now)?),
+                None => None,
+            };
+            let kind = match start.operation {
+                OperationKind::Sale if verdict.as_ref().is_some_and(Verdict::holds) => OperationKind::Auth,
+                operation => operation,
+            };
+            let new_operation = new_operation(kind);
             if pays_out {
                 // Parallel payouts of the project wait here for each other, so each
                 // counts those before it.
@@ -684,7 +757,10 @@ async fn begin(
             {
                 return Err(NotBegun::Failed(crate::payouts::code_refused()));
             }
-            Ok(Starting { payment, operation, kind: start.operation })
+            if let Some(verdict) = &verdict {
+                crate::record_verdict!(conn, verdict, &public_id, project_id, company_id, now, review_due)?;
+            }
+            Ok(Starting { payment, operation, kind, verdict })
         })
     };
     match written.await {
@@ -804,7 +880,7 @@ async fn finish(
     decline: Option<(String, String)>,
     key: Option<&ClaimedKey>,
 ) -> Result<PaymentView, AppError> {
-    let Starting { ref payment, ref operation, kind } = *started;
+    let Starting { ref payment, ref operation, kind, .. } = *started;
     let (payment_id, operation_id, project_id, amount) =
         (payment.id, operation.id, payment.project_id, operation.amount);
     let now = now();
@@ -998,11 +1074,50 @@ async fn pending_start(state: &AppState, payment_id: i64) -> Result<Starting, Ap
     };
     let kind = OperationKind::parse(&operation.kind)
         .ok_or_else(|| AppError::Internal(format!("unknown operation kind {}", operation.kind)))?;
-    Ok(Starting { payment, operation, kind })
+    Ok(Starting { payment, operation, kind, verdict: None })
 }
 
-/// Captures all or part of a held payment, once per idempotency claim.
+/// Captures all or part of a held payment, once per idempotency claim; not one a fraud
+/// rule holds for review (its review captures it).
 pub async fn capture(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    amount: Option<i64>,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    if claim.answered_before(state).await?.is_none() {
+        let payment_id = payment_id(state, principal, public_id).await?;
+        if crate::fraud::reviews::is_held(&state.db, payment_id).await? {
+            return Err(AppError::Conflict(
+                "A fraud rule holds this payment for review: approve or decline it in Fraud, Reviews.".to_owned(),
+            ));
+        }
+    }
+    capture_held(state, principal, public_id, amount, claim).await
+}
+
+/// Captures in full a payment a fraud rule held, as its review approves it.
+pub(crate) async fn capture_reviewed(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    capture_held(state, principal, public_id, None, claim).await
+}
+
+/// Releases a payment a fraud rule held, as its review declines it or its deadline passes.
+pub(crate) async fn release_reviewed(
+    state: &AppState,
+    principal: &Principal,
+    public_id: &str,
+    claim: &Claim,
+) -> Result<Replay<PaymentView>, AppError> {
+    cancel(state, principal, public_id, claim).await
+}
+
+async fn capture_held(
     state: &AppState,
     principal: &Principal,
     public_id: &str,
@@ -1339,7 +1454,8 @@ async fn on_payment(
         Err(refused) => Err(refused),
     };
     if let Err(refused @ (AppError::BadRequest(_) | AppError::Conflict(_))) = &done {
-        let event = AuditEvent::by_user(principal.company_id, principal.user_id, audit_action(kind), "denied")
+        let event = AuditEvent::by_user(principal.company_id, principal.user_id, audit_action(kind), "denied");
+        let event = AuditEvent { actor_user_id: principal.person(), ..event }
             .target(format!("payment {public_id}"))
             .details(serde_json::json!({ "reason": refused.to_string() }));
         audit::record(&state.db, event).await?;
@@ -1364,7 +1480,7 @@ async fn operate(
     };
     let outcome = ask_acquirer(state, kind, &order_reference(operation), stored, amount).await?;
     let key = claim.claimed();
-    let pending = Pending { stored, operation, kind, amount, actor: Some(principal.user_id), key: Some(&key) };
+    let pending = Pending { stored, operation, kind, amount, actor: principal.person(), key: Some(&key) };
     match settle(state, &pending, outcome, false).await {
         Err(AppError::Conflict(_)) => view(state, principal, &stored.public_id).await.map(Replay::Fresh),
         settled => settled.map(Replay::Fresh),
@@ -1512,7 +1628,7 @@ async fn reserve(
         OperationKind::Cancel => Status::Cancelling,
         _ => stored.status,
     };
-    let (payment_id, user_id, currency) = (stored.id, principal.user_id, stored.currency.clone());
+    let (payment_id, user_id, currency) = (stored.id, principal.person(), stored.currency.clone());
     let now = now();
     let new_operation = diesel::insert_into(operations::table)
         .values((
@@ -1904,7 +2020,8 @@ pub async fn view(state: &AppState, principal: &Principal, public_id: &str) -> R
                 .optional()
         })?,
     };
-    Ok(PaymentView { payment_link: link, ..view_of(state, row, ops) })
+    let fraud = crate::fraud::check_of(&state.db, row.id).await?;
+    Ok(PaymentView { payment_link: link, fraud, ..view_of(state, row, ops) })
 }
 
 fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> PaymentView {
@@ -1961,6 +2078,7 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
         updated_at: dashboard_core::time::Timestamp::from(&row.updated_at),
         return_url: row.return_url,
         payment_link: None,
+        fraud: None,
         operations,
     }
 }

@@ -110,8 +110,14 @@ impl Connector for SandboxAcquirer {
         _amount: i64,
         _currency: &'a str,
         _capture: bool,
+        strong_authentication: bool,
     ) -> ConnectorFuture<'a> {
-        Box::pin(self.answer(order, behaviour_of(card.number.digits())))
+        let behaviour = match behaviour_of(card.number.digits()) {
+            // The issuer challenges a card it would approve when 3-D Secure is asked for.
+            TestCardBehaviour::Approve if strong_authentication => TestCardBehaviour::ThreeDSecure,
+            behaviour => behaviour,
+        };
+        Box::pin(self.answer(order, behaviour))
     }
 
     fn capture<'a>(&'a self, order: &'a str, _reference: &'a str, _amount: i64) -> ConnectorFuture<'a> {

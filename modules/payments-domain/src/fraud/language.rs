@@ -32,9 +32,11 @@ pub enum Field {
     /// The country of the customer's address.
     IpCountry,
     EmailDomain,
+    /// `purchase`, `payout` or `payment_link`.
+    Kind,
 }
 
-const FIELDS: [(&str, Field); 10] = [
+const FIELDS: [(&str, Field); 11] = [
     ("amount", Field::Amount),
     ("currency", Field::Currency),
     ("project", Field::Project),
@@ -45,6 +47,7 @@ const FIELDS: [(&str, Field); 10] = [
     ("customer.country", Field::CustomerCountry),
     ("ip.country", Field::IpCountry),
     ("email.domain", Field::EmailDomain),
+    ("kind", Field::Kind),
 ];
 
 impl Field {
@@ -95,25 +98,22 @@ pub struct Velocity {
     pub window: Window,
 }
 
-/// What a list holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ListKind {
-    /// Card fingerprints (never numbers).
-    Card,
-    Email,
-    /// Addresses and networks (CIDR).
-    Ip,
-    /// The customer's country.
-    Country,
-    Bin,
-}
+crate::model::text_enum!(
+    /// What a list holds: card fingerprints (never numbers), e-mails, addresses and
+    /// networks (CIDR), the customer's country, BINs.
+    ListKind as "fraud_list_kind" {
+        Card => "card" as "Card",
+        Email => "email" as "E-mail",
+        Ip => "ip" as "IP address",
+        Country => "country" as "Country",
+        Bin => "bin" as "BIN",
+    }
+);
 
-/// The block list or the allow list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum List {
-    Block,
-    Allow,
-}
+crate::model::text_enum!(
+    /// The block list or the allow list.
+    List as "fraud_list" { Block => "block" as "Block list", Allow => "allow" as "Allow list" }
+);
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +204,7 @@ pub struct Facts {
     pub customer_country: Option<String>,
     pub ip_country: Option<String>,
     pub email_domain: Option<String>,
+    pub kind: String,
 }
 
 impl Facts {
@@ -217,6 +218,7 @@ impl Facts {
             Field::CustomerCountry => self.customer_country.as_deref(),
             Field::IpCountry => self.ip_country.as_deref(),
             Field::EmailDomain => self.email_domain.as_deref(),
+            Field::Kind => Some(&self.kind),
             Field::Amount | Field::Project => None,
         }
     }
@@ -236,7 +238,7 @@ pub trait Lookups {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Needs {
     pub velocities: std::collections::BTreeSet<Velocity>,
-    pub lists: std::collections::BTreeSet<(ListKind, List)>,
+    pub lists: std::collections::HashSet<(ListKind, List)>,
 }
 
 impl Condition {
@@ -702,6 +704,7 @@ mod tests {
             customer_country: Some("DE".to_owned()),
             ip_country: None,
             email_domain: Some("mailinator.com".to_owned()),
+            kind: "purchase".to_owned(),
         }
     }
 
@@ -723,6 +726,7 @@ mod tests {
         assert!(matches("card.brand = \"VISA\" and not currency = \"USD\"", &lookups), "text ignores case");
         assert!(!matches("ip.country != customer.country", &lookups), "an unknown country is no mismatch");
         assert!(matches("(project = 4 or project = 3) and method = \"card\"", &lookups));
+        assert!(matches("kind = \"purchase\"", &lookups));
     }
 
     #[test]

@@ -1,0 +1,336 @@
+//! The rules' screening of a payment, before the acquirer: in the write that stores the
+//! payment ([`screen!`](crate::screen)), so that what the velocities count and the
+//! payment counted next are one: payments of one card (e-mail, address) take turns there,
+//! and the 11th of a card within 10 minutes sees the 10 before it, however many arrive at
+//! once. Every entry point (the gateway API, the virtual terminal, the hosted page, batch
+//! files) starts payments through the same write, so the rules decide alike for all.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::Action;
+use super::language::{Facts, List, ListKind, Lookups, Measure, Subject, Velocity, Window};
+use super::lists::Subjects;
+use super::rules::{CompanyRules, RuleBook};
+use dashboard_core::{AppError, AppState};
+
+/// A rule that matched a payment, as it was then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+pub struct MatchedRule {
+    pub rule_id: i64,
+    pub name: String,
+    pub action: Action,
+}
+
+/// What the rules decided for a payment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The action of the first matching rule (by priority), as it applies to this kind
+    /// of payment; none when no rule matched.
+    pub decision: Option<Action>,
+    /// Every matching rule, in priority order; the first decided.
+    pub matched: Vec<MatchedRule>,
+}
+
+impl Verdict {
+    /// The rule that decided.
+    pub fn decided_by(&self) -> Option<&MatchedRule> {
+        self.matched.first()
+    }
+
+    pub fn declines(&self) -> bool {
+        self.decision == Some(Action::Decline)
+    }
+
+    pub fn holds(&self) -> bool {
+        self.decision == Some(Action::Review)
+    }
+
+    pub fn challenges(&self) -> bool {
+        self.decision == Some(Action::Challenge)
+    }
+}
+
+/// A payment ready to be screened inside its write: the company's rules, what the
+/// payment is, and what its velocities and lists look up.
+pub struct Screening {
+    pub rules: Arc<CompanyRules>,
+    pub facts: Facts,
+    pub subjects: Subjects,
+    pub company_id: i64,
+    /// A payout can be neither held nor challenged: a rule that would is a decline.
+    pub payout: bool,
+}
+
+/// What a payment is, for the rules.
+pub struct Payment<'a> {
+    pub company_id: i64,
+    pub project_id: i64,
+    pub kind: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub card_brand: &'a str,
+    pub card_first_digits: &'a str,
+    pub card_fingerprint: &'a str,
+    pub email: Option<&'a str>,
+    pub country: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub payout: bool,
+}
+
+/// The screening of a payment, or none when its company has no enabled rule.
+pub async fn prepare(state: &AppState, payment: &Payment<'_>) -> Result<Option<Screening>, AppError> {
+    let rules = RuleBook::of(state)?.rules(&state.db, payment.company_id).await?;
+    if rules.rules.is_empty() {
+        return Ok(None);
+    }
+    let geo = super::geo::Geo::of_state(state)?;
+    let bin = payment.card_first_digits.get(..6).map(str::to_owned);
+    let facts = Facts {
+        amount: payment.amount,
+        currency: payment.currency.to_owned(),
+        project_id: payment.project_id,
+        method: "card".to_owned(),
+        card_brand: Some(payment.card_brand.to_owned()),
+        card_bin: bin.clone(),
+        card_country: geo.card_country(payment.card_first_digits),
+        customer_country: payment.country.map(str::to_owned),
+        ip_country: payment.ip.and_then(|ip| geo.ip_country(ip)),
+        email_domain: payment.email.and_then(|email| email.rsplit_once('@')).map(|(_, domain)| domain.to_lowercase()),
+        kind: payment.kind.to_owned(),
+    };
+    let subjects = Subjects {
+        card: Some(payment.card_fingerprint.to_owned()),
+        email: payment.email.map(str::to_lowercase),
+        ip: payment.ip.map(str::to_owned),
+        country: payment.country.map(str::to_owned),
+        bin,
+    };
+    Ok(Some(Screening { rules, facts, subjects, company_id: payment.company_id, payout: payment.payout }))
+}
+
+impl Screening {
+    /// What is counted for a velocity's subject: the card's fingerprint, the e-mail, the
+    /// address.
+    pub fn subject_value(&self, subject: Subject) -> Option<&str> {
+        match subject {
+            Subject::Card => self.subjects.card.as_deref(),
+            Subject::Email => self.subjects.email.as_deref(),
+            Subject::Ip => self.subjects.ip.as_deref(),
+        }
+    }
+
+    /// The subjects the rules count, each once.
+    pub fn counted_subjects(&self) -> Vec<Subject> {
+        let mut subjects: Vec<Subject> = self.rules.needs.velocities.iter().map(|v| v.subject).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        subjects.retain(|subject| self.subject_value(*subject).is_some());
+        subjects
+    }
+
+    /// The buckets whose rows the payment holds while its velocities are counted, in one
+    /// order for every payment (so two payments never wait for each other in turn).
+    pub fn buckets(&self) -> Vec<i64> {
+        let mut buckets: Vec<i64> = self
+            .counted_subjects()
+            .into_iter()
+            .filter_map(|subject| Some(bucket(self.company_id, subject, self.subject_value(subject)?)))
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        buckets
+    }
+
+    pub fn needs_lists(&self) -> bool {
+        !self.rules.needs.lists.is_empty()
+    }
+
+    /// The decision, given the velocities and lists read in the payment's write.
+    pub fn decide(&self, known: &Known) -> Verdict {
+        let matched: Vec<MatchedRule> = self
+            .rules
+            .rules
+            .iter()
+            .filter(|rule| rule.condition.matches(&self.facts, known))
+            .map(|rule| MatchedRule { rule_id: rule.id, name: rule.name.clone(), action: rule.action })
+            .collect();
+        let decision = matched.first().map(|rule| match rule.action {
+            Action::Review | Action::Challenge if self.payout => Action::Decline,
+            action => action,
+        });
+        Verdict { decision, matched }
+    }
+}
+
+/// The bucket a subject's payments take turns in: a hash of what is counted, the same on
+/// every instance of the dashboard.
+fn bucket(company_id: i64, subject: Subject, value: &str) -> i64 {
+    let digest = sha2::Sha256::digest(format!("{company_id}:{subject:?}:{value}").as_bytes());
+    i64::from(u16::from_be_bytes([digest[0], digest[1]]))
+}
+
+/// The velocities and list memberships read for a payment.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Per subject: payments within 10 minutes, 1 hour, 24 hours, then their sums in the
+    /// payment's currency.
+    pub counted: Vec<(Subject, [i64; 6])>,
+    /// `(list, kind)` as stored.
+    pub listed: Vec<(String, String)>,
+}
+
+impl Lookups for Known {
+    fn velocity(&self, velocity: Velocity) -> i64 {
+        let Some((_, counts)) = self.counted.iter().find(|(subject, _)| *subject == velocity.subject) else {
+            return 0;
+        };
+        let window = match velocity.window {
+            Window::TenMinutes => 0,
+            Window::Hour => 1,
+            Window::Day => 2,
+        };
+        counts[window + if velocity.measure == Measure::Sum { 3 } else { 0 }]
+    }
+
+    fn listed(&self, kind: ListKind, list: List) -> bool {
+        self.listed.iter().any(|(l, k)| l == list.as_str() && k == kind.as_str())
+    }
+}
+
+/// The starts of the three windows before `now`.
+pub fn window_starts(now: chrono::NaiveDateTime) -> [chrono::NaiveDateTime; 3] {
+    [Window::TenMinutes, Window::Hour, Window::Day].map(|window| now - window.duration())
+}
+
+/// Screens a payment with `$conn`, inside the write that stores it, before it is stored:
+/// holds the rows of its subjects' buckets, reads its velocities and lists, and decides.
+/// Evaluates to `Result<Verdict, diesel::result::Error>`.
+#[macro_export]
+macro_rules! screen {
+    ($conn:ident, $screening:expr, $now:expr) => {{
+        use diesel::sql_types::{BigInt as __BigInt, Nullable as __Nullable, Text as __Text, Timestamp as __Timestamp};
+        use $crate::schema::{fraud_velocity_locks as __locks, payments as __payments};
+        let (__screening, __now): (&$crate::fraud::screening::Screening, chrono::NaiveDateTime) = ($screening, $now);
+        let mut __known = $crate::fraud::screening::Known::default();
+        for __bucket in __screening.buckets() {
+            diesel::insert_into(__locks::table)
+                .values(__locks::bucket.eq(__bucket))
+                .on_conflict(__locks::bucket)
+                .do_update()
+                .set(__locks::bucket.eq(diesel::upsert::excluded(__locks::bucket)))
+                .execute($conn)
+                .await?;
+        }
+        let __starts = $crate::fraud::screening::window_starts(__now);
+        let __currency = __screening.facts.currency.clone();
+        let __count = |since: chrono::NaiveDateTime| {
+            diesel::dsl::sql::<__Nullable<__BigInt>>("CAST(SUM(CASE WHEN payments.created_at > ")
+                .bind::<__Timestamp, _>(since)
+                .sql(" THEN 1 ELSE 0 END) AS BIGINT)")
+        };
+        let __sum = |since: chrono::NaiveDateTime| {
+            diesel::dsl::sql::<__Nullable<__BigInt>>("CAST(SUM(CASE WHEN payments.created_at > ")
+                .bind::<__Timestamp, _>(since)
+                .sql(" AND payments.currency = ")
+                .bind::<__Text, _>(__currency.clone())
+                .sql(" THEN payments.amount ELSE 0 END) AS BIGINT)")
+        };
+        for __subject in __screening.counted_subjects() {
+            let __value = __screening.subject_value(__subject).unwrap_or_default().to_owned();
+            let __of_subject = __payments::table
+                .filter(__payments::company_id.eq(__screening.company_id))
+                .filter(__payments::created_at.gt(__starts[2]))
+                .select((
+                    __count(__starts[0]),
+                    __count(__starts[1]),
+                    __count(__starts[2]),
+                    __sum(__starts[0]),
+                    __sum(__starts[1]),
+                    __sum(__starts[2]),
+                ));
+            let __row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = match __subject
+            {
+                $crate::fraud::language::Subject::Card => {
+                    __of_subject.filter(__payments::card_fingerprint.eq(__value)).get_result($conn).await?
+                }
+                $crate::fraud::language::Subject::Email => {
+                    __of_subject.filter(__payments::customer_email.eq(__value)).get_result($conn).await?
+                }
+                $crate::fraud::language::Subject::Ip => {
+                    __of_subject.filter(__payments::customer_ip.eq(__value)).get_result($conn).await?
+                }
+            };
+            let (__a, __b, __c, __d, __e, __f) = __row;
+            __known.counted.push((__subject, [__a, __b, __c, __d, __e, __f].map(|n| n.unwrap_or(0))));
+        }
+        if __screening.needs_lists() {
+            __known.listed = $crate::listed_on!($conn, __screening.company_id, &__screening.subjects, __now)?;
+        }
+        Ok::<_, diesel::result::Error>(__screening.decide(&__known))
+    }};
+}
+
+/// Records what the rules decided for the payment `$public_id` being stored with `$conn`
+/// (its rules, and a review case when it is held until `$due`). Evaluates to
+/// `Result<(), diesel::result::Error>`.
+#[macro_export]
+macro_rules! record_verdict {
+    ($conn:ident, $verdict:expr, $public_id:expr, $project_id:expr, $company_id:expr, $now:expr, $due:expr) => {{
+        use diesel::IntoSql as _;
+        use diesel::sql_types::{BigInt as __BigInt, Nullable as __Nullable, Text as __Text, Timestamp as __Timestamp};
+        use $crate::schema::{fraud_checks as __checks, fraud_reviews as __reviews, payments as __payments};
+        let __verdict: &$crate::fraud::screening::Verdict = $verdict;
+        let (__public_id, __now): (&str, chrono::NaiveDateTime) = ($public_id, $now);
+        if let (Some(__decision), Some(__rule)) = (__verdict.decision, __verdict.decided_by()) {
+            let __matched = serde_json::to_string(&__verdict.matched).unwrap_or_default();
+            let __of_payment = __payments::table.filter(__payments::public_id.eq(__public_id));
+            diesel::insert_into(__checks::table)
+                .values(__of_payment.select((
+                    __payments::id,
+                    __decision.as_str().into_sql::<__Text>(),
+                    Some(__rule.rule_id).into_sql::<__Nullable<__BigInt>>(),
+                    __matched.into_sql::<__Text>(),
+                    __now.into_sql::<__Timestamp>(),
+                )))
+                .into_columns((
+                    __checks::payment_id,
+                    __checks::decision,
+                    __checks::rule_id,
+                    __checks::matched,
+                    __checks::created_at,
+                ))
+                .execute($conn)
+                .await?;
+            if __decision == $crate::fraud::Action::Review {
+                let __reasons: Vec<&str> = __verdict.matched.iter().map(|rule| rule.name.as_str()).collect();
+                let __due: chrono::NaiveDateTime = $due;
+                let (__project, __company): (i64, i64) = ($project_id, $company_id);
+                diesel::insert_into(__reviews::table)
+                    .values(__of_payment.select((
+                        __payments::id,
+                        __company.into_sql::<__BigInt>(),
+                        __project.into_sql::<__BigInt>(),
+                        $crate::fraud::ReviewStatus::Open.as_str().into_sql::<__Text>(),
+                        __reasons.join(", ").into_sql::<__Text>(),
+                        __now.into_sql::<__Timestamp>(),
+                        __due.into_sql::<__Timestamp>(),
+                    )))
+                    .into_columns((
+                        __reviews::payment_id,
+                        __reviews::company_id,
+                        __reviews::project_id,
+                        __reviews::status,
+                        __reviews::reasons,
+                        __reviews::created_at,
+                        __reviews::due_at,
+                    ))
+                    .execute($conn)
+                    .await?;
+            }
+        }
+        Ok::<(), diesel::result::Error>(())
+    }};
+}
