@@ -333,3 +333,91 @@ async fn a_backtest_tells_what_a_rule_would_have_caught(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Would have matched 4 of 6 payments"), "{html}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risk_analyst_backtests_a_rule_enables_it_and_sees_it_decline_a_payment() {
+    use crate::browser::{click, fill, serious_violations, set_value, sign_in_with_code, wait_for_path};
+    use dashboard_tests::browser::Browser;
+    use fantoccini::Locator;
+    let Some(browser) = Browser::start().await else { return };
+    let Some(axe) = dashboard_tests::axe::script() else { return };
+    let options = dashboard_tests::TestOptions { plain_http: false, ..dashboard_tests::TestOptions::default() };
+    let app = TestApp::spawn_with(dashboard_tests::Backend::Sqlite, options).await.unwrap();
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+
+    // Earlier payments: three from a throwaway address (one later charged back), one not.
+    app.sign_in_with_second_factor(company, "ops", BuiltinRole::MerchantAdmin).await;
+    let mut earlier = Vec::new();
+    for (n, email) in ["a@mailinator.com", "b@mailinator.com", "c@mailinator.com", "ann@example.com"].iter().enumerate() {
+        let (_, made) = post_json(&app, "/api/v1/payments", &format!("past-{n}"), &purchase(projects[0], 4_000, CARD, email)).await;
+        earlier.push(made["id"].as_str().unwrap().to_owned());
+    }
+    dashboard_payments_domain::service::record_chargeback(&app.state.db, &earlier[0], None, "10.4", "Fraud, card absent")
+        .await
+        .unwrap();
+
+    // The analyst writes the rule with the builder, as a draft.
+    let phone = "+447700900321";
+    let analyst = app.user_with_phone(company, "rhea", BuiltinRole::Risks, Some(phone)).await;
+    let authenticator = app.enable_second_factor(analyst, phone).await;
+    sign_in_with_code(&browser, &app, "rhea", &authenticator).await;
+    browser.client.goto(&app.url("/fraud/rules/new")).await.unwrap();
+    fill(&browser, "name", "Throwaway e-mail").await;
+    set_value(&browser, "field", "email.domain").await;
+    set_value(&browser, "op", "=").await;
+    fill(&browser, "value", "mailinator.com").await;
+    click(&browser, "button[name=intent][value=add]").await;
+    let condition = "email.domain = \"mailinator.com\"";
+    for _ in 0..50 {
+        let typed = browser.client.find(Locator::Id("condition")).await.unwrap().prop("value").await.unwrap();
+        if typed.as_deref() == Some(condition) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let typed = browser.client.find(Locator::Id("condition")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(typed.as_deref(), Some(condition), "the builder wrote the condition");
+    serious_violations(&browser, &axe, "the rule editor").await;
+    browser.screenshot("fraud-rule-editor").await;
+    click(&browser, "button[name=intent][value=save]").await;
+    let saved = wait_for_path(&browser, |url| url.path().starts_with("/fraud/rules/") && url.path() != "/fraud/rules/new").await;
+    let rule_path = saved.path().to_owned();
+
+    // The backtest over the last 30 days: the table of how those payments ended.
+    click(&browser, "form[action='/fraud/backtests'] button").await;
+    let heading = "Would have matched 3 of 4 payments (75.0 %)";
+    assert_eq!(browser.wait_for_text("h2", heading).await, heading);
+    let mut matched = Vec::new();
+    for cell in browser.client.find_all(Locator::Css("table.confusion tbody tr:first-child td")).await.unwrap() {
+        matched.push(cell.text().await.unwrap());
+    }
+    assert_eq!(matched, ["1", "0", "2"], "one was charged back, two went through");
+    serious_violations(&browser, &axe, "a backtest").await;
+    browser.screenshot("fraud-backtest").await;
+
+    // Enabled, it declines the next such payment, and the payment says why.
+    browser.client.goto(&app.url(&rule_path)).await.unwrap();
+    set_value(&browser, "status", "enabled").await;
+    click(&browser, "button[name=intent][value=save]").await;
+    browser.wait_for_text(".alert-info", "Rule saved. An enabled rule screens every new payment at once.").await;
+    let (_, declined) = post_json(&app, "/api/v1/payments", "next", &purchase(projects[0], 4_000, CARD, "d@mailinator.com")).await;
+    assert_eq!(declined["decline_code"], "fraud_declined", "{declined}");
+    browser.client.goto(&app.url(&format!("/payments/{}", declined["id"].as_str().unwrap()))).await.unwrap();
+    let screening = browser.wait_for_text(".fraud-check h2", "Fraud screening").await;
+    assert_eq!(screening, "Fraud screening");
+    let shown = browser.client.find(Locator::Css(".fraud-check")).await.unwrap().text().await.unwrap();
+    assert!(shown.contains("Decline") && shown.contains("Throwaway e-mail"), "{shown}");
+    serious_violations(&browser, &axe, "a declined payment").await;
+
+    // The other pages of the section, on a phone too.
+    for path in ["/fraud", "/fraud/lists", "/fraud/reviews", "/fraud/backtests"] {
+        browser.client.goto(&app.url(path)).await.unwrap();
+        serious_violations(&browser, &axe, path).await;
+    }
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.client.goto(&app.url("/fraud/lists")).await.unwrap();
+    let width: i64 = browser.client.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap().as_i64().unwrap();
+    assert!(width <= 390, "the lists fit a phone: {width} px");
+    browser.screenshot("fraud-lists-phone").await;
+    browser.close().await;
+}

@@ -288,36 +288,9 @@ async fn start_shop(shop: Shop) -> String {
 
 /// Sets an input's value as a person would (for colour pickers, which take no typing),
 /// with the events a script listens to.
-async fn set_value(browser: &dashboard_tests::browser::Browser, id: &str, value: &str) {
-    let script = "const e = document.getElementById(arguments[0]); e.value = arguments[1]; \
-                  e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true }));";
-    browser.client.execute(script, vec![json!(id), json!(value)]).await.unwrap();
-}
-
-async fn serious_violations(browser: &dashboard_tests::browser::Browser, script: &str, page: &str) {
-    let serious: Vec<_> = dashboard_tests::axe::audit(browser, script)
-        .await
-        .into_iter()
-        .filter(dashboard_tests::axe::Violation::is_serious)
-        .collect();
-    assert!(serious.is_empty(), "serious or critical axe-core violations on {page}: {serious:#?}");
-}
-
-async fn wait_for_path(browser: &dashboard_tests::browser::Browser, wanted: impl Fn(&url::Url) -> bool) -> url::Url {
-    let mut last = browser.client.current_url().await.unwrap();
-    for _ in 0..100 {
-        last = browser.client.current_url().await.unwrap();
-        if wanted(&last) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    last
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_designs_the_page_and_a_customer_pays_a_link_on_a_phone_with_3_d_secure() {
-    use crate::browser::{click, fill, sign_in_with_code};
+    use crate::browser::{click, fill, serious_violations, set_value, sign_in_with_code, wait_for_path};
     use dashboard_tests::browser::Browser;
     use fantoccini::Locator;
     let Some(browser) = Browser::start().await else { return };

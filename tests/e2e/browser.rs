@@ -37,6 +37,36 @@ pub(crate) async fn sign_in_with_code(browser: &Browser, app: &TestApp, username
     }
 }
 
+/// Sets a form control's value as a person's typing would, with its events.
+pub(crate) async fn set_value(browser: &Browser, id: &str, value: &str) {
+    let script = "const e = document.getElementById(arguments[0]); e.value = arguments[1]; \
+                  e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true }));";
+    browser.client.execute(script, vec![serde_json::json!(id), serde_json::json!(value)]).await.unwrap();
+}
+
+/// Fails on any serious or critical axe-core violation of the page shown.
+pub(crate) async fn serious_violations(browser: &Browser, script: &str, page: &str) {
+    let serious: Vec<_> = dashboard_tests::axe::audit(browser, script)
+        .await
+        .into_iter()
+        .filter(dashboard_tests::axe::Violation::is_serious)
+        .collect();
+    assert!(serious.is_empty(), "serious or critical axe-core violations on {page}: {serious:#?}");
+}
+
+/// Waits (up to 10 s) until the browser's address is one `wanted` accepts; that address.
+pub(crate) async fn wait_for_path(browser: &Browser, wanted: impl Fn(&url::Url) -> bool) -> url::Url {
+    let mut last = browser.client.current_url().await.unwrap();
+    for _ in 0..100 {
+        last = browser.client.current_url().await.unwrap();
+        if wanted(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
 /// Opens the dashboard signed out and signs in as the demo admin with the password.
 async fn sign_in_as_demo_admin(app: &TestApp, browser: &Browser, screenshot: Option<&str>) {
     browser.client.goto(&app.url("/")).await.unwrap();

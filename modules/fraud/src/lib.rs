@@ -97,3 +97,15 @@ const MOST_FILE_BYTES: usize = 2 * 1024 * 1024;
 
 register!(dashboard_core::hooks::Upload { path: "/fraud/lists/import", limit: MOST_FILE_BYTES + 64 * 1024 });
 register!(dashboard_core::hooks::Upload { path: "/api/v1/fraud/lists/import", limit: MOST_FILE_BYTES });
+
+// The demo company has the usual rules and a few list entries.
+register!(dashboard_core::hooks::DemoData {
+    name: "fraud rules and lists",
+    order: 70,
+    add: |db, demo| {
+        Box::pin(async move {
+            let rules = dashboard_payments_domain::fraud::rules::add_demo(&db, demo.company_id).await?;
+            Ok(rules + dashboard_payments_domain::fraud::lists::add_demo(&db, demo.company_id).await?)
+        })
+    },
+});

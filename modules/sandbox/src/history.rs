@@ -56,6 +56,9 @@ struct Generated {
     charged_back: i64,
     country: &'static str,
     email: String,
+    /// The fingerprint of the customer's card, and the customer's address.
+    fingerprint: String,
+    ip: String,
     card: (&'static str, &'static str, &'static str),
     decline: Option<(&'static str, &'static str)>,
     created: NaiveDateTime,
@@ -108,6 +111,7 @@ fn generate(
     let method = pick(rng, &[("card", 85), ("wallet", 10), ("bank_transfer", 5)]);
     let later =
         |rng: &mut StdRng, from: NaiveDateTime| (from + TimeDelta::minutes(rng.random_range(1..4 * 24 * 60))).min(end);
+    let customer = rng.random_range(1..6_000u32);
     let mut g = Generated {
         public_id: format!("pay_demo{run}{index:012}"),
         project_id: projects[rng.random_range(0..projects.len())],
@@ -122,7 +126,9 @@ fn generate(
         refunded: 0,
         charged_back: 0,
         country: COUNTRIES[rng.random_range(0..COUNTRIES.len())],
-        email: format!("customer{}@example.com", rng.random_range(1..6_000)),
+        email: format!("customer{customer}@example.com"),
+        fingerprint: customer_fingerprint(customer),
+        ip: customer_address(customer),
         card: CARDS[rng.random_range(0..CARDS.len())],
         decline: None,
         created,
@@ -208,6 +214,19 @@ const CHARGEBACK_REASONS: [(&str, &str); 4] = [
     ("12.6", "Duplicate processing"),
 ];
 
+/// A customer's card as the lists and velocities know it: a fingerprint (64 hex digits)
+/// of their own.
+fn customer_fingerprint(customer: u32) -> String {
+    format!("{0:032x}{0:032x}", u128::from(customer).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+}
+
+/// A customer's address, in the documentation networks the sandbox places in the US,
+/// Germany and the UK.
+fn customer_address(customer: u32) -> String {
+    let network = ["192.0.2", "198.51.100", "203.0.113"][(customer % 3) as usize];
+    format!("{network}.{}", customer % 250 + 1)
+}
+
 fn timestamp(at: &NaiveDateTime) -> String {
     format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.6f"))
 }
@@ -252,14 +271,14 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
     let payments_sql = format!(
         "INSERT INTO payments (public_id, company_id, project_id, kind, flow, method, status, currency, amount, \
          authorized_amount, captured_amount, refunded_amount, charged_back_amount, merchant_order_id, customer_email, \
-         customer_country, card_first6, card_last4, card_brand, card_expiry, decline_code, decline_reason, created_at, \
-         updated_at) VALUES {}",
+         customer_country, card_first6, card_last4, card_brand, card_expiry, card_fingerprint, customer_ip, decline_code, \
+         decline_reason, created_at, updated_at) VALUES {}",
         batch
             .iter()
             .map(|g| {
                 let card = (g.method == "card").then_some(g.card);
                 format!(
-                    "('{}', {company_id}, {}, '{}', '{}', '{}', '{}', '{}', {}, {}, {}, {}, {}, '{}', '{}', '{}', {}, {}, {}, {}, {}, {}, {}, {})",
+                    "('{}', {company_id}, {}, '{}', '{}', '{}', '{}', '{}', {}, {}, {}, {}, {}, '{}', '{}', '{}', {}, {}, {}, {}, {}, '{}', {}, {}, {}, {})",
                     g.public_id,
                     g.project_id,
                     g.kind.as_str(),
@@ -279,6 +298,8 @@ async fn write_batch(db: &DbPool, company_id: i64, batch: &[Generated]) -> Resul
                     text(card.map(|c| c.1)),
                     text(card.map(|c| c.2)),
                     text(card.map(|_| "12/29")),
+                    text(card.map(|_| g.fingerprint.as_str())),
+                    g.ip,
                     text(g.decline.map(|d| d.0)),
                     text(g.decline.map(|d| d.1)),
                     timestamp(&g.created),

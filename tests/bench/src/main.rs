@@ -15,7 +15,8 @@
 //! asserts nothing. `--only analytics`, `--only api`, `--only sign-in` (the registry
 //! while 50 clients storm the sign-in, throttled and not) or `--only batch` (a batch file
 //! of 100,000 refunds: upload, run, memory, the registry meanwhile) or `--only hosted` (the
-//! hosted Payment Page's time and weight) measures that part alone;
+//! hosted Payment Page's time and weight) or `--only fraud` (purchases with and without
+//! 100 fraud rules, and a backtest over every payment) measures that part alone;
 //! `--connections 8,16,32` and `--seconds 10` shape the API's load; `--backend sqlite`
 //! or `--backend postgres` measures one database.
 #![allow(clippy::unwrap_used)]
@@ -280,6 +281,9 @@ async fn run(backend: Backend, payments: usize, seconds: u64) {
     }
     if part("hosted") {
         hosted_page(&browser, &prepared).await;
+    }
+    if part("fraud") {
+        fraud(&browser, &prepared, seconds).await;
     }
     if only.as_deref() == Some("report") {
         report(&browser).await;
@@ -706,6 +710,157 @@ async fn sign_in_storm(browser: Browser, database_url: &str, dir: &std::path::Pa
     browser
 }
 
+/// A card number that passes the Luhn check: `prefix` and `n`'s digits, then the check
+/// digit.
+fn card_number(n: usize) -> String {
+    let body = format!("411111{n:09}");
+    let sum: u32 = body
+        .chars()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = c.to_digit(10).unwrap();
+            if i % 2 == 0 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+/// Purchases of 1,000 customers, each with a card, an e-mail and an address of their own.
+fn customers_purchases(project: i64) -> Vec<String> {
+    (0..1_000)
+        .map(|n| {
+            json!({
+                "project_id": project, "amount": { "amount": 1_999 + n as i64, "currency": "EUR" },
+                "card": { "number": card_number(n), "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
+                "customer": { "email": format!("shopper{n}@example.com"), "country": "DE",
+                              "ip": format!("198.51.100.{}", n % 250 + 1) },
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+/// 100 enabled rules as a company might keep them, none of which matches the benchmark's
+/// purchases (so that each is evaluated and all go to the acquirer): amounts, countries,
+/// e-mail domains, lists, and velocities of the card, the e-mail and the address.
+fn hundred_rules() -> Vec<serde_json::Value> {
+    (0..100)
+        .map(|i| {
+            let condition = match i % 5 {
+                0 => format!("count(card, 10m) > {}", 1_000 + i),
+                1 => format!("sum(email, 24h) > {}.00 EUR or count(ip, 1h) > {}", 100_000 + i, 5_000 + i),
+                2 => format!("amount > {}.00 EUR and card.country != customer.country", 50_000 + i),
+                3 => format!("email.domain in (\"spam{i}.example\", \"junk{i}.example\") or customer.country = \"KP\""),
+                _ => "card in blocklist or email in blocklist or ip in blocklist or bin in blocklist".to_owned(),
+            };
+            let action = ["decline", "review", "challenge", "decline", "decline"][i % 5];
+            json!({ "name": format!("Rule {i}"), "condition": condition, "action": action,
+                    "priority": 10 + i, "status": "enabled" })
+        })
+        .collect()
+}
+
+/// Sequential purchases through the API (one client, one at a time): each one's time.
+async fn sequential_purchases(browser: &Browser, prepared: &Prepared, bodies: &[String], run: &str) -> Vec<Duration> {
+    let url = browser.server.url("/api/v1/payments");
+    let mut times = Vec::new();
+    for (n, body) in bodies.iter().enumerate().take(SAMPLES * 2) {
+        let started = Instant::now();
+        let response = browser
+            .client
+            .post(&url)
+            .bearer_auth(&prepared.token)
+            .header("Idempotency-Key", format!("{run}-{n}"))
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+        times.push(started.elapsed());
+    }
+    times
+}
+
+/// The fraud rules' cost: purchases one at a time and under load, without rules and with
+/// 100 enabled ones (velocities included), in the same run; then a backtest over every
+/// payment of the history.
+async fn fraud(browser: &Browser, prepared: &Prepared, seconds: u64) {
+    let bodies = customers_purchases(prepared.projects[0]);
+    let connections = 16;
+    let url = browser.server.url("/api/v1/payments");
+    let mut figures = Vec::new();
+    for with_rules in [false, true] {
+        if with_rules {
+            for rule in hundred_rules() {
+                let response =
+                    browser.client.post(browser.server.url("/api/v1/fraud/rules")).json(&rule).send().await.unwrap();
+                assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+            }
+        }
+        let run = if with_rules { "with" } else { "without" };
+        let (p50, _, p99) = stats(sequential_purchases(browser, prepared, &bodies, &format!("fraud-{run}")).await);
+        let load = if wrk::available() {
+            Some(wrk::purchases(&url, &prepared.token, &bodies, connections, seconds).per_second())
+        } else {
+            None
+        };
+        figures.push((p50, p99, load));
+    }
+    let [(p50, p99, before), (p50_rules, p99_rules, after)] = [figures[0], figures[1]];
+    println!(
+        "fraud rules, one purchase at a time: p50 {} p99 {} without rules, p50 {} p99 {} with 100 enabled (velocities included): adds {} at p99",
+        ms(p50),
+        ms(p99),
+        ms(p50_rules),
+        ms(p99_rules),
+        ms(p99_rules.saturating_sub(p99)),
+    );
+    match (before, after) {
+        (Some(before), Some(after)) => println!(
+            "fraud rules, API purchases, {connections} connections: {before:.0}/s without rules, {after:.0}/s with 100: throughput {:+.1} %",
+            (after - before) * 100.0 / before
+        ),
+        _ => println!("fraud rules under load      skipped: install wrk (apt-get install wrk)"),
+    }
+
+    let today = chrono::Utc::now().date_naive();
+    let backtest = json!({
+        "name": "Bench", "action": "decline", "from": (today - chrono::TimeDelta::days(181)).to_string(), "to": today.to_string(),
+        "condition": "count(card, 1h) >= 3 or sum(email, 24h) > 2000.00 EUR or (amount > 500.00 EUR and ip.country != customer.country) or email in blocklist",
+    });
+    let started = Instant::now();
+    let run: serde_json::Value = browser
+        .client
+        .post(browser.server.url("/api/v1/fraud/backtests"))
+        .json(&backtest)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/fraud/backtests/{}", run["id"]);
+    let done = loop {
+        let run: serde_json::Value =
+            browser.client.get(browser.server.url(&path)).send().await.unwrap().json().await.unwrap();
+        if run["status"] != "running" {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let result = &done["result"];
+    println!(
+        "fraud backtest              {} of {} payments matched, {}, in {:.1} s (its own count: {:.1} s)",
+        result["matched"],
+        result["payments"],
+        done["status"],
+        started.elapsed().as_secs_f64(),
+        result["seconds"].as_f64().unwrap_or(0.0),
+    );
+}
+
 /// Latency under load is concurrency over throughput: several loads show both.
 fn purchases(browser: &Browser, prepared: &Prepared, seconds: u64) {
     if !wrk::available() {
@@ -720,7 +875,7 @@ fn purchases(browser: &Browser, prepared: &Prepared, seconds: u64) {
     let url = browser.server.url("/api/v1/payments");
     for connections in connection_counts() {
         browser.server.reset_peak();
-        let load = wrk::purchases(&url, &prepared.token, &body, connections, seconds);
+        let load = wrk::purchases(&url, &prepared.token, std::slice::from_ref(&body), connections, seconds);
         let (rss, peak) = browser.server.memory_mib();
         let [p50, p90, p99, p999, max] = load.latency_us.map(Duration::from_micros);
         println!(

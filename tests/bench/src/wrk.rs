@@ -1,6 +1,7 @@
 //! API load from outside the server's process: `wrk` (Debian's package), a C load
 //! generator that takes little of the machine, with a script that gives every purchase
-//! an Idempotency-Key of its own and prints the latency percentiles.
+//! an Idempotency-Key of its own (and the next of the bodies given, in turn) and prints
+//! the latency percentiles.
 
 use std::process::Command;
 
@@ -29,14 +30,13 @@ function setup(thread)
 end
 function init(args)
   wrk.method = "POST"
-  wrk.body = BODY
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. TOKEN
 end
 function request()
   counter = counter + 1
   wrk.headers["Idempotency-Key"] = RUN .. "-" .. id .. "-" .. counter
-  return wrk.format()
+  return wrk.format(nil, nil, nil, BODIES[(counter % #BODIES) + 1])
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -51,11 +51,13 @@ pub fn available() -> bool {
     Command::new("wrk").arg("--version").output().is_ok()
 }
 
-/// `connections` clients posting purchases to `url` for `seconds`.
-pub fn purchases(url: &str, token: &str, body: &str, connections: usize, seconds: u64) -> Load {
+/// `connections` clients posting purchases to `url` for `seconds`, each the next of
+/// `bodies`.
+pub fn purchases(url: &str, token: &str, bodies: &[String], connections: usize, seconds: u64) -> Load {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let lua = |text: &str| format!("{text:?}");
-    let script = format!("BODY = {}\nTOKEN = {}\nRUN = {}\n{SCRIPT}", lua(body), lua(token), lua(&run));
+    let bodies: Vec<String> = bodies.iter().map(|body| lua(body)).collect();
+    let script = format!("BODIES = {{{}}}\nTOKEN = {}\nRUN = {}\n{SCRIPT}", bodies.join(", "), lua(token), lua(&run));
     let path = std::env::temp_dir().join(format!("dashboard-bench-{run}.lua"));
     std::fs::write(&path, script).unwrap();
     let output = Command::new("wrk")

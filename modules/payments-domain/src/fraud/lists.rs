@@ -539,3 +539,42 @@ macro_rules! listed_on {
             .await
     }};
 }
+
+/// The demo company's lists, unless it has some.
+pub async fn add_demo(db: &dashboard_core::db::DbPool, company_id: i64) -> Result<usize, AppError> {
+    let kept: i64 = dashboard_core::db_run!(db, conn => {
+        fraud_list_entries::table.filter(fraud_list_entries::company_id.eq(company_id)).count().get_result(conn).await
+    })?;
+    if kept > 0 {
+        return Ok(0);
+    }
+    let bots = Network::parse("203.0.113.0/24").map(|n| (Network::key(n.first), Network::key(n.last)));
+    let plain = |value: &str| Listed { value: value.to_owned(), range: None };
+    let entries = [
+        (List::Block, ListKind::Ip, Listed { value: "203.0.113.0/24".to_owned(), range: bots }, "Card-testing bots"),
+        (List::Block, ListKind::Email, plain("refunds-please@mailinator.com"), "Chargebacks on three orders"),
+        (List::Block, ListKind::Country, plain("KP"), "Sanctions"),
+        (List::Allow, ListKind::Email, plain("purchasing@northwind.example"), "Key account"),
+    ];
+    let at = now();
+    let entries: Vec<NewEntry> = entries
+        .into_iter()
+        .map(|(list, kind, listed, reason)| NewEntry {
+            list,
+            kind,
+            listed,
+            reason: Some(reason.to_owned()),
+            expires_at: None,
+        })
+        .collect();
+    dashboard_core::db_transaction!(db, conn => {
+        for entry in &entries {
+            diesel::insert_into(fraud_list_entries::table)
+                .values(insertable(company_id, None, at, entry))
+                .execute(conn)
+                .await?;
+        }
+        Ok::<_, AppError>(())
+    })?;
+    Ok(entries.len())
+}

@@ -334,3 +334,58 @@ dashboard_core::register!(dashboard_core::hooks::Service {
         Ok(())
     },
 });
+
+/// The demo company's rules, unless it has some: the usual ones enabled, one draft.
+pub async fn add_demo(db: &DbPool, company_id: i64) -> Result<usize, AppError> {
+    let kept: i64 = dashboard_core::db_run!(db, conn => {
+        fraud_rules::table.filter(fraud_rules::company_id.eq(company_id)).count().get_result(conn).await
+    })?;
+    if kept > 0 {
+        return Ok(0);
+    }
+    let rules = [
+        ("Trusted customers", "card in allowlist or email in allowlist", Action::Allow, 5, RuleStatus::Enabled),
+        ("Card used too often", "count(card, 10m) >= 10", Action::Decline, 10, RuleStatus::Enabled),
+        (
+            "Blocked customers",
+            "card in blocklist or email in blocklist or ip in blocklist or country in blocklist or bin in blocklist",
+            Action::Decline,
+            20,
+            RuleStatus::Enabled,
+        ),
+        (
+            "Large order from another country",
+            "amount > 1000.00 EUR and ip.country != customer.country",
+            Action::Review,
+            30,
+            RuleStatus::Enabled,
+        ),
+        (
+            "Throwaway e-mail",
+            "email.domain in (\"mailinator.com\", \"guerrillamail.com\")",
+            Action::Challenge,
+            40,
+            RuleStatus::Draft,
+        ),
+    ];
+    let at = now();
+    dashboard_core::db_transaction!(db, conn => {
+        for (name, condition, action, priority, status) in rules {
+            diesel::insert_into(fraud_rules::table)
+                .values((
+                    fraud_rules::company_id.eq(company_id),
+                    fraud_rules::name.eq(name),
+                    fraud_rules::condition.eq(condition),
+                    fraud_rules::action.eq(action.as_str()),
+                    fraud_rules::priority.eq(priority),
+                    fraud_rules::status.eq(status.as_str()),
+                    fraud_rules::created_at.eq(at),
+                    fraud_rules::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok::<_, AppError>(())
+    })?;
+    Ok(rules.len())
+}
