@@ -368,14 +368,18 @@ async fn a_risk_analyst_backtests_a_rule_enables_it_and_sees_it_decline_a_paymen
     fill(&browser, "value", "mailinator.com").await;
     click(&browser, "button[name=intent][value=add]").await;
     let condition = "email.domain = \"mailinator.com\"";
+    // The form comes back with the condition (an element of the page before may go stale
+    // on the way).
+    let mut typed = None;
     for _ in 0..50 {
-        let typed = browser.client.find(Locator::Id("condition")).await.unwrap().prop("value").await.unwrap();
+        if let Ok(field) = browser.client.find(Locator::Id("condition")).await {
+            typed = field.prop("value").await.ok().flatten();
+        }
         if typed.as_deref() == Some(condition) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let typed = browser.client.find(Locator::Id("condition")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(typed.as_deref(), Some(condition), "the builder wrote the condition");
     serious_violations(&browser, &axe, "the rule editor").await;
     browser.screenshot("fraud-rule-editor").await;
@@ -414,6 +418,8 @@ async fn a_risk_analyst_backtests_a_rule_enables_it_and_sees_it_decline_a_paymen
         browser.client.goto(&app.url(path)).await.unwrap();
         serious_violations(&browser, &axe, path).await;
     }
+    browser.client.goto(&app.url("/fraud")).await.unwrap();
+    browser.screenshot("fraud-rules").await;
     browser.client.set_window_size(390, 844).await.unwrap();
     browser.client.goto(&app.url("/fraud/lists")).await.unwrap();
     let width: i64 = browser.client.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap().as_i64().unwrap();

@@ -17,7 +17,7 @@ const REVIEW: &str = "fraud.review";
 register_section!(Section {
     id: "fraud",
     title: "Fraud",
-    nav: Some(Nav { label: "Fraud", path: "/fraud", order: 340, icon: Some("shield"), covers: &[] }),
+    nav: Some(Nav { label: "Fraud", path: "/fraud", order: 340, icon: Some("inspect"), covers: &[] }),
     permissions: &[
         Permission {
             code: VIEW,

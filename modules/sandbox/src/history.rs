@@ -221,10 +221,10 @@ fn customer_fingerprint(customer: u32) -> String {
 }
 
 /// A customer's address, in the documentation networks the sandbox places in the US,
-/// Germany and the UK.
+/// Germany and the UK (their first 200 addresses: the demo's block list has others).
 fn customer_address(customer: u32) -> String {
     let network = ["192.0.2", "198.51.100", "203.0.113"][(customer % 3) as usize];
-    format!("{network}.{}", customer % 250 + 1)
+    format!("{network}.{}", customer % 200 + 1)
 }
 
 fn timestamp(at: &NaiveDateTime) -> String {

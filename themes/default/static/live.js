@@ -1,5 +1,5 @@
 // Live progress where JavaScript runs: a <progress data-progress-url="..."> asks that URL
-// every second — a batch or a report as the API answers it — shows how far it got, and
+// every second — a batch, a report or a backtest as the API answers it — shows how far it got, and
 // reloads the page once it stops running. Without JavaScript the page refreshes itself.
 (function () {
   "use strict";
@@ -42,6 +42,24 @@
     return report.status === "queued" || report.status === "running";
   }
 
+  // A backtest: payments read of those in its period.
+  function showBacktest(backtest) {
+    bar.max = Math.max(backtest.total, 1);
+    bar.value = backtest.scanned;
+    bar.textContent = Math.floor((backtest.scanned * 100) / Math.max(backtest.total, 1)) + " %";
+    if (label) {
+      label.textContent = backtest.scanned.toLocaleString("en-GB") + " of " + backtest.total.toLocaleString("en-GB") + " payments read";
+    }
+    return backtest.status === "running";
+  }
+
+  function show(shown) {
+    if ("rows_done" in shown) {
+      return showReport(shown);
+    }
+    return "scanned" in shown ? showBacktest(shown) : showBatch(shown);
+  }
+
   function poll() {
     fetch(bar.getAttribute("data-progress-url"), { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
@@ -49,7 +67,7 @@
       })
       .then(function (shown) {
         if (shown) {
-          var running = "rows_done" in shown ? showReport(shown) : showBatch(shown);
+          var running = show(shown);
           if (!running) {
             window.location.reload();
             return;

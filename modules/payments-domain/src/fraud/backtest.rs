@@ -603,7 +603,11 @@ async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppE
                 ))
                 .into_boxed();
             if let Some((at, id)) = cursor {
-                query = query.filter(payments::created_at.gt(at).or(payments::created_at.eq(at).and(payments::id.gt(id))));
+                // The range starts at the cursor (the index is read from there on), then
+                // the rows of its very instant already read are passed over.
+                query = query
+                    .filter(payments::created_at.ge(at))
+                    .filter(payments::created_at.gt(at).or(payments::id.gt(id)));
             }
             query.load(conn).await
         })?;

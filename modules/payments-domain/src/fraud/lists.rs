@@ -548,10 +548,10 @@ pub async fn add_demo(db: &dashboard_core::db::DbPool, company_id: i64) -> Resul
     if kept > 0 {
         return Ok(0);
     }
-    let bots = Network::parse("203.0.113.0/24").map(|n| (Network::key(n.first), Network::key(n.last)));
+    let bots = Network::parse("203.0.113.224/27").map(|n| (Network::key(n.first), Network::key(n.last)));
     let plain = |value: &str| Listed { value: value.to_owned(), range: None };
     let entries = [
-        (List::Block, ListKind::Ip, Listed { value: "203.0.113.0/24".to_owned(), range: bots }, "Card-testing bots"),
+        (List::Block, ListKind::Ip, Listed { value: "203.0.113.224/27".to_owned(), range: bots }, "Card-testing bots"),
         (List::Block, ListKind::Email, plain("refunds-please@mailinator.com"), "Chargebacks on three orders"),
         (List::Block, ListKind::Country, plain("KP"), "Sanctions"),
         (List::Allow, ListKind::Email, plain("purchasing@northwind.example"), "Key account"),
