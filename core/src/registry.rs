@@ -319,23 +319,32 @@ impl Registry {
     /// The methods the API answers on `path` (under `/api/v1`, e.g. `/payments/pay_1`),
     /// for a 405's `Allow`; empty when no operation has that path.
     pub fn api_methods(&self, path: &str) -> Vec<&'static str> {
-        let operations: Vec<&ApiOperation> = self
-            .sections()
-            .iter()
-            .filter_map(|section| section.api.as_ref())
-            .flat_map(|api| api.operations.iter())
-            .collect();
         // A path the API names exactly (`/reports/types`) is that resource, not an instance
-        // of a template it also fits (`/reports/{id}`): the router matches it so too.
-        let exact: Vec<&&ApiOperation> = operations.iter().filter(|operation| operation.path == path).collect();
-        let mut methods: Vec<&'static str> = if exact.is_empty() {
-            operations.iter().filter(|operation| path_fits(operation.path, path)).map(|o| o.method.as_str()).collect()
-        } else {
-            exact.iter().map(|operation| operation.method.as_str()).collect()
-        };
+        // of a template it also fits (`/reports/{id}`).
+        let mut methods = self.api_methods_named(path).unwrap_or_else(|| {
+            self.api_operations()
+                .filter(|operation| path_fits(operation.path, path))
+                .map(|o| o.method.as_str())
+                .collect()
+        });
         methods.sort_unstable();
         methods.dedup();
         methods
+    }
+
+    fn api_operations(&self) -> impl Iterator<Item = &'static ApiOperation> + '_ {
+        self.sections().iter().filter_map(|section| section.api.as_ref()).flat_map(|api| api.operations.iter())
+    }
+
+    /// The methods of the operations whose path is exactly `path` (under `/api/v1`, e.g.
+    /// `/fraud/rules/export`); none when no operation names it (a template may still fit).
+    pub fn api_methods_named(&self, path: &str) -> Option<Vec<&'static str>> {
+        let methods: Vec<&'static str> = self
+            .api_operations()
+            .filter(|operation| operation.path == path)
+            .map(|operation| operation.method.as_str())
+            .collect();
+        (!methods.is_empty()).then_some(methods)
     }
 
     /// The template of the route that answers `path` (`/payments/:id`, `/api/v1/payments/{id}`),

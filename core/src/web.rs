@@ -169,6 +169,14 @@ impl<E: Endpoint> Endpoint for HtmlErrors<E> {
         };
         if req.uri().path().starts_with("/api/") {
             let path = req.uri().path().to_owned();
+            // A path the API names exactly (`/fraud/rules/export`) is that resource, though
+            // the router would take another method of it for an instance of a template it
+            // fits (`PUT /fraud/rules/{id}`) and refuse the id: the method is what is wrong.
+            let declared = state.registry.api_methods_named(path.trim_start_matches("/api/v1"));
+            if declared.as_ref().is_some_and(|methods| !takes(methods, req.method())) {
+                let refused: poem::Result<Response> = Err(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED));
+                return Ok(api_problems(&state, &path, refused).await);
+            }
             return Ok(api_problems(&state, &path, self.inner.call(req).await).await);
         }
         let context = PageContext::new(state, &req);
@@ -201,6 +209,13 @@ impl<E: Endpoint> Endpoint for HtmlErrors<E> {
             }
         }
     }
+}
+
+/// Whether an operation of `methods` answers `method` (`HEAD` as its `GET`, `OPTIONS`
+/// always: the framework answers them).
+fn takes(methods: &[&str], method: &poem::http::Method) -> bool {
+    let method = if method == poem::http::Method::HEAD { "GET" } else { method.as_str() };
+    method == "OPTIONS" || methods.iter().any(|declared| declared.eq_ignore_ascii_case(method))
 }
 
 /// Every error the API answers is a problem document (RFC 9457), those of the framework

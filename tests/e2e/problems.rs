@@ -76,6 +76,11 @@ async fn every_api_error_is_a_problem_document(app: TestApp) {
     let (status, headers, _) = problem(&app, Method::PATCH, "/api/v1/payments", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "GET, POST");
+    // A path named exactly is that resource, not an id of a template beside it
+    // (`PUT /fraud/rules/{id}`).
+    let (status, headers, _) = problem(&app, Method::PUT, "/api/v1/fraud/rules/export", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET");
 }
 
 /// The paths in `value` that hold `null`.

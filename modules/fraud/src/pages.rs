@@ -47,9 +47,10 @@ fn action_badge(action: Action) -> &'static str {
     }
 }
 
-/// An address with `base` and the non-empty parts of `query`.
-fn address(base: &str, query: &str) -> String {
-    if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") }
+/// `path` with the non-empty parts of a query.
+fn address(path: &str, parts: &[&str]) -> String {
+    let query: Vec<&str> = parts.iter().copied().filter(|part| !part.is_empty()).collect();
+    if query.is_empty() { path.to_owned() } else { format!("{path}?{}", query.join("&")) }
 }
 
 // ------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ pub async fn rules_page(page: PageContext, Query(filter): Query<RuleFilter>) -> 
         "statuses": choices(RuleStatus::ALL, |s| (s.as_str(), s.label()), filter.status.as_deref()),
         "actions": choices(Action::ALL, |a| (a.as_str(), a.label()), filter.action.as_deref()),
         "filtered": !query.is_empty(),
-        "export_url": address("/fraud/rules/export", &query),
+        "export_url": address("/fraud/rules/export", &[&query]),
         "can_manage": principal.has_permission(crate::MANAGE),
         "notice": notice,
     });
@@ -420,12 +421,7 @@ async fn render_lists(
         Err(error) => return Err(error),
     };
     let base = entry_filter_query(filter);
-    let with = |extra: &str| {
-        address(
-            "/fraud/lists",
-            &[base.as_str(), extra].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("&"),
-        )
-    };
+    let with = |extra: &str| address("/fraud/lists", &[&base, extra]);
     let data = json!({
         "tab": "lists",
         "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
@@ -433,7 +429,7 @@ async fn render_lists(
         "kinds": choices(ListKind::ALL, |k| (k.as_str(), k.label()), filter.kind.as_deref()),
         "q": filter.q,
         "filtered": !base.is_empty(),
-        "export_url": address("/fraud/lists/export", &base),
+        "export_url": address("/fraud/lists/export", &[&base]),
         "next_url": next.map(|next| with(&format!("after={next}"))),
         "first_url": filter.after.as_deref().filter(|after| !after.is_empty()).map(|_| with("")),
         "can_manage": principal.has_permission(crate::MANAGE),
@@ -631,12 +627,7 @@ async fn render_reviews(
     };
     let projects = directory::visible_projects(&page.state.db, principal).await?;
     let base = query_string(&[("status", &typed.status), ("project_id", &typed.project_id)]);
-    let with = |extra: &str| {
-        address(
-            "/fraud/reviews",
-            &[base.as_str(), extra].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("&"),
-        )
-    };
+    let with = |extra: &str| address("/fraud/reviews", &[&base, extra]);
     let chosen = typed.status.as_deref().filter(|s| !s.is_empty()).unwrap_or("open");
     let mut statuses = choices(ReviewStatus::ALL, |s| (s.as_str(), s.label()), Some(chosen));
     statuses.push(json!({ "value": "any", "label": "Any", "selected": chosen == "any" }));
@@ -647,7 +638,7 @@ async fn render_reviews(
         "statuses": statuses,
         "projects": projects.iter().map(|p| json!({ "value": p.id, "label": p.name, "selected": typed.project_id.as_deref() == Some(&p.id.to_string()) })).collect::<Vec<_>>(),
         "filtered": !base.is_empty(),
-        "export_url": address("/fraud/reviews/export", &base),
+        "export_url": address("/fraud/reviews/export", &[&base]),
         "next_url": next.map(|next| with(&format!("after={next}"))),
         "first_url": typed.after.as_deref().filter(|after| !after.is_empty()).map(|_| with("")),
         "csrf_token": page.csrf_token,
