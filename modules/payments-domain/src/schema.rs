@@ -223,7 +223,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     fraud_checks,
     fraud_reviews,
     fraud_backtests,
-    fraud_velocity_locks,
 );
 
 // The analytics group operations by the dimensions of their payment.
@@ -417,12 +416,6 @@ diesel::table! {
         created_at -> Timestamp,
         heartbeat_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::table! {
-    fraud_velocity_locks (bucket) {
-        bucket -> BigInt,
     }
 }
 

@@ -1,6 +1,5 @@
 DROP INDEX payments_ip_velocity;
 DROP INDEX payments_card_velocity;
-DROP TABLE fraud_velocity_locks;
 DROP TABLE fraud_backtests;
 DROP TABLE fraud_reviews;
 DROP TABLE fraud_checks;

@@ -94,13 +94,6 @@ CREATE TABLE fraud_backtests (
 );
 CREATE INDEX fraud_backtests_company ON fraud_backtests (company_id, id);
 
--- Payments of one card, e-mail or address take turns while their velocities are counted:
--- each holds the row of its bucket (a hash of what is counted) until its payment is
--- stored, so the one after it counts it.
-CREATE TABLE fraud_velocity_locks (
-    bucket BIGINT PRIMARY KEY
-);
-
 -- Velocities count a card's and an address's payments of the last 24 hours (the e-mail's
 -- use the registry's index).
 CREATE INDEX payments_card_velocity ON payments (company_id, card_fingerprint, created_at);

@@ -10,7 +10,6 @@
 //! whose server stopped is started again by another.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -416,24 +415,44 @@ impl Lists {
     }
 }
 
-/// A subject's payments within one window, oldest first, with their count and sums.
+/// A currency's code as three bytes: copied, never allocated.
+type Code = [u8; 3];
+
+fn code(currency: &str) -> Code {
+    let bytes = currency.as_bytes();
+    [bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0), bytes.get(2).copied().unwrap_or(0)]
+}
+
+/// A subject's payments within one window, oldest first, with their sums per currency.
 #[derive(Default)]
 struct Recent {
-    payments: VecDeque<(NaiveDateTime, i64, Arc<str>)>,
-    sums: HashMap<Arc<str>, i64>,
+    payments: VecDeque<(NaiveDateTime, i64, Code)>,
+    sums: Vec<(Code, i64)>,
 }
 
 impl Recent {
     fn forget_before(&mut self, start: NaiveDateTime) {
-        while let Some((at, amount, currency)) = self.payments.front() {
-            if *at > start {
+        while let Some(&(at, amount, currency)) = self.payments.front() {
+            if at > start {
                 break;
             }
-            if let Some(sum) = self.sums.get_mut(currency) {
+            if let Some((_, sum)) = self.sums.iter_mut().find(|(code, _)| *code == currency) {
                 *sum -= amount;
             }
             self.payments.pop_front();
         }
+    }
+
+    fn sum(&self, currency: Code) -> i64 {
+        self.sums.iter().find(|(code, _)| *code == currency).map_or(0, |(_, sum)| *sum)
+    }
+
+    fn add(&mut self, at: NaiveDateTime, amount: i64, currency: Code) {
+        match self.sums.iter_mut().find(|(code, _)| *code == currency) {
+            Some((_, sum)) => *sum += amount,
+            None => self.sums.push((currency, amount)),
+        }
+        self.payments.push_back((at, amount, currency));
     }
 }
 
@@ -448,7 +467,6 @@ struct PastLookups<'a> {
     counted: Vec<((Subject, Window), i64, i64)>,
     lists: &'a Lists,
     past: &'a Past,
-    email: Option<String>,
 }
 
 impl Lookups for PastLookups<'_> {
@@ -465,12 +483,12 @@ impl Lookups for PastLookups<'_> {
                 let Some(address) = self.past.customer_ip.as_deref().and_then(address_key) else { return false };
                 return self.lists.networks.iter().any(|(l, network)| *l == list && network.contains(address));
             }
-            ListKind::Card => self.past.card_fingerprint.clone(),
-            ListKind::Email => self.email.clone(),
-            ListKind::Country => self.past.customer_country.clone(),
-            ListKind::Bin => self.past.card_first6.clone(),
+            ListKind::Card => &self.past.card_fingerprint,
+            ListKind::Email => &self.past.customer_email,
+            ListKind::Country => &self.past.customer_country,
+            ListKind::Bin => &self.past.card_first6,
         };
-        value.is_some_and(|value| self.lists.values.contains(&(list, kind, value)))
+        value.as_ref().is_some_and(|value| self.lists.values.contains(&(list, kind, value.clone())))
     }
 }
 
@@ -490,18 +508,19 @@ impl Velocities {
     /// The payment's velocities before it; then counts it for those after.
     fn pass(&mut self, past: &Past) -> Vec<((Subject, Window), i64, i64)> {
         let mut counted = Vec::with_capacity(self.windows.len());
+        let currency = code(&past.currency);
         for ((subject, window), recent) in &mut self.windows {
             let Some(value) = past.subject(*subject) else {
                 counted.push(((*subject, *window), 0, 0));
                 continue;
             };
-            let of_subject = recent.entry(value.to_owned()).or_default();
+            if !recent.contains_key(value) {
+                recent.insert(value.to_owned(), Recent::default());
+            }
+            let Some(of_subject) = recent.get_mut(value) else { continue };
             of_subject.forget_before(past.created_at - window.duration());
-            let sum = of_subject.sums.get(past.currency.as_str()).copied().unwrap_or(0);
-            counted.push(((*subject, *window), of_subject.payments.len() as i64, sum));
-            let currency: Arc<str> = Arc::from(past.currency.as_str());
-            *of_subject.sums.entry(currency.clone()).or_insert(0) += past.amount;
-            of_subject.payments.push_back((past.created_at, past.amount, currency));
+            counted.push(((*subject, *window), of_subject.payments.len() as i64, of_subject.sum(currency)));
+            of_subject.add(past.created_at, past.amount, currency);
         }
         counted
     }
@@ -557,7 +576,8 @@ impl Tally {
 }
 
 /// Reads the period's payments (and the day before it, for the velocities) and tallies
-/// what the rule would have matched, storing the progress after each page.
+/// what the rule would have matched, storing the progress after each page. The pages are
+/// read by a task of their own while the one before is tallied.
 async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppError> {
     let started = std::time::Instant::now();
     let condition = language::parse(&row.condition).map_err(|mistake| AppError::BadRequest(mistake.to_string()))?;
@@ -573,48 +593,12 @@ async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppE
             && scope.projects.as_ref().is_none_or(|projects| projects.contains(&past.project_id))
             && scope.project_id.is_none_or(|project| project == past.project_id)
     };
+    let (pages, mut arriving) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::spawn(read_pages(state.db.clone(), row.company_id, (read_from, row.period_to), pages));
     let mut tally = Tally::default();
-    let mut cursor: Option<(NaiveDateTime, i64)> = None;
-    let (company_id, period_to) = (row.company_id, row.period_to);
-    loop {
-        let page: Vec<Past> = dashboard_core::db_run!(state.db, conn => {
-            let mut query = payments::table
-                .filter(payments::company_id.eq(company_id))
-                .filter(payments::created_at.ge(read_from))
-                .filter(payments::created_at.lt(period_to))
-                .order((payments::created_at, payments::id))
-                .limit(PAGE)
-                .select((
-                    payments::id,
-                    payments::created_at,
-                    payments::project_id,
-                    payments::kind,
-                    payments::method,
-                    payments::amount,
-                    payments::currency,
-                    payments::status,
-                    payments::charged_back_amount,
-                    payments::card_fingerprint,
-                    payments::card_first6,
-                    payments::card_brand,
-                    payments::customer_email,
-                    payments::customer_country,
-                    payments::customer_ip,
-                ))
-                .into_boxed();
-            if let Some((at, id)) = cursor {
-                // The range starts at the cursor (the index is read from there on), then
-                // the rows of its very instant already read are passed over.
-                query = query
-                    .filter(payments::created_at.ge(at))
-                    .filter(payments::created_at.gt(at).or(payments::id.gt(id)));
-            }
-            query.load(conn).await
-        })?;
-        let Some(last) = page.last() else { break };
-        cursor = Some((last.created_at, last.id));
-        let full = page.len() as i64 == PAGE;
-        for past in &page {
+    let mut days = LocalDays::new(zone);
+    while let Some(page) = arriving.recv().await {
+        for past in &page? {
             let counted = velocities.pass(past);
             if !evaluated(past) {
                 continue;
@@ -636,17 +620,100 @@ async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppE
                     .map(|(_, d)| d.to_owned()),
                 kind: past.kind.clone(),
             };
-            let lookups = PastLookups { counted, lists: &lists, past, email: past.customer_email.clone() };
-            let matched = condition.matches(&facts, &lookups);
-            let day = past.created_at.and_utc().with_timezone(&zone).date_naive();
-            tally.add(day, past, matched);
+            let matched = condition.matches(&facts, &PastLookups { counted, lists: &lists, past });
+            tally.add(days.of(past.created_at), past, matched);
         }
         progress(&state.db, row.id, tally.result.payments).await?;
-        if !full {
-            break;
-        }
     }
+    reader.await.map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(tally.finish(started.elapsed().as_secs_f64()))
+}
+
+/// Sends the company's payments of `[from, to)` in time order, a page at a time, until
+/// the last or until the receiver stops listening.
+async fn read_pages(
+    db: DbPool,
+    company_id: i64,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+    pages: tokio::sync::mpsc::Sender<Result<Vec<Past>, AppError>>,
+) {
+    let mut cursor: Option<(NaiveDateTime, i64)> = None;
+    loop {
+        let page = read_page(&db, company_id, (from, to), cursor).await;
+        let next = match &page {
+            Ok(page) if page.len() as i64 == PAGE => page.last().map(|last| (last.created_at, last.id)),
+            _ => None,
+        };
+        if pages.send(page).await.is_err() || next.is_none() {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+async fn read_page(
+    db: &DbPool,
+    company_id: i64,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+    cursor: Option<(NaiveDateTime, i64)>,
+) -> Result<Vec<Past>, AppError> {
+    Ok(dashboard_core::db_run!(db, conn => {
+        let mut query = payments::table
+            .filter(payments::company_id.eq(company_id))
+            .filter(payments::created_at.ge(from))
+            .filter(payments::created_at.lt(to))
+            .order((payments::created_at, payments::id))
+            .limit(PAGE)
+            .select((
+                payments::id,
+                payments::created_at,
+                payments::project_id,
+                payments::kind,
+                payments::method,
+                payments::amount,
+                payments::currency,
+                payments::status,
+                payments::charged_back_amount,
+                payments::card_fingerprint,
+                payments::card_first6,
+                payments::card_brand,
+                payments::customer_email,
+                payments::customer_country,
+                payments::customer_ip,
+            ))
+            .into_boxed();
+        if let Some((at, id)) = cursor {
+            // The range starts at the cursor (the index is read from there on), then
+            // the rows of its very instant already read are passed over.
+            query = query
+                .filter(payments::created_at.ge(at))
+                .filter(payments::created_at.gt(at).or(payments::id.gt(id)));
+        }
+        query.load(conn).await
+    })?)
+}
+
+/// The day an instant falls on in a time zone, worked out once a quarter of an hour of
+/// the payments (they come in time order; every zone's offset is whole quarters).
+struct LocalDays {
+    zone: chrono_tz::Tz,
+    quarter: i64,
+    day: chrono::NaiveDate,
+}
+
+impl LocalDays {
+    fn new(zone: chrono_tz::Tz) -> LocalDays {
+        LocalDays { zone, quarter: i64::MIN, day: chrono::NaiveDate::MIN }
+    }
+
+    fn of(&mut self, at: NaiveDateTime) -> chrono::NaiveDate {
+        let quarter = at.and_utc().timestamp().div_euclid(900);
+        if quarter != self.quarter {
+            self.quarter = quarter;
+            self.day = at.and_utc().with_timezone(&self.zone).date_naive();
+        }
+        self.day
+    }
 }
 
 async fn progress(db: &DbPool, id: i64, scanned: i64) -> Result<(), AppError> {

@@ -312,8 +312,9 @@ fn compare(left: &Value, op: Op, right: &Value, facts: &Facts, lookups: &dyn Loo
             _ => false,
         }
     } else {
+        // Text is compared with = or != only (the parser sees to it), in any case.
         match (text(left, facts), text(right, facts)) {
-            (Some(a), Some(b)) => op.holds(a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase())),
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b) == (op == Op::Eq),
             _ => false,
         }
     }

@@ -521,22 +521,24 @@ macro_rules! listed_on {
             __entries::kind.eq(kind).and(__entries::value.eq(value.clone().unwrap_or_else(|| __none.clone())))
         };
         let __ip = __subjects.ip_key().unwrap_or_default();
-        __entries::table
-            .filter(__entries::company_id.eq(__company))
-            .filter(__entries::expires_at.is_null().or(__entries::expires_at.gt(__now)))
-            .filter(
-                __value("card", &__subjects.card)
-                    .or(__value("email", &__subjects.email.as_ref().map(|email| email.to_lowercase())))
-                    .or(__value("country", &__subjects.country))
-                    .or(__value("bin", &__subjects.bin))
-                    .or(__entries::kind
-                        .eq("ip")
-                        .and(__entries::range_start.le(__ip.clone()))
-                        .and(__entries::range_end.ge(__ip))),
-            )
-            .select((__entries::list, __entries::kind))
-            .load::<(String, String)>($conn)
-            .await
+        keep_prepared(
+            __entries::table
+                .filter(__entries::company_id.eq(__company))
+                .filter(__entries::expires_at.is_null().or(__entries::expires_at.gt(__now)))
+                .filter(
+                    __value("card", &__subjects.card)
+                        .or(__value("email", &__subjects.email.as_ref().map(|email| email.to_lowercase())))
+                        .or(__value("country", &__subjects.country))
+                        .or(__value("bin", &__subjects.bin))
+                        .or(__entries::kind
+                            .eq("ip")
+                            .and(__entries::range_start.le(__ip.clone()))
+                            .and(__entries::range_end.ge(__ip))),
+                )
+                .select((__entries::list, __entries::kind)),
+        )
+        .load::<(String, String)>($conn)
+        .await
     }};
 }
 

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use diesel::QueryResult;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -131,7 +133,7 @@ impl Screening {
         subjects
     }
 
-    /// The buckets whose rows the payment holds while its velocities are counted, in one
+    /// The buckets the payment takes its turn in while its velocities are counted, in one
     /// order for every payment (so two payments never wait for each other in turn).
     pub fn buckets(&self) -> Vec<i64> {
         let mut buckets: Vec<i64> = self
@@ -205,25 +207,51 @@ pub fn window_starts(now: chrono::NaiveDateTime) -> [chrono::NaiveDateTime; 3] {
     [Window::TenMinutes, Window::Hour, Window::Day].map(|window| now - window.duration())
 }
 
+/// Makes the payments of the same buckets take turns for the rest of the write.
+pub trait TakeTurns {
+    fn take_turns<'a>(&'a mut self, buckets: &'a [i64]) -> BoxFuture<'a, QueryResult<()>>;
+}
+
+/// Transaction-scoped advisory locks (no row is written), one per bucket, in the order
+/// given (sorted): a payment waits for those of its card, e-mail and address before it.
+impl TakeTurns for dashboard_core::db::PgConn {
+    fn take_turns<'a>(&'a mut self, buckets: &'a [i64]) -> BoxFuture<'a, QueryResult<()>> {
+        use diesel_async::RunQueryDsl;
+        Box::pin(async move {
+            for bucket in buckets {
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                    .bind::<diesel::sql_types::Integer, _>(LOCK_CLASS)
+                    .bind::<diesel::sql_types::Integer, _>(i32::try_from(*bucket).unwrap_or_default())
+                    .execute(self)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// SQLite's writes take turns already (one write lane): nothing more to hold.
+impl TakeTurns for dashboard_core::db::SqliteWriteConn {
+    fn take_turns<'a>(&'a mut self, _buckets: &'a [i64]) -> BoxFuture<'a, QueryResult<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The first key of the velocities' advisory locks (`FRDV`), apart from other locks.
+const LOCK_CLASS: i32 = 0x4652_4456;
+
 /// Screens a payment with `$conn`, inside the write that stores it, before it is stored:
-/// holds the rows of its subjects' buckets, reads its velocities and lists, and decides.
-/// Evaluates to `Result<Verdict, diesel::result::Error>`.
+/// takes its turn among the payments of its card, e-mail and address, reads its
+/// velocities and lists, and decides. Evaluates to
+/// `Result<Verdict, diesel::result::Error>`.
 #[macro_export]
 macro_rules! screen {
     ($conn:ident, $screening:expr, $now:expr) => {{
         use diesel::sql_types::{BigInt as __BigInt, Nullable as __Nullable, Text as __Text, Timestamp as __Timestamp};
-        use $crate::schema::{fraud_velocity_locks as __locks, payments as __payments};
+        use $crate::schema::payments as __payments;
         let (__screening, __now): (&$crate::fraud::screening::Screening, chrono::NaiveDateTime) = ($screening, $now);
         let mut __known = $crate::fraud::screening::Known::default();
-        for __bucket in __screening.buckets() {
-            diesel::insert_into(__locks::table)
-                .values(__locks::bucket.eq(__bucket))
-                .on_conflict(__locks::bucket)
-                .do_update()
-                .set(__locks::bucket.eq(diesel::upsert::excluded(__locks::bucket)))
-                .execute($conn)
-                .await?;
-        }
+        $crate::fraud::screening::TakeTurns::take_turns(&mut *$conn, &__screening.buckets()).await?;
         let __starts = $crate::fraud::screening::window_starts(__now);
         let __currency = __screening.facts.currency.clone();
         let __count = |since: chrono::NaiveDateTime| {
@@ -251,16 +279,19 @@ macro_rules! screen {
                     __sum(__starts[1]),
                     __sum(__starts[2]),
                 ));
+            // Each statement's text is the same every time: prepared once per connection.
             let __row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = match __subject
             {
                 $crate::fraud::language::Subject::Card => {
-                    __of_subject.filter(__payments::card_fingerprint.eq(__value)).get_result($conn).await?
+                    keep_prepared(__of_subject.filter(__payments::card_fingerprint.eq(__value)))
+                        .get_result($conn)
+                        .await?
                 }
                 $crate::fraud::language::Subject::Email => {
-                    __of_subject.filter(__payments::customer_email.eq(__value)).get_result($conn).await?
+                    keep_prepared(__of_subject.filter(__payments::customer_email.eq(__value))).get_result($conn).await?
                 }
                 $crate::fraud::language::Subject::Ip => {
-                    __of_subject.filter(__payments::customer_ip.eq(__value)).get_result($conn).await?
+                    keep_prepared(__of_subject.filter(__payments::customer_ip.eq(__value))).get_result($conn).await?
                 }
             };
             let (__a, __b, __c, __d, __e, __f) = __row;
