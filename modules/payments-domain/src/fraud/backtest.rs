@@ -21,15 +21,14 @@ use crate::model::Status;
 use crate::schema::{fraud_backtests, fraud_list_entries, payments};
 use crate::service::Money;
 use dashboard_core::auth::Principal;
-use dashboard_core::db::DbPool;
 use dashboard_core::db::prelude::*;
+use dashboard_core::db::{DbConn, DbPool};
 use dashboard_core::time::{Timestamp, now};
 use dashboard_core::{AppError, AppState};
+use diesel::connection::DefaultLoadingMode;
 
 /// The longest period a backtest reads.
 pub const MOST_DAYS: i64 = 366;
-/// Payments read at a time.
-const PAGE: i64 = 20_000;
 
 /// A backtest to run.
 #[derive(Debug, Clone, Serialize, Deserialize, poem_openapi::Object)]
@@ -338,7 +337,6 @@ pub async fn view(state: &AppState, principal: &Principal, id: i64) -> Result<Ba
 /// A payment as a backtest reads it.
 #[derive(Queryable)]
 struct Past {
-    id: i64,
     created_at: NaiveDateTime,
     project_id: i64,
     kind: String,
@@ -576,8 +574,8 @@ impl Tally {
 }
 
 /// Reads the period's payments (and the day before it, for the velocities) and tallies
-/// what the rule would have matched, storing the progress after each page. The pages are
-/// read by a task of their own while the one before is tallied.
+/// what the rule would have matched, storing the progress after each batch. The payments
+/// are read by a task of their own while those before are tallied.
 async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppError> {
     let started = std::time::Instant::now();
     let condition = language::parse(&row.condition).map_err(|mistake| AppError::BadRequest(mistake.to_string()))?;
@@ -593,7 +591,7 @@ async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppE
             && scope.projects.as_ref().is_none_or(|projects| projects.contains(&past.project_id))
             && scope.project_id.is_none_or(|project| project == past.project_id)
     };
-    let (pages, mut arriving) = tokio::sync::mpsc::channel(2);
+    let (pages, mut arriving) = tokio::sync::mpsc::channel(4);
     let reader = tokio::spawn(read_pages(state.db.clone(), row.company_id, (read_from, row.period_to), pages));
     let mut tally = Tally::default();
     let mut days = LocalDays::new(zone);
@@ -629,43 +627,18 @@ async fn run(state: &AppState, row: &BacktestRow) -> Result<BacktestResult, AppE
     Ok(tally.finish(started.elapsed().as_secs_f64()))
 }
 
-/// Sends the company's payments of `[from, to)` in time order, a page at a time, until
-/// the last or until the receiver stops listening.
-async fn read_pages(
-    db: DbPool,
-    company_id: i64,
-    (from, to): (NaiveDateTime, NaiveDateTime),
-    pages: tokio::sync::mpsc::Sender<Result<Vec<Past>, AppError>>,
-) {
-    let mut cursor: Option<(NaiveDateTime, i64)> = None;
-    loop {
-        let page = read_page(&db, company_id, (from, to), cursor).await;
-        let next = match &page {
-            Ok(page) if page.len() as i64 == PAGE => page.last().map(|last| (last.created_at, last.id)),
-            _ => None,
-        };
-        if pages.send(page).await.is_err() || next.is_none() {
-            return;
-        }
-        cursor = next;
-    }
-}
+/// Payments sent at a time.
+const BATCH: usize = 10_000;
 
-async fn read_page(
-    db: &DbPool,
-    company_id: i64,
-    (from, to): (NaiveDateTime, NaiveDateTime),
-    cursor: Option<(NaiveDateTime, i64)>,
-) -> Result<Vec<Past>, AppError> {
-    Ok(dashboard_core::db_run!(db, conn => {
-        let mut query = payments::table
-            .filter(payments::company_id.eq(company_id))
-            .filter(payments::created_at.ge(from))
-            .filter(payments::created_at.lt(to))
+/// The query of the company's payments of `[from, to)` in time order.
+macro_rules! past_payments {
+    ($company_id:expr, $from:expr, $to:expr) => {
+        payments::table
+            .filter(payments::company_id.eq($company_id))
+            .filter(payments::created_at.ge($from))
+            .filter(payments::created_at.lt($to))
             .order((payments::created_at, payments::id))
-            .limit(PAGE)
             .select((
-                payments::id,
                 payments::created_at,
                 payments::project_id,
                 payments::kind,
@@ -681,16 +654,55 @@ async fn read_page(
                 payments::customer_country,
                 payments::customer_ip,
             ))
-            .into_boxed();
-        if let Some((at, id)) = cursor {
-            // The range starts at the cursor (the index is read from there on), then
-            // the rows of its very instant already read are passed over.
-            query = query
-                .filter(payments::created_at.ge(at))
-                .filter(payments::created_at.gt(at).or(payments::id.gt(id)));
+    };
+}
+
+/// Sends the company's payments of `[from, to)` in time order, in batches, until the last
+/// or until the receiver stops listening: one query read in one pass (on SQLite on a
+/// blocking thread, on PostgreSQL as its rows arrive), several times faster than page by
+/// page.
+async fn read_pages(
+    db: DbPool,
+    company_id: i64,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+    pages: tokio::sync::mpsc::Sender<Result<Vec<Past>, AppError>>,
+) {
+    let failed = pages.clone();
+    let read = async move {
+        match db.get().await? {
+            DbConn::Postgres(mut conn) => {
+                use futures_util::TryStreamExt;
+                let mut found = past_payments!(company_id, from, to).load_stream::<Past>(&mut *conn).await?;
+                let mut batch = Vec::with_capacity(BATCH);
+                while let Some(past) = found.try_next().await? {
+                    batch.push(past);
+                    if batch.len() == BATCH && pages.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                let _ = pages.send(Ok(batch)).await;
+                Ok::<_, AppError>(())
+            }
+            DbConn::Sqlite(mut conn) => {
+                let read = conn.spawn_blocking(move |conn| {
+                    let query = past_payments!(company_id, from, to);
+                    let mut batch = Vec::with_capacity(BATCH);
+                    for past in diesel::RunQueryDsl::load_iter::<Past, DefaultLoadingMode>(query, conn)? {
+                        batch.push(past?);
+                        if batch.len() == BATCH && pages.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    let _ = pages.blocking_send(Ok(batch));
+                    Ok(())
+                });
+                Ok(read.await?)
+            }
         }
-        query.load(conn).await
-    })?)
+    };
+    if let Err(error) = read.await {
+        let _ = failed.send(Err(error)).await;
+    }
 }
 
 /// The day an instant falls on in a time zone, worked out once a quarter of an hour of

@@ -247,11 +247,21 @@ const LOCK_CLASS: i32 = 0x4652_4456;
 #[macro_export]
 macro_rules! screen {
     ($conn:ident, $screening:expr, $now:expr) => {{
+        let (__screening, __now): (&$crate::fraud::screening::Screening, chrono::NaiveDateTime) = ($screening, $now);
+        $crate::fraud::screening::TakeTurns::take_turns(&mut *$conn, &__screening.buckets()).await?;
+        $crate::read_known!($conn, __screening, __now).map(|known| __screening.decide(&known))
+    }};
+}
+
+/// The velocities and list memberships of a payment's [`Screening`] at `$now`, read with
+/// `$conn`. Evaluates to `Result<Known, diesel::result::Error>`.
+#[macro_export]
+macro_rules! read_known {
+    ($conn:ident, $screening:expr, $now:expr) => {{
         use diesel::sql_types::{BigInt as __BigInt, Nullable as __Nullable, Text as __Text, Timestamp as __Timestamp};
         use $crate::schema::payments as __payments;
         let (__screening, __now): (&$crate::fraud::screening::Screening, chrono::NaiveDateTime) = ($screening, $now);
         let mut __known = $crate::fraud::screening::Known::default();
-        $crate::fraud::screening::TakeTurns::take_turns(&mut *$conn, &__screening.buckets()).await?;
         let __starts = $crate::fraud::screening::window_starts(__now);
         let __currency = __screening.facts.currency.clone();
         let __count = |since: chrono::NaiveDateTime| {
@@ -300,8 +310,57 @@ macro_rules! screen {
         if __screening.needs_lists() {
             __known.listed = $crate::listed_on!($conn, __screening.company_id, &__screening.subjects, __now)?;
         }
-        Ok::<_, diesel::result::Error>(__screening.decide(&__known))
+        Ok::<_, diesel::result::Error>(__known)
     }};
+}
+
+/// Turns of the payments of one card, e-mail or address within this server, for SQLite:
+/// there every write takes its turn on the one write lane, and a payment's velocities are
+/// read before its write (outside the lane, which others' payments need) while it holds
+/// its buckets until its write is committed, so that the one after it counts it.
+#[derive(Default)]
+pub struct LocalTurns(std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A payment's turns, held until dropped.
+pub struct Turns(#[allow(dead_code)] Vec<tokio::sync::OwnedMutexGuard<()>>);
+
+impl LocalTurns {
+    /// Waits for the turns of `buckets` (sorted), in order.
+    pub async fn take(&self, buckets: &[i64]) -> Turns {
+        let mut held = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            let turn = match self.0.lock() {
+                Ok(mut turns) => turns.entry(*bucket).or_default().clone(),
+                Err(poisoned) => poisoned.into_inner().entry(*bucket).or_default().clone(),
+            };
+            held.push(turn.lock_owned().await);
+        }
+        Turns(held)
+    }
+}
+
+dashboard_core::register!(dashboard_core::hooks::Service {
+    name: "fraud velocity turns",
+    start: |_, extensions| {
+        extensions.insert(Arc::new(LocalTurns::default()));
+        Ok(())
+    },
+});
+
+/// What the rules decide for a payment on SQLite, read before its write: its turns (to be
+/// held until the write is committed) and the verdict. None on PostgreSQL, where the
+/// write that stores the payment screens it ([`screen!`](crate::screen)).
+pub async fn before_write(
+    state: &AppState,
+    screening: &Screening,
+    now: chrono::NaiveDateTime,
+) -> Result<Option<(Turns, Verdict)>, AppError> {
+    if !matches!(state.db, dashboard_core::db::DbPool::Sqlite(..)) {
+        return Ok(None);
+    }
+    let turns = state.extension::<Arc<LocalTurns>>()?.take(&screening.buckets()).await;
+    let known = dashboard_core::db_run!(state.db, conn => crate::read_known!(conn, screening, now))?;
+    Ok(Some((turns, screening.decide(&known))))
 }
 
 /// Records what the rules decided for the payment `$public_id` being stored with `$conn`
