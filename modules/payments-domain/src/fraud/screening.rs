@@ -230,7 +230,8 @@ impl TakeTurns for dashboard_core::db::PgConn {
     }
 }
 
-/// SQLite's writes take turns already (one write lane): nothing more to hold.
+/// Not reached: on SQLite a payment is screened before its write ([`before_write`]); the
+/// write's macro is built for both backends, so the write connection has turns too.
 impl TakeTurns for dashboard_core::db::SqliteWriteConn {
     fn take_turns<'a>(&'a mut self, _buckets: &'a [i64]) -> BoxFuture<'a, QueryResult<()>> {
         Box::pin(std::future::ready(Ok(())))
