@@ -653,12 +653,6 @@ async fn begin(
     )
     .await?;
     let review_due = crate::fraud::reviews::due(state, now);
-    // On SQLite the payment is screened before its write, holding its turns until the write
-    // is committed (the write lane is every payment's; its reads would lengthen it).
-    let (_turns, screened) = match &screening {
-        Some(screening) => crate::fraud::screening::before_write(state, screening, now).await?.unzip(),
-        None => (None, None),
-    };
     let new_payment = diesel::insert_into(payments::table).values((
         payments::public_id.eq(&public_id),
         payments::company_id.eq(company_id),
@@ -721,10 +715,9 @@ async fn begin(
         dashboard_core::db_transaction!(state.db, conn => {
             // First: payments of the same card (e-mail, address) wait here for each other,
             // so the velocities count every one before.
-            let verdict = match (&screened, &screening) {
-                (Some(verdict), _) => Some(verdict.clone()),
-                (None, Some(screening)) => Some(crate::screen!(conn, screening, now)?),
-                (None, None) => None,
+            let verdict = match &screening {
+                Some(screening) => Some(crate::screen!(conn, screening, now)?),
+                None => None,
             };
             let kind = match start.operation {
                 OperationKind::Sale if verdict.as_ref().is_some_and(Verdict::holds) => OperationKind::Auth,

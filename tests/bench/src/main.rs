@@ -729,15 +729,17 @@ fn card_number(n: usize) -> String {
     format!("{body}{}", (10 - sum % 10) % 10)
 }
 
-/// Purchases of 1,000 customers, each with a card, an e-mail and an address of their own.
-fn customers_purchases(project: i64) -> Vec<String> {
-    (0..1_000)
+/// Purchases of `customers` customers, each with a card, an e-mail and an address of their
+/// own: a shop's traffic, where a card, an e-mail or an address makes a few payments a day
+/// (the velocities count a handful of earlier payments, not thousands).
+fn customers_purchases(project: i64, customers: usize) -> Vec<String> {
+    (0..customers)
         .map(|n| {
             json!({
-                "project_id": project, "amount": { "amount": 1_999 + n as i64, "currency": "EUR" },
+                "project_id": project, "amount": { "amount": 1_999 + n as i64 % 1_000, "currency": "EUR" },
                 "card": { "number": card_number(n), "expiry_month": 12, "expiry_year": 2099, "cvv": "123" },
                 "customer": { "email": format!("shopper{n}@example.com"), "country": "DE",
-                              "ip": format!("198.51.100.{}", n % 250 + 1) },
+                              "ip": format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255) },
             })
             .to_string()
         })
@@ -764,11 +766,12 @@ fn hundred_rules() -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Sequential purchases through the API (one client, one at a time): each one's time.
+/// Sequential purchases through the API (one client, one at a time), one per body: each
+/// one's time.
 async fn sequential_purchases(browser: &Browser, prepared: &Prepared, bodies: &[String], run: &str) -> Vec<Duration> {
     let url = browser.server.url("/api/v1/payments");
     let mut times = Vec::new();
-    for (n, body) in bodies.iter().enumerate().take(SAMPLES * 2) {
+    for (n, body) in bodies.iter().enumerate() {
         let started = Instant::now();
         let response = browser
             .client
@@ -786,47 +789,91 @@ async fn sequential_purchases(browser: &Browser, prepared: &Prepared, bodies: &[
     times
 }
 
+/// Enables the 100 rules; their ids.
+async fn add_rules(browser: &Browser) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for rule in hundred_rules() {
+        let response = browser.client.post(browser.server.url("/api/v1/fraud/rules")).json(&rule).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+        ids.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap());
+    }
+    ids
+}
+
+async fn delete_rules(browser: &Browser, ids: Vec<i64>) {
+    for id in ids {
+        let response =
+            browser.client.delete(browser.server.url(&format!("/api/v1/fraud/rules/{id}"))).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    }
+}
+
 /// The fraud rules' cost: purchases one at a time and under load, without rules and with
 /// 100 enabled ones (velocities included), in the same run; then a backtest over every
-/// payment of the history.
+/// payment of the history. The runs without rules come both before and after the one with
+/// them (their purchases are taken together), so that neither side gains from when it ran.
 async fn fraud(browser: &Browser, prepared: &Prepared, seconds: u64) {
-    let bodies = customers_purchases(prepared.projects[0]);
+    let bodies = customers_purchases(prepared.projects[0], 20_000);
     let connections = 16;
     let url = browser.server.url("/api/v1/payments");
-    let mut figures = Vec::new();
-    for with_rules in [false, true] {
-        if with_rules {
-            for rule in hundred_rules() {
-                let response =
-                    browser.client.post(browser.server.url("/api/v1/fraud/rules")).json(&rule).send().await.unwrap();
-                assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let enabled: Vec<serde_json::Value> = browser
+        .client
+        .get(browser.server.url("/api/v1/fraud/rules?status=enabled"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(enabled.is_empty(), "the benchmark's company has rules of its own: {enabled:?}");
+    // One purchase at a time, without and with the rules in turn (each run its own
+    // customers), so that the server's occasional pauses fall on both sides alike.
+    let (mut without, mut with_rules) = (Vec::new(), Vec::new());
+    for (round, customers) in bodies.chunks(1_000).take(6).enumerate() {
+        let rules = if round % 2 == 1 { Some(add_rules(browser).await) } else { None };
+        let times = sequential_purchases(browser, prepared, customers, &format!("fraud-{round}")).await;
+        match rules {
+            Some(rules) => {
+                with_rules.extend(times);
+                delete_rules(browser, rules).await;
             }
+            None => without.extend(times),
         }
-        let run = if with_rules { "with" } else { "without" };
-        let (p50, _, p99) = stats(sequential_purchases(browser, prepared, &bodies, &format!("fraud-{run}")).await);
-        let load = if wrk::available() {
-            Some(wrk::purchases(&url, &prepared.token, &bodies, connections, seconds).per_second())
-        } else {
-            None
-        };
-        figures.push((p50, p99, load));
     }
-    let [(p50, p99, before), (p50_rules, p99_rules, after)] = [figures[0], figures[1]];
+    let (count, count_rules) = (without.len(), with_rules.len());
+    let ((p50, _, p99), (p50_rules, _, p99_rules)) = (stats(without), stats(with_rules));
     println!(
-        "fraud rules, one purchase at a time: p50 {} p99 {} without rules, p50 {} p99 {} with 100 enabled (velocities included): adds {} at p99",
+        "fraud rules, one purchase at a time ({count} and {count_rules}): p50 {} p99 {} without rules, p50 {} p99 {} with 100 enabled (velocities included): adds {} at p50, {} at p99",
         ms(p50),
         ms(p99),
         ms(p50_rules),
         ms(p99_rules),
+        ms(p50_rules.saturating_sub(p50)),
         ms(p99_rules.saturating_sub(p99)),
     );
-    match (before, after) {
-        (Some(before), Some(after)) => println!(
-            "fraud rules, API purchases, {connections} connections: {before:.0}/s without rules, {after:.0}/s with 100: throughput {:+.1} %",
-            (after - before) * 100.0 / before
-        ),
-        _ => println!("fraud rules under load      skipped: install wrk (apt-get install wrk)"),
+    if !wrk::available() {
+        println!("fraud rules under load      skipped: install wrk (apt-get install wrk)");
+        return;
     }
+    // Loads without and with the rules in turn, three of each, then one more without:
+    // the machine's own drift (its other work, the database's growth) falls on both sides.
+    let load = || wrk::purchases(&url, &prepared.token, &bodies, connections, seconds).per_second();
+    let (mut without, mut with_rules) = (vec![load()], Vec::new());
+    for _ in 0..3 {
+        let rules = add_rules(browser).await;
+        with_rules.push(load());
+        delete_rules(browser, rules).await;
+        without.push(load());
+    }
+    let mean = |loads: &[f64]| loads.iter().sum::<f64>() / loads.len() as f64;
+    let listed = |loads: &[f64]| loads.iter().map(|l| format!("{l:.0}")).collect::<Vec<_>>().join(", ");
+    let (before, after) = (mean(&without), mean(&with_rules));
+    println!(
+        "fraud rules, API purchases, {connections} connections, {seconds} s each: {before:.0}/s without rules ({}), {after:.0}/s with 100 ({}): throughput {:+.1} %",
+        listed(&without),
+        listed(&with_rules),
+        (after - before) * 100.0 / before
+    );
 
     let today = chrono::Utc::now().date_naive();
     let backtest = json!({

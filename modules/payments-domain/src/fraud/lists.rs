@@ -507,38 +507,32 @@ impl Subjects {
     }
 }
 
-/// The lists (`(list, kind)` as stored) on which company `$company_id`'s payment with
-/// [`Subjects`] `$subjects` is at `$now`, read with `$conn`. Evaluates to
-/// `Result<Vec<(String, String)>, DieselError>`.
+/// The entries of company `$company_id`'s lists that hold a payment with [`Subjects`]
+/// `$subjects` at `$now`: a query to select from (a statement of the screening's). An
+/// absent subject is looked up as NULL, which no entry equals.
 #[macro_export]
-macro_rules! listed_on {
-    ($conn:ident, $company_id:expr, $subjects:expr, $now:expr) => {{
+macro_rules! entries_listing {
+    ($company_id:expr, $subjects:expr, $now:expr) => {{
         use $crate::schema::fraud_list_entries as __entries;
         let (__company, __subjects, __now): (i64, &$crate::fraud::lists::Subjects, chrono::NaiveDateTime) =
             ($company_id, $subjects, $now);
-        let __none = String::new();
-        let __value = |kind: &'static str, value: &Option<String>| {
-            __entries::kind.eq(kind).and(__entries::value.eq(value.clone().unwrap_or_else(|| __none.clone())))
+        let __value = |kind: &'static str, value: Option<String>| {
+            __entries::kind.eq(kind).and(__entries::value.nullable().eq(value))
         };
-        let __ip = __subjects.ip_key().unwrap_or_default();
-        keep_prepared(
-            __entries::table
-                .filter(__entries::company_id.eq(__company))
-                .filter(__entries::expires_at.is_null().or(__entries::expires_at.gt(__now)))
-                .filter(
-                    __value("card", &__subjects.card)
-                        .or(__value("email", &__subjects.email.as_ref().map(|email| email.to_lowercase())))
-                        .or(__value("country", &__subjects.country))
-                        .or(__value("bin", &__subjects.bin))
-                        .or(__entries::kind
-                            .eq("ip")
-                            .and(__entries::range_start.le(__ip.clone()))
-                            .and(__entries::range_end.ge(__ip))),
-                )
-                .select((__entries::list, __entries::kind)),
-        )
-        .load::<(String, String)>($conn)
-        .await
+        let __ip = __subjects.ip_key();
+        __entries::table
+            .filter(__entries::company_id.eq(__company))
+            .filter(__entries::expires_at.is_null().or(__entries::expires_at.gt(__now)))
+            .filter(
+                __value("card", __subjects.card.clone())
+                    .or(__value("email", __subjects.email.as_ref().map(|email| email.to_lowercase())))
+                    .or(__value("country", __subjects.country.clone()))
+                    .or(__value("bin", __subjects.bin.clone()))
+                    .or(__entries::kind
+                        .eq("ip")
+                        .and(__entries::range_start.le(__ip.clone()))
+                        .and(__entries::range_end.ge(__ip))),
+            )
     }};
 }
 

@@ -124,22 +124,18 @@ impl Screening {
         }
     }
 
-    /// The subjects the rules count, each once.
-    pub fn counted_subjects(&self) -> Vec<Subject> {
-        let mut subjects: Vec<Subject> = self.rules.needs.velocities.iter().map(|v| v.subject).collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        subjects.retain(|subject| self.subject_value(*subject).is_some());
-        subjects
+    /// What is counted for `subject`, when the rules count it (else nothing is).
+    pub fn counted(&self, subject: Subject) -> Option<String> {
+        let counts = self.rules.needs.velocities.iter().any(|velocity| velocity.subject == subject);
+        self.subject_value(subject).filter(|_| counts).map(str::to_owned)
     }
 
     /// The buckets the payment takes its turn in while its velocities are counted, in one
     /// order for every payment (so two payments never wait for each other in turn).
     pub fn buckets(&self) -> Vec<i64> {
-        let mut buckets: Vec<i64> = self
-            .counted_subjects()
+        let mut buckets: Vec<i64> = [Subject::Card, Subject::Email, Subject::Ip]
             .into_iter()
-            .filter_map(|subject| Some(bucket(self.company_id, subject, self.subject_value(subject)?)))
+            .filter_map(|subject| Some(bucket(self.company_id, subject, &self.counted(subject)?)))
             .collect();
         buckets.sort_unstable();
         buckets.dedup();
@@ -184,6 +180,29 @@ pub struct Known {
     pub listed: Vec<(String, String)>,
 }
 
+/// A row of [`read_known!`](crate::read_known): `("velocity", subject, counts and sums)`
+/// or `(list, kind, nothing)`.
+pub type KnownRow = (String, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+impl Known {
+    pub fn from_rows(rows: Vec<KnownRow>) -> Known {
+        let mut known = Known::default();
+        for (source, name, a, b, c, d, e, f) in rows {
+            if source != "velocity" {
+                known.listed.push((source, name));
+                continue;
+            }
+            let subject = match name.as_str() {
+                "card" => Subject::Card,
+                "email" => Subject::Email,
+                _ => Subject::Ip,
+            };
+            known.counted.push((subject, [a, b, c, d, e, f].map(|n| n.unwrap_or(0))));
+        }
+        known
+    }
+}
+
 impl Lookups for Known {
     fn velocity(&self, velocity: Velocity) -> i64 {
         let Some((_, counts)) = self.counted.iter().find(|(subject, _)| *subject == velocity.subject) else {
@@ -214,24 +233,43 @@ pub trait TakeTurns {
 
 /// Transaction-scoped advisory locks (no row is written), one per bucket, in the order
 /// given (sorted): a payment waits for those of its card, e-mail and address before it.
-impl TakeTurns for dashboard_core::db::PgConn {
+/// One statement of fixed text (prepared once), whose locks are taken left to right; fewer
+/// buckets repeat the last (a lock held already is taken again at once).
+///
+/// It also has the rest of the write use the plans made once for all payments: the
+/// screening's read, fitted anew to each payment's values, cost more to plan than to run
+/// (PostgreSQL keeps fitting it, as it reckons a generic plan reads a third of the rows
+/// newer than a bound time).
+impl TakeTurns for &dashboard_core::db::PgConn {
     fn take_turns<'a>(&'a mut self, buckets: &'a [i64]) -> BoxFuture<'a, QueryResult<()>> {
+        use dashboard_core::db::prelude::keep_prepared;
+        use diesel::sql_types::Integer;
         use diesel_async::RunQueryDsl;
+        const GENERIC_PLANS: &str = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)";
         Box::pin(async move {
-            for bucket in buckets {
-                diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-                    .bind::<diesel::sql_types::Integer, _>(LOCK_CLASS)
-                    .bind::<diesel::sql_types::Integer, _>(i32::try_from(*bucket).unwrap_or_default())
-                    .execute(self)
-                    .await?;
-            }
-            Ok(())
+            let Some(&last) = buckets.last() else {
+                return keep_prepared(diesel::sql_query(GENERIC_PLANS)).execute(self).await.map(drop);
+            };
+            let key = |n: usize| i32::try_from(buckets.get(n).copied().unwrap_or(last)).unwrap_or_default();
+            keep_prepared(
+                diesel::sql_query(
+                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), \
+                     pg_advisory_xact_lock($1, $2), pg_advisory_xact_lock($1, $3), pg_advisory_xact_lock($1, $4)",
+                )
+                .bind::<Integer, _>(LOCK_CLASS)
+                .bind::<Integer, _>(key(0))
+                .bind::<Integer, _>(key(1))
+                .bind::<Integer, _>(key(2)),
+            )
+            .execute(self)
+            .await
+            .map(drop)
         })
     }
 }
 
-/// Not reached: on SQLite a payment is screened before its write ([`before_write`]); the
-/// write's macro is built for both backends, so the write connection has turns too.
+/// Nothing to wait for: SQLite's writes take turns on its one write connection (the write
+/// lane), so a payment's write already comes after every earlier one.
 impl TakeTurns for dashboard_core::db::SqliteWriteConn {
     fn take_turns<'a>(&'a mut self, _buckets: &'a [i64]) -> BoxFuture<'a, QueryResult<()>> {
         Box::pin(std::future::ready(Ok(())))
@@ -248,21 +286,38 @@ const LOCK_CLASS: i32 = 0x4652_4456;
 #[macro_export]
 macro_rules! screen {
     ($conn:ident, $screening:expr, $now:expr) => {{
+        use dashboard_core::db::prelude::Together as _;
         let (__screening, __now): (&$crate::fraud::screening::Screening, chrono::NaiveDateTime) = ($screening, $now);
-        $crate::fraud::screening::TakeTurns::take_turns(&mut *$conn, &__screening.buckets()).await?;
-        $crate::read_known!($conn, __screening, __now).map(|known| __screening.decide(&known))
+        let __buckets = __screening.buckets();
+        // Sent together (one trip on PostgreSQL), run in this order: the turns, then the read.
+        let __shared = $conn.together();
+        let ((), __known) = futures_util::try_join!(
+            __shared.with(|mut turn| async move {
+                $crate::fraud::screening::TakeTurns::take_turns(turn.conn(), &__buckets).await
+            }),
+            __shared.with(|mut turn| async move {
+                let __read = turn.conn();
+                $crate::read_known!(__read, __screening, __now)
+            }),
+        )?;
+        Ok::<_, diesel::result::Error>(__screening.decide(&__known))
     }};
 }
 
 /// The velocities and list memberships of a payment's [`Screening`] at `$now`, read with
-/// `$conn`. Evaluates to `Result<Known, diesel::result::Error>`.
+/// `$conn` in one statement (one trip to the database; its text is the same every time,
+/// so it is prepared once per connection): a row per subject with its payments' counts
+/// and sums in the three windows, and a row per list entry holding the payment.
+/// Evaluates to `Result<Known, diesel::result::Error>`.
 #[macro_export]
 macro_rules! read_known {
     ($conn:ident, $screening:expr, $now:expr) => {{
+        use diesel::IntoSql as _;
+        use diesel::query_dsl::CombineDsl as _;
         use diesel::sql_types::{BigInt as __BigInt, Nullable as __Nullable, Text as __Text, Timestamp as __Timestamp};
-        use $crate::schema::payments as __payments;
+        use $crate::fraud::language::Subject as __Subject;
+        use $crate::schema::{fraud_list_entries as __entries, payments as __payments};
         let (__screening, __now): (&$crate::fraud::screening::Screening, chrono::NaiveDateTime) = ($screening, $now);
-        let mut __known = $crate::fraud::screening::Known::default();
         let __starts = $crate::fraud::screening::window_starts(__now);
         let __currency = __screening.facts.currency.clone();
         let __count = |since: chrono::NaiveDateTime| {
@@ -277,91 +332,54 @@ macro_rules! read_known {
                 .bind::<__Text, _>(__currency.clone())
                 .sql(" THEN payments.amount ELSE 0 END) AS BIGINT)")
         };
-        for __subject in __screening.counted_subjects() {
-            let __value = __screening.subject_value(__subject).unwrap_or_default().to_owned();
-            let __of_subject = __payments::table
+        let __velocities = |subject: &'static str| {
+            (
+                "velocity".into_sql::<__Text>(),
+                subject.into_sql::<__Text>(),
+                __count(__starts[0]),
+                __count(__starts[1]),
+                __count(__starts[2]),
+                __sum(__starts[0]),
+                __sum(__starts[1]),
+                __sum(__starts[2]),
+            )
+        };
+        let __recent = || {
+            __payments::table
                 .filter(__payments::company_id.eq(__screening.company_id))
                 .filter(__payments::created_at.gt(__starts[2]))
-                .select((
-                    __count(__starts[0]),
-                    __count(__starts[1]),
-                    __count(__starts[2]),
-                    __sum(__starts[0]),
-                    __sum(__starts[1]),
-                    __sum(__starts[2]),
-                ));
-            // Each statement's text is the same every time: prepared once per connection.
-            let __row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = match __subject
-            {
-                $crate::fraud::language::Subject::Card => {
-                    keep_prepared(__of_subject.filter(__payments::card_fingerprint.eq(__value)))
-                        .get_result($conn)
-                        .await?
-                }
-                $crate::fraud::language::Subject::Email => {
-                    keep_prepared(__of_subject.filter(__payments::customer_email.eq(__value))).get_result($conn).await?
-                }
-                $crate::fraud::language::Subject::Ip => {
-                    keep_prepared(__of_subject.filter(__payments::customer_ip.eq(__value))).get_result($conn).await?
-                }
-            };
-            let (__a, __b, __c, __d, __e, __f) = __row;
-            __known.counted.push((__subject, [__a, __b, __c, __d, __e, __f].map(|n| n.unwrap_or(0))));
-        }
-        if __screening.needs_lists() {
-            __known.listed = $crate::listed_on!($conn, __screening.company_id, &__screening.subjects, __now)?;
-        }
-        Ok::<_, diesel::result::Error>(__known)
+        };
+        let __no_lists = $crate::fraud::lists::Subjects::default();
+        let __listed = if __screening.needs_lists() { &__screening.subjects } else { &__no_lists };
+        let __none = || None::<i64>.into_sql::<__Nullable<__BigInt>>();
+        let __statement = __recent()
+            .filter(__payments::card_fingerprint.eq(__screening.counted(__Subject::Card)))
+            .select(__velocities("card"))
+            .union_all(
+                __recent()
+                    .filter(__payments::customer_email.eq(__screening.counted(__Subject::Email)))
+                    .select(__velocities("email"))
+                    .union_all(
+                        __recent()
+                            .filter(__payments::customer_ip.eq(__screening.counted(__Subject::Ip)))
+                            .select(__velocities("ip"))
+                            .union_all($crate::entries_listing!(__screening.company_id, __listed, __now).select((
+                                __entries::list,
+                                __entries::kind,
+                                __none(),
+                                __none(),
+                                __none(),
+                                __none(),
+                                __none(),
+                                __none(),
+                            ))),
+                    ),
+            );
+        keep_prepared(__statement)
+            .load::<$crate::fraud::screening::KnownRow>($conn)
+            .await
+            .map($crate::fraud::screening::Known::from_rows)
     }};
-}
-
-/// Turns of the payments of one card, e-mail or address within this server, for SQLite:
-/// there every write takes its turn on the one write lane, and a payment's velocities are
-/// read before its write (outside the lane, which others' payments need) while it holds
-/// its buckets until its write is committed, so that the one after it counts it.
-#[derive(Default)]
-pub struct LocalTurns(std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>);
-
-/// A payment's turns, held until dropped.
-pub struct Turns(#[allow(dead_code)] Vec<tokio::sync::OwnedMutexGuard<()>>);
-
-impl LocalTurns {
-    /// Waits for the turns of `buckets` (sorted), in order.
-    pub async fn take(&self, buckets: &[i64]) -> Turns {
-        let mut held = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            let turn = match self.0.lock() {
-                Ok(mut turns) => turns.entry(*bucket).or_default().clone(),
-                Err(poisoned) => poisoned.into_inner().entry(*bucket).or_default().clone(),
-            };
-            held.push(turn.lock_owned().await);
-        }
-        Turns(held)
-    }
-}
-
-dashboard_core::register!(dashboard_core::hooks::Service {
-    name: "fraud velocity turns",
-    start: |_, extensions| {
-        extensions.insert(Arc::new(LocalTurns::default()));
-        Ok(())
-    },
-});
-
-/// What the rules decide for a payment on SQLite, read before its write: its turns (to be
-/// held until the write is committed) and the verdict. None on PostgreSQL, where the
-/// write that stores the payment screens it ([`screen!`](crate::screen)).
-pub async fn before_write(
-    state: &AppState,
-    screening: &Screening,
-    now: chrono::NaiveDateTime,
-) -> Result<Option<(Turns, Verdict)>, AppError> {
-    if !matches!(state.db, dashboard_core::db::DbPool::Sqlite(..)) {
-        return Ok(None);
-    }
-    let turns = state.extension::<Arc<LocalTurns>>()?.take(&screening.buckets()).await;
-    let known = dashboard_core::db_run!(state.db, conn => crate::read_known!(conn, screening, now))?;
-    Ok(Some((turns, screening.decide(&known))))
 }
 
 /// Records what the rules decided for the payment `$public_id` being stored with `$conn`
