@@ -188,6 +188,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     // Sessions are cookies for both (poem's CSRF middleware brings its own cookie jar).
     let app = CsrfForPages { pages: app.clone().with(csrf), api: app.with(CookieJarManager::new()) }
         .data(state)
+        .with(dashboard_core::compression::Compression)
         .with(telemetry::RequestLog { requests, registry })
         .with(CatchPanic::new());
     // Anonymous credential requests take turns before anything else reads them.

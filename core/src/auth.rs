@@ -12,6 +12,8 @@ use argon2::password_hash::PasswordVerifier;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use poem::http::{StatusCode, header};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -377,9 +379,23 @@ impl<E: Endpoint> Endpoint for PageGuard<E> {
 
 /// The CSRF token of the pages of a browser with a session: a MAC of its session token,
 /// so that it is worth nothing with another session (a token and CSRF cookie taken from
-/// another browser do not pass), and changes when the session does.
+/// another browser do not pass), and changes when the session does. Each page gets it
+/// masked afresh (random bytes, then the MAC XOR those bytes): no two pages carry the same
+/// text, so the size of a compressed page tells nothing of it (BREACH).
 pub fn session_csrf_token(state: &AppState, session_token: &str) -> String {
-    state.secrets.mac("csrf", session_token.as_bytes())
+    let secret = state.secrets.mac("csrf", session_token.as_bytes()).into_bytes();
+    let mut mask = vec![0u8; secret.len()];
+    rand::rng().fill_bytes(&mut mask);
+    let masked: Vec<u8> = secret.iter().zip(&mask).map(|(byte, mask)| byte ^ mask).collect();
+    URL_SAFE_NO_PAD.encode([mask, masked].concat())
+}
+
+/// Whether `token` is one of [`session_csrf_token`]'s maskings for the session.
+fn is_session_csrf_token(state: &AppState, session_token: &str, token: &str) -> bool {
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(token) else { return false };
+    let (mask, masked) = bytes.split_at(bytes.len() / 2);
+    let unmasked: Vec<u8> = masked.iter().zip(mask).map(|(byte, mask)| byte ^ mask).collect();
+    crate::crypto::same_secret(&unmasked, state.secrets.mac("csrf", session_token.as_bytes()).as_bytes())
 }
 
 /// The CSRF check of every page that changes something (every method but GET, HEAD,
@@ -430,9 +446,7 @@ mod csrf {
         let session =
             req.data::<AppState>().and_then(|state| Some((state, crate::session::session_token(state, req.cookie())?)));
         let valid = match (token, session, req.extensions().get::<CsrfVerifier>()) {
-            (Some(token), Some((state, session)), _) => {
-                crate::crypto::same_secret(token.as_bytes(), super::session_csrf_token(state, &session).as_bytes())
-            }
+            (Some(token), Some((state, session)), _) => super::is_session_csrf_token(state, &session, &token),
             (Some(token), None, Some(verifier)) => verifier.is_valid(&token),
             _ => false,
         };

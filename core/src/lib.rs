@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod compression;
 pub mod crypto;
 pub mod cursor;
 pub mod db;

@@ -321,7 +321,9 @@ pub async fn static_file(req: &Request, poem::web::Path(path): poem::web::Path<S
     match state.theme.asset(&path) {
         Some(asset) => {
             let etag = format!("\"{}\"", asset.version);
-            if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+            // Compared weakly (RFC 9110): a compressed copy's tag is weak (`W/"…"`).
+            let known = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if known.split(',').any(|tag| tag.trim().trim_start_matches("W/") == etag) {
                 return StatusCode::NOT_MODIFIED.into_response();
             }
             Response::builder()

@@ -180,3 +180,84 @@ async fn the_metrics_count_routes_for_the_operator_only() {
     }
     assert!(!text.contains(&format!("/projects/{}/", projects[0])), "ids make no series");
 }
+
+/// The text of a compressed answer.
+async fn decompressed(coding: &str, bytes: &[u8]) -> String {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder};
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    match coding {
+        "br" => BrotliDecoder::new(bytes).read_to_string(&mut text).await.unwrap(),
+        _ => GzipDecoder::new(bytes).read_to_string(&mut text).await.unwrap(),
+    };
+    text
+}
+
+story!(text_answers_are_compressed_as_the_client_asks);
+async fn text_answers_are_compressed_as_the_client_asks(app: TestApp) {
+    let (plain_status, plain) = app.get_text("/sign-in").await;
+    assert_eq!(plain_status, StatusCode::OK);
+    for coding in ["br", "gzip"] {
+        let response =
+            app.client.get(app.url("/sign-in")).header(header::ACCEPT_ENCODING, coding).send().await.unwrap();
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], coding);
+        assert!(response.headers()[header::VARY].to_str().unwrap().contains("accept-encoding"));
+        let compressed = response.bytes().await.unwrap();
+        let html = decompressed(coding, &compressed).await;
+        assert!(html.contains("<title>Sign in"), "{coding}: the page reads the same");
+        assert!(compressed.len() < html.len(), "{coding}: {} bytes for {}", compressed.len(), html.len());
+    }
+    assert!(!plain.is_empty());
+    let asked = |path: &str, accept: &str| {
+        app.client.get(app.url(path)).header(header::ACCEPT_ENCODING, accept.to_owned()).send()
+    };
+    let uncompressed = app.client.get(app.url("/sign-in")).send().await.unwrap();
+    assert!(!uncompressed.headers().contains_key(header::CONTENT_ENCODING), "a client that asks for none gets none");
+    let unknown = asked("/sign-in", "compress, zstd;q=0.5").await.unwrap();
+    assert!(!unknown.headers().contains_key(header::CONTENT_ENCODING), "nor does one asking only for others");
+    let small = asked("/healthz", "gzip").await.unwrap();
+    assert!(!small.headers().contains_key(header::CONTENT_ENCODING), "a few bytes go as they are");
+
+    // A style sheet too, its tag weakened; it still revalidates.
+    let start = plain.find("/static/app.css?v=").unwrap();
+    let href = &plain[start..start + plain[start..].find('"').unwrap()];
+    let css = asked(href, "gzip, deflate, br").await.unwrap();
+    assert_eq!(css.headers()[header::CONTENT_ENCODING], "br");
+    let etag = css.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    let compressed = css.bytes().await.unwrap();
+    let sheet = decompressed("br", &compressed).await;
+    assert_eq!(sheet, app.get_text(href).await.1, "the same style sheet");
+    assert!(compressed.len() * 3 < sheet.len(), "{} bytes for {}", compressed.len(), sheet.len());
+    let again = app
+        .client
+        .get(app.url(href))
+        .header(header::ACCEPT_ENCODING, "br")
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
+
+story!(every_page_carries_its_csrf_token_masked_afresh);
+async fn every_page_carries_its_csrf_token_masked_afresh(app: TestApp) {
+    let (company, _) = app.company("Acme", &["Shop"]).await;
+    app.user(company, "alice", BuiltinRole::MerchantAdmin).await;
+    assert_eq!(app.sign_in("alice", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    let first = app.csrf_token("/profile").await;
+    let second = app.csrf_token("/profile").await;
+    assert_ne!(first, second, "a compressed page's size must tell nothing of its token");
+    // Either masking passes the check (the form itself, empty, is then refused for what
+    // it lacks); a changed one does not.
+    for token in [&first, &second] {
+        let response = app.post_form("/profile", &[("csrf_token", token.as_str())]).await;
+        assert_ne!(response.status(), StatusCode::FORBIDDEN, "{token}");
+    }
+    let mut forged = first.into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let refused = app.post_form("/profile", &[("csrf_token", forged.as_str())]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
