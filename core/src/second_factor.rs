@@ -244,14 +244,35 @@ pub async fn enable(
 /// Checks a code at sign-in: a TOTP code (each time step once) or an unused recovery
 /// code (used up).
 pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, AppError> {
+    Ok(check(state, user_id, code).await? == CodeCheck::Accepted)
+}
+
+/// What a second-factor code turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    Accepted,
+    Wrong,
+    /// The app's current code, but accepted once already (each is taken once): the user
+    /// waits for the next one.
+    JustUsed,
+}
+
+impl CodeCheck {
+    pub fn accepted(self) -> bool {
+        self == CodeCheck::Accepted
+    }
+}
+
+/// Like [`verify`], telling a code accepted once already from a wrong one.
+pub async fn check(state: &AppState, user_id: i64, code: &str) -> Result<CodeCheck, AppError> {
     let Some(FactorRow { totp_secret_encrypted: Some(sealed), enabled_at: Some(_) }) =
         factor_row(state, user_id).await?
     else {
-        return Ok(false);
+        return Ok(CodeCheck::Wrong);
     };
     let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
-        let Some(step) = matching_step(state, user_id, &sealed, &compact)? else { return Ok(false) };
+        let Some(step) = matching_step(state, user_id, &sealed, &compact)? else { return Ok(CodeCheck::Wrong) };
         // Accept a step once: the update succeeds for one request only.
         let accepted = crate::db_write!(state.db, conn => {
             diesel::update(
@@ -263,7 +284,7 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
             .execute(conn)
             .await
         })?;
-        return Ok(accepted == 1);
+        return Ok(if accepted == 1 { CodeCheck::Accepted } else { CodeCheck::JustUsed });
     }
     // Codes made before they were stored as HMACs are plain SHA-256 hashes: still taken.
     let hashes = [recovery_hash(&state.secrets, user_id, &compact), sha256_hex(&normalised_recovery_code(&compact))];
@@ -279,7 +300,7 @@ pub async fn verify(state: &AppState, user_id: i64, code: &str) -> Result<bool, 
         .execute(conn)
         .await
     })?;
-    Ok(used == 1)
+    Ok(if used == 1 { CodeCheck::Accepted } else { CodeCheck::Wrong })
 }
 
 /// Removes the second factor (the user where roles allow it, or the merchant admin's

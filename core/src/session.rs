@@ -18,7 +18,7 @@ use crate::auth::{Principal, ProjectScope, random_token, sha256_hex, user_permis
 use crate::db::prelude::*;
 use crate::error::AppError;
 use crate::schema::{companies, sessions, user_projects, users};
-use crate::second_factor;
+use crate::second_factor::{self, CodeCheck};
 use crate::state::AppState;
 use crate::time::now;
 
@@ -56,8 +56,11 @@ pub enum SignIn {
     Active { token: String, principal: Box<Principal> },
     /// The password was right; the second factor is asked next (the token is for that step).
     SecondFactorRequired { token: String },
-    /// Wrong username, password, or a locked account: the answer never says which.
+    /// Wrong username or password: the answer never says which.
     Refused,
+    /// The account is locked after failed sign-ins, until then: said whether or not the
+    /// password was right (it is not checked meanwhile).
+    Locked { until: NaiveDateTime },
 }
 
 /// The client's address and browser, for the session row and the audit log.
@@ -120,13 +123,16 @@ pub async fn sign_in(
         verify_password(password.to_owned(), Some(hash)).await;
         let event = AuditEvent::by_user(company_id, user_id, "session.sign_in", "denied");
         record(state, event.details(serde_json::json!({ "reason": "account locked" })), client).await?;
-        return Ok(SignIn::Refused);
+        return Ok(match locked_until(state, user_id).await? {
+            Some(until) => SignIn::Locked { until },
+            None => SignIn::Refused,
+        });
     };
     if !verify_password(password.to_owned(), Some(hash)).await {
-        attempt_failed(state, attempt, company_id, client).await?;
+        let locked = attempt_failed(state, attempt, company_id, client).await?;
         let event = AuditEvent::by_user(company_id, user_id, "session.sign_in", "failure");
         record(state, event.details(serde_json::json!({ "reason": "wrong password" })), client).await?;
-        return Ok(SignIn::Refused);
+        return Ok(locked.map_or(SignIn::Refused, |until| SignIn::Locked { until }));
     }
     if second_factor::is_enabled(state, user_id).await? {
         // The right password neither adds a failure nor clears the earlier ones: signing
@@ -172,30 +178,32 @@ pub async fn confirm_password(
 
 /// The second step: a TOTP or recovery code for the session `pending_token`. On success
 /// the pending session is replaced by a new one (a new id) that carries all the user's
-/// permissions; a wrong code counts towards the lockout.
+/// permissions; a wrong code counts towards the lockout. `Err(check)`: refused, and why
+/// (no pending session is a wrong code).
 pub async fn complete_second_factor(
     state: &AppState,
     pending_token: &str,
     code: &str,
     client: &ClientInfo,
-) -> Result<Option<(String, Principal)>, AppError> {
-    let Some(pending) = pending_session(state, pending_token).await? else { return Ok(None) };
+) -> Result<Result<(String, Principal), CodeCheck>, AppError> {
+    let Some(pending) = pending_session(state, pending_token).await? else { return Ok(Err(CodeCheck::Wrong)) };
     let user_id = pending.user_id;
     let company_id = crate::directory::company_of_user(&state.db, user_id).await?;
-    if !check_code(state, user_id, company_id, code, client).await? {
-        if is_locked(state, user_id).await? {
+    let checked = check_code(state, user_id, company_id, code, client).await?;
+    if !checked.accepted() {
+        if locked_until(state, user_id).await?.is_some() {
             delete_session(state, pending_token).await?;
         }
         let event = AuditEvent::by_user(company_id, user_id, "session.second_factor", "failure");
         record(state, event, client).await?;
-        return Ok(None);
+        return Ok(Err(checked));
     }
     delete_session(state, pending_token).await?;
     let token =
         insert_session(state, user_id, STAGE_ACTIVE, Some(now()), state.settings.session_lifetime, client).await?;
     record(state, AuditEvent::by_user(company_id, user_id, "session.sign_in", "success"), client).await?;
     let principal = principal_for_token(state, &token).await?.ok_or(AppError::Unauthorized)?;
-    Ok(Some((token, principal)))
+    Ok(Ok((token, principal)))
 }
 
 /// Checks a second-factor code under the lockout: the attempt is counted before the
@@ -206,15 +214,15 @@ pub async fn check_code(
     company_id: i64,
     code: &str,
     client: &ClientInfo,
-) -> Result<bool, AppError> {
-    let Some(attempt) = begin_attempt(state, user_id).await? else { return Ok(false) };
-    if second_factor::verify(state, user_id, code).await? {
+) -> Result<CodeCheck, AppError> {
+    let Some(attempt) = begin_attempt(state, user_id).await? else { return Ok(CodeCheck::Wrong) };
+    let checked = second_factor::check(state, user_id, code).await?;
+    if checked.accepted() {
         attempt_succeeded(state, user_id).await?;
-        Ok(true)
     } else {
         attempt_failed(state, attempt, company_id, client).await?;
-        Ok(false)
     }
+    Ok(checked)
 }
 
 /// Replaces the caller's own active session by a new one that has passed the second
@@ -238,14 +246,14 @@ pub async fn elevate(
 /// (step-up): the session's second factor is stamped now, for the actions that need a
 /// recent one ([`Principal::require_step_up`]). Only for the caller's own session that
 /// passed the second factor at sign-in (so its permissions do not change and it keeps
-/// its id); a wrong code counts towards the lockout. `false`: the code was wrong.
+/// its id); a wrong code counts towards the lockout.
 pub async fn step_up(
     state: &AppState,
     principal: &Principal,
     token: &str,
     code: &str,
     client: &ClientInfo,
-) -> Result<bool, AppError> {
+) -> Result<CodeCheck, AppError> {
     principal.require_session()?;
     let user_id = principal.user_id;
     if session_user(state, token, STAGE_ACTIVE).await? != Some(user_id) {
@@ -257,16 +265,17 @@ pub async fn step_up(
                 .to_owned(),
         ));
     }
-    if !check_code(state, user_id, principal.company_id, code, client).await? {
+    let checked = check_code(state, user_id, principal.company_id, code, client).await?;
+    if !checked.accepted() {
         record(state, AuditEvent::by_user(principal.company_id, user_id, "session.step_up", "failure"), client).await?;
-        return Ok(false);
+        return Ok(checked);
     }
     let (hash, now) = (sha256_hex(token), now());
     crate::db_write!(state.db, conn => {
         diesel::update(sessions::table.find(&hash)).set(sessions::second_factor_at.eq(Some(now))).execute(conn).await
     })?;
     record(state, AuditEvent::by_user(principal.company_id, user_id, "session.step_up", "success"), client).await?;
-    Ok(true)
+    Ok(CodeCheck::Accepted)
 }
 
 async fn record(state: &AppState, event: AuditEvent, client: &ClientInfo) -> Result<(), AppError> {
@@ -325,16 +334,16 @@ async fn attempt_undone(state: &AppState, user_id: i64) -> Result<(), AppError> 
 }
 
 /// A wrong answer: the attempt stays counted; the one that reaches the limit locks the
-/// account, ends its sessions and is audited.
+/// account, ends its sessions and is audited. The lock's end when this attempt locked it.
 async fn attempt_failed(
     state: &AppState,
     attempt: Attempt,
     company_id: i64,
     client: &ClientInfo,
-) -> Result<(), AppError> {
+) -> Result<Option<NaiveDateTime>, AppError> {
     let limit = state.settings.lockout_attempts;
     if attempt.count < limit {
-        return Ok(());
+        return Ok(None);
     }
     let user_id = attempt.user_id;
     let locked_until = now() + state.settings.lockout_duration;
@@ -349,7 +358,7 @@ async fn attempt_failed(
     record(state, event, client).await?;
     delete_user_sessions(state, user_id).await?;
     tell_of_lock(state, user_id, limit).await?;
-    Ok(())
+    Ok(Some(locked_until))
 }
 
 /// The user hears of a lock on their phone, if they gave one: someone may be guessing
@@ -366,11 +375,24 @@ async fn tell_of_lock(state: &AppState, user_id: i64, failures: i32) -> Result<(
     Ok(())
 }
 
-async fn is_locked(state: &AppState, user_id: i64) -> Result<bool, AppError> {
+/// Until when failed sign-ins lock the account, while they do.
+async fn locked_until(state: &AppState, user_id: i64) -> Result<Option<NaiveDateTime>, AppError> {
     let locked_until: Option<NaiveDateTime> = crate::db_run!(state.db, conn => {
         users::table.find(user_id).select(users::locked_until).first(conn).await
     })?;
-    Ok(locked_until.is_some_and(|until| until > now()))
+    Ok(locked_until.filter(|until| *until > now()))
+}
+
+/// What a locked account is told: that it is locked, and for how long (in minutes: the
+/// user's time zone is not known before sign-in).
+pub fn locked_message(until: NaiveDateTime) -> String {
+    let seconds = (until - now()).num_seconds().max(0);
+    let minutes = ((seconds + 59) / 60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!(
+        "This account is locked after too many failed attempts. Try again in {minutes} {unit}, or ask your \
+         administrator to unlock it."
+    )
 }
 
 async fn insert_session(

@@ -35,11 +35,18 @@ async fn five_failures_lock_the_account_even_when_sent_in_parallel(app: TestApp)
     while let Some(status) = attempts.join_next().await {
         assert_eq!(status.unwrap(), StatusCode::UNAUTHORIZED);
     }
-    // Locked: even the right password is refused, with the same answer.
-    let response = api_sign_in(&app, "alice", PASSWORD).await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let problem: Value = response.json().await.unwrap();
-    assert_eq!(problem["detail"], "The username or password is incorrect, or the account is locked.");
+    // Locked: even the right password is refused, with the same answer as a wrong one,
+    // which says for how long.
+    let right = api_sign_in(&app, "alice", PASSWORD).await;
+    assert_eq!(right.status(), StatusCode::UNAUTHORIZED);
+    let right: Value = right.json().await.unwrap();
+    let wrong: Value = api_sign_in(&app, "alice", "wrong password").await.json().await.unwrap();
+    assert_eq!(right["detail"], wrong["detail"]);
+    let told = right["detail"].as_str().unwrap();
+    assert!(
+        told.starts_with("This account is locked after too many failed attempts. Try again in 30 minutes"),
+        "{told}"
+    );
     assert_eq!(audit_count(&app, "account.locked").await, 1, "one lock, audited once");
     let checked: i64 = query!(app, conn => {
         audit_events::table
@@ -223,12 +230,18 @@ async fn a_totp_code_is_accepted_once_even_when_sent_concurrently(app: TestApp) 
     let mut submissions = tokio::task::JoinSet::new();
     for browser in browsers {
         let code = code.clone();
-        submissions.spawn(async move { browser.submit_code(&code).await.status() });
+        submissions.spawn(async move {
+            let response = browser.submit_code(&code).await;
+            (response.status(), response.text().await.unwrap())
+        });
     }
     let mut accepted = 0;
-    while let Some(status) = submissions.join_next().await {
-        if status.unwrap() == StatusCode::SEE_OTHER {
+    while let Some(answer) = submissions.join_next().await {
+        let (status, page) = answer.unwrap();
+        if status == StatusCode::SEE_OTHER {
             accepted += 1;
+        } else {
+            assert!(page.contains("This code was used a moment ago"), "the others are told why");
         }
     }
     assert_eq!(accepted, 1, "one of four concurrent uses of the same code");

@@ -356,3 +356,37 @@ async fn credential_changes_need_a_recent_second_factor(app: TestApp) {
     let (status, member) = post_json(&app, &reset, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{member}");
 }
+
+story!(the_merchant_admin_unlocks_a_user_locked_by_failed_sign_ins);
+async fn the_merchant_admin_unlocks_a_user_locked_by_failed_sign_ins(app: TestApp) {
+    let (company, _) = app.company("Acme", &["Shop"]).await;
+    let alice = app.user(company, "alice", BuiltinRole::Support).await;
+    let browser = app.another_browser();
+    for _ in 0..5 {
+        browser.sign_in("alice", "wrong password").await;
+    }
+    let locked = browser.sign_in("alice", PASSWORD).await;
+    assert_eq!(locked.status(), StatusCode::UNAUTHORIZED);
+    assert!(locked.text().await.unwrap().contains("This account is locked after too many failed attempts"));
+
+    app.sign_in_with_second_factor(company, "admin", BuiltinRole::MerchantAdmin).await;
+    let (_, listed) = get_json(&app, &format!("/api/v1/team/users/{alice}")).await;
+    assert_eq!(listed["locked"], true);
+    assert!(listed["locked_until"].is_string(), "{listed}");
+    let page = app.get_text(&format!("/team/users/{alice}")).await.1;
+    assert!(page.contains("Locked after failed sign-ins, until"), "the user's page says until when");
+    let csrf = form_value(&page, "csrf_token").unwrap();
+    let unlocked = app.post_form(&format!("/team/users/{alice}/unlock"), &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(location(unlocked.headers()), format!("/team/users/{alice}?notice=unlocked"));
+    let (_, member) = get_json(&app, &format!("/api/v1/team/users/{alice}")).await;
+    assert_eq!(member["locked"], false);
+    assert!(member.get("locked_until").is_none(), "{member}");
+    let events = app.get_text("/team/audit").await.1;
+    assert!(events.contains("user.unlocked"), "the unlock is audited");
+
+    assert_eq!(browser.sign_in("alice", PASSWORD).await.status(), StatusCode::SEE_OTHER, "alice signs in again");
+    // The API twin answers a user who is not locked as they are.
+    let (status, again) = post_json(&app, &format!("/api/v1/team/users/{alice}/unlock"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["locked"], false);
+}

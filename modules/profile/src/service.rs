@@ -4,6 +4,7 @@ use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::Principal;
 use dashboard_core::directory::{self, valid_phone};
 use dashboard_core::links::{self, LinkPurpose};
+use dashboard_core::second_factor::CodeCheck;
 use dashboard_core::session::{self, ClientInfo, needs_second_factor};
 use dashboard_core::sms::{self, CodePurpose};
 use dashboard_core::web::PRODUCT_NAME;
@@ -105,8 +106,14 @@ pub async fn disable_second_factor(
     if granted_need_second_factor(state, principal).await? {
         return Err(AppError::BadRequest("Your roles need two-factor authentication, so it stays on.".to_owned()));
     }
-    if !session::check_code(state, principal.user_id, principal.company_id, code, client).await? {
-        return Err(AppError::BadRequest("The code from the app is wrong.".to_owned()));
+    match session::check_code(state, principal.user_id, principal.company_id, code, client).await? {
+        CodeCheck::Accepted => {}
+        CodeCheck::JustUsed => {
+            return Err(AppError::BadRequest(
+                "This code was used a moment ago: wait for the next code in the app.".to_owned(),
+            ));
+        }
+        CodeCheck::Wrong => return Err(AppError::BadRequest("The code from the app is wrong.".to_owned())),
     }
     let user_id = principal.user_id;
     db_transaction!(state.db, conn => {

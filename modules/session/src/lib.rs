@@ -7,6 +7,7 @@ use dashboard_core::audit::AuditEvent;
 use dashboard_core::auth::{Principal, local_path};
 use dashboard_core::links::{self, LinkPurpose};
 use dashboard_core::registry::{Access, Api, Section, Template};
+use dashboard_core::second_factor::CodeCheck;
 use dashboard_core::session::{self, ClientInfo, PendingSecondFactor, SignIn};
 use dashboard_core::web::{PRODUCT_NAME, see_other};
 use dashboard_core::{ApiError, ApiResult, AppError, AppState, PageContext, operation, page, register_section};
@@ -51,9 +52,19 @@ register_section!(Section {
     ],
 });
 
-const REFUSED: &str = "The username or password is incorrect, or the account is locked.";
+const REFUSED: &str = "The username or password is incorrect.";
 const CODE_REFUSED: &str =
     "The code is incorrect. Use the current code from your authenticator app, or a recovery code.";
+const CODE_JUST_USED: &str =
+    "This code was used a moment ago, and each code is taken once. Wait for the next code in your authenticator app.";
+
+/// What a refused second-factor code is told.
+fn code_refused(check: CodeCheck) -> &'static str {
+    match check {
+        CodeCheck::JustUsed => CODE_JUST_USED,
+        CodeCheck::Wrong | CodeCheck::Accepted => CODE_REFUSED,
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct NextQuery {
@@ -158,6 +169,10 @@ async fn sign_in_submit(
             let html = sign_in_html(&page, &next, form.username.trim(), Some(REFUSED))?;
             Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response())
         }
+        SignIn::Locked { until } => {
+            let html = sign_in_html(&page, &next, form.username.trim(), Some(&session::locked_message(until)))?;
+            Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response())
+        }
     }
 }
 
@@ -183,13 +198,13 @@ async fn second_factor_submit(
         return Ok(see_other(&with_next("/sign-in", &next)));
     };
     match session::complete_second_factor(state, &pending_token, &form.code, &ClientInfo::from_request(req)).await? {
-        Some((token, _)) => {
+        Ok((token, _)) => {
             cookies.add(session::session_cookie(state, &token));
             Ok(see_other(&next))
         }
-        None => {
+        Err(check) => {
             let html = if req.extensions().get::<PendingSecondFactor>().is_some() {
-                second_factor_html(&page, &next, Some(CODE_REFUSED))?
+                second_factor_html(&page, &next, Some(code_refused(check)))?
             } else {
                 sign_in_html(&page, &next, "", Some(REFUSED))?
             };
@@ -217,18 +232,12 @@ async fn step_up_submit(
 ) -> Result<Response, AppError> {
     let next = safe_next(form.next.as_deref());
     let client = ClientInfo::from_request(req);
-    if session::step_up(
-        &page.state,
-        page.principal()?,
-        &session::session_token(&page.state, cookies).unwrap_or_default(),
-        &form.code,
-        &client,
-    )
-    .await?
-    {
-        Ok(see_other(&next))
-    } else {
-        Ok((StatusCode::UNAUTHORIZED, step_up_html(&page, &next, Some(CODE_REFUSED))?).into_response())
+    let token = session::session_token(&page.state, cookies).unwrap_or_default();
+    match session::step_up(&page.state, page.principal()?, &token, &form.code, &client).await? {
+        CodeCheck::Accepted => Ok(see_other(&next)),
+        refused => {
+            Ok((StatusCode::UNAUTHORIZED, step_up_html(&page, &next, Some(code_refused(refused)))?).into_response())
+        }
     }
 }
 
@@ -469,6 +478,7 @@ impl SessionApi {
                 Ok(Json(SessionInfo::second_factor_required()))
             }
             SignIn::Refused => Err(refused(REFUSED)),
+            SignIn::Locked { until } => Err(refused(&session::locked_message(until))),
         }
     }
 
@@ -486,11 +496,11 @@ impl SessionApi {
     ) -> ApiResult<Json<SessionInfo>> {
         let pending = session::session_token(&state, cookies).unwrap_or_default();
         match session::complete_second_factor(&state, &pending, &body.code, &ClientInfo::from_request(req)).await? {
-            Some((token, principal)) => {
+            Ok((token, principal)) => {
                 cookies.add(session::session_cookie(&state, &token));
                 Ok(Json(SessionInfo::of(&principal)))
             }
-            None => Err(refused(CODE_REFUSED)),
+            Err(check) => Err(refused(code_refused(check))),
         }
     }
 
@@ -535,18 +545,10 @@ impl SessionApi {
         body: Json<SecondFactorCode>,
     ) -> ApiResult<SteppedUp> {
         let client = ClientInfo::from_request(req);
-        if session::step_up(
-            &state,
-            principal,
-            &session::session_token(&state, cookies).unwrap_or_default(),
-            &body.code,
-            &client,
-        )
-        .await?
-        {
-            Ok(SteppedUp::Done)
-        } else {
-            Err(refused(CODE_REFUSED))
+        let token = session::session_token(&state, cookies).unwrap_or_default();
+        match session::step_up(&state, principal, &token, &body.code, &client).await? {
+            CodeCheck::Accepted => Ok(SteppedUp::Done),
+            refused_code => Err(refused(code_refused(refused_code))),
         }
     }
 

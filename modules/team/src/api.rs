@@ -143,6 +143,14 @@ impl TeamApi {
         Ok(Json(service::set_active(&state, admin, id.0, true).await?))
     }
 
+    /// Unlock a user locked out by failed sign-ins
+    ///
+    /// Before the lock ends by itself; a user who is not locked is answered as they are.
+    #[oai(path = "/team/users/:id/unlock", method = "post", operation_id = "team_users_unlock")]
+    async fn unlock(&self, state: Data<&AppState>, admin: &Principal, id: Path<i64>) -> ApiResult<Json<Member>> {
+        Ok(Json(service::unlock(&state, admin, id.0).await?))
+    }
+
     /// Reset a user's second factor
     #[oai(
         path = "/team/users/:id/second-factor-reset",

@@ -22,6 +22,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "saved" => "Saved. The user's sessions ended, so the changes apply at once.",
         "deactivated" => "The user was deactivated: their sessions ended and their API tokens were revoked.",
         "reactivated" => "The user can sign in again.",
+        "unlocked" => "The user was unlocked and can sign in again.",
         "second-factor-reset" => "Two-factor authentication was reset: the user sets it up again at the next sign-in.",
         "role-created" => "The role was created.",
         "role-saved" => "The role was saved. Its users' sessions ended, so the change applies at once.",
@@ -280,6 +281,12 @@ pub async fn deactivate_user(page: PageContext, Path(id): Path<i64>) -> Result<R
 pub async fn reactivate_user(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
     let result = service::set_active(&page.state, page.principal()?, id, true).await;
     user_action(&page, id, "reactivated", result).await
+}
+
+#[handler]
+pub async fn unlock_user(page: PageContext, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let result = service::unlock(&page.state, page.principal()?, id).await;
+    user_action(&page, id, "unlocked", result).await
 }
 
 #[handler]

@@ -70,7 +70,10 @@ pub struct Member {
     pub project_ids: Vec<i64>,
     pub roles: Vec<RoleRef>,
     pub second_factor_enabled: bool,
+    /// Failed sign-ins lock the account for a while (see `locked_until`).
     pub locked: bool,
+    /// While it is locked: until when.
+    pub locked_until: Option<dashboard_core::time::Timestamp>,
     pub created_at: dashboard_core::time::Timestamp,
 }
 
@@ -268,6 +271,7 @@ async fn members_of(state: &AppState, rows: Vec<UserRow>) -> Result<Vec<Member>,
             roles: roles_of.remove(&row.id).unwrap_or_default(),
             second_factor_enabled: enabled.contains(&row.id),
             locked: row.locked_until.is_some_and(|until| until > now),
+            locked_until: row.locked_until.filter(|until| *until > now).map(|until| (&until).into()),
             created_at: dashboard_core::time::Timestamp::from(&row.created_at),
         })
         .collect())
@@ -539,6 +543,25 @@ pub async fn set_active(state: &AppState, admin: &Principal, user_id: i64, activ
         Ok::<_, DieselError>(())
     })?;
     state.token_principals.forget_all();
+    member(state, admin.company_id, user_id).await
+}
+
+/// Unlocks a user locked out by failed sign-ins before the lock ends by itself (the user
+/// called to say it was them); audited. A user who is not locked is left as they are.
+pub async fn unlock(state: &AppState, admin: &Principal, user_id: i64) -> Result<Member, AppError> {
+    member(state, admin.company_id, user_id).await?;
+    let at = now();
+    db_transaction!(state.db, conn => {
+        let unlocked = diesel::update(users::table.find(user_id).filter(users::locked_until.gt(at)))
+            .set((users::locked_until.eq(None::<NaiveDateTime>), users::failed_attempts.eq(0)))
+            .execute(conn)
+            .await?;
+        if unlocked == 1 {
+            let event = change(admin, "user.unlocked", format!("user {user_id}"), serde_json::json!({}));
+            dashboard_core::record_audit!(conn, event)?;
+        }
+        Ok::<_, DieselError>(())
+    })?;
     member(state, admin.company_id, user_id).await
 }
 
