@@ -25,7 +25,9 @@ use dashboard_team as _;
 /// mimalloc instead of the system allocator, for every program built on this library
 /// (the server, the benchmark, the tests): exports and the API allocate many small
 /// values on one thread and free them on another, where glibc's allocator took a fifth
-/// of the time.
+/// of the time. It stands in for `malloc` in the C code too (mimalloc's `override`), so
+/// that SQLite's page caches and rows come from it as well: glibc kept what a batch
+/// file's check had read in arenas of its own per thread, and the server's memory grew.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -514,6 +514,7 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
         file.push('\n');
     }
     let (_, idle_p95, _) = stats(paced_registry_gets(browser, PACED_SAMPLES).await);
+    println!("server resident memory before the upload {:.0} MiB", browser.server.memory_mib().0);
     browser.server.reset_peak();
     let started = Instant::now();
     let upload = browser.client.post(browser.server.url("/api/v1/manual/batches?file_name=bench.csv"));

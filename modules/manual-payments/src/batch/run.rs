@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::{BatchStatus, Kind, card_context, card_of};
 use crate::schema::{batch_rows, batches};
@@ -25,8 +25,8 @@ use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView}
 
 /// How long a server holds a batch without renewing its lease.
 const LEASE: TimeDelta = TimeDelta::seconds(3);
-/// Rows taken at a time (the lease is renewed after each such chunk).
-const CHUNK: i64 = 64;
+/// Rows read at a time (the lease is renewed with each read).
+const CHUNK: usize = 64;
 /// Rows run at once.
 const IN_FLIGHT: usize = 16;
 /// At most this many results are written together.
@@ -151,65 +151,85 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         None => None,
     };
     let give_way = Arc::new(state.requests.give_way());
+    // One pass over the pending rows in file order. The next rows are read (and the lease
+    // renewed) as soon as the last ones read have started, so that as many rows run at
+    // once at the end of each read as in its middle. Each row runs as a task of its own,
+    // so that one halfway through a write goes on while the results are written (a
+    // future left unpolled there would hold SQLite's writer). A row waits to start while
+    // people's requests are answered.
+    let mut waiting = std::collections::VecDeque::new();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let (mut read_after, mut all_read, mut stopped, mut left_pending) = (0, false, false, 0);
     loop {
-        let rows: Vec<Pending> = dashboard_core::db_run!(state.db, conn => {
-            batch_rows::table
-                .filter(batch_rows::batch_id.eq(id))
-                .filter(batch_rows::status.eq("pending"))
-                .order(batch_rows::row_number.asc())
-                .limit(CHUNK)
-                .select((
-                    batch_rows::row_number,
-                    batch_rows::kind,
-                    batch_rows::payment_id,
-                    batch_rows::project_id,
-                    batch_rows::amount,
-                    batch_rows::currency,
-                    batch_rows::card,
-                    batch_rows::merchant_order_id,
-                ))
-                .load(conn)
-                .await
-        })?;
-        if rows.is_empty() {
-            return finish(state, id).await;
+        if waiting.is_empty() && !all_read && !stopped {
+            if renew(state, id).await? {
+                let rows = pending_after(state, id, read_after).await?;
+                all_read = rows.len() < CHUNK;
+                read_after = rows.last().map_or(read_after, |row: &Pending| row.number);
+                waiting.extend(rows);
+            } else {
+                tracing::info!(batch = id, "batch stopped (paused, cancelled or taken over)");
+                stopped = true;
+            }
         }
-        // Results are written as they come, a few rows at a time: the progress moves. Each
-        // row runs as a task of its own, so that one halfway through a write goes on while
-        // the results are written (a future left unpolled there would hold SQLite's writer).
-        // A row waits to start while people's requests are answered.
-        let mut results = std::pin::pin!(
-            futures_util::stream::iter(rows)
-                .map(|row| {
-                    let (state, principal, give_way) = (state.clone(), principal.clone(), give_way.clone());
-                    tokio::spawn(async move {
-                        give_way.pause().await;
-                        (row.number, run_row(&state, principal.as_ref(), id, row).await)
-                    })
-                })
-                .buffer_unordered(IN_FLIGHT)
-                .ready_chunks(RECORDED_TOGETHER)
-        );
-        let mut settled = 0;
-        while let Some(finished) = results.next().await {
-            let outcomes: Vec<(i32, Outcome)> = finished
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .map_err(|e| AppError::Internal(format!("a batch row's task failed: {e}")))?;
-            settled += outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Done(..))).count();
-            record(state, id, outcomes).await?;
+        while running.len() < IN_FLIGHT
+            && !stopped
+            && let Some(row) = waiting.pop_front()
+        {
+            let (state, principal, give_way) = (state.clone(), principal.clone(), give_way.clone());
+            running.push(tokio::spawn(async move {
+                give_way.pause().await;
+                (row.number, run_row(&state, principal.as_ref(), id, row).await)
+            }));
         }
-        // Paused, cancelled or taken over meanwhile: stop here.
-        if !renew(state, id).await? {
-            tracing::info!(batch = id, "batch stopped (paused, cancelled or taken over)");
-            return Ok(());
+        // Results are written as they come, those ready together: the progress moves.
+        let Some(first) = running.next().await else { break };
+        let mut outcomes = vec![first];
+        while outcomes.len() < RECORDED_TOGETHER
+            && let Some(Some(more)) = running.next().now_or_never()
+        {
+            outcomes.push(more);
         }
-        // Only rows waiting for the acquirer: a later round takes them up.
-        if settled == 0 {
-            tracing::info!(batch = id, "batch rows wait for the acquirer");
-            return Ok(());
-        }
+        let outcomes: Vec<(i32, Outcome)> = outcomes
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| AppError::Internal(format!("a batch row's task failed: {e}")))?;
+        left_pending += outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Later)).count();
+        record(state, id, outcomes).await?;
     }
+    if stopped {
+        return Ok(());
+    }
+    // Rows still with the acquirer: a later round takes them up.
+    if left_pending > 0 {
+        tracing::info!(batch = id, rows = left_pending, "batch rows wait for the acquirer");
+        return Ok(());
+    }
+    finish(state, id).await
+}
+
+/// The next pending rows after row `after`, in file order.
+async fn pending_after(state: &AppState, id: i64, after: i32) -> Result<Vec<Pending>, AppError> {
+    Ok(dashboard_core::db_run!(state.db, conn => {
+        batch_rows::table
+            .filter(batch_rows::batch_id.eq(id))
+            .filter(batch_rows::status.eq("pending"))
+            .filter(batch_rows::row_number.gt(after))
+            .order(batch_rows::row_number.asc())
+            .limit(CHUNK as i64)
+            .select((
+                batch_rows::row_number,
+                batch_rows::kind,
+                batch_rows::payment_id,
+                batch_rows::project_id,
+                batch_rows::amount,
+                batch_rows::currency,
+                batch_rows::card,
+                batch_rows::merchant_order_id,
+            ))
+            .load(conn)
+            .await
+    })?)
 }
 
 async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, row: Pending) -> Outcome {
