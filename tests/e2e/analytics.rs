@@ -224,6 +224,16 @@ async fn the_analytics_follow_payments_through_the_api_and_the_pages(app: TestAp
         assert!(html.contains(&format!("data-kpi=\"{kpi}\"")), "{kpi}");
     }
     assert!(html.contains("data-chart=\"turnover\"") && html.contains("data-chart=\"by_decline\""));
+    // The payments are counted in every currency, unless the filters choose one.
+    let payments_note = |html: &str| {
+        const NOTE: &str = "<div class=\"muted small\">";
+        let card = &html[html.find("data-kpi=\"payments\"").expect("the payments card")..];
+        let note = &card[card.find(NOTE).expect("its note") + NOTE.len()..];
+        note[..note.find("</div>").expect("the note ends")].to_owned()
+    };
+    assert_eq!(payments_note(&html), "all currencies");
+    let (_, filtered) = app.get_text("/?period=30d&currency=EUR").await;
+    assert_eq!(payments_note(&filtered), "in EUR only");
     assert!(html.matches("<svg").count() >= 7, "charts are drawn on the server");
     assert!(html.contains("Data table"));
     let (status, html) = app.get_text("/analytics?period=bogus").await;

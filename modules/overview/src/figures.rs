@@ -157,8 +157,16 @@ fn trend(change: f64, up_is_good: bool) -> &'static str {
     }
 }
 
-/// The KPI cards of a period against the previous one, money in `currency`.
-pub fn kpis(now: &Measures, before: &Measures, now_all: &Measures, before_all: &Measures, currency: &str) -> Vec<Kpi> {
+/// The KPI cards of a period against the previous one, money in `currency`; the counts
+/// are of every currency, or of `filtered_to` alone when the filters name one.
+pub fn kpis(
+    now: &Measures,
+    before: &Measures,
+    now_all: &Measures,
+    before_all: &Measures,
+    currency: &str,
+    filtered_to: Option<&str>,
+) -> Vec<Kpi> {
     let card = |key, label, value: String, previous: String, (change, trend): (String, &'static str), note: String| {
         Kpi { key, label, value, previous, change, trend, note }
     };
@@ -177,7 +185,7 @@ pub fn kpis(now: &Measures, before: &Measures, now_all: &Measures, before_all: &
             group_thousands(&now_all.payments.to_string()),
             group_thousands(&before_all.payments.to_string()),
             relative(now_all.payments, before_all.payments, true),
-            "all currencies".to_owned(),
+            filtered_to.map_or_else(|| "all currencies".to_owned(), |currency| format!("in {currency} only")),
         ),
         card(
             "approval_rate",

@@ -51,6 +51,7 @@ pub async fn build(
         &total(&totals.current),
         &total(&totals.previous),
         &currency,
+        scope.currency.as_deref(),
     );
     let names = labels::project_names(state, principal).await?;
     let mut charts = Vec::new();
