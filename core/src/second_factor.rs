@@ -258,6 +258,10 @@ pub enum CodeCheck {
 }
 
 impl CodeCheck {
+    /// What a person who typed a code accepted once already is told.
+    pub const JUST_USED: &str = "This code was used a moment ago, and each code is taken once. Wait for the next \
+                                 code in your authenticator app.";
+
     pub fn accepted(self) -> bool {
         self == CodeCheck::Accepted
     }

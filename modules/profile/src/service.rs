@@ -108,11 +108,7 @@ pub async fn disable_second_factor(
     }
     match session::check_code(state, principal.user_id, principal.company_id, code, client).await? {
         CodeCheck::Accepted => {}
-        CodeCheck::JustUsed => {
-            return Err(AppError::BadRequest(
-                "This code was used a moment ago: wait for the next code in the app.".to_owned(),
-            ));
-        }
+        CodeCheck::JustUsed => return Err(AppError::BadRequest(CodeCheck::JUST_USED.to_owned())),
         CodeCheck::Wrong => return Err(AppError::BadRequest("The code from the app is wrong.".to_owned())),
     }
     let user_id = principal.user_id;

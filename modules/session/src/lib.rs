@@ -55,13 +55,11 @@ register_section!(Section {
 const REFUSED: &str = "The username or password is incorrect.";
 const CODE_REFUSED: &str =
     "The code is incorrect. Use the current code from your authenticator app, or a recovery code.";
-const CODE_JUST_USED: &str =
-    "This code was used a moment ago, and each code is taken once. Wait for the next code in your authenticator app.";
 
 /// What a refused second-factor code is told.
 fn code_refused(check: CodeCheck) -> &'static str {
     match check {
-        CodeCheck::JustUsed => CODE_JUST_USED,
+        CodeCheck::JustUsed => CodeCheck::JUST_USED,
         CodeCheck::Wrong | CodeCheck::Accepted => CODE_REFUSED,
     }
 }

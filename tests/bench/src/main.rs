@@ -212,16 +212,12 @@ async fn prepare(app: TestApp, payments: usize, inserts: usize) -> (Prepared, Ar
         println!("analytics rollups          {days} days built in {:.1} s", started.elapsed().as_secs_f64());
     }
     app.sign_in_with_second_factor(company, "bench", BuiltinRole::MerchantAdmin).await;
-    let token: serde_json::Value = app
-        .client
-        .post(app.url("/api/v1/profile/tokens"))
-        .json(&json!({ "name": "bench", "scopes": ["payments.create"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = answer(
+        app.client
+            .post(app.url("/api/v1/profile/tokens"))
+            .json(&json!({ "name": "bench", "scopes": ["payments.create"] })),
+    )
+    .await;
     let token = token["token"].as_str().unwrap().to_owned();
 
     let mut bare_pages = Vec::new();
@@ -387,6 +383,11 @@ fn sqlite_object(definition: &str) -> (&'static str, String) {
     (kind, name.unwrap_or(&"").trim_matches('"').to_owned())
 }
 
+/// What a request is answered with, as JSON.
+async fn answer(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// The registry page's p95 `while` something ran against its idle p95.
 fn print_registry_ratio(while_: &str, idle_p95: Duration, busy_p95: Duration) {
     let ratio = busy_p95.as_secs_f64() / idle_p95.as_secs_f64().max(f64::EPSILON);
@@ -425,10 +426,9 @@ async fn while_running(
     loop {
         samples.extend(paced_registry_gets(browser, 10).await);
         rss_peak = rss_peak.max(browser.server.memory_mib().0);
-        let answer: serde_json::Value =
-            browser.client.get(browser.server.url(path)).send().await.unwrap().json().await.unwrap();
-        if !running(&answer) {
-            return (answer, samples, rss_peak);
+        let latest = answer(browser.client.get(browser.server.url(path))).await;
+        if !running(&latest) {
+            return (latest, samples, rss_peak);
         }
     }
 }
@@ -444,16 +444,8 @@ async fn report(browser: &Browser) {
         browser.server.reset_peak();
         let asked = json!({ "report_type": "payments", "first_day": today - chrono::TimeDelta::days(120),
                             "last_day": today, "format": format });
-        let created: serde_json::Value = browser
-            .client
-            .post(browser.server.url("/api/v1/reports"))
-            .json(&asked)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created: serde_json::Value =
+            answer(browser.client.post(browser.server.url("/api/v1/reports")).json(&asked)).await;
         let id = created["id"].as_i64().unwrap_or_else(|| panic!("{created}"));
         let running = |report: &serde_json::Value| report["status"] == "queued" || report["status"] == "running";
         let (done, samples, peak) = while_running(browser, &format!("/api/v1/reports/{id}"), running).await;
@@ -518,8 +510,7 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
     browser.server.reset_peak();
     let started = Instant::now();
     let upload = browser.client.post(browser.server.url("/api/v1/manual/batches?file_name=bench.csv"));
-    let created: serde_json::Value =
-        upload.header("Content-Type", "text/csv").body(file).send().await.unwrap().json().await.unwrap();
+    let created = answer(upload.header("Content-Type", "text/csv").body(file)).await;
     let checked = started.elapsed();
     assert_eq!(created["status"], "awaiting_confirmation", "{created}");
     println!(
@@ -557,16 +548,13 @@ async fn batch(browser: &Browser, db: &DbPool, company: i64) {
 /// aside, as the merchant chooses its size).
 async fn hosted_page(browser: &Browser, prepared: &Prepared) {
     let api = |path: &str| browser.server.url(&format!("/api/v1{path}"));
-    let style: serde_json::Value = browser
-        .client
-        .post(api("/payment-page/styles"))
-        .json(&json!({ "project_id": prepared.projects[0], "name": "Bench" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let style = answer(
+        browser
+            .client
+            .post(api("/payment-page/styles"))
+            .json(&json!({ "project_id": prepared.projects[0], "name": "Bench" })),
+    )
+    .await;
     let mut logo = std::io::Cursor::new(Vec::new());
     image::RgbaImage::from_pixel(400, 100, image::Rgba([30, 60, 200, 255]))
         .write_to(&mut logo, image::ImageFormat::Png)
@@ -576,17 +564,14 @@ async fn hosted_page(browser: &Browser, prepared: &Prepared) {
     assert!(put.body(logo.into_inner()).send().await.unwrap().status().is_success());
     let publish = browser.client.post(api(&format!("/payment-page/styles/{}/publication", style["id"])));
     assert!(publish.send().await.unwrap().status().is_success());
-    let link: serde_json::Value = browser
-        .client
-        .post(api("/payment-links"))
-        .json(&json!({ "project_id": prepared.projects[0], "currency": "EUR", "amount": 4_990,
-                       "description": "Two concert tickets", "reusable": true }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link = answer(
+        browser
+            .client
+            .post(api("/payment-links"))
+            .json(&json!({ "project_id": prepared.projects[0], "currency": "EUR", "amount": 4_990,
+                       "description": "Two concert tickets", "reusable": true })),
+    )
+    .await;
     let path = format!("/pay/{}", link["id"].as_str().unwrap());
     // A customer: no session, no cookie of the dashboard.
     let customer = reqwest::Client::new();
@@ -817,16 +802,8 @@ async fn fraud(browser: &Browser, prepared: &Prepared, seconds: u64) {
     let bodies = customers_purchases(prepared.projects[0], 20_000);
     let connections = 16;
     let url = browser.server.url("/api/v1/payments");
-    let enabled: Vec<serde_json::Value> = browser
-        .client
-        .get(browser.server.url("/api/v1/fraud/rules?status=enabled"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(enabled.is_empty(), "the benchmark's company has rules of its own: {enabled:?}");
+    let enabled = answer(browser.client.get(browser.server.url("/api/v1/fraud/rules?status=enabled"))).await;
+    assert!(enabled.as_array().is_some_and(Vec::is_empty), "the benchmark's company has rules of its own: {enabled}");
     // One purchase at a time, without and with the rules in turn (each run its own
     // customers), so that the server's occasional pauses fall on both sides alike.
     let (mut without, mut with_rules) = (Vec::new(), Vec::new());
@@ -882,20 +859,11 @@ async fn fraud(browser: &Browser, prepared: &Prepared, seconds: u64) {
         "condition": "count(card, 1h) >= 3 or sum(email, 24h) > 2000.00 EUR or (amount > 500.00 EUR and ip.country != customer.country) or email in blocklist",
     });
     let started = Instant::now();
-    let run: serde_json::Value = browser
-        .client
-        .post(browser.server.url("/api/v1/fraud/backtests"))
-        .json(&backtest)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: serde_json::Value =
+        answer(browser.client.post(browser.server.url("/api/v1/fraud/backtests")).json(&backtest)).await;
     let path = format!("/api/v1/fraud/backtests/{}", run["id"]);
     let done = loop {
-        let run: serde_json::Value =
-            browser.client.get(browser.server.url(&path)).send().await.unwrap().json().await.unwrap();
+        let run = answer(browser.client.get(browser.server.url(&path))).await;
         if run["status"] != "running" {
             break run;
         }
