@@ -1,8 +1,10 @@
 //! The audit log of security-relevant events: who did what, when, from where, and how
 //! it ended.
 
-use crate::db::DbPool;
+use futures_util::future::BoxFuture;
+
 use crate::db::prelude::*;
+use crate::db::{DbPool, PgConn, SqliteWriteConn};
 use crate::error::AppError;
 use crate::schema::audit_events;
 use crate::time::now;
@@ -150,6 +152,37 @@ macro_rules! record_audit {
         let __row = $crate::audit::AuditEvent::row($event);
         diesel::insert_into($crate::schema::audit_events::table).values(__row).execute($conn).await
     }};
+}
+
+/// Appends events to the audit log with the caller's connection, inside its write, as
+/// [`record_audit!`](crate::record_audit) does one: on PostgreSQL in one statement (each
+/// statement is a round trip there); on SQLite one after the other (diesel-async offers no
+/// multi-row insert there, and a statement costs no round trip).
+pub trait WriteEvents {
+    fn write_events(&mut self, events: Vec<AuditEvent>) -> BoxFuture<'_, diesel::QueryResult<()>>;
+}
+
+impl WriteEvents for &PgConn {
+    fn write_events(&mut self, events: Vec<AuditEvent>) -> BoxFuture<'_, diesel::QueryResult<()>> {
+        Box::pin(async move {
+            if !events.is_empty() {
+                let rows: Vec<AuditRow> = events.into_iter().map(AuditEvent::row).collect();
+                diesel::insert_into(audit_events::table).values(rows).execute(self).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl WriteEvents for SqliteWriteConn {
+    fn write_events(&mut self, events: Vec<AuditEvent>) -> BoxFuture<'_, diesel::QueryResult<()>> {
+        Box::pin(async move {
+            for event in events {
+                diesel::insert_into(audit_events::table).values(event.row()).execute(self).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The audit log as evidence: each event is sealed, in id order, with an HMAC (under a

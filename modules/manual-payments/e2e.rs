@@ -476,9 +476,9 @@ async fn a_payout_and_a_batch_file_in_a_real_browser() {
     use fantoccini::Locator;
 
     let Some(browser) = Browser::start().await else { return };
-    // The acquirer slow enough that the 96 rows (16 at a time) take a few seconds, so that
-    // the page, which asks every second, sees the progress move.
-    let options = dashboard_tests::TestOptions::with_setting("sandbox_latency_ms", "500");
+    // The acquirer slow enough that the 96 rows (sets of 32, two at a time) take a few
+    // seconds, so that the page, which asks every second, sees the progress move.
+    let options = dashboard_tests::TestOptions::with_setting("sandbox_latency_ms", "1500");
     let app = TestApp::spawn_with(dashboard_tests::Backend::Sqlite, options).await.unwrap();
     let (company, projects) = app.company("Acme", &["Shop"]).await;
     let seller = app.another_browser();

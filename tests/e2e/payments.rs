@@ -162,6 +162,73 @@ async fn parallel_refunds_never_refund_more_than_was_captured(app: TestApp) {
     verified(&app).await;
 }
 
+story!(actions_run_together_each_answer_as_if_alone);
+/// A batch file's rows run together; each gets the answer it would get alone: two refunds
+/// of one payment both made, one too large refused (and its key given back), an action the
+/// payment's state forbids refused, an unknown payment not found; run again, the made
+/// ones answer as before and nothing moves twice.
+async fn actions_run_together_each_answer_as_if_alone(app: TestApp) {
+    use dashboard_payments_domain::idempotency::{Claim, Replay};
+    use dashboard_payments_domain::service::{ActionRequest, PaymentAction};
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "olivia", BuiltinRole::Operations).await;
+    let mut sales = Vec::new();
+    for _ in 0..2 {
+        let (_, sale) =
+            post(&app, "/api/v1/payments", &key(), purchase(projects[0], 1_000, "EUR", APPROVE, "one_step")).await;
+        sales.push(sale["id"].as_str().unwrap().to_owned());
+    }
+    let user = app.user_with_phone(company, "rita", BuiltinRole::Operations, None).await;
+    let principal = dashboard_core::session::load_principal(&app.state, user, true).await.unwrap().unwrap();
+    let claim = |row: usize| Claim::new(&app.state, "test:together", &format!("row:{row}"), &row.to_string()).unwrap();
+    let claims: Vec<Claim> = (0..5).map(claim).collect();
+    let asked = [
+        (PaymentAction::Refund, sales[0].as_str(), Some(400)),
+        (PaymentAction::Refund, sales[1].as_str(), Some(1_500)),
+        (PaymentAction::Capture, sales[1].as_str(), None),
+        (PaymentAction::Refund, "pay_unknown", Some(100)),
+        (PaymentAction::Refund, sales[0].as_str(), Some(100)),
+    ];
+    let requests: Vec<ActionRequest> = asked
+        .iter()
+        .zip(&claims)
+        .map(|(&(action, payment, amount), claim)| ActionRequest { action, payment, amount, claim })
+        .collect();
+
+    let first = PaymentAction::run_together(&app.state, &principal, &requests).await.unwrap();
+    let refunded_of = |result: &Result<_, _>| match result {
+        Ok(dashboard_payments_domain::service::Acted { answer: Replay::Fresh(view), operation: Some(_) }) => {
+            view.refunded
+        }
+        other => panic!("a fresh answer with its operation expected: {other:?}"),
+    };
+    assert!([400, 500].contains(&refunded_of(&first[0])), "{:?}", first[0]);
+    assert_eq!(refunded_of(&first[4]), 500, "both refunds of one payment made");
+    let refused = |result: &Result<dashboard_payments_domain::service::Acted, dashboard_core::AppError>| {
+        result.as_ref().err().map(ToString::to_string).unwrap_or_default()
+    };
+    assert!(refused(&first[1]).contains("At most 10.00 EUR can be refunded"), "{:?}", first[1]);
+    assert!(first[2].is_err(), "a completed sale cannot be captured: {:?}", first[2]);
+    assert!(matches!(first[3], Err(dashboard_core::AppError::NotFound)), "{:?}", first[3]);
+
+    let again = PaymentAction::run_together(&app.state, &principal, &requests).await.unwrap();
+    for row in [0, 4] {
+        match &again[row] {
+            Ok(acted) => assert!(matches!(acted.answer, Replay::Repeated(_)) && acted.operation.is_none(), "{acted:?}"),
+            Err(error) => panic!("row {row} answers as before: {error}"),
+        }
+    }
+    // The refused request's key was given back: it is checked anew, not "still running".
+    assert!(refused(&again[1]).contains("At most 10.00 EUR can be refunded"), "{:?}", again[1]);
+    let refunded = |id: String| {
+        let app = &app;
+        async move { app.get(&format!("/api/v1/payments/{id}")).await.json::<Value>().await.unwrap()["refunded"].clone() }
+    };
+    assert_eq!(refunded(sales[0].clone()).await, 500, "refunded once");
+    assert_eq!(refunded(sales[1].clone()).await, 0);
+    verified(&app).await;
+}
+
 story!(an_idempotency_key_has_its_effect_once);
 async fn an_idempotency_key_has_its_effect_once(app: TestApp) {
     let project = operator(&app).await;

@@ -521,8 +521,11 @@ async fn a_batch_run_killed_ten_times_runs_every_row_once(app: TestApp) {
     let mut rng = StdRng::seed_from_u64(seed);
     let seen = format!("seed {seed}");
     let mut kills = 0;
+    // The acquirer slow enough that the rows (sets of 32, two at a time) last through ten
+    // kills: at most about 170 rows run in each life.
+    let latency_ms = 250;
     while kills < 10 {
-        let server = Server::with_latency(&database_url, &dir, 10).await;
+        let server = Server::with_latency(&database_url, &dir, latency_ms).await;
         let before = status(server.address.clone()).await;
         if before["status"] == "done" {
             break;
@@ -538,7 +541,7 @@ async fn a_batch_run_killed_ten_times_runs_every_row_once(app: TestApp) {
     }
     assert_eq!(kills, 10, "{seen}: the batch ran through fewer than ten kills");
 
-    let server = Server::with_latency(&database_url, &dir, 10).await;
+    let server = Server::with_latency(&database_url, &dir, latency_ms).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let batch = loop {
         let batch = status(server.address.clone()).await;

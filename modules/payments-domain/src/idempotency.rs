@@ -8,13 +8,18 @@
 //! answered exactly when its operation is settled, also when the server stopped in
 //! between and the recovery job settled it.
 
+use diesel::QueryResult;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::schema::idempotency_keys;
 use dashboard_core::auth::Principal;
+use dashboard_core::db::prelude::*;
+use dashboard_core::db::{PgConn, SqliteWriteConn};
 use dashboard_core::error::AppError;
 use dashboard_core::state::AppState;
+use dashboard_core::time::now;
 
 /// What a repeated key gets instead of a new effect.
 #[derive(Debug)]
@@ -47,6 +52,9 @@ impl<T> Replay<T> {
         }
     }
 }
+
+/// What a claimed key holds: the hash of its request and its answer, once there is one.
+pub type Held = (String, Option<String>);
 
 /// A key about to be claimed, with the hash of the request it comes with.
 #[derive(Debug, Clone)]
@@ -156,16 +164,39 @@ impl Claim {
     /// as [`Claim::earlier`] says. Checked before the request's own checks, so that a
     /// repeated request gets its first answer even when the payment has moved on since.
     pub async fn answered_before(&self, state: &AppState) -> Result<Option<String>, AppError> {
-        let earlier: Option<(String, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
+        let mut each = Claim::answered_before_each(state, &[self]).await?;
+        each.pop().unwrap_or(Ok(None))
+    }
+
+    /// [`Claim::answered_before`] for each of `claims`, in their order, in one query.
+    pub async fn answered_before_each(
+        state: &AppState,
+        claims: &[&Claim],
+    ) -> Result<Vec<Result<Option<String>, AppError>>, AppError> {
+        let scopes: Vec<&str> = claims.iter().map(|claim| claim.scope.as_str()).collect();
+        let keys: Vec<&str> = claims.iter().map(|claim| claim.key.as_str()).collect();
+        let found: Vec<(String, String, String, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
             idempotency_keys::table
-                .filter(idempotency_keys::scope.eq(&self.scope))
-                .filter(idempotency_keys::idempotency_key.eq(&self.key))
-                .select((idempotency_keys::request_hash, idempotency_keys::response_body))
-                .first(conn)
+                .filter(idempotency_keys::scope.eq_any(&scopes))
+                .filter(idempotency_keys::idempotency_key.eq_any(&keys))
+                .select((
+                    idempotency_keys::scope,
+                    idempotency_keys::idempotency_key,
+                    idempotency_keys::request_hash,
+                    idempotency_keys::response_body,
+                ))
+                .load(conn)
                 .await
-                .optional()
         })?;
-        earlier.map(|(hash, answer)| self.earlier(&hash, answer)).transpose()
+        let mut found: std::collections::HashMap<(String, String), (String, Option<String>)> =
+            found.into_iter().map(|(scope, key, hash, answer)| ((scope, key), (hash, answer))).collect();
+        Ok(claims
+            .iter()
+            .map(|claim| match found.remove(&(claim.scope.clone(), claim.key.clone())) {
+                Some((hash, answer)) => claim.earlier(&hash, answer).map(Some),
+                None => Ok(None),
+            })
+            .collect())
     }
 
     /// The answer of this key once the request that holds it is done, waiting at most
@@ -209,6 +240,20 @@ impl Claim {
 #[macro_export]
 macro_rules! claim_key {
     ($conn:ident, $claim:expr) => {{
+        let __claim: &$crate::idempotency::Claim = $claim;
+        match $crate::try_claim_key!($conn, __claim) {
+            None => None,
+            Some((__hash, __answer)) => Some(__claim.earlier(&__hash, __answer)?),
+        }
+    }};
+}
+
+/// Claims `$claim` as [`claim_key!`](crate::claim_key) does, returning early on database
+/// errors only; evaluates to `None` when the key is new, else to what the key holds: the
+/// hash of its request and its answer, if any (for [`Claim::earlier`]).
+#[macro_export]
+macro_rules! try_claim_key {
+    ($conn:ident, $claim:expr) => {{
         use $crate::schema::idempotency_keys as __keys;
         let __claim: &$crate::idempotency::Claim = $claim;
         // An upsert diesel would prepare anew each time.
@@ -228,15 +273,81 @@ macro_rules! claim_key {
         if __inserted == 1 {
             None
         } else {
-            let (__hash, __answer): (String, Option<String>) = __keys::table
+            let __held: $crate::idempotency::Held = __keys::table
                 .filter(__keys::scope.eq(&__claim.scope))
                 .filter(__keys::idempotency_key.eq(&__claim.key))
                 .select((__keys::request_hash, __keys::response_body))
                 .first($conn)
                 .await?;
-            Some(__claim.earlier(&__hash, __answer)?)
+            Some(__held)
         }
     }};
+}
+
+/// Claims keys with the caller's connection, inside its write, as
+/// [`try_claim_key!`](crate::try_claim_key) does one: for each, `None` when it is new,
+/// else what it holds. On PostgreSQL the new ones in one statement (each statement is a
+/// round trip there); on SQLite one after the other (diesel-async offers no multi-row
+/// insert there, and a statement costs no round trip).
+pub trait ClaimKeys {
+    fn claim_keys<'a>(&'a mut self, claims: &'a [&'a Claim]) -> BoxFuture<'a, QueryResult<Vec<Option<Held>>>>;
+}
+
+impl ClaimKeys for &PgConn {
+    fn claim_keys<'a>(&'a mut self, claims: &'a [&'a Claim]) -> BoxFuture<'a, QueryResult<Vec<Option<Held>>>> {
+        Box::pin(async move {
+            let at = now();
+            let rows: Vec<_> = claims
+                .iter()
+                .map(|claim| {
+                    (
+                        idempotency_keys::scope.eq(&claim.scope),
+                        idempotency_keys::idempotency_key.eq(&claim.key),
+                        idempotency_keys::request_hash.eq(&claim.request_hash),
+                        idempotency_keys::created_at.eq(at),
+                    )
+                })
+                .collect();
+            let new: Vec<(String, String)> = diesel::insert_into(idempotency_keys::table)
+                .values(rows)
+                .on_conflict((idempotency_keys::scope, idempotency_keys::idempotency_key))
+                .do_nothing()
+                .returning((idempotency_keys::scope, idempotency_keys::idempotency_key))
+                .get_results(&mut *self)
+                .await?;
+            let new: std::collections::HashSet<(String, String)> = new.into_iter().collect();
+            let is_new = |claim: &Claim| new.contains(&(claim.scope.clone(), claim.key.clone()));
+            let mut held = Vec::with_capacity(claims.len());
+            for claim in claims {
+                held.push(match is_new(claim) {
+                    true => None,
+                    // Rare: a key repeated, or raced.
+                    false => Some(
+                        idempotency_keys::table
+                            .filter(idempotency_keys::scope.eq(&claim.scope))
+                            .filter(idempotency_keys::idempotency_key.eq(&claim.key))
+                            .select((idempotency_keys::request_hash, idempotency_keys::response_body))
+                            .first::<Held>(&mut *self)
+                            .await?,
+                    ),
+                });
+            }
+            Ok(held)
+        })
+    }
+}
+
+impl ClaimKeys for SqliteWriteConn {
+    fn claim_keys<'a>(&'a mut self, claims: &'a [&'a Claim]) -> BoxFuture<'a, QueryResult<Vec<Option<Held>>>> {
+        Box::pin(async move {
+            let conn = self;
+            let mut held = Vec::with_capacity(claims.len());
+            for claim in claims {
+                held.push(crate::try_claim_key!(conn, claim));
+            }
+            Ok(held)
+        })
+    }
 }
 
 /// Stores `$answer` (a `&str`) for the key `$key` of `$scope` with `$conn`, inside the

@@ -8,17 +8,25 @@
 //! 2. ask the acquirer;
 //! 3. settle: the operation's result, the payment's new status and, on success, the
 //!    balanced ledger postings; on failure the reservation is given back.
+//!
+//! Operations on existing payments run as sets (a batch file's rows, see
+//! [`PaymentAction::run_together`]); one asked for alone is a set of one. A set takes the
+//! same steps: the reservations of all in one transaction and the settlements in
+//! another, the statements of all sent together, each operation answering as it would
+//! alone.
 
 use chrono::NaiveDateTime;
 use diesel::IntoSql;
+use diesel::QueryResult;
 use diesel::prelude::{Queryable, Selectable};
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::card::Card;
 use super::connector::{Outcome, order_reference};
-use super::idempotency::{Claim, ClaimedKey, Entry, Replay};
+use super::idempotency::{Claim, ClaimKeys, ClaimedKey, Entry, Held, Replay};
 use super::ledger;
 use super::model::{Flow, Kind, Method, OperationKind, OperationStatus, Status, allowed_from, illegal};
 use super::recovery::within_timeout;
@@ -26,8 +34,8 @@ use crate::fraud::screening::Verdict;
 use crate::schema::{ledger_postings, operations, payments};
 use dashboard_core::audit::{self, AuditEvent};
 use dashboard_core::auth::Principal;
-use dashboard_core::db::DbPool;
 use dashboard_core::db::prelude::*;
+use dashboard_core::db::{DbPool, PgConn, SqliteWriteConn};
 use dashboard_core::error::AppError;
 use dashboard_core::state::AppState;
 use dashboard_core::time::{now, rfc3339};
@@ -1086,15 +1094,7 @@ pub async fn capture(
     amount: Option<i64>,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    if claim.answered_before(state).await?.is_none() {
-        let payment_id = payment_id(state, principal, public_id).await?;
-        if crate::fraud::reviews::is_held(&state.db, payment_id).await? {
-            return Err(AppError::Conflict(
-                "A fraud rule holds this payment for review: approve or decline it in Fraud, Reviews.".to_owned(),
-            ));
-        }
-    }
-    capture_held(state, principal, public_id, amount, claim).await
+    act(state, principal, PaymentAction::Capture.asked(public_id, amount, claim)).await
 }
 
 /// Captures in full a payment a fraud rule held, as its review approves it.
@@ -1104,7 +1104,8 @@ pub(crate) async fn capture_reviewed(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    capture_held(state, principal, public_id, None, claim).await
+    let asked = Asked { stopped_by_hold: false, ..PaymentAction::Capture.asked(public_id, None, claim) };
+    act(state, principal, asked).await
 }
 
 /// Releases a payment a fraud rule held, as its review declines it or its deadline passes.
@@ -1117,26 +1118,6 @@ pub(crate) async fn release_reviewed(
     cancel(state, principal, public_id, claim).await
 }
 
-async fn capture_held(
-    state: &AppState,
-    principal: &Principal,
-    public_id: &str,
-    amount: Option<i64>,
-    claim: &Claim,
-) -> Result<Replay<PaymentView>, AppError> {
-    on_payment(state, principal, public_id, OperationKind::Capture, claim, |stored| {
-        let amount = amount_check(amount.unwrap_or(stored.authorized))?;
-        if amount > stored.authorized {
-            return Err(AppError::BadRequest(format!(
-                "At most {} can be captured.",
-                dashboard_core::money::format_minor(stored.authorized, &stored.currency)
-            )));
-        }
-        Ok(amount)
-    })
-    .await
-}
-
 /// Releases a held payment, once per idempotency claim.
 pub async fn cancel(
     state: &AppState,
@@ -1144,7 +1125,7 @@ pub async fn cancel(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    on_payment(state, principal, public_id, OperationKind::Cancel, claim, |stored| Ok(stored.authorized)).await
+    act(state, principal, PaymentAction::Release.asked(public_id, None, claim)).await
 }
 
 /// Refunds all that is left, or a part, once per idempotency claim; never more than was
@@ -1156,10 +1137,7 @@ pub async fn refund(
     amount: Option<i64>,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    on_payment(state, principal, public_id, OperationKind::Refund, claim, |stored| {
-        amount_check(amount.unwrap_or(stored.left()))
-    })
-    .await
+    act(state, principal, PaymentAction::Refund.asked(public_id, amount, claim)).await
 }
 
 /// Reverses a completed sale in full (before it is settled, the acquirer voids it rather
@@ -1170,7 +1148,7 @@ pub async fn reverse(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    on_payment(state, principal, public_id, OperationKind::Reversal, claim, |stored| amount_check(stored.left())).await
+    act(state, principal, PaymentAction::Reversal.asked(public_id, None, claim)).await
 }
 
 /// An operation on an existing payment that a person or an integrator asks for.
@@ -1279,13 +1257,53 @@ impl PaymentAction {
         amount: Option<i64>,
         claim: &Claim,
     ) -> Result<Replay<PaymentView>, AppError> {
-        match self {
-            PaymentAction::Refund => refund(state, principal, public_id, amount, claim).await,
-            PaymentAction::Capture => capture(state, principal, public_id, amount, claim).await,
-            PaymentAction::Release => cancel(state, principal, public_id, claim).await,
-            PaymentAction::Reversal => reverse(state, principal, public_id, claim).await,
-        }
+        act(state, principal, self.asked(public_id, amount, claim)).await
     }
+
+    /// Runs each of `requests` as [`PaymentAction::run`] does, with the writes of all in
+    /// the same few transactions (a batch file's rows): one result each, in their order.
+    /// Fails as a whole only when the database does.
+    pub async fn run_together(
+        state: &AppState,
+        principal: &Principal,
+        requests: &[ActionRequest<'_>],
+    ) -> Result<Vec<Result<Acted, AppError>>, AppError> {
+        let asked: Vec<Asked> = requests
+            .iter()
+            .map(|request| request.action.asked(request.payment, request.amount, request.claim))
+            .collect();
+        act_together(state, principal, &asked).await
+    }
+
+    /// The operation it asks for on payment `public_id`.
+    fn asked<'a>(self, public_id: &'a str, amount: Option<i64>, claim: &'a Claim) -> Asked<'a> {
+        let kind = match self {
+            PaymentAction::Refund => OperationKind::Refund,
+            PaymentAction::Capture => OperationKind::Capture,
+            PaymentAction::Release => OperationKind::Cancel,
+            PaymentAction::Reversal => OperationKind::Reversal,
+        };
+        Asked { kind, public_id, amount, claim, stopped_by_hold: self == PaymentAction::Capture }
+    }
+}
+
+/// An action on an existing payment, one of several run together (see
+/// [`PaymentAction::run_together`]).
+pub struct ActionRequest<'a> {
+    pub action: PaymentAction,
+    /// The payment's id.
+    pub payment: &'a str,
+    pub amount: Option<i64>,
+    pub claim: &'a Claim,
+}
+
+/// What an action run together with others did.
+#[derive(Debug)]
+pub struct Acted {
+    /// The payment as the action's answer shows it.
+    pub answer: Replay<PaymentView>,
+    /// The operation it made; none when the answer is one given before.
+    pub operation: Option<i64>,
 }
 
 /// The payment a person means by `reference`: its id, or else its merchant order id
@@ -1433,58 +1451,163 @@ pub async fn facts_of(
     Ok(found)
 }
 
-/// An operation of `kind` on payment `public_id` the principal may see, for the amount
-/// `amount_of` says, once per claim (a repeated claim answers as the first did, whatever
-/// the payment's state now). A refusal (the payment's state or the amount) is audited
-/// with its reason.
-async fn on_payment(
-    state: &AppState,
-    principal: &Principal,
-    public_id: &str,
+/// An operation asked for on an existing payment.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
     kind: OperationKind,
-    claim: &Claim,
-    amount_of: impl FnOnce(&Stored) -> Result<i64, AppError>,
-) -> Result<Replay<PaymentView>, AppError> {
-    if let Some(answer) = claim.answered_before(state).await? {
-        return Claim::replay(&answer);
-    }
-    let stored = load(state, principal, public_id).await?;
-    let done = match allowed(&stored, kind).and_then(|()| amount_of(&stored)) {
-        Ok(amount) => operate(state, principal, &stored, kind, amount, claim).await,
-        Err(refused) => Err(refused),
-    };
-    if let Err(refused @ (AppError::BadRequest(_) | AppError::Conflict(_))) = &done {
-        let event = AuditEvent::by_user(principal.company_id, principal.user_id, audit_action(kind), "denied");
-        let event = AuditEvent { actor_user_id: principal.person(), ..event }
-            .target(format!("payment {public_id}"))
-            .details(serde_json::json!({ "reason": refused.to_string() }));
-        audit::record(&state.db, event).await?;
-    }
-    done
+    public_id: &'a str,
+    /// The amount asked for; all there is when none (a release and a reversal take all).
+    amount: Option<i64>,
+    claim: &'a Claim,
+    /// Whether a fraud rule's hold stops it: a capture, unless the review itself asks.
+    stopped_by_hold: bool,
 }
 
-/// An operation on an existing payment, checked: reserve it, ask the acquirer, settle it
-/// with the answer (stored for the claim). When the recovery settled it first (the
-/// answer came after it had given up waiting), the payment as that left it.
-async fn operate(
+impl Asked<'_> {
+    /// What it moves on `stored`, or why it may not.
+    fn amount_on(&self, stored: &Stored) -> Result<i64, AppError> {
+        match self.kind {
+            OperationKind::Capture => {
+                let amount = amount_check(self.amount.unwrap_or(stored.authorized))?;
+                if amount > stored.authorized {
+                    return Err(AppError::BadRequest(format!(
+                        "At most {} can be captured.",
+                        dashboard_core::money::format_minor(stored.authorized, &stored.currency)
+                    )));
+                }
+                Ok(amount)
+            }
+            OperationKind::Cancel => Ok(stored.authorized),
+            OperationKind::Refund => amount_check(self.amount.unwrap_or(stored.left())),
+            OperationKind::Reversal => amount_check(stored.left()),
+            other => Err(AppError::Internal(format!("{} is not an operation on a payment", other.as_str()))),
+        }
+    }
+}
+
+/// One operation on an existing payment, as a set of one (see [`act_together`]).
+async fn act(state: &AppState, principal: &Principal, asked: Asked<'_>) -> Result<Replay<PaymentView>, AppError> {
+    let acted = act_together(state, principal, &[asked]).await?.pop();
+    acted
+        .unwrap_or_else(|| Err(AppError::Internal("an operation was left without an answer".to_owned())))
+        .map(|acted| acted.answer)
+}
+
+/// Operations on existing payments, each once per claim: a key answered before gets that
+/// answer again, even when its payment has moved on since; the others are checked,
+/// reserved, sent to the acquirer and settled with its answer (stored for the claim). The
+/// reservations of all are one write, and the settlements another. One result for each,
+/// in their order.
+async fn act_together(
     state: &AppState,
     principal: &Principal,
-    stored: &Stored,
-    kind: OperationKind,
-    amount: i64,
-    claim: &Claim,
-) -> Result<Replay<PaymentView>, AppError> {
-    let operation = match reserve(state, principal, stored, kind, amount, claim).await? {
-        Reserved::Operation(operation) => operation,
-        Reserved::Earlier(answer) => return Claim::replay(&answer),
+    asked: &[Asked<'_>],
+) -> Result<Vec<Result<Acted, AppError>>, AppError> {
+    let claims: Vec<&Claim> = asked.iter().map(|asked| asked.claim).collect();
+    let mut results: Vec<Option<Result<Acted, AppError>>> = Claim::answered_before_each(state, &claims)
+        .await?
+        .into_iter()
+        .map(|earlier| earlier.transpose().map(|answer| answer.and_then(|answer| replayed(&answer))))
+        .collect();
+    let open: Vec<usize> = (0..asked.len()).filter(|&i| results[i].is_none()).collect();
+    let public_ids: Vec<&str> = open.iter().map(|&i| asked[i].public_id).collect();
+    let stored = load_each(state, principal, &public_ids).await?;
+    let capturing: Vec<i64> = open
+        .iter()
+        .filter(|&&i| asked[i].stopped_by_hold)
+        .filter_map(|&i| stored.get(asked[i].public_id).map(|stored| stored.id))
+        .collect();
+    let held = match capturing.is_empty() {
+        true => Default::default(),
+        false => crate::fraud::reviews::held_among(&state.db, &capturing).await?,
     };
-    let outcome = ask_acquirer(state, kind, &order_reference(operation), stored, amount).await?;
-    let key = claim.claimed();
-    let pending = Pending { stored, operation, kind, amount, actor: principal.person(), key: Some(&key) };
-    match settle(state, &pending, outcome, false).await {
-        Err(AppError::Conflict(_)) => view(state, principal, &stored.public_id).await.map(Replay::Fresh),
-        settled => settled.map(Replay::Fresh),
+    // Refusals from here on are audited.
+    let mut refused = Vec::new();
+    let mut checked = Vec::new();
+    for i in open {
+        let Some(stored) = stored.get(asked[i].public_id) else {
+            results[i] = Some(Err(AppError::NotFound));
+            continue;
+        };
+        if asked[i].stopped_by_hold && held.contains(&stored.id) {
+            results[i] = Some(Err(AppError::Conflict(
+                "A fraud rule holds this payment for review: approve or decline it in Fraud, Reviews.".to_owned(),
+            )));
+            continue;
+        }
+        match allowed(stored, asked[i].kind).and_then(|()| asked[i].amount_on(stored)) {
+            Ok(amount) => checked.push((i, Reserving { stored, kind: asked[i].kind, amount, claim: asked[i].claim })),
+            Err(refusal) => {
+                refused.push(i);
+                results[i] = Some(Err(refusal));
+            }
+        }
     }
+    // Each write takes its payments' rows in the same order, so that two sets never wait
+    // for each other's locks.
+    checked.sort_by_key(|(_, item)| item.stored.id);
+    let reserved = reserve_together(state, principal, checked.iter().map(|(_, item)| item)).await?;
+    let mut to_ask = Vec::new();
+    for ((i, item), reserved) in checked.iter().zip(reserved) {
+        match reserved {
+            Ok(Reserved::Operation(operation)) => to_ask.push((*i, item, operation)),
+            Ok(Reserved::Earlier(answer)) => results[*i] = Some(replayed(&answer)),
+            Err(refusal) => {
+                refused.push(*i);
+                results[*i] = Some(Err(refusal));
+            }
+        }
+    }
+    let answers = futures_util::future::join_all(to_ask.iter().map(|(_, item, operation)| async move {
+        ask_acquirer(state, item.kind, &order_reference(*operation), item.stored, item.amount).await
+    }))
+    .await;
+    let keys: Vec<ClaimedKey> = to_ask.iter().map(|(_, item, _)| item.claim.claimed()).collect();
+    let mut settling = Vec::new();
+    for (((i, item, operation), answer), key) in to_ask.iter().zip(answers).zip(&keys) {
+        match answer {
+            Ok(outcome) => {
+                let (operation, kind, amount) = (*operation, item.kind, item.amount);
+                let pending =
+                    Pending { stored: item.stored, operation, kind, amount, actor: principal.person(), key: Some(key) };
+                settling.push((*i, pending, outcome));
+            }
+            // The operation stays pending: the recovery settles it.
+            Err(error) => results[*i] = Some(Err(error)),
+        }
+    }
+    let settled =
+        settle_together(state, settling.iter().map(|(_, pending, outcome)| (pending, outcome)), false).await?;
+    for ((i, pending, _), settled) in settling.iter().zip(settled) {
+        let view = match settled {
+            // The recovery settled it first (the answer came after it had given up
+            // waiting): the payment as that left it.
+            Err(AppError::Conflict(_)) => view(state, principal, &pending.stored.public_id).await,
+            settled => settled,
+        };
+        results[*i] = Some(view.map(|view| Acted { answer: Replay::Fresh(view), operation: Some(pending.operation) }));
+    }
+    for i in refused {
+        if let Some(Err(refusal @ (AppError::BadRequest(_) | AppError::Conflict(_)))) = &results[i] {
+            let event =
+                AuditEvent::by_user(principal.company_id, principal.user_id, audit_action(asked[i].kind), "denied");
+            let event = AuditEvent { actor_user_id: principal.person(), ..event }
+                .target(format!("payment {}", asked[i].public_id))
+                .details(serde_json::json!({ "reason": refusal.to_string() }));
+            audit::record(&state.db, event).await?;
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| Err(AppError::Internal("an operation was left without an answer".to_owned())))
+        })
+        .collect())
+}
+
+/// An answer given before, again.
+fn replayed(answer: &str) -> Result<Acted, AppError> {
+    Claim::replay(answer).map(|answer| Acted { answer, operation: None })
 }
 
 /// The acquirer's answer to an operation on an existing payment.
@@ -1528,7 +1651,8 @@ pub(crate) async fn settle_lost(state: &AppState, lost: &LostOperation, outcome:
         actor: lost.actor,
         key: lost.key.as_ref(),
     };
-    settle(state, &pending, outcome, true).await.map(|_| ())
+    let mut settled = settle_together(state, std::iter::once((&pending, &outcome)), true).await?;
+    settled.pop().map_or(Ok(()), |settled| settled.map(|_| ()))
 }
 
 /// Records a chargeback the acquirer reports: the customer's bank took `amount` (all
@@ -1610,106 +1734,201 @@ enum Reserved {
     Earlier(String),
 }
 
-/// Step 1 of an operation on an existing payment: claims the key, then one conditional
-/// update that checks the state and the amount and takes the payment into the operation,
-/// then the pending operation row, all in one write. Refunds add their amount to
-/// `refunded_amount` here, so parallel refunds can never exceed what was captured.
-async fn reserve(
-    state: &AppState,
-    principal: &Principal,
-    stored: &Stored,
+/// An operation checked, to be reserved.
+struct Reserving<'a> {
+    stored: &'a Stored,
     kind: OperationKind,
     amount: i64,
-    claim: &Claim,
-) -> Result<Reserved, AppError> {
-    let allowed: Vec<&str> = allowed_from(kind).iter().map(|s| s.as_str()).collect();
-    let into = match kind {
-        OperationKind::Capture => Status::Capturing,
-        OperationKind::Cancel => Status::Cancelling,
-        _ => stored.status,
-    };
-    let (payment_id, user_id, currency) = (stored.id, principal.person(), stored.currency.clone());
-    let now = now();
-    let new_operation = diesel::insert_into(operations::table)
-        .values((
-            operations::payment_id.eq(payment_id),
-            operations::kind.eq(kind.as_str()),
-            operations::status.eq(OperationStatus::Pending.as_str()),
-            operations::amount.eq(amount),
-            operations::currency.eq(currency),
-            operations::actor_user_id.eq(user_id),
-            operations::created_at.eq(now),
-            operations::idempotency_scope.eq(&claim.scope),
-            operations::idempotency_key.eq(&claim.key),
-            operations::entry.eq(claim.entry.map(Entry::as_str)),
-        ))
-        .returning(operations::id);
-    let allowed = &allowed;
-    // The key is claimed together with the payment's update and the operation's insert; a
-    // key used before, or a payment that did not allow it, rolls them back (nothing is
-    // kept, the claim included: the request may be repeated).
-    let reserved = dashboard_core::db_transaction!(state.db, conn => {
-        let shared = conn.together();
-        let (earlier, moved, operation) = futures_util::try_join!(
-            shared.with(|mut turn| async move {
-                let conn = turn.conn();
-                Ok::<_, NotReserved>(crate::claim_key!(conn, claim))
-            }),
-            shared.with(|mut turn| async move {
-                let conn = turn.conn();
-                let moved = if matches!(kind, OperationKind::Refund | OperationKind::Reversal) {
-                    let left = payments::captured_amount - payments::refunded_amount - payments::charged_back_amount;
-                    let payment = payments::table.find(payment_id).filter(payments::status.eq_any(allowed));
-                    let reserved = payments::refunded_amount.eq(payments::refunded_amount + amount);
-                    let update = diesel::update(payment.filter(left.ge(amount)));
-                    keep_prepared(update.set((reserved, payments::updated_at.eq(now)))).execute(conn).await?
-                } else {
-                    let payment = payments::table.find(payment_id).filter(payments::status.eq_any(allowed));
-                    let moved_on = (payments::status.eq(into.as_str()), payments::updated_at.eq(now));
-                    keep_prepared(diesel::update(payment).set(moved_on)).execute(conn).await?
-                };
-                Ok(moved)
-            }),
-            shared.with(|mut turn| async move { Ok(new_operation.get_result::<i64>(turn.conn()).await?) }),
-        )?;
-        if let Some(answer) = earlier {
-            return Err(NotReserved::Earlier(answer));
-        }
-        if moved != 1 {
-            return Err(NotReserved::Moved);
-        }
-        Ok::<_, NotReserved>(operation)
-    });
-    match reserved {
-        Ok(operation) => Ok(Reserved::Operation(operation)),
-        Err(NotReserved::Earlier(answer)) => Ok(Reserved::Earlier(answer)),
-        Err(NotReserved::Failed(error)) => Err(error),
-        Err(NotReserved::Moved) => {
-            // Say why, from the payment as it is now.
-            let current = load(state, principal, &stored.public_id).await?;
-            if !allowed_from(kind).contains(&current.status) {
-                Err(illegal(kind, current.status))
-            } else {
-                Err(AppError::BadRequest(format!(
-                    "At most {} can be refunded.",
-                    dashboard_core::money::format_minor(current.left(), &current.currency)
-                )))
-            }
-        }
-    }
-}
-/// Why an operation was not reserved (its write rolled back).
-enum NotReserved {
-    /// The idempotency key was answered before: that answer.
-    Earlier(String),
-    /// The payment's state or what is left did not allow it.
-    Moved,
-    Failed(AppError),
+    claim: &'a Claim,
 }
 
-impl<E: Into<AppError>> From<E> for NotReserved {
-    fn from(error: E) -> Self {
-        NotReserved::Failed(error.into())
+/// Step 1 of operations on existing payments, all in one write: each one's key claimed,
+/// then one conditional update of its payment that checks the state and the amount and
+/// takes the payment into the operation, then its pending operation row. Refunds add
+/// their amount to `refunded_amount` here, so parallel refunds can never exceed what was
+/// captured. A key used before, or a payment that did not allow the operation, leaves
+/// nothing of that one, its key included: the request may be repeated.
+async fn reserve_together<'a>(
+    state: &AppState,
+    principal: &Principal,
+    items: impl Iterator<Item = &'a Reserving<'a>>,
+) -> Result<Vec<Result<Reserved, AppError>>, AppError> {
+    let items: Vec<&Reserving> = items.collect();
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (user_id, now) = (principal.person(), now());
+    let items = &items;
+    // Three trips, each sending the statements of all together (on SQLite, one after the
+    // other): the keys; the payments' updates for the new keys; the operations for the
+    // payments that moved, or the keys given back.
+    let reserved: Vec<(Option<Held>, Option<i64>)> = dashboard_core::db_transaction!(state.db, conn => {
+        let claims: Vec<&Claim> = items.iter().map(|item| item.claim).collect();
+        let claimed = {
+            let (shared, claims) = (conn.together(), &claims);
+            shared.with(|mut turn| async move { ClaimKeys::claim_keys(turn.conn(), claims).await }).await?
+        };
+        let moved = {
+            let shared = conn.together();
+            futures_util::future::try_join_all(items.iter().zip(&claimed).map(|(item, claimed)| {
+                shared.with(move |mut turn| async move {
+                    if claimed.is_some() {
+                        return Ok::<_, DieselError>(0);
+                    }
+                    let (conn, payment_id, amount) = (turn.conn(), item.stored.id, item.amount);
+                    let allowed: Vec<&str> = allowed_from(item.kind).iter().map(|s| s.as_str()).collect();
+                    let payment = payments::table.find(payment_id).filter(payments::status.eq_any(allowed));
+                    if matches!(item.kind, OperationKind::Refund | OperationKind::Reversal) {
+                        let left = payments::captured_amount - payments::refunded_amount - payments::charged_back_amount;
+                        let reserved = payments::refunded_amount.eq(payments::refunded_amount + amount);
+                        let update = diesel::update(payment.filter(left.ge(amount)));
+                        keep_prepared(update.set((reserved, payments::updated_at.eq(now)))).execute(conn).await
+                    } else {
+                        let into = match item.kind {
+                            OperationKind::Capture => Status::Capturing,
+                            _ => Status::Cancelling,
+                        };
+                        let moved_on = (payments::status.eq(into.as_str()), payments::updated_at.eq(now));
+                        keep_prepared(diesel::update(payment).set(moved_on)).execute(conn).await
+                    }
+                })
+            }))
+            .await?
+        };
+        let reserving: Vec<NewOperation> = items
+            .iter()
+            .zip(&claimed)
+            .zip(&moved)
+            .filter(|((_, claimed), moved)| claimed.is_none() && **moved == 1)
+            .map(|((item, _), _)| NewOperation {
+                payment_id: item.stored.id,
+                kind: item.kind.as_str(),
+                status: OperationStatus::Pending.as_str(),
+                amount: item.amount,
+                currency: &item.stored.currency,
+                actor_user_id: user_id,
+                created_at: now,
+                idempotency_scope: &item.claim.scope,
+                idempotency_key: &item.claim.key,
+                entry: item.claim.entry.map(Entry::as_str),
+            })
+            .collect();
+        let (operations, _) = {
+            let shared = conn.together();
+            let reserving = &reserving;
+            futures_util::try_join!(
+                shared.with(|mut turn| async move { InsertOperations::insert_operations(turn.conn(), reserving).await }),
+                // The keys of the payments that did not move are given back.
+                futures_util::future::try_join_all(items.iter().zip(&claimed).zip(&moved).map(|((item, claimed), moved)| {
+                    shared.with(move |mut turn| async move {
+                        if claimed.is_some() || *moved == 1 {
+                            return Ok::<_, DieselError>(0);
+                        }
+                        use crate::schema::idempotency_keys as keys;
+                        let claim = item.claim;
+                        let key = keys::table.filter(keys::scope.eq(&claim.scope)).filter(keys::idempotency_key.eq(&claim.key));
+                        diesel::delete(key).execute(turn.conn()).await
+                    })
+                })),
+            )?
+        };
+        let mut operations = operations.into_iter();
+        let operations: Vec<Option<i64>> = claimed
+            .iter()
+            .zip(&moved)
+            .map(|(claimed, moved)| if claimed.is_none() && *moved == 1 { operations.next() } else { None })
+            .collect();
+        Ok::<_, AppError>(claimed.into_iter().zip(operations).collect())
+    })?;
+    let mut results = Vec::with_capacity(items.len());
+    for (item, reserved) in items.iter().zip(reserved) {
+        results.push(match reserved {
+            (Some((hash, answer)), _) => item.claim.earlier(&hash, answer).map(Reserved::Earlier),
+            (None, Some(operation)) => Ok(Reserved::Operation(operation)),
+            (None, None) => Err(why_not_reserved(state, principal, item).await),
+        });
+    }
+    Ok(results)
+}
+
+/// An operation as reserving stores it, pending.
+#[derive(Insertable)]
+#[diesel(table_name = operations)]
+struct NewOperation<'a> {
+    payment_id: i64,
+    kind: &'a str,
+    status: &'a str,
+    amount: i64,
+    currency: &'a str,
+    actor_user_id: Option<i64>,
+    created_at: NaiveDateTime,
+    idempotency_scope: &'a str,
+    idempotency_key: &'a str,
+    entry: Option<&'a str>,
+}
+
+/// Stores operations with the caller's connection, inside its write: their ids, in their
+/// order. On PostgreSQL in one statement (each is a round trip there); on SQLite one
+/// after the other (diesel-async offers no multi-row insert there).
+trait InsertOperations {
+    fn insert_operations<'a>(&'a mut self, rows: &'a [NewOperation<'a>]) -> BoxFuture<'a, QueryResult<Vec<i64>>>;
+}
+
+impl InsertOperations for &PgConn {
+    fn insert_operations<'a>(&'a mut self, rows: &'a [NewOperation<'a>]) -> BoxFuture<'a, QueryResult<Vec<i64>>> {
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Matched by key: the order of a multi-row insert's answers is not promised.
+            let stored: Vec<(Option<String>, Option<String>, i64)> = diesel::insert_into(operations::table)
+                .values(rows)
+                .returning((operations::idempotency_scope, operations::idempotency_key, operations::id))
+                .get_results(self)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    stored
+                        .iter()
+                        .find(|(scope, key, _)| {
+                            scope.as_deref() == Some(row.idempotency_scope)
+                                && key.as_deref() == Some(row.idempotency_key)
+                        })
+                        .map(|(_, _, id)| *id)
+                        .ok_or(DieselError::NotFound)
+                })
+                .collect()
+        })
+    }
+}
+
+impl InsertOperations for SqliteWriteConn {
+    fn insert_operations<'a>(&'a mut self, rows: &'a [NewOperation<'a>]) -> BoxFuture<'a, QueryResult<Vec<i64>>> {
+        Box::pin(async move {
+            let mut ids = Vec::with_capacity(rows.len());
+            for row in rows {
+                ids.push(
+                    diesel::insert_into(operations::table)
+                        .values(row)
+                        .returning(operations::id)
+                        .get_result(self)
+                        .await?,
+                );
+            }
+            Ok(ids)
+        })
+    }
+}
+
+/// Why an operation's payment did not move, from the payment as it is now.
+async fn why_not_reserved(state: &AppState, principal: &Principal, item: &Reserving<'_>) -> AppError {
+    match load(state, principal, &item.stored.public_id).await {
+        Err(error) => error,
+        Ok(current) if !allowed_from(item.kind).contains(&current.status) => illegal(item.kind, current.status),
+        Ok(current) => AppError::BadRequest(format!(
+            "At most {} can be refunded.",
+            dashboard_core::money::format_minor(current.left(), &current.currency)
+        )),
     }
 }
 
@@ -1724,6 +1943,18 @@ struct Pending<'a> {
     actor: Option<i64>,
     /// Where its answer goes.
     key: Option<&'a ClaimedKey>,
+}
+
+/// A refunded payment's status, decided by the amounts in it (which other refunds may
+/// have changed meanwhile).
+macro_rules! refunded_status {
+    () => {
+        diesel::dsl::case_when(
+            payments::refunded_amount.ge(payments::captured_amount),
+            Status::Refunded.as_str().into_sql::<Text>(),
+        )
+        .otherwise(Status::PartiallyRefunded.as_str().into_sql::<Text>())
+    };
 }
 
 /// Moves a payment on as an operation on it settled: the new status, or the
@@ -1759,13 +1990,9 @@ macro_rules! settle_payment {
                 .await
             }
             (_, true) => {
-                let refunded = diesel::dsl::case_when(
-                    payments::refunded_amount.ge(payments::captured_amount),
-                    Status::Refunded.as_str().into_sql::<Text>(),
-                )
-                .otherwise(Status::PartiallyRefunded.as_str().into_sql::<Text>());
                 keep_prepared(
-                    diesel::update(payment).set((payments::status.eq(refunded), payments::updated_at.eq(now))),
+                    diesel::update(payment)
+                        .set((payments::status.eq(refunded_status!()), payments::updated_at.eq(now))),
                 )
                 .execute($conn)
                 .await
@@ -1774,103 +2001,228 @@ macro_rules! settle_payment {
     }};
 }
 
-/// Step 3: the acquirer's answer. Success posts to the ledger and moves the payment on;
-/// anything else gives the reservation back. Only while the operation is pending (409
+/// Step 3 of operations on existing payments, all in one write: each one's answer from
+/// the acquirer. Success posts to the ledger and moves the payment on; anything else
+/// gives the reservation back. Only while the operation is pending (409 for that one
 /// otherwise: it was settled already), so once; the payment as it is then is stored as
-/// the key's answer, with the audit entry, in the same write.
-async fn settle(
+/// the key's answer, with the audit entry, in the same write. One result for each, in
+/// their order.
+async fn settle_together<'a>(
     state: &AppState,
-    pending: &Pending<'_>,
-    outcome: Outcome,
+    items: impl Iterator<Item = (&'a Pending<'a>, &'a Outcome)>,
     recovered: bool,
-) -> Result<PaymentView, AppError> {
-    let Pending { stored, operation, kind, amount, .. } = *pending;
-    let success = matches!(outcome, Outcome::Approved { .. });
-    let (decline_code, decline_reason) = match &outcome {
-        Outcome::Declined { code, reason } => (Some((*code).to_owned()), Some((*reason).to_owned())),
-        Outcome::Failed { reason } => (Some("failed".to_owned()), Some(reason.clone())),
-        _ => (None, None),
-    };
-    let postings = if success { ledger::postings(kind, amount, stored.authorized) } else { Vec::new() };
-    let (payment_id, project_id, currency) = (stored.id, stored.project_id, stored.currency.clone());
-    let event = AuditEvent {
-        company_id: Some(stored.company_id),
-        actor_user_id: pending.actor,
-        action: audit_action(kind),
-        target: Some(format!("payment {}", stored.public_id)),
-        result: if success { "success" } else { "failure" },
-        ip: None,
-        details: serde_json::json!({ "amount": amount, "currency": stored.currency, "recovered": recovered }),
-    };
+) -> Result<Vec<Result<PaymentView, AppError>>, AppError> {
+    let items: Vec<(&Pending, &Outcome)> = items.collect();
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now();
-    let op_status = if success { OperationStatus::Success } else { OperationStatus::Declined };
-    let update_operation = keep_prepared(
-        diesel::update(
-            operations::table.find(operation).filter(operations::status.eq(OperationStatus::Pending.as_str())),
-        )
-        .set((
-            operations::status.eq(op_status.as_str()),
-            operations::decline_code.eq(decline_code),
-            operations::decline_reason.eq(decline_reason),
-            operations::completed_at.eq(Some(now)),
-        )),
-    );
-    let postings = ledger::rows(&postings, operation, payment_id, project_id, &currency, now);
-    let key = pending.key;
-    // Two trips, each sending together what does not wait for an answer (on SQLite, one
-    // statement after the other): the settling writes with the payment and its operations
-    // read back after them; then what the view of it decides: callbacks, the key's
-    // answer, the audit entry.
+    let settling: Vec<Settling> = items.iter().map(|(pending, outcome)| Settling::of(pending, outcome)).collect();
+    let events: Vec<AuditEvent> =
+        items.iter().zip(&settling).map(|((pending, _), settling)| settling.event(pending, recovered)).collect();
+    let payment_ids: Vec<i64> = items.iter().map(|(pending, _)| pending.stored.id).collect();
+    let project_ids: Vec<i64> = items.iter().map(|(pending, _)| pending.stored.project_id).collect();
+    let (items, settling, events) = (&items, &settling, &events);
+    let (payment_ids, project_ids) = (&payment_ids, &project_ids);
+    // Four trips, each sending the statements of all together (on SQLite, one after the
+    // other): the operations; the payments and the ledger for those settled now; the
+    // payments and their operations read back; what the view of each decides: callbacks,
+    // the key's answer, the audit entry.
     dashboard_core::db_transaction!(state.db, conn => {
-        let (settled, _, (), row, ops) = {
+        // The operations with the same result settle in one statement.
+        let settled_now: std::collections::HashSet<i64> = {
+            let mut groups: Vec<(&Settling, Vec<i64>)> = Vec::new();
+            for ((pending, _), settling) in items.iter().zip(settling) {
+                match groups.iter_mut().find(|(group, _)| group.result() == settling.result()) {
+                    Some((_, operations)) => operations.push(pending.operation),
+                    None => groups.push((settling, vec![pending.operation])),
+                }
+            }
+            let shared = conn.together();
+            let settled = futures_util::future::try_join_all(groups.into_iter().map(|(settling, ids)| {
+                let status = if settling.success { OperationStatus::Success } else { OperationStatus::Declined };
+                let pending = operations::table
+                    .filter(operations::id.eq_any(ids))
+                    .filter(operations::status.eq(OperationStatus::Pending.as_str()));
+                let update = diesel::update(pending)
+                    .set((
+                        operations::status.eq(status.as_str()),
+                        operations::decline_code.eq(settling.decline_code.as_deref()),
+                        operations::decline_reason.eq(settling.decline_reason.as_deref()),
+                        operations::completed_at.eq(Some(now)),
+                    ))
+                    .returning(operations::id);
+                shared.with(move |mut turn| async move { update.load::<i64>(turn.conn()).await })
+            }))
+            .await?;
+            settled.into_iter().flatten().collect()
+        };
+        let settled: Vec<bool> = items.iter().map(|(pending, _)| settled_now.contains(&pending.operation)).collect();
+        let postings: Vec<ledger::NewPosting> = items
+            .iter()
+            .zip(settling)
+            .zip(&settled)
+            .filter(|(_, settled)| **settled)
+            .flat_map(|(((pending, _), settling), _)| {
+                let stored = pending.stored;
+                ledger::rows(&settling.postings, pending.operation, stored.id, stored.project_id, &stored.currency, now)
+            })
+            .collect();
+        // The refunds that succeeded move their payments on in one statement, the others
+        // one each.
+        let one_for_all = |(pending, settling): &(&(&Pending, &Outcome), &Settling)| {
+            pending.0.kind == OperationKind::Refund && settling.success
+        };
+        let refunded: Vec<i64> = items
+            .iter()
+            .zip(settling)
+            .zip(&settled)
+            .filter(|(item, settled)| **settled && one_for_all(item))
+            .map(|(((pending, _), _), _)| pending.stored.id)
+            .collect();
+        {
+            let shared = conn.together();
+            let postings = &postings;
+            futures_util::try_join!(
+                futures_util::future::try_join_all(items.iter().zip(settling).zip(&settled).map(|(item, settled)| {
+                    let skip = !*settled || one_for_all(&item);
+                    let ((pending, _), settling) = item;
+                    let (payment_id, kind, success, amount) = (pending.stored.id, pending.kind, settling.success, pending.amount);
+                    shared.with(move |mut turn| async move {
+                        if skip {
+                            return Ok(0);
+                        }
+                        settle_payment!(turn.conn(), payment_id, kind, success, amount, now)
+                    })
+                })),
+                shared.with(|mut turn| async move {
+                    if refunded.is_empty() {
+                        return Ok(0);
+                    }
+                    let moved_on = (payments::status.eq(refunded_status!()), payments::updated_at.eq(now));
+                    diesel::update(payments::table.filter(payments::id.eq_any(refunded))).set(moved_on).execute(turn.conn()).await
+                }),
+                shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), postings).await }),
+            )?;
+        }
+        let (rows, ops, listening) = {
             let shared = conn.together();
             futures_util::try_join!(
-                shared.with(|mut turn| async move { update_operation.execute(turn.conn()).await }),
-                shared.with(|mut turn| async move { settle_payment!(turn.conn(), payment_id, kind, success, amount, now) }),
-                shared.with(|mut turn| async move { ledger::WritePostings::write_postings(turn.conn(), &postings).await }),
                 shared.with(|mut turn| async move {
-                    payments::table.find(payment_id).select(PaymentRow::as_select()).first::<PaymentRow>(turn.conn()).await
+                    payments::table
+                        .filter(payments::id.eq_any(payment_ids))
+                        .select(PaymentRow::as_select())
+                        .load::<PaymentRow>(turn.conn())
+                        .await
                 }),
                 shared.with(|mut turn| async move {
                     operations::table
-                        .filter(operations::payment_id.eq(payment_id))
+                        .filter(operations::payment_id.eq_any(payment_ids))
                         .order(operations::id.asc())
-                        .select(OperationRow::as_select())
-                        .load::<OperationRow>(turn.conn())
+                        .select((operations::payment_id, OperationRow::as_select()))
+                        .load::<(i64, OperationRow)>(turn.conn())
+                        .await
+                }),
+                // Which events the projects' enabled endpoints take: no callback is
+                // built for a change no endpoint takes.
+                shared.with(|mut turn| async move {
+                    use crate::schema::callback_endpoints as endpoints;
+                    endpoints::table
+                        .filter(endpoints::project_id.eq_any(project_ids))
+                        .filter(endpoints::enabled.eq(true))
+                        .select((endpoints::project_id, endpoints::event))
+                        .load::<(i64, String)>(turn.conn())
                         .await
                 }),
             )?
         };
-        if settled != 1 {
-            return Err(AppError::Conflict("This operation was settled already.".to_owned()));
+        let mut views = Vec::with_capacity(items.len());
+        let (mut follow_ups, mut audited) = (Vec::new(), Vec::new());
+        for ((((pending, _), settling), settled), event) in items.iter().zip(settling).zip(&settled).zip(events) {
+            if !*settled {
+                views.push(Err(AppError::Conflict("This operation was settled already.".to_owned())));
+                continue;
+            }
+            let payment_id = pending.stored.id;
+            let row = rows
+                .iter()
+                .find(|row| row.id == payment_id)
+                .cloned()
+                .ok_or_else(|| AppError::Internal("a settled payment is gone".to_owned()))?;
+            let its_ops: Vec<OperationRow> =
+                ops.iter().filter(|(of, _)| *of == payment_id).map(|(_, op)| op.clone()).collect();
+            let change = settling
+                .success
+                .then(|| change_of(&row, its_ops.iter().find(|op| op.id == pending.operation)))
+                .filter(|change| listening.contains(&(change.project_id, change.event())));
+            let view = view_of(state, row, its_ops);
+            let answer = pending.key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
+            follow_ups.push((payment_id, change, answer));
+            audited.push(event.clone());
+            views.push(Ok(view));
         }
-        let change = change_of(&row, ops.iter().find(|settled| settled.id == operation));
-        let view = view_of(state, row, ops);
-        let answer = key.map(|key| Ok::<_, AppError>((key, Claim::answer_of(&view)?))).transpose()?;
         let shared = conn.together();
         futures_util::try_join!(
-            shared.with(|mut turn| async move {
-                if success {
+            futures_util::future::try_join_all(follow_ups.into_iter().map(|(payment_id, change, answer)| {
+                shared.with(move |mut turn| async move {
                     let conn = turn.conn();
-                    crate::enqueue_callbacks!(conn, payment_id, now, change: change);
-                }
-                Ok::<_, DieselError>(())
-            }),
-            shared.with(|mut turn| async move {
-                if let Some((key, answer)) = answer {
-                    let conn = turn.conn();
-                    crate::save_answer!(conn, &key.scope, &key.key, &answer);
-                }
-                Ok(())
-            }),
-            shared.with(|mut turn| async move {
-                let conn = turn.conn();
-                dashboard_core::record_audit!(conn, event)?;
-                Ok(())
-            }),
+                    if let Some(change) = change {
+                        crate::enqueue_callbacks!(conn, payment_id, now, change: change);
+                    }
+                    if let Some((key, answer)) = answer {
+                        crate::save_answer!(conn, &key.scope, &key.key, &answer);
+                    }
+                    Ok::<_, DieselError>(())
+                })
+            })),
+            shared.with(|mut turn| async move { audit::WriteEvents::write_events(turn.conn(), audited).await }),
         )?;
-        Ok::<_, AppError>(view)
+        Ok::<_, AppError>(views)
     })
+}
+
+/// What settling an operation writes, from the acquirer's answer.
+struct Settling {
+    success: bool,
+    decline_code: Option<String>,
+    decline_reason: Option<String>,
+    /// The ledger postings (none unless it succeeded).
+    postings: Vec<(&'static str, i64)>,
+}
+
+impl Settling {
+    /// What the acquirer said, as the operation stores it.
+    fn result(&self) -> (bool, Option<&str>, Option<&str>) {
+        (self.success, self.decline_code.as_deref(), self.decline_reason.as_deref())
+    }
+
+    fn of(pending: &Pending<'_>, outcome: &Outcome) -> Settling {
+        let success = matches!(outcome, Outcome::Approved { .. });
+        let (decline_code, decline_reason) = match outcome {
+            Outcome::Declined { code, reason } => (Some((*code).to_owned()), Some((*reason).to_owned())),
+            Outcome::Failed { reason } => (Some("failed".to_owned()), Some(reason.clone())),
+            _ => (None, None),
+        };
+        let postings = if success {
+            ledger::postings(pending.kind, pending.amount, pending.stored.authorized)
+        } else {
+            Vec::new()
+        };
+        Settling { success, decline_code, decline_reason, postings }
+    }
+
+    fn event(&self, pending: &Pending<'_>, recovered: bool) -> AuditEvent {
+        let stored = pending.stored;
+        AuditEvent {
+            company_id: Some(stored.company_id),
+            actor_user_id: pending.actor,
+            action: audit_action(pending.kind),
+            target: Some(format!("payment {}", stored.public_id)),
+            result: if self.success { "success" } else { "failure" },
+            ip: None,
+            details: serde_json::json!({ "amount": pending.amount, "currency": stored.currency, "recovered": recovered }),
+        }
+    }
 }
 
 fn audit_action(kind: OperationKind) -> &'static str {
@@ -1960,19 +2312,28 @@ async fn load_by_id(db: &DbPool, payment_id: i64) -> Result<Stored, AppError> {
 
 /// A payment the principal may see: their company's, in a project they may use; else 404.
 async fn load(state: &AppState, principal: &Principal, public_id: &str) -> Result<Stored, AppError> {
-    let company_id = principal.company_id;
-    let public_id = public_id.to_owned();
-    let row: Option<(StoredRow, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
-        payments::table
-            .filter(payments::public_id.eq(&public_id))
-            .filter(payments::company_id.eq(company_id))
-            .select(stored_columns!())
-            .first(conn)
-            .await
-            .optional()
+    load_each(state, principal, &[public_id]).await?.remove(public_id).ok_or(AppError::NotFound)
+}
+
+/// The payments among `public_ids` the principal may see (as [`load`]), by id, in one
+/// query.
+async fn load_each(
+    state: &AppState,
+    principal: &Principal,
+    public_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Stored>, AppError> {
+    if public_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    // By id alone: with the company in the query too, SQLite's planner takes the
+    // company's index for the list of ids and reads every payment of the company.
+    let rows: Vec<(StoredRow, Option<String>)> = dashboard_core::db_run!(state.db, conn => {
+        payments::table.filter(payments::public_id.eq_any(public_ids)).select(stored_columns!()).load(conn).await
     })?;
-    let row = row.filter(|(row, _)| principal.projects.allows(row.project_id)).ok_or(AppError::NotFound)?;
-    stored_of(row)
+    rows.into_iter()
+        .filter(|(row, _)| row.company_id == principal.company_id && principal.projects.allows(row.project_id))
+        .map(|row| stored_of(row).map(|stored| (stored.public_id.clone(), stored)))
+        .collect()
 }
 
 /// The currency of any payment (the operator's commands read amounts in it).

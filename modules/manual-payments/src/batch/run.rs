@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 
 use super::{BatchStatus, Kind, card_context, card_of};
 use crate::schema::{batch_rows, batches};
@@ -21,16 +21,16 @@ use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState, register};
 use dashboard_payments_domain::idempotency::{Claim, Entry};
 use dashboard_payments_domain::model::OperationStatus;
-use dashboard_payments_domain::service::{self, Customer, NewPayout, PaymentView};
+use dashboard_payments_domain::service::{self, Acted, ActionRequest, Customer, NewPayout, PaymentAction, PaymentView};
 
 /// How long a server holds a batch without renewing its lease.
 const LEASE: TimeDelta = TimeDelta::seconds(3);
 /// Rows read at a time (the lease is renewed with each read).
-const CHUNK: usize = 64;
-/// Rows run at once.
-const IN_FLIGHT: usize = 16;
-/// At most this many results are written together.
-const RECORDED_TOGETHER: usize = 16;
+const CHUNK: usize = 128;
+/// Rows run together: the payments service writes their operations together.
+const SET: usize = 32;
+/// Sets run at once: while one waits for the database, another is being prepared.
+const SETS_IN_FLIGHT: usize = 2;
 
 register!(Job {
     name: "batch files",
@@ -134,7 +134,7 @@ struct Pending {
 
 /// What became of a row.
 enum Outcome {
-    /// `succeeded`, `declined` or `failed`, the payment, and why.
+    /// `succeeded`, `declined` or `failed`, the payment it made (a payout's), and why.
     Done(&'static str, Option<String>, Option<String>),
     /// Still with the acquirer (or the database was away): run it again later.
     Later,
@@ -152,10 +152,9 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
     };
     let give_way = Arc::new(state.requests.give_way());
     // One pass over the pending rows in file order. The next rows are read (and the lease
-    // renewed) as soon as the last ones read have started, so that as many rows run at
-    // once at the end of each read as in its middle. Each row runs as a task of its own,
-    // so that one halfway through a write goes on while the results are written (a
-    // future left unpolled there would hold SQLite's writer). A row waits to start while
+    // renewed) as soon as the last ones read have started. Each set runs as a task of its
+    // own, so that one halfway through a write goes on while the results are written (a
+    // future left unpolled there would hold SQLite's writer). A set waits to start while
     // people's requests are answered.
     let mut waiting = std::collections::VecDeque::new();
     let mut running = futures_util::stream::FuturesUnordered::new();
@@ -172,28 +171,16 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
                 stopped = true;
             }
         }
-        while running.len() < IN_FLIGHT
-            && !stopped
-            && let Some(row) = waiting.pop_front()
-        {
+        while running.len() < SETS_IN_FLIGHT && !stopped && !waiting.is_empty() {
+            let set: Vec<Pending> = waiting.drain(..SET.min(waiting.len())).collect();
             let (state, principal, give_way) = (state.clone(), principal.clone(), give_way.clone());
             running.push(tokio::spawn(async move {
                 give_way.pause().await;
-                (row.number, run_row(&state, principal.as_ref(), id, row).await)
+                run_set(&state, principal.as_ref(), id, set).await
             }));
         }
-        // Results are written as they come, those ready together: the progress moves.
-        let Some(first) = running.next().await else { break };
-        let mut outcomes = vec![first];
-        while outcomes.len() < RECORDED_TOGETHER
-            && let Some(Some(more)) = running.next().now_or_never()
-        {
-            outcomes.push(more);
-        }
-        let outcomes: Vec<(i32, Outcome)> = outcomes
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| AppError::Internal(format!("a batch row's task failed: {e}")))?;
+        let Some(done) = running.next().await else { break };
+        let outcomes = done.map_err(|e| AppError::Internal(format!("a batch set's task failed: {e}")))?;
         left_pending += outcomes.iter().filter(|(_, outcome)| matches!(outcome, Outcome::Later)).count();
         record(state, id, outcomes).await?;
     }
@@ -232,19 +219,48 @@ async fn pending_after(state: &AppState, id: i64, after: i32) -> Result<Vec<Pend
     })?)
 }
 
-async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, row: Pending) -> Outcome {
+/// Runs a set of rows: the payment actions together, each payout on its own, at once.
+async fn run_set(
+    state: &AppState,
+    principal: Option<&Principal>,
+    batch: i64,
+    rows: Vec<Pending>,
+) -> Vec<(i32, Outcome)> {
     let Some(principal) = principal else {
-        return failed("The person who confirmed this batch can no longer act.");
+        let gone = || failed("The person who confirmed this batch can no longer act.");
+        return rows.iter().map(|row| (row.number, gone())).collect();
     };
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let (mut actions, mut payouts) = (Vec::new(), Vec::new());
+    for row in rows {
+        match prepare(state, principal, batch, &row) {
+            Err(outcome) => outcomes.push((row.number, outcome)),
+            Ok((Kind::Action(action), claim)) => actions.push((row, action, claim)),
+            Ok((Kind::Payout, claim)) => payouts.push((row, claim)),
+        }
+    }
+    let payouts = futures_util::future::join_all(
+        payouts
+            .iter()
+            .map(|(row, claim)| async move { (row.number, run_payout(state, principal, batch, row, claim).await) }),
+    );
+    let (acted, paid) = futures_util::join!(run_actions(state, principal, batch, &actions), payouts);
+    outcomes.extend(acted);
+    outcomes.extend(paid);
+    outcomes
+}
+
+/// What a row asks for, with its idempotency claim; or its outcome when it cannot run.
+fn prepare(state: &AppState, principal: &Principal, batch: i64, row: &Pending) -> Result<(Kind, Claim), Outcome> {
     let Some(kind) = Kind::parse(&row.kind) else {
-        return failed("This row has no kind.");
+        return Err(failed("This row has no kind."));
     };
     let allowed = match kind {
         Kind::Payout => principal.has_permission(crate::PAYOUT),
         Kind::Action(_) => principal.has_permission(crate::ACT),
     };
     if !allowed {
-        return failed("The person who confirmed this batch may no longer do this.");
+        return Err(failed("The person who confirmed this batch may no longer do this."));
     }
     let request = format!(
         "{}|{}|{}|{}|{}",
@@ -254,38 +270,92 @@ async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, ro
         row.amount.unwrap_or_default(),
         row.currency.as_deref().unwrap_or_default()
     );
-    let claim = match Claim::new(state, &format!("batch:{batch}"), &format!("row:{}", row.number), &request) {
-        Ok(claim) => claim.entered(Entry::Batch),
-        Err(error) => return failed(&error.to_string()),
-    };
-    let result = match kind {
-        Kind::Action(action) => {
-            let payment = row.payment_id.as_deref().unwrap_or_default();
-            action.run(state, principal, payment, row.amount, &claim).await
+    match Claim::new(state, &format!("batch:{batch}"), &format!("row:{}", row.number), &request) {
+        Ok(claim) => Ok((kind, claim.entered(Entry::Batch))),
+        Err(error) => Err(failed(&error.to_string())),
+    }
+}
+
+/// Refunds, captures, releases and reversals, run together. What each row's own
+/// operation says comes with a fresh answer; after a replay it is looked up by the key.
+async fn run_actions(
+    state: &AppState,
+    principal: &Principal,
+    batch: i64,
+    actions: &[(Pending, PaymentAction, Claim)],
+) -> Vec<(i32, Outcome)> {
+    if actions.is_empty() {
+        return Vec::new();
+    }
+    let requests: Vec<ActionRequest> = actions
+        .iter()
+        .map(|(row, action, claim)| ActionRequest {
+            action: *action,
+            payment: row.payment_id.as_deref().unwrap_or_default(),
+            amount: row.amount,
+            claim,
+        })
+        .collect();
+    let results = match PaymentAction::run_together(state, principal, &requests).await {
+        Ok(results) => results,
+        Err(error) => {
+            tracing::warn!(batch, %error, "batch rows will be tried again");
+            return actions.iter().map(|(row, _, _)| (row.number, Outcome::Later)).collect();
         }
-        Kind::Payout => match payout_of(state, batch, &row) {
-            Ok(payout) => service::create_payout(state, principal, payout, &claim).await,
-            Err(error) => Err(error),
-        },
     };
-    // What the row's own operation (found by its key) says, whatever else happened to
-    // the payment meanwhile; none when the request was refused before it began. A payout's
-    // payment is the one the service answered (or, after a crash, the replayed answer).
-    let payment = match (&result, kind) {
-        (Ok(done), Kind::Payout) => Some(done.value().id.clone()),
-        (Err(_), Kind::Payout) => match claim.answered_before(state).await {
+    let mut outcomes = Vec::with_capacity(actions.len());
+    for ((row, _, claim), result) in actions.iter().zip(results) {
+        let payment = row.payment_id.as_deref().unwrap_or_default();
+        let own = match &result {
+            Ok(Acted { answer, operation: Some(operation) }) => {
+                let view = answer.value();
+                let own = view.operations.iter().find(|op| op.id == *operation);
+                Ok(own.map(|op| (view.id.clone(), op.status, op.decline_reason.clone())))
+            }
+            _ => service::operation_of(state, claim, payment).await,
+        };
+        // The row names its payment already.
+        let outcome = match outcome_of(batch, row.number, own, result.err()) {
+            Outcome::Done(status, _, reason) => Outcome::Done(status, None, reason),
+            Outcome::Later => Outcome::Later,
+        };
+        outcomes.push((row.number, outcome));
+    }
+    outcomes
+}
+
+/// A payout row. The row's payment is the one the service answered (or, after a crash,
+/// the replayed answer).
+async fn run_payout(state: &AppState, principal: &Principal, batch: i64, row: &Pending, claim: &Claim) -> Outcome {
+    let result = match payout_of(state, batch, row) {
+        Ok(payout) => service::create_payout(state, principal, payout, claim).await,
+        Err(error) => Err(error),
+    };
+    let payment = match &result {
+        Ok(done) => Some(done.value().id.clone()),
+        Err(_) => match claim.answered_before(state).await {
             Ok(Some(answer)) => Claim::replay::<PaymentView>(&answer).ok().map(|done| done.into_inner().id),
             // The key's payout is still with the acquirer.
             Err(AppError::Conflict(_)) => return Outcome::Later,
             _ => None,
         },
-        (_, Kind::Action(_)) => row.payment_id.clone(),
     };
-    let outcome = match &payment {
-        Some(payment) => service::operation_of(state, &claim, payment).await,
+    let own = match &payment {
+        Some(payment) => service::operation_of(state, claim, payment).await,
         None => Ok(None),
     };
-    match outcome {
+    outcome_of(batch, row.number, own, result.err())
+}
+
+/// A row's outcome from what its own operation (found by its key) says, whatever else
+/// happened to the payment meanwhile; from the service's refusal when there is none.
+fn outcome_of(
+    batch: i64,
+    number: i32,
+    own: Result<Option<(String, OperationStatus, Option<String>)>, AppError>,
+    error: Option<AppError>,
+) -> Outcome {
+    match own {
         Ok(Some((payment, status, reason))) => match status {
             OperationStatus::Success => Outcome::Done("succeeded", Some(payment), None),
             OperationStatus::Declined => Outcome::Done("declined", Some(payment), reason),
@@ -293,16 +363,16 @@ async fn run_row(state: &AppState, principal: Option<&Principal>, batch: i64, ro
             // With the acquirer (or left so by a crash, until the recovery settles it).
             OperationStatus::Pending => Outcome::Later,
         },
-        Ok(None) => match result {
-            Err(error @ (AppError::Db(_) | AppError::Internal(_) | AppError::Unavailable(_))) => {
-                tracing::warn!(batch, row = row.number, %error, "batch row will be tried again");
+        Ok(None) => match error {
+            Some(error @ (AppError::Db(_) | AppError::Internal(_) | AppError::Unavailable(_))) => {
+                tracing::warn!(batch, row = number, %error, "batch row will be tried again");
                 Outcome::Later
             }
-            Err(refused) => failed(&refused.to_string()),
-            Ok(_) => failed("The payment service answered without an operation."),
+            Some(refused) => failed(&refused.to_string()),
+            None => failed("The payment service answered without an operation."),
         },
         Err(error) => {
-            tracing::warn!(batch, row = row.number, %error, "batch row will be tried again");
+            tracing::warn!(batch, row = number, %error, "batch row will be tried again");
             Outcome::Later
         }
     }
@@ -333,34 +403,55 @@ fn payout_of(state: &AppState, batch: i64, row: &Pending) -> Result<NewPayout, A
 }
 
 /// Writes the settled rows' results and the batch's counts in one write; a row already
-/// recorded (by another server) is not counted twice.
+/// recorded (by another server) is not counted twice. The rows with the same result
+/// (most of a file) are written by one statement.
 async fn record(state: &AppState, id: i64, outcomes: Vec<(i32, Outcome)>) -> Result<(), AppError> {
     let at = now();
+    let mut results: Vec<Recorded> = Vec::new();
+    for (number, outcome) in outcomes {
+        let Outcome::Done(status, payment, reason) = outcome else { continue };
+        match results.iter_mut().find(|result| result.is(status, &payment, &reason)) {
+            Some(result) => result.rows.push(number),
+            None => results.push(Recorded { status, payment, reason, rows: vec![number] }),
+        }
+    }
+    if results.is_empty() {
+        return Ok(());
+    }
+    let results = &results;
     dashboard_core::db_transaction!(state.db, conn => {
+        let moved = {
+            let shared = conn.together();
+            futures_util::future::try_join_all(results.iter().map(|result| {
+                shared.with(move |mut turn| async move {
+                    let rows = batch_rows::table
+                        .filter(batch_rows::batch_id.eq(id))
+                        .filter(batch_rows::row_number.eq_any(&result.rows))
+                        .filter(batch_rows::status.eq("pending"));
+                    let done = (
+                        batch_rows::status.eq(result.status),
+                        batch_rows::result.eq(result.reason.as_deref()),
+                        // The card is needed no more: it goes.
+                        batch_rows::card.eq(None::<String>),
+                        batch_rows::done_at.eq(at),
+                    );
+                    match &result.payment {
+                        Some(payment) => {
+                            diesel::update(rows).set((done, batch_rows::payment_id.eq(payment))).execute(turn.conn()).await
+                        }
+                        None => diesel::update(rows).set(done).execute(turn.conn()).await,
+                    }
+                })
+            }))
+            .await?
+        };
         let (mut succeeded, mut declined, mut failed) = (0, 0, 0);
-        for (number, outcome) in &outcomes {
-            let Outcome::Done(status, payment, reason) = outcome else { continue };
-            let moved = diesel::update(
-                batch_rows::table
-                    .filter(batch_rows::batch_id.eq(id))
-                    .filter(batch_rows::row_number.eq(*number))
-                    .filter(batch_rows::status.eq("pending")),
-            )
-            .set((
-                batch_rows::status.eq(*status),
-                batch_rows::payment_id.eq(payment.clone()),
-                batch_rows::result.eq(reason.clone()),
-                // The card is needed no more: it goes.
-                batch_rows::card.eq(None::<String>),
-                batch_rows::done_at.eq(at),
-            ))
-            .execute(conn)
-            .await?;
-            match (moved, *status) {
-                (1, "succeeded") => succeeded += 1,
-                (1, "declined") => declined += 1,
-                (1, _) => failed += 1,
-                _ => {}
+        for (result, moved) in results.iter().zip(moved) {
+            let count = i32::try_from(moved).unwrap_or(i32::MAX);
+            match result.status {
+                "succeeded" => succeeded += count,
+                "declined" => declined += count,
+                _ => failed += count,
             }
         }
         diesel::update(batches::table.find(id))
@@ -373,6 +464,20 @@ async fn record(state: &AppState, id: i64, outcomes: Vec<(i32, Outcome)>) -> Res
             .await?;
         Ok::<_, AppError>(())
     })
+}
+
+/// Rows with the same result, to be written together.
+struct Recorded {
+    status: &'static str,
+    payment: Option<String>,
+    reason: Option<String>,
+    rows: Vec<i32>,
+}
+
+impl Recorded {
+    fn is(&self, status: &str, payment: &Option<String>, reason: &Option<String>) -> bool {
+        self.status == status && &self.payment == payment && &self.reason == reason
+    }
 }
 
 /// Marks a batch with no pending row done.

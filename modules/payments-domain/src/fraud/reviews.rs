@@ -198,17 +198,17 @@ pub async fn view(state: &AppState, principal: &Principal, id: i64) -> Result<Re
     row.filter(|row| principal.projects.allows(row.project_id)).map(ReviewRow::view).ok_or(AppError::NotFound)
 }
 
-/// Whether payment `payment_id` waits for a review: it may not be captured meanwhile.
-pub async fn is_held(db: &DbPool, payment_id: i64) -> Result<bool, AppError> {
-    let open: i64 = dashboard_core::db_run!(db, conn => {
+/// Which of `payment_ids` wait for a review: they may not be captured meanwhile.
+pub async fn held_among(db: &DbPool, payment_ids: &[i64]) -> Result<std::collections::HashSet<i64>, AppError> {
+    let held: Vec<i64> = dashboard_core::db_run!(db, conn => {
         fraud_reviews::table
-            .filter(fraud_reviews::payment_id.eq(payment_id))
+            .filter(fraud_reviews::payment_id.eq_any(payment_ids))
             .filter(fraud_reviews::status.eq(ReviewStatus::Open.as_str()))
-            .count()
-            .get_result(conn)
+            .select(fraud_reviews::payment_id)
+            .load(conn)
             .await
     })?;
-    Ok(open > 0)
+    Ok(held.into_iter().collect())
 }
 
 /// The decision on a case.
