@@ -203,6 +203,7 @@ macro_rules! db_transaction {
             $crate::db::DbPool::Sqlite(_, __lane) => $crate::__sqlite_write_turn!(__lane, $conn => $body),
             $crate::db::DbPool::Postgres(__pool) => {
                 $crate::db::refuse_reentry()?;
+                $crate::pacing::before_database_trip().await;
                 let mut __db_conn = __pool.get().await.map_err($crate::db::DbError::pool)?;
                 let __c: &mut $crate::db::PgConn = &mut *__db_conn;
                 $crate::db::in_write(__c.transaction(async |$conn| $body)).await
@@ -217,6 +218,7 @@ macro_rules! db_transaction {
 macro_rules! __sqlite_write_turn {
     ($lane:expr, $conn:ident => $body:expr) => {{
         $crate::db::refuse_reentry()?;
+        $crate::pacing::before_database_trip().await;
         let mut __turn = $lane.enter().await?;
         let $conn: &mut $crate::db::SqliteWriteConn = __turn.conn();
         let __result = $crate::db::in_write(async { $body }).await;
@@ -239,6 +241,7 @@ macro_rules! db_write {
             $crate::db::DbPool::Sqlite(_, __lane) => $crate::__sqlite_write_turn!(__lane, $conn => $body),
             $crate::db::DbPool::Postgres(__pool) => {
                 $crate::db::refuse_reentry()?;
+                $crate::pacing::before_database_trip().await;
                 let mut __db_conn = __pool.get().await.map_err($crate::db::DbError::pool)?;
                 let $conn: &mut $crate::db::PgConn = &mut *__db_conn;
                 $crate::db::in_write(async { $body }).await
@@ -320,6 +323,7 @@ impl DbPool {
     /// Takes a connection from the pool (refused inside a write's body).
     pub async fn get(&self) -> Result<DbConn, DbError> {
         refuse_reentry()?;
+        crate::pacing::before_database_trip().await;
         match self {
             DbPool::Sqlite(pool, _) => pool.get().await.map(DbConn::Sqlite).map_err(DbError::pool),
             DbPool::Postgres(pool) => pool.get().await.map(DbConn::Postgres).map_err(DbError::pool),

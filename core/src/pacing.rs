@@ -1,10 +1,12 @@
 //! People before background work. A long job (a report of millions of rows, a batch file)
 //! gives way while requests are being answered: between its rows it asks a [`GiveWay`],
 //! which pauses while any request is in flight, so a page asked for meanwhile has the
-//! processors to itself. The kernel's priorities alone do not do this: a job thread that
+//! processors to itself. Work run [`GiveWay::around`] gives way before each of its
+//! database trips as well, wherever in the code they are. The kernel's priorities alone do not do this: a job thread that
 //! is running keeps its core until its slice ends, and a PostgreSQL backend working for a
 //! job runs at the requests' priority.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,6 +103,13 @@ impl GiveWay {
         self.waited(started);
     }
 
+    /// Runs `work` (a job's task) giving way before each database trip it makes: a job
+    /// calling a service that takes several trips then leaves the database to a request
+    /// that arrives halfway, as it would between rows.
+    pub async fn around<F: Future>(self: Arc<Self>, work: F) -> F::Output {
+        JOB.scope(self, work).await
+    }
+
     /// For a task: the same as [`GiveWay::blocking`], without holding its thread.
     pub async fn pause(&self) {
         if !self.should_wait() {
@@ -111,5 +120,17 @@ impl GiveWay {
             tokio::time::sleep(NAP).await;
         }
         self.waited(started);
+    }
+}
+
+tokio::task_local! {
+    /// The courtesy of the job the running task works for (see [`GiveWay::around`]).
+    static JOB: Arc<GiveWay>;
+}
+
+/// Called before each database trip: gives way when the running task works for a job.
+pub async fn before_database_trip() {
+    if let Ok(give_way) = JOB.try_with(Arc::clone) {
+        give_way.pause().await;
     }
 }

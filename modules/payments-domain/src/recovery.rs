@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use futures_util::StreamExt;
 
 use crate::connector::{ConnectorFuture, Inquiry, Outcome};
 use crate::idempotency::ClaimedKey;
@@ -91,6 +92,8 @@ struct Waiting {
 
 /// How many operations one round settles at most.
 const ROUND: i64 = 200;
+/// How many of them the acquirer is asked about at once.
+const QUESTIONS_AT_ONCE: usize = 16;
 
 /// Settles the operations left pending for longer than [`stale_after`]; returns how many.
 pub async fn recover(state: &AppState) -> Result<usize, AppError> {
@@ -98,16 +101,22 @@ pub async fn recover(state: &AppState) -> Result<usize, AppError> {
     let from = AtomicI64::load(&watermark.0, Ordering::Relaxed);
     let cutoff = now() - stale_after(state);
     let (waiting, next) = waiting_since(state, from, cutoff).await?;
+    // Asked about side by side: a stop leaves as many operations as were in flight, and
+    // each question waits for the acquirer.
+    let answers: Vec<(i64, Result<bool, AppError>)> = futures_util::stream::iter(waiting)
+        .map(|operation| async move { (operation.id, recover_one(state, operation).await) })
+        .buffer_unordered(QUESTIONS_AT_ONCE)
+        .collect()
+        .await;
     let mut settled = 0;
-    let mut lowest_left = None;
-    for operation in waiting {
-        let id = operation.id;
-        match recover_one(state, operation).await {
+    let mut lowest_left: Option<i64> = None;
+    for (id, answer) in answers {
+        match answer {
             Ok(true) => settled += 1,
             Ok(false) => {}
             Err(error) => {
                 tracing::warn!(operation = id, %error, "an operation left pending could not be settled yet");
-                lowest_left.get_or_insert(id);
+                lowest_left = Some(lowest_left.map_or(id, |lowest| lowest.min(id)));
             }
         }
     }

@@ -443,7 +443,7 @@ async fn store_rows(state: &AppState, batch_id: i64, rows: &[validate::CheckedRo
             status: if row.errors.is_empty() { "pending" } else { "invalid" },
         })
         .collect();
-    dashboard_core::db_write!(state.db, conn => conn.store_rows(&rows).await)?;
+    dashboard_core::db_transaction!(state.db, conn => conn.store_rows(&rows).await)?;
     Ok(())
 }
 
@@ -452,10 +452,16 @@ trait StoreRows {
     fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>>;
 }
 
-/// One statement for them all: on PostgreSQL each statement is a round trip.
+/// One statement for them all: on PostgreSQL each statement is a round trip. Their commit
+/// does not wait for the disk: until the check ends, a batch lost in a crash is removed
+/// anyway (see `run::forget_abandoned`), and the check's last commit, which waits,
+/// makes every row written before it durable with it (the log is written in order).
 impl StoreRows for dashboard_core::db::PgConn {
     fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>> {
-        Box::pin(async move { diesel::insert_into(batch_rows::table).values(rows).execute(self).await.map(drop) })
+        Box::pin(async move {
+            diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(self).await?;
+            diesel::insert_into(batch_rows::table).values(rows).execute(self).await.map(drop)
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use crate::schema::{batch_rows, batches};
 use dashboard_core::auth::Principal;
 use dashboard_core::db::prelude::*;
 use dashboard_core::hooks::Job;
+use dashboard_core::pacing::GiveWay;
 use dashboard_core::time::now;
 use dashboard_core::{AppError, AppState, register};
 use dashboard_payments_domain::idempotency::{Claim, Entry};
@@ -57,7 +58,9 @@ pub async fn round(state: &AppState) -> Result<(), AppError> {
     })?;
     for id in waiting {
         if lease(state, id).await? {
-            let result = run_batch(state, id).await;
+            // The batch's own reads and writes give way to people's requests, as its sets do.
+            let give_way = Arc::new(state.requests.give_way());
+            let result = give_way.clone().around(run_batch(state, id, give_way)).await;
             release(state, id).await?;
             result?;
         }
@@ -140,7 +143,7 @@ enum Outcome {
     Later,
 }
 
-async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
+async fn run_batch(state: &AppState, id: i64, give_way: Arc<GiveWay>) -> Result<(), AppError> {
     let confirmed_by: Option<i64> = dashboard_core::db_run!(state.db, conn => {
         batches::table.find(id).select(batches::confirmed_by).first(conn).await
     })?;
@@ -150,12 +153,11 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         Some(user) => dashboard_core::session::load_principal(state, user, true).await?,
         None => None,
     };
-    let give_way = Arc::new(state.requests.give_way());
     // One pass over the pending rows in file order. The next rows are read (and the lease
     // renewed) as soon as the last ones read have started. Each set runs as a task of its
     // own, so that one halfway through a write goes on while the results are written (a
-    // future left unpolled there would hold SQLite's writer). A set waits to start while
-    // people's requests are answered.
+    // future left unpolled there would hold SQLite's writer). A set waits before each of
+    // its trips to the database while people's requests are answered.
     let mut waiting = std::collections::VecDeque::new();
     let mut running = futures_util::stream::FuturesUnordered::new();
     let (mut read_after, mut all_read, mut stopped, mut left_pending) = (0, false, false, 0);
@@ -174,10 +176,8 @@ async fn run_batch(state: &AppState, id: i64) -> Result<(), AppError> {
         while running.len() < SETS_IN_FLIGHT && !stopped && !waiting.is_empty() {
             let set: Vec<Pending> = waiting.drain(..SET.min(waiting.len())).collect();
             let (state, principal, give_way) = (state.clone(), principal.clone(), give_way.clone());
-            running.push(tokio::spawn(async move {
-                give_way.pause().await;
-                run_set(&state, principal.as_ref(), id, set).await
-            }));
+            running
+                .push(tokio::spawn(give_way.around(async move { run_set(&state, principal.as_ref(), id, set).await })));
         }
         let Some(done) = running.next().await else { break };
         let outcomes = done.map_err(|e| AppError::Internal(format!("a batch set's task failed: {e}")))?;
