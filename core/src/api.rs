@@ -86,3 +86,63 @@ fn describe(description: Option<&'static str>, access: Access) -> &'static str {
     let mut texts = TEXTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     texts.entry(text.clone()).or_insert_with(|| Box::leak(text.into_boxed_str()))
 }
+
+/// A string in a request body that must be a JSON string: poem-openapi's `String` takes
+/// `false` or `12` as the text "false" or "12", which the document says it refuses. For
+/// fields where such a value would pass unnoticed (an answer that is the same whatever
+/// was asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+mod text_schema {
+    use std::borrow::Cow;
+
+    use poem_openapi::registry::MetaSchemaRef;
+    use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+    use serde_json::Value;
+
+    use super::Text;
+
+    impl Type for Text {
+        const IS_REQUIRED: bool = true;
+        type RawValueType = Self;
+        type RawElementValueType = Self;
+
+        fn name() -> Cow<'static, str> {
+            String::name()
+        }
+
+        fn schema_ref() -> MetaSchemaRef {
+            String::schema_ref()
+        }
+
+        fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+            Some(self)
+        }
+
+        fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+            Box::new(self.as_raw_value().into_iter())
+        }
+    }
+
+    impl ToJSON for Text {
+        fn to_json(&self) -> Option<Value> {
+            Some(Value::String(self.0.clone()))
+        }
+    }
+
+    impl ParseFromJSON for Text {
+        fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+            match value {
+                Some(Value::String(text)) => Ok(Text(text)),
+                other => Err(ParseError::expected_type(other.unwrap_or_default())),
+            }
+        }
+    }
+}

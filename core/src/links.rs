@@ -14,14 +14,17 @@ use crate::time::now;
 pub enum LinkPurpose {
     /// The merchant admin's "set your password" link for a new or reset user (72 hours).
     SetPassword,
+    /// The user's own "forgot your password" link, sent to their e-mail (1 hour).
+    ResetPassword,
     /// A code the support bot integration redeems to link a chat to the user (10 minutes).
     SupportBot,
 }
 
 impl LinkPurpose {
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             LinkPurpose::SetPassword => "set_password",
+            LinkPurpose::ResetPassword => "reset_password",
             LinkPurpose::SupportBot => "support_bot",
         }
     }
@@ -29,6 +32,7 @@ impl LinkPurpose {
     pub fn lifetime(self) -> TimeDelta {
         match self {
             LinkPurpose::SetPassword => TimeDelta::hours(72),
+            LinkPurpose::ResetPassword => TimeDelta::hours(1),
             LinkPurpose::SupportBot => TimeDelta::minutes(10),
         }
     }
@@ -74,15 +78,38 @@ pub async fn issue(
     Ok(token)
 }
 
-/// The user a live token belongs to, without using it up (to show a form).
-pub async fn peek(state: &AppState, token: &str, purpose: LinkPurpose) -> Result<Option<i64>, AppError> {
+/// Whether a link for `user_id` and `purpose` was issued within `within` and is unused.
+pub async fn issued_within(
+    state: &AppState,
+    user_id: i64,
+    purpose: LinkPurpose,
+    within: TimeDelta,
+) -> Result<bool, AppError> {
+    let since = now() - within;
+    let key = purpose.key();
+    let recent: i64 = crate::db_run!(state.db, conn => {
+        one_time_links::table
+            .filter(one_time_links::user_id.eq(user_id))
+            .filter(one_time_links::purpose.eq(key))
+            .filter(one_time_links::used_at.is_null())
+            .filter(one_time_links::created_at.gt(since))
+            .count()
+            .get_result(conn)
+            .await
+    })?;
+    Ok(recent > 0)
+}
+
+/// The user a live token of one of `purposes` belongs to, without using it up (to show
+/// a form).
+pub async fn peek(state: &AppState, token: &str, purposes: &[LinkPurpose]) -> Result<Option<i64>, AppError> {
     let hash = sha256_hex(token.trim());
     let now = now();
-    let key = purpose.key();
+    let keys: Vec<&str> = purposes.iter().map(|purpose| purpose.key()).collect();
     Ok(crate::db_run!(state.db, conn => {
         one_time_links::table
             .filter(one_time_links::token_hash.eq(&hash))
-            .filter(one_time_links::purpose.eq(key))
+            .filter(one_time_links::purpose.eq_any(&keys))
             .filter(one_time_links::used_at.is_null())
             .filter(one_time_links::expires_at.gt(now))
             .select(one_time_links::user_id)
@@ -95,7 +122,7 @@ pub async fn peek(state: &AppState, token: &str, purpose: LinkPurpose) -> Result
 /// Uses a live token up (once, also under concurrent requests); returns its user (the
 /// support bot's integration redeems its codes so).
 pub async fn redeem(state: &AppState, token: &str, purpose: LinkPurpose) -> Result<Option<i64>, AppError> {
-    let Some(user_id) = peek(state, token, purpose).await? else { return Ok(None) };
+    let Some(user_id) = peek(state, token, &[purpose]).await? else { return Ok(None) };
     let used = crate::db_write!(state.db, conn => crate::use_link!(conn, token))?;
     Ok((used == 1).then_some(user_id))
 }
@@ -112,5 +139,25 @@ macro_rules! use_link {
             .set(__links::used_at.eq(Some($crate::time::now())))
             .execute($conn)
             .await
+    }};
+}
+
+/// Spends, with `$conn` inside the caller's write, every live link of user `$user_id` for
+/// one of `$purposes` (a slice of [`LinkPurpose`]): a password set through one link leaves
+/// no other that could set it again.
+#[macro_export]
+macro_rules! spend_user_links {
+    ($conn:ident, $user_id:expr, $purposes:expr) => {{
+        use $crate::schema::one_time_links as __links;
+        let __keys: Vec<&str> = $purposes.iter().map(|purpose| purpose.key()).collect();
+        diesel::update(
+            __links::table
+                .filter(__links::user_id.eq($user_id))
+                .filter(__links::purpose.eq_any(__keys))
+                .filter(__links::used_at.is_null()),
+        )
+        .set(__links::used_at.eq(Some($crate::time::now())))
+        .execute($conn)
+        .await
     }};
 }

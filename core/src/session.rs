@@ -390,8 +390,8 @@ pub fn locked_message(until: NaiveDateTime) -> String {
     let minutes = ((seconds + 59) / 60).max(1);
     let unit = if minutes == 1 { "minute" } else { "minutes" };
     format!(
-        "This account is locked after too many failed attempts. Try again in {minutes} {unit}, or ask your \
-         administrator to unlock it."
+        "This account is locked after too many failed attempts. Try again in {minutes} {unit}, set a new \
+         password through \"Forgot your password?\", or ask your administrator to unlock it."
     )
 }
 

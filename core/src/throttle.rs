@@ -104,8 +104,8 @@ const SIGN_INS_AT_ONCE: &str = "sign_in_requests_at_once";
 
 crate::register!(Setting {
     name: SIGN_INS_AT_ONCE,
-    help: "Anonymous credential requests (sign-in, its code, set-password) handled at once; the others wait \
-           their turn, so that a storm of them leaves the rest of the dashboard its share",
+    help: "Anonymous credential requests (sign-in, its code, set-password and forgot-password) handled at once; \
+           the others wait their turn, so that a storm of them leaves the rest of the dashboard its share",
     default: "2",
     check: |value| match value.parse::<u32>() {
         Ok(1..=1024) => Ok(()),
@@ -114,13 +114,15 @@ crate::register!(Setting {
 });
 
 /// The requests anyone can send without a session that check a credential: sign-in with
-/// a password or a code, and setting a password through a link (pages and API).
-const CREDENTIAL_CHECKS: [&str; 6] = [
+/// a password or a code, and asking for and redeeming a set-password link (pages and API).
+const CREDENTIAL_CHECKS: [&str; 8] = [
     "/sign-in",
     "/sign-in/second-factor",
     "/set-password",
+    "/forgot-password",
     "/api/v1/session",
     "/api/v1/session/second-factor",
+    "/api/v1/password-links",
     "/api/v1/password-links/redemption",
 ];
 

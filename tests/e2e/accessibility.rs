@@ -8,6 +8,7 @@ use dashboard_core::directory;
 use dashboard_tests::TestApp;
 use dashboard_tests::axe::{self, Violation};
 use dashboard_tests::browser::Browser;
+use fantoccini::Locator;
 use url::Url;
 
 use crate::browser::{click, demo_app, fill};
@@ -100,6 +101,19 @@ async fn visit_every_page(browser: &Browser, theme: &str, mut check: impl AsyncF
     open_chargeback(&app, company.id).await;
     styled_link(&app, company.id).await;
 
+    browser.client.goto(&app.url("/forgot-password")).await.unwrap();
+    check("/forgot-password").await;
+    // The sign-in page as the owner of an account locked by wrong passwords sees it.
+    app.user(company.id, "locked", BuiltinRole::Support).await;
+    for _ in 0..6 {
+        browser.client.goto(&app.url("/sign-in")).await.unwrap();
+        fill(browser, "username", "locked").await;
+        fill(browser, "password", "not the password").await;
+        click(browser, "button[type=submit]").await;
+    }
+    let told = browser.client.find(Locator::Css(".alert-error")).await.unwrap().text().await.unwrap();
+    assert!(told.starts_with("This account is locked"), "{told}");
+    check("/sign-in/locked").await;
     browser.client.goto(&app.url("/sign-in")).await.unwrap();
     check("/sign-in").await;
     fill(browser, "username", "auditor").await;
@@ -111,7 +125,8 @@ async fn visit_every_page(browser: &Browser, theme: &str, mut check: impl AsyncF
     click(browser, "button[type=submit]").await;
     browser.wait_for_text(".page-head h1", "Welcome, auditor tester").await;
 
-    let mut visited = vec!["/sign-in".to_owned(), "/sign-in/second-factor".to_owned()];
+    let mut visited =
+        ["/forgot-password", "/sign-in/locked", "/sign-in", "/sign-in/second-factor"].map(str::to_owned).to_vec();
     visited.extend(crawl(browser, &app, check).await);
     visited
 }

@@ -6,7 +6,7 @@ use dashboard_core::BuiltinRole;
 use dashboard_core::schema::{audit_events, second_factors, sessions, sms_codes};
 use dashboard_core::sms::{self, CodePurpose, Confirmation};
 use dashboard_tests::reqwest::StatusCode;
-use dashboard_tests::{Authenticator, Backend, PASSWORD, TestApp, TestOptions, location, query, story};
+use dashboard_tests::{Authenticator, Backend, PASSWORD, TestApp, TestOptions, form_value, location, query, story};
 use serde_json::{Value, json};
 
 const PHONE: &str = "+447700900321";
@@ -445,4 +445,90 @@ async fn every_page_that_changes_something_refuses_a_form_without_its_csrf_token
     assert!(events_after_sign_in > events_before);
     assert_eq!(events_now, events_after_sign_in, "no refused form changed anything");
     assert_eq!(app.get("/profile").await.status(), StatusCode::OK, "signing out without the token was refused too");
+}
+
+/// The e-mails in the outbox folder, oldest first, their quoted-printable soft breaks
+/// undone.
+fn mails(app: &TestApp) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(app.dir.join("mail-outbox")) else { return Vec::new() };
+    let mut files: Vec<_> = entries.flatten().map(|entry| entry.path()).collect();
+    files.sort_by_key(|path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok());
+    let text = |path: &std::path::PathBuf| std::fs::read_to_string(path).unwrap();
+    files.iter().map(|path| text(path).replace("=\r\n", "").replace("=3D", "=")).collect()
+}
+
+/// The mails once `count` have arrived (the link is sent after the answer).
+async fn mails_when(app: &TestApp, count: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let sent = mails(app);
+        if sent.len() >= count {
+            return sent;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{count} e-mails expected, found {}", mails(app).len());
+}
+
+// "Forgot your password?": the same answer for every username, a link mailed only to an
+// account's own address (once in five minutes however often it is asked for), and a new
+// password through it ends the lock that too many wrong ones set.
+story!(a_forgotten_password_is_set_again_through_a_link_mailed_to_the_account);
+async fn a_forgotten_password_is_set_again_through_a_link_mailed_to_the_account(app: TestApp) {
+    use dashboard_core::schema::users;
+    let (company, _) = app.company("Acme", &[]).await;
+    let alice = app.user(company, "alice", BuiltinRole::Support).await;
+    app.user(company, "bob", BuiltinRole::Support).await;
+    query!(app, conn => {
+        diesel::update(users::table.find(alice)).set(users::email.eq("alice@example.com")).execute(conn).await
+    });
+    for _ in 0..5 {
+        api_sign_in(&app, "alice", "wrong password").await;
+    }
+    assert_eq!(api_sign_in(&app, "alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED, "locked");
+
+    let (_, sign_in) = app.get_text("/sign-in").await;
+    assert!(sign_in.contains(r#"href="/forgot-password""#), "the sign-in page leads there");
+    let mut answers = Vec::new();
+    for username in ["Alice", "bob", "nobody"] {
+        let browser = app.another_browser();
+        let csrf = browser.csrf_token("/forgot-password").await;
+        let answer = browser.post_form("/forgot-password", &[("csrf_token", &csrf), ("username", username)]).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        let html = answer.text().await.unwrap();
+        let told = html.find("If this username has an account").map(|at| &html[at..at + 120]);
+        answers.push(told.expect("the answer says what happens").to_owned());
+    }
+    assert!(answers.iter().all(|answer| *answer == answers[0]), "one answer for all: {answers:?}");
+    let sent = mails_when(&app, 1).await;
+    assert!(sent[0].contains("alice@example.com") && sent[0].contains("account alice"), "{}", sent[0]);
+
+    // Asked again, through the API: the same answer, and no second e-mail.
+    let asked = app.client.post(app.url("/api/v1/password-links")).json(&json!({ "username": "alice" })).send().await;
+    assert_eq!(asked.unwrap().status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(mails(&app).len(), 1, "one link in five minutes");
+    assert_eq!(audit_count(&app, "user.password_link_asked").await, 1);
+
+    // An invitation's link out at the same time.
+    use dashboard_core::links::{self, LinkPurpose};
+    let invitation = links::issue(&app.state, alice, LinkPurpose::SetPassword, None).await.unwrap();
+    let at = sent[0].find("/set-password?token=").unwrap();
+    let path: String = sent[0][at..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let browser = app.another_browser();
+    let html = browser.get_text(&path).await.1;
+    let (csrf, token) = (form_value(&html, "csrf_token").unwrap(), form_value(&html, "token").unwrap());
+    let new_password = "a fresh and long passphrase";
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("token", &token),
+        ("password", new_password),
+        ("password_again", new_password),
+    ];
+    assert_eq!(location(browser.post_form("/set-password", &form).await.headers()), "/sign-in?notice=password-set");
+    assert_eq!(api_sign_in(&app, "alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED, "the old one is gone");
+    assert_eq!(api_sign_in(&app, "alice", new_password).await.status(), StatusCode::OK, "no longer locked");
+    let again = browser.get_text(&path).await.1;
+    assert!(!again.contains(r#"name="password_again""#), "the link works once");
+    let invited = browser.get_text(&format!("/set-password?token={invitation}")).await.1;
+    assert!(!invited.contains(r#"name="password_again""#), "no other link sets the password again");
 }

@@ -20,6 +20,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
 use serde_json::json;
 
+mod forgotten;
+
 register_section!(Section {
     id: "session",
     title: "Sign-in",
@@ -35,6 +37,8 @@ register_section!(Section {
         page!(POST "/step-up" => step_up_submit, Access::SignedIn),
         page!(GET "/set-password" => set_password_page, Access::Public),
         page!(POST "/set-password" => set_password_submit, Access::Public),
+        page!(GET "/forgot-password" => forgot_password_page, Access::Public),
+        page!(POST "/forgot-password" => forgot_password_submit, Access::Public),
     ],
     api: Some(Api::of::<SessionApi>(&[
         operation!(POST "/session", Access::Public),
@@ -42,17 +46,22 @@ register_section!(Section {
         operation!(DELETE "/session", Access::Public),
         operation!(GET "/session", Access::SignedIn),
         operation!(POST "/session/step-up", Access::SignedIn),
+        operation!(POST "/password-links", Access::Public),
         operation!(POST "/password-links/redemption", Access::Public),
     ])),
     templates: &[
         Template { name: "session/sign-in", source: include_str!("../templates/sign-in.hbs") },
         Template { name: "session/second-factor", source: include_str!("../templates/second-factor.hbs") },
         Template { name: "session/set-password", source: include_str!("../templates/set-password.hbs") },
+        Template { name: "session/forgot-password", source: include_str!("../templates/forgot-password.hbs") },
         Template { name: "session/step-up", source: include_str!("../templates/step-up.hbs") },
     ],
 });
 
 const REFUSED: &str = "The username or password is incorrect.";
+
+/// The links that set a password: the administrator's and the user's own.
+const PASSWORD_LINKS: &[LinkPurpose] = &[LinkPurpose::SetPassword, LinkPurpose::ResetPassword];
 const CODE_REFUSED: &str =
     "The code is incorrect. Use the current code from your authenticator app, or a recovery code.";
 
@@ -86,6 +95,11 @@ struct CodeForm {
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
     token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ForgotPasswordForm {
+    username: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,7 +275,7 @@ fn set_password_html(page: &PageContext, token: &str, valid: bool, error: Option
 #[handler]
 async fn set_password_page(page: PageContext, Query(query): Query<TokenQuery>) -> Result<Response, AppError> {
     let token = query.token.unwrap_or_default();
-    let valid = links::peek(&page.state, &token, LinkPurpose::SetPassword).await?.is_some();
+    let valid = links::peek(&page.state, &token, PASSWORD_LINKS).await?.is_some();
     let error = (!valid).then_some(LINK_REFUSED);
     Ok(Html(set_password_html(&page, &token, valid, error)?).into_response())
 }
@@ -279,12 +293,44 @@ async fn set_password_submit(
     match redeem_password_link(&page.state, &form.token, &form.password, &ClientInfo::from_request(req)).await {
         Ok(()) => Ok(see_other("/sign-in?notice=password-set")),
         Err(AppError::BadRequest(message)) => {
-            let valid = links::peek(&page.state, &form.token, LinkPurpose::SetPassword).await?.is_some();
+            let valid = links::peek(&page.state, &form.token, PASSWORD_LINKS).await?.is_some();
             let html = set_password_html(&page, &form.token, valid, Some(&message))?;
             Ok((StatusCode::BAD_REQUEST, Html(html)).into_response())
         }
         Err(error) => Err(error),
     }
+}
+
+fn forgot_password_html(
+    page: &PageContext,
+    username: &str,
+    asked: bool,
+    error: Option<&str>,
+) -> Result<String, AppError> {
+    let data = json!({
+        "product": PRODUCT_NAME, "csrf_token": page.csrf_token, "username": username,
+        "asked": asked.then_some(forgotten::ASKED), "error": error,
+    });
+    render(page, "session/forgot-password", "Forgot your password?", data)
+}
+
+#[handler]
+fn forgot_password_page(page: PageContext) -> Result<Response, AppError> {
+    Ok(Html(forgot_password_html(&page, "", false, None)?).into_response())
+}
+
+#[handler]
+fn forgot_password_submit(
+    page: PageContext,
+    req: &Request,
+    Form(form): Form<ForgotPasswordForm>,
+) -> Result<Response, AppError> {
+    if form.username.trim().is_empty() {
+        let html = forgot_password_html(&page, "", false, Some("Give your username."))?;
+        return Ok((StatusCode::BAD_REQUEST, Html(html)).into_response());
+    }
+    forgotten::ask(&page.state, &form.username, &ClientInfo::from_request(req))?;
+    Ok(Html(forgot_password_html(&page, &form.username, true, None)?).into_response())
 }
 
 /// Sets the password of the link's user and uses the link up. The password is checked
@@ -303,7 +349,7 @@ async fn redeem_password_link(
     let refused = || AppError::BadRequest(LINK_REFUSED.to_owned());
     // Before the link is used up: a busy refusal leaves it usable.
     let _turn = state.hashing.turn().await?;
-    let user_id = links::peek(state, token, LinkPurpose::SetPassword).await?.ok_or_else(refused)?;
+    let user_id = links::peek(state, token, PASSWORD_LINKS).await?.ok_or_else(refused)?;
     let hash = dashboard_core::auth::hash_password_blocking(password.to_owned()).await?;
     let company_id = dashboard_core::directory::company_of_user(&state.db, user_id).await?;
     let event = AuditEvent::by_user(company_id, user_id, "user.password_set", "success").ip(client.ip.clone());
@@ -312,8 +358,16 @@ async fn redeem_password_link(
         if dashboard_core::use_link!(conn, token)? == 0 {
             return Ok(false);
         }
+        // An invitation's link and a "forgot password" one may both be out.
+        dashboard_core::spend_user_links!(conn, user_id, PASSWORD_LINKS)?;
         diesel::update(users::table.find(user_id))
-            .set((users::password_hash.eq(&hash), users::updated_at.eq(dashboard_core::time::now())))
+            // A new password ends a lock: it guarded the old one against guessing.
+            .set((
+                users::password_hash.eq(&hash),
+                users::failed_attempts.eq(0),
+                users::locked_until.eq(None::<chrono::NaiveDateTime>),
+                users::updated_at.eq(dashboard_core::time::now()),
+            ))
             .execute(conn)
             .await?;
         let sessions = dashboard_core::end_user_sessions!(conn, user_id)?;
@@ -427,6 +481,22 @@ pub struct PasswordLinkRedemption {
     pub password: String,
 }
 
+/// Who forgot their password.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PasswordLinkRequest {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub username: dashboard_core::api::Text,
+}
+
+#[derive(ApiResponse)]
+enum PasswordLinkAsked {
+    /// Asked: if the username has an account with an e-mail address, a link that works
+    /// for one hour is sent there. The answer is the same for every username.
+    #[oai(status = 202)]
+    Accepted,
+}
+
 #[derive(ApiResponse)]
 enum PasswordSet {
     /// The password was set; sign in with it.
@@ -514,9 +584,25 @@ impl SessionApi {
         Ok(SignedOut::Done)
     }
 
+    /// Ask for a link to set a new password (forgot password)
+    ///
+    /// Sends a one-time link to the e-mail address of the account, if there is one; the
+    /// answer never says whether the username exists. Counted as a sign-in attempt.
+    #[oai(path = "/password-links", method = "post", operation_id = "password_link_request")]
+    async fn request_password_link(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasswordLinkRequest>,
+    ) -> ApiResult<PasswordLinkAsked> {
+        forgotten::ask(&state, &body.username.0, &ClientInfo::from_request(req))?;
+        Ok(PasswordLinkAsked::Accepted)
+    }
+
     /// Set a password with a one-time link
     ///
-    /// The token of the link the merchant admin gave; the link works once.
+    /// The token of the link the merchant admin gave, or of the one asked for with
+    /// `POST /password-links`; the link works once.
     #[oai(path = "/password-links/redemption", method = "post", operation_id = "password_link_redeem")]
     async fn redeem_password_link(
         &self,
