@@ -24,6 +24,16 @@ pub fn shown(value: &NaiveDateTime, time_zone: &str) -> String {
     }
 }
 
+/// A day as people read it across the product: `29 Nov 2026`.
+pub fn day_shown(day: chrono::NaiveDate) -> String {
+    day.format("%-d %b %Y").to_string()
+}
+
+/// A span of days as people read it: `1 Nov 2026 – 29 Nov 2026`, or one day alone.
+pub fn days_shown(first: chrono::NaiveDate, last: chrono::NaiveDate) -> String {
+    if first == last { day_shown(first) } else { format!("{} – {}", day_shown(first), day_shown(last)) }
+}
+
 /// A stored UTC time as two columns of a file people open: `2026-11-29 17:38:05` in their
 /// time zone (UTC when unknown), and that zone's name.
 pub fn file_columns(value: &NaiveDateTime, time_zone: &str) -> [String; 2] {

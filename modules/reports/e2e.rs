@@ -616,8 +616,8 @@ async fn a_report_in_a_real_browser() {
     for line in export.lines().skip(1) {
         listed += 1;
         let cells: Vec<&str> = line.split(',').collect();
-        let minor = dashboard_core::money::parse_amount(cells[6], cells[7]).unwrap();
-        *registry.entry(cells[7].to_owned()).or_default() += minor;
+        let minor = dashboard_core::money::parse_amount(cells[7], cells[8]).unwrap();
+        *registry.entry(cells[8].to_owned()).or_default() += minor;
     }
     assert!(listed > 40_000 && listed <= written, "{listed} of {written}");
     assert_eq!(rows, listed, "the report's rows are the registry's");

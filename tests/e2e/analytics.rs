@@ -256,7 +256,13 @@ async fn the_analytics_follow_payments_through_the_api_and_the_pages(app: TestAp
     assert_eq!(csv.lines().count(), 8, "a header and seven days");
     assert_eq!(app.get("/analytics/charts/nonsense").await.status(), StatusCode::NOT_FOUND);
     let kpis = app.get("/analytics/kpis.csv?period=7d").await.text().await.unwrap();
-    assert!(kpis.contains("Turnover,") && kpis.contains("Approval rate,"), "{kpis}");
+    // Values as numbers a spreadsheet sums, their unit beside them.
+    let turnover: Vec<&str> =
+        kpis.lines().find(|line| line.starts_with("Turnover,")).expect("turnover").split(',').collect();
+    assert!(turnover[1].parse::<f64>().is_ok() && turnover[2].parse::<f64>().is_ok(), "{kpis}");
+    assert!(turnover[3].len() == 3 && turnover[3].bytes().all(|b| b.is_ascii_uppercase()), "a currency: {kpis}");
+    let approval = kpis.lines().find(|line| line.starts_with("Approval rate,")).expect("approval rate");
+    assert!(approval.split(',').nth(3) == Some("%"), "{approval}");
     let exports: Vec<String> = query!(app, conn => dashboard_core::schema::audit_events::table
         .filter(dashboard_core::schema::audit_events::action.eq("analytics.export"))
         .select(dashboard_core::schema::audit_events::details)
@@ -311,4 +317,46 @@ async fn the_analytics_follow_payments_through_the_api_and_the_pages(app: TestAp
     assert!(!html.contains("data-kpi") && html.contains("Welcome"));
     assert_eq!(support.get("/analytics").await.status(), StatusCode::FORBIDDEN);
     assert_eq!(support.get("/api/v1/analytics/overview").await.status(), StatusCode::FORBIDDEN);
+}
+
+// "Today" is the person's day on every page: for someone in New York, a payment made a
+// second before their midnight is yesterday's in the registry and in the analytics alike,
+// though it is today's in UTC for hours still.
+story!(the_registry_and_the_analytics_list_the_same_payments_for_the_person_s_today);
+async fn the_registry_and_the_analytics_list_the_same_payments_for_the_person_s_today(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "nina", BuiltinRole::Operations).await;
+    let profile = json!({ "display_name": "Nina", "email": null, "time_zone": "America/New_York" });
+    let response = app.client.put(app.url("/api/v1/profile")).json(&profile).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let zone = chrono_tz::America::New_York;
+    let now = dashboard_core::time::now();
+    let today = now.and_utc().with_timezone(&zone).date_naive();
+    let midnight = dashboard_core::time::day_start(zone, today);
+    let card = json!({ "number": "4242424242424242", "expiry_month": 12, "expiry_year": 2099, "cvv": "123" });
+    let mut made = Vec::new();
+    for at in [midnight - chrono::TimeDelta::seconds(1), midnight, now] {
+        let sale = json!({ "project_id": projects[0], "amount": { "amount": 1_000, "currency": "EUR" }, "card": card });
+        let id = post(&app, "/api/v1/payments", sale).await["id"].as_str().unwrap().to_owned();
+        query!(app, conn => {
+            diesel::update(payments::table.filter(payments::public_id.eq(&id)))
+                .set(payments::created_at.eq(at))
+                .execute(conn)
+                .await
+        });
+        made.push(id);
+    }
+    rollup::rebuild(&app.state.db).await.unwrap();
+
+    let figures = overview(&app, "period=today").await;
+    assert_eq!(figures["period"]["zone"], "America/New_York");
+    assert_eq!(figures["current"]["payments"], 2, "{figures}");
+    let (status, registry) = app.get_text(&format!("/payments?from={today}&to={today}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<bool> = made.iter().map(|id| registry.contains(id.as_str())).collect();
+    assert_eq!(listed, [false, true, true], "the registry's today is New York's: {made:?}");
+    let (_, analytics) = app.get_text("/?period=today&show=EUR").await;
+    let card = &analytics[analytics.find("data-kpi=\"payments\"").expect("the payments card")..];
+    let value = &card[card.find("<div class=\"stat-value\">").expect("its value")..];
+    assert!(value.starts_with("<div class=\"stat-value\">2<"), "the page counts two: {value:.80}");
 }

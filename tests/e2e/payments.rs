@@ -505,7 +505,16 @@ async fn a_refund_in_the_dashboard_asks_for_confirmation_first(app: TestApp) {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let refunded: Value = app.get(&format!("/api/v1/payments/{id}")).await.json().await.unwrap();
     assert_eq!(refunded["refunded"], 1_250);
-    let too_much = confirm_refund(&app, &path, &csrf, "100").await;
+    // What cannot be done is refused on the payment's page, before "This cannot be undone".
+    let asked = app.post_form(&path, &[("csrf_token", &csrf), ("amount", "100")]).await;
+    assert_eq!(asked.status(), StatusCode::BAD_REQUEST);
+    let asked = asked.text().await.unwrap();
+    assert!(asked.contains("At most 37.50 EUR can be refunded.") && !asked.contains("cannot be undone"), "{asked}");
+    // A confirmation that comes anyway (its page opened before another refund) is refused
+    // by the service.
+    let key = uuid::Uuid::new_v4().to_string();
+    let anyway = [("csrf_token", csrf.as_str()), ("amount", "100"), ("confirmed", "yes"), ("idempotency_key", &key)];
+    let too_much = app.post_form(&path, &anyway).await;
     assert_eq!(too_much.status(), StatusCode::BAD_REQUEST);
     assert!(too_much.text().await.unwrap().contains("At most 37.50 EUR can be refunded."));
     let bad = confirm_refund(&app, &path, &csrf, "1.234").await;
@@ -591,7 +600,12 @@ async fn exports_hold_everything_the_filter_matches(app: TestApp) {
     assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = response.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("id,created_at,project_id,type,method,status,amount,currency"));
+    assert!(lines[0].starts_with("id,created_at,time_zone,project_id,type,method,status,amount,currency"));
+    assert!(
+        lines[1].contains(",UTC,") && lines[1].contains(",Purchase,Card,Completed,"),
+        "words and the zone: {}",
+        lines[1]
+    );
     assert_eq!(lines.len(), 4, "three EUR payments: {csv}");
     assert!(lines[1].contains(",30.50,EUR,"), "decimal amounts: {}", lines[1]);
     let api = app.get("/api/v1/payments/export?currency=EUR").await.text().await.unwrap();

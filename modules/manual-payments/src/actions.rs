@@ -114,7 +114,9 @@ async fn act(page: &PageContext, form: &ActionForm) -> Result<Response, AppError
     };
     let amount = form.amount(action, &payment.amount.currency)?;
     if form.step != "confirm" {
-        return Ok(review_html(page, form, action, &payment, amount).await?.into_response());
+        // What cannot be done is said on the form, not after "Yes".
+        let moves = action.check(&payment, amount)?;
+        return Ok(review_html(page, form, action, &payment, moves).await?.into_response());
     }
     let claim =
         action.claim(&page.state, principal, &form.idempotency_key, &payment.id, amount)?.entered(Entry::Manual);
@@ -136,10 +138,9 @@ async fn review_html(
     form: &ActionForm,
     action: PaymentAction,
     payment: &PaymentView,
-    amount: Option<i64>,
+    moves: i64,
 ) -> Result<Html<String>, AppError> {
     let currency = &payment.amount.currency;
-    let moves = action.amount_on(payment, amount);
     let data = json!({
         "csrf_token": page.csrf_token,
         "form": form,

@@ -100,8 +100,12 @@ impl Figures {
 pub struct Kpi {
     pub key: &'static str,
     pub label: &'static str,
+    /// The value now and before, for people (grouped, with the currency).
     pub value: String,
     pub previous: String,
+    /// The same as figures, for files.
+    #[serde(skip)]
+    pub figures: [Datum; 2],
     /// `+12.5%`, `−3.0 pts`, or empty when there is nothing to compare with.
     pub change: String,
     /// Whether the change is good news (for colour), if it is either.
@@ -110,16 +114,15 @@ pub struct Kpi {
 }
 
 fn percent(value: Option<f64>) -> String {
-    value.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}%"))
+    Datum::Percent(value).display()
 }
 
-fn money_text(value: Option<i64>, currency: &str) -> String {
-    value.map_or_else(|| "—".to_owned(), |v| format_minor(v, currency))
+fn money(value: i64, currency: &str) -> Datum {
+    Datum::Money(value, currency.to_owned())
 }
 
-/// An amount with its thousands grouped and its currency.
-fn format_minor(amount: i64, currency: &str) -> String {
-    Datum::Money(amount, currency.to_owned()).display()
+fn money_or_empty(value: Option<i64>, currency: &str) -> Datum {
+    value.map_or(Datum::Empty, |value| money(value, currency))
 }
 
 /// `1 refund`, `2 refunds`.
@@ -167,63 +170,70 @@ pub fn kpis(
     currency: &str,
     filtered_to: Option<&str>,
 ) -> Vec<Kpi> {
-    let card = |key, label, value: String, previous: String, (change, trend): (String, &'static str), note: String| {
-        Kpi { key, label, value, previous, change, trend, note }
+    let card = |key, label, now: Datum, before: Datum, (change, trend): (String, &'static str), note: String| Kpi {
+        key,
+        label,
+        value: now.display(),
+        previous: before.display(),
+        figures: [now, before],
+        change,
+        trend,
+        note,
     };
     vec![
         card(
             "turnover",
             "Turnover",
-            format_minor(now.turnover(), currency),
-            format_minor(before.turnover(), currency),
+            money(now.turnover(), currency),
+            money(before.turnover(), currency),
             relative(now.turnover(), before.turnover(), true),
             "captured minus refunded".to_owned(),
         ),
         card(
             "payments",
             "Payments",
-            group_thousands(&now_all.payments.to_string()),
-            group_thousands(&before_all.payments.to_string()),
+            Datum::Count(now_all.payments),
+            Datum::Count(before_all.payments),
             relative(now_all.payments, before_all.payments, true),
             filtered_to.map_or_else(|| "all currencies".to_owned(), |currency| format!("in {currency} only")),
         ),
         card(
             "approval_rate",
             "Approval rate",
-            percent(now_all.approval_rate()),
-            percent(before_all.approval_rate()),
+            Datum::Percent(now_all.approval_rate()),
+            Datum::Percent(before_all.approval_rate()),
             points(now_all.approval_rate(), before_all.approval_rate(), true),
             format!("{} approved, {} declined", now_all.approved, now_all.declined),
         ),
         card(
             "average_ticket",
             "Average ticket",
-            money_text(now.average_ticket(), currency),
-            money_text(before.average_ticket(), currency),
+            money_or_empty(now.average_ticket(), currency),
+            money_or_empty(before.average_ticket(), currency),
             relative(now.average_ticket().unwrap_or(0), before.average_ticket().unwrap_or(0), true),
             counted(now.captures, "capture", "captures"),
         ),
         card(
             "refunds",
             "Refunds",
-            format_minor(now.refunded, currency),
-            format_minor(before.refunded, currency),
+            money(now.refunded, currency),
+            money(before.refunded, currency),
             relative(now.refunded, before.refunded, false),
             format!("{} · {} of captured", counted(now.refunds, "refund", "refunds"), percent(now.refund_rate())),
         ),
         card(
             "chargeback_ratio",
             "Chargeback ratio",
-            percent(now_all.chargeback_ratio()),
-            percent(before_all.chargeback_ratio()),
+            Datum::Percent(now_all.chargeback_ratio()),
+            Datum::Percent(before_all.chargeback_ratio()),
             points(now_all.chargeback_ratio(), before_all.chargeback_ratio(), false),
             counted(now_all.chargebacks, "chargeback", "chargebacks"),
         ),
         card(
             "payouts",
             "Payouts",
-            format_minor(now.paid_out, currency),
-            format_minor(before.paid_out, currency),
+            money(now.paid_out, currency),
+            money(before.paid_out, currency),
             relative(now.paid_out, before.paid_out, true),
             counted(now.payouts, "payout", "payouts"),
         ),

@@ -1,7 +1,6 @@
 //! The analytics pages: the overview (also the home page of those who may see it), one
 //! chart on its own, downloads (SVG, CSV), boards.
 
-use chrono::NaiveDate;
 use dashboard_core::auth::urlencode;
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext, directory};
@@ -54,14 +53,6 @@ impl PageQuery {
             show: self.show.clone(),
         }
     }
-}
-
-fn day_text(day: NaiveDate) -> String {
-    day.format("%b %-d, %Y").to_string()
-}
-
-fn period_text(from: NaiveDate, to: NaiveDate) -> String {
-    if from == to { day_text(from) } else { format!("{} – {}", day_text(from), day_text(to)) }
 }
 
 /// `query` with `key` set to `value` (or left out).
@@ -131,8 +122,8 @@ async fn page_data(
         .collect();
     Ok(json!({
         "csrf_token": page.csrf_token,
-        "period_text": period_text(scope.from, scope.to),
-        "previous_text": period_text(scope.previous_from, scope.previous_to),
+        "period_text": dashboard_core::time::days_shown(scope.from, scope.to),
+        "previous_text": dashboard_core::time::days_shown(scope.previous_from, scope.previous_to),
         "zone": scope.zone_name,
         "zone_pending": scope.zone_pending,
         "user_zone": principal.time_zone,
@@ -259,11 +250,16 @@ pub async fn kpis_csv(page: PageContext, request: &Request) -> Result<Response, 
     let query = PageQuery::of(request)?;
     let view = view::build(&page.state, page.principal()?, &query.filters(), &[]).await?;
     audit_export(&page, &view, "kpis").await?;
+    // The values as plain numbers (money in its currency's decimals), their unit beside.
     let mut csv = format!(
-        "kpi,value,previous,change,note\r\n{}",
+        "kpi,value,previous,unit,change,note\r\n{}",
         view.kpis
             .iter()
-            .map(|k| [k.label, &k.value, &k.previous, &k.change, &k.note].map(csv_field).join(",") + "\r\n")
+            .map(|k| {
+                let [now, before] = &k.figures;
+                let (now, before) = (now.plain(), before.plain());
+                [k.label, &now, &before, k.figures[0].unit(), &k.change, &k.note].map(csv_field).join(",") + "\r\n"
+            })
             .collect::<String>()
     );
     csv.insert_str(

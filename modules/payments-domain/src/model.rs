@@ -168,6 +168,17 @@ mod tests {
         labelled("payment_status", Status::ALL, Status::as_str, Status::label);
         labelled("operation_kind", OperationKind::ALL, OperationKind::as_str, OperationKind::label);
         labelled("operation_status", OperationStatus::ALL, OperationStatus::as_str, OperationStatus::label);
+        labelled("chargeback_status", ChargebackStatus::ALL, ChargebackStatus::as_str, ChargebackStatus::label);
+        labelled("link_status", LinkStatus::ALL, LinkStatus::as_str, LinkStatus::label);
+        use crate::fraud::{Action, BacktestStatus, ReviewStatus, RuleStatus, language::List};
+        labelled("fraud_action", Action::ALL, Action::as_str, Action::label);
+        labelled("fraud_rule_status", RuleStatus::ALL, RuleStatus::as_str, RuleStatus::label);
+        labelled("fraud_review_status", ReviewStatus::ALL, ReviewStatus::as_str, ReviewStatus::label);
+        labelled("fraud_backtest_status", BacktestStatus::ALL, BacktestStatus::as_str, BacktestStatus::label);
+        labelled("fraud_list", List::ALL, List::as_str, List::label);
+        use crate::page_styles::{Font, Placement};
+        labelled("page_font", Font::ALL, Font::as_str, Font::label);
+        labelled("logo_placement", Placement::ALL, Placement::as_str, Placement::label);
         use crate::ledger::{ACQUIRER, AUTHORIZATIONS, HELD, MERCHANT, PAYOUTS};
         for account in [ACQUIRER, MERCHANT, AUTHORIZATIONS, HELD, PAYOUTS] {
             assert!(labels::find("ledger_account", account).is_some(), "{account}");

@@ -412,12 +412,17 @@ pub async fn export_rows(
     state: &AppState,
     principal: &Principal,
     filter: &PaymentFilter,
-    row: fn(PaymentSummary) -> Vec<String>,
+    row: fn(PaymentSummary, [String; 2]) -> Vec<String>,
 ) -> Result<Rows, AppError> {
     check(principal, filter)?;
     // Who took which payments out of the dashboard, from the page or the API alike.
     dashboard_core::audit::export(&state.db, principal, "payments.export", filter).await?;
-    stream(state, principal, filter, move |found| found.into_iter().map(|found| row(summary(found))).collect()).await
+    let zone = principal.time_zone.clone();
+    let made = move |found: PaymentRecord| {
+        let created = dashboard_core::time::file_columns(&found.created_at.0, &zone);
+        row(summary(found), created)
+    };
+    stream(state, principal, filter, move |found| found.into_iter().map(&made).collect()).await
 }
 
 /// Every payment matching `filter` in its order (from its start: `after` is ignored), in

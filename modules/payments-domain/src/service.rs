@@ -326,6 +326,48 @@ impl Stored {
     fn left(&self) -> i64 {
         self.captured - self.refunded - self.charged_back
     }
+
+    fn standing(&self) -> Standing<'_> {
+        Standing { status: self.status, currency: &self.currency, authorized: self.authorized, left: self.left() }
+    }
+}
+
+/// Where a payment stands, as far as an operation on it is concerned.
+struct Standing<'a> {
+    status: Status,
+    currency: &'a str,
+    authorized: i64,
+    /// What is captured and neither refunded nor charged back.
+    left: i64,
+}
+
+impl Standing<'_> {
+    /// What an operation of `kind` would move (`asked`, or all there is when none), or why
+    /// it may not: the service's check before it reserves, and a page's before it asks
+    /// "are you sure?".
+    fn amount_for(&self, kind: OperationKind, asked: Option<i64>) -> Result<i64, AppError> {
+        if !allowed_from(kind).contains(&self.status) {
+            return Err(illegal(kind, self.status));
+        }
+        match kind {
+            OperationKind::Capture => {
+                self.at_most(amount_check(asked.unwrap_or(self.authorized))?, self.authorized, "captured")
+            }
+            OperationKind::Cancel => Ok(self.authorized),
+            OperationKind::Refund => self.at_most(amount_check(asked.unwrap_or(self.left))?, self.left, "refunded"),
+            OperationKind::Reversal => amount_check(self.left),
+            other => Err(AppError::Internal(format!("{} is not an operation on a payment", other.as_str()))),
+        }
+    }
+
+    fn at_most(&self, amount: i64, most: i64, what: &str) -> Result<i64, AppError> {
+        if amount > most { Err(too_much(most, self.currency, what)) } else { Ok(amount) }
+    }
+}
+
+/// The refusal of an amount above what an operation may move.
+fn too_much(most: i64, currency: &str, what: &str) -> AppError {
+    AppError::BadRequest(format!("At most {} can be {what}.", dashboard_core::money::format_minor(most, currency)))
 }
 
 pub(crate) fn amount_check(amount: i64) -> Result<i64, AppError> {
@@ -1237,14 +1279,25 @@ impl PaymentAction {
         }
     }
 
-    /// What it would move on `payment` now (`amount` where one is given).
-    pub fn amount_on(self, payment: &PaymentView, amount: Option<i64>) -> i64 {
-        match (self, amount) {
-            (PaymentAction::Release, _) => payment.authorized,
-            (PaymentAction::Reversal, _) => payment.refundable,
-            (_, Some(amount)) => amount,
-            (PaymentAction::Refund, None) => payment.refundable,
-            (PaymentAction::Capture, None) => payment.authorized,
+    /// What it would move on `payment` as it stands (`amount` where one is given), or why
+    /// it may not: checked before a page asks for confirmation, as the service checks
+    /// again when it runs.
+    pub fn check(self, payment: &PaymentView, amount: Option<i64>) -> Result<i64, AppError> {
+        let standing = Standing {
+            status: payment.status,
+            currency: &payment.amount.currency,
+            authorized: payment.authorized,
+            left: payment.captured - payment.refunded - payment.charged_back,
+        };
+        standing.amount_for(self.kind(), amount)
+    }
+
+    fn kind(self) -> OperationKind {
+        match self {
+            PaymentAction::Refund => OperationKind::Refund,
+            PaymentAction::Capture => OperationKind::Capture,
+            PaymentAction::Release => OperationKind::Cancel,
+            PaymentAction::Reversal => OperationKind::Reversal,
         }
     }
 
@@ -1277,13 +1330,7 @@ impl PaymentAction {
 
     /// The operation it asks for on payment `public_id`.
     fn asked<'a>(self, public_id: &'a str, amount: Option<i64>, claim: &'a Claim) -> Asked<'a> {
-        let kind = match self {
-            PaymentAction::Refund => OperationKind::Refund,
-            PaymentAction::Capture => OperationKind::Capture,
-            PaymentAction::Release => OperationKind::Cancel,
-            PaymentAction::Reversal => OperationKind::Reversal,
-        };
-        Asked { kind, public_id, amount, claim, stopped_by_hold: self == PaymentAction::Capture }
+        Asked { kind: self.kind(), public_id, amount, claim, stopped_by_hold: self == PaymentAction::Capture }
     }
 }
 
@@ -1463,28 +1510,6 @@ struct Asked<'a> {
     stopped_by_hold: bool,
 }
 
-impl Asked<'_> {
-    /// What it moves on `stored`, or why it may not.
-    fn amount_on(&self, stored: &Stored) -> Result<i64, AppError> {
-        match self.kind {
-            OperationKind::Capture => {
-                let amount = amount_check(self.amount.unwrap_or(stored.authorized))?;
-                if amount > stored.authorized {
-                    return Err(AppError::BadRequest(format!(
-                        "At most {} can be captured.",
-                        dashboard_core::money::format_minor(stored.authorized, &stored.currency)
-                    )));
-                }
-                Ok(amount)
-            }
-            OperationKind::Cancel => Ok(stored.authorized),
-            OperationKind::Refund => amount_check(self.amount.unwrap_or(stored.left())),
-            OperationKind::Reversal => amount_check(stored.left()),
-            other => Err(AppError::Internal(format!("{} is not an operation on a payment", other.as_str()))),
-        }
-    }
-}
-
 /// One operation on an existing payment, as a set of one (see [`act_together`]).
 async fn act(state: &AppState, principal: &Principal, asked: Asked<'_>) -> Result<Replay<PaymentView>, AppError> {
     let acted = act_together(state, principal, &[asked]).await?.pop();
@@ -1535,7 +1560,7 @@ async fn act_together(
             )));
             continue;
         }
-        match allowed(stored, asked[i].kind).and_then(|()| asked[i].amount_on(stored)) {
+        match stored.standing().amount_for(asked[i].kind, asked[i].amount) {
             Ok(amount) => checked.push((i, Reserving { stored, kind: asked[i].kind, amount, claim: asked[i].claim })),
             Err(refusal) => {
                 refused.push(i);
@@ -1925,10 +1950,7 @@ async fn why_not_reserved(state: &AppState, principal: &Principal, item: &Reserv
     match load(state, principal, &item.stored.public_id).await {
         Err(error) => error,
         Ok(current) if !allowed_from(item.kind).contains(&current.status) => illegal(item.kind, current.status),
-        Ok(current) => AppError::BadRequest(format!(
-            "At most {} can be refunded.",
-            dashboard_core::money::format_minor(current.left(), &current.currency)
-        )),
+        Ok(current) => too_much(current.left(), &current.currency, "refunded"),
     }
 }
 

@@ -102,6 +102,7 @@ register_section!(Section {
 const EXPORT_COLUMNS: &[&str] = &[
     "id",
     "created_at",
+    "time_zone",
     "project_id",
     "type",
     "method",
@@ -116,18 +117,23 @@ const EXPORT_COLUMNS: &[&str] = &[
     "decline_reason",
 ];
 /// The export columns that are numbers (for XLSX).
-const EXPORT_NUMBERS: &[usize] = &[2, 6];
+const EXPORT_NUMBERS: &[usize] = &[3, 7];
 
-fn export_row(p: dashboard_payments_domain::search::PaymentSummary) -> Vec<String> {
+/// A payment as a row of a file people open: its time where they are (`created`: the time
+/// and the zone), words for its type, method and status (as the registry shows them).
+fn export_row(p: dashboard_payments_domain::search::PaymentSummary, created: [String; 2]) -> Vec<String> {
     use dashboard_core::export::safe_text;
     let text = |v: Option<String>| v.map(safe_text).unwrap_or_default();
+    let label = |set: &str, value: String| dashboard_core::labels::find(set, &value).map_or(value, str::to_owned);
+    let [created_at, zone] = created;
     vec![
         p.id,
-        p.created_at.0,
+        created_at,
+        zone,
         p.project_id.to_string(),
-        p.kind,
-        p.method,
-        p.status,
+        label("payment_kind", p.kind),
+        label("payment_method", p.method),
+        label("payment_status", p.status),
         dashboard_core::money::format_decimal(p.amount.amount, &p.amount.currency),
         p.amount.currency,
         text(p.merchant_order_id),

@@ -7,9 +7,9 @@ use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
 use dashboard_core::{directory, labels};
 use dashboard_payments_domain::idempotency::Replay;
-use dashboard_payments_domain::model::{Kind, Method, Status};
+use dashboard_payments_domain::model::{Kind, Method, OperationKind, OperationStatus, Status};
 use dashboard_payments_domain::search::{self, PaymentFilter};
-use dashboard_payments_domain::service::{self, PaymentAction, PaymentView};
+use dashboard_payments_domain::service::{self, OperationView, PaymentAction, PaymentView};
 use poem::web::{Form, Html, Path, Query};
 use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
@@ -212,14 +212,17 @@ async fn render_detail(
     let operations: Vec<Value> = payment
         .operations
         .iter()
-        .map(|op| json!({ "op": op, "amount": format_grouped(op.amount.amount, &op.amount.currency) }))
+        .map(|op| {
+            json!({ "op": op, "amount": format_grouped(op.amount.amount, &op.amount.currency), "outcome": outcome(op) })
+        })
         .collect();
     let postings = service::postings(&page.state, principal, &payment.id).await?;
+    // Debits and credits as accountants write them: both columns hold positive amounts.
     let postings: Vec<Value> = postings
         .iter()
         .map(|(operation, account, amount, at)| {
             json!({
-                "operation": operation, "account": account, "amount": format_grouped(*amount, currency),
+                "operation": operation, "account": account, "amount": format_grouped(amount.abs(), currency),
                 "debit": *amount > 0, "at": at,
             })
         })
@@ -230,8 +233,7 @@ async fn render_detail(
         "deliveries": deliveries,
         "csrf_token": page.csrf_token,
         "amount": format_grouped(payment.amount.amount, currency),
-        "captured": format_grouped(payment.captured, currency),
-        "refunded": format_grouped(payment.refunded, currency),
+        "figures": figures(payment),
         "refundable": format_grouped(payment.refundable, currency),
         "authorized": format_grouped(payment.authorized, currency),
         "status_class": status_class(payment.status.as_str()),
@@ -244,6 +246,31 @@ async fn render_detail(
     });
     let status = if error.is_some() { poem::http::StatusCode::BAD_REQUEST } else { poem::http::StatusCode::OK };
     Ok((status, page.render(&format!("Payment {}", payment.id), "payments/detail", &data)?).into_response())
+}
+
+/// The payment's figures that mean something in its state: what is held while it is held,
+/// then what was captured, refunded, charged back and is left to refund, where not nothing.
+fn figures(payment: &PaymentView) -> Vec<Value> {
+    let held = (payment.status == Status::Authorized).then_some(("Held", payment.authorized));
+    let moved = [
+        ("Captured", payment.captured),
+        ("Refunded", payment.refunded),
+        ("Charged back", payment.charged_back),
+        ("Left to refund", payment.refundable),
+    ];
+    held.into_iter()
+        .chain(moved.into_iter().filter(|(_, amount)| *amount != 0))
+        .map(|(label, amount)| json!({ "label": label, "value": format_grouped(amount, &payment.amount.currency) }))
+        .collect()
+}
+
+/// An operation's outcome in words: a chargeback is not a success of the merchant's but
+/// a fact the acquirer reported.
+fn outcome(op: &OperationView) -> &'static str {
+    match (op.kind, op.status) {
+        (OperationKind::Chargeback | OperationKind::ChargebackReversal, OperationStatus::Success) => "Recorded",
+        (_, status) => status.label(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,10 +328,18 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: PaymentAct
         },
     };
     if form.confirmed != "yes" {
+        // What cannot be done is said on the payment's page, not after "Yes".
+        let moves = match action.check(&payment, amount) {
+            Ok(moves) => moves,
+            Err(refusal @ (AppError::BadRequest(_) | AppError::Conflict(_))) => {
+                return render_detail(&page, &payment, None, Some(&refusal.to_string())).await;
+            }
+            Err(error) => return Err(error),
+        };
         let verb = action.verb();
         let data = json!({
             "p": payment, "csrf_token": page.csrf_token, "verb": verb,
-            "shown": format_grouped(action.amount_on(&payment, amount), &currency),
+            "shown": format_grouped(moves, &currency),
             "action": action.as_str(), "amount": form.amount.trim(), "idempotency_key": random_token(),
         });
         return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());

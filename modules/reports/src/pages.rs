@@ -56,10 +56,6 @@ impl Names {
     }
 }
 
-fn day(value: NaiveDate) -> String {
-    value.format("%-d %b %Y").to_string()
-}
-
 /// `2.4 MB`.
 fn size(bytes: i64) -> String {
     match bytes {
@@ -86,7 +82,7 @@ fn report_json(row: &ReportRow, names: &Names, time_zone: &str) -> Value {
     json!({
         "id": row.id,
         "type": type_label(&row.report_type),
-        "period": format!("{} – {}", day(row.first_day), day(row.last_day)),
+        "period": dashboard_core::time::days_shown(row.first_day, row.last_day),
         "time_zone": row.time_zone,
         "projects": names.projects_of(row.projects()),
         "format": row.format().label(),

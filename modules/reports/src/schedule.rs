@@ -456,11 +456,7 @@ pub(crate) async fn notify(state: &AppState) -> Result<(), AppError> {
 /// The e-mail about a scheduled report that ended: what it is and a link to it.
 fn message(state: &AppState, report: &ReportRow) -> (String, String) {
     let label = ReportType::find(&report.report_type).map_or(report.report_type.as_str(), |kind| kind.label);
-    let period = if report.first_day == report.last_day {
-        report.first_day.format("%-d %b %Y").to_string()
-    } else {
-        format!("{} – {}", report.first_day.format("%-d %b %Y"), report.last_day.format("%-d %b %Y"))
-    };
+    let period = dashboard_core::time::days_shown(report.first_day, report.last_day);
     let link = format!("{}/reports/{}", state.settings.public_url.trim_end_matches('/'), report.id);
     match report.status() {
         ReportStatus::Ready => (
