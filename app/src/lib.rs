@@ -32,6 +32,7 @@ use dashboard_team as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod api_document;
+pub mod api_reference;
 pub mod cli;
 pub mod config;
 pub mod demo;

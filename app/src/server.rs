@@ -155,9 +155,16 @@ pub fn routes(state: AppState) -> impl Endpoint {
              Each operation names the permission it requires. Errors are application/problem+json.",
         )
         .server("/api/v1");
-    let docs = api.swagger_ui();
     let document = api.spec();
     let served = api_document::with_security(&document, state.registry, session::session_cookie_name(&state));
+    let reference = match crate::api_reference::page(&state.theme, &served) {
+        Ok(page) => page,
+        Err(error) => {
+            tracing::error!(%error, "the API reference could not be drawn");
+            "The API reference could not be drawn: see /api/openapi.json.".to_owned()
+        }
+    };
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(reference.clone()));
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder().content_type("application/json; charset=utf-8").body(served.clone())
     });
@@ -171,7 +178,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/metrics", get(dashboard_core::metrics::scrape))
         .at("/static/*path", get(static_file))
         .at("/api/openapi.json", spec)
-        .nest("/api/docs", docs)
+        .at("/api/docs", get(docs))
         .nest("/api/v1", api);
     for (path, methods) in section_pages(state.registry) {
         route = route.at(path, methods);

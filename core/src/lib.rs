@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod money;
 pub mod origin;
 pub mod pacing;
+pub mod pager;
 pub mod preferences;
 pub mod rate_limit;
 pub mod registry;

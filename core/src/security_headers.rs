@@ -10,10 +10,6 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 /// inline script, no other origin).
 const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                            object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-/// The API's viewer (Swagger UI) is one page of inline script and styles.
-const API_VIEWER_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
-                                 style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; \
-                                 base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Adds the security headers to every response of `inner`. `https` adds HSTS (a
 /// dashboard served over plain HTTP in development must not pin its host to HTTPS).
@@ -26,7 +22,6 @@ impl<E: Endpoint> Endpoint for SecurityHeaders<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let viewer = req.uri().path().starts_with("/api/docs");
         let mut response = match self.inner.call(req).await {
             Ok(output) => output.into_response(),
             Err(error) => error.into_response(),
@@ -34,9 +29,8 @@ impl<E: Endpoint> Endpoint for SecurityHeaders<E> {
         let headers = response.headers_mut();
         // A page with a policy of its own keeps it (the hosted Payment Page allows nothing
         // but its own files; the designer's preview may be framed by the designer).
-        let policy = if viewer { API_VIEWER_POLICY } else { PAGE_POLICY };
         if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_POLICY));
         }
         if !headers.contains_key(header::X_FRAME_OPTIONS) {
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

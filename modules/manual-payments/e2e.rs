@@ -355,11 +355,11 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
     // The fixed file pays out too: its SMS code says the file, its rows and totals, and is
     // bound to them.
     let good = format!(
-        "type,payment,project_id,amount,currency,card_number,expiry_month,expiry_year,holder\n\
-         refund,o-1,,20.00,EUR,,,,\n\
-         refund,{},,,,,,,\n\
-         capture,o-4,,10.00,EUR,,,,\n\
-         payout,,{},30.00,EUR,5555 5555 5555 4444,1,2099,Ann Lee\n",
+        "type,payment,project_id,amount,currency,card_number,expiry_month,expiry_year,holder,reason\n\
+         refund,o-1,,20.00,EUR,,,,,Damaged in transit\n\
+         refund,{},,,,,,,,\n\
+         capture,o-4,,10.00,EUR,,,,,\n\
+         payout,,{},30.00,EUR,5555 5555 5555 4444,1,2099,Ann Lee,\n",
         made[1], projects[0]
     );
     let id = upload_form(&app, "fixed.csv", &good).await;
@@ -390,7 +390,10 @@ async fn a_batch_file_is_checked_before_anything_runs_and_each_row_runs_once(app
 
     let app = &app;
     let payment = |id: String| async move { app.get(&format!("/api/v1/payments/{id}")).await.json::<Value>().await.unwrap() };
-    assert_eq!(payment(made[0].clone()).await["refunded"], 2_000);
+    let first = payment(made[0].clone()).await;
+    assert_eq!(first["refunded"], 2_000);
+    let refund = first["operations"].as_array().unwrap().iter().find(|op| op["kind"] == "refund").unwrap().clone();
+    assert_eq!(refund["reason"], "Damaged in transit", "the row's reason stays with its refund");
     assert_eq!(payment(made[1].clone()).await["refunded"], 5_000);
     assert_eq!(payment(made[3].clone()).await["captured"], 1_000);
     let results = app.get(&format!("/manual/batches/{id}/results.csv")).await.text().await.unwrap();

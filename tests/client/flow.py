@@ -24,6 +24,7 @@ from dashboard_client.models import (
     PaymentView,
     Problem,
     PurchaseRequest,
+    RefundRequest,
     Status,
 )
 
@@ -49,10 +50,14 @@ captured = payments_capture.sync(
 )
 assert isinstance(captured, PaymentView) and captured.status == Status.COMPLETED, captured
 refunded = payments_refund.sync(
-    id=hold.id, client=client, body=AmountRequest(amount=1000), idempotency_key=str(uuid.uuid4())
+    id=hold.id,
+    client=client,
+    body=RefundRequest(amount=1000, reason="Returned goods"),
+    idempotency_key=str(uuid.uuid4()),
 )
 assert isinstance(refunded, PaymentView) and refunded.status == Status.PARTIALLY_REFUNDED, refunded
 assert refunded.refundable == 3000, refunded.refundable
+assert refunded.operations[-1].reason == "Returned goods", refunded.operations[-1]
 
 # The completed payments one at a time, through the cursor.
 first = payments_list.sync(client=client, status=Status.COMPLETED, limit=1)

@@ -246,10 +246,10 @@ async fn crawl(browser: &Browser, app: &TestApp, mut check: impl AsyncFnMut(&str
     visited
 }
 
-/// Files (a name with an extension: CSV, SVG, XLSX), downloads, the API and signing out are
-/// not pages.
+/// Files (a name with an extension: CSV, SVG, XLSX), downloads, the API (but its reference)
+/// and signing out are not pages.
 fn is_page(path: &str) -> bool {
-    const NOT_PAGES: [&str; 4] = ["/api", "/static/", "/sign-out", "/metrics"];
+    const NOT_PAGES: [&str; 4] = ["/api/v1", "/static/", "/sign-out", "/metrics"];
     let file = path.rsplit('/').next().is_some_and(|name| name.contains('.'));
     !file && !path.contains("download") && !NOT_PAGES.iter().any(|prefix| path.starts_with(prefix))
 }

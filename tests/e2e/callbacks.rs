@@ -98,6 +98,25 @@ async fn set_callback(app: &TestApp, project: i64, url: &str) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// An address where nothing answers (a port bound a moment and let go).
+fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port())
+}
+
+/// A payment's delivery log once its first delivery was attempted.
+async fn after_first_attempt(app: &TestApp, payment: &str) -> Value {
+    let mut log = Value::Null;
+    for _ in 0..100 {
+        log = delivery_log(app, payment).await;
+        if log[0]["attempt_log"].as_array().is_some_and(|tried| !tried.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    log
+}
+
 /// A payment's delivery log as the API gives it.
 async fn delivery_log(app: &TestApp, payment: &str) -> Value {
     app.get(&format!("/api/v1/payments/{payment}/callbacks")).await.json().await.unwrap()
@@ -155,20 +174,10 @@ story!(a_fixed_url_receives_the_resend_and_every_attempt_is_logged);
 async fn a_fixed_url_receives_the_resend_and_every_attempt_is_logged(app: TestApp) {
     let receiver = Receiver::default();
     let hook = start_receiver(receiver.clone()).await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port())
-    };
+    let dead = dead_address();
     let project = admin(&app, &dead).await;
     let payment = purchase(&app, project).await;
-    let mut log = Value::Null;
-    for _ in 0..100 {
-        log = delivery_log(&app, &payment).await;
-        if log[0]["attempt_log"].as_array().is_some_and(|tried| !tried.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = after_first_attempt(&app, &payment).await;
     let failed = &log[0]["attempt_log"][0];
     assert_eq!(failed["url"], dead.as_str());
     assert_eq!(failed["error"], "The receiver could not be reached.");
@@ -199,6 +208,115 @@ async fn a_fixed_url_receives_the_resend_and_every_attempt_is_logged(app: TestAp
     assert_eq!(tried.len() as i64, delivered["attempts"].as_i64().unwrap(), "one log row per attempt");
     assert_eq!(tried.first().unwrap()["url"], hook.as_str(), "newest first");
     assert_eq!(tried.last().unwrap()["url"], dead.as_str());
+}
+
+// Removing a callback (from the Projects page) gives up what was still waiting for it,
+// keeps its log, refuses a resend and sends nothing more; saving the event again brings it
+// back. The API removes it as the page does.
+story!(a_removed_callback_sends_nothing_more_and_keeps_its_log);
+async fn a_removed_callback_sends_nothing_more_and_keeps_its_log(app: TestApp) {
+    let dead = dead_address();
+    let project = admin(&app, &dead).await;
+    let payment = purchase(&app, project).await;
+    let log = after_first_attempt(&app, &payment).await;
+    assert_eq!(log[0]["status"], "pending", "retried while the receiver is down: {log}");
+    let delivery = log[0]["id"].as_i64().unwrap();
+
+    let token = app.csrf_token("/projects").await;
+    let path = format!("/projects/{project}/callbacks/removal");
+    let removed = app.post_form(&path, &[("csrf_token", &token), ("event", "payment.completed")]).await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER, "back to the page");
+    let (_, page) = app.get_text("/projects?notice=removed").await;
+    assert!(page.contains("Callback removed") && page.contains("No callbacks yet"), "{page}");
+
+    let log = delivery_log(&app, &payment).await;
+    assert_eq!(log[0]["status"], "failed");
+    assert_eq!(log[0]["last_error"], "The callback was removed before this was delivered.");
+    assert!(!log[0]["attempt_log"].as_array().unwrap().is_empty(), "its attempts stay in the log");
+    let resend = format!("/api/v1/payments/{payment}/callbacks/{delivery}/resend");
+    assert_eq!(app.client.post(app.url(&resend)).send().await.unwrap().status(), StatusCode::CONFLICT);
+    let listed: Value = app.get(&format!("/api/v1/projects/{project}/callbacks")).await.json().await.unwrap();
+    assert_eq!(listed["endpoints"], json!([]), "gone from the list");
+    let later = purchase(&app, project).await;
+    assert_eq!(delivery_log(&app, &later).await, json!([]), "nothing queued for a removed callback");
+    let audited: i64 = query!(app, conn => dashboard_core::schema::audit_events::table
+        .filter(dashboard_core::schema::audit_events::action.eq("project.callback_removed"))
+        .count()
+        .get_result(conn)
+        .await);
+    assert_eq!(audited, 1);
+
+    // Saved again, it is back; the API removes it too, once.
+    set_callback(&app, project, &dead).await;
+    let again = purchase(&app, project).await;
+    assert_eq!(delivery_log(&app, &again).await.as_array().map(Vec::len), Some(1), "queued again");
+    let api = app.url(&format!("/api/v1/projects/{project}/callbacks?event=payment.completed"));
+    assert_eq!(app.client.delete(&api).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.client.delete(&api).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+// A refund's reason, given through the API or the payment's page, stays with the refund:
+// in the payment's view and page, and in the callback of the change it made. A reason with
+// a card number in it, or longer than 200 characters, is refused.
+story!(a_refund_reason_is_kept_shown_and_sent_with_its_callback);
+async fn a_refund_reason_is_kept_shown_and_sent_with_its_callback(app: TestApp) {
+    let receiver = Receiver::default();
+    let hook = start_receiver(receiver.clone()).await;
+    let project = admin(&app, "http://127.0.0.1:9/hook").await;
+    let endpoint = json!({ "event": "payment.partially_refunded", "url": hook, "enabled": true });
+    let path = format!("/api/v1/projects/{project}/callbacks");
+    assert_eq!(app.client.put(app.url(&path)).json(&endpoint).send().await.unwrap().status(), StatusCode::OK);
+    let payment = purchase(&app, project).await;
+    let refund = |body: Value| {
+        let request = app
+            .client
+            .post(app.url(&format!("/api/v1/payments/{payment}/refunds")))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let carded = refund(json!({ "amount": 100, "reason": "card 4242 4242 4242 4242" })).await;
+    assert_eq!(carded.status(), StatusCode::BAD_REQUEST, "no card numbers in a reason");
+    let done = refund(json!({ "amount": 1_000, "reason": "Returned goods, order 1042" })).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let view: Value = done.json().await.unwrap();
+    let refunded = view["operations"].as_array().unwrap().iter().find(|op| op["kind"] == "refund").unwrap().clone();
+    assert_eq!(refunded["reason"], "Returned goods, order 1042");
+
+    wait_for(|| !receiver.received.lock().unwrap().is_empty()).await;
+    let (_, body) = receiver.received.lock().unwrap()[0].clone();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["operation"]["id"], refunded["id"]);
+    assert_eq!(body["operation"]["reason"], "Returned goods, order 1042", "{body}");
+
+    // The payment's page: the reason goes through the confirmation step and is shown.
+    let token = app.csrf_token(&format!("/payments/{payment}")).await;
+    let form = |confirmed: &str, key: &str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("amount", "5.00".to_owned()),
+            ("reason", "Goodwill".to_owned()),
+            ("confirmed", confirmed.to_owned()),
+            ("idempotency_key", key.to_owned()),
+        ]
+    };
+    let confirm = app.client.post(app.url(&format!("/payments/{payment}/refund"))).form(&form("", "")).send().await;
+    let confirm = confirm.unwrap().text().await.unwrap();
+    assert!(confirm.contains("Goodwill") && confirm.contains("name=\"reason\" value=\"Goodwill\""), "{confirm}");
+    let key = uuid::Uuid::new_v4().to_string();
+    let done = app.client.post(app.url(&format!("/payments/{payment}/refund"))).form(&form("yes", &key)).send().await;
+    assert_eq!(done.unwrap().status(), StatusCode::SEE_OTHER, "back to the payment");
+    let (_, page) = app.get_text(&format!("/payments/{payment}")).await;
+    assert!(page.contains("Goodwill") && page.contains("Returned goods, order 1042"), "both reasons on the page");
+    let too_long = app
+        .client
+        .post(app.url(&format!("/api/v1/payments/{payment}/refunds")))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "reason": "x".repeat(201) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), StatusCode::BAD_REQUEST, "at most 200 characters");
 }
 
 // "Send a test event" posts a signed body marked as a test and answers what the receiver

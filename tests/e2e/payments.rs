@@ -192,7 +192,7 @@ async fn actions_run_together_each_answer_as_if_alone(app: TestApp) {
     let requests: Vec<ActionRequest> = asked
         .iter()
         .zip(&claims)
-        .map(|(&(action, payment, amount), claim)| ActionRequest { action, payment, amount, claim })
+        .map(|(&(action, payment, amount), claim)| ActionRequest { action, payment, amount, reason: None, claim })
         .collect();
 
     let first = PaymentAction::run_together(&app.state, &principal, &requests).await.unwrap();
@@ -637,6 +637,53 @@ async fn an_export_of_thousands_holds_each_payment_once_newest_first(app: TestAp
     let ids: std::collections::HashSet<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(ids.len(), 12_345, "each payment once");
     assert!(rows.windows(2).all(|pair| pair[0][1] >= pair[1][1]), "newest first");
+}
+
+story!(the_registry_pages_forward_and_back_saying_where_it_stands);
+async fn the_registry_pages_forward_and_back_saying_where_it_stands(app: TestApp) {
+    let (company, projects) = app.company("Acme", &["Shop"]).await;
+    app.sign_in_with_second_factor(company, "ada", BuiltinRole::MerchantAdmin).await;
+    dashboard_sandbox::history::generate_history(&app.state.db, company, &projects, 60, 30, 1).await.unwrap();
+    // The payment ids a page lists, and where its pager's links lead.
+    let page = |path: String| {
+        let app = &app;
+        async move {
+            let (status, html) = app.get_text(&path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            let ids: Vec<String> = html
+                .split("href=\"/payments/")
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+                .filter(|id| id.starts_with("pay_"))
+                .map(str::to_owned)
+                .collect();
+            let link = |rel: &str| {
+                let marker = format!("rel=\"{rel}\"");
+                let tag = html.split("<a ").find(|tag| tag.contains(&marker))?;
+                let href = tag.split("href=\"").nth(1)?.split('"').next()?;
+                // The page writes `&` and `=` in attributes as entities.
+                Some(href.replace("&amp;", "&").replace("&#x3D;", "="))
+            };
+            (html.clone(), ids, link("prev"), link("next"))
+        }
+    };
+    let (html, first_ids, previous, next) = page("/payments?size=25&currency=".to_owned()).await;
+    assert!(html.contains("Page 1 · rows 1–25"), "the first page says where it stands");
+    assert_eq!((first_ids.len(), previous), (25, None));
+    let (html, second_ids, back, next) = page(next.expect("a next page")).await;
+    assert!(html.contains("Page 2 · rows 26–50"));
+    let (html, third_ids, back_to_second, next) = page(next.expect("a third page")).await;
+    assert!(html.contains("Page 3 · rows 51–60") && next.is_none(), "the last page");
+    assert_eq!(third_ids.len(), 10);
+    let all: std::collections::HashSet<&String> = first_ids.iter().chain(&second_ids).chain(&third_ids).collect();
+    assert_eq!(all.len(), 60, "every payment once over the pages");
+    // Back, page by page, to the same rows with the same filter.
+    let back_to_second = back_to_second.expect("previous on the third page");
+    assert!(back_to_second.contains("size=25"), "the filter is kept: {back_to_second}");
+    let (html, again, ..) = page(back_to_second).await;
+    assert!(html.contains("Page 2 · rows 26–50") && again == second_ids);
+    let (html, again, ..) = page(back.expect("previous on the second page")).await;
+    assert!(html.contains("Page 1 · rows 1–25") && again == first_ids);
 }
 
 story!(each_user_chooses_the_registry_columns_and_keeps_them);

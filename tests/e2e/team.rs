@@ -251,9 +251,15 @@ async fn the_audit_log_filters_pages_and_exports_the_companys_events(app: TestAp
     let response = app.get("/api/v1/team/audit-events/export?action=role.").await;
     assert_eq!(response.text().await.unwrap(), csv, "the API exports the same file");
 
-    let (status, html) = app.get_text("/team/audit?action=role.").await;
+    let (status, html) = app.get_text("/team/audit?action=role.&result=success").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("role.created") && html.contains("Export CSV"));
+    // The filters in use as chips, each removable on its own; the one behind "More
+    // filters" counted on its button. (Attributes write `=` as an entity.)
+    let html = html.replace("&#x3D;", "=");
+    assert!(html.contains("Action: role.") && html.contains("href=\"/team/audit?result=success\""), "{html}");
+    assert!(html.contains("Result: Success") && html.contains("href=\"/team/audit?action=role.\""));
+    assert!(html.contains("More filters <span class=\"count\">1</span>"));
 }
 
 story!(the_users_page_filters_and_exports);
@@ -267,6 +273,9 @@ async fn the_users_page_filters_and_exports(app: TestApp) {
     let (status, html) = app.get_text("/team?q=ali").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(">alice<") && !html.contains(">mallory<"), "filtered by name");
+    assert!(html.contains("Search: ali") && html.contains("Clear all"), "the filter as a chip");
+    let (_, html) = app.get_text(&format!("/team?role_id={finance}")).await;
+    assert!(html.contains("Role: Finance") && html.contains(">mallory<") && !html.contains(">alice<"));
     let csv = app.get("/team/users.csv").await.text().await.unwrap();
     assert!(csv.starts_with("id,username,name,email,phone,roles,projects,second_factor,status,created_at"));
     assert_eq!(csv.lines().count(), 4);

@@ -3,6 +3,7 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::directory;
 use dashboard_core::export::{csv_download, paged, safe_text};
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::web::{query_string, see_other};
 use dashboard_core::{AppError, AppState, PageContext};
 use dashboard_payments_domain::chargebacks::{self, ChargebackFilter, ChargebackSummary, ChargebackView};
@@ -53,7 +54,11 @@ fn case_json(case: &ChargebackSummary, projects: &[directory::Project]) -> Value
 }
 
 #[handler]
-pub async fn list(page: PageContext, Query(filter): Query<ChargebackFilter>) -> Result<Response, AppError> {
+pub async fn list(
+    page: PageContext,
+    Query(filter): Query<ChargebackFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let (cases, next, error) = match chargebacks::list(&page.state, principal, &filter, PAGE_SIZE).await {
         Ok((cases, next)) => (cases, next, None),
@@ -62,11 +67,6 @@ pub async fn list(page: PageContext, Query(filter): Query<ChargebackFilter>) -> 
     };
     let projects = directory::visible_projects(&page.state.db, principal).await?;
     let base = filter_query(&filter);
-    let with = |extra: &str| {
-        let query =
-            [base.as_str(), extra].iter().filter(|part| !part.is_empty()).copied().collect::<Vec<_>>().join("&");
-        if query.is_empty() { "/chargebacks".to_owned() } else { format!("/chargebacks?{query}") }
-    };
     let statuses: Vec<Value> = ChargebackStatus::ALL
         .iter()
         .map(|s| json!({ "value": s.as_str(), "label": s.label(), "selected": filter.status.as_deref() == Some(s.as_str()) }))
@@ -88,8 +88,14 @@ pub async fn list(page: PageContext, Query(filter): Query<ChargebackFilter>) -> 
         "projects": project_choices,
         "filtered": !base.is_empty(),
         "export_url": if base.is_empty() { "/chargebacks/export".to_owned() } else { format!("/chargebacks/export?{base}") },
-        "next_url": next.map(|next| with(&format!("after={next}"))),
-        "first_url": filter.after.as_deref().filter(|after| !after.is_empty()).map(|_| with("")),
+        "pager": trail.pager(&PageOf {
+            base: &format!("/chargebacks?{base}"),
+            cursor: "after",
+            current: filter.after.as_deref(),
+            next: next.as_deref(),
+            shown: cases.len(),
+            size: PAGE_SIZE as usize,
+        }),
     });
     let html: Html<String> = page.render("Chargebacks", "chargebacks/list", &data)?;
     Ok(html.into_response())

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use dashboard_core::auth::Principal;
 use dashboard_core::export::{csv_body, csv_response, paged, safe_text};
 use dashboard_core::money::{format_decimal, format_grouped};
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::registry::{Access, Api, BuiltinRole, Nav, Permission, Section, Template};
 use dashboard_core::time::{file_columns, shown};
 use dashboard_core::web::query_string;
@@ -179,7 +180,11 @@ async fn first_currency(state: &AppState, principal: &Principal) -> Result<Strin
 }
 
 #[handler]
-async fn statement_page(page: PageContext, Query(mut filter): Query<StatementFilter>) -> Result<Response, AppError> {
+async fn statement_page(
+    page: PageContext,
+    Query(mut filter): Query<StatementFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     if filter.currency.as_deref().is_none_or(|currency| currency.trim().is_empty()) {
         filter.currency = Some(first_currency(&page.state, principal).await?);
@@ -220,8 +225,17 @@ async fn statement_page(page: PageContext, Query(mut filter): Query<StatementFil
         "opening": statement.as_ref().map(|s| money(s.opening)),
         "closing": statement.as_ref().map(|s| money(s.closing)),
         "time_zone": principal.time_zone,
-        "next_url": statement.as_ref().and_then(|s| s.next).map(|after| format!("/finance/statement?{base}&after={after}")),
-        "first_url": filter.after.map(|_| format!("/finance/statement?{base}")),
+        "pager": trail.pager(&PageOf {
+            base: &format!("/finance/statement?{base}"),
+            cursor: "after",
+            current: filter.after.map(|after| after.to_string()).as_deref(),
+            next: statement.as_ref().and_then(|s| s.next).map(|after| after.to_string()).as_deref(),
+            shown: movements.len(),
+            size: PAGE_SIZE as usize,
+        }),
+        // The opening balance heads the first page, the closing one ends the last.
+        "first_page": filter.after.is_none(),
+        "last_page": statement.as_ref().is_none_or(|s| s.next.is_none()),
         "export_url": format!("/finance/statement.csv?{base}"),
         "error": error,
     });

@@ -4,6 +4,7 @@
 use dashboard_core::auth::Principal;
 use dashboard_core::directory;
 use dashboard_core::export::{csv_download, paged, safe_text};
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::web::{query_string, see_other};
 use dashboard_core::{AppError, AppState, PageContext};
 use dashboard_payments_domain::fraud::backtest::{self, BacktestRequest, BacktestView};
@@ -411,6 +412,7 @@ fn entry_filter_query(filter: &EntryFilter) -> String {
 async fn render_lists(
     page: &PageContext,
     filter: &EntryFilter,
+    trail: &Trail,
     notice: Option<String>,
     error: Option<String>,
 ) -> Result<Response, AppError> {
@@ -421,7 +423,6 @@ async fn render_lists(
         Err(error) => return Err(error),
     };
     let base = entry_filter_query(filter);
-    let with = |extra: &str| address("/fraud/lists", &[&base, extra]);
     let data = json!({
         "tab": "lists",
         "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
@@ -430,8 +431,14 @@ async fn render_lists(
         "q": filter.q,
         "filtered": !base.is_empty(),
         "export_url": address("/fraud/lists/export", &[&base]),
-        "next_url": next.map(|next| with(&format!("after={next}"))),
-        "first_url": filter.after.as_deref().filter(|after| !after.is_empty()).map(|_| with("")),
+        "pager": trail.pager(&PageOf {
+            base: &address("/fraud/lists", &[&base]),
+            cursor: "after",
+            current: filter.after.as_deref(),
+            next: next.as_deref(),
+            shown: entries.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "can_manage": principal.has_permission(crate::MANAGE),
         "csrf_token": page.csrf_token,
         "notice": notice,
@@ -443,7 +450,11 @@ async fn render_lists(
 }
 
 #[handler]
-pub async fn lists_page(page: PageContext, Query(query): Query<ListsQuery>) -> Result<Response, AppError> {
+pub async fn lists_page(
+    page: PageContext,
+    Query(query): Query<ListsQuery>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let notice = match query.notice.as_deref() {
         Some("added") => Some("Added. Rules that read the list see it on the next payment.".to_owned()),
         Some("removed") => Some("Removed from the list.".to_owned()),
@@ -457,7 +468,7 @@ pub async fn lists_page(page: PageContext, Query(query): Query<ListsQuery>) -> R
         }
         _ => None,
     };
-    render_lists(&page, &query.filter, notice, None).await
+    render_lists(&page, &query.filter, &trail, notice, None).await
 }
 
 const LIST_COLUMNS: &[&str] = &["list", "kind", "value", "reason", "expires_at"];
@@ -538,7 +549,7 @@ pub async fn add_entry(page: PageContext, Form(form): Form<EntryForm>) -> Result
             } else {
                 error.to_string()
             };
-            render_lists(&page, &EntryFilter::default(), None, Some(error)).await
+            render_lists(&page, &EntryFilter::default(), &Trail::default(), None, Some(error)).await
         }
         Err(error) => Err(error),
     }
@@ -565,7 +576,7 @@ pub async fn import_entries(page: PageContext, mut form: Multipart) -> Result<Re
             Ok(see_other(&format!("/fraud/lists?notice=imported-{}-{}", result.added, result.already_listed)))
         }
         Err(error @ AppError::BadRequest(_)) => {
-            render_lists(&page, &EntryFilter::default(), None, Some(error.to_string())).await
+            render_lists(&page, &EntryFilter::default(), &Trail::default(), None, Some(error.to_string())).await
         }
         Err(error) => Err(error),
     }
@@ -615,6 +626,7 @@ pub struct ReviewsQuery {
 async fn render_reviews(
     page: &PageContext,
     typed: &ReviewFilter,
+    trail: &Trail,
     notice: Option<String>,
     error: Option<String>,
 ) -> Result<Response, AppError> {
@@ -627,7 +639,6 @@ async fn render_reviews(
     };
     let projects = directory::visible_projects(&page.state.db, principal).await?;
     let base = query_string(&[("status", &typed.status), ("project_id", &typed.project_id)]);
-    let with = |extra: &str| address("/fraud/reviews", &[&base, extra]);
     let chosen = typed.status.as_deref().filter(|s| !s.is_empty()).unwrap_or("open");
     let mut statuses = choices(ReviewStatus::ALL, |s| (s.as_str(), s.label()), Some(chosen));
     statuses.push(json!({ "value": "any", "label": "Any", "selected": chosen == "any" }));
@@ -639,8 +650,14 @@ async fn render_reviews(
         "projects": projects.iter().map(|p| json!({ "value": p.id, "label": p.name, "selected": typed.project_id.as_deref() == Some(&p.id.to_string()) })).collect::<Vec<_>>(),
         "filtered": !base.is_empty(),
         "export_url": address("/fraud/reviews/export", &[&base]),
-        "next_url": next.map(|next| with(&format!("after={next}"))),
-        "first_url": typed.after.as_deref().filter(|after| !after.is_empty()).map(|_| with("")),
+        "pager": trail.pager(&PageOf {
+            base: &address("/fraud/reviews", &[&base]),
+            cursor: "after",
+            current: typed.after.as_deref(),
+            next: next.as_deref(),
+            shown: cases.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "csrf_token": page.csrf_token,
         "notice": notice,
         "error": error,
@@ -650,13 +667,17 @@ async fn render_reviews(
 }
 
 #[handler]
-pub async fn reviews_page(page: PageContext, Query(query): Query<ReviewsQuery>) -> Result<Response, AppError> {
+pub async fn reviews_page(
+    page: PageContext,
+    Query(query): Query<ReviewsQuery>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let notice = match query.notice.as_deref() {
         Some("approved") => Some("Approved: the payment was captured.".to_owned()),
         Some("declined") => Some("Declined: the payment was released to the customer.".to_owned()),
         _ => None,
     };
-    render_reviews(&page, &query.filter, notice, None).await
+    render_reviews(&page, &query.filter, &trail, notice, None).await
 }
 
 const REVIEW_COLUMNS: &[&str] = &[
@@ -749,7 +770,7 @@ pub async fn decide(
             Ok(see_other(&format!("/fraud/reviews?notice={notice}")))
         }
         Err(error @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::Refused(_))) => {
-            render_reviews(&page, &ReviewFilter::default(), None, Some(error.to_string())).await
+            render_reviews(&page, &ReviewFilter::default(), &Trail::default(), None, Some(error.to_string())).await
         }
         Err(error) => Err(error),
     }

@@ -8,7 +8,7 @@ use dashboard_core::money::{format_grouped, parse_amount};
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext};
 use dashboard_payments_domain::idempotency::{Entry, Replay};
-use dashboard_payments_domain::service::{self, MaskedCard, PaymentAction, PaymentView};
+use dashboard_payments_domain::service::{self, Asking, MaskedCard, PaymentAction, PaymentView};
 use poem::web::Html;
 use poem::{IntoResponse, Response, handler};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ pub(crate) struct ActionForm {
     /// Empty for all (a refund or a capture may take a part).
     #[serde(default)]
     amount: String,
+    /// A refund's reason (empty: none).
+    #[serde(default)]
+    reason: String,
     /// `review` or `confirm`.
     #[serde(default, skip_serializing)]
     step: String,
@@ -52,17 +55,18 @@ impl ActionForm {
         }
     }
 
-    /// The amount typed, in the payment's currency (`None`: all).
-    fn amount(&self, action: PaymentAction, currency: &str) -> Result<Option<i64>, AppError> {
-        match self.amount.trim() {
-            "" => Ok(None),
-            _ if !action.takes_amount() => {
-                Err(bad(&format!("A {} takes the whole amount: leave the amount empty.", action.as_str())))
-            }
-            text => parse_amount(text, currency)
-                .map(Some)
-                .ok_or_else(|| bad(&format!("Enter the amount in {currency}, such as 25.00."))),
-        }
+    /// What the form asks: the amount typed, in the payment's currency (`None`: all),
+    /// and the reason.
+    fn asking(&self, action: PaymentAction, currency: &str) -> Result<Asking, AppError> {
+        let amount = match self.amount.trim() {
+            "" => None,
+            text => Some(
+                parse_amount(text, currency)
+                    .ok_or_else(|| bad(&format!("Enter the amount in {currency}, such as 25.00.")))?,
+            ),
+        };
+        let reason = Some(self.reason.trim().to_owned()).filter(|reason| !reason.is_empty());
+        action.asking(amount, reason)
     }
 }
 
@@ -112,16 +116,16 @@ async fn act(page: &PageContext, form: &ActionForm) -> Result<Response, AppError
     } else {
         service::find(&page.state, principal, &form.reference, form.project()?).await?
     };
-    let amount = form.amount(action, &payment.amount.currency)?;
+    let asking = form.asking(action, &payment.amount.currency)?;
     if form.step != "confirm" {
         // What cannot be done is said on the form, not after "Yes".
-        let moves = action.check(&payment, amount)?;
+        let moves = action.check(&payment, asking.amount)?;
         return Ok(review_html(page, form, action, &payment, moves).await?.into_response());
     }
     let claim =
-        action.claim(&page.state, principal, &form.idempotency_key, &payment.id, amount)?.entered(Entry::Manual);
+        action.claim(&page.state, principal, &form.idempotency_key, &payment.id, &asking)?.entered(Entry::Manual);
     let done = |id: &str| see_other(&format!("/payments/{id}?notice={}", action.as_str()));
-    match action.run(&page.state, principal, &payment.id, amount, &claim).await.map(Replay::into_inner) {
+    match action.run(&page.state, principal, &payment.id, &asking, &claim).await.map(Replay::into_inner) {
         Ok(after) => Ok(done(&after.id)),
         // The same confirmation sent twice: the first one's result, once it is done.
         Err(error @ AppError::Conflict(_)) => match made_by_first(page, &claim).await? {

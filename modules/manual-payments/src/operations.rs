@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use dashboard_core::auth::Principal;
 use dashboard_core::export::{csv_body, csv_response, paged, safe_text};
 use dashboard_core::money::format_grouped;
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::time::{file_columns, shown};
 use dashboard_core::web::query_string;
 use dashboard_core::{AppError, AppState, PageContext, directory};
@@ -93,7 +94,8 @@ fn row_json(operation: &EnteredOperation, names: &Names, time_zone: &str) -> Val
         "status": operation.status.label(),
         "succeeded": operation.status == OperationStatus::Success,
         "pending": operation.status == OperationStatus::Pending,
-        "reason": operation.decline_reason,
+        "decline_reason": operation.decline_reason,
+        "reason": operation.reason,
         "who": names.person(operation.entered_by),
         "entry": operation.entry.label(),
         "batch_id": operation.batch_id,
@@ -121,7 +123,11 @@ const KINDS: [OperationKind; 7] = [
 ];
 
 #[handler]
-pub(crate) async fn registry(page: PageContext, Query(query): Query<ListQuery>) -> Result<Response, AppError> {
+pub(crate) async fn registry(
+    page: PageContext,
+    Query(query): Query<ListQuery>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let filter = &query.filter;
     let (operations, next, error) = match entered::list(&page.state, principal, filter, PAGE_SIZE).await {
@@ -144,8 +150,14 @@ pub(crate) async fn registry(page: PageContext, Query(query): Query<ListQuery>) 
         "people": options(names.people.iter().map(|(id, name)| (id.to_string(), name.clone())).collect::<Vec<_>>(), &filter.user_id),
         "entries": options([Entry::Manual, Entry::Batch].map(|e| (e.as_str().to_owned(), e.label().to_owned())), &filter.entry),
         "time_zone": principal.time_zone,
-        "next_url": next.map(|before| url("/manual/operations", &base, Some(format!("before={before}")))),
-        "first_url": filter.before.map(|_| url("/manual/operations", &base, None)),
+        "pager": trail.pager(&PageOf {
+            base: &url("/manual/operations", &base, None),
+            cursor: "before",
+            current: filter.before.map(|before| before.to_string()).as_deref(),
+            next: next.map(|before| before.to_string()).as_deref(),
+            shown: rows.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "export_url": url("/manual/operations.csv", &base, None),
         "notice": query.notice.as_deref().map(|_| "Done: the operation is at the top of the list."),
         "error": error,
@@ -166,7 +178,8 @@ const COLUMNS: &[&str] = &[
     "Amount",
     "Currency",
     "Status",
-    "Reason",
+    "Decline reason",
+    "Refund reason",
     "Entered by",
     "Entered",
     "Batch",
@@ -216,6 +229,7 @@ fn csv_row(operation: &EnteredOperation, names: &Names, time_zone: &str) -> Vec<
         operation.amount.currency.clone(),
         operation.status.label().to_owned(),
         safe_text(operation.decline_reason.clone().unwrap_or_default()),
+        safe_text(operation.reason.clone().unwrap_or_default()),
         safe_text(names.person(operation.entered_by)),
         operation.entry.label().to_owned(),
         operation.batch_id.map(|id| id.to_string()).unwrap_or_default(),

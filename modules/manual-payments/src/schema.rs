@@ -41,6 +41,7 @@ diesel::table! {
         status -> Text,
         result -> Nullable<Text>,
         done_at -> Nullable<Timestamp>,
+        reason -> Nullable<Text>,
     }
 }
 

@@ -5,6 +5,7 @@ use dashboard_core::auth::Principal;
 use dashboard_core::directory;
 use dashboard_core::export::{csv_download, paged, safe_text};
 use dashboard_core::money::{format_grouped, parse_amount};
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::web::{query_string, see_other};
 use dashboard_core::{AppError, AppState, PageContext};
 use dashboard_payments_domain::links::{self, LinkFilter, LinkRequest, LinkView};
@@ -157,6 +158,7 @@ impl LinkForm {
 async fn list_page(
     page: &PageContext,
     filter: &LinkFilter,
+    trail: &Trail,
     form: &LinkForm,
     form_error: Option<String>,
 ) -> Result<Response, AppError> {
@@ -169,11 +171,6 @@ async fn list_page(
     let projects = directory::visible_projects(&page.state.db, principal).await?;
     let styles = page_styles::choices(&page.state.db, projects.iter().map(|p| p.id).collect()).await?;
     let base = filter_query(filter);
-    let with = |extra: &str| {
-        let query =
-            [base.as_str(), extra].iter().filter(|part| !part.is_empty()).copied().collect::<Vec<_>>().join("&");
-        if query.is_empty() { "/payment-links".to_owned() } else { format!("/payment-links?{query}") }
-    };
     let statuses: Vec<Value> = LinkStatus::ALL
         .iter()
         .map(|s| json!({ "value": s.as_str(), "label": s.label(), "selected": filter.status.as_deref() == Some(s.as_str()) }))
@@ -209,8 +206,14 @@ async fn list_page(
         "csrf_token": page.csrf_token,
         "filtered": !base.is_empty(),
         "export_url": if base.is_empty() { "/payment-links/export".to_owned() } else { format!("/payment-links/export?{base}") },
-        "next_url": next.map(|next| with(&format!("after={next}"))),
-        "first_url": filter.after.as_deref().filter(|after| !after.is_empty()).map(|_| with("")),
+        "pager": trail.pager(&PageOf {
+            base: &format!("/payment-links?{base}"),
+            cursor: "after",
+            current: filter.after.as_deref(),
+            next: next.as_deref(),
+            shown: items.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "open_form": form_error.is_some(),
     });
     let html: Html<String> = page.render("Payment links", "payment_links/list", &data)?;
@@ -218,8 +221,12 @@ async fn list_page(
 }
 
 #[handler]
-pub async fn list(page: PageContext, Query(filter): Query<LinkFilter>) -> Result<Response, AppError> {
-    list_page(&page, &filter, &LinkForm::default(), None).await
+pub async fn list(
+    page: PageContext,
+    Query(filter): Query<LinkFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
+    list_page(&page, &filter, &trail, &LinkForm::default(), None).await
 }
 
 #[handler]
@@ -232,7 +239,7 @@ pub async fn create(page: PageContext, Form(form): Form<LinkForm>) -> Result<Res
     match created {
         Ok(link) => Ok(see_other(&format!("/payment-links/{}?notice=created", link.id))),
         Err(error @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::Unprocessable(_))) => {
-            list_page(&page, &LinkFilter::default(), &form, Some(error.to_string())).await
+            list_page(&page, &LinkFilter::default(), &Trail::default(), &form, Some(error.to_string())).await
         }
         Err(error) => Err(error),
     }

@@ -110,6 +110,8 @@ pub struct ChangeOperation {
     pub kind: String,
     pub status: String,
     pub amount: i64,
+    /// Why it was made (a refund's reason), as given.
+    pub reason: Option<String>,
 }
 
 impl Change {
@@ -145,6 +147,7 @@ impl Change {
                 "kind": operation.kind,
                 "status": operation.status,
                 "amount": money(operation.amount),
+                "reason": operation.reason,
             })),
         });
         if let Some(chargeback) = &self.chargeback {
@@ -266,9 +269,10 @@ macro_rules! enqueue_callbacks {
             ))
             .first($conn)
             .await?;
-        let (id, kind, operation_status, operation_amount): (i64, String, String, i64) = operations::table
+        type OperationColumns = (i64, String, String, i64, Option<String>);
+        let (id, kind, operation_status, operation_amount, reason): OperationColumns = operations::table
             .find($operation_id)
-            .select((operations::id, operations::kind, operations::status, operations::amount))
+            .select((operations::id, operations::kind, operations::status, operations::amount, operations::reason))
             .first($conn)
             .await?;
         let change = $crate::callbacks::Change {
@@ -286,6 +290,7 @@ macro_rules! enqueue_callbacks {
                 kind,
                 status: operation_status,
                 amount: operation_amount,
+                reason,
             }),
             chargeback: None $(.or(Some($chargeback)))?,
         };
@@ -431,9 +436,9 @@ pub struct Endpoint {
     pub enabled: bool,
 }
 
-/// Sets where a project's `endpoint.event` callbacks go, and records who did (`changed_by`)
-/// in the same write: where payment data is sent is evidence. Deliveries still pending go
-/// to the new address at their next attempt.
+/// Sets where a project's `endpoint.event` callbacks go (again, after a removal), and records
+/// who did (`changed_by`) in the same write: where payment data is sent is evidence.
+/// Deliveries still pending go to the new address at their next attempt.
 pub async fn set_endpoint(
     state: &AppState,
     changed_by: &Principal,
@@ -460,7 +465,12 @@ pub async fn set_endpoint(
             ))
             .on_conflict((callback_endpoints::project_id, callback_endpoints::event))
             .do_update()
-            .set((callback_endpoints::url.eq(&url), callback_endpoints::enabled.eq(enabled), callback_endpoints::updated_at.eq(now)))
+            .set((
+                callback_endpoints::url.eq(&url),
+                callback_endpoints::enabled.eq(enabled),
+                callback_endpoints::updated_at.eq(now),
+                callback_endpoints::removed_at.eq(None::<NaiveDateTime>),
+            ))
             .execute(conn)
             .await?;
         dashboard_core::record_audit!(conn, audit)
@@ -468,10 +478,59 @@ pub async fn set_endpoint(
     Ok(Endpoint { event, url, enabled })
 }
 
+/// Why a delivery still waiting was given up when its callback was removed.
+const REMOVED: &str = "The callback was removed before this was delivered.";
+
+/// Removes a project's callback for `event`: nothing more goes there, deliveries still
+/// waiting are given up, and its log stays. Audited in the same write.
+pub async fn remove_endpoint(
+    state: &AppState,
+    removed_by: &Principal,
+    project_id: i64,
+    event: &str,
+) -> Result<(), AppError> {
+    let now = now();
+    let audit = AuditEvent::success(removed_by, "project.callback_removed")
+        .target(format!("project {project_id}"))
+        .details(serde_json::json!({ "event": event }));
+    let removed = dashboard_core::db_transaction!(state.db, conn => {
+        let removed: Option<i64> = diesel::update(
+            callback_endpoints::table
+                .filter(callback_endpoints::project_id.eq(project_id))
+                .filter(callback_endpoints::event.eq(event))
+                .filter(callback_endpoints::removed_at.is_null()),
+        )
+        .set((
+            callback_endpoints::enabled.eq(false),
+            callback_endpoints::removed_at.eq(Some(now)),
+            callback_endpoints::updated_at.eq(now),
+        ))
+        .returning(callback_endpoints::id)
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(endpoint) = removed {
+            diesel::update(
+                callback_deliveries::table
+                    .filter(callback_deliveries::endpoint_id.eq(endpoint))
+                    .filter(callback_deliveries::status.eq("pending")),
+            )
+            .set((callback_deliveries::status.eq("failed"), callback_deliveries::last_error.eq(Some(REMOVED))))
+            .execute(conn)
+            .await?;
+            dashboard_core::record_audit!(conn, audit)?;
+        }
+        Ok::<_, AppError>(removed.is_some())
+    })?;
+    if removed { Ok(()) } else { Err(AppError::NotFound) }
+}
+
+/// A project's callbacks (the removed ones left out).
 pub async fn endpoints(state: &AppState, project_id: i64) -> Result<Vec<Endpoint>, AppError> {
     let rows: Vec<(String, String, bool)> = dashboard_core::db_run!(state.db, conn => {
         callback_endpoints::table
             .filter(callback_endpoints::project_id.eq(project_id))
+            .filter(callback_endpoints::removed_at.is_null())
             .order(callback_endpoints::event.asc())
             .select((callback_endpoints::event, callback_endpoints::url, callback_endpoints::enabled))
             .load(conn)
@@ -638,6 +697,21 @@ pub async fn resend(
     delivery_id: i64,
 ) -> Result<(), AppError> {
     let payment_id = super::service::payment_id(state, principal, public_id).await?;
+    let removed: Option<Option<NaiveDateTime>> = dashboard_core::db_run!(state.db, conn => {
+        callback_deliveries::table
+            .inner_join(callback_endpoints::table)
+            .filter(callback_deliveries::id.eq(delivery_id))
+            .filter(callback_deliveries::payment_id.eq(payment_id))
+            .select(callback_endpoints::removed_at)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    if matches!(removed, Some(Some(_))) {
+        return Err(AppError::Conflict(
+            "Its callback was removed: add the callback again in Projects to send this.".to_owned(),
+        ));
+    }
     let now = now();
     let changed = dashboard_core::db_write!(state.db, conn => {
         diesel::update(
@@ -763,6 +837,7 @@ pub async fn send_test_event(
         callback_endpoints::table
             .filter(callback_endpoints::project_id.eq(project_id))
             .filter(callback_endpoints::event.eq(&event))
+            .filter(callback_endpoints::removed_at.is_null())
             .select((callback_endpoints::id, callback_endpoints::url))
             .first(conn)
             .await

@@ -60,6 +60,8 @@ pub struct EnteredOperation {
     pub amount: Money,
     /// Why the acquirer declined it or it failed.
     pub decline_reason: Option<String>,
+    /// Why it was made, as given with a refund.
+    pub reason: Option<String>,
     pub entry: Entry,
     /// Who entered it (their user id; none once the user is gone).
     pub entered_by: Option<i64>,
@@ -80,6 +82,7 @@ struct Row {
     amount: i64,
     currency: String,
     decline_reason: Option<String>,
+    reason: Option<String>,
     entry: Option<String>,
     entered_by: Option<i64>,
     scope: Option<String>,
@@ -161,6 +164,7 @@ pub async fn list(
                 operations::amount,
                 operations::currency,
                 operations::decline_reason,
+                operations::reason,
                 operations::entry,
                 operations::actor_user_id,
                 operations::idempotency_scope,
@@ -218,6 +222,7 @@ fn entered(row: Row) -> EnteredOperation {
         status: OperationStatus::parse(&row.status).unwrap_or(OperationStatus::Failed),
         amount: Money { amount: row.amount, currency: row.currency },
         decline_reason: row.decline_reason,
+        reason: row.reason,
         entry: row.entry.as_deref().and_then(Entry::parse).unwrap_or(Entry::Manual),
         entered_by: row.entered_by,
         batch_id: row.scope.as_deref().and_then(|scope| scope.strip_prefix("batch:")).and_then(|id| id.parse().ok()),

@@ -41,6 +41,8 @@ pub struct OperationRecord {
     pub method: String,
     pub card_brand: Option<String>,
     pub card_last4: Option<String>,
+    /// Why it was made, as given with a refund.
+    pub reason: Option<String>,
 }
 
 /// Operations read at a time.
@@ -82,6 +84,7 @@ pub fn operations(
                         payments::method,
                         payments::card_brand,
                         payments::card_last4,
+                        operations::reason,
                     ))
                     .order(operations::id.asc())
                     .limit(PAGE)

@@ -53,6 +53,7 @@ diesel::table! {
         idempotency_scope -> Nullable<Text>,
         idempotency_key -> Nullable<Text>,
         entry -> Nullable<Text>,
+        reason -> Nullable<Text>,
     }
 }
 
@@ -99,6 +100,7 @@ diesel::table! {
         url -> Text,
         enabled -> Bool,
         updated_at -> Timestamp,
+        removed_at -> Nullable<Timestamp>,
     }
 }
 

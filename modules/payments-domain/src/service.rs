@@ -97,6 +97,8 @@ pub struct OperationView {
     pub decline_reason: Option<String>,
     pub created_at: dashboard_core::time::Timestamp,
     pub completed_at: Option<dashboard_core::time::Timestamp>,
+    /// Why it was made, as given with a refund.
+    pub reason: Option<String>,
 }
 
 /// A payment with its operations.
@@ -284,6 +286,7 @@ fn change_of(payment: &PaymentRow, operation: Option<&OperationRow>) -> crate::c
             kind: operation.kind.clone(),
             status: operation.status.clone(),
             amount: operation.amount,
+            reason: operation.reason.clone(),
         }),
         chargeback: None,
     }
@@ -303,6 +306,7 @@ struct OperationRow {
     decline_reason: Option<String>,
     created_at: NaiveDateTime,
     completed_at: Option<NaiveDateTime>,
+    reason: Option<String>,
 }
 
 /// A payment's state as the service works with it.
@@ -1127,18 +1131,6 @@ async fn pending_start(state: &AppState, payment_id: i64) -> Result<Starting, Ap
     Ok(Starting { payment, operation, kind, verdict: None })
 }
 
-/// Captures all or part of a held payment, once per idempotency claim; not one a fraud
-/// rule holds for review (its review captures it).
-pub async fn capture(
-    state: &AppState,
-    principal: &Principal,
-    public_id: &str,
-    amount: Option<i64>,
-    claim: &Claim,
-) -> Result<Replay<PaymentView>, AppError> {
-    act(state, principal, PaymentAction::Capture.asked(public_id, amount, claim)).await
-}
-
 /// Captures in full a payment a fraud rule held, as its review approves it.
 pub(crate) async fn capture_reviewed(
     state: &AppState,
@@ -1146,7 +1138,7 @@ pub(crate) async fn capture_reviewed(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    let asked = Asked { stopped_by_hold: false, ..PaymentAction::Capture.asked(public_id, None, claim) };
+    let asked = Asked { stopped_by_hold: false, ..PaymentAction::Capture.asked(public_id, None, None, claim) };
     act(state, principal, asked).await
 }
 
@@ -1157,40 +1149,7 @@ pub(crate) async fn release_reviewed(
     public_id: &str,
     claim: &Claim,
 ) -> Result<Replay<PaymentView>, AppError> {
-    cancel(state, principal, public_id, claim).await
-}
-
-/// Releases a held payment, once per idempotency claim.
-pub async fn cancel(
-    state: &AppState,
-    principal: &Principal,
-    public_id: &str,
-    claim: &Claim,
-) -> Result<Replay<PaymentView>, AppError> {
-    act(state, principal, PaymentAction::Release.asked(public_id, None, claim)).await
-}
-
-/// Refunds all that is left, or a part, once per idempotency claim; never more than was
-/// captured, also when many refunds run at once.
-pub async fn refund(
-    state: &AppState,
-    principal: &Principal,
-    public_id: &str,
-    amount: Option<i64>,
-    claim: &Claim,
-) -> Result<Replay<PaymentView>, AppError> {
-    act(state, principal, PaymentAction::Refund.asked(public_id, amount, claim)).await
-}
-
-/// Reverses a completed sale in full (before it is settled, the acquirer voids it rather
-/// than refunding it): the customer gets everything back, once per idempotency claim.
-pub async fn reverse(
-    state: &AppState,
-    principal: &Principal,
-    public_id: &str,
-    claim: &Claim,
-) -> Result<Replay<PaymentView>, AppError> {
-    act(state, principal, PaymentAction::Reversal.asked(public_id, None, claim)).await
+    act(state, principal, PaymentAction::Release.asked(public_id, None, None, claim)).await
 }
 
 /// An operation on an existing payment that a person or an integrator asks for.
@@ -1261,6 +1220,19 @@ impl PaymentAction {
         }
     }
 
+    /// What is asked of it, checked: an amount only where one may be given, a reason only
+    /// with a refund (at most [`REASON_LENGTH`] characters, no card number in it).
+    pub fn asking(self, amount: Option<i64>, reason: Option<String>) -> Result<Asking, AppError> {
+        let reason = optional_text(reason, "reason", REASON_LENGTH)?;
+        if reason.is_some() && self != PaymentAction::Refund {
+            return Err(AppError::BadRequest(format!("A {} takes no reason.", self.verb_noun().to_lowercase())));
+        }
+        if amount.is_some() && !self.takes_amount() {
+            return Err(AppError::BadRequest(format!("A {} takes the whole amount: omit the amount.", self.as_str())));
+        }
+        Ok(Asking { amount, reason })
+    }
+
     /// The claim of idempotency key `key` for this action on payment `public_id`: the
     /// same request, and so the same answer, from the API, a page or a manual form.
     pub fn claim(
@@ -1269,11 +1241,17 @@ impl PaymentAction {
         principal: &Principal,
         key: &str,
         public_id: &str,
-        amount: Option<i64>,
+        asking: &Asking,
     ) -> Result<Claim, AppError> {
         let route = self.route(public_id);
         if self.takes_amount() {
-            Claim::for_caller(state, principal, key, &route, &serde_json::json!({ "amount": amount }))
+            // The reason only when there is one: a key claimed before reasons existed
+            // keeps meaning the same request.
+            let mut request = serde_json::json!({ "amount": asking.amount });
+            if let Some(reason) = &asking.reason {
+                request["reason"] = serde_json::json!(reason);
+            }
+            Claim::for_caller(state, principal, key, &route, &request)
         } else {
             Claim::for_caller(state, principal, key, &route, &())
         }
@@ -1307,10 +1285,10 @@ impl PaymentAction {
         state: &AppState,
         principal: &Principal,
         public_id: &str,
-        amount: Option<i64>,
+        asking: &Asking,
         claim: &Claim,
     ) -> Result<Replay<PaymentView>, AppError> {
-        act(state, principal, self.asked(public_id, amount, claim)).await
+        act(state, principal, self.asked(public_id, asking.amount, asking.reason.as_deref(), claim)).await
     }
 
     /// Runs each of `requests` as [`PaymentAction::run`] does, with the writes of all in
@@ -1323,15 +1301,34 @@ impl PaymentAction {
     ) -> Result<Vec<Result<Acted, AppError>>, AppError> {
         let asked: Vec<Asked> = requests
             .iter()
-            .map(|request| request.action.asked(request.payment, request.amount, request.claim))
+            .map(|request| request.action.asked(request.payment, request.amount, request.reason, request.claim))
             .collect();
         act_together(state, principal, &asked).await
     }
 
     /// The operation it asks for on payment `public_id`.
-    fn asked<'a>(self, public_id: &'a str, amount: Option<i64>, claim: &'a Claim) -> Asked<'a> {
-        Asked { kind: self.kind(), public_id, amount, claim, stopped_by_hold: self == PaymentAction::Capture }
+    fn asked<'a>(
+        self,
+        public_id: &'a str,
+        amount: Option<i64>,
+        reason: Option<&'a str>,
+        claim: &'a Claim,
+    ) -> Asked<'a> {
+        let stopped_by_hold = self == PaymentAction::Capture;
+        Asked { kind: self.kind(), public_id, amount, reason, claim, stopped_by_hold }
     }
+}
+
+/// The longest reason a refund may give.
+pub const REASON_LENGTH: usize = 200;
+
+/// What is asked of an action on a payment (see [`PaymentAction::asking`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Asking {
+    /// Minor units; all that is left when none (a release and a reversal take all).
+    pub amount: Option<i64>,
+    /// Why: a refund's reason, shown with the operation, exported and sent in its callback.
+    pub reason: Option<String>,
 }
 
 /// An action on an existing payment, one of several run together (see
@@ -1341,6 +1338,8 @@ pub struct ActionRequest<'a> {
     /// The payment's id.
     pub payment: &'a str,
     pub amount: Option<i64>,
+    /// A refund's reason.
+    pub reason: Option<&'a str>,
     pub claim: &'a Claim,
 }
 
@@ -1505,6 +1504,7 @@ struct Asked<'a> {
     public_id: &'a str,
     /// The amount asked for; all there is when none (a release and a reversal take all).
     amount: Option<i64>,
+    reason: Option<&'a str>,
     claim: &'a Claim,
     /// Whether a fraud rule's hold stops it: a capture, unless the review itself asks.
     stopped_by_hold: bool,
@@ -1561,7 +1561,10 @@ async fn act_together(
             continue;
         }
         match stored.standing().amount_for(asked[i].kind, asked[i].amount) {
-            Ok(amount) => checked.push((i, Reserving { stored, kind: asked[i].kind, amount, claim: asked[i].claim })),
+            Ok(amount) => {
+                let (kind, reason, claim) = (asked[i].kind, asked[i].reason, asked[i].claim);
+                checked.push((i, Reserving { stored, kind, amount, reason, claim }));
+            }
             Err(refusal) => {
                 refused.push(i);
                 results[i] = Some(Err(refusal));
@@ -1764,6 +1767,7 @@ struct Reserving<'a> {
     stored: &'a Stored,
     kind: OperationKind,
     amount: i64,
+    reason: Option<&'a str>,
     claim: &'a Claim,
 }
 
@@ -1836,6 +1840,7 @@ async fn reserve_together<'a>(
                 idempotency_scope: &item.claim.scope,
                 idempotency_key: &item.claim.key,
                 entry: item.claim.entry.map(Entry::as_str),
+                reason: item.reason,
             })
             .collect();
         let (operations, _) = {
@@ -1890,6 +1895,7 @@ struct NewOperation<'a> {
     idempotency_scope: &'a str,
     idempotency_key: &'a str,
     entry: Option<&'a str>,
+    reason: Option<&'a str>,
 }
 
 /// Stores operations with the caller's connection, inside its write: their ids, in their
@@ -2420,6 +2426,7 @@ fn view_of(state: &AppState, row: PaymentRow, ops: Vec<OperationRow>) -> Payment
             decline_reason: op.decline_reason,
             created_at: dashboard_core::time::Timestamp::from(&op.created_at),
             completed_at: op.completed_at.as_ref().map(dashboard_core::time::Timestamp::from),
+            reason: op.reason,
         })
         .collect();
     let card = match (row.card_first6, row.card_last4, row.card_brand, row.card_expiry) {

@@ -8,7 +8,7 @@ use dashboard_payments_domain::ledger::{self, Balance};
 use dashboard_payments_domain::model::{Kind, Method, Status};
 use dashboard_payments_domain::payouts::{self, CodeRequested, PayoutRequest};
 use dashboard_payments_domain::search::{self, PaymentFilter, PaymentSummary, SortOrder};
-use dashboard_payments_domain::service::{self, PaymentAction, PaymentView, PurchaseRequest};
+use dashboard_payments_domain::service::{self, Asking, PaymentAction, PaymentView, PurchaseRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -40,12 +40,24 @@ pub struct ColumnChoice {
     pub columns: Vec<String>,
 }
 
-/// A capture or refund: omit `amount` for all that is left.
+/// A capture: omit `amount` for all that was authorised.
 #[derive(Object, Serialize, Default)]
 #[oai(skip_serializing_if_is_none)]
 pub struct AmountRequest {
     /// Minor units of the payment's currency.
     pub amount: Option<i64>,
+}
+
+/// A refund: omit `amount` for all that is left.
+#[derive(Object, Serialize, Default)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RefundRequest {
+    /// Minor units of the payment's currency.
+    pub amount: Option<i64>,
+    /// Why, for the people who read it later: shown with the refund, in exports and in
+    /// its callback. No card numbers.
+    #[oai(validator(max_length = 200))]
+    pub reason: Option<String>,
 }
 
 /// A page of payments; pass `next` as `after` for the following page.
@@ -264,8 +276,9 @@ impl PaymentsApi {
         body: Json<AmountRequest>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Capture;
-        let claim = action.claim(&state, principal, &key, &id, body.amount)?;
-        let (view, replayed) = action.run(&state, principal, &id, body.amount, &claim).await?.with_replayed();
+        let asking = action.asking(body.amount, None)?;
+        let claim = action.claim(&state, principal, &key, &id, &asking)?;
+        let (view, replayed) = action.run(&state, principal, &id, &asking, &claim).await?.with_replayed();
         Ok(Done::Done(Json(view), replayed))
     }
 
@@ -279,8 +292,9 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Release;
-        let claim = action.claim(&state, principal, &key, &id, None)?;
-        let (view, replayed) = action.run(&state, principal, &id, None, &claim).await?.with_replayed();
+        let asking = Asking::default();
+        let claim = action.claim(&state, principal, &key, &id, &asking)?;
+        let (view, replayed) = action.run(&state, principal, &id, &asking, &claim).await?.with_replayed();
         Ok(Done::Done(Json(view), replayed))
     }
 
@@ -297,15 +311,16 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Reversal;
-        let claim = action.claim(&state, principal, &key, &id, None)?;
-        let (view, replayed) = action.run(&state, principal, &id, None, &claim).await?.with_replayed();
+        let asking = Asking::default();
+        let claim = action.claim(&state, principal, &key, &id, &asking)?;
+        let (view, replayed) = action.run(&state, principal, &id, &asking, &claim).await?.with_replayed();
         Ok(Done::Done(Json(view), replayed))
     }
 
     /// Refund a payment
     ///
     /// All that is left, or part of it; several partial refunds are fine, never more
-    /// than was captured.
+    /// than was captured. A reason, when given, stays with the refund.
     #[oai(path = "/payments/:id/refunds", method = "post", operation_id = "payments_refund")]
     async fn refund(
         &self,
@@ -313,11 +328,12 @@ impl PaymentsApi {
         principal: &Principal,
         id: Path<String>,
         #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]([ -~]{0,253}[!-~])?$"))] key: Header<String>,
-        body: Json<AmountRequest>,
+        body: Json<RefundRequest>,
     ) -> ApiResult<Done> {
         let action = PaymentAction::Refund;
-        let claim = action.claim(&state, principal, &key, &id, body.amount)?;
-        let (view, replayed) = action.run(&state, principal, &id, body.amount, &claim).await?.with_replayed();
+        let asking = action.asking(body.0.amount, body.0.reason)?;
+        let claim = action.claim(&state, principal, &key, &id, &asking)?;
+        let (view, replayed) = action.run(&state, principal, &id, &asking, &claim).await?.with_replayed();
         Ok(Done::Done(Json(view), replayed))
     }
 

@@ -1,8 +1,9 @@
 //! The Payments section's pages (registry, detail, actions with a confirmation step) and
 //! the sandbox's simulated 3-D Secure challenge.
 
-use dashboard_core::auth::{random_token, urlencode};
+use dashboard_core::auth::random_token;
 use dashboard_core::money::{format_grouped, parse_amount};
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, PageContext};
 use dashboard_core::{directory, labels};
@@ -98,7 +99,11 @@ fn options(values: &[&str], selected: &Option<String>, label: impl Fn(&str) -> S
 }
 
 #[handler]
-pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) -> Result<Response, AppError> {
+pub async fn registry(
+    page: PageContext,
+    Query(filter): Query<PaymentFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let projects = directory::visible_projects(&page.state.db, principal).await?;
     let (rows, next, error) = match search::search(&page.state, principal, &filter, filter.page_size()).await {
@@ -154,8 +159,14 @@ pub async fn registry(page: PageContext, Query(filter): Query<PaymentFilter>) ->
         "column_choices": column_choices,
         "csrf_token": page.csrf_token,
         "back": query,
-        "next_url": next.map(|after| format!("/payments?{}{}after={}", query, if query.is_empty() { "" } else { "&" }, urlencode(&after))),
-        "first_url": filter.after.as_ref().filter(|a| !a.is_empty()).map(|_| registry_url(&query)),
+        "pager": trail.pager(&PageOf {
+            base: &registry_url(&query),
+            cursor: "after",
+            current: filter.after.as_deref(),
+            next: next.as_deref(),
+            shown: rows.len(),
+            size: filter.page_size() as usize,
+        }),
         "export_csv": format!("/payments/export.csv?{query}"),
         "export_xlsx": format!("/payments/export.xlsx?{query}"),
     });
@@ -303,6 +314,9 @@ pub async fn detail(
 pub struct ActionForm {
     #[serde(default)]
     amount: String,
+    /// A refund's reason (empty: none).
+    #[serde(default)]
+    reason: String,
     #[serde(default)]
     confirmed: String,
     /// Made for the confirmation step: the action's idempotency key, so that the form
@@ -327,6 +341,11 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: PaymentAct
             }
         },
     };
+    let reason = Some(form.reason.trim().to_owned()).filter(|reason| !reason.is_empty());
+    let asking = match action.asking(amount, reason) {
+        Ok(asking) => asking,
+        Err(refusal) => return render_detail(&page, &payment, None, Some(&refusal.to_string())).await,
+    };
     if form.confirmed != "yes" {
         // What cannot be done is said on the payment's page, not after "Yes".
         let moves = match action.check(&payment, amount) {
@@ -340,15 +359,16 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: PaymentAct
         let data = json!({
             "p": payment, "csrf_token": page.csrf_token, "verb": verb,
             "shown": format_grouped(moves, &currency),
-            "action": action.as_str(), "amount": form.amount.trim(), "idempotency_key": random_token(),
+            "action": action.as_str(), "amount": form.amount.trim(), "reason": asking.reason,
+            "idempotency_key": random_token(),
         });
         return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());
     }
-    let Ok(claim) = action.claim(&page.state, principal, &form.idempotency_key, &id, amount) else {
+    let Ok(claim) = action.claim(&page.state, principal, &form.idempotency_key, &id, &asking) else {
         let message = "This confirmation is out of date: start again from the payment.";
         return render_detail(&page, &payment, None, Some(message)).await;
     };
-    match action.run(&page.state, principal, &id, amount, &claim).await.map(Replay::into_inner) {
+    match action.run(&page.state, principal, &id, &asking, &claim).await.map(Replay::into_inner) {
         Ok(done) => {
             let failed = done.operations.last().is_some_and(|op| op.status.as_str() != "success");
             if failed {

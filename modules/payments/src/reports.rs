@@ -134,6 +134,7 @@ const OPERATION_COLUMNS: &[Column] = &[
     Column { id: "card_brand", label: "Card brand", kind: ColumnKind::Text, default: false },
     Column { id: "card_last4", label: "Card last 4", kind: ColumnKind::Text, default: false },
     Column { id: "decline_reason", label: "Decline reason", kind: ColumnKind::Text, default: true },
+    Column { id: "reason", label: "Refund reason", kind: ColumnKind::Text, default: true },
 ];
 
 register!(ReportType {
@@ -243,6 +244,7 @@ fn operation_row(projects: &HashMap<i64, String>, op: OperationRecord) -> Vec<Ce
         Cell::text(op.card_brand),
         Cell::text(op.card_last4),
         Cell::text(op.decline_reason),
+        Cell::text(op.reason),
     ]
 }
 

@@ -53,6 +53,7 @@ register_section!(Section {
         page!(GET "/projects" => projects_page, Access::Permission(VIEW)),
         page!(POST "/projects/:id/callbacks" => callback_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/callbacks/test" => callback_test_submit, Access::Permission(MANAGE)),
+        page!(POST "/projects/:id/callbacks/removal" => callback_remove_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/secret-key" => secret_key_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/secret-key/rotation" => rotation_submit, Access::Permission(MANAGE)),
         page!(POST "/projects/:id/payout-limits" => payout_limits_submit, Access::Permission(MANAGE)),
@@ -65,6 +66,7 @@ register_section!(Section {
         operation!(GET "/projects/{id}/callbacks", Access::Permission(VIEW)),
         operation!(PUT "/projects/{id}/callbacks", Access::Permission(MANAGE)),
         operation!(POST "/projects/{id}/callbacks/test", Access::Permission(MANAGE)),
+        operation!(DELETE "/projects/{id}/callbacks", Access::Permission(MANAGE)),
         operation!(GET "/projects/{id}/callbacks/attempts", Access::Permission(VIEW)),
         operation!(GET "/projects/{id}/secret-key", Access::Permission(MANAGE)),
         operation!(POST "/projects/{id}/secret-key/rotation", Access::Permission(MANAGE)),
@@ -93,6 +95,12 @@ async fn set_callback(
 ) -> Result<Endpoint, AppError> {
     project(state, principal, id).await?;
     callbacks::set_endpoint(state, principal, id, endpoint).await
+}
+
+/// The service behind the page's Remove and `DELETE /projects/{id}/callbacks?event=…`.
+async fn remove_callback(state: &AppState, principal: &Principal, id: i64, event: &str) -> Result<(), AppError> {
+    project(state, principal, id).await?;
+    callbacks::remove_endpoint(state, principal, id, event).await
 }
 
 /// The service behind the page and `POST /projects/{id}/callbacks/test`.
@@ -148,6 +156,7 @@ async fn projects_page(page: PageContext, Query(query): Query<NoticeQuery>) -> R
     let notice = match query.notice.as_deref() {
         Some("tested") => Some("Test event sent: its result is the newest line of the callback's log."),
         Some("saved") => Some("Callback saved. Deliveries still waiting go to its address from their next attempt."),
+        Some("removed") => Some("Callback removed. Deliveries still waiting were given up; its log stays."),
         Some("checkout") => Some("Checkout settings saved: every way of paying follows them from now on."),
         _ => None,
     };
@@ -204,8 +213,9 @@ async fn callback_submit(
     Ok(see_other(&format!("/projects?notice=saved#project-{id}")))
 }
 
+/// The callback a button acts on.
 #[derive(Debug, Deserialize)]
-struct TestForm {
+struct EventForm {
     event: String,
 }
 
@@ -213,10 +223,20 @@ struct TestForm {
 async fn callback_test_submit(
     page: PageContext,
     Path(id): Path<i64>,
-    Form(form): Form<TestForm>,
+    Form(form): Form<EventForm>,
 ) -> Result<Response, AppError> {
     test_callback(&page.state, page.principal()?, id, &form.event).await?;
     Ok(see_other(&format!("/projects?notice=tested#project-{id}")))
+}
+
+#[handler]
+async fn callback_remove_submit(
+    page: PageContext,
+    Path(id): Path<i64>,
+    Form(form): Form<EventForm>,
+) -> Result<Response, AppError> {
+    remove_callback(&page.state, page.principal()?, id, &form.event).await?;
+    Ok(see_other(&format!("/projects?notice=removed#project-{id}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -649,6 +669,24 @@ impl ProjectsApi {
         Ok(Json(test_callback(&state, principal, id.0, &body.event).await?))
     }
 
+    /// Remove one of the project's callbacks
+    ///
+    /// Nothing more is sent for the event; deliveries still waiting are given up (their
+    /// log stays). Setting the event again with `PUT` brings it back.
+    #[oai(path = "/projects/:id/callbacks", method = "delete", operation_id = "projects_callbacks_remove")]
+    async fn remove(
+        &self,
+        state: Data<&AppState>,
+        principal: &Principal,
+        id: poem_openapi::param::Path<i64>,
+        /// The callback's event, e.g. `payment.completed`.
+        #[oai(validator(min_length = 1, max_length = 100))]
+        event: poem_openapi::param::Query<String>,
+    ) -> ApiResult<Removed> {
+        remove_callback(&state, principal, id.0, &event.0).await?;
+        Ok(Removed::Done)
+    }
+
     /// The latest attempts of one of the project's callbacks, newest first
     #[oai(path = "/projects/:id/callbacks/attempts", method = "get", operation_id = "projects_callbacks_attempts")]
     async fn attempts(
@@ -657,6 +695,7 @@ impl ProjectsApi {
         principal: &Principal,
         id: poem_openapi::param::Path<i64>,
         /// The callback's event, e.g. `payment.completed`.
+        #[oai(validator(min_length = 1, max_length = 100))]
         event: poem_openapi::param::Query<String>,
         /// At most this many (1 to 500, default 50).
         #[oai(default = "default_attempts", validator(minimum(value = "1"), maximum(value = "500")))]
@@ -669,6 +708,13 @@ impl ProjectsApi {
 
 fn default_attempts() -> i64 {
     50
+}
+
+#[derive(poem_openapi::ApiResponse)]
+enum Removed {
+    /// Removed.
+    #[oai(status = 204)]
+    Done,
 }
 
 #[derive(poem_openapi::Tags)]

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{Datelike, NaiveDate};
 use dashboard_core::auth::Principal;
 use dashboard_core::export::{attachment, csv_body, csv_response, paged, safe_text};
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::reports::ReportType;
 use dashboard_core::time::shown;
 use dashboard_core::web::{HtmlForm, query_string, see_other};
@@ -119,7 +120,11 @@ fn list_query(filter: &ReportFilter) -> String {
 }
 
 #[handler]
-pub async fn list(page: PageContext, Query(filter): Query<ReportFilter>) -> Result<Response, AppError> {
+pub async fn list(
+    page: PageContext,
+    Query(filter): Query<ReportFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let (rows, next, error) = match service::list(&page.state, principal, &filter, PAGE_SIZE).await {
         Ok((rows, next)) => (rows, next, None),
@@ -128,11 +133,6 @@ pub async fn list(page: PageContext, Query(filter): Query<ReportFilter>) -> Resu
     };
     let names = Names::of(&page.state, principal).await?;
     let base = list_query(&filter);
-    let with = |extra: &str| match (base.is_empty(), extra.is_empty()) {
-        (true, _) => format!("/reports?{extra}"),
-        (false, true) => format!("/reports?{base}"),
-        (false, false) => format!("/reports?{base}&{extra}"),
-    };
     let statuses = ReportStatus::ALL.iter().map(|s| (s.as_str().to_owned(), s.label().to_owned())).collect();
     let types = ReportType::all().iter().map(|kind| (kind.id.to_owned(), kind.label.to_owned())).collect();
     let data = json!({
@@ -143,8 +143,14 @@ pub async fn list(page: PageContext, Query(filter): Query<ReportFilter>) -> Resu
         "types": options(types, filter.report_type.as_deref()),
         "filtered": !base.is_empty(),
         "export_url": if base.is_empty() { "/reports.csv".to_owned() } else { format!("/reports.csv?{base}") },
-        "next_url": next.map(|next| with(&format!("after={next}"))),
-        "first_url": filter.after.as_deref().filter(|a| !a.is_empty()).map(|_| with("")),
+        "pager": trail.pager(&PageOf {
+            base: &format!("/reports?{base}"),
+            cursor: "after",
+            current: filter.after.as_deref(),
+            next: next.as_deref(),
+            shown: rows.len(),
+            size: PAGE_SIZE,
+        }),
     });
     let html: Html<String> = page.render("Reports", "reports/list", &data)?;
     Ok(html.into_response())
@@ -485,20 +491,30 @@ fn schedule_json(row: &ScheduleRow, names: &Names, time_zone: &str) -> Value {
 }
 
 #[handler]
-pub async fn schedules(page: PageContext, Query(query): Query<SchedulesQuery>) -> Result<Response, AppError> {
+pub async fn schedules(
+    page: PageContext,
+    Query(query): Query<SchedulesQuery>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let report_type = query.report_type.as_deref().filter(|t| !t.is_empty());
     let (rows, next) = schedule::list(&page.state, principal, report_type, query.after, PAGE_SIZE).await?;
     let names = Names::of(&page.state, principal).await?;
     let types = ReportType::all().iter().map(|kind| (kind.id.to_owned(), kind.label.to_owned())).collect();
-    let base = report_type.map(|t| format!("report_type={t}")).unwrap_or_default();
+    let base = query_string(&[("report_type", &report_type.map(str::to_owned))]);
     let data = json!({
         "schedules": rows.iter().map(|row| schedule_json(row, &names, &principal.time_zone)).collect::<Vec<_>>(),
         "types": options(types, report_type),
         "filtered": report_type.is_some(),
         "export_url": format!("/reports/schedules.csv?{base}"),
-        "next_url": next.map(|next| format!("/reports/schedules?{base}&after={next}")),
-        "first_url": query.after.map(|_| format!("/reports/schedules?{base}")),
+        "pager": trail.pager(&PageOf {
+            base: &format!("/reports/schedules?{base}"),
+            cursor: "after",
+            current: query.after.map(|after| after.to_string()).as_deref(),
+            next: next.map(|next| next.to_string()).as_deref(),
+            shown: rows.len(),
+            size: PAGE_SIZE,
+        }),
         "csrf_token": page.csrf_token,
     });
     let html: Html<String> = page.render("Scheduled reports", "reports/schedules", &data)?;

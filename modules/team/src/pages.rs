@@ -2,6 +2,7 @@
 
 use dashboard_core::auth::urlencode;
 use dashboard_core::export::csv_response;
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::web::{HtmlForm, see_other};
 use dashboard_core::{AppError, PageContext};
 use poem::web::{Html, Path, Query};
@@ -86,22 +87,56 @@ fn query_string(pairs: &[(&str, Option<String>)]) -> String {
         .join("&")
 }
 
-fn member_query(filter: &MemberFilter) -> String {
-    query_string(&[
-        ("q", filter.q.clone()),
-        ("role_id", filter.role_id.map(|id| id.to_string())),
-        ("status", filter.status.clone()),
-    ])
+/// A list's filters as query pairs, each with the words its chip shows (`None`: unset).
+type Filters = Vec<(&'static str, Option<String>, String)>;
+
+fn member_filters(filter: &MemberFilter, roles: &[service::RoleInfo]) -> Filters {
+    let role = |id: i64| roles.iter().find(|role| role.id == id).map_or(id.to_string(), |role| role.name.clone());
+    let status = |status: &str| if status == "deactivated" { "Deactivated" } else { "Active" }.to_owned();
+    vec![
+        ("q", filter.q.clone(), format!("Search: {}", filter.q.as_deref().unwrap_or_default())),
+        (
+            "role_id",
+            filter.role_id.map(|id| id.to_string()),
+            format!("Role: {}", filter.role_id.map(role).unwrap_or_default()),
+        ),
+        (
+            "status",
+            filter.status.clone(),
+            format!("Status: {}", filter.status.as_deref().map(status).unwrap_or_default()),
+        ),
+    ]
 }
 
-fn audit_query(filter: &AuditFilter) -> String {
-    query_string(&[
-        ("from", filter.from.clone()),
-        ("to", filter.to.clone()),
-        ("action", filter.action.clone()),
-        ("actor", filter.actor.clone()),
-        ("result", filter.result.clone()),
-    ])
+fn audit_filters(filter: &AuditFilter) -> Filters {
+    let result = |result: &str| dashboard_core::labels::label("audit_result", result);
+    vec![
+        ("from", filter.from.clone(), format!("From: {}", filter.from.as_deref().unwrap_or_default())),
+        ("to", filter.to.clone(), format!("To: {}", filter.to.as_deref().unwrap_or_default())),
+        ("action", filter.action.clone(), format!("Action: {}", filter.action.as_deref().unwrap_or_default())),
+        ("actor", filter.actor.clone(), format!("User: {}", filter.actor.as_deref().unwrap_or_default())),
+        (
+            "result",
+            filter.result.clone(),
+            format!("Result: {}", filter.result.as_deref().map(result).unwrap_or_default()),
+        ),
+    ]
+}
+
+/// The query string of `filters`, leaving out the one keyed `without`.
+fn filters_query(filters: &Filters, without: Option<&str>) -> String {
+    let pairs: Vec<(&str, Option<String>)> =
+        filters.iter().filter(|(key, ..)| Some(*key) != without).map(|(key, value, _)| (*key, value.clone())).collect();
+    query_string(&pairs)
+}
+
+/// The filters in use as removable chips: their words, and `path` without each.
+fn chips(path: &str, filters: &Filters) -> Vec<Value> {
+    filters
+        .iter()
+        .filter(|(_, value, _)| value.as_deref().is_some_and(|value| !value.trim().is_empty()))
+        .map(|(key, _, label)| json!({ "label": label, "remove_url": with_query(path, &filters_query(filters, Some(key)), None) }))
+        .collect()
 }
 
 fn with_query(path: &str, query: &str, extra: Option<String>) -> String {
@@ -110,18 +145,30 @@ fn with_query(path: &str, query: &str, extra: Option<String>) -> String {
 }
 
 #[handler]
-pub async fn users_page(page: PageContext, Query(filter): Query<MemberFilter>) -> Result<Html<String>, AppError> {
+pub async fn users_page(
+    page: PageContext,
+    Query(filter): Query<MemberFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Html<String>, AppError> {
     let admin = page.principal()?;
     let (members, next) = service::list_members(&page.state, admin.company_id, &filter, PAGE_SIZE).await?;
     let roles = service::list_roles(&page.state, admin.company_id).await?;
-    let query = member_query(&filter);
+    let filters = member_filters(&filter, &roles);
+    let query = filters_query(&filters, None);
     let data = json!({
+        "chips": chips("/team", &filters),
         "tab": "users",
         "members": members,
         "roles": roles,
         "filter": { "q": filter.q, "role_id": filter.role_id, "status": filter.status },
-        "next_url": next.map(|after| with_query("/team", &query, Some(format!("after={}", urlencode(&after))))),
-        "first_url": filter.after.as_ref().map(|_| with_query("/team", &query, None)),
+        "pager": trail.pager(&PageOf {
+            base: &with_query("/team", &query, None),
+            cursor: "after",
+            current: filter.after.as_deref(),
+            next: next.as_deref(),
+            shown: members.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "export_url": with_query("/team/users.csv", &query, None),
     });
     page.render("My team", "team/users", &data)
@@ -413,7 +460,11 @@ pub async fn delete_role(page: PageContext, Path(id): Path<i64>) -> Result<Respo
 }
 
 #[handler]
-pub async fn audit_page(page: PageContext, Query(filter): Query<AuditFilter>) -> Result<Response, AppError> {
+pub async fn audit_page(
+    page: PageContext,
+    Query(filter): Query<AuditFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
     let principal = page.principal()?;
     let (entries, next, error) =
         match service::audit_log(&page.state, principal.company_id, &principal.time_zone, &filter, PAGE_SIZE).await {
@@ -421,13 +472,28 @@ pub async fn audit_page(page: PageContext, Query(filter): Query<AuditFilter>) ->
             Err(error) if is_form_error(&error) => (Vec::new(), None, Some(error.to_string())),
             Err(error) => return Err(error),
         };
-    let query = audit_query(&filter);
+    let filters = audit_filters(&filter);
+    let query = filters_query(&filters, None);
+    let chips = chips("/team/audit", &filters);
+    // The filters behind "More filters" that are in use.
+    let more_active = [&filter.actor, &filter.result]
+        .iter()
+        .filter(|value| value.as_deref().is_some_and(|v| !v.trim().is_empty()))
+        .count();
     let data = json!({
+        "more_active": more_active,
+        "chips": chips,
         "tab": "audit",
         "entries": entries,
         "filter": { "from": filter.from, "to": filter.to, "action": filter.action, "actor": filter.actor, "result": filter.result },
-        "next_url": next.map(|before| with_query("/team/audit", &query, Some(format!("before={before}")))),
-        "first_url": filter.before.map(|_| with_query("/team/audit", &query, None)),
+        "pager": trail.pager(&PageOf {
+            base: &with_query("/team/audit", &query, None),
+            cursor: "before",
+            current: filter.before.map(|before| before.to_string()).as_deref(),
+            next: next.map(|before| before.to_string()).as_deref(),
+            shown: entries.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "export_url": with_query("/team/audit.csv", &query, None),
         "error": error,
     });

@@ -30,7 +30,7 @@ pub const MAX_FILE_BYTES: usize = 20 * 1_048_576;
 /// The most rows in one file.
 pub const MAX_ROWS: usize = 100_000;
 /// Rows checked and stored at a time.
-const CHECKED_TOGETHER: usize = 1_000;
+const CHECKED_TOGETHER: usize = 2_000;
 
 /// What a row does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +227,7 @@ impl BatchRow {
 
 /// Checks the file and stores it as a batch with its rows and their problems: invalid
 /// when any row has one, else awaiting confirmation. Audited. The rows are checked and
-/// stored a thousand at a time, in a task of its own: a request dropped halfway (the
+/// stored two thousand at a time, in a task of its own: a request dropped halfway (the
 /// browser closed) leaves a whole batch, never part of one.
 pub async fn upload(
     state: &AppState,
@@ -333,8 +333,8 @@ impl Summary {
     }
 }
 
-/// Checks the sheet's rows and stores them with their problems, a thousand at a time:
-/// each thousand is stored while the next is checked.
+/// Checks the sheet's rows and stores them with their problems, two thousand at a time:
+/// each two thousand are stored while the next is checked.
 async fn check_and_store(
     state: &AppState,
     principal: &Principal,
@@ -416,6 +416,7 @@ struct NewRow<'r> {
     card: Option<String>,
     merchant_order_id: Option<&'r str>,
     status: &'static str,
+    reason: Option<&'r str>,
 }
 
 /// Writes checked rows.
@@ -441,6 +442,7 @@ async fn store_rows(state: &AppState, batch_id: i64, rows: &[validate::CheckedRo
                 .map(|card| state.secrets.seal(&card_context(batch_id, row.number), &card_text(card))),
             merchant_order_id: row.merchant_order_id.as_deref(),
             status: if row.errors.is_empty() { "pending" } else { "invalid" },
+            reason: row.reason.as_deref(),
         })
         .collect();
     dashboard_core::db_transaction!(state.db, conn => conn.store_rows(&rows).await)?;
@@ -452,15 +454,39 @@ trait StoreRows {
     fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>>;
 }
 
-/// One statement for them all: on PostgreSQL each statement is a round trip. Their commit
-/// does not wait for the disk: until the check ends, a batch lost in a crash is removed
-/// anyway (see `run::forget_abandoned`), and the check's last commit, which waits,
-/// makes every row written before it durable with it (the log is written in order).
+/// One statement for them all: on PostgreSQL each statement is a round trip. The rows go
+/// as one array per column, unnested by the server: a dozen parameters rather than a
+/// dozen per row, and one statement prepared once rather than a long one planned for
+/// each two thousand. Their commit does not wait for the disk: until the check ends, a batch
+/// lost in a crash is removed anyway (see `run::forget_abandoned`), and the check's last
+/// commit, which waits, makes every row written before it durable with it.
 impl StoreRows for dashboard_core::db::PgConn {
     fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>> {
+        use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
         Box::pin(async move {
-            diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(self).await?;
-            diesel::insert_into(batch_rows::table).values(rows).execute(self).await.map(drop)
+            self.commit_lazily().await?;
+            diesel::sql_query(
+                "INSERT INTO batch_rows (batch_id, row_number, kind, cells, error, payment_id, project_id, amount, \
+                 currency, card, merchant_order_id, status, reason) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])",
+            )
+            .bind::<Array<BigInt>, _>(rows.iter().map(|row| row.batch_id).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(rows.iter().map(|row| row.row_number).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|row| row.kind).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|row| row.cells.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.error.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.payment_id).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|row| row.project_id).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|row| row.amount).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.currency).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.card.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.merchant_order_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(rows.iter().map(|row| row.status).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.reason).collect::<Vec<_>>())
+            .execute(self)
+            .await
+            .map(drop)
         })
     }
 }

@@ -5,6 +5,7 @@ use dashboard_core::auth::Principal;
 use dashboard_core::export::{Rows, csv_body, csv_response, paged, safe_text, xlsx_download};
 use dashboard_core::hooks::Upload;
 use dashboard_core::money::format_grouped;
+use dashboard_core::pager::{PageOf, Trail};
 use dashboard_core::time::shown;
 use dashboard_core::web::{HtmlForm, query_string, see_other};
 use dashboard_core::{AppError, AppState, PageContext, register};
@@ -77,6 +78,7 @@ fn filter_query(filter: &BatchFilter) -> String {
 async fn register_html(
     page: &PageContext,
     filter: &BatchFilter,
+    trail: &Trail,
     error: Option<String>,
 ) -> Result<(poem::http::StatusCode, Html<String>), AppError> {
     let principal = page.principal()?;
@@ -101,8 +103,14 @@ async fn register_html(
         "columns": COLUMNS.join(", "),
         "max_rows": super::MAX_ROWS,
         "max_mb": MAX_FILE_BYTES / 1_048_576,
-        "next_url": next.map(|before| url("/manual/batches", &base, Some(format!("before={before}")))),
-        "first_url": filter.before.map(|_| url("/manual/batches", &base, None)),
+        "pager": trail.pager(&PageOf {
+            base: &url("/manual/batches", &base, None),
+            cursor: "before",
+            current: filter.before.map(|before| before.to_string()).as_deref(),
+            next: next.map(|before| before.to_string()).as_deref(),
+            shown: batches.len(),
+            size: PAGE_SIZE as usize,
+        }),
         "export_url": url("/manual/batches.csv", &base, None),
         "error": error,
     });
@@ -111,8 +119,12 @@ async fn register_html(
 }
 
 #[handler]
-pub(crate) async fn register_page(page: PageContext, Query(filter): Query<BatchFilter>) -> Result<Response, AppError> {
-    Ok(register_html(&page, &filter, None).await?.into_response())
+pub(crate) async fn register_page(
+    page: PageContext,
+    Query(filter): Query<BatchFilter>,
+    Query(trail): Query<Trail>,
+) -> Result<Response, AppError> {
+    Ok(register_html(&page, &filter, &trail, None).await?.into_response())
 }
 
 /// The upload form: the file and, for a file without a `type` column, the kind of all
@@ -148,7 +160,7 @@ pub(crate) async fn upload(page: PageContext, mut form: Multipart) -> Result<Res
 }
 
 async fn refused(page: &PageContext, message: String) -> Result<Response, AppError> {
-    Ok(register_html(page, &BatchFilter::default(), Some(message)).await?.into_response())
+    Ok(register_html(page, &BatchFilter::default(), &Trail::default(), Some(message)).await?.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -375,7 +387,9 @@ pub(crate) async fn template(Query(query): Query<TemplateQuery>) -> Result<Respo
             "type,project_id,amount,currency,card_number,expiry_month,expiry_year,holder,merchant_order_id\n\
              payout,1,125.00,EUR,4242424242424242,12,2030,Ann Lee,payout-0001\n"
         }
-        _ => "type,payment,amount,currency\nrefund,order-0001,25.00,EUR\ncapture,pay_0123456789abcdef,,\n",
+        _ => {
+            "type,payment,amount,currency,reason\nrefund,order-0001,25.00,EUR,Returned goods\ncapture,pay_0123456789abcdef,,,\n"
+        }
     };
     let name =
         format!("batch-template-{}.csv", query.kind.as_deref().and_then(Kind::parse).map_or("refunds", Kind::plural));

@@ -133,6 +133,7 @@ struct Pending {
     currency: Option<String>,
     card: Option<String>,
     merchant_order_id: Option<String>,
+    reason: Option<String>,
 }
 
 /// What became of a row.
@@ -213,6 +214,7 @@ async fn pending_after(state: &AppState, id: i64, after: i32) -> Result<Vec<Pend
                 batch_rows::currency,
                 batch_rows::card,
                 batch_rows::merchant_order_id,
+                batch_rows::reason,
             ))
             .load(conn)
             .await
@@ -262,7 +264,7 @@ fn prepare(state: &AppState, principal: &Principal, batch: i64, row: &Pending) -
     if !allowed {
         return Err(failed("The person who confirmed this batch may no longer do this."));
     }
-    let request = format!(
+    let mut request = format!(
         "{}|{}|{}|{}|{}",
         row.kind,
         row.payment_id.as_deref().unwrap_or_default(),
@@ -270,6 +272,11 @@ fn prepare(state: &AppState, principal: &Principal, batch: i64, row: &Pending) -
         row.amount.unwrap_or_default(),
         row.currency.as_deref().unwrap_or_default()
     );
+    // A reason only when there is one: rows of batches from before reasons keep their keys.
+    if let Some(reason) = &row.reason {
+        request.push('|');
+        request.push_str(reason);
+    }
     match Claim::new(state, &format!("batch:{batch}"), &format!("row:{}", row.number), &request) {
         Ok(claim) => Ok((kind, claim.entered(Entry::Batch))),
         Err(error) => Err(failed(&error.to_string())),
@@ -293,6 +300,7 @@ async fn run_actions(
             action: *action,
             payment: row.payment_id.as_deref().unwrap_or_default(),
             amount: row.amount,
+            reason: row.reason.as_deref(),
             claim,
         })
         .collect();

@@ -28,6 +28,7 @@ pub const COLUMNS: &[&str] = &[
     "expiry_year",
     "holder",
     "merchant_order_id",
+    "reason",
 ];
 
 /// One row as checked: what it will do, or what is wrong with it.
@@ -45,6 +46,8 @@ pub struct CheckedRow {
     pub currency: Option<String>,
     pub card: Option<Card>,
     pub merchant_order_id: Option<String>,
+    /// A refund's reason, checked as the service checks one.
+    pub reason: Option<String>,
 }
 
 /// A file read for checking: its header, how many rows it has, and its rows, read a
@@ -283,6 +286,7 @@ impl<'a> Checker<'a> {
             currency: None,
             card: None,
             merchant_order_id: self.cell(&cells, "merchant_order_id").map(str::to_owned),
+            reason: None,
         };
         // A cell a spreadsheet would run as a formula is refused, whatever its column.
         for (name, &i) in &self.columns {
@@ -365,6 +369,10 @@ impl<'a> Checker<'a> {
         {
             row.errors.push(format!("currency: the payment is in {}", facts.currency));
         }
+        match action.asking(None, self.cell(cells, "reason").map(str::to_owned)) {
+            Ok(asking) => row.reason = asking.reason,
+            Err(refusal) => row.errors.push(format!("reason: {refusal}")),
+        }
         let typed = match self.cell(cells, "amount") {
             None => None,
             Some(_) if !action.takes_amount() => {
@@ -424,6 +432,9 @@ impl<'a> Checker<'a> {
         if !self.principal.has_permission(crate::PAYOUT) {
             row.errors.push("type: you may not make payouts".to_owned());
             return Ok(());
+        }
+        if self.cell(cells, "reason").is_some() {
+            row.errors.push("reason: only a refund takes a reason".to_owned());
         }
         let project = self.cell(cells, "project_id").and_then(|text| text.parse::<i64>().ok());
         let project = match project {

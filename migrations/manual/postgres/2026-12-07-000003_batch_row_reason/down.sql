@@ -1,0 +1,1 @@
+ALTER TABLE batch_rows DROP COLUMN reason;

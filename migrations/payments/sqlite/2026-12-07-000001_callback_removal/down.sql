@@ -1,0 +1,1 @@
+ALTER TABLE callback_endpoints DROP COLUMN removed_at;
