@@ -17,7 +17,6 @@ use diesel_migrations::MigrationHarness;
 use futures_util::future::BoxFuture;
 
 mod keep_prepared;
-pub mod lazy_commit;
 pub mod migrations;
 pub use keep_prepared::{KeepPrepared, keep_prepared};
 pub mod together;
@@ -37,7 +36,6 @@ pub mod prelude {
     pub use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
     pub use super::keep_prepared;
-    pub use super::lazy_commit::LazyCommit;
     pub use super::lower;
     pub use super::together::Together;
 }

@@ -119,7 +119,7 @@ async fn act(page: &PageContext, form: &ActionForm) -> Result<Response, AppError
     let asking = form.asking(action, &payment.amount.currency)?;
     if form.step != "confirm" {
         // What cannot be done is said on the form, not after "Yes".
-        let moves = action.check(&payment, asking.amount)?;
+        let moves = action.check(&payment, asking.amount())?;
         return Ok(review_html(page, form, action, &payment, moves).await?.into_response());
     }
     let claim =

@@ -1322,13 +1322,24 @@ impl PaymentAction {
 /// The longest reason a refund may give.
 pub const REASON_LENGTH: usize = 200;
 
-/// What is asked of an action on a payment (see [`PaymentAction::asking`]).
+/// What is asked of an action on a payment, checked: made by [`PaymentAction::asking`]
+/// only (or empty, by `default()`), so that no door runs an action with an unchecked one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Asking {
     /// Minor units; all that is left when none (a release and a reversal take all).
-    pub amount: Option<i64>,
+    amount: Option<i64>,
     /// Why: a refund's reason, shown with the operation, exported and sent in its callback.
-    pub reason: Option<String>,
+    reason: Option<String>,
+}
+
+impl Asking {
+    pub fn amount(&self) -> Option<i64> {
+        self.amount
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
 }
 
 /// An action on an existing payment, one of several run together (see

@@ -359,7 +359,7 @@ async fn act(page: PageContext, id: String, form: ActionForm, action: PaymentAct
         let data = json!({
             "p": payment, "csrf_token": page.csrf_token, "verb": verb,
             "shown": format_grouped(moves, &currency),
-            "action": action.as_str(), "amount": form.amount.trim(), "reason": asking.reason,
+            "action": action.as_str(), "amount": form.amount.trim(), "reason": asking.reason(),
             "idempotency_key": random_token(),
         });
         return Ok(page.render(&format!("{verb} payment"), "payments/confirm", &data)?.into_response());

@@ -464,7 +464,7 @@ impl StoreRows for dashboard_core::db::PgConn {
     fn store_rows<'a>(&'a mut self, rows: &'a [NewRow<'a>]) -> BoxFuture<'a, QueryResult<()>> {
         use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
         Box::pin(async move {
-            self.commit_lazily().await?;
+            diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(&mut *self).await?;
             diesel::sql_query(
                 "INSERT INTO batch_rows (batch_id, row_number, kind, cells, error, payment_id, project_id, amount, \
                  currency, card, merchant_order_id, status, reason) \

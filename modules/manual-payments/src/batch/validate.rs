@@ -370,7 +370,7 @@ impl<'a> Checker<'a> {
             row.errors.push(format!("currency: the payment is in {}", facts.currency));
         }
         match action.asking(None, self.cell(cells, "reason").map(str::to_owned)) {
-            Ok(asking) => row.reason = asking.reason,
+            Ok(asking) => row.reason = asking.reason().map(str::to_owned),
             Err(refusal) => row.errors.push(format!("reason: {refusal}")),
         }
         let typed = match self.cell(cells, "amount") {
